@@ -1,0 +1,179 @@
+/**
+ * Stable error codes. A code never changes meaning; tests and callers branch on it, not on the message.
+ */
+export const ErrorCode = {
+  /** The configuration document does not match the composed schema. */
+  Config: 'KVF_CONFIG',
+  /** No policy is registered under the requested name. */
+  UnknownPolicy: 'KVF_UNKNOWN_POLICY',
+  /** No backend is registered under the requested name. */
+  UnknownBackend: 'KVF_UNKNOWN_BACKEND',
+  /** A plugin package could not be resolved or imported. */
+  UnknownPlugin: 'KVF_UNKNOWN_PLUGIN',
+  /** A plugin's default export does not satisfy the plugin contract. */
+  InvalidPlugin: 'KVF_INVALID_PLUGIN',
+  /** A plugin or policy was built against another kvfold specification version. */
+  IncompatiblePlugin: 'KVF_INCOMPATIBLE_PLUGIN',
+  /** Two registrations claim the same policy or backend name. */
+  NameClash: 'KVF_NAME_CLASH',
+  /** Tensor shapes disagree with each other or with what a kernel expects. */
+  Shape: 'KVF_SHAPE',
+  /** Keys or values hold NaN or an infinity. */
+  NonFinite: 'KVF_NON_FINITE',
+  /** A budget is outside its allowed range or larger than the cache it applies to. */
+  Budget: 'KVF_BUDGET',
+  /** A policy was handed a cache with no tokens. */
+  EmptyCache: 'KVF_EMPTY_CACHE',
+  /** A tensor has another dtype than the one required. */
+  DType: 'KVF_DTYPE',
+  /** A backend cannot run here (engine not installed, provider missing, native library mismatch). */
+  BackendUnavailable: 'KVF_BACKEND_UNAVAILABLE',
+  /** A model or checkpoint could not be loaded. */
+  Model: 'KVF_MODEL',
+  /** A policy needs an observation (attention, queries) that the runtime did not pass. */
+  MissingObservation: 'KVF_MISSING_OBSERVATION',
+} as const;
+
+/** One of the {@link ErrorCode} values. */
+export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Base class of every error kvfold throws on purpose. `code` is stable; `details` is machine-readable. */
+export class KVFoldError extends Error {
+  /** Stable code, one of {@link ErrorCode}. */
+  readonly code: ErrorCodeValue;
+  /** Structured context (field, allowed values, shapes...) for programs that handle the error. */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCodeValue, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** One problem found in a configuration document. */
+export interface ConfigIssue {
+  /** JSON pointer of the offending value, e.g. `/policy/options/eps`. `''` is the document root. */
+  readonly path: string;
+  /** The schema rule that failed (`enum`, `maximum`, `type`, `required`, ...). */
+  readonly rule: string;
+  /** Human-readable explanation including the allowed values where the rule has them. */
+  readonly message: string;
+  /** Allowed values or bounds, when the rule defines them. */
+  readonly allowed?: unknown;
+}
+
+/** The configuration is invalid; `issues` lists every problem with its JSON path, rule and allowed values. */
+export class ConfigError extends KVFoldError {
+  /** Every problem found, in document order. */
+  readonly issues: readonly ConfigIssue[];
+  constructor(issues: readonly ConfigIssue[], context = 'config') {
+    const lines = issues.map((i) => `  ${i.path || '/'}: ${i.message} (${i.rule})`);
+    super(ErrorCode.Config, `${context} is invalid:\n${lines.join('\n')}`, { issues });
+    this.issues = issues;
+  }
+}
+
+/** No policy is registered under that name. */
+export class UnknownPolicyError extends KVFoldError {
+  constructor(name: string, available: readonly string[]) {
+    super(ErrorCode.UnknownPolicy, `unknown policy "${name}"; registered policies: ${quoteList(available)}`, { name, available });
+  }
+}
+
+/** No backend is registered under that name. */
+export class UnknownBackendError extends KVFoldError {
+  constructor(name: string, available: readonly string[]) {
+    super(ErrorCode.UnknownBackend, `unknown backend "${name}"; registered backends: ${quoteList(available)}`, { name, available });
+  }
+}
+
+/** A plugin package named in the config could not be resolved or imported. */
+export class UnknownPluginError extends KVFoldError {
+  constructor(specifier: string, reason: string, cause?: unknown) {
+    super(ErrorCode.UnknownPlugin, `plugin "${specifier}" could not be loaded: ${reason}`, { plugin: specifier }, { cause });
+  }
+}
+
+/** A plugin's default export is not a kvfold plugin. */
+export class InvalidPluginError extends KVFoldError {
+  constructor(specifier: string, reason: string) {
+    super(ErrorCode.InvalidPlugin, `plugin "${specifier}" is not a kvfold plugin: ${reason}. Export default definePlugin({...}) from @kvfold/core.`, { plugin: specifier });
+  }
+}
+
+/** A plugin or policy targets another specification version or kvfold major version. */
+export class IncompatiblePluginError extends KVFoldError {
+  constructor(specifier: string, found: string, expected: string) {
+    super(ErrorCode.IncompatiblePlugin, `plugin "${specifier}" was built for ${found}, but this kvfold supports ${expected}`, { plugin: specifier, found, expected });
+  }
+}
+
+/** Two registrations use the same name. */
+export class NameClashError extends KVFoldError {
+  constructor(kind: 'policy' | 'backend' | 'plugin', name: string, existingOwner: string, newOwner: string) {
+    super(ErrorCode.NameClash, `${kind} "${name}" from ${newOwner} clashes with the one already registered by ${existingOwner}`, { kind, name, existingOwner, newOwner });
+  }
+}
+
+/** Shapes disagree. */
+export class ShapeError extends KVFoldError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super(ErrorCode.Shape, message, details);
+  }
+}
+
+/** Keys or values contain NaN or an infinity. */
+export class NonFiniteError extends KVFoldError {
+  constructor(field: string, details: Record<string, unknown> = {}) {
+    super(ErrorCode.NonFinite, `${field} contains NaN or Infinity; kvfold refuses to compress non-finite caches`, { field, ...details });
+  }
+}
+
+/** A budget is out of range, or larger than the cache. */
+export class BudgetError extends KVFoldError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super(ErrorCode.Budget, message, details);
+  }
+}
+
+/** A policy was handed an empty cache. */
+export class EmptyCacheError extends KVFoldError {
+  constructor(where: string) {
+    super(ErrorCode.EmptyCache, `${where}: the cache holds no tokens; prefill needs at least one`, { where });
+  }
+}
+
+/** A tensor has the wrong dtype. */
+export class DTypeError extends KVFoldError {
+  constructor(field: string, found: string, expected: readonly string[]) {
+    super(ErrorCode.DType, `${field} has dtype ${found}; expected ${quoteList(expected)}`, { field, found, expected });
+  }
+}
+
+/** A backend (or one of its engines / execution providers) cannot run on this machine. */
+export class BackendUnavailableError extends KVFoldError {
+  constructor(message: string, details: Record<string, unknown> = {}, cause?: unknown) {
+    super(ErrorCode.BackendUnavailable, message, details, { cause });
+  }
+}
+
+/** A model checkpoint could not be loaded. */
+export class ModelError extends KVFoldError {
+  constructor(message: string, details: Record<string, unknown> = {}, cause?: unknown) {
+    super(ErrorCode.Model, message, details, { cause });
+  }
+}
+
+/** `["a","b"]` → `"a", "b"`; used in every message that lists allowed values. */
+export function quoteList(values: readonly unknown[]): string {
+  return values.length === 0 ? '(none)' : values.map((v) => JSON.stringify(v)).join(', ');
+}
+
+/** A policy needs an observation the runtime did not provide. */
+export class MissingObservationError extends KVFoldError {
+  constructor(policy: string, need: string) {
+    super(ErrorCode.MissingObservation, `policy "${policy}" needs observed.${need}, but the runtime passed none; compute it with kernels.observe()`, { policy, need });
+  }
+}

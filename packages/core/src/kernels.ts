@@ -1,0 +1,184 @@
+import type { DType, HostTensor } from './tensor.js';
+
+/**
+ * The cache of one layer for one sequence, as tensor handles of a backend.
+ *
+ * Slots are sorted by `positions` along the length axis. Every field has the same `[kvHeads, length]`
+ * leading dimensions; heads may keep different tokens but always the same number of slots.
+ */
+export interface LayerCache<T> {
+  /** Post-RoPE keys, float32 `[kvHeads, length, headDim]`. */
+  readonly keys: T;
+  /** Values, float32 `[kvHeads, length, headDim]`. */
+  readonly values: T;
+  /** Original token index of each slot (a merged slot keeps its pivot's), int32 `[kvHeads, length]`. */
+  readonly positions: T;
+  /** How many original tokens a slot stands for (1 = unmerged), int32 `[kvHeads, length]`. */
+  readonly counts: T;
+  /** Accumulated attention each slot received (the policies' score state), float32 `[kvHeads, length]`. */
+  readonly scores: T;
+}
+
+/** Dimensions of a {@link LayerCache}. */
+export interface CacheShape {
+  /** Number of key/value heads. */
+  readonly heads: number;
+  /** Number of slots per head. */
+  readonly length: number;
+  /** Dimension of each key and value vector. */
+  readonly headDim: number;
+}
+
+/** How the query heads of one GQA group are reduced to their shared kv head. */
+export type GroupReduction = 'mean' | 'max' | 'sum';
+
+/** Options of {@link KVKernels.observe}. */
+export interface ObserveOptions {
+  /** Reduction over the query heads sharing a kv head. Default `mean`. */
+  readonly groupReduction?: GroupReduction;
+  /** Logit scale; default `1 / sqrt(headDim)`. */
+  readonly scale?: number;
+  /** Add `log(count)` to the logit of each slot (proportional attention for merged slots). Default false. */
+  readonly proportional?: boolean;
+}
+
+/** What {@link KVKernels.observe} returns: attention seen by the cache, reduced to kv-head granularity. */
+export interface ObservedAttention<T> {
+  /** Sum over the given queries of the softmax probability each slot received, float32 `[kvHeads, length]`. */
+  readonly sums: T;
+  /** Probabilities from the last query alone, float32 `[kvHeads, length]`. */
+  readonly last: T;
+}
+
+/**
+ * Plan for {@link KVKernels.mergeSegments}: a partition of each head's slots into runs of consecutive
+ * slots, each run collapsing to one output slot.
+ */
+export interface SegmentPlan<T> {
+  /**
+   * Output slot of each input slot, int32 `[kvHeads, length]`. Within a head, the ids of kept slots are
+   * non-decreasing and cover `0..outLength-1` with no gap; `-1` drops the slot (evicted, no merge).
+   */
+  readonly segment: T;
+  /** Input slot index of each output slot's pivot (must be a member of the run), int32 `[kvHeads, outLength]`. */
+  readonly pivot: T;
+  /**
+   * Gaussian-kernel bandwidth per output slot, float32 `[kvHeads, outLength]` (strictly positive).
+   * Member weight `g_i = exp(-||k_p - k_i||^2 / (2 sigma^2))`, pivot `g_p = 1`, `w_i = g_i / sum g`.
+   */
+  readonly sigma: T;
+  /**
+   * `count`: merged value = `C * sum_i w_i (v_i / c_i)` with `c_i` the member counts and `C = sum c_i`
+   * (the paper's `|S| * sum w_i v_i` when every `c_i` is 1). `none`: merged value = `sum_i w_i v_i`.
+   */
+  readonly valueScale: 'count' | 'none';
+}
+
+/**
+ * Plan for {@link KVKernels.mergeIntoNeighbours} (CaM): keep some slots, and add the values of evicted
+ * slots to a window of kept neighbours before dropping them.
+ */
+export interface NeighbourMergePlan<T> {
+  /** Input slots kept, ascending, int32 `[kvHeads, kept]`. */
+  readonly keep: T;
+  /** Input slots whose value is merged before being dropped, int32 `[kvHeads, sources]`. */
+  readonly source: T;
+  /** Index into `keep` of the first target of each source, int32 `[kvHeads, sources]`. */
+  readonly targetStart: T;
+  /** Number of consecutive kept targets of each source (0 = no merge), int32 `[kvHeads, sources]`. */
+  readonly targetCount: T;
+  /** Gate of each source (CaM's Bernoulli draw, 0 or 1), float32 `[kvHeads, sources]`. */
+  readonly gate: T;
+}
+
+/**
+ * The whole kernel surface a policy may use. Each backend implements it for its own tensor type `T`;
+ * a policy sees only opaque handles, so the same policy runs on every backend.
+ *
+ * Contract shared by every kernel:
+ * - inputs are never mutated; outputs are new tensors that the caller owns and must {@link dispose};
+ * - results equal the reference backend's within 1e-5 relative error (float32);
+ * - ties in rankings go to the lower slot index.
+ */
+export interface KVKernels<T = unknown> {
+  /** Registry name of the backend (`reference`, `tfjs`, `onnx`, ...). */
+  readonly backend: string;
+  /** Human-readable description of what actually runs (engine, execution provider, native or not). */
+  describe(): string;
+
+  /** Copy a host tensor into the backend. */
+  fromHost(tensor: HostTensor): T;
+  /** Copy a tensor back to host memory. */
+  toHost(tensor: T): Promise<HostTensor>;
+  /** Dimensions of a tensor. */
+  shapeOf(tensor: T): readonly number[];
+  /** Element type of a tensor. */
+  dtypeOf(tensor: T): DType;
+  /** Release tensors. Disposing a handle twice, or `undefined`, is harmless. */
+  dispose(...tensors: readonly (T | undefined)[]): void;
+
+  /** True when every element is finite (no NaN, no infinity). */
+  allFinite(tensor: T): Promise<boolean>;
+
+  /**
+   * Append `n` new tokens to every head: keys and values `[kvHeads, n, headDim]`, positions int32
+   * `[kvHeads, n]`. New slots get count 1 and score 0.
+   */
+  append(layer: LayerCache<T>, keys: T, values: T, positions: T): LayerCache<T>;
+
+  /** Element-wise `scores + attention`, both float32 `[kvHeads, length]` (H2O's score update). */
+  accumulate(scores: T, attention: T): T;
+
+  /**
+   * Indices of the `k` highest scores of each head among slots `[from, to)` (`to` exclusive), sorted
+   * ascending by slot index, int32 `[kvHeads, k]`. Requires `0 <= from <= to <= length` and `k <= to - from`.
+   */
+  topK(scores: T, k: number, from: number, to: number): T;
+
+  /** Gather slots (every field of the layer) at int32 `index [kvHeads, k]`. */
+  gather(layer: LayerCache<T>, index: T): LayerCache<T>;
+
+  /** Cosine similarity of each key with the next one, float32 `[kvHeads, length - 1]` (0 when a norm is 0). */
+  adjacentCosine(keys: T): T;
+
+  /**
+   * Collapse runs of consecutive slots into one slot each (KVMerger): key = weighted sum of member
+   * keys, value per {@link SegmentPlan.valueScale}, position = pivot's, count = sum of member counts,
+   * score = sum of member scores.
+   */
+  mergeSegments(layer: LayerCache<T>, plan: SegmentPlan<T>): LayerCache<T>;
+
+  /**
+   * CaM value merge: gather the kept slots, then for each source `s` with `targetCount > 0`, add
+   * `gate[s] * v[source[s]] / targetCount[s]` to the values of kept slots
+   * `targetStart[s] .. targetStart[s] + targetCount[s] - 1`. Keys, positions, counts and scores are gathered unchanged.
+   */
+  mergeIntoNeighbours(layer: LayerCache<T>, plan: NeighbourMergePlan<T>): LayerCache<T>;
+
+  /**
+   * Causal softmax attention of `queries` (float32 `[queryHeads, n, headDim]`, queryHeads a multiple of
+   * kvHeads, query head `q` belongs to kv head `floor(q / (queryHeads / kvHeads))`) over the cache,
+   * reduced to kv heads. A query at position `p` (int32 `queryPositions [n]`) sees slots whose position is `<= p`.
+   */
+  observe(layer: LayerCache<T>, queries: T, queryPositions: T, options?: ObserveOptions): ObservedAttention<T>;
+}
+
+/** Read the dimensions of a layer cache. */
+export function cacheShape<T>(kernels: KVKernels<T>, layer: LayerCache<T>): CacheShape {
+  const [heads, length, headDim] = kernels.shapeOf(layer.keys);
+  return { heads: heads ?? 0, length: length ?? 0, headDim: headDim ?? 0 };
+}
+
+/** The five tensors of a layer, in a fixed order. */
+export function layerTensors<T>(layer: LayerCache<T>): T[] {
+  return [layer.keys, layer.values, layer.positions, layer.counts, layer.scores];
+}
+
+/**
+ * Dispose the tensors of `layer` that `keep` does not also hold. Use it to replace a cache with a
+ * policy's result: `disposeLayer(k, old, next)` is safe even when the policy returned tensors of `old`.
+ */
+export function disposeLayer<T>(kernels: KVKernels<T>, layer: LayerCache<T>, keep?: LayerCache<T>): void {
+  const kept = new Set<T>(keep ? layerTensors(keep) : []);
+  kernels.dispose(...layerTensors(layer).filter((t) => !kept.has(t)));
+}

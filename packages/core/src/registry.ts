@@ -1,0 +1,64 @@
+import { injectable } from 'tsyringe';
+import type { BackendDefinition } from './backend.js';
+import { NameClashError, UnknownBackendError, UnknownPolicyError } from './errors.js';
+import type { PolicyDefinition } from './policy.js';
+
+/** A name-keyed registry that remembers who registered each entry, to name both sides of a clash. */
+class NamedRegistry<D extends { readonly name: string }> {
+  private readonly entries = new Map<string, { definition: D; owner: string }>();
+  constructor(private readonly kind: 'policy' | 'backend') {}
+
+  /** Register `definition`; `owner` names its plugin in error messages. */
+  register(definition: D, owner: string): void {
+    const existing = this.entries.get(definition.name);
+    if (existing) throw new NameClashError(this.kind, definition.name, existing.owner, owner);
+    this.entries.set(definition.name, { definition, owner });
+  }
+
+  /** True when a definition is registered under `name`. */
+  has(name: string): boolean {
+    return this.entries.has(name);
+  }
+
+  /** Registered names, sorted. */
+  names(): string[] {
+    return [...this.entries.keys()].sort();
+  }
+
+  /** All definitions with their owners, sorted by name. */
+  list(): { definition: D; owner: string }[] {
+    return this.names().map((n) => this.entries.get(n)!);
+  }
+
+  protected lookup(name: string): D | undefined {
+    return this.entries.get(name)?.definition;
+  }
+}
+
+/** Policies known to one kvfold instance. */
+@injectable()
+export class PolicyRegistry extends NamedRegistry<PolicyDefinition<never>> {
+  constructor() {
+    super('policy');
+  }
+  /** The definition registered under `name`. @throws UnknownPolicyError */
+  get(name: string): PolicyDefinition<never> {
+    const d = this.lookup(name);
+    if (!d) throw new UnknownPolicyError(name, this.names());
+    return d;
+  }
+}
+
+/** Backends known to one kvfold instance. */
+@injectable()
+export class BackendRegistry extends NamedRegistry<BackendDefinition<never>> {
+  constructor() {
+    super('backend');
+  }
+  /** The definition registered under `name`. @throws UnknownBackendError */
+  get(name: string): BackendDefinition<never> {
+    const d = this.lookup(name);
+    if (!d) throw new UnknownBackendError(name, this.names());
+    return d;
+  }
+}
