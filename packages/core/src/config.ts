@@ -60,12 +60,11 @@ export function composeSchema(policies: PolicyRegistry, backends: BackendRegistr
       $schema: { type: 'string' },
       backend: {
         type: 'object',
-        description: 'Backend that runs the kernels.',
+        description: 'Backend that runs the kernels; "reference" when absent.',
         additionalProperties: false,
         required: ['name'],
         properties: { name: { enum: backendNames, description: 'Registered backend name.' }, options: { type: 'object' } },
         allOf: backendRules,
-        default: { name: 'reference' },
       },
       plugins: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true, description: 'npm packages loaded as plugins.' },
       policy: {
@@ -89,7 +88,7 @@ const compiled = new WeakMap<object, ReturnType<Ajv['compile']>>();
 function validatorFor(schema: JsonSchema): ReturnType<Ajv['compile']> {
   let v = compiled.get(schema);
   if (!v) {
-    const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+    const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true });
     v = ajv.compile(schema);
     compiled.set(schema, v);
   }

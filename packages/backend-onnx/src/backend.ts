@@ -1,0 +1,185 @@
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BackendUnavailableError, ConfigError, defineBackend, silentLogger, type ConfigIssue, type JsonSchema, type Logger } from '@kvfold/core';
+import { adjacentCosineModel } from './kernels/adjacentCosine.js';
+import { accumulateModel } from './kernels/accumulate.js';
+import { OnnxKernels, type KernelPath } from './onnxKernels.js';
+import {
+  loadAddon,
+  missingCudaProviderFiles,
+  NativeSessionFactory,
+  nativeIncompatibility,
+  ortBinDir,
+  ortPackageVersion,
+  OrtNodeSessionFactory,
+  readManifest,
+  type SessionConfig,
+  type SessionFactory,
+} from './session.js';
+
+/** Options of the onnx backend (JSON Schema: {@link onnxOptionsSchema}). */
+export interface OnnxBackendOptions {
+  /** Execution provider: `cpu` (default) or `cuda` (needs onnxruntime-node's CUDA provider files). */
+  readonly executionProvider?: 'cpu' | 'cuda';
+  /** When the `cuda` provider cannot be used: `true` (default) logs why and runs on CPU; `false` throws BackendUnavailableError. */
+  readonly fallback?: boolean;
+  /** The project's native `ai.kvfold` kernels: `auto` (default) uses them when built and compatible (else logs why and runs the function bodies), `off` always runs the function bodies, `require` throws BackendUnavailableError when they cannot be used. */
+  readonly native?: 'auto' | 'off' | 'require';
+  /** Folder of a native build (manifest.json, addon, libraries); default this package's native/build. */
+  readonly nativeDir?: string;
+  /** ORT intra-op threads; 0 (default) lets ORT use one per core. */
+  readonly threads?: number;
+  /** CUDA device ordinal (default 0). */
+  readonly deviceId?: number;
+}
+
+/** JSON Schema of {@link OnnxBackendOptions}. */
+export const onnxOptionsSchema: JsonSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    executionProvider: { enum: ['cpu', 'cuda'], default: 'cpu', description: 'ORT execution provider; cuda falls back to cpu (logged) when its provider files are missing.' },
+    fallback: { type: 'boolean', default: true, description: 'Fall back to cpu (and log why) instead of failing when the cuda provider cannot be used.' },
+    native: { enum: ['auto', 'off', 'require'], default: 'auto', description: 'Use the native ai.kvfold kernels built by `pnpm --filter @kvfold/backend-onnx build:native`.' },
+    nativeDir: { type: 'string', description: 'Folder of the native build; default the package\'s native/build.' },
+    threads: { type: 'integer', minimum: 0, maximum: 1024, default: 0, description: 'ORT intra-op threads (0 = one per core).' },
+    deviceId: { type: 'integer', minimum: 0, maximum: 64, default: 0, description: 'CUDA device ordinal.' },
+  },
+} as JsonSchema;
+
+/** Default folder of the native build: `<package>/native/build` (this file is in src/ or dist/). */
+export function defaultNativeDir(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', 'native', 'build');
+}
+
+const BUILD_HINT = 'build it with `pnpm --filter @kvfold/backend-onnx build:native`';
+
+/** A reason the native kernels cannot be used (turned into a fallback or a BackendUnavailableError). */
+class NativeProblem extends Error {
+  constructor(
+    message: string,
+    readonly details: Record<string, unknown>,
+    cause?: unknown,
+  ) {
+    super(message, { cause });
+  }
+}
+
+function checkOptions(o: OnnxBackendOptions): void {
+  const issues: ConfigIssue[] = [];
+  const ep = o.executionProvider;
+  if (ep !== undefined && ep !== 'cpu' && ep !== 'cuda') issues.push({ path: '/executionProvider', rule: 'enum', message: `must be "cpu" or "cuda", got ${JSON.stringify(ep)}`, allowed: ['cpu', 'cuda'] });
+  if (o.native !== undefined && !['auto', 'off', 'require'].includes(o.native)) {
+    issues.push({ path: '/native', rule: 'enum', message: `must be "auto", "off" or "require", got ${JSON.stringify(o.native)}`, allowed: ['auto', 'off', 'require'] });
+  }
+  if (o.fallback !== undefined && typeof o.fallback !== 'boolean') issues.push({ path: '/fallback', rule: 'type', message: 'must be a boolean' });
+  for (const [k, max] of [['threads', 1024], ['deviceId', 64]] as const) {
+    const v = o[k];
+    if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > max)) issues.push({ path: `/${k}`, rule: 'maximum', message: `must be an integer in [0, ${max}], got ${v}`, allowed: [0, max] });
+  }
+  if (o.nativeDir !== undefined && typeof o.nativeDir !== 'string') issues.push({ path: '/nativeDir', rule: 'type', message: 'must be a string path' });
+  if (issues.length) throw new ConfigError(issues, 'onnx backend options');
+}
+
+/**
+ * Try a session of a tiny model with `factory`, so a provider or custom-op library that fails shows up at
+ * creation, not in the first kernel call.
+ */
+function probe(factory: SessionFactory, custom: boolean): void {
+  factory.create(custom ? 'probe:adjacentCosine' : 'probe:accumulate', custom ? adjacentCosineModel() : accumulateModel()).release();
+}
+
+/**
+ * Create the onnx kernels. Synchronous: onnxruntime-node, the native addon and the kernel sessions all load
+ * synchronously (sessions on first use of each kernel).
+ * @throws ConfigError on invalid options; BackendUnavailableError when onnxruntime-node cannot load, or
+ * when `fallback` is false and the requested provider or native library cannot be used.
+ */
+export function createOnnxKernels(options: OnnxBackendOptions = {}, logger: Logger = silentLogger): OnnxKernels {
+  checkOptions(options);
+  const fallback = options.fallback ?? true;
+  const nativeMode = options.native ?? 'auto';
+  const fallbacks: string[] = [];
+  const onnxruntimeNode = ortPackageVersion();
+  const degrade = (reason: string, details: Record<string, unknown>, cause?: unknown, strict = !fallback): void => {
+    if (strict) throw new BackendUnavailableError(`onnx backend: ${reason}`, details, cause);
+    fallbacks.push(reason);
+    logger.warn(`onnx backend: ${reason}`, details);
+  };
+
+  let ep: 'cpu' | 'cuda' = options.executionProvider ?? 'cpu';
+  const config = (): SessionConfig => ({ executionProvider: ep, threads: options.threads ?? 0, deviceId: options.deviceId ?? 0 });
+
+  if (ep === 'cuda') {
+    const missing = missingCudaProviderFiles();
+    if (missing.length) {
+      degrade(
+        `CUDA execution provider unavailable (${missing.join(', ')} missing in ${ortBinDir()}; onnxruntime-node's install script downloads them, and this workspace skips it: reinstall with ONNXRUNTIME_NODE_INSTALL=cuda12 on a CUDA 12 host); running on CPU`,
+        { requested: 'cuda', missing },
+      );
+      ep = 'cpu';
+    } else {
+      try {
+        probe(new OrtNodeSessionFactory(config()), false);
+      } catch (e) {
+        degrade(`CUDA execution provider failed to start (${(e as Error).message}); running on CPU`, { requested: 'cuda' }, e);
+        ep = 'cpu';
+      }
+    }
+  }
+
+  let factory: SessionFactory = new OrtNodeSessionFactory(config());
+  let kernelPath: KernelPath = 'function-bodies';
+  if (nativeMode !== 'off') {
+    const dir = options.nativeDir ?? defaultNativeDir();
+    // `require` makes every native problem an error; `auto` logs it and keeps the function bodies.
+    const strict = nativeMode === 'require';
+    try {
+      const manifest = readManifest(dir);
+      if (!manifest) {
+        if (strict) degrade(`native ai.kvfold kernels are not built in ${dir}; ${BUILD_HINT}`, { nativeDir: dir }, undefined, true);
+        logger.info(`onnx backend: native ai.kvfold kernels not built (${dir}); running the function bodies`);
+      } else {
+        const built = nativeIncompatibility(manifest, onnxruntimeNode);
+        if (built) throw new NativeProblem(`${built}; ${BUILD_HINT.replace('build it', 'rebuild it')}`, { built: manifest.onnxruntimeNode, installed: onnxruntimeNode });
+        let addon;
+        try {
+          addon = loadAddon(dir, manifest);
+        } catch (e) {
+          throw new NativeProblem(`the native addon in ${dir} does not load (${(e as Error).message}); ${BUILD_HINT.replace('build it', 'rebuild it')}`, {}, e);
+        }
+        const runs = nativeIncompatibility(manifest, onnxruntimeNode, addon.ortVersion());
+        if (runs) throw new NativeProblem(`${runs}; ${BUILD_HINT.replace('build it', 'rebuild it')}`, { reported: addon.ortVersion(), installed: onnxruntimeNode });
+        const useCuda = ep === 'cuda' && manifest.cudaLibrary !== undefined;
+        const lib = join(dir, useCuda ? manifest.cudaLibrary! : manifest.cpuLibrary);
+        const nf = new NativeSessionFactory(addon, lib, config());
+        try {
+          probe(nf, true);
+        } catch (e) {
+          throw new NativeProblem(`the native custom-op library ${lib} failed to register or run (${(e as Error).message})`, { library: lib }, e);
+        }
+        factory = nf;
+        kernelPath = useCuda ? 'native-cuda' : 'native-cpu';
+        if (ep === 'cuda' && !useCuda) degrade('the native build has no CUDA kernels (nvcc was absent when it was built); ai.kvfold ops run their CPU kernels', { nativeDir: dir }, undefined, false);
+      }
+    } catch (e) {
+      if (e instanceof BackendUnavailableError) throw e;
+      const p = e instanceof NativeProblem ? e : new NativeProblem(`the native build in ${dir} is unusable (${(e as Error).message}); ${BUILD_HINT}`, {}, e);
+      degrade(`${p.message}; ${strict ? 'native: "require" was set' : 'running the function bodies'}`, { nativeDir: dir, ...p.details }, p.cause, strict);
+    }
+  }
+
+  const kernels = new OnnxKernels(factory, { onnxruntimeNode, executionProvider: ep, kernelPath, fallbacks });
+  logger.info(`onnx backend: ${kernels.describe()}`);
+  return kernels;
+}
+
+/** The onnx backend definition (registry name `onnx`). */
+export const onnxBackend = defineBackend<OnnxBackendOptions>({
+  name: 'onnx',
+  description: 'ONNX Runtime (onnxruntime-node): kernels as ONNX graphs with ai.kvfold custom ops; CPU or CUDA EP; native kernels when built.',
+  schema: onnxOptionsSchema,
+  async create(options, services) {
+    return createOnnxKernels(options ?? {}, services.logger);
+  },
+});

@@ -1,0 +1,18 @@
+/**
+ * @packageDocumentation
+ * kvfold's ONNX Runtime backend: every KVKernels kernel is a small ONNX model run by onnxruntime-node;
+ * the fused kernels are `ai.kvfold` custom ops that carry ONNX function bodies (so stock ORT runs them on
+ * any execution provider) and have native CPU and CUDA kernels in the project's optional native build.
+ */
+import { definePlugin } from '@kvfold/core';
+import { onnxBackend } from './backend.js';
+
+export { createOnnxKernels, onnxBackend, onnxOptionsSchema, defaultNativeDir, type OnnxBackendOptions } from './backend.js';
+export { OnnxKernels, type KernelPath, type OnnxRuntimeInfo } from './onnxKernels.js';
+export type { AccumulatedSelection } from './kernels/accumulateTopK.js';
+export type { OnnxTensor } from './validate.js';
+export { KVFOLD_DOMAIN, OPSET } from './graph.js';
+export { ortPackageVersion, missingCudaProviderFiles, nativeIncompatibility, readManifest, type NativeManifest } from './session.js';
+
+/** The plugin: contributes the `onnx` backend. */
+export default definePlugin({ name: '@kvfold/backend-onnx', backends: [onnxBackend] });

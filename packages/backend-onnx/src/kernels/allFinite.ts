@@ -1,0 +1,34 @@
+import { ShapeError } from '@kvfold/core';
+import * as ort from 'onnxruntime-node';
+import type { SessionCache } from '../cache.js';
+import { attr, GraphBuilder } from '../graph.js';
+import type { OnnxTensor } from '../validate.js';
+
+/**
+ * The allFinite model: `ReduceSum(x * 0)` over every axis is 0 for finite data and NaN as soon as one
+ * element is NaN or infinite, so one scalar answers for the whole tensor without a host-side scan.
+ */
+export function allFiniteModel(): Uint8Array {
+  const g = new GraphBuilder('allFinite');
+  const x = g.input('x', 'float32', ['N']);
+  const z = g.op('Mul', [x, g.f32(0, true)]);
+  const s = g.op('ReduceSum', [z], { keepdims: attr.int(0) });
+  g.opN('Equal', [s, g.f32(0, true)], {}, { names: ['ok'] });
+  g.output('ok', 'bool', []);
+  return g.build();
+}
+
+/**
+ * True when every element is finite; int32 tensors always are.
+ * @throws ShapeError when `tensor` is not a live onnx-backend tensor.
+ */
+export function allFinite(cache: SessionCache, tensor: OnnxTensor): boolean {
+  if (!(tensor instanceof ort.Tensor) || tensor.location === 'none') {
+    throw new ShapeError('allFinite tensor is not a live onnx-backend tensor (ort.Tensor)', { field: 'tensor' });
+  }
+  if (tensor.type === 'int32') return true;
+  // The model is rank-free: a flat view of the same buffer (no copy) feeds its 1-D input.
+  const flat = new ort.Tensor('float32', tensor.data as Float32Array, [tensor.size]);
+  const r = cache.get('allFinite', allFiniteModel).run({ x: flat }, ['ok'])[0]!;
+  return (r.data as Uint8Array | boolean[])[0] ? true : false;
+}

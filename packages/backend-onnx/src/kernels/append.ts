@@ -1,0 +1,57 @@
+import type { LayerCache } from '@kvfold/core';
+import type { SessionCache } from '../cache.js';
+import { attr, GraphBuilder } from '../graph.js';
+import { dimsOf, expectShape, layerDims, type OnnxTensor } from '../validate.js';
+
+const OUT = ['keys_out', 'values_out', 'positions_out', 'counts_out', 'scores_out'] as const;
+
+/** The append model: Concat along the slot axis; new slots get count 1 and score 0 (ConstantOfShape). */
+export function appendModel(): Uint8Array {
+  const g = new GraphBuilder('append');
+  const k = g.input('keys', 'float32', ['H', 'L', 'D']);
+  const v = g.input('values', 'float32', ['H', 'L', 'D']);
+  const p = g.input('positions', 'int32', ['H', 'L']);
+  const c = g.input('counts', 'int32', ['H', 'L']);
+  const s = g.input('scores', 'float32', ['H', 'L']);
+  const nk = g.input('new_keys', 'float32', ['H', 'N', 'D']);
+  const nv = g.input('new_values', 'float32', ['H', 'N', 'D']);
+  const np = g.input('new_positions', 'int32', ['H', 'N']);
+  const newShape = g.shape(np);
+  g.opN('Concat', [k, nk], { axis: attr.int(1) }, { names: [OUT[0]] });
+  g.opN('Concat', [v, nv], { axis: attr.int(1) }, { names: [OUT[1]] });
+  g.opN('Concat', [p, np], { axis: attr.int(1) }, { names: [OUT[2]] });
+  g.opN('Concat', [c, g.fill(newShape, 'int32', 1)], { axis: attr.int(1) }, { names: [OUT[3]] });
+  g.opN('Concat', [s, g.fill(newShape, 'float32', 0)], { axis: attr.int(1) }, { names: [OUT[4]] });
+  g.output(OUT[0], 'float32', ['H', 'M', 'D']);
+  g.output(OUT[1], 'float32', ['H', 'M', 'D']);
+  g.output(OUT[2], 'int32', ['H', 'M']);
+  g.output(OUT[3], 'int32', ['H', 'M']);
+  g.output(OUT[4], 'float32', ['H', 'M']);
+  return g.build();
+}
+
+/**
+ * Append `n` tokens to every head (see KVKernels.append).
+ * @throws ShapeError / DTypeError when the new tensors disagree with the layer or each other.
+ */
+export function append(cache: SessionCache, layer: LayerCache<OnnxTensor>, keys: OnnxTensor, values: OnnxTensor, positions: OnnxTensor): LayerCache<OnnxTensor> {
+  const l = layerDims(layer, 'append');
+  const n = dimsOf(keys, 'append keys', 'float32', 3)[1]!;
+  expectShape(keys.dims, [l.heads, n, l.headDim], 'append keys');
+  expectShape(dimsOf(values, 'append values', 'float32', 3), [l.heads, n, l.headDim], 'append values');
+  expectShape(dimsOf(positions, 'append positions', 'int32', 2), [l.heads, n], 'append positions');
+  const r = cache.get('append', appendModel).run(
+    {
+      keys: layer.keys,
+      values: layer.values,
+      positions: layer.positions,
+      counts: layer.counts,
+      scores: layer.scores,
+      new_keys: keys,
+      new_values: values,
+      new_positions: positions,
+    },
+    OUT,
+  );
+  return { keys: r[0]!, values: r[1]!, positions: r[2]!, counts: r[3]!, scores: r[4]! };
+}

@@ -1,0 +1,124 @@
+import type { LayerCache, NeighbourMergePlan } from '@kvfold/core';
+import { ShapeError } from '@kvfold/core';
+import type { SessionCache } from '../cache.js';
+import { attr, GraphBuilder, type FunctionDef } from '../graph.js';
+import { dimsOf, expectFinite, expectRange, expectShape, float32Data, int32Data, layerDims, type OnnxTensor } from '../validate.js';
+import { gatherRows, LAYER_FIELDS, LAYER_OUTPUTS, layerFeeds, layerInputs, layerOutputs, layerResult } from './gather.js';
+
+/**
+ * `ai.kvfold::MergeIntoNeighbours(keys, values, positions, counts, scores, keep, source, target_start,
+ *  target_count, gate) -> (keys, values, positions, counts, scores)`: CaM's value merge.
+ *
+ * Body: gather the kept slots; expand every source over `t = 0..max(targetCount)-1` to the target
+ * `targetStart + t` (a dump slot `K` where `t >= targetCount`), and scatter-add `gate * v / targetCount`
+ * into the kept values (`reduction='add'`: several sources share targets). Memory is
+ * `sources * max(targetCount) * headDim`, not `kept * sources`.
+ */
+export const MERGE_INTO_NEIGHBOURS: FunctionDef = {
+  name: 'MergeIntoNeighbours',
+  inputs: ['keys', 'values', 'positions', 'counts', 'scores', 'keep', 'source', 'target_start', 'target_count', 'gate'],
+  outputs: ['keys_out', 'values_out', 'positions_out', 'counts_out', 'scores_out'],
+  body(b) {
+    const [, base] = gatherRows(b, 'keep', LAYER_FIELDS, ['keys_out', 'values_kept', 'positions_out', 'counts_out', 'scores_out']);
+    const [src] = gatherRows(b, 'source', ['values']);
+    const H = b.shape('keep', 0, 1);
+    const K = b.shape('keep', 1, 2);
+    const D = b.shape('keys', 2, 3);
+    const tcF = b.cast('target_count', 'float32');
+    const zero = b.f32(0, true);
+    const coef = b.op('Where', [b.op('Greater', [tcF, zero]), b.op('Div', ['gate', b.op('Max', [tcF, b.f32(1, true)])]), zero]);
+    const contrib = b.op('Mul', [src!, b.unsqueeze(coef, [2])]); // [H, S, D]
+    // Longest target window; the appended 0 keeps ReduceMax away from an empty input.
+    const tc = b.cast('target_count', 'int64');
+    const m = b.reduce('ReduceMax', b.concat([b.op('Reshape', [tc, b.i64([-1])]), b.i64([0])], 0), [0], false);
+    const t = b.op('Range', [b.i64(0, true), m, b.i64(1, true)]); // [M]
+    const t3 = b.unsqueeze(t, [0, 1]); // [1, 1, M]
+    const j = b.op('Add', [b.unsqueeze(b.cast('target_start', 'int64'), [2]), t3]); // [H, S, M]
+    const valid = b.op('Less', [t3, b.unsqueeze(tc, [2])]);
+    const jd = b.op('Where', [valid, j, K]);
+    const flat = b.concat([H, b.i64([-1])], 0);
+    const jdFlat = b.op('Reshape', [jd, flat]); // [H, S*M]
+    const sm = b.shape(jdFlat, 1, 2);
+    const upd = b.op('Reshape', [b.op('Expand', [b.unsqueeze(contrib, [2]), b.concat([b.shape(jd), D], 0)]), b.concat([H, sm, D], 0)]);
+    const idx = b.op('Expand', [b.unsqueeze(jdFlat, [2]), b.concat([H, sm, D], 0)]);
+    const K1 = b.op('Add', [K, b.i64([1])]);
+    const acc = b.op('ScatterElements', [b.fill(b.concat([H, K1, D], 0), 'float32', 0), idx, upd], { axis: attr.int(1), reduction: attr.string('add') });
+    const delta = b.op('Slice', [acc, b.i64([0]), K, b.i64([1])]);
+    b.opN('Add', [base!, delta], {}, { names: ['values_out'] });
+  },
+};
+
+/** The mergeIntoNeighbours model: one `ai.kvfold::MergeIntoNeighbours` node. */
+export function mergeIntoNeighboursModel(): Uint8Array {
+  const g = new GraphBuilder('mergeIntoNeighbours');
+  layerInputs(g);
+  g.input('keep', 'int32', ['H', 'K']);
+  g.input('source', 'int32', ['H', 'S']);
+  g.input('target_start', 'int32', ['H', 'S']);
+  g.input('target_count', 'int32', ['H', 'S']);
+  g.input('gate', 'float32', ['H', 'S']);
+  g.custom(
+    MERGE_INTO_NEIGHBOURS,
+    ['keys', 'values', 'positions', 'counts', 'scores', 'keep', 'source', 'target_start', 'target_count', 'gate'],
+    {},
+    LAYER_OUTPUTS,
+  );
+  layerOutputs(g, 'K');
+  return g.build();
+}
+
+/**
+ * CaM value merge (KVKernels.mergeIntoNeighbours).
+ * @throws ShapeError / DTypeError on a malformed plan: indices out of range, `keep` not ascending, a target
+ * window past the last kept slot, a negative target count or a non-finite gate.
+ */
+export function mergeIntoNeighbours(cache: SessionCache, layer: LayerCache<OnnxTensor>, plan: NeighbourMergePlan<OnnxTensor>): LayerCache<OnnxTensor> {
+  const l = layerDims(layer, 'mergeIntoNeighbours');
+  if (typeof plan !== 'object' || plan === null) throw new ShapeError('mergeIntoNeighbours plan must be a NeighbourMergePlan object', { field: 'plan' });
+  const K = dimsOf(plan.keep, 'mergeIntoNeighbours plan.keep', 'int32', 2)[1]!;
+  expectShape(plan.keep.dims, [l.heads, K], 'mergeIntoNeighbours plan.keep');
+  const S = dimsOf(plan.source, 'mergeIntoNeighbours plan.source', 'int32', 2)[1]!;
+  expectShape(plan.source.dims, [l.heads, S], 'mergeIntoNeighbours plan.source');
+  expectShape(dimsOf(plan.targetStart, 'mergeIntoNeighbours plan.targetStart', 'int32', 2), [l.heads, S], 'mergeIntoNeighbours plan.targetStart');
+  expectShape(dimsOf(plan.targetCount, 'mergeIntoNeighbours plan.targetCount', 'int32', 2), [l.heads, S], 'mergeIntoNeighbours plan.targetCount');
+  expectShape(dimsOf(plan.gate, 'mergeIntoNeighbours plan.gate', 'float32', 2), [l.heads, S], 'mergeIntoNeighbours plan.gate');
+  const keep = int32Data(plan.keep);
+  expectRange(keep, K, 0, l.length - 1, 'mergeIntoNeighbours plan.keep');
+  for (let h = 0; h < l.heads; h++) {
+    for (let j = 1; j < K; j++) {
+      if (keep[h * K + j]! <= keep[h * K + j - 1]!) {
+        throw new ShapeError(`mergeIntoNeighbours plan.keep[${h}, ${j}] = ${keep[h * K + j]} must be greater than plan.keep[${h}, ${j - 1}] (ascending)`, {
+          field: 'plan.keep',
+          head: h,
+          index: j,
+        });
+      }
+    }
+  }
+  expectRange(int32Data(plan.source), S, 0, l.length - 1, 'mergeIntoNeighbours plan.source');
+  const ts = int32Data(plan.targetStart);
+  const tc = int32Data(plan.targetCount);
+  expectRange(tc, S, 0, K, 'mergeIntoNeighbours plan.targetCount', 'target counts');
+  for (let i = 0; i < ts.length; i++) {
+    if (tc[i]! > 0 && (ts[i]! < 0 || ts[i]! + tc[i]! > K)) {
+      const h = Math.floor(i / S);
+      throw new ShapeError(
+        `mergeIntoNeighbours plan targets [${ts[i]}, ${ts[i]! + tc[i]!}) of source [${h}, ${i - h * S}] are outside the ${K} kept slots`,
+        { field: 'plan.targetStart', head: h, index: i - h * S, value: ts[i], allowed: [0, K - tc[i]!] },
+      );
+    }
+  }
+  expectFinite(float32Data(plan.gate), S, 'mergeIntoNeighbours plan.gate');
+  const r = cache.get('mergeIntoNeighbours', mergeIntoNeighboursModel).run(
+    {
+      ...layerFeeds(layer),
+      keep: plan.keep,
+      source: plan.source,
+      target_start: plan.targetStart,
+      target_count: plan.targetCount,
+      gate: plan.gate,
+    },
+    LAYER_OUTPUTS,
+  );
+  return layerResult(r);
+}

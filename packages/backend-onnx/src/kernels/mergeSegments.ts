@@ -1,0 +1,160 @@
+import type { LayerCache, SegmentPlan } from '@kvfold/core';
+import { ShapeError } from '@kvfold/core';
+import type { SessionCache } from '../cache.js';
+import { attr, GraphBuilder, type FunctionDef, type NodeList } from '../graph.js';
+import { dimsOf, expectFinite, expectRange, expectShape, float32Data, int32Data, layerDims, type OnnxTensor } from '../validate.js';
+import { LAYER_OUTPUTS, layerFeeds, layerInputs, layerOutputs, layerResult } from './gather.js';
+
+/** Scatter-add `updates` into `[.., O + 1, ..]` zeros at `index` along axis 1 and drop the dump slot `O`. */
+function segmentSum(b: NodeList, updates: string, index: string, zerosShape: string, outSlots: string): string {
+  const zeros = b.fill(zerosShape, 'float32', 0);
+  const acc = b.op('ScatterElements', [zeros, index, updates], { axis: attr.int(1), reduction: attr.string('add') });
+  return b.op('Slice', [acc, b.i64([0]), outSlots, b.i64([1])]);
+}
+
+/**
+ * `ai.kvfold::MergeSegments(keys, values, positions, counts, scores, segment, pivot, sigma; value_scale)
+ *  -> (keys, values, positions, counts, scores)`: KVMerger's Gaussian-kernel merge of runs of slots.
+ *
+ * Attribute `value_scale`: 1 = `count` (merged value `C * sum w_i v_i / c_i`), 0 = `none` (`sum w_i v_i`).
+ *
+ * Body: dropped slots (`segment = -1`) are sent to an extra dump slot `O` that is sliced off, so every
+ * per-segment sum is one ScatterElements with `reduction='add'` (duplicates are the point here).
+ */
+export const MERGE_SEGMENTS: FunctionDef = {
+  name: 'MergeSegments',
+  inputs: ['keys', 'values', 'positions', 'counts', 'scores', 'segment', 'pivot', 'sigma'],
+  outputs: ['keys_out', 'values_out', 'positions_out', 'counts_out', 'scores_out'],
+  attributes: ['value_scale'],
+  body(b) {
+    const H = b.shape('keys', 0, 1);
+    const D = b.shape('keys', 2, 3);
+    const O = b.shape('pivot', 1, 2);
+    const O1 = b.op('Add', [O, b.i64([1])]);
+    const one = b.i64([1]);
+    const seg = b.cast('segment', 'int64');
+    const dropped = b.op('Less', [seg, b.i64(0, true)]);
+    const segD = b.op('Where', [dropped, O, seg]);
+    const pivotPad = b.concat([b.cast('pivot', 'int64'), b.fill(b.concat([H, one], 0), 'int64', 0)], 1);
+    const sigmaPad = b.concat(['sigma', b.fill(b.concat([H, one], 0), 'float32', 1)], 1);
+    const keyShape = b.shape('keys');
+    const expand3 = (x: string) => b.op('Expand', [b.unsqueeze(x, [2]), keyShape]);
+    // Distance of each member to its segment's pivot key.
+    const pivotIdx = b.op('GatherElements', [pivotPad, segD], { axis: attr.int(1) });
+    const pk = b.op('GatherElements', ['keys', expand3(pivotIdx)], { axis: attr.int(1) });
+    const diff = b.op('Sub', ['keys', pk]);
+    const d2 = b.reduce('ReduceSum', b.op('Mul', [diff, diff]), [2], false);
+    const sig = b.op('GatherElements', [sigmaPad, segD], { axis: attr.int(1) });
+    const twoSig2 = b.op('Mul', [b.op('Mul', [sig, sig]), b.f32(2, true)]);
+    const zero = b.f32(0, true);
+    const g = b.op('Where', [dropped, zero, b.op('Exp', [b.op('Neg', [b.op('Div', [d2, twoSig2])])])]);
+    const shape2 = b.concat([H, O1], 0);
+    const shape3 = b.concat([H, O1, D], 0);
+    const gsumPad = b.op('ScatterElements', [b.fill(shape2, 'float32', 0), segD, g], { axis: attr.int(1), reduction: attr.string('add') });
+    const gsum = b.op('GatherElements', [gsumPad, segD], { axis: attr.int(1) });
+    // 0/0 on dropped slots (their dump sum is 0) is masked out by the Where.
+    const w = b.op('Where', [dropped, zero, b.op('Div', [g, gsum])]);
+    const segE = expand3(segD);
+    b.opN('Identity', [segmentSum(b, b.op('Mul', ['keys', b.unsqueeze(w, [2])]), segE, shape3, O)], {}, { names: ['keys_out'] });
+    // Counts as float: exact below 2^24 tokens per slot, and one scatter serves the value scale too.
+    const cF = b.cast('counts', 'float32');
+    const cSumPad = b.op('ScatterElements', [b.fill(shape2, 'float32', 0), segD, b.op('Where', [dropped, zero, cF])], {
+      axis: attr.int(1),
+      reduction: attr.string('add'),
+    });
+    const cSum = b.op('GatherElements', [cSumPad, segD], { axis: attr.int(1) });
+    const vs = b.cast(b.op('Constant', [], { value_int: attr.ref('value_scale', 'int') }), 'float32');
+    // factor = C / c_i when value_scale = 1, exactly 1 when it is 0.
+    const factor = b.op('Add', [b.op('Mul', [vs, b.op('Div', [cSum, cF])]), b.op('Sub', [b.f32(1, true), vs])]);
+    const wv = b.op('Mul', [w, factor]);
+    b.opN('Identity', [segmentSum(b, b.op('Mul', ['values', b.unsqueeze(wv, [2])]), segE, shape3, O)], {}, { names: ['values_out'] });
+    b.opN('GatherElements', ['positions', b.cast('pivot', 'int64')], { axis: attr.int(1) }, { names: ['positions_out'] });
+    const cOut = b.op('Slice', [cSumPad, b.i64([0]), O, b.i64([1])]);
+    b.opN('Cast', [cOut], { to: attr.int(6) }, { names: ['counts_out'] });
+    const sOut = segmentSum(b, b.op('Where', [dropped, zero, 'scores']), segD, shape2, O);
+    b.opN('Identity', [sOut], {}, { names: ['scores_out'] });
+  },
+};
+
+/** The mergeSegments model for one value scale. */
+export function mergeSegmentsModel(valueScale: 'count' | 'none'): Uint8Array {
+  const g = new GraphBuilder(`mergeSegments_${valueScale}`);
+  layerInputs(g);
+  g.input('segment', 'int32', ['H', 'L']);
+  g.input('pivot', 'int32', ['H', 'O']);
+  g.input('sigma', 'float32', ['H', 'O']);
+  g.custom(
+    MERGE_SEGMENTS,
+    ['keys', 'values', 'positions', 'counts', 'scores', 'segment', 'pivot', 'sigma'],
+    { value_scale: attr.int(valueScale === 'count' ? 1 : 0) },
+    LAYER_OUTPUTS,
+  );
+  layerOutputs(g, 'O');
+  return g.build();
+}
+
+/**
+ * Check a segment plan: ids non-decreasing per head and covering `0..O-1` without gap, `-1` for dropped
+ * slots, each pivot a member of its run, sigma finite and positive, counts >= 1 where `count` scaling divides.
+ * @throws ShapeError naming the offending entry.
+ */
+export function checkSegmentPlan(kernel: string, L: number, H: number, seg: Int32Array, pivot: Int32Array, O: number, counts: Int32Array): void {
+  for (let h = 0; h < H; h++) {
+    let next = 0;
+    for (let i = 0; i < L; i++) {
+      const s = seg[h * L + i]!;
+      if (s === -1) continue;
+      if (s === next) next++;
+      else if (s !== next - 1 || next === 0) {
+        throw new ShapeError(
+          `${kernel} plan.segment[${h}, ${i}] = ${s}: kept segment ids must be non-decreasing and cover 0..${O - 1} without gaps (expected ${next === 0 ? 0 : `${next - 1} or ${next}`}, or -1 to drop)`,
+          { field: 'plan.segment', head: h, index: i, value: s },
+        );
+      }
+      if (counts[h * L + i]! < 1) {
+        throw new ShapeError(`${kernel} layer.counts[${h}, ${i}] = ${counts[h * L + i]} must be >= 1`, { field: 'layer.counts', head: h, index: i });
+      }
+    }
+    if (next !== O) {
+      throw new ShapeError(`${kernel} plan.segment of head ${h} has ${next} segments but plan.pivot has ${O} output slots`, {
+        field: 'plan.segment',
+        head: h,
+        segments: next,
+        expected: O,
+      });
+    }
+    for (let o = 0; o < O; o++) {
+      const p = pivot[h * O + o]!;
+      if (seg[h * L + p] !== o) {
+        throw new ShapeError(`${kernel} plan.pivot[${h}, ${o}] = ${p} is not a member of segment ${o}`, { field: 'plan.pivot', head: h, index: o, value: p });
+      }
+    }
+  }
+}
+
+/**
+ * Collapse runs of consecutive slots into one slot each (KVKernels.mergeSegments).
+ * @throws ShapeError / DTypeError on a malformed plan or layer.
+ */
+export function mergeSegments(cache: SessionCache, layer: LayerCache<OnnxTensor>, plan: SegmentPlan<OnnxTensor>): LayerCache<OnnxTensor> {
+  const l = layerDims(layer, 'mergeSegments');
+  if (typeof plan !== 'object' || plan === null) throw new ShapeError('mergeSegments plan must be a SegmentPlan object', { field: 'plan' });
+  expectShape(dimsOf(plan.segment, 'mergeSegments plan.segment', 'int32', 2), [l.heads, l.length], 'mergeSegments plan.segment');
+  const O = dimsOf(plan.pivot, 'mergeSegments plan.pivot', 'int32', 2)[1]!;
+  expectShape(plan.pivot.dims, [l.heads, O], 'mergeSegments plan.pivot');
+  expectShape(dimsOf(plan.sigma, 'mergeSegments plan.sigma', 'float32', 2), [l.heads, O], 'mergeSegments plan.sigma');
+  if (plan.valueScale !== 'count' && plan.valueScale !== 'none') {
+    throw new ShapeError(`mergeSegments plan.valueScale = ${JSON.stringify(plan.valueScale)}; expected "count" or "none"`, {
+      field: 'plan.valueScale',
+      allowed: ['count', 'none'],
+    });
+  }
+  const seg = int32Data(plan.segment);
+  const pivot = int32Data(plan.pivot);
+  expectRange(seg, l.length, -1, Math.max(O - 1, -1), 'mergeSegments plan.segment', 'segment ids');
+  expectRange(pivot, O, 0, l.length - 1, 'mergeSegments plan.pivot');
+  expectFinite(float32Data(plan.sigma), O, 'mergeSegments plan.sigma', true);
+  checkSegmentPlan('mergeSegments', l.length, l.heads, seg, pivot, O, int32Data(layer.counts));
+  const session = cache.get(`mergeSegments_${plan.valueScale}`, () => mergeSegmentsModel(plan.valueScale));
+  return layerResult(session.run({ ...layerFeeds(layer), segment: plan.segment, pivot: plan.pivot, sigma: plan.sigma }, LAYER_OUTPUTS));
+}

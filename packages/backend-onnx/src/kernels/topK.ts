@@ -1,0 +1,52 @@
+import type { SessionCache } from '../cache.js';
+import { attr, GraphBuilder, type FunctionDef } from '../graph.js';
+import { dimsOf, expectInt, int64Scalar, type OnnxTensor } from '../validate.js';
+
+/**
+ * `ai.kvfold::SelectTopK(scores f32[H,L], k i64[1], from i64[1], to i64[1]) -> index i32[H,k]`: the `k`
+ * highest scores of each head among slots `[from, to)`, returned sorted by slot index.
+ *
+ * Body: Slice the window, TopK (ORT's TopK is stable, so ties keep the lower index), shift by `from`,
+ * then a second TopK with `largest=0` on the indices themselves sorts them ascending.
+ */
+export const SELECT_TOP_K: FunctionDef = {
+  name: 'SelectTopK',
+  inputs: ['scores', 'k', 'from', 'to'],
+  outputs: ['index'],
+  body(b) {
+    const win = b.op('Slice', ['scores', 'from', 'to', b.i64([1])]);
+    const [, idx] = b.opN('TopK', [win, 'k'], { axis: attr.int(1), largest: attr.int(1), sorted: attr.int(1) }, { outputs: 2 });
+    const abs = b.op('Add', [idx!, 'from']);
+    const [asc] = b.opN('TopK', [abs, 'k'], { axis: attr.int(1), largest: attr.int(0), sorted: attr.int(1) }, { outputs: 2 });
+    b.opN('Cast', [asc!], { to: attr.int(6) }, { names: ['index'] });
+  },
+};
+
+/** The topK model: one `ai.kvfold::SelectTopK` node. */
+export function topKModel(): Uint8Array {
+  const g = new GraphBuilder('topK');
+  g.input('scores', 'float32', ['H', 'L']);
+  g.input('k', 'int64', [1]);
+  g.input('from', 'int64', [1]);
+  g.input('to', 'int64', [1]);
+  g.custom(SELECT_TOP_K, ['scores', 'k', 'from', 'to'], {}, ['index']);
+  g.output('index', 'int32', ['H', 'K']);
+  return g.build();
+}
+
+/** Check the window arguments shared by topK and accumulateTopK. */
+export function checkWindow(kernel: string, length: number, k: number, from: number, to: number): void {
+  expectInt(from, `${kernel} from`, 0, length);
+  expectInt(to, `${kernel} to`, from, length);
+  expectInt(k, `${kernel} k`, 0, to - from);
+}
+
+/**
+ * Indices of the `k` highest scores of each head among slots `[from, to)`, ascending by slot (KVKernels.topK).
+ * @throws ShapeError when `k`, `from` or `to` are out of range; DTypeError when `scores` is not float32.
+ */
+export function topK(cache: SessionCache, scores: OnnxTensor, k: number, from: number, to: number): OnnxTensor {
+  const [, L] = dimsOf(scores, 'topK scores', 'float32', 2) as [number, number];
+  checkWindow('topK', L, k, from, to);
+  return cache.get('topK', topKModel).run({ scores, k: int64Scalar(k), from: int64Scalar(from), to: int64Scalar(to) }, ['index'])[0]!;
+}

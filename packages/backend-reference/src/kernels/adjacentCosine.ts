@@ -1,0 +1,41 @@
+import type { HostTensor } from '@kvfold/core';
+import { f32, tensorData } from '../validate.js';
+
+/**
+ * Cosine similarity of each key with the next one, float32 `[kvHeads, length - 1]` (`[kvHeads, 0]` for
+ * an empty cache); 0 when either norm is 0. Accumulates in float64 and clamps to [-1, 1] so rounding
+ * never reports a similarity above 1.
+ * @throws DTypeError / ShapeError when `keys` is not float32 `[kvHeads, length, headDim]`.
+ */
+export function adjacentCosine(keys: HostTensor): HostTensor<'float32'> {
+  const k = tensorData(keys, 'adjacentCosine keys', 'float32', 3);
+  const [H, L, D] = keys.shape as [number, number, number];
+  const M = L > 0 ? L - 1 : 0;
+  const out = new Float32Array(H * M);
+  // Each norm is used twice (with the previous and the next key): compute it once per slot.
+  const norm = new Float64Array(L);
+  for (let h = 0; h < H; h++) {
+    const base = h * L * D;
+    for (let i = 0; i < L; i++) {
+      const a = base + i * D;
+      let s = 0;
+      for (let d = 0; d < D; d++) {
+        const x = k[a + d]!;
+        s += x * x;
+      }
+      norm[i] = Math.sqrt(s);
+    }
+    for (let i = 0; i < M; i++) {
+      const a = base + i * D;
+      const b = a + D;
+      let dot = 0;
+      for (let d = 0; d < D; d++) dot += k[a + d]! * k[b + d]!;
+      const den = norm[i]! * norm[i + 1]!;
+      let c = den > 0 ? dot / den : 0;
+      if (c > 1) c = 1;
+      else if (c < -1) c = -1;
+      out[h * M + i] = c;
+    }
+  }
+  return f32([H, M], out);
+}

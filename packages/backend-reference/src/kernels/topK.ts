@@ -1,0 +1,84 @@
+import type { HostTensor } from '@kvfold/core';
+import { expectInt, i32, tensorData } from '../validate.js';
+
+/**
+ * Indices of the `k` highest scores of each head among slots `[from, to)`, sorted ascending by slot
+ * index, int32 `[kvHeads, k]`. Ties go to the lower slot index; NaN ranks as `-Infinity` (below every
+ * number, ties with `-Infinity` broken by index), so a non-finite score never makes the result
+ * depend on the algorithm.
+ *
+ * Per head: quickselect (median-of-three, Hoare partition) on a reused index buffer, then one numeric
+ * sort of the `k` winners — O(m + k log k) on average for `m = to - from`, against O(m log m) for a full sort.
+ * @throws ShapeError unless `0 <= from <= to <= length` and `0 <= k <= to - from` are integers.
+ */
+export function topK(scores: HostTensor, k: number, from: number, to: number): HostTensor<'int32'> {
+  const s = tensorData(scores, 'topK scores', 'float32', 2);
+  const [H, L] = scores.shape as [number, number];
+  expectInt(from, 'topK from', 0, L);
+  expectInt(to, 'topK to', from, L);
+  expectInt(k, 'topK k (at most to - from)', 0, to - from);
+  const m = to - from;
+  const out = new Int32Array(H * k);
+  if (k === 0) return i32([H, 0], out);
+  if (k === m) {
+    for (let h = 0; h < H; h++) for (let j = 0; j < k; j++) out[h * k + j] = from + j;
+    return i32([H, k], out);
+  }
+  const val = new Float64Array(m);
+  const idx = new Int32Array(m);
+  const winners = idx.subarray(0, k);
+  for (let h = 0; h < H; h++) {
+    const base = h * L + from;
+    for (let i = 0; i < m; i++) {
+      const x = s[base + i]!;
+      val[i] = x === x ? x : -Infinity;
+      idx[i] = i;
+    }
+    selectBest(idx, val, k);
+    winners.sort();
+    for (let j = 0; j < k; j++) out[h * k + j] = from + winners[j]!;
+  }
+  return i32([H, k], out);
+}
+
+/** Strict total order of the ranking: higher value first, then lower index. */
+function better(val: Float64Array, a: number, b: number): boolean {
+  const x = val[a]!;
+  const y = val[b]!;
+  return x > y || (x === y && a < b);
+}
+
+/** Rearrange `idx` so its first `k` entries are the `k` best (in any order); Wirth/Hoare quickselect. */
+function selectBest(idx: Int32Array, val: Float64Array, k: number): void {
+  const target = k - 1;
+  let lo = 0;
+  let hi = idx.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    // Median of three: guards against sorted or reverse-sorted inputs, common for scores by position.
+    let a = idx[lo]!;
+    let b = idx[mid]!;
+    let c = idx[hi]!;
+    if (better(val, b, a)) { const t = a; a = b; b = t; }
+    if (better(val, c, b)) { const t = b; b = c; c = t; if (better(val, b, a)) { const u = a; a = b; b = u; } }
+    idx[lo] = a;
+    idx[mid] = b;
+    idx[hi] = c;
+    const pivot = b;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (better(val, idx[i]!, pivot)) i++;
+      while (better(val, pivot, idx[j]!)) j--;
+      if (i <= j) {
+        const t = idx[i]!;
+        idx[i] = idx[j]!;
+        idx[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (j < target) lo = i;
+    if (target < i) hi = j;
+  }
+}

@@ -1,0 +1,88 @@
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ErrorCode, KVFold, PLUGIN_API_VERSION, assertPlugin, definePlugin, type KVFoldError } from '@kvfold/core';
+import { echoPolicy, fixturePlugin } from './fixtures.js';
+
+const codeOf = async (fn: () => unknown): Promise<[string, string]> => {
+  try { await fn(); } catch (e) { return [(e as KVFoldError).code, (e as Error).message]; }
+  throw new Error('expected an error');
+};
+
+/** Write a fake npm package under dir/node_modules/name whose default export is `body`. */
+function fakePackage(dir: string, name: string, body: string): void {
+  const pkg = join(dir, 'node_modules', name);
+  mkdirSync(pkg, { recursive: true });
+  writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name, type: 'module', exports: { '.': { import: './index.js' } } }));
+  writeFileSync(join(pkg, 'index.js'), body);
+}
+
+describe('plugin contract', () => {
+  it('accepts definePlugin output', () => {
+    expect(assertPlugin(fixturePlugin, 'fixture').policies).toHaveLength(1);
+  });
+  it.each([
+    [null, /default export is null/],
+    [{ name: 'x' }, /no "pluginApiVersion"/],
+    [{ name: 'x', pluginApiVersion: PLUGIN_API_VERSION, policies: 'no', backends: [] }, /must be arrays/],
+    [{ name: 'x', pluginApiVersion: PLUGIN_API_VERSION, policies: [{ name: 'p' }], backends: [] }, /needs a name, a schema and a create function/],
+  ])('rejects %j as KVF_INVALID_PLUGIN', async (value, msg) => {
+    const [code, message] = await codeOf(() => assertPlugin(value, 'pkg'));
+    expect(code).toBe(ErrorCode.InvalidPlugin);
+    expect(message).toMatch(/^plugin "pkg" is not a kvfold plugin/);
+    expect(message).toMatch(msg);
+  });
+  it('refuses another plugin API major or policy specification version', async () => {
+    const [code, message] = await codeOf(() => assertPlugin({ ...definePlugin({ name: 'old' }), pluginApiVersion: 99 }, 'old-pkg'));
+    expect(code).toBe(ErrorCode.IncompatiblePlugin);
+    expect(message).toBe(`plugin "old-pkg" was built for plugin API 99, but this kvfold supports plugin API ${PLUGIN_API_VERSION}`);
+    const v2 = { ...echoPolicy, specificationVersion: 'v2' } as unknown as typeof echoPolicy;
+    const [code2, message2] = await codeOf(() => assertPlugin(definePlugin({ name: 'v2', policies: [v2] }), 'v2-pkg'));
+    expect(code2).toBe(ErrorCode.IncompatiblePlugin);
+    expect(message2).toMatch(/policy specification v2 \(policy "echo"\)/);
+  });
+  it('names both owners on a name clash', async () => {
+    const kv = KVFold.create({ plugins: [fixturePlugin] });
+    const [code, message] = await codeOf(() => kv.use(definePlugin({ name: 'other', policies: [echoPolicy] }), '@acme/other'));
+    expect(code).toBe(ErrorCode.NameClash);
+    expect(message).toBe('policy "echo" from @acme/other clashes with the one already registered by fixture');
+  });
+});
+
+describe('loading plugin packages', () => {
+  const project = mkdtempSync(join(tmpdir(), 'kvfold-plugins-'));
+  // Structural plugin: a published plugin bundles its own copy of definePlugin's output shape.
+  fakePackage(project, '@acme/kvfold-good', `export default { name: '@acme/kvfold-good', pluginApiVersion: ${PLUGIN_API_VERSION}, backends: [],
+  policies: [{ specificationVersion: 'v1', name: 'good', description: 'd', schema: { type: 'object' }, create: () => ({}) }] };`);
+  fakePackage(project, 'not-a-plugin', 'export default { hello: 1 };');
+  fakePackage(project, 'throws-on-import', 'throw new Error("boom");');
+  writeFileSync(join(project, 'local-plugin.mjs'), `export default ${JSON.stringify({ name: 'local', pluginApiVersion: PLUGIN_API_VERSION, policies: [], backends: [] })};`);
+
+  it('resolves a package from the user project and registers its policies', async () => {
+    const kv = KVFold.create();
+    await kv.loadPlugins(['@acme/kvfold-good'], { from: project });
+    expect(kv.policies.names()).toEqual(['good']);
+    expect(kv.plugins()).toEqual(['@acme/kvfold-good']);
+  });
+  it('gives a typed error naming the package when it is missing, invalid or throws', async () => {
+    const kv = KVFold.create();
+    expect(await codeOf(() => kv.loadPlugins(['@acme/missing'], { from: project }))).toEqual([ErrorCode.UnknownPlugin, expect.stringMatching(/^plugin "@acme\/missing" could not be loaded: package not found/)]);
+    expect(await codeOf(() => kv.loadPlugins(['not-a-plugin'], { from: project }))).toEqual([ErrorCode.InvalidPlugin, expect.stringMatching(/^plugin "not-a-plugin" is not a kvfold plugin/)]);
+    expect(await codeOf(() => kv.loadPlugins(['throws-on-import'], { from: project }))).toEqual([ErrorCode.UnknownPlugin, expect.stringMatching(/importing it failed: boom/)]);
+  });
+  it('loads file paths only with an explicit opt-in', async () => {
+    const kv = KVFold.create();
+    const [code, message] = await codeOf(() => kv.loadPlugins(['./local-plugin.mjs'], { from: project }));
+    expect(code).toBe(ErrorCode.UnknownPlugin);
+    expect(message).toMatch(/file paths are not loaded from configs unless allowPaths is set/);
+    await kv.loadPlugins(['./local-plugin.mjs'], { from: project, allowPaths: true });
+    expect(kv.plugins()).toEqual(['local']);
+  });
+  it('loads the plugins a config names before validating it', async () => {
+    const kv = KVFold.create({ plugins: [fixturePlugin] });
+    const c = await kv.configure({ plugins: ['@acme/kvfold-good'], backend: { name: 'fake' }, policy: { name: 'good', budget: 0.5 } }, { from: project });
+    expect(c.config.plugins).toEqual(['@acme/kvfold-good']);
+    expect(kv.policies.names()).toEqual(['echo', 'good']);
+  });
+});

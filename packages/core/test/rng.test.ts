@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { createRng } from '@kvfold/core';
+
+describe('createRng', () => {
+  it('is deterministic for a seed and differs across seeds', () => {
+    const a = createRng(42), b = createRng(42), c = createRng(43);
+    const xs = Array.from({ length: 5 }, () => a.next());
+    expect(Array.from({ length: 5 }, () => b.next())).toEqual(xs);
+    expect(Array.from({ length: 5 }, () => c.next())).not.toEqual(xs);
+  });
+  it('forks independent streams without advancing the parent', () => {
+    const a = createRng(7);
+    const f1 = a.fork(1).next();
+    const f2 = a.fork(2).next();
+    expect(f1).not.toBe(f2);
+    expect(createRng(7).next()).toBe(a.next());
+    expect(createRng(7).fork(1).next()).toBe(f1);
+  });
+  it('stays in [0, 1) and is roughly uniform', () => {
+    const r = createRng(1);
+    let sum = 0;
+    const n = 20_000;
+    for (let i = 0; i < n; i++) {
+      const x = r.next();
+      expect(x >= 0 && x < 1).toBe(true);
+      sum += x;
+    }
+    expect(Math.abs(sum / n - 0.5)).toBeLessThan(0.01);
+    const counts = [0, 0, 0];
+    for (let i = 0; i < 3000; i++) counts[r.int(3)]!++;
+    for (const c of counts) expect(c).toBeGreaterThan(900);
+  });
+});

@@ -1,0 +1,48 @@
+import { SPECIFICATION_VERSION, definePolicy, validateAgainst, type JsonSchema, type KVCachePolicy, type LayerCache, type ObservationNeed } from '@kvfold/core';
+
+/** Options of the `full` policy: it has none. */
+export type FullOptions = Record<string, never>;
+
+/** JSON Schema of {@link FullOptions}: an empty object. */
+export const fullSchema: JsonSchema = {
+  type: 'object',
+  description: 'The full cache takes no options.',
+  properties: {},
+  additionalProperties: false,
+};
+
+/**
+ * The uncompressed baseline: every token stays, whatever the budget, so benchmarks have an upper
+ * bound to compare the compressing policies against.
+ */
+export class FullPolicy implements KVCachePolicy {
+  /** Specification version implemented. */
+  readonly specificationVersion = SPECIFICATION_VERSION;
+  /** Registry name. */
+  readonly name = 'full';
+  /** Nothing to observe: the policy never looks at attention. */
+  readonly needs: readonly ObservationNeed[] = [];
+
+  /** @throws ConfigError when `options` has any property. */
+  constructor(options: FullOptions = {}) {
+    validateAgainst<FullOptions>(fullSchema, options, 'full options');
+  }
+
+  /** Return the input layer unchanged (same object). */
+  async prefill<T>(layer: LayerCache<T>): Promise<LayerCache<T>> {
+    return layer;
+  }
+
+  /** Return the input layer unchanged (same object). */
+  async step<T>(layer: LayerCache<T>): Promise<LayerCache<T>> {
+    return layer;
+  }
+}
+
+/** Registry definition of {@link FullPolicy}. */
+export const fullPolicy = definePolicy<FullOptions>({
+  name: 'full',
+  description: 'Keep every token and ignore the budget (the uncompressed baseline every KV-cache compression paper reports).',
+  schema: fullSchema,
+  create: (options) => new FullPolicy(options),
+});

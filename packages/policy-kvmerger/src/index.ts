@@ -1,0 +1,26 @@
+/**
+ * @packageDocumentation
+ * kvfold KVMerger policy (Wang et al. 2024, arXiv 2407.08454): keep the recent window and the heavy
+ * hitters, merge runs of adjacent tokens with similar keys onto their highest-attention pivot with
+ * Gaussian-kernel weights. Planning helpers are exported for tests and tools.
+ */
+import { definePlugin } from '@kvfold/core';
+import { kvmergerPolicy } from './kvmerger.js';
+
+export { KVMergerPolicy, kvmergerPolicy } from './kvmerger.js';
+export {
+  kvmergerSchema,
+  resolveOptions,
+  type KVMergerOptions,
+  type ResolvedKVMergerOptions,
+  type SigmaOption,
+  type ResolvedSigma,
+  type FixedSigma,
+  type RmsSigma,
+  type Eq4Sigma,
+} from './options.js';
+export { planLayer, protectSlots, candidateLinks, topIndices, isIdentity, UNPROTECTED, RECENT, HEAVY, type PlanInput, type LayerPlan } from './plan.js';
+export { planSigmas, rmsSigma, eq4Sigma, MIN_SIGMA, type HostKeys } from './sigma.js';
+
+/** The plugin registering `kvmerger`. */
+export default definePlugin({ name: '@kvfold/policy-kvmerger', policies: [kvmergerPolicy] });

@@ -1,0 +1,240 @@
+/**
+ * Host-side planning of KVMerger: which slots are protected, which adjacent links merge, which slots
+ * are trimmed, and each merged slot's pivot. Works on small `[heads, length]` arrays only; keys and
+ * values never leave the backend for planning.
+ */
+
+/** Protection class of a slot: merged or evicted freely. */
+export const UNPROTECTED = 0;
+/** Protection class of a slot in the recent window. */
+export const RECENT = 1;
+/** Protection class of a heavy hitter (top accumulated attention outside the recent window). */
+export const HEAVY = 2;
+
+/** Input of {@link planLayer}. All arrays are row-major per head. */
+export interface PlanInput {
+  /** Number of kv heads. */
+  readonly heads: number;
+  /** Slots per head. */
+  readonly length: number;
+  /** Accumulated attention, `[heads, length]`. */
+  readonly scores: ArrayLike<number>;
+  /** Adjacent key cosine, `[heads, length - 1]`; absent (or empty) = no link may merge (skipped layer). */
+  readonly cosine?: ArrayLike<number>;
+  /** Slots to keep in `exact` mode (ignored by `paper` mode, which does not trim). */
+  readonly target: number;
+  /** Recent-window size in slots. */
+  readonly recent: number;
+  /** Heavy-hitter count in slots. */
+  readonly heavy: number;
+  /** `exact`: merge the best links until `target` is reached, then trim. `paper`: links above `eps`, aligned across heads. */
+  readonly mode: 'exact' | 'paper';
+  /** Threshold of `paper` mode (strictly above merges). */
+  readonly eps: number;
+  /** Links below this cosine never merge. */
+  readonly minSimilarity: number;
+  /** One layout per head, or one shared layout from head-mean cosine and scores. */
+  readonly sets: 'per-head' | 'shared';
+}
+
+/** What {@link planLayer} decided. */
+export interface LayerPlan {
+  /** Number of kv heads. */
+  readonly heads: number;
+  /** Input slots per head. */
+  readonly length: number;
+  /** Output slots per head (the same on every head). */
+  readonly outLength: number;
+  /** Output slot of each input slot or -1 (evicted), `[heads, length]`; a {@link SegmentPlan} segment. */
+  readonly segment: Int32Array;
+  /** Input slot of each output slot's pivot, `[heads, outLength]`. */
+  readonly pivot: Int32Array;
+  /** Links merged on each head. */
+  readonly merged: readonly number[];
+  /** Input slots evicted on each head. */
+  readonly evicted: readonly number[];
+  /** Lowest cosine among each head's merged links (the effective eps), or null when none merged. */
+  readonly effectiveEps: readonly (number | null)[];
+}
+
+/** Attention scores as comparable numbers (NaN ranks lowest). */
+function val(x: number): number {
+  return Number.isNaN(x) ? -Infinity : x;
+}
+
+/** Three-way comparison that stays consistent for infinities. */
+function cmp(a: number, b: number): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Indices of the `k` highest scores among `[from, to)` (ties to the lower index), in ranking order.
+ */
+export function topIndices(scores: ArrayLike<number>, from: number, to: number, k: number): number[] {
+  const idx: number[] = [];
+  for (let i = from; i < to; i++) idx.push(i);
+  idx.sort((a, b) => cmp(val(scores[b]!), val(scores[a]!)) || a - b);
+  return idx.slice(0, Math.max(0, k));
+}
+
+/**
+ * Protection class of each slot: the last `recent` slots are {@link RECENT}, then the `heavy` top-scored
+ * slots among the rest are {@link HEAVY} (ties to the lower index).
+ */
+export function protectSlots(scores: ArrayLike<number>, recent: number, heavy: number): Uint8Array {
+  const n = scores.length;
+  const r = Math.max(0, Math.min(recent, n));
+  const out = new Uint8Array(n);
+  for (let i = n - r; i < n; i++) out[i] = RECENT;
+  for (const i of topIndices(scores, 0, n - r, Math.min(heavy, n - r))) out[i] = HEAVY;
+  return out;
+}
+
+/**
+ * Links `(i, i+1)` that may merge: both slots unprotected, cosine finite and `>= minSimilarity`, and
+ * strictly above `above` when given. Returned best first (highest cosine, ties to the lower index).
+ */
+export function candidateLinks(cos: ArrayLike<number>, prot: Uint8Array, minSimilarity: number, above?: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < cos.length; i++) {
+    const c = cos[i]!;
+    if (prot[i] !== UNPROTECTED || prot[i + 1] !== UNPROTECTED || !Number.isFinite(c) || c < minSimilarity) continue;
+    if (above !== undefined && !(c > above)) continue;
+    out.push(i);
+  }
+  out.sort((a, b) => cmp(cos[b]!, cos[a]!) || a - b);
+  return out;
+}
+
+/** One head's layout: merged links and evicted slots. */
+interface RowLayout {
+  readonly links: Uint8Array;
+  readonly evicted: Uint8Array;
+  readonly merged: number;
+  readonly evictedSlots: number;
+  readonly effectiveEps: number | null;
+}
+
+/** Merge the first `count` of `candidates`, then (when `target` is given) trim groups beyond it. */
+function layoutRow(length: number, cos: ArrayLike<number>, scores: ArrayLike<number>, prot: Uint8Array, candidates: readonly number[], count: number, target: number | null): RowLayout {
+  const links = new Uint8Array(Math.max(0, length - 1));
+  let eps: number | null = null;
+  const take = Math.min(count, candidates.length);
+  for (let j = 0; j < take; j++) {
+    const i = candidates[j]!;
+    links[i] = 1;
+    eps = eps === null ? cos[i]! : Math.min(eps, cos[i]!);
+  }
+  const evicted = new Uint8Array(length);
+  let evictedSlots = 0;
+  const groups = length - take;
+  if (target !== null && groups > target) {
+    // Group score = sum of members (a merged slot carries the sum); merged groups never hold a protected slot.
+    const list: { start: number; end: number; score: number; cls: number }[] = [];
+    for (let s = 0; s < length; ) {
+      let e = s;
+      let score = val(scores[s]!);
+      while (e < length - 1 && links[e] === 1) score += val(scores[++e]!);
+      list.push({ start: s, end: e, score, cls: s === e ? prot[s]! : UNPROTECTED });
+      s = e + 1;
+    }
+    let excess = groups - target;
+    for (const cls of [UNPROTECTED, HEAVY, RECENT]) {
+      if (excess <= 0) break;
+      // Evict the lowest first; among equal scores the higher index goes first, so the lower one is kept.
+      const cands = list.filter((g) => g.cls === cls).sort((a, b) => cmp(a.score, b.score) || b.start - a.start);
+      for (const g of cands.slice(0, excess)) {
+        for (let i = g.start; i <= g.end; i++) evicted[i] = 1;
+        evictedSlots += g.end - g.start + 1;
+        excess--;
+      }
+    }
+  }
+  return { links, evicted, merged: take, evictedSlots, effectiveEps: eps };
+}
+
+/** Mean over heads of a `[heads, n]` row-major array. */
+function headMean(a: ArrayLike<number>, heads: number, n: number): Float64Array {
+  const out = new Float64Array(n);
+  for (let h = 0; h < heads; h++) for (let i = 0; i < n; i++) out[i]! += a[h * n + i]!;
+  for (let i = 0; i < n; i++) out[i]! /= heads;
+  return out;
+}
+
+function row(a: ArrayLike<number>, h: number, n: number): ArrayLike<number> {
+  if (a instanceof Float32Array || a instanceof Float64Array || a instanceof Int32Array) return a.subarray(h * n, (h + 1) * n);
+  return Array.from({ length: n }, (_, i) => a[h * n + i]!);
+}
+
+/**
+ * Plan one layer: protect the recent window and heavy hitters, pick the links to merge (see
+ * {@link PlanInput.mode}), trim in `exact` mode, and choose each output slot's pivot (highest score of
+ * its head, ties to the lower index).
+ *
+ * `exact`: per layout, merge the `length - target` eligible links of highest cosine; if there are too
+ * few, merge them all and evict the lowest-scored unprotected slots, then the lowest heavy hitters.
+ * `paper`: each layout counts its eligible links above `eps`; all heads merge their top `M` links with
+ * `M` the smallest count, because heads must keep the same number of slots. No trimming.
+ */
+export function planLayer(input: PlanInput): LayerPlan {
+  const { heads, length, mode } = input;
+  const cosine = input.cosine && input.cosine.length === heads * Math.max(0, length - 1) ? input.cosine : undefined;
+  const n1 = Math.max(0, length - 1);
+  const shared = input.sets === 'shared' && heads > 1;
+  const layoutCount = shared ? 1 : heads;
+  const layoutScores: ArrayLike<number>[] = [];
+  const layoutCos: ArrayLike<number>[] = [];
+  for (let l = 0; l < layoutCount; l++) {
+    layoutScores.push(shared ? headMean(input.scores, heads, length) : row(input.scores, l, length));
+    layoutCos.push(cosine ? (shared ? headMean(cosine, heads, n1) : row(cosine, l, n1)) : new Float64Array(n1));
+  }
+  const prots = layoutScores.map((s) => protectSlots(s, input.recent, input.heavy));
+  const cands = prots.map((p, l) =>
+    cosine ? candidateLinks(layoutCos[l]!, p, input.minSimilarity, mode === 'paper' ? input.eps : undefined) : [],
+  );
+  const count = mode === 'paper' ? Math.min(...cands.map((c) => c.length)) : Math.max(0, length - input.target);
+  const target = mode === 'exact' ? input.target : null;
+  const layouts = prots.map((p, l) => layoutRow(length, layoutCos[l]!, layoutScores[l]!, p, cands[l]!, count, target));
+
+  const segment = new Int32Array(heads * length);
+  const outLengths: number[] = [];
+  const pivots: number[][] = [];
+  for (let h = 0; h < heads; h++) {
+    const lay = layouts[shared ? 0 : h]!;
+    const sc = input.scores;
+    const base = h * length;
+    const piv: number[] = [];
+    let id = 0;
+    for (let s = 0; s < length; ) {
+      let e = s;
+      while (e < length - 1 && lay.links[e] === 1) e++;
+      if (lay.evicted[s] === 1) {
+        for (let i = s; i <= e; i++) segment[base + i] = -1;
+      } else {
+        let p = s;
+        for (let i = s; i <= e; i++) {
+          segment[base + i] = id;
+          if (val(sc[base + i]!) > val(sc[base + p]!)) p = i;
+        }
+        piv.push(p);
+        id++;
+      }
+      s = e + 1;
+    }
+    outLengths.push(id);
+    pivots.push(piv);
+  }
+  const outLength = outLengths[0] ?? 0;
+  if (outLengths.some((o) => o !== outLength)) {
+    throw new Error(`kvmerger: internal error, heads planned different lengths [${outLengths.join(', ')}]`);
+  }
+  const pivot = new Int32Array(heads * outLength);
+  pivots.forEach((p, h) => pivot.set(p, h * outLength));
+  const pick = <K extends keyof RowLayout>(key: K): RowLayout[K][] => Array.from({ length: heads }, (_, h) => layouts[shared ? 0 : h]![key]);
+  return { heads, length, outLength, segment, pivot, merged: pick('merged'), evicted: pick('evictedSlots'), effectiveEps: pick('effectiveEps') };
+}
+
+/** True when the plan keeps every slot unmerged (the cache would come back unchanged). */
+export function isIdentity(plan: LayerPlan): boolean {
+  return plan.outLength === plan.length && plan.evicted.every((e) => e === 0);
+}

@@ -1,0 +1,65 @@
+/**
+ * @packageDocumentation
+ * kvfold runtime: a Llama / Mistral / Qwen2 decoder on TensorFlow.js whose per-layer KV caches are
+ * compressed by any kvfold policy, with a safetensors loader, tokenizers, a plain-TypeScript reference
+ * forward pass, and a generation loop.
+ */
+export {
+  parseModelConfig,
+  ropeInverseFrequencies,
+  ropeTables,
+  MODEL_TYPES,
+  type LlamaConfig,
+  type ModelType,
+  type RopeScaling,
+  type TokenizerKind,
+} from './model/config.js';
+export {
+  Checkpoint,
+  SafetensorsFile,
+  parseSafetensorsHeader,
+  decodeTensorBytes,
+  encodeSafetensors,
+  writeSafetensors,
+  floatToHalfBits,
+  floatToBFloat16Bits,
+  READABLE_DTYPES,
+  type CheckpointEntry,
+  type LoadedTensor,
+  type ReadableDType,
+  type SafetensorsEntry,
+  type SafetensorsHeader,
+  type TensorToWrite,
+  type WritableDType,
+} from './model/safetensors.js';
+export {
+  tensorNames,
+  linearShapes,
+  expectedTensors,
+  loadWeights,
+  weightsToTensors,
+  randomWeights,
+  type HostWeight,
+  type LayerWeights,
+  type Linear,
+  type LinearName,
+  type LlamaWeights,
+} from './model/weights.js';
+export { writeCheckpoint, configToJson, type WriteCheckpointOptions } from './model/write.js';
+export { LlamaDecoder, type AttentionHooks, type DecoderOptions, type ForwardOptions } from './model/decoder.js';
+export { referenceForward, reduceGroups, type ReferenceOptions, type ReferenceResult } from './reference/forward.js';
+export { CacheManager, type CacheManagerOptions } from './cache-manager.js';
+export { byteTokenizer, huggingFaceTokenizer, loadTokenizer, type ByteTokenizerOptions, type TextTokenizer } from './tokenizer.js';
+export { Session, createModel, type FeedOptions, type Model, type ModelInit, type SessionOptions } from './session.js';
+export {
+  generate,
+  loadModel,
+  sampleToken,
+  type FinishReason,
+  type GenerateOptions,
+  type GenerateResult,
+  type LoadModelOptions,
+  type SamplingOptions,
+  type TfjsEngine,
+  type TokenEvent,
+} from './generate.js';
