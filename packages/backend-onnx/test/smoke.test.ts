@@ -4,7 +4,7 @@ import { createOnnxKernels } from '../src/index.js';
 
 describe('smoke', () => {
   it('runs each kernel once', async () => {
-    const k = createOnnxKernels({ threads: 1, native: 'off' });
+    const k = createOnnxKernels({ threads: 1, native: 'require' });
     console.log(k.describe());
     const layer = layerFromHost(k, hostLayer({ heads: 1, length: 4, headDim: 2, keys: [1, 0, 1, 0, 0, 1, -1, 0], values: [1, 2, 3, 4, 5, 6, 7, 8], scores: [0.1, 0.9, 0.5, 0.9] }));
     const cos = await k.toHost(k.adjacentCosine(layer.keys));

@@ -63,8 +63,8 @@ export function composeSchema(policies: PolicyRegistry, backends: BackendRegistr
         description: 'Backend that runs the kernels; "reference" when absent.',
         additionalProperties: false,
         required: ['name'],
-        properties: { name: { enum: backendNames, description: 'Registered backend name.' }, options: { type: 'object' } },
-        allOf: backendRules,
+        properties: { name: nameSchema(backendNames, 'backend'), options: { type: 'object' } },
+        ...(backendRules.length > 0 ? { allOf: backendRules } : {}),
       },
       plugins: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true, description: 'npm packages loaded as plugins.' },
       policy: {
@@ -72,14 +72,19 @@ export function composeSchema(policies: PolicyRegistry, backends: BackendRegistr
         description: 'The policy to run.',
         additionalProperties: false,
         required: ['name', 'budget'],
-        properties: { name: { enum: policyNames, description: 'Registered policy name.' }, budget: budgetSchema, options: { type: 'object' } },
-        allOf: policyRules,
+        properties: { name: nameSchema(policyNames, 'policy'), budget: budgetSchema, options: { type: 'object' } },
+        ...(policyRules.length > 0 ? { allOf: policyRules } : {}),
       },
       seed: { type: 'integer', minimum: 0, maximum: 4294967295, default: 0, description: 'Seed of every random choice.' },
       groupReduction: { enum: ['mean', 'max', 'sum'], default: 'mean', description: 'Reduction of GQA query heads to their kv head.' },
       ...extensions,
     },
   };
+}
+
+/** An enum of registered names; JSON Schema forbids an empty enum, so with none registered any string passes here and the registry lookup reports the unknown name. */
+function nameSchema(names: readonly string[], kind: string): JsonSchema {
+  return names.length > 0 ? { enum: names, description: `Registered ${kind} name.` } : { type: 'string', description: `Registered ${kind} name (none registered yet).` };
 }
 
 /** ajv compiled validator cache keyed by schema object, so validation is compiled once per schema. */

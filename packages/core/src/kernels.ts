@@ -87,7 +87,7 @@ export interface NeighbourMergePlan<T> {
   readonly targetStart: T;
   /** Number of consecutive kept targets of each source (0 = no merge), int32 `[kvHeads, sources]`. */
   readonly targetCount: T;
-  /** Gate of each source (CaM's Bernoulli draw, 0 or 1), float32 `[kvHeads, sources]`. */
+  /** Gate weight of each source (0 or 1 for CaM's Bernoulli draw; any weight in [0, 1] allowed), float32 `[kvHeads, sources]`. */
   readonly gate: T;
 }
 

@@ -56,6 +56,12 @@ describe('config validation', () => {
 });
 
 describe('KVFold instances', () => {
+  it('validates with nothing registered and reports the unknown name from the registry', async () => {
+    const empty = KVFold.create();
+    const c = empty.validate({ policy: { name: 'h2o', budget: 0.5 } });
+    expect(c.policy.name).toBe('h2o');
+    await expect(empty.configure({ policy: { name: 'h2o', budget: 0.5 } })).rejects.toThrow('unknown backend "reference"; registered backends: (none)');
+  });
   it('creates policies with validated options and guards them', () => {
     const p = kv().policy('echo', { mode: 'b' });
     expect(p.name).toBe('echo');

@@ -1,4 +1,4 @@
-import { SPECIFICATION_VERSION, definePolicy, validateAgainst, type JsonSchema, type KVCachePolicy, type LayerCache, type ObservationNeed } from '@kvfold/core';
+import { SPECIFICATION_VERSION, definePolicy, validateAgainst, type JsonSchema, type KVCachePolicy, type LayerCache, type Observation, type ObservationNeed, type PolicyContext } from '@kvfold/core';
 
 /** Options of the `full` policy: it has none. */
 export type FullOptions = Record<string, never>;
@@ -29,12 +29,12 @@ export class FullPolicy implements KVCachePolicy {
   }
 
   /** Return the input layer unchanged (same object). */
-  async prefill<T>(layer: LayerCache<T>): Promise<LayerCache<T>> {
+  async prefill<T>(layer: LayerCache<T>, _observed?: Observation<T>, _ctx?: PolicyContext<T>): Promise<LayerCache<T>> {
     return layer;
   }
 
   /** Return the input layer unchanged (same object). */
-  async step<T>(layer: LayerCache<T>): Promise<LayerCache<T>> {
+  async step<T>(layer: LayerCache<T>, _observed?: Observation<T>, _ctx?: PolicyContext<T>): Promise<LayerCache<T>> {
     return layer;
   }
 }

@@ -7,6 +7,7 @@ import {
   type JsonSchema,
   type KVCachePolicy,
   type LayerCache,
+  type Observation,
   type ObservationNeed,
   type PolicyContext,
 } from '@kvfold/core';
@@ -59,12 +60,12 @@ export class RandomPolicy implements KVCachePolicy {
   }
 
   /** Compress the prompt to the budget. */
-  async prefill<T>(layer: LayerCache<T>, _observed: unknown, ctx: PolicyContext<T>): Promise<LayerCache<T>> {
+  async prefill<T>(layer: LayerCache<T>, _observed: Observation<T>, ctx: PolicyContext<T>): Promise<LayerCache<T>> {
     return this.evict(layer, ctx);
   }
 
   /** Evict random older slots back to the budget. */
-  async step<T>(layer: LayerCache<T>, _observed: unknown, ctx: PolicyContext<T>): Promise<LayerCache<T>> {
+  async step<T>(layer: LayerCache<T>, _observed: Observation<T>, ctx: PolicyContext<T>): Promise<LayerCache<T>> {
     return this.evict(layer, ctx);
   }
 

@@ -6,6 +6,7 @@ import {
   type JsonSchema,
   type KVCachePolicy,
   type LayerCache,
+  type Observation,
   type ObservationNeed,
   type PolicyContext,
 } from '@kvfold/core';
@@ -60,12 +61,12 @@ export class WindowPolicy implements KVCachePolicy {
   }
 
   /** Compress the prompt to sink + recent window. */
-  async prefill<T>(layer: LayerCache<T>, _observed: unknown, ctx: PolicyContext<T>): Promise<LayerCache<T>> {
+  async prefill<T>(layer: LayerCache<T>, _observed: Observation<T>, ctx: PolicyContext<T>): Promise<LayerCache<T>> {
     return this.evict(layer, ctx);
   }
 
   /** Evict the oldest non-sink slots back to the budget. */
-  async step<T>(layer: LayerCache<T>, _observed: unknown, ctx: PolicyContext<T>): Promise<LayerCache<T>> {
+  async step<T>(layer: LayerCache<T>, _observed: Observation<T>, ctx: PolicyContext<T>): Promise<LayerCache<T>> {
     return this.evict(layer, ctx);
   }
 

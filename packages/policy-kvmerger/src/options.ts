@@ -36,10 +36,7 @@ export interface Eq4Sigma {
 export type SigmaOption = number | FixedSigma | RmsSigma | Eq4Sigma;
 
 /** A {@link SigmaOption} with every field resolved. */
-export type ResolvedSigma =
-  | { readonly mode: 'fixed'; readonly value: number }
-  | { readonly mode: 'rms'; readonly value: number }
-  | { readonly mode: 'eq4'; readonly value: number; readonly iterations: number };
+export type ResolvedSigma = Required<FixedSigma> | Required<RmsSigma> | Required<Eq4Sigma>;
 
 /** Options of the `kvmerger` policy (Wang et al. 2024, arXiv 2407.08454). */
 export interface KVMergerOptions {

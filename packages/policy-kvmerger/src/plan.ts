@@ -45,7 +45,7 @@ export interface LayerPlan {
   readonly length: number;
   /** Output slots per head (the same on every head). */
   readonly outLength: number;
-  /** Output slot of each input slot or -1 (evicted), `[heads, length]`; a {@link SegmentPlan} segment. */
+  /** Output slot of each input slot or -1 (evicted), `[heads, length]`; a `SegmentPlan.segment`. */
   readonly segment: Int32Array;
   /** Input slot of each output slot's pivot, `[heads, outLength]`. */
   readonly pivot: Int32Array;

@@ -73,7 +73,14 @@ export class CacheManager implements AttentionHooks {
   /** Whether attention adds `log(count)` for merged slots. */
   readonly proportional: boolean;
   /** Which observations the decoder computes: exactly what the policy needs. */
-  readonly observe: { readonly attention: boolean; readonly lastAttention: boolean; readonly queries: boolean };
+  readonly observe: {
+    /** The policy needs `attention`. */
+    readonly attention: boolean;
+    /** The policy needs `lastAttention`. */
+    readonly lastAttention: boolean;
+    /** The policy needs `queries`. */
+    readonly queries: boolean;
+  };
 
   private readonly options: CacheManagerOptions;
   private readonly logger: Logger;

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, ModelError, createRng, type ConfigIssue, type KVKernels, type Rng } from '@kvfold/core';
+import { BackendUnavailableError, ConfigError, ModelError, createRng, type ConfigIssue, type KVKernels, type Rng } from '@kvfold/core';
 import { parseModelConfig } from './model/config.js';
 import type { DecoderOptions } from './model/decoder.js';
 import { Checkpoint } from './model/safetensors.js';
@@ -49,8 +49,13 @@ export async function loadModel(folder: string, options: LoadModelOptions = {}):
   }
   let kernels = options.kernels;
   if (!kernels) {
-    const { createTfjsKernels } = await import('@kvfold/backend-tfjs');
-    kernels = (await createTfjsKernels({ engine: options.engine ?? 'auto' })) as KVKernels<tf.Tensor>;
+    let mod: typeof import('@kvfold/backend-tfjs');
+    try {
+      mod = await import('@kvfold/backend-tfjs');
+    } catch (cause) {
+      throw new BackendUnavailableError(`@kvfold/backend-tfjs could not be imported (${(cause as Error).message}); install it or pass loadModel(folder, { kernels })`, { backend: 'tfjs' }, cause);
+    }
+    kernels = (await mod.createTfjsKernels({ engine: options.engine ?? 'auto' })) as KVKernels<tf.Tensor>;
   }
   return createModel({ config, weights, kernels, tokenizer, folder, ...(options.decoder ? { decoder: options.decoder } : {}) });
 }

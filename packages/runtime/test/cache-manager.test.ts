@@ -11,6 +11,8 @@ import {
   type Observation,
   type PolicyContext,
 } from '@kvfold/core';
+import { createReferenceKernels } from '@kvfold/backend-reference';
+import { hostTensor } from '@kvfold/core';
 import { Session, byteTokenizer, createModel, randomWeights, referenceForward } from '../src/index.js';
 import { tinyConfig } from './helpers/models.js';
 import { maxAbsDiff, minimalKernels, useEngine } from './helpers/tf.js';
@@ -199,6 +201,39 @@ describe('cache manager', () => {
     await expect(s.prefill(prompt)).rejects.toMatchObject({ code: 'KVF_SHAPE' });
     s.dispose();
     expect(tf.memory().numTensors).toBe(base);
+    model.dispose();
+  });
+
+  it.each([
+    ['mean', false],
+    ['max', true],
+    ['sum', true],
+  ] as const)('observations (%s, proportional %s) over a compressed, merged cache equal the reference observe kernel', async (reduction, proportional) => {
+    const model = createModel({ config, weights, kernels: minimalKernels(), tokenizer: byteTokenizer() });
+    const compress = hostPolicy({ counts: (slot, head) => 1 + ((slot * 3 + head) % 4) });
+    const seen: { attention: Float32Array; last: Float32Array; queries: Float32Array; shape: number[] }[] = [];
+    const policy: KVCachePolicy = {
+      specificationVersion: SPECIFICATION_VERSION,
+      name: 'observe-test',
+      needs: ['attention', 'lastAttention', 'queries'],
+      prefill: (l, o, c) => compress.prefill(l, o, c),
+      step: async (l, o) => {
+        const t = o as Observation<unknown> as Observation<tf.Tensor>;
+        seen.push({ attention: (await t.attention!.data()) as Float32Array, last: (await t.lastAttention!.data()) as Float32Array, queries: (await t.queries!.data()) as Float32Array, shape: [...t.queries!.shape] });
+        return l;
+      },
+    };
+    const s = new Session(model, { policy, budget: 0.6, groupReduction: reduction, proportional });
+    await s.prefill(prompt);
+    await s.feed([11, 12, 13]);
+    const ref = createReferenceKernels();
+    const caches = await s.cache.snapshot();
+    for (let l = 0; l < 2; l++) {
+      const o = ref.observe(caches[l]!, hostTensor('float32', seen[l]!.shape, seen[l]!.queries), hostTensor('int32', [3], [10, 11, 12]), { groupReduction: reduction, proportional });
+      expect(maxAbsDiff(seen[l]!.attention, o.sums.data)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(seen[l]!.last, o.last.data)).toBeLessThan(1e-5);
+    }
+    s.dispose();
     model.dispose();
   });
 });

@@ -19,7 +19,11 @@ export interface SyntheticOptions {
    * of similar adjacent keys (what KVMerger exploits in real models). Default 0.8.
    */
   readonly drift?: number;
-  /** Typical key norm; default `sqrt(headDim)`. */
+  /**
+   * Key norm; default `1.5 * sqrt(headDim)`, which makes a query's attention peak on the key it was drawn
+   * near (logit about 0.5 * 2.25 * sqrt(headDim) above the crowd), as real heads are sparse; with
+   * `sqrt(headDim)` attention is nearly uniform over long caches and every policy looks alike.
+   */
   readonly keyScale?: number;
 }
 
@@ -31,6 +35,53 @@ export interface SyntheticCase {
   readonly queries: HostTensor<'float32'>;
   /** Positions of the queries, int32 `[n]` (the last n tokens). */
   readonly queryPositions: HostTensor<'int32'>;
+}
+
+/**
+ * Fixed per-(head, token) importance, lognormal(0, 1.5): a few tokens draw most attention, as the H2O
+ * paper observed in real models (attention follows a power law). Observation and probe queries share it,
+ * which is the assumption under which attention-based eviction can work at all; `uniform` data removes it.
+ */
+function tokenImportance(heads: number, length: number, seed: number): Float64Array {
+  const rng = createRng(seed).fork(0x1a2b);
+  const w = new Float64Array(heads * length);
+  for (let i = 0; i < w.length; i++) w[i] = Math.exp(1.5 * gaussian(rng));
+  return w;
+}
+
+interface QueryShape { heads: number; length: number; headDim: number; queryHeads: number; n: number; rng: Rng }
+
+/** Queries near keys drawn in proportion to their importance (plus noise), float32 `[queryHeads, n, headDim]`. */
+function drawQueries(keys: Float32Array, importance: Float64Array, s: QueryShape): Float32Array {
+  const { heads, length, headDim, queryHeads, n, rng } = s;
+  const queries = new Float32Array(queryHeads * n * headDim);
+  const group = queryHeads / heads;
+  const cdf = new Float64Array(length);
+  for (let q = 0; q < queryHeads; q++) {
+    const h = Math.floor(q / group);
+    let acc = 0;
+    for (let t = 0; t < length; t++) cdf[t] = acc += importance[h * length + t]!;
+    for (let i = 0; i < n; i++) {
+      const u = rng.next() * acc;
+      let lo = 0, hi = length - 1;
+      while (lo < hi) { const mid = (lo + hi) >> 1; if (cdf[mid]! < u) lo = mid + 1; else hi = mid; }
+      const base = (h * length + lo) * headDim;
+      for (let d = 0; d < headDim; d++) queries[(q * n + i) * headDim + d] = keys[base + d]! * 0.5 + gaussian(rng) * 0.5;
+    }
+  }
+  return queries;
+}
+
+/**
+ * Fresh queries over the same cache as a {@link syntheticLayer} call with the same options, drawn with
+ * `probeSeed`: held-out probes for fidelity metrics (they were not used to score the tokens).
+ */
+export function probeQueries(options: SyntheticOptions, n: number, probeSeed: number): HostTensor<'float32'> {
+  const c = syntheticLayer(options);
+  const { heads, length, headDim } = options;
+  const qh = options.queryHeads ?? heads;
+  const data = drawQueries(c.layer.keys.data, tokenImportance(heads, length, options.seed ?? 0), { heads, length, headDim, queryHeads: qh, n, rng: createRng(probeSeed).fork(0x9e37) });
+  return hostTensor('float32', [qh, n, headDim], data);
 }
 
 function gaussian(rng: Rng): number {
@@ -49,7 +100,7 @@ export function syntheticLayer(options: SyntheticOptions): SyntheticCase {
   const qh = options.queryHeads ?? heads;
   const n = options.queries ?? Math.min(length, 8);
   const drift = options.drift ?? 0.8;
-  const scale = options.keyScale ?? Math.sqrt(headDim);
+  const scale = options.keyScale ?? 1.5 * Math.sqrt(headDim);
   const rng = createRng(options.seed ?? 0);
   const keys = new Float32Array(heads * length * headDim);
   const values = new Float32Array(heads * length * headDim);
@@ -70,16 +121,8 @@ export function syntheticLayer(options: SyntheticOptions): SyntheticCase {
       }
     }
   }
-  const queries = new Float32Array(qh * n * headDim);
-  const group = qh / heads;
-  for (let q = 0; q < qh; q++) {
-    const h = Math.floor(q / group);
-    for (let i = 0; i < n; i++) {
-      const target = rng.int(length);
-      const base = (h * length + target) * headDim;
-      for (let d = 0; d < headDim; d++) queries[(q * n + i) * headDim + d] = keys[base + d]! * 0.5 + gaussian(rng) * 0.5;
-    }
-  }
+  const importance = tokenImportance(heads, length, options.seed ?? 0);
+  const queries = drawQueries(keys, importance, { heads, length, headDim, queryHeads: qh, n, rng });
   const queryPositions = Int32Array.from({ length: n }, (_, i) => length - n + i);
   return {
     layer: hostLayer({ heads, length, headDim, keys, values }),

@@ -32,10 +32,13 @@ void adjacent_cosine_cpu(const float* keys, float* out, int64_t H, int64_t L, in
 
 void select_topk_cpu(const float* scores, int32_t* index, int64_t H, int64_t L, int64_t k, int64_t from, int64_t to) {
   std::vector<int32_t> idx(static_cast<size_t>(to - from));
+  std::vector<float> val(static_cast<size_t>(to - from));
   for (int64_t h = 0; h < H; ++h) {
-    const float* s = scores + h * L;
+    const float* row = scores + h * L;
+    for (int64_t i = from; i < to; ++i) val[i - from] = std::isnan(row[i]) ? -std::numeric_limits<float>::infinity() : row[i];
     std::iota(idx.begin(), idx.end(), static_cast<int32_t>(from));
-    // Higher score first; the lower slot wins a tie, which makes the order total.
+    // Higher score first; the lower slot wins a tie, which makes the order total. NaN ranks as -Infinity.
+    const float* s = val.data() - from;
     auto better = [s](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); };
     if (k < static_cast<int64_t>(idx.size())) std::nth_element(idx.begin(), idx.begin() + k, idx.end(), better);
     std::sort(idx.begin(), idx.begin() + k);
@@ -73,7 +76,7 @@ void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t
         d2 += x * x;
       }
       const double sg = sigma[h * O + o];
-      g[i] = std::exp(-d2 / (2 * sg * sg));
+      g[i] = d2 == 0 ? 1.0 : std::exp(-d2 / (2 * sg * sg));  // the pivot weighs exactly 1
       gsum[o] += g[i];
       csum[o] += in.counts[h * L + i];
       ssum[o] += in.scores[h * L + i];

@@ -1,5 +1,5 @@
 import type { LayerCache, SegmentPlan } from '@kvfold/core';
-import { ShapeError } from '@kvfold/core';
+import { ConfigError, ShapeError } from '@kvfold/core';
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder, type FunctionDef, type NodeList } from '../graph.js';
 import { dimsOf, expectFinite, expectRange, expectShape, float32Data, int32Data, layerDims, type OnnxTensor } from '../validate.js';
@@ -47,7 +47,9 @@ export const MERGE_SEGMENTS: FunctionDef = {
     const sig = b.op('GatherElements', [sigmaPad, segD], { axis: attr.int(1) });
     const twoSig2 = b.op('Mul', [b.op('Mul', [sig, sig]), b.f32(2, true)]);
     const zero = b.f32(0, true);
-    const g = b.op('Where', [dropped, zero, b.op('Exp', [b.op('Neg', [b.op('Div', [d2, twoSig2])])])]);
+    // d2 = 0 gives weight exactly 1 (the pivot), even where 2 sigma^2 underflows to 0 in float32.
+    const gauss = b.op('Where', [b.op('Equal', [d2, zero]), b.f32(1, true), b.op('Exp', [b.op('Neg', [b.op('Div', [d2, twoSig2])])])]);
+    const g = b.op('Where', [dropped, zero, gauss]);
     const shape2 = b.concat([H, O1], 0);
     const shape3 = b.concat([H, O1, D], 0);
     const gsumPad = b.op('ScatterElements', [b.fill(shape2, 'float32', 0), segD, g], { axis: attr.int(1), reduction: attr.string('add') });
@@ -63,9 +65,9 @@ export const MERGE_SEGMENTS: FunctionDef = {
       reduction: attr.string('add'),
     });
     const cSum = b.op('GatherElements', [cSumPad, segD], { axis: attr.int(1) });
-    const vs = b.cast(b.op('Constant', [], { value_int: attr.ref('value_scale', 'int') }), 'float32');
-    // factor = C / c_i when value_scale = 1, exactly 1 when it is 0.
-    const factor = b.op('Add', [b.op('Mul', [vs, b.op('Div', [cSum, cF])]), b.op('Sub', [b.f32(1, true), vs])]);
+    const byCount = b.op('Equal', [b.op('Constant', [], { value_int: attr.ref('value_scale', 'int') }), b.i64(1, true)]);
+    // factor = C / c_i when value_scale = 1, exactly 1 when it is 0 (the Where keeps a 0 count's NaN out).
+    const factor = b.op('Where', [byCount, b.op('Div', [cSum, cF]), b.f32(1, true)]);
     const wv = b.op('Mul', [w, factor]);
     b.opN('Identity', [segmentSum(b, b.op('Mul', ['values', b.unsqueeze(wv, [2])]), segE, shape3, O)], {}, { names: ['values_out'] });
     b.opN('GatherElements', ['positions', b.cast('pivot', 'int64')], { axis: attr.int(1) }, { names: ['positions_out'] });
@@ -95,10 +97,10 @@ export function mergeSegmentsModel(valueScale: 'count' | 'none'): Uint8Array {
 
 /**
  * Check a segment plan: ids non-decreasing per head and covering `0..O-1` without gap, `-1` for dropped
- * slots, each pivot a member of its run, sigma finite and positive, counts >= 1 where `count` scaling divides.
+ * slots, each pivot a member of its run, counts >= 1 where `count` scaling divides by them.
  * @throws ShapeError naming the offending entry.
  */
-export function checkSegmentPlan(kernel: string, L: number, H: number, seg: Int32Array, pivot: Int32Array, O: number, counts: Int32Array): void {
+export function checkSegmentPlan(kernel: string, L: number, H: number, seg: Int32Array, pivot: Int32Array, O: number, counts: Int32Array | undefined): void {
   for (let h = 0; h < H; h++) {
     let next = 0;
     for (let i = 0; i < L; i++) {
@@ -111,8 +113,8 @@ export function checkSegmentPlan(kernel: string, L: number, H: number, seg: Int3
           { field: 'plan.segment', head: h, index: i, value: s },
         );
       }
-      if (counts[h * L + i]! < 1) {
-        throw new ShapeError(`${kernel} layer.counts[${h}, ${i}] = ${counts[h * L + i]} must be >= 1`, { field: 'layer.counts', head: h, index: i });
+      if (counts && counts[h * L + i]! < 1) {
+        throw new ShapeError(`${kernel} layer.counts[${h}, ${i}] = ${counts[h * L + i]} must be >= 1 with valueScale "count"`, { field: 'layer.counts', head: h, index: i });
       }
     }
     if (next !== O) {
@@ -144,17 +146,17 @@ export function mergeSegments(cache: SessionCache, layer: LayerCache<OnnxTensor>
   expectShape(plan.pivot.dims, [l.heads, O], 'mergeSegments plan.pivot');
   expectShape(dimsOf(plan.sigma, 'mergeSegments plan.sigma', 'float32', 2), [l.heads, O], 'mergeSegments plan.sigma');
   if (plan.valueScale !== 'count' && plan.valueScale !== 'none') {
-    throw new ShapeError(`mergeSegments plan.valueScale = ${JSON.stringify(plan.valueScale)}; expected "count" or "none"`, {
-      field: 'plan.valueScale',
-      allowed: ['count', 'none'],
-    });
+    throw new ConfigError(
+      [{ path: '/valueScale', rule: 'enum', message: `must be one of "count", "none"; got ${JSON.stringify(plan.valueScale)}`, allowed: ['count', 'none'] }],
+      'mergeSegments plan',
+    );
   }
   const seg = int32Data(plan.segment);
   const pivot = int32Data(plan.pivot);
   expectRange(seg, l.length, -1, Math.max(O - 1, -1), 'mergeSegments plan.segment', 'segment ids');
   expectRange(pivot, O, 0, l.length - 1, 'mergeSegments plan.pivot');
   expectFinite(float32Data(plan.sigma), O, 'mergeSegments plan.sigma', true);
-  checkSegmentPlan('mergeSegments', l.length, l.heads, seg, pivot, O, int32Data(layer.counts));
+  checkSegmentPlan('mergeSegments', l.length, l.heads, seg, pivot, O, plan.valueScale === 'count' ? int32Data(layer.counts) : undefined);
   const session = cache.get(`mergeSegments_${plan.valueScale}`, () => mergeSegmentsModel(plan.valueScale));
   return layerResult(session.run({ ...layerFeeds(layer), segment: plan.segment, pivot: plan.pivot, sigma: plan.sigma }, LAYER_OUTPUTS));
 }

@@ -96,21 +96,26 @@ function checkObserve(layer: LayerCache<OnnxTensor>, queries: OnnxTensor, queryP
   const { heads: H, length: L, headDim: D } = layerDims(layer, 'observe');
   const [QH, N] = dimsOf(queries, 'observe queries', 'float32', 3) as [number, number, number];
   expectShape(queries.dims, [QH, N, D], 'observe queries');
-  if (H === 0 || QH % H !== 0 || QH === 0) {
+  if (H === 0 ? QH !== 0 : QH === 0 || QH % H !== 0) {
     throw new ShapeError(`observe queries has ${QH} heads, which is not a positive multiple of the ${H} kv heads`, { field: 'queries', queryHeads: QH, kvHeads: H });
   }
-  if (N < 1) throw new ShapeError('observe queries holds no query (n = 0); pass at least one', { field: 'queries' });
   expectShape(dimsOf(queryPositions, 'observe queryPositions', 'int32', 1), [N], 'observe queryPositions');
+  if (options !== undefined && (typeof options !== 'object' || options === null)) {
+    throw new ConfigError([{ path: '', rule: 'type', message: 'must be an object', allowed: 'object' }], 'observe options');
+  }
   const o = options ?? {};
   const reduction = o.groupReduction ?? 'mean';
   if (!(reduction in GROUP_REDUCTION_CODE)) {
     throw new ConfigError([{ path: '/groupReduction', rule: 'enum', message: `must be one of "mean", "max", "sum", got ${JSON.stringify(reduction)}`, allowed: ['mean', 'max', 'sum'] }], 'observe options');
   }
-  const scale = o.scale ?? 1 / Math.sqrt(D);
-  if (!Number.isFinite(scale)) {
+  const scale = o.scale ?? (D > 0 ? 1 / Math.sqrt(D) : 1);
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) {
     throw new ConfigError([{ path: '/scale', rule: 'type', message: `must be a finite number, got ${scale}` }], 'observe options');
   }
   const proportional = o.proportional ?? false;
+  if (typeof proportional !== 'boolean') {
+    throw new ConfigError([{ path: '/proportional', rule: 'type', message: `must be a boolean, got ${JSON.stringify(proportional)}`, allowed: [true, false] }], 'observe options');
+  }
   if (proportional) {
     const c = int32Data(layer.counts);
     for (let i = 0; i < c.length; i++) {
@@ -139,6 +144,10 @@ export function observe(
   chunked: boolean,
 ): ObservedAttention<OnnxTensor> {
   const a = checkObserve(layer, queries, queryPositions, options);
+  // Nothing to attend with or to: the contract's answer is zeros, without a model run.
+  if (a.N === 0 || a.H * a.L === 0) {
+    return { sums: new ort.Tensor('float32', new Float32Array(a.H * a.L), [a.H, a.L]), last: new ort.Tensor('float32', new Float32Array(a.H * a.L), [a.H, a.L]) };
+  }
   const scale = float32Scalar(a.scale);
   const run = (reduction: GroupReduction, keys: OnnxTensor, positions: OnnxTensor, counts: OnnxTensor, q: OnnxTensor, qp: OnnxTensor) => {
     const key = `observe_${reduction}_${a.proportional ? 'prop' : 'plain'}`;
@@ -178,7 +187,7 @@ function observeBlocks(a: ObserveArgs, layer: LayerCache<OnnxTensor>, queries: O
         const qp = new ort.Tensor('int32', qpd.slice(t0, t1), [t1 - t0]);
         const r = run('sum', keys, positions, counts, q, qp);
         const s = r.sums.data as Float32Array;
-        for (let l = 0; l < L; l++) headSum[l]! += s[l]!;
+        for (let l = 0; l < L; l++) headSum[l] += s[l]!;
         if (t1 === N) headLast = r.last.data as Float32Array;
       }
       for (let l = 0; l < L; l++) {
@@ -189,16 +198,16 @@ function observeBlocks(a: ObserveArgs, layer: LayerCache<OnnxTensor>, queries: O
           sums[o] = g === 0 ? x : Math.max(sums[o]!, x);
           last[o] = g === 0 ? y : Math.max(last[o]!, y);
         } else {
-          sums[o]! += x;
-          last[o]! += y;
+          sums[o] += x;
+          last[o] += y;
         }
       }
     }
   }
   if (a.reduction === 'mean') {
     for (let i = 0; i < sums.length; i++) {
-      sums[i]! /= G;
-      last[i]! /= G;
+      sums[i] /= G;
+      last[i] /= G;
     }
   }
   return { sums: new ort.Tensor('float32', sums, [H, L]), last: new ort.Tensor('float32', last, [H, L]) };

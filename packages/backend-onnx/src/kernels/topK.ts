@@ -6,7 +6,7 @@ import { dimsOf, expectInt, int64Scalar, type OnnxTensor } from '../validate.js'
  * `ai.kvfold::SelectTopK(scores f32[H,L], k i64[1], from i64[1], to i64[1]) -> index i32[H,k]`: the `k`
  * highest scores of each head among slots `[from, to)`, returned sorted by slot index.
  *
- * Body: Slice the window, TopK (ORT's TopK is stable, so ties keep the lower index), shift by `from`,
+ * Body: Slice the window, NaN to -Infinity, TopK (ORT's TopK is stable, so ties keep the lower index), shift by `from`,
  * then a second TopK with `largest=0` on the indices themselves sorts them ascending.
  */
 export const SELECT_TOP_K: FunctionDef = {
@@ -14,7 +14,9 @@ export const SELECT_TOP_K: FunctionDef = {
   inputs: ['scores', 'k', 'from', 'to'],
   outputs: ['index'],
   body(b) {
-    const win = b.op('Slice', ['scores', 'from', 'to', b.i64([1])]);
+    const raw = b.op('Slice', ['scores', 'from', 'to', b.i64([1])]);
+    // NaN ranks as -Infinity (the reference's rule), so a non-finite score never decides the result.
+    const win = b.op('Where', [b.op('IsNaN', [raw]), b.f32(-Infinity, true), raw]);
     const [, idx] = b.opN('TopK', [win, 'k'], { axis: attr.int(1), largest: attr.int(1), sorted: attr.int(1) }, { outputs: 2 });
     const abs = b.op('Add', [idx!, 'from']);
     const [asc] = b.opN('TopK', [abs, 'k'], { axis: attr.int(1), largest: attr.int(0), sorted: attr.int(1) }, { outputs: 2 });

@@ -3,6 +3,9 @@ import { badOption, expectPositiveCounts, expectShape, f32, layerData, tensorDat
 
 const REDUCTIONS: readonly GroupReduction[] = ['mean', 'max', 'sum'];
 
+/** Float64 logits held at once (2 MiB): enough rows per chunk to reuse each key, small enough for L2. */
+const LOGIT_BUDGET = 1 << 18;
+
 /**
  * Causal softmax attention of `queries` float32 `[queryHeads, n, headDim]` over the cache, reduced to kv heads.
  *
@@ -53,64 +56,89 @@ export function observe(
   const pos = l.positions;
   const outSums = new Float32Array(H * L);
   const outLast = new Float32Array(H * L);
-  const logit = new Float64Array(L);
+  // The G query heads of a kv head are one contiguous [G * n, D] block of "rows" (row r = g * n + t).
+  // Rows are processed in chunks so each key is loaded once per chunk and scored against every row of
+  // it while it sits in L1: the key matrix is streamed ceil(G * n / chunk) times instead of G * n times.
+  const R = G * n;
+  const chunk = Math.max(1, Math.min(R, Math.floor(LOGIT_BUDGET / Math.max(L, 1))));
+  const logit = new Float64Array(chunk * L);
+  const rowPos = new Int32Array(chunk);
   const bias = new Float64Array(L);
-  const qSum = new Float64Array(L);
-  const qLast = new Float64Array(L);
-  const gSum = new Float64Array(L);
-  const gLast = new Float64Array(L);
+  const qSum = new Float64Array(G * L);
+  const qLast = new Float64Array(G * L);
   for (let h = 0; h < H; h++) {
     const rowBase = h * L;
+    const qBase = h * R * D;
     if (proportional) for (let j = 0; j < L; j++) bias[j] = Math.log(l.counts[rowBase + j]!);
-    gSum.fill(isMax ? -Infinity : 0);
-    gLast.fill(isMax ? -Infinity : 0);
-    for (let q = h * G; q < (h + 1) * G; q++) {
-      qSum.fill(0);
-      qLast.fill(0);
-      for (let t = 0; t < n; t++) {
-        const p = qpos[t]!;
-        const qo = (q * n + t) * D;
-        let max = -Infinity;
-        for (let j = 0; j < L; j++) {
-          if (pos[rowBase + j]! > p) {
-            logit[j] = -Infinity;
+    qSum.fill(0);
+    qLast.fill(0);
+    for (let r0 = 0; r0 < R; r0 += chunk) {
+      const rc = Math.min(chunk, R - r0);
+      for (let c = 0; c < rc; c++) rowPos[c] = qpos[(r0 + c) % n]!;
+      for (let j = 0; j < L; j++) {
+        const pj = pos[rowBase + j]!;
+        const ko = (rowBase + j) * D;
+        const bj = bias[j]!;
+        for (let c = 0; c < rc; c++) {
+          if (pj > rowPos[c]!) {
+            logit[c * L + j] = -Infinity;
             continue;
           }
-          const ko = (rowBase + j) * D;
-          let dot = 0;
-          for (let d = 0; d < D; d++) dot += qd[qo + d]! * keys[ko + d]!;
-          const z = scale * dot + bias[j]!;
-          logit[j] = z;
-          if (z > max) max = z;
+          const qo = qBase + (r0 + c) * D;
+          // Four accumulators break the add dependency chain (several times faster than one for D >= 32).
+          let s0 = 0;
+          let s1 = 0;
+          let s2 = 0;
+          let s3 = 0;
+          let d = 0;
+          for (; d + 3 < D; d += 4) {
+            s0 += qd[qo + d]! * keys[ko + d]!;
+            s1 += qd[qo + d + 1]! * keys[ko + d + 1]!;
+            s2 += qd[qo + d + 2]! * keys[ko + d + 2]!;
+            s3 += qd[qo + d + 3]! * keys[ko + d + 3]!;
+          }
+          for (; d < D; d++) s0 += qd[qo + d]! * keys[ko + d]!;
+          logit[c * L + j] = scale * (s0 + s1 + (s2 + s3)) + bj;
         }
+      }
+      for (let c = 0; c < rc; c++) {
+        const row = r0 + c;
+        const g = Math.floor(row / n);
+        const t = row - g * n;
+        const lo = c * L;
+        let max = -Infinity;
+        for (let j = 0; j < L; j++) if (logit[lo + j]! > max) max = logit[lo + j]!;
         if (max === -Infinity) continue; // sees no slot: contributes zeros (qLast stays 0 for the last query)
         let sum = 0;
         for (let j = 0; j < L; j++) {
-          const z = logit[j]!;
+          const z = logit[lo + j]!;
           const e = z === -Infinity ? 0 : Math.exp(z - max);
-          logit[j] = e;
+          logit[lo + j] = e;
           sum += e;
         }
         const inv = 1 / sum;
-        for (let j = 0; j < L; j++) qSum[j] += logit[j]! * inv;
-        if (t === n - 1) for (let j = 0; j < L; j++) qLast[j] = logit[j]! * inv;
-      }
-      if (isMax) {
-        for (let j = 0; j < L; j++) {
-          if (qSum[j]! > gSum[j]!) gSum[j] = qSum[j]!;
-          if (qLast[j]! > gLast[j]!) gLast[j] = qLast[j]!;
-        }
-      } else {
-        for (let j = 0; j < L; j++) {
-          gSum[j] += qSum[j]!;
-          gLast[j] += qLast[j]!;
-        }
+        const go = g * L;
+        for (let j = 0; j < L; j++) qSum[go + j] += logit[lo + j]! * inv;
+        if (t === n - 1) for (let j = 0; j < L; j++) qLast[go + j] = logit[lo + j]! * inv;
       }
     }
     const div = reduction === 'mean' ? G : 1;
     for (let j = 0; j < L; j++) {
-      outSums[rowBase + j] = gSum[j]! / div;
-      outLast[rowBase + j] = gLast[j]! / div;
+      let a = qSum[j]!;
+      let b = qLast[j]!;
+      for (let g = 1; g < G; g++) {
+        const x = qSum[g * L + j]!;
+        const y = qLast[g * L + j]!;
+        if (isMax) {
+          if (x > a) a = x;
+          if (y > b) b = y;
+        } else {
+          a += x;
+          b += y;
+        }
+      }
+      outSums[rowBase + j] = a / div;
+      outLast[rowBase + j] = b / div;
     }
   }
   return { sums: f32([H, L], outSums), last: f32([H, L], outLast) };

@@ -54,6 +54,15 @@ function selectBest(idx: Int32Array, val: Float64Array, k: number): void {
   let lo = 0;
   let hi = idx.length - 1;
   while (lo < hi) {
+    if (hi === lo + 1) {
+      // Two left: order them. (The median-of-three below needs three distinct cells.)
+      if (better(val, idx[hi]!, idx[lo]!)) {
+        const t = idx[lo]!;
+        idx[lo] = idx[hi]!;
+        idx[hi] = t;
+      }
+      return;
+    }
     const mid = (lo + hi) >>> 1;
     // Median of three: guards against sorted or reverse-sorted inputs, common for scores by position.
     let a = idx[lo]!;

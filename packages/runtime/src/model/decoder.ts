@@ -16,8 +16,11 @@ export interface AttentionHooks {
   append(layer: number, keys: tf.Tensor, values: tf.Tensor, positions: Int32Array): LayerCache<tf.Tensor>;
   /** Which observations to compute for the cache owner (skipped entirely when all are false). */
   readonly observe: {
+    /** Sum over this call's queries of each slot's attention, `[kvHeads, L]`. */
     readonly attention: boolean;
+    /** The last query's attention, `[kvHeads, L]`. */
     readonly lastAttention: boolean;
+    /** This call's post-RoPE queries, `[heads, n, headDim]`. */
     readonly queries: boolean;
   };
   /** GQA group reduction applied to observed attention. */

@@ -73,3 +73,45 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
 }
+
+/**
+ * Every kernel of the reference backend, run on host copies of tfjs tensors (`dataSync`). Lets policy
+ * integration tests run the runtime on tfjs tensors with ground-truth kernel semantics, independently
+ * of the tfjs backend package.
+ */
+export function bridgeKernels(ref: KVKernels<HostTensor>): KVKernels<tf.Tensor> {
+  const down = (t: tf.Tensor): HostTensor => hostTensor(t.dtype as DType, t.shape, t.dataSync() as Float32Array | Int32Array);
+  const up = (t: HostTensor): tf.Tensor => tf.tensor(t.data, [...t.shape], t.dtype);
+  const downLayer = (l: LayerCache<tf.Tensor>): LayerCache<HostTensor> => ({
+    keys: down(l.keys),
+    values: down(l.values),
+    positions: down(l.positions),
+    counts: down(l.counts),
+    scores: down(l.scores),
+  });
+  const upLayer = (l: LayerCache<HostTensor>): LayerCache<tf.Tensor> => ({
+    keys: up(l.keys),
+    values: up(l.values),
+    positions: up(l.positions),
+    counts: up(l.counts),
+    scores: up(l.scores),
+  });
+  const base = minimalKernels();
+  return {
+    ...base,
+    backend: 'test-bridge',
+    describe: () => `reference kernels bridged to tfjs ${tf.getBackend()}`,
+    append: (l, k, v, p) => upLayer(ref.append(downLayer(l), down(k), down(v), down(p))),
+    accumulate: (s, a) => up(ref.accumulate(down(s), down(a))),
+    topK: (s, k, from, to) => up(ref.topK(down(s), k, from, to)),
+    gather: (l, i) => upLayer(ref.gather(downLayer(l), down(i))),
+    adjacentCosine: (k) => up(ref.adjacentCosine(down(k))),
+    mergeSegments: (l, p) => upLayer(ref.mergeSegments(downLayer(l), { segment: down(p.segment), pivot: down(p.pivot), sigma: down(p.sigma), valueScale: p.valueScale })),
+    mergeIntoNeighbours: (l, p) =>
+      upLayer(ref.mergeIntoNeighbours(downLayer(l), { keep: down(p.keep), source: down(p.source), targetStart: down(p.targetStart), targetCount: down(p.targetCount), gate: down(p.gate) })),
+    observe: (l, q, qp, o) => {
+      const r = ref.observe(downLayer(l), down(q), down(qp), o);
+      return { sums: up(r.sums), last: up(r.last) };
+    },
+  };
+}

@@ -1,0 +1,295 @@
+// kvfold's N-API addon: ONNX Runtime sessions that register the ai.kvfold custom-op library.
+//
+// onnxruntime-node 1.30 has no way to register a custom-op library (its session options parser never calls
+// RegisterCustomOpsLibrary). This addon links the very libonnxruntime.so.1 onnxruntime-node ships, so both
+// share one OrtEnv, and exposes the few calls the backend needs: create a session (custom ops registered,
+// CPU or CUDA EP) and run it synchronously on typed arrays.
+//
+// JS API (see src/session.ts NativeAddon):
+//   ortVersion(): string, apiVersion: number
+//   createSession(model: Uint8Array, { library, ep: 'cpu'|'cuda', threads, deviceId }): Session
+//   run(session, inputNames: string[], inputs: {type, dims, data}[], outputNames: string[]): {type, dims, data}[]
+//   release(session): void
+//   opsCalls(library): number   (kernel invocations counted by the loaded custom-op library; -1 if not loaded)
+#include <dlfcn.h>
+#include <node_api.h>
+
+#include "onnxruntime_cxx_api.h"
+
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Session {
+  // Options outlive the session: they hold the custom-op library handle.
+  std::unique_ptr<Ort::SessionOptions> options;
+  std::unique_ptr<Ort::Session> session;
+};
+
+Ort::Env& env() {
+  // ORT keeps one OrtEnv per process: this returns onnxruntime-node's when it exists (reference counted).
+  static Ort::Env e(ORT_LOGGING_LEVEL_ERROR, "kvfold");
+  return e;
+}
+
+struct JsError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+#define NAPI_OK(call)                                                       \
+  do {                                                                      \
+    if ((call) != napi_ok) throw JsError(std::string("N-API call failed: ") + #call); \
+  } while (0)
+
+std::string get_string(napi_env e, napi_value v) {
+  size_t n = 0;
+  NAPI_OK(napi_get_value_string_utf8(e, v, nullptr, 0, &n));
+  std::string s(n, '\0');
+  NAPI_OK(napi_get_value_string_utf8(e, v, s.data(), n + 1, &n));
+  return s;
+}
+
+napi_value get_prop(napi_env e, napi_value obj, const char* name) {
+  napi_value v;
+  NAPI_OK(napi_get_named_property(e, obj, name, &v));
+  return v;
+}
+
+int64_t get_int(napi_env e, napi_value v) {
+  int64_t x = 0;
+  NAPI_OK(napi_get_value_int64(e, v, &x));
+  return x;
+}
+
+uint32_t array_length(napi_env e, napi_value a) {
+  uint32_t n = 0;
+  NAPI_OK(napi_get_array_length(e, a, &n));
+  return n;
+}
+
+napi_value element(napi_env e, napi_value a, uint32_t i) {
+  napi_value v;
+  NAPI_OK(napi_get_element(e, a, i, &v));
+  return v;
+}
+
+struct TypeMap {
+  const char* name;
+  ONNXTensorElementDataType ort;
+  napi_typedarray_type js;
+  size_t bytes;
+};
+constexpr TypeMap kTypes[] = {
+    {"float32", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, napi_float32_array, 4},
+    {"int32", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, napi_int32_array, 4},
+    {"int64", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, napi_bigint64_array, 8},
+    {"bool", ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL, napi_uint8_array, 1},
+};
+
+const TypeMap& type_by_name(const std::string& n) {
+  for (const auto& t : kTypes)
+    if (n == t.name) return t;
+  throw JsError("unsupported tensor type " + n);
+}
+
+const TypeMap& type_by_ort(ONNXTensorElementDataType o) {
+  for (const auto& t : kTypes)
+    if (o == t.ort) return t;
+  throw JsError("unsupported output element type " + std::to_string(static_cast<int>(o)));
+}
+
+/** Run `body`, turning C++ exceptions into JS errors. */
+template <typename F>
+napi_value guarded(napi_env e, F body) {
+  try {
+    return body();
+  } catch (const std::exception& ex) {
+    napi_throw_error(e, nullptr, ex.what());
+    return nullptr;
+  }
+}
+
+napi_value OrtVersion(napi_env e, napi_callback_info) {
+  return guarded(e, [&] {
+    napi_value v;
+    const std::string s = Ort::GetVersionString();
+    NAPI_OK(napi_create_string_utf8(e, s.c_str(), s.size(), &v));
+    return v;
+  });
+}
+
+void finalize_session(napi_env, void* data, void*) { delete static_cast<Session*>(data); }
+
+Session* unwrap(napi_env e, napi_value v) {
+  void* p = nullptr;
+  NAPI_OK(napi_unwrap(e, v, &p));
+  auto* s = static_cast<Session*>(p);
+  if (!s->session) throw JsError("the session was released");
+  return s;
+}
+
+napi_value CreateSession(napi_env e, napi_callback_info info) {
+  return guarded(e, [&] {
+    size_t argc = 2;
+    napi_value argv[2];
+    NAPI_OK(napi_get_cb_info(e, info, &argc, argv, nullptr, nullptr));
+    if (argc < 2) throw JsError("createSession(model, options) needs 2 arguments");
+    napi_typedarray_type tt;
+    size_t length = 0, offset = 0;
+    void* data = nullptr;
+    napi_value ab;
+    NAPI_OK(napi_get_typedarray_info(e, argv[0], &tt, &length, &data, &ab, &offset));
+    const std::string library = get_string(e, get_prop(e, argv[1], "library"));
+    const std::string ep = get_string(e, get_prop(e, argv[1], "ep"));
+    const int64_t threads = get_int(e, get_prop(e, argv[1], "threads"));
+    const int64_t device = get_int(e, get_prop(e, argv[1], "deviceId"));
+
+    auto s = std::make_unique<Session>();
+    s->options = std::make_unique<Ort::SessionOptions>();
+    s->options->SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+    s->options->SetLogSeverityLevel(3);
+    if (threads > 0) s->options->SetIntraOpNumThreads(static_cast<int>(threads));
+    if (ep == "cuda") {
+      Ort::CUDAProviderOptions cuda;
+      cuda.Update({{"device_id", std::to_string(device)}});
+      s->options->AppendExecutionProvider_CUDA_V2(*cuda);
+    }
+    s->options->RegisterCustomOpsLibrary(library.c_str());
+    s->session = std::make_unique<Ort::Session>(env(), data, length, *s->options);
+
+    napi_value obj;
+    NAPI_OK(napi_create_object(e, &obj));
+    NAPI_OK(napi_wrap(e, obj, s.get(), finalize_session, nullptr, nullptr));
+    s.release();
+    return obj;
+  });
+}
+
+napi_value Run(napi_env e, napi_callback_info info) {
+  return guarded(e, [&] {
+    size_t argc = 4;
+    napi_value argv[4];
+    NAPI_OK(napi_get_cb_info(e, info, &argc, argv, nullptr, nullptr));
+    if (argc < 4) throw JsError("run(session, inputNames, inputs, outputNames) needs 4 arguments");
+    Session* s = unwrap(e, argv[0]);
+    const uint32_t nin = array_length(e, argv[1]);
+    const uint32_t nout = array_length(e, argv[3]);
+    std::vector<std::string> in_names(nin), out_names(nout);
+    std::vector<const char*> in_ptrs(nin), out_ptrs(nout);
+    std::vector<Ort::Value> inputs;
+    inputs.reserve(nin);
+    const auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+    static int64_t empty_buffer[1] = {0};
+    for (uint32_t i = 0; i < nin; ++i) {
+      in_names[i] = get_string(e, element(e, argv[1], i));
+      in_ptrs[i] = in_names[i].c_str();
+      napi_value t = element(e, argv[2], i);
+      const TypeMap& type = type_by_name(get_string(e, get_prop(e, t, "type")));
+      napi_value dims_v = get_prop(e, t, "dims");
+      std::vector<int64_t> dims(array_length(e, dims_v));
+      for (uint32_t d = 0; d < dims.size(); ++d) dims[d] = get_int(e, element(e, dims_v, d));
+      napi_typedarray_type tt;
+      size_t length = 0, offset = 0;
+      void* data = nullptr;
+      napi_value ab;
+      NAPI_OK(napi_get_typedarray_info(e, get_prop(e, t, "data"), &tt, &length, &data, &ab, &offset));
+      if (tt != type.js) throw JsError("input " + in_names[i] + ": data array does not match type " + type.name);
+      // Zero-copy view of the JS buffer: valid for the duration of this synchronous call.
+      void* p = length == 0 ? static_cast<void*>(empty_buffer) : data;
+      inputs.push_back(Ort::Value::CreateTensor(mem, p, length * type.bytes, dims.data(), dims.size(), type.ort));
+    }
+    for (uint32_t i = 0; i < nout; ++i) {
+      out_names[i] = get_string(e, element(e, argv[3], i));
+      out_ptrs[i] = out_names[i].c_str();
+    }
+    auto outputs = s->session->Run(Ort::RunOptions{nullptr}, in_ptrs.data(), inputs.data(), nin, out_ptrs.data(), nout);
+
+    napi_value result;
+    NAPI_OK(napi_create_array_with_length(e, nout, &result));
+    for (uint32_t i = 0; i < nout; ++i) {
+      auto info = outputs[i].GetTensorTypeAndShapeInfo();
+      const TypeMap& type = type_by_ort(info.GetElementType());
+      const auto dims = info.GetShape();
+      const size_t count = info.GetElementCount();
+      void* buf = nullptr;
+      napi_value ab, ta, dims_v, obj, type_v;
+      NAPI_OK(napi_create_arraybuffer(e, count * type.bytes, &buf, &ab));
+      if (count) std::memcpy(buf, outputs[i].GetTensorRawData(), count * type.bytes);
+      NAPI_OK(napi_create_typedarray(e, type.js, count, ab, 0, &ta));
+      NAPI_OK(napi_create_array_with_length(e, dims.size(), &dims_v));
+      for (uint32_t d = 0; d < dims.size(); ++d) {
+        napi_value dv;
+        NAPI_OK(napi_create_int64(e, dims[d], &dv));
+        NAPI_OK(napi_set_element(e, dims_v, d, dv));
+      }
+      NAPI_OK(napi_create_object(e, &obj));
+      NAPI_OK(napi_create_string_utf8(e, type.name, NAPI_AUTO_LENGTH, &type_v));
+      NAPI_OK(napi_set_named_property(e, obj, "type", type_v));
+      NAPI_OK(napi_set_named_property(e, obj, "dims", dims_v));
+      NAPI_OK(napi_set_named_property(e, obj, "data", ta));
+      NAPI_OK(napi_set_element(e, result, i, obj));
+    }
+    return result;
+  });
+}
+
+napi_value Release(napi_env e, napi_callback_info info) {
+  return guarded(e, [&]() -> napi_value {
+    size_t argc = 1;
+    napi_value argv[1];
+    NAPI_OK(napi_get_cb_info(e, info, &argc, argv, nullptr, nullptr));
+    void* p = nullptr;
+    if (argc >= 1 && napi_unwrap(e, argv[0], &p) == napi_ok && p) {
+      auto* s = static_cast<Session*>(p);
+      s->session.reset();
+      s->options.reset();
+    }
+    return nullptr;
+  });
+}
+
+napi_value OpsCalls(napi_env e, napi_callback_info info) {
+  return guarded(e, [&] {
+    size_t argc = 1;
+    napi_value argv[1];
+    NAPI_OK(napi_get_cb_info(e, info, &argc, argv, nullptr, nullptr));
+    if (argc < 1) throw JsError("opsCalls(library) needs 1 argument");
+    const std::string path = get_string(e, argv[0]);
+    double n = -1;
+    // RTLD_NOLOAD: only look at the copy ORT already loaded, never load one here.
+    if (void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD)) {
+      if (auto f = reinterpret_cast<uint64_t (*)()>(dlsym(h, "KvfoldOpsCalls"))) n = static_cast<double>(f());
+      dlclose(h);
+    }
+    napi_value v;
+    NAPI_OK(napi_create_double(e, n, &v));
+    return v;
+  });
+}
+
+napi_value Init(napi_env e, napi_value exports) {
+  return guarded(e, [&] {
+    napi_value fn, api;
+    NAPI_OK(napi_create_function(e, "ortVersion", NAPI_AUTO_LENGTH, OrtVersion, nullptr, &fn));
+    NAPI_OK(napi_set_named_property(e, exports, "ortVersion", fn));
+    NAPI_OK(napi_create_function(e, "createSession", NAPI_AUTO_LENGTH, CreateSession, nullptr, &fn));
+    NAPI_OK(napi_set_named_property(e, exports, "createSession", fn));
+    NAPI_OK(napi_create_function(e, "run", NAPI_AUTO_LENGTH, Run, nullptr, &fn));
+    NAPI_OK(napi_set_named_property(e, exports, "run", fn));
+    NAPI_OK(napi_create_function(e, "release", NAPI_AUTO_LENGTH, Release, nullptr, &fn));
+    NAPI_OK(napi_set_named_property(e, exports, "release", fn));
+    NAPI_OK(napi_create_function(e, "opsCalls", NAPI_AUTO_LENGTH, OpsCalls, nullptr, &fn));
+    NAPI_OK(napi_set_named_property(e, exports, "opsCalls", fn));
+    NAPI_OK(napi_create_int32(e, ORT_API_VERSION, &api));
+    NAPI_OK(napi_set_named_property(e, exports, "apiVersion", api));
+    return exports;
+  });
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

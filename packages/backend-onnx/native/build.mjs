@@ -1,0 +1,147 @@
+#!/usr/bin/env node
+// Opt-in native build of @kvfold/backend-onnx: `pnpm --filter @kvfold/backend-onnx build:native`.
+//
+// Builds into native/build/ (git-ignored):
+//   libkvfold_ops.so       ai.kvfold custom ops, CPU kernels                         (g++)
+//   libkvfold_ops_cuda.so  the same ops with CPU + CUDAExecutionProvider kernels     (nvcc, sm_90; skipped without nvcc)
+//   kvfold_ort.node        N-API addon: ORT sessions with the library registered,    (g++, linked to onnxruntime-node's
+//                          linked to the libonnxruntime.so.1 onnxruntime-node ships   libonnxruntime.so.1)
+//   manifest.json          versions the backend checks before it loads anything
+//
+// Needs: g++ (C++17), Node headers from the local Node install (never downloaded), ORT C/C++ headers. The
+// ORT headers come from $KVFOLD_ORT_INCLUDE, or the npm package com.github.asus4.onnxruntime@0.4.9 (ORT 1.29
+// headers, API 29, which the 1.30 runtime accepts), fetched once with `npm pack` (150 MB download; only
+// the headers are kept). Flags: --if-possible exits 0 with a message when a prerequisite is missing (for CI);
+// --no-cuda skips nvcc. Env: CXX, NVCC, KVFOLD_CUDA_ARCH (default sm_90), KVFOLD_NODE_INCLUDE.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { delimiter, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const build = join(here, 'build');
+const deps = join(build, 'deps');
+const args = new Set(process.argv.slice(2));
+const ifPossible = args.has('--if-possible');
+const require = createRequire(join(here, '..', 'package.json'));
+const t0 = performance.now();
+const HEADERS_PKG = 'com.github.asus4.onnxruntime@0.4.9';
+const HEADERS_IN_PKG = 'package/Plugins/iOS~/onnxruntime.xcframework/ios-arm64_x86_64-simulator/onnxruntime.framework/Headers';
+
+function log(msg) {
+  process.stdout.write(`[build:native] ${msg}\n`);
+}
+
+/** Stop: a missing prerequisite is a skip with --if-possible, an error otherwise. */
+function missing(msg) {
+  log(`${ifPossible ? 'skipped' : 'error'}: ${msg}`);
+  process.exit(ifPossible ? 0 : 1);
+}
+
+function which(cmd) {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const f = join(dir, cmd);
+    if (dir && existsSync(f)) return f;
+  }
+  return undefined;
+}
+
+function run(cmd, argv, what) {
+  const t = performance.now();
+  const r = spawnSync(cmd, argv, { stdio: 'inherit' });
+  if (r.status !== 0) {
+    log(`error: ${what} failed (${cmd} exited with ${r.status ?? r.signal})`);
+    process.exit(1);
+  }
+  log(`${what}: ${((performance.now() - t) / 1000).toFixed(1)} s`);
+}
+
+// --- onnxruntime-node: version and the folder of libonnxruntime.so.1
+let ortVersion, ortBin;
+try {
+  const pkgFile = require.resolve('onnxruntime-node/package.json');
+  ortVersion = require(pkgFile).version;
+  ortBin = realpathSync(join(dirname(pkgFile), 'bin', 'napi-v6', process.platform, process.arch));
+} catch (e) {
+  missing(`onnxruntime-node is not installed (${e.message}); run pnpm install first`);
+}
+if (process.platform !== 'linux') missing(`the native build supports linux only (this is ${process.platform})`);
+if (!existsSync(join(ortBin, 'libonnxruntime.so.1'))) missing(`no libonnxruntime.so.1 in ${ortBin}`);
+
+// --- compilers and headers
+const cxx = process.env.CXX ?? which('g++') ?? which('c++');
+if (!cxx) missing('no C++ compiler (g++) on PATH; install build-essential or set CXX');
+const nodeInclude = process.env.KVFOLD_NODE_INCLUDE ?? join(dirname(dirname(process.execPath)), 'include', 'node');
+if (!existsSync(join(nodeInclude, 'node_api.h'))) {
+  missing(`Node headers not found in ${nodeInclude} (node_api.h); install your Node distribution's headers (e.g. apt install libnode-dev / nodejs-dev) or set KVFOLD_NODE_INCLUDE`);
+}
+
+function ortHeaders() {
+  if (process.env.KVFOLD_ORT_INCLUDE) return process.env.KVFOLD_ORT_INCLUDE;
+  const dir = join(deps, HEADERS_IN_PKG);
+  if (existsSync(join(dir, 'onnxruntime_cxx_api.h'))) return dir;
+  mkdirSync(deps, { recursive: true });
+  log(`fetching ORT headers: npm pack ${HEADERS_PKG} (150 MB, once)`);
+  const t = performance.now();
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  const r = spawnSync(npm, ['pack', HEADERS_PKG, '--pack-destination', deps, '--silent'], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  if (r.status !== 0) missing(`npm pack ${HEADERS_PKG} failed; set KVFOLD_ORT_INCLUDE to a folder with onnxruntime_cxx_api.h (ORT >= 1.16)`);
+  const tgz = readdirSync(deps).find((f) => f.endsWith('.tgz'));
+  if (!tgz) missing('npm pack produced no tarball');
+  execFileSync('tar', ['xzf', join(deps, tgz), '-C', deps, '--wildcards', `${HEADERS_IN_PKG}/*`]);
+  rmSync(join(deps, tgz));
+  log(`ORT headers: ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  return dir;
+}
+const ortInclude = ortHeaders();
+if (!existsSync(join(ortInclude, 'onnxruntime_cxx_api.h'))) missing(`no onnxruntime_cxx_api.h in ${ortInclude}`);
+const apiVersion = Number(/#define ORT_API_VERSION (\d+)/.exec(execFileSync('grep', ['-m1', 'define ORT_API_VERSION', join(ortInclude, 'onnxruntime_c_api.h')], { encoding: 'utf8' }))?.[1]);
+
+// --- build
+mkdirSync(build, { recursive: true });
+rmSync(join(build, 'manifest.json'), { force: true });
+const inc = ['-I', join(here, 'include'), '-I', ortInclude];
+const common = ['-O2', '-std=c++17', '-fPIC', '-fvisibility=hidden', '-Wall', '-Wextra'];
+const src = (f) => join(here, 'src', f);
+const out = (f) => join(build, f);
+
+run(cxx, [...common, ...inc, '-shared', src('ort_ops.cc'), src('cpu_kernels.cc'), '-o', out('libkvfold_ops.so')], 'libkvfold_ops.so (CPU kernels)');
+run(
+  cxx,
+  [...common, '-shared', '-DNODE_GYP_MODULE_NAME=kvfold_ort', '-I', nodeInclude, '-I', ortInclude, join(here, 'addon', 'kvfold_ort_addon.cc'), '-o', out('kvfold_ort.node'),
+    '-L', ortBin, '-l:libonnxruntime.so.1', `-Wl,-rpath,${ortBin}`, '-ldl'],
+  'kvfold_ort.node (N-API addon)',
+);
+
+let cudaLibrary;
+const nvcc = args.has('--no-cuda') ? undefined : (process.env.NVCC ?? which('nvcc') ?? (existsSync('/usr/local/cuda/bin/nvcc') ? '/usr/local/cuda/bin/nvcc' : undefined));
+if (!nvcc) {
+  log('CUDA kernels skipped: nvcc not found (set NVCC or put it on PATH); the CPU library and addon are built');
+} else {
+  const arch = process.env.KVFOLD_CUDA_ARCH ?? 'sm_90';
+  run(nvcc, ['-std=c++17', '-O2', `-arch=${arch}`, '-Xcompiler', '-fPIC,-fvisibility=hidden', '-I', join(here, 'include'), '-c', src('cuda_kernels.cu'), '-o', out('cuda_kernels.o')], `cuda_kernels.o (nvcc ${arch})`);
+  run(cxx, [...common, ...inc, '-DKVFOLD_WITH_CUDA', '-c', src('ort_ops.cc'), '-o', out('ort_ops_cuda.o')], 'ort_ops_cuda.o');
+  run(cxx, [...common, ...inc, '-c', src('cpu_kernels.cc'), '-o', out('cpu_kernels.o')], 'cpu_kernels.o');
+  // nvcc links cudart statically: the library loads on machines without a GPU (its CPU kernels still work there).
+  run(nvcc, ['-shared', `-arch=${arch}`, out('ort_ops_cuda.o'), out('cpu_kernels.o'), out('cuda_kernels.o'), '-o', out('libkvfold_ops_cuda.so')], 'libkvfold_ops_cuda.so (link)');
+  cudaLibrary = 'libkvfold_ops_cuda.so';
+}
+
+// --- check that the addon loads against onnxruntime-node's runtime, then record what was built
+const probe = spawnSync(process.execPath, ['-e', `process.stdout.write(require(${JSON.stringify(out('kvfold_ort.node'))}).ortVersion())`], { encoding: 'utf8' });
+if (probe.status !== 0) {
+  log(`error: the addon does not load: ${probe.stderr.trim()}`);
+  process.exit(1);
+}
+if (probe.stdout !== ortVersion) log(`warning: the addon reports libonnxruntime ${probe.stdout}, onnxruntime-node is ${ortVersion}`);
+const manifest = {
+  onnxruntimeNode: ortVersion,
+  ortApiVersion: apiVersion,
+  addon: 'kvfold_ort.node',
+  cpuLibrary: 'libkvfold_ops.so',
+  ...(cudaLibrary ? { cudaLibrary } : {}),
+  builtAt: new Date().toISOString(),
+};
+writeFileSync(join(build, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+log(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${resolve(build)} (onnxruntime ${probe.stdout}, headers API ${apiVersion}${cudaLibrary ? ', CUDA kernels' : ''})`);
