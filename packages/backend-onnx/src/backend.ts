@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { BackendUnavailableError, ConfigError, defineBackend, silentLogger, type ConfigIssue, type JsonSchema, type Logger } from '@kvfold/core';
 import { adjacentCosineModel } from './kernels/adjacentCosine.js';
 import { accumulateModel } from './kernels/accumulate.js';
+import { OBSERVE_BLOCK } from './kernels/observe.js';
 import { OnnxKernels, type KernelPath } from './onnxKernels.js';
 import {
   loadAddon,
@@ -31,6 +32,8 @@ export interface OnnxBackendOptions {
   readonly threads?: number;
   /** CUDA device ordinal (default 0). */
   readonly deviceId?: number;
+  /** Largest attention-logits block (elements) one function-body observe call materialises before it splits the work (default 4194304 = 16 MiB). */
+  readonly observeBlock?: number;
 }
 
 /** JSON Schema of {@link OnnxBackendOptions}. */
@@ -44,6 +47,7 @@ export const onnxOptionsSchema: JsonSchema = {
     nativeDir: { type: 'string', description: 'Folder of the native build; default the package\'s native/build.' },
     threads: { type: 'integer', minimum: 0, maximum: 1024, default: 0, description: 'ORT intra-op threads (0 = one per core).' },
     deviceId: { type: 'integer', minimum: 0, maximum: 64, default: 0, description: 'CUDA device ordinal.' },
+    observeBlock: { type: 'integer', minimum: 1, maximum: 2 ** 31, default: OBSERVE_BLOCK, description: 'Largest attention-logits block (elements) a function-body observe call materialises.' },
   },
 } as JsonSchema;
 
@@ -73,9 +77,9 @@ function checkOptions(o: OnnxBackendOptions): void {
     issues.push({ path: '/native', rule: 'enum', message: `must be "auto", "off" or "require", got ${JSON.stringify(o.native)}`, allowed: ['auto', 'off', 'require'] });
   }
   if (o.fallback !== undefined && typeof o.fallback !== 'boolean') issues.push({ path: '/fallback', rule: 'type', message: 'must be a boolean' });
-  for (const [k, max] of [['threads', 1024], ['deviceId', 64]] as const) {
+  for (const [k, min, max] of [['threads', 0, 1024], ['deviceId', 0, 64], ['observeBlock', 1, 2 ** 31]] as const) {
     const v = o[k];
-    if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > max)) issues.push({ path: `/${k}`, rule: 'maximum', message: `must be an integer in [0, ${max}], got ${v}`, allowed: [0, max] });
+    if (v !== undefined && (!Number.isInteger(v) || v < min || v > max)) issues.push({ path: `/${k}`, rule: 'range', message: `must be an integer in [${min}, ${max}], got ${v}`, allowed: [min, max] });
   }
   if (o.nativeDir !== undefined && typeof o.nativeDir !== 'string') issues.push({ path: '/nativeDir', rule: 'type', message: 'must be a string path' });
   if (issues.length) throw new ConfigError(issues, 'onnx backend options');
@@ -169,7 +173,7 @@ export function createOnnxKernels(options: OnnxBackendOptions = {}, logger: Logg
     }
   }
 
-  const kernels = new OnnxKernels(factory, { onnxruntimeNode, executionProvider: ep, kernelPath, fallbacks });
+  const kernels = new OnnxKernels(factory, { onnxruntimeNode, executionProvider: ep, kernelPath, fallbacks }, options.observeBlock ?? OBSERVE_BLOCK);
   logger.info(`onnx backend: ${kernels.describe()}`);
   return kernels;
 }

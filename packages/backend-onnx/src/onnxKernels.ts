@@ -22,7 +22,7 @@ import { append } from './kernels/append.js';
 import { gather } from './kernels/gather.js';
 import { mergeIntoNeighbours } from './kernels/mergeIntoNeighbours.js';
 import { mergeSegments } from './kernels/mergeSegments.js';
-import { observe } from './kernels/observe.js';
+import { OBSERVE_BLOCK, observe } from './kernels/observe.js';
 import { topK } from './kernels/topK.js';
 import type { SessionFactory } from './session.js';
 import type { OnnxTensor } from './validate.js';
@@ -52,9 +52,11 @@ export class OnnxKernels implements KVKernels<OnnxTensor> {
   private readonly cache: SessionCache;
 
   constructor(
-    factory: SessionFactory,
+    private readonly factory: SessionFactory,
     /** What runs (provider, kernel path, fallbacks taken). */
     readonly info: OnnxRuntimeInfo,
+    /** Largest logits block (elements) one function-body observe call materialises. */
+    private readonly observeBlock: number = OBSERVE_BLOCK,
   ) {
     this.cache = new SessionCache(factory);
   }
@@ -155,7 +157,15 @@ export class OnnxKernels implements KVKernels<OnnxTensor> {
 
   observe(layer: LayerCache<OnnxTensor>, queries: OnnxTensor, queryPositions: OnnxTensor, options?: ObserveOptions): ObservedAttention<OnnxTensor> {
     // Native kernels work row by row; only the function bodies materialise the whole logits block.
-    return observe(this.cache, layer, queries, queryPositions, options, this.info.kernelPath === 'function-bodies');
+    return observe(this.cache, layer, queries, queryPositions, options, this.info.kernelPath === 'function-bodies' ? this.observeBlock : Infinity);
+  }
+
+  /**
+   * How many times the native `ai.kvfold` kernels ran in this process (undefined on the function-body
+   * path). Diagnostics: it proves ORT picked the registered kernels over the function bodies.
+   */
+  nativeKernelCalls(): number | undefined {
+    return this.factory.nativeKernelCalls?.();
   }
 
   /** Kernel variants whose sessions are loaded (for diagnostics). */

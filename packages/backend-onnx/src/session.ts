@@ -32,6 +32,8 @@ export interface KernelSession {
 export interface SessionFactory {
   /** Load a model; `name` identifies the kernel in errors. */
   create(name: string, model: Uint8Array): KernelSession;
+  /** Native `ai.kvfold` kernel invocations so far (only sessions with the custom-op library count them). */
+  nativeKernelCalls?(): number;
 }
 
 /** Version of the installed onnxruntime-node package. */
@@ -171,6 +173,8 @@ export interface NativeAddon {
   run(session: object, inputNames: string[], inputs: RawTensor[], outputNames: string[]): RawTensor[];
   /** Free a session now (the garbage collector would otherwise do it). */
   release(session: object): void;
+  /** Kernel invocations counted by the loaded custom-op library at `library` (-1 when ORT has not loaded it). */
+  opsCalls(library: string): number;
 }
 
 /** Sessions created by the native addon, with the `ai.kvfold` CPU (and CUDA) kernels registered. */
@@ -180,6 +184,10 @@ export class NativeSessionFactory implements SessionFactory {
     private readonly library: string,
     private readonly config: SessionConfig,
   ) {}
+
+  nativeKernelCalls(): number {
+    return this.addon.opsCalls(this.library);
+  }
 
   create(name: string, model: Uint8Array): KernelSession {
     let handle: object;

@@ -220,6 +220,8 @@ describe('properties over random shapes', () => {
         push(k.append(l, newK, newK, newP));
         outputs.push(k.accumulate(l.scores, attention));
         outputs.push(k.adjacentCosine(l.keys));
+        const top = k.topK(l.scores, Math.ceil(s.length / 2), 0, s.length);
+        push(k.gather(l, top));
         push(k.mergeSegments(l, plan));
         push(k.mergeSegments(l, { ...plan, valueScale: 'none' }));
         push(k.mergeIntoNeighbours(l, cam));

@@ -131,8 +131,9 @@ export const OBSERVE_BLOCK = 1 << 22;
 /**
  * Attention of `queries` over the cache, reduced to kv heads (KVKernels.observe).
  *
- * With function bodies a call materialises `queryHeads * n * length` logits; above {@link OBSERVE_BLOCK}
- * (`chunked`) the work is split per query head and query block, and the group reduction is done here.
+ * With function bodies a call materialises `queryHeads * n * length` logits; above `block` elements
+ * (default {@link OBSERVE_BLOCK}; the native kernels pass Infinity: they work row by row) the work is split
+ * per query head and query block, and the group reduction is done here.
  * @throws ShapeError / DTypeError / ConfigError on bad input.
  */
 export function observe(
@@ -141,7 +142,7 @@ export function observe(
   queries: OnnxTensor,
   queryPositions: OnnxTensor,
   options: ObserveOptions | undefined,
-  chunked: boolean,
+  block: number = OBSERVE_BLOCK,
 ): ObservedAttention<OnnxTensor> {
   const a = checkObserve(layer, queries, queryPositions, options);
   // Nothing to attend with or to: the contract's answer is zeros, without a model run.
@@ -155,16 +156,16 @@ export function observe(
     const [sums, last] = s.run({ keys, positions, counts, queries: q, query_positions: qp, scale }, ['sums', 'last']);
     return { sums: sums!, last: last! };
   };
-  if (!chunked || a.QH * a.N * a.L <= OBSERVE_BLOCK) return run(a.reduction, layer.keys, layer.positions, layer.counts, queries, queryPositions);
-  return observeBlocks(a, layer, queries, queryPositions, run);
+  if (a.QH * a.N * a.L <= block) return run(a.reduction, layer.keys, layer.positions, layer.counts, queries, queryPositions);
+  return observeBlocks(a, layer, queries, queryPositions, run, block);
 }
 
 type Runner = (reduction: GroupReduction, keys: OnnxTensor, positions: OnnxTensor, counts: OnnxTensor, q: OnnxTensor, qp: OnnxTensor) => ObservedAttention<OnnxTensor>;
 
-function observeBlocks(a: ObserveArgs, layer: LayerCache<OnnxTensor>, queries: OnnxTensor, queryPositions: OnnxTensor, run: Runner): ObservedAttention<OnnxTensor> {
+function observeBlocks(a: ObserveArgs, layer: LayerCache<OnnxTensor>, queries: OnnxTensor, queryPositions: OnnxTensor, run: Runner, limit: number): ObservedAttention<OnnxTensor> {
   const { H, L, D, QH, N } = a;
   const G = QH / H;
-  const block = Math.max(1, Math.floor(OBSERVE_BLOCK / Math.max(L, 1)));
+  const block = Math.max(1, Math.floor(limit / Math.max(L, 1)));
   const kd = layer.keys.data as Float32Array;
   const pd = layer.positions.data as Int32Array;
   const cd = layer.counts.data as Int32Array;

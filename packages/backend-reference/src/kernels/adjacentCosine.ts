@@ -12,29 +12,29 @@ export function adjacentCosine(keys: HostTensor): HostTensor<'float32'> {
   const [H, L, D] = keys.shape as [number, number, number];
   const M = L > 0 ? L - 1 : 0;
   const out = new Float32Array(H * M);
-  // Each norm is used twice (with the previous and the next key): compute it once per slot.
-  const norm = new Float64Array(L);
   for (let h = 0; h < H; h++) {
     const base = h * L * D;
-    for (let i = 0; i < L; i++) {
-      const a = base + i * D;
-      let s = 0;
-      for (let d = 0; d < D; d++) {
-        const x = k[a + d]!;
-        s += x * x;
-      }
-      norm[i] = Math.sqrt(s);
-    }
+    if (L === 0) continue;
+    // One pass per neighbour pair: the next key's squared norm is accumulated alongside the dot product
+    // and carried over, so every key is read once (plus once more as the left side of the next pair).
+    let n0 = 0;
+    for (let d = 0; d < D; d++) n0 += k[base + d]! * k[base + d]!;
     for (let i = 0; i < M; i++) {
       const a = base + i * D;
       const b = a + D;
       let dot = 0;
-      for (let d = 0; d < D; d++) dot += k[a + d]! * k[b + d]!;
-      const den = norm[i]! * norm[i + 1]!;
+      let n1 = 0;
+      for (let d = 0; d < D; d++) {
+        const y = k[b + d]!;
+        dot += k[a + d]! * y;
+        n1 += y * y;
+      }
+      const den = Math.sqrt(n0) * Math.sqrt(n1);
       let c = den > 0 ? dot / den : 0;
       if (c > 1) c = 1;
       else if (c < -1) c = -1;
       out[h * M + i] = c;
+      n0 = n1;
     }
   }
   return f32([H, M], out);
