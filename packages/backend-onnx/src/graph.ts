@@ -28,7 +28,7 @@ export const OPSET = 18;
 export const IR_VERSION = 8;
 
 /** ONNX element type codes used by the kernels. */
-export const ElemType = { float32: 1, int32: 6, int64: 7, bool: 9 } as const;
+export const ElemType = { float32: 1, int32: 6, int64: 7, bool: 9, float64: 11 } as const;
 /** Names of {@link ElemType}. */
 export type ElemTypeName = keyof typeof ElemType;
 
@@ -56,6 +56,9 @@ export const attr = {
   /** Inside a function body: take the value of the calling node's attribute `name`. */
   ref: (name: string, type: 'int' | 'float' | 'ints' | 'string'): AttrValue => ({ kind: 'ref', name, type }),
 };
+
+/** Reshape attributes for computed shapes: a 0 means "0", not "copy the input's dimension". */
+export const ALLOW_ZERO: Record<string, AttrValue> = { allowzero: attr.int(1) };
 
 const AttrType = onnx.AttributeProto.AttributeType;
 const REF_TYPES = { int: AttrType.INT, float: AttrType.FLOAT, ints: AttrType.INTS, string: AttrType.STRING } as const;
@@ -192,10 +195,12 @@ export class NodeList {
   }
 
   /** A constant of `shape` (an int64 1-D value name) filled with one scalar value of `type`. */
-  fill(shapeValue: string, type: 'float32' | 'int32' | 'int64', value: number): string {
+  fill(shapeValue: string, type: 'float32' | 'float64' | 'int32' | 'int64', value: number): string {
     const t =
       type === 'float32'
         ? { dims: [Long.fromNumber(1)], dataType: ElemType.float32, floatData: [value] }
+        : type === 'float64'
+        ? { dims: [Long.fromNumber(1)], dataType: ElemType.float64, doubleData: [value] }
         : type === 'int32'
           ? { dims: [Long.fromNumber(1)], dataType: ElemType.int32, int32Data: [value] }
           : { dims: [Long.fromNumber(1)], dataType: ElemType.int64, int64Data: [Long.fromNumber(value)] };

@@ -38,6 +38,8 @@ export interface OnnxRuntimeInfo {
   readonly executionProvider: 'cpu' | 'cuda';
   /** `function-bodies` (stock ORT inlines the ops' ONNX bodies) or the native kernels of the project's library. */
   readonly kernelPath: KernelPath;
+  /** What runs `observe`: on CPU the function body (an MLAS GEMM) beats the native loop, so it stays the default there. */
+  readonly observePath: KernelPath;
   /** Why a requested provider or native library is not in use (empty when everything requested runs). */
   readonly fallbacks: readonly string[];
 }
@@ -50,6 +52,7 @@ export class OnnxKernels implements KVKernels<OnnxTensor> {
   /** Registry name. */
   readonly backend = 'onnx';
   private readonly cache: SessionCache;
+  private readonly observeCache: SessionCache;
 
   constructor(
     private readonly factory: SessionFactory,
@@ -57,18 +60,18 @@ export class OnnxKernels implements KVKernels<OnnxTensor> {
     readonly info: OnnxRuntimeInfo,
     /** Largest logits block (elements) one function-body observe call materialises. */
     private readonly observeBlock: number = OBSERVE_BLOCK,
+    /** Sessions for `observe` when it runs on another path than the other kernels (see {@link OnnxRuntimeInfo.observePath}). */
+    observeFactory?: SessionFactory,
   ) {
     this.cache = new SessionCache(factory);
+    this.observeCache = observeFactory ? new SessionCache(observeFactory) : this.cache;
   }
 
   describe(): string {
-    const ops =
-      this.info.kernelPath === 'function-bodies'
-        ? 'ai.kvfold function bodies'
-        : this.info.kernelPath === 'native-cuda'
-          ? 'ai.kvfold native CUDA kernels'
-          : 'ai.kvfold native CPU kernels';
-    return `onnx (onnxruntime-node ${this.info.onnxruntimeNode}, ${this.info.executionProvider} EP, ${ops})`;
+    const name = (p: KernelPath) =>
+      p === 'function-bodies' ? 'ai.kvfold function bodies' : p === 'native-cuda' ? 'ai.kvfold native CUDA kernels' : 'ai.kvfold native CPU kernels';
+    const obs = this.info.observePath !== this.info.kernelPath ? `; observe: ${this.info.observePath === 'function-bodies' ? 'function body' : name(this.info.observePath)}` : '';
+    return `onnx (onnxruntime-node ${this.info.onnxruntimeNode}, ${this.info.executionProvider} EP, ${name(this.info.kernelPath)}${obs})`;
   }
 
   fromHost(tensor: HostTensor): OnnxTensor {
@@ -157,7 +160,8 @@ export class OnnxKernels implements KVKernels<OnnxTensor> {
 
   observe(layer: LayerCache<OnnxTensor>, queries: OnnxTensor, queryPositions: OnnxTensor, options?: ObserveOptions): ObservedAttention<OnnxTensor> {
     // Native kernels work row by row; only the function bodies materialise the whole logits block.
-    return observe(this.cache, layer, queries, queryPositions, options, this.info.kernelPath === 'function-bodies' ? this.observeBlock : Infinity);
+    const block = this.info.observePath === 'function-bodies' ? this.observeBlock : Infinity;
+    return observe(this.observeCache, layer, queries, queryPositions, options, block);
   }
 
   /**
@@ -170,11 +174,12 @@ export class OnnxKernels implements KVKernels<OnnxTensor> {
 
   /** Kernel variants whose sessions are loaded (for diagnostics). */
   loadedKernels(): string[] {
-    return this.cache.keys();
+    return [...new Set([...this.cache.keys(), ...this.observeCache.keys()])];
   }
 
   /** Release every ORT session; the object creates them again if used afterwards. */
   release(): void {
     this.cache.releaseAll();
+    this.observeCache.releaseAll();
   }
 }

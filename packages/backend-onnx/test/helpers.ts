@@ -77,6 +77,7 @@ export const nativeBuilt = existsSync(join(defaultNativeDir(), 'manifest.json'))
 /** The kernel paths to test: function bodies always, native CPU kernels when built. */
 export function variants(): { name: string; make: () => OnnxKernels }[] {
   const v = [{ name: 'function bodies', make: () => createOnnxKernels({ native: 'off', threads: 1 }) }];
-  if (nativeBuilt) v.push({ name: 'native CPU kernels', make: () => createOnnxKernels({ native: 'require', threads: 1 }) });
+  // observeKernel 'native': on CPU observe defaults to its function body, and the native kernel needs testing too.
+  if (nativeBuilt) v.push({ name: 'native CPU kernels', make: () => createOnnxKernels({ native: 'require', threads: 2, observeKernel: 'native' }) });
   return v;
 }

@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 import { ModelError, type Budget, type GroupReduction, type GuardOptions, type KVCachePolicy, type KVKernels, type Logger } from '@kvfold/core';
 import { CacheManager } from './cache-manager.js';
 import type { LlamaConfig } from './model/config.js';
@@ -111,6 +111,7 @@ export class Session {
         throw new ModelError(`tokens[${i}] = ${t} is outside the vocabulary 0..${vocabSize - 1}`, { field: 'tokens', allowed: `0..${vocabSize - 1}` });
       }
     });
+    await activateEngine(this.model.kernels);
     const positions = this.cache.reserve(tokens.length);
     const logits = this.model.decoder.forward(tokens, positions, this.cache, { logits: options.logits ?? 'last' });
     let host: Float32Array;
@@ -137,4 +138,14 @@ export class Session {
   dispose(): void {
     this.cache.dispose();
   }
+}
+
+/**
+ * tfjs has one current engine per process. Kernels that carry an `engine` (the tfjs backend's do) switch
+ * to it on every call; the decoder's own ops must run there too, or tfjs would copy tensors between
+ * engines on every step. Switching to an engine that is already initialised is immediate.
+ */
+async function activateEngine(kernels: KVKernels<tf.Tensor>): Promise<void> {
+  const engine = (kernels as { engine?: unknown }).engine;
+  if (typeof engine === 'string' && tf.getBackend() !== engine && tf.findBackendFactory(engine) != null) await tf.setBackend(engine);
 }

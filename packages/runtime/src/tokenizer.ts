@@ -96,7 +96,8 @@ export function huggingFaceTokenizer(tokenizerJson: object, tokenizerConfig: obj
 
 /**
  * Load the tokenizer of a model folder. `config.json` with `"kvfold": {"tokenizer": "bytes"}` selects
- * the {@link byteTokenizer}; otherwise `tokenizer.json` (with `tokenizer_config.json` when present) is
+ * the {@link byteTokenizer} (with `"special_tokens": {"bos": id, "eos": id}` in the same object, prompts
+ * start with that BOS id and that EOS id ends generation); otherwise `tokenizer.json` (with `tokenizer_config.json` when present) is
  * loaded with `@huggingface/tokenizers`. EOS ids come from `config.json`, `generation_config.json` and
  * the tokenizer config.
  * @throws ModelError when no tokenizer can be found or a file is not valid JSON.
@@ -109,7 +110,12 @@ export async function loadTokenizer(folder: string): Promise<TextTokenizer> {
   const eos = [...new Set([...idList(config.eos_token_id), ...idList(gen.eos_token_id)])];
   const ext = config.kvfold as { tokenizer?: unknown } | undefined;
   if (ext && typeof ext === 'object' && ext.tokenizer === 'bytes') {
-    return byteTokenizer({ eosTokenIds: eos });
+    // `kvfold.special_tokens` names the ids above the byte range; a `bos` there means prompts start with it.
+    const special = (ext as { special_tokens?: unknown }).special_tokens;
+    const sp = special && typeof special === 'object' ? (special as Record<string, unknown>) : {};
+    const bos = idList(sp.bos)[0];
+    const allEos = [...new Set([...eos, ...idList(sp.eos)])];
+    return byteTokenizer({ eosTokenIds: allEos, ...(bos !== undefined ? { bosTokenId: bos } : {}) });
   }
   const tokPath = join(folder, 'tokenizer.json');
   if (!(await exists(tokPath))) {

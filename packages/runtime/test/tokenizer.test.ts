@@ -47,6 +47,14 @@ describe('tokenizers', () => {
     expect(t.kind).toBe('bytes');
     expect(t.eosTokenIds).toEqual([3, 4]);
     expect(t.encode('A')).toEqual([65]);
+    expect(t.bosTokenId).toBeUndefined();
+    // The embedded model's layout: special ids above the byte range, prompts start with BOS.
+    await writeFile(join(f, 'config.json'), JSON.stringify({ eos_token_id: 257, bos_token_id: 256, kvfold: { tokenizer: 'bytes', special_tokens: { bos: 256, eos: 258 } } }));
+    const t2 = await loadTokenizer(f);
+    expect(t2.encode('A')).toEqual([256, 65]);
+    expect(t2.bosTokenId).toBe(256);
+    expect([...t2.eosTokenIds].sort()).toEqual([257, 258, 3, 4].sort());
+    expect(t2.decode([256, 65, 257])).toBe('A');
   });
 
   it('loadTokenizer reads tokenizer.json with @huggingface/tokenizers (BOS template, EOS from tokenizer_config)', async () => {

@@ -158,6 +158,9 @@ napi_value CreateSession(napi_env e, napi_callback_info info) {
       cuda.Update({{"device_id", std::to_string(device)}});
       s->options->AppendExecutionProvider_CUDA_V2(*cuda);
     }
+    // Pin the library for the life of the process: ORT unloads it with the last session options otherwise,
+    // and reloading it for every new kernel session would reset its state (and cost a dlopen each time).
+    if (!dlopen(library.c_str(), RTLD_NOW | RTLD_NODELETE)) throw JsError(std::string("cannot load ") + library + ": " + dlerror());
     s->options->RegisterCustomOpsLibrary(library.c_str());
     s->session = std::make_unique<Ort::Session>(env(), data, length, *s->options);
 

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kvfold_kernels.h"
@@ -34,6 +35,33 @@ int64_t scalar_i64(const Ort::KernelContext& ctx, size_t i) { return ctx.GetInpu
 
 void check_cuda(int code, const char* op) {
   if (code != 0) throw std::runtime_error(std::string("ai.kvfold::") + op + ": CUDA error " + std::to_string(code));
+}
+
+/**
+ * Run `f(h)` for every head on ORT's intra-op thread pool (heads are independent, so each CPU kernel runs
+ * on a one-head view and results do not depend on the thread count).
+ */
+template <typename F>
+void for_each_head(const Ort::KernelContext& ctx, int64_t H, F&& f) {
+  if (H <= 1) {
+    for (int64_t h = 0; h < H; ++h) f(h);
+    return;
+  }
+  using Fn = std::remove_reference_t<F>;
+  ctx.ParallelFor([](void* p, size_t i) { (*static_cast<Fn*>(p))(static_cast<int64_t>(i)); }, static_cast<size_t>(H), 0, &f);
+}
+
+/** One head of a layer. */
+LayerIn head_of(const LayerIn& in, int64_t h) {
+  const int64_t r = h * in.L;
+  return LayerIn{in.keys + r * in.D, in.values ? in.values + r * in.D : nullptr, in.positions + r, in.counts + r, in.scores ? in.scores + r : nullptr,
+                 1, in.L, in.D};
+}
+
+/** Slots [h * slots, (h + 1) * slots) of a layer output. */
+LayerOut head_of(const LayerOut& out, int64_t h, int64_t slots, int64_t D) {
+  const int64_t r = h * slots;
+  return LayerOut{out.keys + r * D, out.values + r * D, out.positions + r, out.counts + r, out.scores + r};
 }
 
 /** The five layer inputs at positions 0..4. */
@@ -66,7 +94,7 @@ struct AdjacentCosine {
     float* out = ctx.GetOutput(0, {s[0], M}).GetTensorMutableData<float>();
     const float* keys = ctx.GetInput(0).GetTensorData<float>();
     if constexpr (Cuda) check_cuda(kvfold::adjacent_cosine_cuda(keys, out, s[0], s[1], s[2], ctx.GetGPUComputeStream()), kName);
-    else kvfold::adjacent_cosine_cpu(keys, out, s[0], s[1], s[2]);
+    else for_each_head(ctx, s[0], [&](int64_t h) { kvfold::adjacent_cosine_cpu(keys + h * s[1] * s[2], out + h * M, 1, s[1], s[2]); });
   }
 };
 
@@ -83,7 +111,7 @@ struct SelectTopK {
     int32_t* index = ctx.GetOutput(0, {s[0], k}).GetTensorMutableData<int32_t>();
     const float* scores = ctx.GetInput(0).GetTensorData<float>();
     if constexpr (Cuda) check_cuda(kvfold::select_topk_cuda(scores, index, s[0], s[1], k, from, to, ctx.GetGPUComputeStream()), kName);
-    else kvfold::select_topk_cpu(scores, index, s[0], s[1], k, from, to);
+    else for_each_head(ctx, s[0], [&](int64_t h) { kvfold::select_topk_cpu(scores + h * s[1], index + h * k, 1, s[1], k, from, to); });
   }
 };
 
@@ -102,7 +130,11 @@ struct AccumulateSelect {
     const float* scores = ctx.GetInput(0).GetTensorData<float>();
     const float* att = ctx.GetInput(1).GetTensorData<float>();
     if constexpr (Cuda) check_cuda(kvfold::accumulate_select_cuda(scores, att, acc, index, s[0], s[1], k, from, to, ctx.GetGPUComputeStream()), kName);
-    else kvfold::accumulate_select_cpu(scores, att, acc, index, s[0], s[1], k, from, to);
+    else
+      for_each_head(ctx, s[0], [&](int64_t h) {
+        const int64_t r = h * s[1];
+        kvfold::accumulate_select_cpu(scores + r, att + r, acc + r, index + h * k, 1, s[1], k, from, to);
+      });
   }
 };
 
@@ -122,7 +154,10 @@ struct MergeSegments {
     const int32_t* pivot = ctx.GetInput(6).GetTensorData<int32_t>();
     const float* sigma = ctx.GetInput(7).GetTensorData<float>();
     if constexpr (Cuda) check_cuda(kvfold::merge_segments_cuda(in, seg, pivot, sigma, O, value_scale, out, ctx.GetGPUComputeStream()), kName);
-    else kvfold::merge_segments_cpu(in, seg, pivot, sigma, O, value_scale, out);
+    else
+      for_each_head(ctx, in.H, [&](int64_t h) {
+        kvfold::merge_segments_cpu(head_of(in, h), seg + h * in.L, pivot + h * O, sigma + h * O, O, value_scale, head_of(out, h, O, in.D));
+      });
   }
 };
 
@@ -144,7 +179,11 @@ struct MergeIntoNeighbours {
     const int32_t* tc = ctx.GetInput(8).GetTensorData<int32_t>();
     const float* gate = ctx.GetInput(9).GetTensorData<float>();
     if constexpr (Cuda) check_cuda(kvfold::merge_into_neighbours_cuda(in, keep, K, src, ts, tc, gate, S, out, ctx.GetGPUComputeStream()), kName);
-    else kvfold::merge_into_neighbours_cpu(in, keep, K, src, ts, tc, gate, S, out);
+    else
+      for_each_head(ctx, in.H, [&](int64_t h) {
+        const int64_t r = h * S;
+        kvfold::merge_into_neighbours_cpu(head_of(in, h), keep + h * K, K, src + r, ts + r, tc + r, gate + r, S, head_of(out, h, K, in.D));
+      });
   }
 };
 
@@ -170,7 +209,11 @@ struct Observe {
     const int32_t* qp = ctx.GetInput(4).GetTensorData<int32_t>();
     const float scale = ctx.GetInput(5).GetTensorData<float>()[0];
     if constexpr (Cuda) check_cuda(kvfold::observe_cuda(in, q, qs[0], qs[1], qp, scale, reduction, proportional, sums, last, ctx.GetGPUComputeStream()), kName);
-    else kvfold::observe_cpu(in, q, qs[0], qs[1], qp, scale, reduction, proportional, sums, last);
+    else
+      for_each_head(ctx, in.H, [&](int64_t h) {
+        const int64_t G = qs[0] / in.H;  // the query heads of kv head h are rows h*G .. h*G+G-1
+        kvfold::observe_cpu(head_of(in, h), q + h * G * qs[1] * qs[2], G, qs[1], qp, scale, reduction, proportional, sums + h * in.L, last + h * in.L);
+      });
   }
 };
 

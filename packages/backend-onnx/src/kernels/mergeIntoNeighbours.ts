@@ -9,10 +9,10 @@ import { gatherRows, LAYER_FIELDS, LAYER_OUTPUTS, layerFeeds, layerInputs, layer
  * `ai.kvfold::MergeIntoNeighbours(keys, values, positions, counts, scores, keep, source, target_start,
  *  target_count, gate) -> (keys, values, positions, counts, scores)`: CaM's value merge.
  *
- * Body: gather the kept slots; expand every source over `t = 0..max(targetCount)-1` to the target
- * `targetStart + t` (a dump slot `K` where `t >= targetCount`), and scatter-add `gate * v / targetCount`
- * into the kept values (`reduction='add'`: several sources share targets). Memory is
- * `sources * max(targetCount) * headDim`, not `kept * sources`.
+ * Body: gather the kept slots; then a difference array — `+gate * v / targetCount` at `targetStart`,
+ * `-gate * v / targetCount` at `targetStart + targetCount` (ScatterND, `reduction='add'`: sources share
+ * targets) — and a CumSum along the kept slots. Both run in float64, so the running sum cancels exactly
+ * enough for float32 results; memory is O(sources * headDim), whatever the window length.
  */
 export const MERGE_INTO_NEIGHBOURS: FunctionDef = {
   name: 'MergeIntoNeighbours',
@@ -27,23 +27,22 @@ export const MERGE_INTO_NEIGHBOURS: FunctionDef = {
     const tcF = b.cast('target_count', 'float32');
     const zero = b.f32(0, true);
     const coef = b.op('Where', [b.op('Greater', [tcF, zero]), b.op('Div', ['gate', b.op('Max', [tcF, b.f32(1, true)])]), zero]);
-    const contrib = b.op('Mul', [src!, b.unsqueeze(coef, [2])]); // [H, S, D]
-    // Longest target window; the appended 0 keeps ReduceMax away from an empty input.
+    const contrib = b.cast(b.op('Mul', [src!, b.unsqueeze(coef, [2])]), 'float64'); // [H, S, D]
     const tc = b.cast('target_count', 'int64');
-    const m = b.reduce('ReduceMax', b.concat([b.op('Reshape', [tc, b.i64([-1])]), b.i64([0])], 0), [0], false);
-    const t = b.op('Range', [b.i64(0, true), m, b.i64(1, true)]); // [M]
-    const t3 = b.unsqueeze(t, [0, 1]); // [1, 1, M]
-    const j = b.op('Add', [b.unsqueeze(b.cast('target_start', 'int64'), [2]), t3]); // [H, S, M]
-    const valid = b.op('Less', [t3, b.unsqueeze(tc, [2])]);
-    const jd = b.op('Where', [valid, j, K]);
-    const flat = b.concat([H, b.i64([-1])], 0);
-    const jdFlat = b.op('Reshape', [jd, flat]); // [H, S*M]
-    const sm = b.shape(jdFlat, 1, 2);
-    const upd = b.op('Reshape', [b.op('Expand', [b.unsqueeze(contrib, [2]), b.concat([b.shape(jd), D], 0)]), b.concat([H, sm, D], 0)]);
-    const idx = b.op('Expand', [b.unsqueeze(jdFlat, [2]), b.concat([H, sm, D], 0)]);
+    const ts = b.cast('target_start', 'int64');
+    // A source with no target adds and removes 0 at slot 0 (its start may lie anywhere).
+    const some = b.op('Greater', [tc, b.i64(0, true)]);
+    const zero64 = b.i64(0, true);
+    const first = b.op('Where', [some, ts, zero64]);
+    const stop = b.op('Where', [some, b.op('Add', [ts, tc]), zero64]);
+    const j = b.concat([first, stop], 1); // [H, 2S]
+    const hs = b.op('Expand', [b.unsqueeze(b.op('Range', [zero64, b.squeeze(H, [0]), b.i64(1, true)]), [1]), b.shape(j)]);
+    const idx = b.concat([b.unsqueeze(hs, [2]), b.unsqueeze(j, [2])], 2); // [H, 2S, 2]: (head, slot)
+    const upd = b.concat([contrib, b.op('Neg', [contrib])], 1); // [H, 2S, D]
     const K1 = b.op('Add', [K, b.i64([1])]);
-    const acc = b.op('ScatterElements', [b.fill(b.concat([H, K1, D], 0), 'float32', 0), idx, upd], { axis: attr.int(1), reduction: attr.string('add') });
-    const delta = b.op('Slice', [acc, b.i64([0]), K, b.i64([1])]);
+    const diff = b.op('ScatterND', [b.fill(b.concat([H, K1, D], 0), 'float64', 0), idx, upd], { reduction: attr.string('add') });
+    const run = b.op('CumSum', [diff, b.i64(1, true)]);
+    const delta = b.cast(b.op('Slice', [run, b.i64([0]), K, b.i64([1])]), 'float32');
     b.opN('Add', [base!, delta], {}, { names: ['values_out'] });
   },
 };

@@ -5,10 +5,19 @@ import { attr, GraphBuilder, type FunctionDef, type NodeList } from '../graph.js
 import { dimsOf, expectFinite, expectRange, expectShape, float32Data, int32Data, layerDims, type OnnxTensor } from '../validate.js';
 import { LAYER_OUTPUTS, layerFeeds, layerInputs, layerOutputs, layerResult } from './gather.js';
 
-/** Scatter-add `updates` into `[.., O + 1, ..]` zeros at `index` along axis 1 and drop the dump slot `O`. */
+/** Scatter-add `[H, L]` `updates` into `[H, O + 1]` zeros at `index` along axis 1 and drop the dump slot `O`. */
 function segmentSum(b: NodeList, updates: string, index: string, zerosShape: string, outSlots: string): string {
   const zeros = b.fill(zerosShape, 'float32', 0);
   const acc = b.op('ScatterElements', [zeros, index, updates], { axis: attr.int(1), reduction: attr.string('add') });
+  return b.op('Slice', [acc, b.i64([0]), outSlots, b.i64([1])]);
+}
+
+/**
+ * Scatter-add `[H, L, D]` rows into `[H, O + 1, D]` zeros at (head, segment) pairs `index [H, L, 2]` and drop
+ * the dump slot: ScatterND moves whole rows, where ScatterElements would need a `[H, L, D]` int64 index.
+ */
+function segmentRowSum(b: NodeList, updates: string, index: string, zerosShape: string, outSlots: string): string {
+  const acc = b.op('ScatterND', [b.fill(zerosShape, 'float32', 0), index, updates], { reduction: attr.string('add') });
   return b.op('Slice', [acc, b.i64([0]), outSlots, b.i64([1])]);
 }
 
@@ -19,7 +28,8 @@ function segmentSum(b: NodeList, updates: string, index: string, zerosShape: str
  * Attribute `value_scale`: 1 = `count` (merged value `C * sum w_i v_i / c_i`), 0 = `none` (`sum w_i v_i`).
  *
  * Body: dropped slots (`segment = -1`) are sent to an extra dump slot `O` that is sliced off, so every
- * per-segment sum is one ScatterElements with `reduction='add'` (duplicates are the point here).
+ * per-segment sum is one scatter with `reduction='add'` (duplicates are the point here): ScatterND for
+ * key and value rows, ScatterElements for per-slot sums.
  */
 export const MERGE_SEGMENTS: FunctionDef = {
   name: 'MergeSegments',
@@ -37,11 +47,9 @@ export const MERGE_SEGMENTS: FunctionDef = {
     const segD = b.op('Where', [dropped, O, seg]);
     const pivotPad = b.concat([b.cast('pivot', 'int64'), b.fill(b.concat([H, one], 0), 'int64', 0)], 1);
     const sigmaPad = b.concat(['sigma', b.fill(b.concat([H, one], 0), 'float32', 1)], 1);
-    const keyShape = b.shape('keys');
-    const expand3 = (x: string) => b.op('Expand', [b.unsqueeze(x, [2]), keyShape]);
-    // Distance of each member to its segment's pivot key.
+    // Distance of each member to its segment's pivot key (one GatherND row per slot).
     const pivotIdx = b.op('GatherElements', [pivotPad, segD], { axis: attr.int(1) });
-    const pk = b.op('GatherElements', ['keys', expand3(pivotIdx)], { axis: attr.int(1) });
+    const pk = b.op('GatherND', ['keys', b.unsqueeze(pivotIdx, [2])], { batch_dims: attr.int(1) });
     const diff = b.op('Sub', ['keys', pk]);
     const d2 = b.reduce('ReduceSum', b.op('Mul', [diff, diff]), [2], false);
     const sig = b.op('GatherElements', [sigmaPad, segD], { axis: attr.int(1) });
@@ -56,8 +64,9 @@ export const MERGE_SEGMENTS: FunctionDef = {
     const gsum = b.op('GatherElements', [gsumPad, segD], { axis: attr.int(1) });
     // 0/0 on dropped slots (their dump sum is 0) is masked out by the Where.
     const w = b.op('Where', [dropped, zero, b.op('Div', [g, gsum])]);
-    const segE = expand3(segD);
-    b.opN('Identity', [segmentSum(b, b.op('Mul', ['keys', b.unsqueeze(w, [2])]), segE, shape3, O)], {}, { names: ['keys_out'] });
+    const heads = b.op('Expand', [b.unsqueeze(b.op('Range', [b.i64(0, true), b.squeeze(H, [0]), b.i64(1, true)]), [1]), b.shape(segD)]);
+    const rowIdx = b.concat([b.unsqueeze(heads, [2]), b.unsqueeze(segD, [2])], 2); // [H, L, 2]: (head, segment)
+    b.opN('Identity', [segmentRowSum(b, b.op('Mul', ['keys', b.unsqueeze(w, [2])]), rowIdx, shape3, O)], {}, { names: ['keys_out'] });
     // Counts as float: exact below 2^24 tokens per slot, and one scatter serves the value scale too.
     const cF = b.cast('counts', 'float32');
     const cSumPad = b.op('ScatterElements', [b.fill(shape2, 'float32', 0), segD, b.op('Where', [dropped, zero, cF])], {
@@ -69,7 +78,7 @@ export const MERGE_SEGMENTS: FunctionDef = {
     // factor = C / c_i when value_scale = 1, exactly 1 when it is 0 (the Where keeps a 0 count's NaN out).
     const factor = b.op('Where', [byCount, b.op('Div', [cSum, cF]), b.f32(1, true)]);
     const wv = b.op('Mul', [w, factor]);
-    b.opN('Identity', [segmentSum(b, b.op('Mul', ['values', b.unsqueeze(wv, [2])]), segE, shape3, O)], {}, { names: ['values_out'] });
+    b.opN('Identity', [segmentRowSum(b, b.op('Mul', ['values', b.unsqueeze(wv, [2])]), rowIdx, shape3, O)], {}, { names: ['values_out'] });
     b.opN('GatherElements', ['positions', b.cast('pivot', 'int64')], { axis: attr.int(1) }, { names: ['positions_out'] });
     const cOut = b.op('Slice', [cSumPad, b.i64([0]), O, b.i64([1])]);
     b.opN('Cast', [cOut], { to: attr.int(6) }, { names: ['counts_out'] });

@@ -2,7 +2,7 @@ import type { GroupReduction, LayerCache, ObserveOptions, ObservedAttention } fr
 import { ConfigError, ShapeError } from '@kvfold/core';
 import * as ort from 'onnxruntime-node';
 import type { SessionCache } from '../cache.js';
-import { attr, GraphBuilder, type FunctionDef } from '../graph.js';
+import { ALLOW_ZERO, attr, GraphBuilder, type FunctionDef } from '../graph.js';
 import { dimsOf, expectShape, float32Scalar, int32Data, layerDims, type OnnxTensor } from '../validate.js';
 
 const END = 2 ** 62;
@@ -34,7 +34,7 @@ export const OBSERVE: FunctionDef = {
     const G = b.op('Div', [QH, H]);
     const N = b.shape('queries', 1, 2);
     const D = b.shape('queries', 2, 3);
-    const q = b.op('Reshape', ['queries', b.concat([H, G, N, D], 0)]);
+    const q = b.op('Reshape', ['queries', b.concat([H, G, N, D], 0)], ALLOW_ZERO);
     const kt = b.unsqueeze(b.op('Transpose', ['keys'], { perm: attr.ints([0, 2, 1]) }), [1]);
     const logits = b.op('Mul', [b.op('MatMul', [q, kt]), 'scale']); // [H, G, N, L]
     const prop = b.cast(b.op('Constant', [], { value_int: attr.ref('proportional', 'int') }), 'float32');

@@ -81,7 +81,8 @@ export function fillerText(options: FillerOptions): string {
   const rng = options.rng ?? new Rng(options.seed ?? 0);
   const parts: string[] = [];
   let n = 0;
-  while (n < length) {
+  // n counts sentence + separator bytes; the joined text is n - 1 long.
+  while (n <= length) {
     const s = fillerSentence(rng);
     parts.push(s);
     n += s.length + 1;

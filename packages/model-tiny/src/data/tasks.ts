@@ -76,7 +76,7 @@ export function passkeySample(options: PasskeyOptions): TaskSample {
   prompt = prompt.replace(/ +$/, '') + PASSKEY_QUESTION;
   // Trimming spaces can shorten the prompt by a byte or two; pad with filler words to keep it exact.
   const pad = length - prompt.length;
-  if (pad > 0) prompt = `${'.'.repeat(0)}${prompt.slice(0, prompt.length - PASSKEY_QUESTION.length)}${' '.repeat(pad)}${PASSKEY_QUESTION}`;
+  if (pad > 0) prompt = `${prompt.slice(0, prompt.length - PASSKEY_QUESTION.length)}${' '.repeat(pad)}${PASSKEY_QUESTION}`;
   const needleOffset = prompt.indexOf('The pass key is');
   return { prompt, answer: key, needleOffset };
 }

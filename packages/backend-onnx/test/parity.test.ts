@@ -1,0 +1,265 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import fc from 'fast-check';
+import { hostTensor, layerFromHost, type GroupReduction, type HostTensor, type KVKernels, type LayerCache } from '@kvfold/core';
+import { createReferenceKernels } from '@kvfold/backend-reference';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { createOnnxKernels, defaultNativeDir, readManifest, type OnnxKernels, type OnnxTensor } from '../src/index.js';
+import { loadAddon, NativeSessionFactory } from '../src/session.js';
+import { adjacentCosineModel } from '../src/kernels/adjacentCosine.js';
+import { expectClose, expectLayerClose, layerHost, nativeBuilt, randInt, randomF32, randomLayer, rng, variants } from './helpers.js';
+import { randomNeighbourPlan, randomSegmentPlan } from './plans.js';
+
+const ref = createReferenceKernels();
+const RUNS = Number(process.env.KVFOLD_RUNS ?? 25);
+const shape = fc.record({ H: fc.integer({ min: 1, max: 3 }), L: fc.integer({ min: 0, max: 9 }), D: fc.integer({ min: 1, max: 6 }), seed: fc.integer() });
+
+/** The same layer on both backends. */
+function both(k: OnnxKernels, H: number, L: number, D: number, r: () => number, ties = false): [LayerCache<OnnxTensor>, LayerCache<HostTensor>] {
+  const host = randomLayer(H, L, D, r, ties);
+  return [layerFromHost(k, host), layerFromHost(ref, host)];
+}
+
+async function sameTensor(k: KVKernels<OnnxTensor>, a: OnnxTensor, e: HostTensor, what: string): Promise<void> {
+  expectClose(await k.toHost(a), await ref.toHost(e), what);
+}
+
+if (!nativeBuilt) {
+  console.warn('[backend-onnx tests] native ai.kvfold kernels are not built: native parity is skipped (run `pnpm --filter @kvfold/backend-onnx build:native`)');
+}
+
+for (const variant of variants()) {
+  describe(`onnx parity with reference: ${variant.name}`, () => {
+    let k: OnnxKernels;
+    beforeAll(() => {
+      k = variant.make();
+    });
+    afterAll(() => k.release());
+
+    it('append', async () => {
+      await fc.assert(
+        fc.asyncProperty(shape, fc.integer({ min: 0, max: 3 }), async ({ H, L, D, seed }, n) => {
+          const r = rng(seed);
+          const [ol, rl] = both(k, H, L, D, r);
+          const nk = randomF32([H, n, D], r);
+          const nv = randomF32([H, n, D], r);
+          const np = hostTensor('int32', [H, n], Int32Array.from({ length: H * n }, (_, i) => 100 + i));
+          const out = k.append(ol, k.fromHost(nk), k.fromHost(nv), k.fromHost(np));
+          expectLayerClose(await layerHost(k, out), await layerHost(ref, ref.append(rl, nk, nv, np)), 'append');
+        }),
+        { numRuns: RUNS },
+      );
+    });
+
+    it('accumulate, topK and the fused accumulateTopK (ties included)', async () => {
+      await fc.assert(
+        fc.asyncProperty(shape, fc.boolean(), async ({ H, L, seed }, ties) => {
+          const r = rng(seed);
+          const [ol, rl] = both(k, H, L, 1, r, ties);
+          const att = hostTensor('float32', [H, L], Float32Array.from({ length: H * L }, () => (ties ? randInt(r, 0, 2) / 4 : r())));
+          const from = randInt(r, 0, L);
+          const to = randInt(r, from, L);
+          const kk = randInt(r, 0, to - from);
+          await sameTensor(k, k.accumulate(ol.scores, k.fromHost(att)), ref.accumulate(rl.scores, att), 'accumulate');
+          await sameTensor(k, k.topK(ol.scores, kk, from, to), ref.topK(rl.scores, kk, from, to), `topK k=${kk} [${from}, ${to})`);
+          const fused = k.accumulateTopK(ol.scores, k.fromHost(att), kk, from, to);
+          const acc = ref.accumulate(rl.scores, att);
+          await sameTensor(k, fused.scores, acc, 'accumulateTopK scores');
+          await sameTensor(k, fused.index, ref.topK(acc, kk, from, to), 'accumulateTopK index');
+        }),
+        { numRuns: RUNS },
+      );
+    });
+
+    it('topK ranks NaN as -Infinity and breaks ties by slot', async () => {
+      const s = hostTensor('float32', [2, 5], [0.5, NaN, 0.5, -Infinity, 0.1, NaN, NaN, 1, NaN, -Infinity]);
+      for (const kk of [1, 2, 3, 4, 5]) await sameTensor(k, k.topK(k.fromHost(s), kk, 0, 5), ref.topK(s, kk, 0, 5), `topK k=${kk}`);
+      expect(Array.from((await k.toHost(k.topK(k.fromHost(s), 3, 0, 5))).data)).toEqual([0, 2, 4, 0, 1, 2]);
+    });
+
+    it('gather (duplicates and any order)', async () => {
+      await fc.assert(
+        fc.asyncProperty(shape, fc.integer({ min: 0, max: 8 }), async ({ H, L, D, seed }, n) => {
+          const r = rng(seed);
+          const [ol, rl] = both(k, H, L, D, r);
+          const m = L === 0 ? 0 : n;
+          const idx = hostTensor('int32', [H, m], Int32Array.from({ length: H * m }, () => randInt(r, 0, L - 1)));
+          expectLayerClose(await layerHost(k, k.gather(ol, k.fromHost(idx))), await layerHost(ref, ref.gather(rl, idx)), 'gather');
+        }),
+        { numRuns: RUNS },
+      );
+    });
+
+    it('adjacentCosine (zero keys and parallel keys included)', async () => {
+      await fc.assert(
+        fc.asyncProperty(shape, async ({ H, L, D, seed }) => {
+          const r = rng(seed);
+          const keys = randomF32([H, L, D], r);
+          const kd = keys.data as Float32Array;
+          for (let i = 0; i < H * L; i++) {
+            const x = r();
+            if (x < 0.15) kd.fill(0, i * D, (i + 1) * D);
+            else if (x < 0.3 && i > 0) for (let d = 0; d < D; d++) kd[i * D + d] = 3 * kd[(i - 1) * D + d]!;
+          }
+          await sameTensor(k, k.adjacentCosine(k.fromHost(keys)), ref.adjacentCosine(keys), 'adjacentCosine');
+        }),
+        { numRuns: RUNS },
+      );
+    });
+
+    it('mergeSegments (count and none scaling, dropped slots)', async () => {
+      await fc.assert(
+        fc.asyncProperty(shape, async ({ H, L, D, seed }) => {
+          const r = rng(seed);
+          const [ol, rl] = both(k, H, L, D, r);
+          const p = randomSegmentPlan(H, L, r);
+          const out = k.mergeSegments(ol, { segment: k.fromHost(p.segment), pivot: k.fromHost(p.pivot), sigma: k.fromHost(p.sigma), valueScale: p.valueScale });
+          expectLayerClose(await layerHost(k, out), await layerHost(ref, ref.mergeSegments(rl, p)), `mergeSegments ${p.valueScale}`);
+        }),
+        { numRuns: RUNS },
+      );
+    });
+
+    it('mergeIntoNeighbours (shared targets, zero counts and gates)', async () => {
+      await fc.assert(
+        fc.asyncProperty(shape, async ({ H, L, D, seed }) => {
+          const r = rng(seed);
+          const [ol, rl] = both(k, H, L, D, r);
+          const p = randomNeighbourPlan(H, L, r);
+          const out = k.mergeIntoNeighbours(ol, {
+            keep: k.fromHost(p.keep),
+            source: k.fromHost(p.source),
+            targetStart: k.fromHost(p.targetStart),
+            targetCount: k.fromHost(p.targetCount),
+            gate: k.fromHost(p.gate),
+          });
+          expectLayerClose(await layerHost(k, out), await layerHost(ref, ref.mergeIntoNeighbours(rl, p)), 'mergeIntoNeighbours');
+        }),
+        { numRuns: RUNS },
+      );
+    });
+
+    it('observe (GQA groups, every reduction, proportional, queries that see nothing)', async () => {
+      const reductions: GroupReduction[] = ['mean', 'max', 'sum'];
+      await fc.assert(
+        fc.asyncProperty(shape, fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 4 }), async ({ H, L, D, seed }, G, n) => {
+          const r = rng(seed);
+          const [ol, rl] = both(k, H, L, D, r);
+          const q = randomF32([H * G, n, D], r);
+          // Positions run from 0..~3L: some queries see every slot, some only a prefix, some none.
+          const qp = hostTensor('int32', [n], Int32Array.from({ length: n }, () => randInt(r, -1, 3 * L)));
+          const options = { groupReduction: reductions[randInt(r, 0, 2)]!, proportional: r() < 0.5, ...(r() < 0.5 ? { scale: 0.1 + r() } : {}) };
+          const o = k.observe(ol, k.fromHost(q), k.fromHost(qp), options);
+          const e = ref.observe(rl, q, qp, options);
+          await sameTensor(k, o.sums, e.sums, `observe sums ${JSON.stringify(options)}`);
+          await sameTensor(k, o.last, e.last, `observe last ${JSON.stringify(options)}`);
+        }),
+        { numRuns: RUNS },
+      );
+    });
+
+    it('allFinite', async () => {
+      await fc.assert(
+        fc.asyncProperty(shape, fc.constantFrom(0, NaN, Infinity, -Infinity), async ({ H, L, D, seed }, bad) => {
+          const r = rng(seed);
+          const t = randomF32([H, L, D], r);
+          if (t.data.length > 0 && bad !== 0) (t.data as Float32Array)[randInt(r, 0, t.data.length - 1)] = bad;
+          expect(await k.allFinite(k.fromHost(t))).toBe(await ref.allFinite(t));
+        }),
+        { numRuns: RUNS },
+      );
+      expect(await k.allFinite(k.fromHost(hostTensor('int32', [2], [1, 2])))).toBe(true);
+    });
+
+    it('large shapes: every kernel at H=8, L=512, D=64', async () => {
+      const r = rng(7);
+      const [H, L, D] = [8, 512, 64];
+      const [ol, rl] = both(k, H, L, D, r);
+      await sameTensor(k, k.adjacentCosine(ol.keys), ref.adjacentCosine(rl.keys), 'adjacentCosine');
+      await sameTensor(k, k.topK(ol.scores, 200, 16, 480), ref.topK(rl.scores, 200, 16, 480), 'topK');
+      const idx = ref.topK(rl.scores, 256, 0, L);
+      expectLayerClose(await layerHost(k, k.gather(ol, k.fromHost(idx))), await layerHost(ref, ref.gather(rl, idx)), 'gather');
+      const sp = randomSegmentPlan(H, L, r);
+      const ms = k.mergeSegments(ol, { segment: k.fromHost(sp.segment), pivot: k.fromHost(sp.pivot), sigma: k.fromHost(sp.sigma), valueScale: 'count' });
+      expectLayerClose(await layerHost(k, ms), await layerHost(ref, ref.mergeSegments(rl, { ...sp, valueScale: 'count' })), 'mergeSegments');
+      const np = randomNeighbourPlan(H, L, r);
+      const mn = k.mergeIntoNeighbours(ol, { keep: k.fromHost(np.keep), source: k.fromHost(np.source), targetStart: k.fromHost(np.targetStart), targetCount: k.fromHost(np.targetCount), gate: k.fromHost(np.gate) });
+      expectLayerClose(await layerHost(k, mn), await layerHost(ref, ref.mergeIntoNeighbours(rl, np)), 'mergeIntoNeighbours');
+      const q = randomF32([2 * H, 16, D], r);
+      const qp = hostTensor('int32', [16], Int32Array.from({ length: 16 }, (_, i) => 100 * i + 50));
+      for (const groupReduction of ['mean', 'max'] as const) {
+        const o = k.observe(ol, k.fromHost(q), k.fromHost(qp), { groupReduction, proportional: true });
+        const e = ref.observe(rl, q, qp, { groupReduction, proportional: true });
+        await sameTensor(k, o.sums, e.sums, `observe sums ${groupReduction}`);
+        await sameTensor(k, o.last, e.last, `observe last ${groupReduction}`);
+      }
+    });
+  });
+}
+
+describe('onnx observe split into blocks (function bodies, bounded memory)', () => {
+  it('equals one block for every reduction', async () => {
+    // A 64-element block forces the per-query-head, per-query-block path on tiny shapes.
+    const k = createOnnxKernels({ native: 'off', threads: 1, observeBlock: 64 });
+    await fc.assert(
+      fc.asyncProperty(shape, fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 12 }), fc.constantFrom<GroupReduction>('mean', 'max', 'sum'), async ({ H, L, D, seed }, G, n, groupReduction) => {
+        const r = rng(seed);
+        const host = randomLayer(H, L, D, r);
+        const q = randomF32([H * G, n, D], r);
+        const qp = hostTensor('int32', [n], Int32Array.from({ length: n }, () => randInt(r, -1, 3 * L)));
+        const o = k.observe(layerFromHost(k, host), k.fromHost(q), k.fromHost(qp), { groupReduction });
+        const e = ref.observe(layerFromHost(ref, host), q, qp, { groupReduction });
+        expectClose(await k.toHost(o.sums), e.sums, 'blocked observe sums');
+        expectClose(await k.toHost(o.last), e.last, 'blocked observe last');
+      }),
+      { numRuns: RUNS },
+    );
+    k.release();
+  });
+});
+
+const manifest = nativeBuilt ? readManifest(defaultNativeDir()) : undefined;
+
+describe.skipIf(!nativeBuilt)('onnx native kernels (skipped unless `build:native` ran)', () => {
+  it.skipIf(!manifest?.cudaLibrary)('the CUDA library (built when nvcc exists) loads here and serves its CPU kernels', async () => {
+    const dir = defaultNativeDir();
+    const addon = loadAddon(dir, manifest!);
+    const lib = join(dir, manifest!.cudaLibrary!);
+    const f = new NativeSessionFactory(addon, lib, { executionProvider: 'cpu', threads: 1, deviceId: 0 });
+    const s = f.create('adjacentCosine', adjacentCosineModel());
+    const keys = randomF32([2, 7, 5], rng(4));
+    const before = Math.max(0, f.nativeKernelCalls());
+    const [cos] = s.run({ keys: new ort.Tensor('float32', keys.data as Float32Array, [2, 7, 5]) }, ['cos']);
+    expect(f.nativeKernelCalls() - before).toBe(1);
+    expectClose(hostTensor('float32', [...cos!.dims], cos!.data as Float32Array), ref.adjacentCosine(keys), 'adjacentCosine via the CUDA library');
+    s.release();
+  });
+
+  it('ORT runs the registered ai.kvfold kernels, not the function bodies', async () => {
+    const k = createOnnxKernels({ native: 'require', threads: 1 });
+    expect(k.describe()).toContain('native CPU kernels; observe: function body');
+    expect(k.info.kernelPath).toBe('native-cpu');
+    expect(k.info.observePath).toBe('function-bodies');
+    const before = k.nativeKernelCalls()!;
+    const host = randomLayer(2, 6, 4, rng(1));
+    const l = layerFromHost(k, host);
+    k.adjacentCosine(l.keys);
+    k.topK(l.scores, 2, 0, 6);
+    expect(k.nativeKernelCalls()! - before).toBe(2);
+    // observe runs its function body by default on CPU: no native call...
+    const q = k.fromHost(randomF32([4, 3, 4], rng(2)));
+    const qp = k.fromHost(hostTensor('int32', [3], [3, 4, 9]));
+    k.observe(l, q, qp);
+    expect(k.nativeKernelCalls()! - before).toBe(2);
+    // ...unless asked for.
+    const nk = createOnnxKernels({ native: 'require', threads: 1, observeKernel: 'native' });
+    const c0 = nk.nativeKernelCalls()!;
+    nk.observe(layerFromHost(nk, host), nk.fromHost(randomF32([4, 3, 4], rng(2))), nk.fromHost(hostTensor('int32', [3], [3, 4, 9])));
+    expect(nk.nativeKernelCalls()! - c0).toBe(1);
+    nk.release();
+    k.release();
+    const bodies = createOnnxKernels({ native: 'off' });
+    expect(bodies.nativeKernelCalls()).toBeUndefined();
+    expect(bodies.describe()).toContain('function bodies');
+  });
+});

@@ -1,0 +1,69 @@
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TinyModelConfig } from '../config.js';
+import { decodeSafetensors } from '../safetensors.js';
+import { renderCard } from './card.js';
+import { passkeyAccuracy, recallAccuracy } from './eval.js';
+import { toVariables } from './model.js';
+
+/** Read a Hugging Face config.json back into the training config. */
+function fromHf(j: Record<string, number>): TinyModelConfig {
+  return {
+    vocabSize: j.vocab_size,
+    hidden: j.hidden_size,
+    intermediate: j.intermediate_size,
+    layers: j.num_hidden_layers,
+    heads: j.num_attention_heads,
+    kvHeads: j.num_key_value_heads,
+    headDim: j.head_dim,
+    ropeTheta: j.rope_theta,
+    rmsNormEps: j.rms_norm_eps,
+    maxPositions: j.max_position_embeddings,
+  };
+}
+
+/**
+ * Full-cache evaluation of an exported weights folder: passkey accuracy over lengths x depths and
+ * associative recall vs chance. Writes eval.json next to the weights.
+ * Usage: node build-train/train/evaluate.js [--weights DIR] [--n 10] [--lengths 256,512,1024,2048]
+ */
+async function main(): Promise<void> {
+  const pkg = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+  const argv = process.argv.slice(2);
+  const arg = (k: string, d: string) => (argv.includes(k) ? argv[argv.indexOf(k) + 1] : d);
+  const dir = resolve(arg('--weights', resolve(pkg, 'weights')));
+  const n = Number(arg('--n', '10'));
+  const lengths = arg('--lengths', '256,512,1024,2048').split(',').map(Number);
+  const depths = [0, 0.25, 0.5, 0.75, 1];
+  await tf.setBackend('wasm');
+  await tf.ready();
+  const cfg = fromHf(JSON.parse(readFileSync(resolve(dir, 'config.json'), 'utf8')) as Record<string, number>);
+  const { tensors, metadata } = decodeSafetensors(readFileSync(resolve(dir, 'model.safetensors')));
+  const params = toVariables(tensors);
+  const t0 = Date.now();
+  const passkey: Record<string, number[]> = {};
+  for (const L of lengths) {
+    passkey[L] = passkeyAccuracy(cfg, params, L, depths, n, 424242, 8);
+    console.log(`passkey L=${L} depths=${depths.join(',')} acc=${passkey[L].map((x) => x.toFixed(2)).join(' ')}`);
+  }
+  const recall: Record<string, { accuracy: number; chance: number }> = {};
+  for (const L of lengths.filter((l) => l <= 1024)) {
+    for (const pairs of [2, 4]) {
+      recall[`${L}x${pairs}`] = recallAccuracy(cfg, params, L, pairs, n * 2, 9090, 8);
+      console.log(`recall L=${L} pairs=${pairs} acc=${recall[`${L}x${pairs}`].accuracy.toFixed(2)} chance=${1 / pairs}`);
+    }
+  }
+  const out = { step: Number(metadata.step ?? NaN), tokensSeen: Number(metadata.tokens_seen ?? NaN), samplesPerCell: n, depths, passkey, recall, seconds: (Date.now() - t0) / 1000 };
+  writeFileSync(resolve(dir, 'eval.json'), `${JSON.stringify(out, null, 2)}\n`);
+  const config = JSON.parse(readFileSync(resolve(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  writeFileSync(resolve(dir, 'MODEL_CARD.md'), renderCard(config, out, resolve(pkg, 'checkpoints', 'train.log')));
+  console.log(JSON.stringify(out));
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});

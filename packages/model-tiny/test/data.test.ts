@@ -1,0 +1,131 @@
+import { describe, it, expect } from 'vitest';
+import fc from 'fast-check';
+import { copyRow, fillerText, passkeySample, recallSample, trainingRow, Rng, PASSKEY_QUESTION, ANSWER_WEIGHT, SPECIAL_TOKENS } from '../src/index.js';
+
+describe('fillerText', () => {
+  it('is deterministic for a seed, exact in length, ASCII without digits or colons', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 3000 }), fc.integer({ min: 0, max: 2 ** 31 }), (length, seed) => {
+        const a = fillerText({ length, seed });
+        expect(a).toBe(fillerText({ length, seed }));
+        expect(a.length).toBe(length);
+        expect(/^[A-Za-z ,.]*$/.test(a)).toBe(true);
+        expect(a.includes('pass key')).toBe(false);
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it('varies: many distinct sentences and different seeds differ', () => {
+    const t = fillerText({ length: 4000, seed: 1 });
+    const sentences = new Set(t.split('. ').slice(0, -1));
+    expect(sentences.size).toBeGreaterThan(40);
+    expect(fillerText({ length: 200, seed: 2 })).not.toBe(fillerText({ length: 200, seed: 3 }));
+  });
+});
+
+describe('passkeySample', () => {
+  it('is deterministic, has the requested length, ends with the question and contains the key twice', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(128, 256, 512, 1024, 2048), fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 0, max: 1e6 }), (length, depth, seed) => {
+        const s = passkeySample({ length, depth, seed });
+        expect(s).toEqual(passkeySample({ length, depth, seed }));
+        expect(s.prompt.length).toBe(length);
+        expect(s.prompt.endsWith(PASSKEY_QUESTION)).toBe(true);
+        expect(/^[1-9]\d{4}$/.test(s.answer)).toBe(true);
+        expect(s.prompt.split(s.answer).length - 1).toBe(2);
+        expect(s.prompt.indexOf(`The pass key is ${s.answer}.`)).toBe(s.needleOffset);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it('puts the needle at the requested depth of the filler (within one sentence)', () => {
+    for (const length of [512, 2048]) {
+      for (const depth of [0, 0.25, 0.5, 0.75, 1]) {
+        const s = passkeySample({ length, depth, seed: 17 });
+        const needleLen = s.prompt.indexOf(' is the pass key.') + ' is the pass key.'.length - s.needleOffset;
+        const filler = length - needleLen - PASSKEY_QUESTION.length;
+        expect(Math.abs(s.needleOffset - depth * filler)).toBeLessThanOrEqual(130);
+      }
+    }
+    expect(passkeySample({ length: 1024, depth: 0, seed: 4 }).needleOffset).toBe(0);
+  });
+
+  it('rejects a depth outside [0, 1]', () => {
+    expect(() => passkeySample({ length: 256, depth: 1.5, seed: 1 })).toThrow(RangeError);
+  });
+});
+
+describe('recallSample', () => {
+  it('is deterministic and the answer is the value paired with the queried key', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(256, 512, 1024), fc.integer({ min: 1, max: 8 }), fc.integer({ min: 0, max: 1e6 }), (length, pairs, seed) => {
+        const s = recallSample({ length, pairs, seed });
+        expect(s).toEqual(recallSample({ length, pairs, seed }));
+        expect(s.prompt.length).toBe(length);
+        expect(s.pairs.length).toBe(pairs);
+        expect(new Set(s.pairs.map((p) => p.key)).size).toBe(pairs);
+        for (const p of s.pairs) expect(s.prompt.includes(`Key ${p.key}: ${p.value}.`)).toBe(true);
+        expect(s.pairs.find((p) => p.key === s.key)?.value).toBe(s.answer);
+        expect(s.prompt.endsWith(`${s.key}: `)).toBe(true);
+        expect(s.chance).toBeCloseTo(1 / pairs);
+      }),
+      { numRuns: 30 },
+    );
+  });
+});
+
+describe('trainingRow', () => {
+  it('has bos first, the answer then "." and eos last, and weights the answer digits', () => {
+    const rng = new Rng(9);
+    for (const L of [128, 512]) {
+      for (let i = 0; i < 10; i++) {
+        const r = trainingRow(rng, L);
+        expect(r.ids.length).toBe(L + 1);
+        expect(r.weights.length).toBe(L);
+        expect(r.ids[0]).toBe(SPECIAL_TOKENS.bos);
+        expect(r.ids[L]).toBe(SPECIAL_TOKENS.eos);
+        expect(r.ids[L - 1]).toBe(46);
+        const nAns = r.kind === 'passkey' ? 5 : 4;
+        for (let j = 0; j < nAns; j++) {
+          expect(r.weights[L - 2 - nAns + j]).toBe(ANSWER_WEIGHT);
+          const d = r.ids[L - 1 - nAns + j];
+          expect(d >= 48 && d <= 57).toBe(true);
+        }
+      }
+    }
+  });
+
+  it('continues the same stream from a saved RNG state', () => {
+    const a = new Rng(3);
+    trainingRow(a, 128);
+    const b = new Rng(a.state());
+    expect(Array.from(trainingRow(a, 256).ids)).toEqual(Array.from(trainingRow(b, 256).ids));
+  });
+});
+
+describe('copyRow', () => {
+  it('weights exactly the second copies of its bracketed strings, each seen earlier in the row', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(128, 256, 512, 2048), fc.integer({ min: 0, max: 1e6 }), (length, seed) => {
+        const r = copyRow(new Rng(seed), length);
+        expect(r.ids.length).toBe(length + 1);
+        expect(r.weights.length).toBe(length);
+        expect(r.kind).toBe('copy');
+        const text = String.fromCharCode(...r.ids.subarray(1));
+        const strings = [...text.matchAll(/\[[a-z0-9]+\]/g)];
+        expect(strings.length).toBe(2 * (1 + Math.floor(length / 192)));
+        const heavy = new Set<number>();
+        for (let t = 0; t < length; t++) if (r.weights[t] === ANSWER_WEIGHT) heavy.add(t);
+        const want = new Set<number>();
+        for (const m of strings) {
+          if (text.indexOf(m[0]) === m.index) continue; // first copy
+          for (let j = 1; j < m[0].length; j++) want.add(m.index + j);
+        }
+        expect([...heavy].sort((a, b) => a - b)).toEqual([...want].sort((a, b) => a - b));
+      }),
+      { numRuns: 40 },
+    );
+  });
+});
