@@ -12,10 +12,12 @@
 // ORT headers come from $KVFOLD_ORT_INCLUDE, or the npm package com.github.asus4.onnxruntime@0.4.9 (ORT 1.29
 // headers, API 29, which the 1.30 runtime accepts), fetched once with `npm pack` (150 MB download; only
 // the headers are kept). Flags: --if-possible exits 0 with a message when a prerequisite is missing (for CI);
-// --no-cuda skips nvcc. Env: CXX, NVCC, KVFOLD_CUDA_ARCH (default sm_90), KVFOLD_NODE_INCLUDE.
-import { execFileSync, spawnSync } from 'node:child_process';
+// --no-cuda skips nvcc. Env: CXX, NVCC, KVFOLD_CUDA_ARCH (default sm_90), KVFOLD_NODE_INCLUDE, KVFOLD_ORT_INCLUDE,
+// KVFOLD_FETCH_TIMEOUT (seconds for the header download, default 180), KVFOLD_JOBS (parallel compiles).
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -47,14 +49,32 @@ function which(cmd) {
   return undefined;
 }
 
+/** Run one compiler step; resolves with its duration, or exits the build when it fails. */
 function run(cmd, argv, what) {
   const t = performance.now();
-  const r = spawnSync(cmd, argv, { stdio: 'inherit' });
-  if (r.status !== 0) {
-    log(`error: ${what} failed (${cmd} exited with ${r.status ?? r.signal})`);
-    process.exit(1);
-  }
-  log(`${what}: ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  return new Promise((done) => {
+    const child = spawn(cmd, argv, { stdio: 'inherit' });
+    child.on('error', (e) => {
+      log(`error: ${what} could not start (${e.message})`);
+      process.exit(1);
+    });
+    child.on('close', (code, signal) => {
+      if (code !== 0) {
+        log(`error: ${what} failed (${cmd} exited with ${code ?? signal})`);
+        process.exit(1);
+      }
+      log(`${what}: ${((performance.now() - t) / 1000).toFixed(1)} s`);
+      done();
+    });
+  });
+}
+
+/** Run independent steps `jobs` at a time (each step is a function returning a promise). */
+async function parallel(steps, jobs) {
+  const queue = [...steps];
+  await Promise.all(Array.from({ length: Math.min(jobs, queue.length) }, async () => {
+    while (queue.length) await queue.shift()();
+  }));
 }
 
 // --- onnxruntime-node: version and the folder of libonnxruntime.so.1
@@ -85,12 +105,22 @@ function ortHeaders() {
   log(`fetching ORT headers: npm pack ${HEADERS_PKG} (150 MB, once)`);
   const t = performance.now();
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-  const r = spawnSync(npm, ['pack', HEADERS_PKG, '--pack-destination', deps, '--silent'], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
-  if (r.status !== 0) missing(`npm pack ${HEADERS_PKG} failed; set KVFOLD_ORT_INCLUDE to a folder with onnxruntime_cxx_api.h (ORT >= 1.16)`);
+  const timeout = Number(process.env.KVFOLD_FETCH_TIMEOUT ?? 180) * 1000;
+  const r = spawnSync(npm, ['pack', HEADERS_PKG, '--pack-destination', deps, '--silent'], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', timeout });
+  if (r.status !== 0) {
+    for (const f of readdirSync(deps)) if (f.endsWith('.tgz')) rmSync(join(deps, f), { force: true });
+    missing(`npm pack ${HEADERS_PKG} ${r.error?.code === 'ETIMEDOUT' ? `timed out after ${timeout / 1000} s` : 'failed'}; set KVFOLD_ORT_INCLUDE to a folder with onnxruntime_cxx_api.h (ORT >= 1.16)`);
+  }
   const tgz = readdirSync(deps).find((f) => f.endsWith('.tgz'));
   if (!tgz) missing('npm pack produced no tarball');
-  execFileSync('tar', ['xzf', join(deps, tgz), '-C', deps, '--wildcards', `${HEADERS_IN_PKG}/*`]);
-  rmSync(join(deps, tgz));
+  try {
+    execFileSync('tar', ['xzf', join(deps, tgz), '-C', deps, '--wildcards', `${HEADERS_IN_PKG}/*`]);
+  } catch (e) {
+    rmSync(join(deps, 'package'), { recursive: true, force: true });
+    missing(`could not extract the ORT headers from ${tgz} (${e.message.split('\n')[0]})`);
+  } finally {
+    rmSync(join(deps, tgz), { force: true });
+  }
   log(`ORT headers: ${((performance.now() - t) / 1000).toFixed(1)} s`);
   return dir;
 }
@@ -106,27 +136,38 @@ const common = ['-O3', '-std=c++17', '-fPIC', '-fvisibility=hidden', '-Wall', '-
 const src = (f) => join(here, 'src', f);
 const out = (f) => join(build, f);
 
-run(cxx, [...common, ...inc, '-shared', src('ort_ops.cc'), src('cpu_kernels.cc'), '-o', out('libkvfold_ops.so')], 'libkvfold_ops.so (CPU kernels)');
-run(
-  cxx,
-  [...common, '-shared', '-DNODE_GYP_MODULE_NAME=kvfold_ort', '-I', nodeInclude, '-I', ortInclude, join(here, 'addon', 'kvfold_ort_addon.cc'), '-o', out('kvfold_ort.node'),
-    '-L', ortBin, '-l:libonnxruntime.so.1', `-Wl,-rpath,${ortBin}`, '-ldl'],
-  'kvfold_ort.node (N-API addon)',
-);
-
-let cudaLibrary;
 const nvcc = args.has('--no-cuda') ? undefined : (process.env.NVCC ?? which('nvcc') ?? (existsSync('/usr/local/cuda/bin/nvcc') ? '/usr/local/cuda/bin/nvcc' : undefined));
-if (!nvcc) {
-  log('CUDA kernels skipped: nvcc not found (set NVCC or put it on PATH); the CPU library and addon are built');
+const arch = process.env.KVFOLD_CUDA_ARCH ?? 'sm_90';
+const jobs = Number(process.env.KVFOLD_JOBS ?? availableParallelism());
+// Objects first (independent, so they compile in parallel), then the links. cpu_kernels.o serves both libraries.
+const compiles = [
+  () => run(cxx, [...common, ...inc, '-c', src('cpu_kernels.cc'), '-o', out('cpu_kernels.o')], 'cpu_kernels.o'),
+  () => run(cxx, [...common, ...inc, '-c', src('ort_ops.cc'), '-o', out('ort_ops.o')], 'ort_ops.o (CPU ops)'),
+  () =>
+    run(
+      cxx,
+      [...common, '-shared', '-DNODE_GYP_MODULE_NAME=kvfold_ort', '-I', nodeInclude, '-I', ortInclude, join(here, 'addon', 'kvfold_ort_addon.cc'), '-o', out('kvfold_ort.node'),
+        '-L', ortBin, '-l:libonnxruntime.so.1', `-Wl,-rpath,${ortBin}`, '-ldl'],
+      'kvfold_ort.node (N-API addon)',
+    ),
+];
+if (nvcc) {
+  compiles.push(
+    () => run(nvcc, ['-std=c++17', '-O2', `-arch=${arch}`, '-Xcompiler', '-fPIC,-fvisibility=hidden', '-I', join(here, 'include'), '-c', src('cuda_kernels.cu'), '-o', out('cuda_kernels.o')], `cuda_kernels.o (nvcc ${arch})`),
+    () => run(cxx, [...common, ...inc, '-DKVFOLD_WITH_CUDA', '-c', src('ort_ops.cc'), '-o', out('ort_ops_cuda.o')], 'ort_ops_cuda.o (CPU + CUDA ops)'),
+  );
 } else {
-  const arch = process.env.KVFOLD_CUDA_ARCH ?? 'sm_90';
-  run(nvcc, ['-std=c++17', '-O2', `-arch=${arch}`, '-Xcompiler', '-fPIC,-fvisibility=hidden', '-I', join(here, 'include'), '-c', src('cuda_kernels.cu'), '-o', out('cuda_kernels.o')], `cuda_kernels.o (nvcc ${arch})`);
-  run(cxx, [...common, ...inc, '-DKVFOLD_WITH_CUDA', '-c', src('ort_ops.cc'), '-o', out('ort_ops_cuda.o')], 'ort_ops_cuda.o');
-  run(cxx, [...common, ...inc, '-c', src('cpu_kernels.cc'), '-o', out('cpu_kernels.o')], 'cpu_kernels.o');
+  log('CUDA kernels skipped: nvcc not found (set NVCC or put it on PATH); the CPU library and addon are built');
+}
+await parallel(compiles, jobs);
+const links = [() => run(cxx, ['-shared', out('ort_ops.o'), out('cpu_kernels.o'), '-o', out('libkvfold_ops.so')], 'libkvfold_ops.so (link)')];
+let cudaLibrary;
+if (nvcc) {
   // nvcc links cudart statically: the library loads on machines without a GPU (its CPU kernels still work there).
-  run(nvcc, ['-shared', `-arch=${arch}`, out('ort_ops_cuda.o'), out('cpu_kernels.o'), out('cuda_kernels.o'), '-o', out('libkvfold_ops_cuda.so')], 'libkvfold_ops_cuda.so (link)');
+  links.push(() => run(nvcc, ['-shared', `-arch=${arch}`, out('ort_ops_cuda.o'), out('cpu_kernels.o'), out('cuda_kernels.o'), '-o', out('libkvfold_ops_cuda.so')], 'libkvfold_ops_cuda.so (link)'));
   cudaLibrary = 'libkvfold_ops_cuda.so';
 }
+await parallel(links, jobs);
 
 // --- check that the addon loads against onnxruntime-node's runtime, then record what was built
 const probe = spawnSync(process.execPath, ['-e', `process.stdout.write(require(${JSON.stringify(out('kvfold_ort.node'))}).ortVersion())`], { encoding: 'utf8' });

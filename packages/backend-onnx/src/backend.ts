@@ -8,6 +8,7 @@ import { OnnxKernels, type KernelPath } from './onnxKernels.js';
 import {
   loadAddon,
   missingCudaProviderFiles,
+  ortApiOf,
   NativeSessionFactory,
   nativeIncompatibility,
   ortBinDir,
@@ -36,7 +37,7 @@ export interface OnnxBackendOptions {
   readonly observeBlock?: number;
   /**
    * What runs `observe` when native kernels are active: `auto` (default) = the function body on CPU (ORT's MLAS
-   * GEMM measured 2-3x faster than the native loop here) and the native kernel on CUDA; `native` or
+   * GEMM: 1.8x faster than the native loop at one thread here, about equal at two; bench/RESULTS.md) and the native kernel on CUDA; `native` or
    * `function-body` force one.
    */
   readonly observeKernel?: 'auto' | 'native' | 'function-body';
@@ -107,6 +108,49 @@ function probe(factory: SessionFactory, custom: boolean): void {
   factory.create(custom ? 'probe:adjacentCosine' : 'probe:accumulate', custom ? adjacentCosineModel() : accumulateModel()).release();
 }
 
+/** Why the CUDA execution provider cannot be used (see {@link cudaUnavailableReason}). */
+export interface ProviderProblem {
+  /** What failed and what to do about it. */
+  readonly reason: string;
+  /** Machine-readable context (missing files, provider folder). */
+  readonly details: Record<string, unknown>;
+  /** ORT's own error, when it threw. */
+  readonly cause?: unknown;
+}
+
+/**
+ * Check whether onnxruntime-node can start its CUDA execution provider here, without throwing.
+ *
+ * First the provider files next to libonnxruntime (a missing file gives a precise message without asking
+ * ORT), then a probe session: onnxruntime-node throws from session creation, rather than falling back,
+ * when the provider library or the CUDA runtime does not load, and that error is caught here.
+ * @param config the session configuration to probe (its `executionProvider` is taken as `cuda`).
+ * @param binDir folder to look for the provider files in; default onnxruntime-node's.
+ * @returns undefined when a CUDA session starts, else the reason.
+ */
+export function cudaUnavailableReason(config: Omit<SessionConfig, 'executionProvider'>, binDir: string = ortBinDir()): ProviderProblem | undefined {
+  const missing = missingCudaProviderFiles(binDir);
+  if (missing.length) {
+    return {
+      reason:
+        `CUDA execution provider unavailable (${missing.join(', ')} missing in ${binDir}; onnxruntime-node's install script downloads them, ` +
+        'and this workspace skips it: reinstall with ONNXRUNTIME_NODE_INSTALL=cuda12 on a CUDA 12 host)',
+      details: { missing, binDir },
+    };
+  }
+  try {
+    probe(new OrtNodeSessionFactory({ ...config, executionProvider: 'cuda' }), false);
+    return undefined;
+  } catch (e) {
+    const message = ((e as { cause?: Error }).cause ?? (e as Error)).message.split('\n')[0];
+    return {
+      reason: `CUDA execution provider failed to start (${message}); check the NVIDIA driver and the CUDA 12 runtime libraries onnxruntime-node's CUDA provider needs`,
+      details: { binDir },
+      cause: e,
+    };
+  }
+}
+
 /**
  * Create the onnx kernels. Synchronous: onnxruntime-node, the native addon and the kernel sessions all load
  * synchronously (sessions on first use of each kernel).
@@ -129,20 +173,10 @@ export function createOnnxKernels(options: OnnxBackendOptions = {}, logger: Logg
   const config = (): SessionConfig => ({ executionProvider: ep, threads: options.threads ?? 0, deviceId: options.deviceId ?? 0 });
 
   if (ep === 'cuda') {
-    const missing = missingCudaProviderFiles();
-    if (missing.length) {
-      degrade(
-        `CUDA execution provider unavailable (${missing.join(', ')} missing in ${ortBinDir()}; onnxruntime-node's install script downloads them, and this workspace skips it: reinstall with ONNXRUNTIME_NODE_INSTALL=cuda12 on a CUDA 12 host); running on CPU`,
-        { requested: 'cuda', missing },
-      );
+    const problem = cudaUnavailableReason(config());
+    if (problem) {
+      degrade(`${problem.reason}; running on CPU`, { requested: 'cuda', ...problem.details }, problem.cause);
       ep = 'cpu';
-    } else {
-      try {
-        probe(new OrtNodeSessionFactory(config()), false);
-      } catch (e) {
-        degrade(`CUDA execution provider failed to start (${(e as Error).message}); running on CPU`, { requested: 'cuda' }, e);
-        ep = 'cpu';
-      }
     }
   }
 
@@ -168,6 +202,13 @@ export function createOnnxKernels(options: OnnxBackendOptions = {}, logger: Logg
         }
         const runs = nativeIncompatibility(manifest, onnxruntimeNode, addon.ortVersion());
         if (runs) throw new NativeProblem(`${runs}; ${BUILD_HINT.replace('build it', 'rebuild it')}`, { reported: addon.ortVersion(), installed: onnxruntimeNode });
+        // The addon guards this too: ORT hands out no API table newer than its own release.
+        if (!addon.apiAvailable || addon.apiVersion !== manifest.ortApiVersion) {
+          throw new NativeProblem(
+            `the native addon was compiled with ORT API ${addon.apiVersion} headers, which libonnxruntime ${addon.ortVersion()} (API ${ortApiOf(addon.ortVersion())}) ${addon.apiAvailable ? 'provides, but the manifest records API ' + manifest.ortApiVersion : 'does not provide'}; ${BUILD_HINT.replace('build it', 'rebuild it')}`,
+            { addonApi: addon.apiVersion, manifestApi: manifest.ortApiVersion, runtime: addon.ortVersion() },
+          );
+        }
         const useCuda = ep === 'cuda' && manifest.cudaLibrary !== undefined;
         const lib = join(dir, useCuda ? manifest.cudaLibrary! : manifest.cpuLibrary);
         const nf = new NativeSessionFactory(addon, lib, config());

@@ -1,16 +1,23 @@
+import type { DType } from '@kvfold/core';
 import type { KernelSession, SessionFactory } from './session.js';
 
 /**
  * Sessions of the kernel models, created on first use and kept for the life of the kernels object: one
- * session per kernel variant (dims are symbolic, so never one per shape).
+ * session per kernel variant and element type. Dimensions are symbolic, so a shape never adds a session.
  */
 export class SessionCache {
   private readonly sessions = new Map<string, KernelSession>();
 
+  /** @param factory creates the sessions (onnxruntime-node itself, or the native addon). */
   constructor(private readonly factory: SessionFactory) {}
 
-  /** The session of kernel variant `key`, building its model with `build` the first time. */
-  get(key: string, build: () => Uint8Array): KernelSession {
+  /**
+   * The session of kernel variant `kernel` for data of element type `dtype`, building its model with
+   * `build` the first time. Today every float kernel of the contract is float32; the type is part of the
+   * key so that a model typed for another element type can never be handed data it was not built for.
+   */
+  get(kernel: string, dtype: DType, build: () => Uint8Array): KernelSession {
+    const key = `${kernel}:${dtype}`;
     let s = this.sessions.get(key);
     if (!s) {
       s = this.factory.create(key, build());
@@ -19,7 +26,7 @@ export class SessionCache {
     return s;
   }
 
-  /** Names of the sessions created so far. */
+  /** Keys (`kernel:dtype`) of the sessions created so far. */
   keys(): string[] {
     return [...this.sessions.keys()];
   }

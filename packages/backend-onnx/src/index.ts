@@ -7,12 +7,22 @@
 import { definePlugin } from '@kvfold/core';
 import { onnxBackend } from './backend.js';
 
-export { createOnnxKernels, onnxBackend, onnxOptionsSchema, defaultNativeDir, type OnnxBackendOptions } from './backend.js';
+export { createOnnxKernels, cudaUnavailableReason, onnxBackend, onnxOptionsSchema, defaultNativeDir, type OnnxBackendOptions, type ProviderProblem } from './backend.js';
 export { OnnxKernels, type KernelPath, type OnnxRuntimeInfo } from './onnxKernels.js';
 export type { AccumulatedSelection } from './kernels/accumulateTopK.js';
 export type { OnnxTensor } from './validate.js';
 export { KVFOLD_DOMAIN, OPSET } from './graph.js';
-export { ortPackageVersion, missingCudaProviderFiles, nativeIncompatibility, readManifest, type NativeManifest } from './session.js';
+export {
+  ortPackageVersion,
+  ortApiOf,
+  missingCudaProviderFiles,
+  nativeIncompatibility,
+  readManifest,
+  type NativeManifest,
+  type KernelSession,
+  type SessionConfig,
+  type SessionFactory,
+} from './session.js';
 
 /** The plugin: contributes the `onnx` backend. */
 export default definePlugin({ name: '@kvfold/backend-onnx', backends: [onnxBackend] });

@@ -54,6 +54,11 @@ export class OnnxKernels implements KVKernels<OnnxTensor> {
   private readonly cache: SessionCache;
   private readonly observeCache: SessionCache;
 
+  /**
+   * Use `createOnnxKernels`, which picks the provider and kernel path and probes them; this
+   * constructor takes those decisions as given.
+   * @param factory creates every kernel session (onnxruntime-node's own, or the native addon's).
+   */
   constructor(
     private readonly factory: SessionFactory,
     /** What runs (provider, kernel path, fallbacks taken). */
@@ -172,7 +177,7 @@ export class OnnxKernels implements KVKernels<OnnxTensor> {
     return this.factory.nativeKernelCalls?.();
   }
 
-  /** Kernel variants whose sessions are loaded (for diagnostics). */
+  /** Sessions loaded so far, as `kernel:dtype` keys (diagnostics: one per kernel variant, never one per shape). */
   loadedKernels(): string[] {
     return [...new Set([...this.cache.keys(), ...this.observeCache.keys()])];
   }

@@ -167,6 +167,8 @@ export interface NativeAddon {
   ortVersion(): string;
   /** ORT_API_VERSION of the headers the addon was compiled with. */
   readonly apiVersion: number;
+  /** Whether the loaded libonnxruntime provides {@link NativeAddon.apiVersion} (false: it is older than the headers). */
+  readonly apiAvailable: boolean;
   /** Create a session with the custom-op library registered. */
   createSession(model: Uint8Array, options: { library: string; ep: 'cpu' | 'cuda'; threads: number; deviceId: number }): object;
   /** Run a session. */
@@ -244,13 +246,29 @@ export function readManifest(dir: string): NativeManifest | undefined {
 }
 
 /**
+ * The newest ORT C API version a release provides: ORT numbers its C API after the minor release
+ * (1.29 → API 29, 1.30 → API 30). NaN when `version` is not `major.minor[.patch]`.
+ */
+export function ortApiOf(version: string): number {
+  const m = /^(\d+)\.(\d+)/.exec(version);
+  return m ? Number(m[2]) : NaN;
+}
+
+/**
  * Check a native build against the installed onnxruntime-node. The custom-op ABI is versioned, but the
- * addon is linked to one libonnxruntime file and must run on the same release as onnxruntime-node.
+ * addon is linked to one libonnxruntime file and must run on the same release as onnxruntime-node, and
+ * the headers it was compiled with must not be newer than that release's C API.
+ * @param manifest what the build recorded.
+ * @param installed the installed onnxruntime-node version ({@link ortPackageVersion}).
+ * @param addonReports the libonnxruntime version the loaded addon reports, once it is loaded.
  * @returns undefined when compatible, else the reason.
  */
 export function nativeIncompatibility(manifest: NativeManifest, installed: string, addonReports?: string): string | undefined {
   if (manifest.onnxruntimeNode !== installed) {
     return `the native library was built for onnxruntime-node ${manifest.onnxruntimeNode}, but ${installed} is installed`;
+  }
+  if (!(manifest.ortApiVersion <= ortApiOf(installed))) {
+    return `the native library was compiled with ORT API ${manifest.ortApiVersion} headers, but onnxruntime-node ${installed} provides API ${ortApiOf(installed)} at most`;
   }
   if (addonReports !== undefined && addonReports !== installed) {
     return `the native addon runs on libonnxruntime ${addonReports}, but onnxruntime-node ${installed} is installed`;
@@ -258,7 +276,10 @@ export function nativeIncompatibility(manifest: NativeManifest, installed: strin
   return undefined;
 }
 
-/** Load the native addon of a build folder. */
+/**
+ * Load the native addon of a build folder (`require` of its `.node` file).
+ * @throws whatever Node throws when the file is missing, not a shared object, or its libonnxruntime does not load.
+ */
 export function loadAddon(dir: string, manifest: NativeManifest): NativeAddon {
   return require(join(dir, manifest.addon)) as NativeAddon;
 }

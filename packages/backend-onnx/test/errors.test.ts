@@ -5,7 +5,8 @@ import { describe, it, expect } from 'vitest';
 import { BackendUnavailableError, ErrorCode, hostTensor, KVFoldError, layerFromHost, type HostTensor, type KVKernels, type Logger } from '@kvfold/core';
 import { createReferenceKernels } from '@kvfold/backend-reference';
 import * as ort from 'onnxruntime-node';
-import plugin, { createOnnxKernels, defaultNativeDir, missingCudaProviderFiles, nativeIncompatibility, onnxBackend, ortPackageVersion } from '../src/index.js';
+import plugin, { createOnnxKernels, cudaUnavailableReason, defaultNativeDir, missingCudaProviderFiles, nativeIncompatibility, onnxBackend, ortApiOf, ortPackageVersion, readManifest } from '../src/index.js';
+import { loadAddon } from '../src/session.js';
 import { OrtNodeSessionFactory } from '../src/session.js';
 import { GraphBuilder } from '../src/graph.js';
 import { nativeBuilt, randomLayer, rng } from './helpers.js';
@@ -53,6 +54,20 @@ describe('onnx backend options and fallbacks', () => {
   it.skipIf(missingCudaProviderFiles().length === 0)('cuda with fallback: false throws BackendUnavailableError', () => {
     expect(() => createOnnxKernels({ executionProvider: 'cuda', fallback: false, native: 'off' })).toThrow(BackendUnavailableError);
     expect(() => createOnnxKernels({ executionProvider: 'cuda', fallback: false, native: 'off' })).toThrow(/ONNXRUNTIME_NODE_INSTALL=cuda12/);
+  });
+
+  it('onnxruntime-node throwing for a cuda session is caught and turned into a reason', () => {
+    // Placeholder provider files pass the file check, so ORT itself is asked for a CUDA session. It loads the
+    // providers from its own folder, where they are missing (or, on a CUDA host, fail without a driver) and throws.
+    const bin = mkdtempSync(join(tmpdir(), 'kvfold-onnx-bin-'));
+    for (const f of ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so']) writeFileSync(join(bin, f), '');
+    const problem = cudaUnavailableReason({ threads: 1, deviceId: 0 }, bin);
+    if (missingCudaProviderFiles().length === 0 && problem === undefined) return; // a real CUDA host: nothing to catch
+    expect(problem?.reason).toMatch(/^CUDA execution provider failed to start \(.*(Failed to load|CUDA).*\)/);
+    expect(problem?.cause).toBeInstanceOf(KVFoldError);
+    // Without placeholders, the precise message names the missing files and the fix.
+    const empty = cudaUnavailableReason({ threads: 1, deviceId: 0 }, mkdtempSync(join(tmpdir(), 'kvfold-onnx-bin-')));
+    expect(empty?.reason).toMatch(/libonnxruntime_providers_shared\.so, libonnxruntime_providers_cuda\.so missing .*ONNXRUNTIME_NODE_INSTALL=cuda12/);
   });
 
   it('native "require" without a build throws BackendUnavailableError that says how to build', () => {
@@ -108,8 +123,23 @@ describe('onnx backend options and fallbacks', () => {
   it('version check: the addon must also run on the installed runtime', () => {
     const m = { onnxruntimeNode: '1.30.0', ortApiVersion: 29, addon: 'a', cpuLibrary: 'b', builtAt: '' };
     expect(nativeIncompatibility(m, '1.30.0', '1.30.0')).toBeUndefined();
+    expect(ortApiOf('1.30.0')).toBe(30);
+    expect(nativeIncompatibility({ ...m, ortApiVersion: 31 }, '1.30.0')).toMatch(/ORT API 31 headers, but onnxruntime-node 1\.30\.0 provides API 30 at most/);
     expect(nativeIncompatibility(m, '1.30.0', '1.31.0')).toMatch(/runs on libonnxruntime 1\.31\.0/);
     expect(nativeIncompatibility(m, '1.31.0')).toMatch(/built for onnxruntime-node 1\.30\.0, but 1\.31\.0/);
+  });
+
+  it('a build whose headers are newer than the runtime is refused with what to do', () => {
+    const dir = fakeBuild({ onnxruntimeNode: ortPackageVersion(), ortApiVersion: ortApiOf(ortPackageVersion()) + 1 });
+    expect(() => createOnnxKernels({ native: 'require', nativeDir: dir })).toThrow(/headers, but onnxruntime-node .* provides API .*rebuild it with `pnpm --filter/);
+  });
+
+  it.skipIf(!nativeBuilt)('the built addon reports the API it was compiled for, and the runtime provides it', () => {
+    const m = readManifest(defaultNativeDir())!;
+    const addon = loadAddon(defaultNativeDir(), m);
+    expect(addon.apiVersion).toBe(m.ortApiVersion);
+    expect(addon.apiAvailable).toBe(true);
+    expect(addon.ortVersion()).toBe(ortPackageVersion());
   });
 
   it('a model ORT refuses becomes a ModelError naming the kernel', () => {

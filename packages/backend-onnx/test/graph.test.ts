@@ -78,7 +78,7 @@ describe('session cache', () => {
       k.gather(l, k.topK(l.scores, 1, 0, L));
       k.accumulate(l.scores, l.scores);
     }
-    expect(k.loadedKernels().sort()).toEqual(['accumulate', 'adjacentCosine', 'gather', 'topK']);
+    expect(k.loadedKernels().sort()).toEqual(['accumulate:float32', 'adjacentCosine:float32', 'gather:float32', 'topK:float32']);
     k.release();
     expect(k.loadedKernels()).toEqual([]);
   });

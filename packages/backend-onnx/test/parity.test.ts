@@ -11,7 +11,7 @@ import { expectClose, expectLayerClose, layerHost, nativeBuilt, randInt, randomF
 import { randomNeighbourPlan, randomSegmentPlan } from './plans.js';
 
 const ref = createReferenceKernels();
-const RUNS = Number(process.env.KVFOLD_RUNS ?? 25);
+const RUNS = Number(process.env.KVFOLD_RUNS ?? 40);
 const shape = fc.record({ H: fc.integer({ min: 1, max: 3 }), L: fc.integer({ min: 0, max: 9 }), D: fc.integer({ min: 1, max: 6 }), seed: fc.integer() });
 
 /** The same layer on both backends. */
@@ -169,6 +169,39 @@ for (const variant of variants()) {
         { numRuns: RUNS },
       );
       expect(await k.allFinite(k.fromHost(hostTensor('int32', [2], [1, 2])))).toBe(true);
+    });
+
+    it('medium random shapes: every kernel (H <= 4, L <= 96, D <= 48)', async () => {
+      const medium = fc.record({ H: fc.integer({ min: 1, max: 4 }), L: fc.integer({ min: 10, max: 96 }), D: fc.integer({ min: 1, max: 48 }), seed: fc.integer() });
+      await fc.assert(
+        fc.asyncProperty(medium, fc.integer({ min: 1, max: 4 }), async ({ H, L, D, seed }, G) => {
+          const r = rng(seed);
+          const [ol, rl] = both(k, H, L, D, r, r() < 0.3);
+          const tag = `H=${H} L=${L} D=${D}`;
+          await sameTensor(k, k.adjacentCosine(ol.keys), ref.adjacentCosine(rl.keys), `adjacentCosine ${tag}`);
+          const from = randInt(r, 0, L);
+          const to = randInt(r, from, L);
+          const kk = randInt(r, 0, to - from);
+          await sameTensor(k, k.topK(ol.scores, kk, from, to), ref.topK(rl.scores, kk, from, to), `topK ${tag}`);
+          const idx = ref.topK(rl.scores, randInt(r, 0, L), 0, L);
+          expectLayerClose(await layerHost(k, k.gather(ol, k.fromHost(idx))), await layerHost(ref, ref.gather(rl, idx)), `gather ${tag}`);
+          const sp = randomSegmentPlan(H, L, r);
+          const ms = k.mergeSegments(ol, { segment: k.fromHost(sp.segment), pivot: k.fromHost(sp.pivot), sigma: k.fromHost(sp.sigma), valueScale: sp.valueScale });
+          expectLayerClose(await layerHost(k, ms), await layerHost(ref, ref.mergeSegments(rl, sp)), `mergeSegments ${sp.valueScale} ${tag}`);
+          const np = randomNeighbourPlan(H, L, r);
+          const mn = k.mergeIntoNeighbours(ol, { keep: k.fromHost(np.keep), source: k.fromHost(np.source), targetStart: k.fromHost(np.targetStart), targetCount: k.fromHost(np.targetCount), gate: k.fromHost(np.gate) });
+          expectLayerClose(await layerHost(k, mn), await layerHost(ref, ref.mergeIntoNeighbours(rl, np)), `mergeIntoNeighbours ${tag}`);
+          const n = randInt(r, 1, 12);
+          const q = randomF32([H * G, n, D], r);
+          const qp = hostTensor('int32', [n], Int32Array.from({ length: n }, () => randInt(r, -1, 3 * L)));
+          const options = { groupReduction: (['mean', 'max', 'sum'] as const)[randInt(r, 0, 2)]!, proportional: r() < 0.5 };
+          const o = k.observe(ol, k.fromHost(q), k.fromHost(qp), options);
+          const e = ref.observe(rl, q, qp, options);
+          await sameTensor(k, o.sums, e.sums, `observe sums ${tag} G=${G} n=${n} ${JSON.stringify(options)}`);
+          await sameTensor(k, o.last, e.last, `observe last ${tag} G=${G} n=${n} ${JSON.stringify(options)}`);
+        }),
+        { numRuns: Math.max(4, Math.ceil(RUNS / 2)) },
+      );
     });
 
     it('large shapes: every kernel at H=8, L=512, D=64', async () => {

@@ -91,13 +91,14 @@ const cases: { name: string; make: () => KVCachePolicy; effect: Effect[] }[] = [
 for (const variant of variants()) {
   describe(`end-to-end policy parity with reference: ${variant.name}`, () => {
     for (const c of cases) {
-      it(`${c.name}: prefill and 6 decode steps give the reference's caches`, async () => {
+      it(`${c.name}: prefill and 6 decode steps give the reference's caches (several shapes, GQA)`, async () => {
         const k = variant.make();
-        for (const seed of [1, 2]) {
-          const s = script(2, 2, 24, 8, 6, seed);
+        // [kvHeads, query heads per kv head, prompt length, headDim, seed]
+        for (const [H, G, L, D, seed] of [[2, 2, 24, 8, 1], [2, 2, 24, 8, 2], [3, 1, 40, 16, 3], [1, 4, 17, 5, 4]] as const) {
+          const s = script(H, G, L, D, 6, seed);
           const want = await play(ref, c.make(), s, 12);
           const got = await play(k, c.make(), s, 12);
-          got.forEach((layer, i) => expectLayerClose(layer, want[i]!, `${c.name} seed ${seed} call ${i}`));
+          got.forEach((layer, i) => expectLayerClose(layer, want[i]!, `${c.name} H=${H} G=${G} L=${L} D=${D} seed ${seed} call ${i}`));
           for (const e of c.effect) e(got[0]!, s);
         }
         k.release();

@@ -6,7 +6,7 @@
 // CPU or CUDA EP) and run it synchronously on typed arrays.
 //
 // JS API (see src/session.ts NativeAddon):
-//   ortVersion(): string, apiVersion: number
+//   ortVersion(): string, apiVersion: number, apiAvailable: boolean (false: the runtime is older than the headers)
 //   createSession(model: Uint8Array, { library, ep: 'cpu'|'cuda', threads, deviceId }): Session
 //   run(session, inputNames: string[], inputs: {type, dims, data}[], outputNames: string[]): {type, dims, data}[]
 //   release(session): void
@@ -14,7 +14,11 @@
 #include <dlfcn.h>
 #include <node_api.h>
 
+// Manual init: the C++ wrapper would otherwise fetch the API table in a static initialiser and keep a null
+// pointer when libonnxruntime is older than these headers; here that case becomes a JS error instead.
+#define ORT_API_MANUAL_INIT
 #include "onnxruntime_cxx_api.h"
+#undef ORT_API_MANUAL_INIT
 
 #include <cstring>
 #include <memory>
@@ -29,6 +33,12 @@ struct Session {
   std::unique_ptr<Ort::SessionOptions> options;
   std::unique_ptr<Ort::Session> session;
 };
+
+/** The API table of ORT_API_VERSION, or null when the loaded libonnxruntime is older than the headers. */
+const OrtApi* api() {
+  static const OrtApi* a = OrtGetApiBase()->GetApi(ORT_API_VERSION);
+  return a;
+}
 
 Ort::Env& env() {
   // ORT keeps one OrtEnv per process: this returns onnxruntime-node's when it exists (reference counted).
@@ -148,6 +158,10 @@ napi_value CreateSession(napi_env e, napi_callback_info info) {
     const int64_t threads = get_int(e, get_prop(e, argv[1], "threads"));
     const int64_t device = get_int(e, get_prop(e, argv[1], "deviceId"));
 
+    if (!api()) {
+      throw JsError(std::string("libonnxruntime ") + OrtGetApiBase()->GetVersionString() + " does not provide ORT API " + std::to_string(ORT_API_VERSION) +
+                    ", which this addon was compiled for; rebuild it with `pnpm --filter @kvfold/backend-onnx build:native`");
+    }
     auto s = std::make_unique<Session>();
     s->options = std::make_unique<Ort::SessionOptions>();
     s->options->SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
@@ -161,7 +175,7 @@ napi_value CreateSession(napi_env e, napi_callback_info info) {
     // Pin the library for the life of the process: ORT unloads it with the last session options otherwise,
     // and reloading it for every new kernel session would reset its state (and cost a dlopen each time).
     if (!dlopen(library.c_str(), RTLD_NOW | RTLD_NODELETE)) throw JsError(std::string("cannot load ") + library + ": " + dlerror());
-    s->options->RegisterCustomOpsLibrary(library.c_str());
+    Ort::ThrowOnError(Ort::GetApi().RegisterCustomOpsLibrary_V2(*s->options, library.c_str()));
     s->session = std::make_unique<Ort::Session>(env(), data, length, *s->options);
 
     napi_value obj;
@@ -276,7 +290,8 @@ napi_value OpsCalls(napi_env e, napi_callback_info info) {
 
 napi_value Init(napi_env e, napi_value exports) {
   return guarded(e, [&] {
-    napi_value fn, api;
+    if (api()) Ort::InitApi(api());
+    napi_value fn, api_version, api_available;
     NAPI_OK(napi_create_function(e, "ortVersion", NAPI_AUTO_LENGTH, OrtVersion, nullptr, &fn));
     NAPI_OK(napi_set_named_property(e, exports, "ortVersion", fn));
     NAPI_OK(napi_create_function(e, "createSession", NAPI_AUTO_LENGTH, CreateSession, nullptr, &fn));
@@ -287,8 +302,10 @@ napi_value Init(napi_env e, napi_value exports) {
     NAPI_OK(napi_set_named_property(e, exports, "release", fn));
     NAPI_OK(napi_create_function(e, "opsCalls", NAPI_AUTO_LENGTH, OpsCalls, nullptr, &fn));
     NAPI_OK(napi_set_named_property(e, exports, "opsCalls", fn));
-    NAPI_OK(napi_create_int32(e, ORT_API_VERSION, &api));
-    NAPI_OK(napi_set_named_property(e, exports, "apiVersion", api));
+    NAPI_OK(napi_create_int32(e, ORT_API_VERSION, &api_version));
+    NAPI_OK(napi_set_named_property(e, exports, "apiVersion", api_version));
+    NAPI_OK(napi_get_boolean(e, api() != nullptr, &api_available));
+    NAPI_OK(napi_set_named_property(e, exports, "apiAvailable", api_available));
     return exports;
   });
 }

@@ -282,7 +282,14 @@ struct OpSet {
 
 /** Entry point ORT calls from RegisterCustomOpsLibrary_V2 (once per session options). */
 extern "C" ORT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
-  Ort::InitApi(api_base->GetApi(ORT_API_VERSION));
+  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  if (!api) {
+    // A runtime older than the headers: report it through API 1, which every release provides.
+    const std::string msg = std::string("libkvfold_ops was compiled with ORT API ") + std::to_string(ORT_API_VERSION) + " headers, but libonnxruntime " +
+                            api_base->GetVersionString() + " does not provide it; rebuild with `pnpm --filter @kvfold/backend-onnx build:native`";
+    return api_base->GetApi(1)->CreateStatus(ORT_FAIL, msg.c_str());
+  }
+  Ort::InitApi(api);
   // One domain for the process, shared by every session; never freed, so no session outlives it.
   static std::once_flag once;
   static Ort::CustomOpDomain* domain = nullptr;

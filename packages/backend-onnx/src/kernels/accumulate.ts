@@ -19,5 +19,5 @@ export function accumulateModel(): Uint8Array {
 export function accumulate(cache: SessionCache, scores: OnnxTensor, attention: OnnxTensor): OnnxTensor {
   const s = dimsOf(scores, 'accumulate scores', 'float32', 2);
   expectShape(dimsOf(attention, 'accumulate attention', 'float32', 2), s, 'accumulate attention');
-  return cache.get('accumulate', accumulateModel).run({ scores, attention }, ['out'])[0]!;
+  return cache.get('accumulate', 'float32', accumulateModel).run({ scores, attention }, ['out'])[0]!;
 }

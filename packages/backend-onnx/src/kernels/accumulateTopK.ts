@@ -33,7 +33,7 @@ export function accumulateTopKModel(): Uint8Array {
   return g.build();
 }
 
-/** Result of {@link accumulateTopK}. */
+/** Result of `OnnxKernels.accumulateTopK` (the fused H2O step). */
 export interface AccumulatedSelection {
   /** `scores + attention`, float32 `[kvHeads, length]`. */
   readonly scores: OnnxTensor;
@@ -50,7 +50,7 @@ export function accumulateTopK(cache: SessionCache, scores: OnnxTensor, attentio
   expectShape(dimsOf(attention, 'accumulateTopK attention', 'float32', 2), s, 'accumulateTopK attention');
   checkWindow('accumulateTopK', s[1]!, k, from, to);
   const [acc, index] = cache
-    .get('accumulateTopK', accumulateTopKModel)
+    .get('accumulateTopK', 'float32', accumulateTopKModel)
     .run({ scores, attention, k: int64Scalar(k), from: int64Scalar(from), to: int64Scalar(to) }, ['accumulated', 'index']);
   return { scores: acc!, index: index! };
 }

@@ -44,5 +44,5 @@ export function adjacentCosineModel(): Uint8Array {
  */
 export function adjacentCosine(cache: SessionCache, keys: OnnxTensor): OnnxTensor {
   dimsOf(keys, 'adjacentCosine keys', 'float32', 3);
-  return cache.get('adjacentCosine', adjacentCosineModel).run({ keys }, ['cos'])[0]!;
+  return cache.get('adjacentCosine', 'float32', adjacentCosineModel).run({ keys }, ['cos'])[0]!;
 }

@@ -29,6 +29,6 @@ export function allFinite(cache: SessionCache, tensor: OnnxTensor): boolean {
   if (tensor.type === 'int32') return true;
   // The model is rank-free: a flat view of the same buffer (no copy) feeds its 1-D input.
   const flat = new ort.Tensor('float32', tensor.data as Float32Array, [tensor.size]);
-  const r = cache.get('allFinite', allFiniteModel).run({ x: flat }, ['ok'])[0]!;
+  const r = cache.get('allFinite', 'float32', allFiniteModel).run({ x: flat }, ['ok'])[0]!;
   return (r.data as Uint8Array | boolean[])[0] ? true : false;
 }

@@ -40,7 +40,7 @@ export function append(cache: SessionCache, layer: LayerCache<OnnxTensor>, keys:
   expectShape(keys.dims, [l.heads, n, l.headDim], 'append keys');
   expectShape(dimsOf(values, 'append values', 'float32', 3), [l.heads, n, l.headDim], 'append values');
   expectShape(dimsOf(positions, 'append positions', 'int32', 2), [l.heads, n], 'append positions');
-  const r = cache.get('append', appendModel).run(
+  const r = cache.get('append', 'float32', appendModel).run(
     {
       keys: layer.keys,
       values: layer.values,

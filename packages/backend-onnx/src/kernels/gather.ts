@@ -65,5 +65,5 @@ export function gather(cache: SessionCache, layer: LayerCache<OnnxTensor>, index
   expectShape(index.dims, [l.heads, k], 'gather index');
   // ONNX wraps negative indices and ORT fails on large ones with a message naming graph internals.
   expectRange(int32Data(index), k, 0, l.length - 1, 'gather index');
-  return layerResult(cache.get('gather', gatherModel).run({ ...layerFeeds(layer), index }, LAYER_OUTPUTS));
+  return layerResult(cache.get('gather', 'float32', gatherModel).run({ ...layerFeeds(layer), index }, LAYER_OUTPUTS));
 }

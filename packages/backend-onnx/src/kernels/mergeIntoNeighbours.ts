@@ -108,7 +108,7 @@ export function mergeIntoNeighbours(cache: SessionCache, layer: LayerCache<OnnxT
     }
   }
   expectFinite(float32Data(plan.gate), S, 'mergeIntoNeighbours plan.gate');
-  const r = cache.get('mergeIntoNeighbours', mergeIntoNeighboursModel).run(
+  const r = cache.get('mergeIntoNeighbours', 'float32', mergeIntoNeighboursModel).run(
     {
       ...layerFeeds(layer),
       keep: plan.keep,

@@ -166,6 +166,6 @@ export function mergeSegments(cache: SessionCache, layer: LayerCache<OnnxTensor>
   expectRange(pivot, O, 0, l.length - 1, 'mergeSegments plan.pivot');
   expectFinite(float32Data(plan.sigma), O, 'mergeSegments plan.sigma', true);
   checkSegmentPlan('mergeSegments', l.length, l.heads, seg, pivot, O, plan.valueScale === 'count' ? int32Data(layer.counts) : undefined);
-  const session = cache.get(`mergeSegments_${plan.valueScale}`, () => mergeSegmentsModel(plan.valueScale));
+  const session = cache.get(`mergeSegments_${plan.valueScale}`, 'float32', () => mergeSegmentsModel(plan.valueScale));
   return layerResult(session.run({ ...layerFeeds(layer), segment: plan.segment, pivot: plan.pivot, sigma: plan.sigma }, LAYER_OUTPUTS));
 }

@@ -152,7 +152,7 @@ export function observe(
   const scale = float32Scalar(a.scale);
   const run = (reduction: GroupReduction, keys: OnnxTensor, positions: OnnxTensor, counts: OnnxTensor, q: OnnxTensor, qp: OnnxTensor) => {
     const key = `observe_${reduction}_${a.proportional ? 'prop' : 'plain'}`;
-    const s = cache.get(key, () => observeModel(reduction, a.proportional));
+    const s = cache.get(key, 'float32', () => observeModel(reduction, a.proportional));
     const [sums, last] = s.run({ keys, positions, counts, queries: q, query_positions: qp, scale }, ['sums', 'last']);
     return { sums: sums!, last: last! };
   };

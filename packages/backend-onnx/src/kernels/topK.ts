@@ -50,5 +50,5 @@ export function checkWindow(kernel: string, length: number, k: number, from: num
 export function topK(cache: SessionCache, scores: OnnxTensor, k: number, from: number, to: number): OnnxTensor {
   const [, L] = dimsOf(scores, 'topK scores', 'float32', 2) as [number, number];
   checkWindow('topK', L, k, from, to);
-  return cache.get('topK', topKModel).run({ scores, k: int64Scalar(k), from: int64Scalar(from), to: int64Scalar(to) }, ['index'])[0]!;
+  return cache.get('topK', 'float32', topKModel).run({ scores, k: int64Scalar(k), from: int64Scalar(from), to: int64Scalar(to) }, ['index'])[0]!;
 }
