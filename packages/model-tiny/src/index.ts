@@ -18,6 +18,6 @@ export {
   type RecallSample,
   type TaskSample,
 } from './data/tasks.js';
-export { copyRow, trainingRow, encodeBytes, ANSWER_WEIGHT, CLOSE_WEIGHT, type TrainingRow } from './data/training.js';
+export { trainingRow, encodeBytes, ANSWER_WEIGHT, CLOSE_WEIGHT, type TrainingRow } from './data/training.js';
 export { encodeSafetensors, decodeSafetensors, type NamedTensor } from './safetensors.js';
 export { toHfConfig, SPECIAL_TOKENS, type TinyModelConfig } from './config.js';

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { copyRow, fillerText, passkeySample, recallSample, trainingRow, Rng, PASSKEY_QUESTION, ANSWER_WEIGHT, SPECIAL_TOKENS } from '../src/index.js';
+import { fillerText, passkeySample, recallSample, trainingRow, Rng, PASSKEY_QUESTION, ANSWER_WEIGHT, SPECIAL_TOKENS } from '../src/index.js';
 
 describe('fillerText', () => {
   it('is deterministic for a seed, exact in length, ASCII without digits or colons', () => {
@@ -105,27 +105,3 @@ describe('trainingRow', () => {
   });
 });
 
-describe('copyRow', () => {
-  it('weights exactly the second copies of its bracketed strings, each seen earlier in the row', () => {
-    fc.assert(
-      fc.property(fc.constantFrom(128, 256, 512, 2048), fc.integer({ min: 0, max: 1e6 }), (length, seed) => {
-        const r = copyRow(new Rng(seed), length);
-        expect(r.ids.length).toBe(length + 1);
-        expect(r.weights.length).toBe(length);
-        expect(r.kind).toBe('copy');
-        const text = String.fromCharCode(...r.ids.subarray(1));
-        const strings = [...text.matchAll(/\[[a-z0-9]+\]/g)];
-        expect(strings.length).toBe(2 * (1 + Math.floor(length / 192)));
-        const heavy = new Set<number>();
-        for (let t = 0; t < length; t++) if (r.weights[t] === ANSWER_WEIGHT) heavy.add(t);
-        const want = new Set<number>();
-        for (const m of strings) {
-          if (text.indexOf(m[0]) === m.index) continue; // first copy
-          for (let j = 1; j < m[0].length; j++) want.add(m.index + j);
-        }
-        expect([...heavy].sort((a, b) => a - b)).toEqual([...want].sort((a, b) => a - b));
-      }),
-      { numRuns: 40 },
-    );
-  });
-});

@@ -13,9 +13,7 @@ import { forward, fromVariables, initParams, toVariables, weightedLoss, type Par
 /** Model presets: `tiny` only checks the loop; `main` is the shipped model. */
 export const PRESETS: Record<string, TinyModelConfig> = {
   tiny: { vocabSize: 258, hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2, headDim: 8, ropeTheta: 10000, rmsNormEps: 1e-5, maxPositions: 2048 },
-  small: { vocabSize: 258, hidden: 64, intermediate: 192, layers: 3, heads: 4, kvHeads: 2, headDim: 16, ropeTheta: 10000, rmsNormEps: 1e-5, maxPositions: 2048 },
-  main: { vocabSize: 258, hidden: 128, intermediate: 256, layers: 3, heads: 4, kvHeads: 2, headDim: 32, ropeTheta: 10000, rmsNormEps: 1e-5, maxPositions: 2048 },
-  deep: { vocabSize: 258, hidden: 128, intermediate: 256, layers: 4, heads: 4, kvHeads: 2, headDim: 32, ropeTheta: 10000, rmsNormEps: 1e-5, maxPositions: 2048 },
+  main: { vocabSize: 258, hidden: 64, intermediate: 192, layers: 3, heads: 4, kvHeads: 2, headDim: 16, ropeTheta: 10000, rmsNormEps: 1e-5, maxPositions: 2048 },
 };
 
 interface Args {
@@ -66,12 +64,6 @@ export function lengthFor(step: number, total: number, rng: Rng): number {
   if (f < 0.6) return rng.pick([256, 512, 1024, 2048]);
   if (f < 0.8) return rng.pick([512, 1024, 2048, 2048]);
   return rng.pick([256, 512, 1024, 2048, 2048]);
-}
-
-/** Share of copy-drill rows: generous while the copying circuit forms, a little later so it stays. */
-export function copyFractionFor(step: number, total: number): number {
-  const f = step / total;
-  return f < 0.35 ? 0.3 : f < 0.6 ? 0.15 : 0.1;
 }
 
 function lrAt(step: number, a: Args): number {
@@ -183,8 +175,7 @@ async function main(): Promise<void> {
     const t0 = Date.now();
     const L = a.length > 0 ? a.length : lengthFor(st.step, a.steps, rng);
     const B = Math.max(1, Math.round(a.tokens / L));
-    const copyFraction = copyFractionFor(st.step, a.steps);
-    const rows = Array.from({ length: B }, () => trainingRow(rng, L, copyFraction));
+    const rows = Array.from({ length: B }, () => trainingRow(rng, L));
     const inp = new Int32Array(B * L);
     const tgt = new Int32Array(B * L);
     const wts = new Float32Array(B * L);
