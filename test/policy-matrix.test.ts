@@ -1,4 +1,5 @@
 // The shared policy matrix: every registered policy, built-in or plugin, through the same invariants.
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { KVFold } from '@kvfold/core';
 import baselines from '@kvfold/policy-baselines';
@@ -8,6 +9,11 @@ import kvmerger from '@kvfold/policy-kvmerger';
 import { checkPolicy, type PolicyExpectations } from '@kvfold/testkit';
 
 const kv = KVFold.create({ plugins: [baselines, h2o, cam, kvmerger] });
+// The third-party plugin comes in the way a user's would: resolved as an npm package from a project
+// that installed it (examples/compose), imported from its built entry point, checked, registered.
+// Vitest runs this file as ESM, so top-level await is fine; a missing build fails here by name.
+const userProject = fileURLToPath(new URL('../examples/compose', import.meta.url));
+await kv.loadPlugins(['kvfold-policy-tova'], { from: userProject });
 
 /** What each policy promises; a policy missing here fails the matrix, so new ones must declare theirs. */
 const expectations: Record<string, PolicyExpectations> = {
@@ -17,11 +23,16 @@ const expectations: Record<string, PolicyExpectations> = {
   h2o: { prefillLength: 'budget', keepsRecent: 1 },
   cam: { prefillLength: 'budget', keepsRecent: 1 },
   kvmerger: { prefillLength: 'budget', decodeSlack: Infinity, keepsRecent: 1 },
+  tova: { prefillLength: 'budget', keepsRecent: 1 },
 };
 
 describe('shared policy matrix', () => {
   it('declares expectations for every registered policy', () => {
     expect(Object.keys(expectations).sort()).toEqual(kv.policies.names());
+  });
+  it('registered the plugin package under its own name, next to the built-in ones', () => {
+    expect(kv.plugins()).toContain('kvfold-policy-tova');
+    expect(kv.policies.list().find((e) => e.definition.name === 'tova')?.owner).toBe('kvfold-policy-tova');
   });
   for (const name of kv.policies.names()) {
     it(`${name} holds every invariant`, async () => {
@@ -34,5 +45,8 @@ describe('shared policy matrix', () => {
       { heads: 2, queryHeads: 4, length: 40, headDim: 8, ratio: 0.5, seed: 9 },
     ]);
     expect(violations).toEqual([]);
+  });
+  it('tova deciding per head holds every invariant too', async () => {
+    expect(await checkPolicy(() => kv.policy('tova', { scope: 'head' }), expectations.tova!)).toEqual([]);
   });
 });

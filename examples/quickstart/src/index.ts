@@ -27,6 +27,8 @@ export interface QuickstartRow {
   readonly proportionalError: number;
   /** Wall time of the prefill compression, ms. */
   readonly ms: number;
+  /** What head 0 kept, in slot order: runs of unmerged positions as `a-b`, merged slots as `pivot×count`. */
+  readonly head0: string;
 }
 
 /** Options of {@link runQuickstart}. */
@@ -75,9 +77,33 @@ export async function runQuickstart(options: QuickstartOptions = {}): Promise<Qu
       attentionError: relativeError(fullOut, probeOf(host)),
       proportionalError: relativeError(fullOut, probeOf(host, true)),
       ms,
+      head0: describeHead(host, 0),
     });
   }
   return rows;
+}
+
+/**
+ * Summarise what head `h` of a layer holds, in slot order: consecutive unmerged positions collapse to
+ * `a-b`, a merged slot shows as `pivot×count`. Example: `0-3 17 40×6 46-52`.
+ */
+export function describeHead(layer: HostLayer, h: number): string {
+  const len = layer.positions.shape[1]!;
+  const pos = layer.positions.data.subarray(h * len, (h + 1) * len);
+  const cnt = layer.counts.data.subarray(h * len, (h + 1) * len);
+  const parts: string[] = [];
+  for (let i = 0; i < len; ) {
+    if (cnt[i]! > 1) {
+      parts.push(`${pos[i]}×${cnt[i]}`);
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j + 1 < len && cnt[j + 1] === 1 && pos[j + 1] === pos[j]! + 1) j++;
+    parts.push(j > i ? `${pos[i]}-${pos[j]}` : `${pos[i]}`);
+    i = j + 1;
+  }
+  return parts.join(' ');
 }
 
 /** Render rows as a Markdown table. */
@@ -95,4 +121,7 @@ if (isMain) {
   console.log('\nattn. output rel. error: ||o_full - o_compressed|| / ||o_full|| over 32 held-out probe queries per query head.');
   console.log('proportional attn.: log(count) added to the logits of merged slots (counts are 1 for every policy but kvmerger).');
   console.log('Synthetic data: keys drift along the sequence; a few tokens per head draw most attention (lognormal importance).');
+  console.log('\nWhat head 0 kept (positions; a-b = a run of unmerged tokens, p×c = a merged slot with pivot p standing for c tokens):');
+  const cut = (t: string) => (t.length > 160 ? `${t.slice(0, 110)} ... ${t.slice(-45)}` : t);
+  for (const r of rows) console.log(`  ${r.policy.padEnd(24)} ${cut(r.head0)}`);
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { formatTable, runQuickstart } from '@kvfold/example-quickstart';
+import { hostLayer } from '@kvfold/core';
+import { describeHead, formatTable, runQuickstart } from '@kvfold/example-quickstart';
 
 describe('quickstart example', () => {
   it('compresses with every policy and reports sane numbers', async () => {
@@ -19,5 +20,16 @@ describe('quickstart example', () => {
     expect(rows.find((r) => r.policy === 'h2o')!.attentionError).toBeLessThan(rows.find((r) => r.policy === 'random')!.attentionError);
     expect(names).toContain('kvmerger valueScale=none');
     expect(formatTable(rows).split('\n')).toHaveLength(rows.length + 2);
+    expect(full.head0).toBe('0-127');
+    expect(rows.find((r) => r.policy === 'kvmerger')!.head0).toMatch(/\d+×\d+/);
+    // H2O's recent window (half the budget, 32 slots) ends head 0 as one run reaching the last token.
+    const tail = /(\d+)-127$/.exec(rows.find((r) => r.policy === 'h2o')!.head0);
+    expect(Number(tail?.[1])).toBeLessThanOrEqual(96);
+  });
+  it('summarises a head as runs of positions and merged slots', () => {
+    const layer = hostLayer({ heads: 2, length: 6, headDim: 1, keys: new Float32Array(12), values: new Float32Array(12),
+      positions: [0, 1, 2, 5, 9, 10, /* head 1 */ 3, 4, 5, 6, 7, 8], counts: [1, 1, 1, 4, 1, 1, 1, 1, 1, 1, 1, 1] });
+    expect(describeHead(layer, 0)).toBe('0-2 5×4 9-10');
+    expect(describeHead(layer, 1)).toBe('3-8');
   });
 });

@@ -4,7 +4,16 @@ import { BudgetError } from './errors.js';
  * How many slots a layer may keep after prefill: a ratio of the prompt length (`{ ratio: 0.5 }` keeps
  * half) or an absolute count (`{ tokens: 512 }`). A bare number is shorthand for a ratio.
  */
-export type Budget = number | { readonly ratio: number } | { readonly tokens: number };
+export type Budget =
+  | number
+  | {
+      /** Share of the prompt kept, in (0, 1]. */
+      readonly ratio: number;
+    }
+  | {
+      /** Slots kept, an integer from 1 to the prompt length. */
+      readonly tokens: number;
+    };
 
 /**
  * Resolve a budget to a slot count for a prompt of `promptLength` tokens. A ratio rounds to the

@@ -10,11 +10,23 @@ export interface KVFoldConfig {
   /** Editor hint; ignored. */
   readonly $schema?: string;
   /** Backend that runs the kernels; default `{ name: "reference" }`. */
-  readonly backend?: { readonly name: string; readonly options?: Record<string, unknown> };
+  readonly backend?: {
+    /** Registered backend name. */
+    readonly name: string;
+    /** Options checked against that backend's schema. */
+    readonly options?: Record<string, unknown>;
+  };
   /** npm packages to load as plugins, resolved from the user's project. */
   readonly plugins?: readonly string[];
   /** The policy to run, its budget and options. */
-  readonly policy: { readonly name: string; readonly budget: Budget; readonly options?: Record<string, unknown> };
+  readonly policy: {
+    /** Registered policy name. */
+    readonly name: string;
+    /** Slots kept per layer after prefill. */
+    readonly budget: Budget;
+    /** Options checked against that policy's schema. */
+    readonly options?: Record<string, unknown>;
+  };
   /** Seed of every random choice (CaM's gate, random eviction). Default 0. */
   readonly seed?: number;
   /** How the query heads of a GQA group are reduced before a policy sees attention. Default `mean`. */

@@ -44,6 +44,13 @@ export class KVFoldError extends Error {
   /** Structured context (field, allowed values, shapes...) for programs that handle the error. */
   readonly details: Readonly<Record<string, unknown>>;
 
+  /**
+   * Create an error with a stable code and structured details.
+   *
+   * @param code - Stable code.
+   * @param details - Machine-readable context.
+   * @param options - `cause`: the underlying error, if any.
+   */
   constructor(code: ErrorCodeValue, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
@@ -68,6 +75,12 @@ export interface ConfigIssue {
 export class ConfigError extends KVFoldError {
   /** Every problem found, in document order. */
   readonly issues: readonly ConfigIssue[];
+  /**
+   * List every issue in the message, one line per JSON path.
+   *
+   * @param issues - Every problem found.
+   * @param context - What was validated, e.g. `options of policy "h2o"`.
+   */
   constructor(issues: readonly ConfigIssue[], context = 'config') {
     const lines = issues.map((i) => `  ${i.path || '/'}: ${i.message} (${i.rule})`);
     super(ErrorCode.Config, `${context} is invalid:\n${lines.join('\n')}`, { issues });
@@ -77,6 +90,12 @@ export class ConfigError extends KVFoldError {
 
 /** No policy is registered under that name. */
 export class UnknownPolicyError extends KVFoldError {
+  /**
+   * Name the missing policy and the registered ones.
+   *
+   * @param name - The requested name.
+   * @param available - The registered names.
+   */
   constructor(name: string, available: readonly string[]) {
     super(ErrorCode.UnknownPolicy, `unknown policy "${name}"; registered policies: ${quoteList(available)}`, { name, available });
   }
@@ -84,6 +103,12 @@ export class UnknownPolicyError extends KVFoldError {
 
 /** No backend is registered under that name. */
 export class UnknownBackendError extends KVFoldError {
+  /**
+   * Name the missing backend and the registered ones.
+   *
+   * @param name - The requested name.
+   * @param available - The registered names.
+   */
   constructor(name: string, available: readonly string[]) {
     super(ErrorCode.UnknownBackend, `unknown backend "${name}"; registered backends: ${quoteList(available)}`, { name, available });
   }
@@ -91,6 +116,13 @@ export class UnknownBackendError extends KVFoldError {
 
 /** A plugin package named in the config could not be resolved or imported. */
 export class UnknownPluginError extends KVFoldError {
+  /**
+   * Name the plugin package and why it could not be loaded.
+   *
+   * @param specifier - The package name or path as given.
+   * @param reason - Why it failed.
+   * @param cause - The import error.
+   */
   constructor(specifier: string, reason: string, cause?: unknown) {
     super(ErrorCode.UnknownPlugin, `plugin "${specifier}" could not be loaded: ${reason}`, { plugin: specifier }, { cause });
   }
@@ -98,6 +130,12 @@ export class UnknownPluginError extends KVFoldError {
 
 /** A plugin's default export is not a kvfold plugin. */
 export class InvalidPluginError extends KVFoldError {
+  /**
+   * Name the plugin package and what its default export lacks.
+   *
+   * @param specifier - The package name or path as given.
+   * @param reason - What the export lacks.
+   */
   constructor(specifier: string, reason: string) {
     super(ErrorCode.InvalidPlugin, `plugin "${specifier}" is not a kvfold plugin: ${reason}. Export default definePlugin({...}) from @kvfold/core.`, { plugin: specifier });
   }
@@ -105,6 +143,13 @@ export class InvalidPluginError extends KVFoldError {
 
 /** A plugin or policy targets another specification version or kvfold major version. */
 export class IncompatiblePluginError extends KVFoldError {
+  /**
+   * Name the plugin package, what it was built for and what this kvfold supports.
+   *
+   * @param specifier - The package.
+   * @param found - What it was built for.
+   * @param expected - What this kvfold supports.
+   */
   constructor(specifier: string, found: string, expected: string) {
     super(ErrorCode.IncompatiblePlugin, `plugin "${specifier}" was built for ${found}, but this kvfold supports ${expected}`, { plugin: specifier, found, expected });
   }
@@ -112,6 +157,14 @@ export class IncompatiblePluginError extends KVFoldError {
 
 /** Two registrations use the same name. */
 export class NameClashError extends KVFoldError {
+  /**
+   * Name the contested name and both owners.
+   *
+   * @param kind - What clashed.
+   * @param name - The contested name.
+   * @param existingOwner - Who registered it first.
+   * @param newOwner - Who tried again.
+   */
   constructor(kind: 'policy' | 'backend' | 'plugin', name: string, existingOwner: string, newOwner: string) {
     super(ErrorCode.NameClash, `${kind} "${name}" from ${newOwner} clashes with the one already registered by ${existingOwner}`, { kind, name, existingOwner, newOwner });
   }
@@ -119,6 +172,12 @@ export class NameClashError extends KVFoldError {
 
 /** Shapes disagree. */
 export class ShapeError extends KVFoldError {
+  /**
+   * Describe the disagreeing shapes.
+   *
+   * @param message - What disagrees.
+   * @param details - The shapes involved.
+   */
   constructor(message: string, details: Record<string, unknown> = {}) {
     super(ErrorCode.Shape, message, details);
   }
@@ -126,6 +185,12 @@ export class ShapeError extends KVFoldError {
 
 /** Keys or values contain NaN or an infinity. */
 export class NonFiniteError extends KVFoldError {
+  /**
+   * Name the tensor that holds NaN or Infinity.
+   *
+   * @param field - The tensor holding NaN or Infinity.
+   * @param details - Where it was found.
+   */
   constructor(field: string, details: Record<string, unknown> = {}) {
     super(ErrorCode.NonFinite, `${field} contains NaN or Infinity; kvfold refuses to compress non-finite caches`, { field, ...details });
   }
@@ -133,6 +198,12 @@ export class NonFiniteError extends KVFoldError {
 
 /** A budget is out of range, or larger than the cache. */
 export class BudgetError extends KVFoldError {
+  /**
+   * Describe the out-of-range budget.
+   *
+   * @param message - What is out of range.
+   * @param details - The field, value and allowed range.
+   */
   constructor(message: string, details: Record<string, unknown> = {}) {
     super(ErrorCode.Budget, message, details);
   }
@@ -140,6 +211,11 @@ export class BudgetError extends KVFoldError {
 
 /** A policy was handed an empty cache. */
 export class EmptyCacheError extends KVFoldError {
+  /**
+   * Name the call that received an empty cache.
+   *
+   * @param where - The call that received the empty cache.
+   */
   constructor(where: string) {
     super(ErrorCode.EmptyCache, `${where}: the cache holds no tokens; prefill needs at least one`, { where });
   }
@@ -147,6 +223,13 @@ export class EmptyCacheError extends KVFoldError {
 
 /** A tensor has the wrong dtype. */
 export class DTypeError extends KVFoldError {
+  /**
+   * Name the tensor, its dtype and the allowed ones.
+   *
+   * @param field - The tensor.
+   * @param found - Its dtype.
+   * @param expected - The allowed dtypes.
+   */
   constructor(field: string, found: string, expected: readonly string[]) {
     super(ErrorCode.DType, `${field} has dtype ${found}; expected ${quoteList(expected)}`, { field, found, expected });
   }
@@ -154,6 +237,13 @@ export class DTypeError extends KVFoldError {
 
 /** A backend (or one of its engines / execution providers) cannot run on this machine. */
 export class BackendUnavailableError extends KVFoldError {
+  /**
+   * Say why the backend cannot run here.
+   *
+   * @param message - Why it cannot run.
+   * @param details - Backend, engine or provider.
+   * @param cause - The underlying error.
+   */
   constructor(message: string, details: Record<string, unknown> = {}, cause?: unknown) {
     super(ErrorCode.BackendUnavailable, message, details, { cause });
   }
@@ -161,6 +251,13 @@ export class BackendUnavailableError extends KVFoldError {
 
 /** A model checkpoint could not be loaded. */
 export class ModelError extends KVFoldError {
+  /**
+   * Say what is wrong with the model, naming the file or tensor.
+   *
+   * @param message - What is wrong with the model.
+   * @param details - The file or tensor.
+   * @param cause - The underlying error.
+   */
   constructor(message: string, details: Record<string, unknown> = {}, cause?: unknown) {
     super(ErrorCode.Model, message, details, { cause });
   }
@@ -173,6 +270,12 @@ export function quoteList(values: readonly unknown[]): string {
 
 /** A policy needs an observation the runtime did not provide. */
 export class MissingObservationError extends KVFoldError {
+  /**
+   * Name the policy and the observation it needs.
+   *
+   * @param policy - The policy's name.
+   * @param need - The missing observation.
+   */
   constructor(policy: string, need: string) {
     super(ErrorCode.MissingObservation, `policy "${policy}" needs observed.${need}, but the runtime passed none; compute it with kernels.observe()`, { policy, need });
   }

@@ -5,11 +5,11 @@ import { pathToFileURL } from 'node:url';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import type { BackendDefinition } from './backend.js';
 import { composeSchema, validateAgainst, type KVFoldConfig, type SchemaExtensions } from './config.js';
-import { UnknownPluginError } from './errors.js';
+import { InvalidPluginError, NameClashError, UnknownPluginError } from './errors.js';
 import { guardPolicy, type GuardOptions } from './guard.js';
 import type { KVKernels } from './kernels.js';
 import { silentLogger, type Logger } from './logger.js';
-import { assertPlugin, type KVFoldPlugin } from './plugin.js';
+import { assertCoreRange, assertPlugin, type KVFoldPlugin } from './plugin.js';
 import type { JsonSchema, KVCachePolicy, PolicyDefinition } from './policy.js';
 import { BackendRegistry, PolicyRegistry } from './registry.js';
 import { TOKENS } from './tokens.js';
@@ -53,7 +53,7 @@ export class KVFold {
   readonly container: DependencyContainer;
   private readonly extensions: SchemaExtensions;
   private readonly guardOptions: GuardOptions;
-  private readonly loaded = new Map<string, string>();
+  private readonly loaded = new Map<string, { readonly plugin: KVFoldPlugin; readonly source: string }>();
   private cachedSchema: JsonSchema | undefined;
 
   private constructor(options: KVFoldOptions) {
@@ -89,14 +89,22 @@ export class KVFold {
 
   /**
    * Register a plugin's policies and backends. `source` names it in errors (default its name).
+   * Registering the same plugin again (same object, or same name from the same source) is a no-op;
+   * another plugin under a name already taken is a clash.
    * @throws InvalidPluginError, IncompatiblePluginError, NameClashError
    */
   use(plugin: KVFoldPlugin, source = plugin.name): this {
     const p = assertPlugin(plugin, source);
-    if (this.loaded.has(p.name)) return this;
+    const earlier = this.loaded.get(p.name);
+    if (earlier) {
+      // One package can reach us as two module instances (a bundled copy and node_modules), so the same
+      // name from the same source counts as the same plugin.
+      if (earlier.plugin === p || earlier.source === source) return this;
+      throw new NameClashError('plugin', p.name, earlier.source, source);
+    }
     for (const d of p.policies) this.policies.register(d as PolicyDefinition<never>, source);
     for (const d of p.backends) this.backends.register(d as BackendDefinition<never>, source);
-    this.loaded.set(p.name, source);
+    this.loaded.set(p.name, { plugin: p, source });
     this.cachedSchema = undefined;
     this.logger.debug('plugin registered', { plugin: p.name, policies: p.policies.map((d) => d.name), backends: p.backends.map((d) => d.name) });
     return this;
@@ -192,14 +200,38 @@ function resolvePlugin(spec: string, options: LoadPluginOptions): string {
   for (let dir = from; ; dir = dirname(dir)) {
     const pkgDir = join(dir, 'node_modules', spec);
     const pkgFile = join(pkgDir, 'package.json');
-    if (existsSync(pkgFile)) return pathToFileURL(join(pkgDir, entryOf(spec, pkgFile))).href;
+    if (existsSync(pkgFile)) {
+      const pkg = readManifest(spec, pkgFile);
+      // Checked before importing, so a plugin built for another kvfold major never runs its code here.
+      assertCoreRange(spec, pkg.peerDependencies?.['@kvfold/core'] ?? pkg.dependencies?.['@kvfold/core']);
+      return pathToFileURL(join(pkgDir, entryOf(spec, pkg))).href;
+    }
     if (dirname(dir) === dir) break;
   }
   throw new UnknownPluginError(spec, `package not found in node_modules from ${from}; install it (npm install ${spec})`);
 }
 
-function entryOf(spec: string, pkgFile: string): string {
-  const pkg = JSON.parse(readFileSync(pkgFile, 'utf8')) as { exports?: unknown; module?: string; main?: string };
+/** The fields of a plugin's package.json that loading reads. */
+interface PluginManifest {
+  readonly exports?: unknown;
+  readonly module?: string;
+  readonly main?: string;
+  readonly peerDependencies?: Readonly<Record<string, string>>;
+  readonly dependencies?: Readonly<Record<string, string>>;
+}
+
+function readManifest(spec: string, pkgFile: string): PluginManifest {
+  let pkg: unknown;
+  try {
+    pkg = JSON.parse(readFileSync(pkgFile, 'utf8'));
+  } catch (err) {
+    throw new InvalidPluginError(spec, `its package.json (${pkgFile}) is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof pkg !== 'object' || pkg === null) throw new InvalidPluginError(spec, `its package.json (${pkgFile}) is not an object`);
+  return pkg as PluginManifest;
+}
+
+function entryOf(spec: string, pkg: PluginManifest): string {
   const pick = (e: unknown): string | undefined => {
     if (typeof e === 'string') return e;
     if (e && typeof e === 'object') {

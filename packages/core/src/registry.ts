@@ -3,9 +3,17 @@ import type { BackendDefinition } from './backend.js';
 import { NameClashError, UnknownBackendError, UnknownPolicyError } from './errors.js';
 import type { PolicyDefinition } from './policy.js';
 
+/** One registration: the definition and the plugin (or package) that registered it. */
+export interface RegistryEntry<D> {
+  /** The policy or backend definition. */
+  readonly definition: D;
+  /** Name of the plugin or package that registered it (shown in name clashes). */
+  readonly owner: string;
+}
+
 /** A name-keyed registry that remembers who registered each entry, to name both sides of a clash. */
 class NamedRegistry<D extends { readonly name: string }> {
-  private readonly entries = new Map<string, { definition: D; owner: string }>();
+  private readonly entries = new Map<string, RegistryEntry<D>>();
   constructor(private readonly kind: 'policy' | 'backend') {}
 
   /** Register `definition`; `owner` names its plugin in error messages. */
@@ -26,10 +34,11 @@ class NamedRegistry<D extends { readonly name: string }> {
   }
 
   /** All definitions with their owners, sorted by name. */
-  list(): { definition: D; owner: string }[] {
+  list(): RegistryEntry<D>[] {
     return this.names().map((n) => this.entries.get(n)!);
   }
 
+  /** The definition under `name`, or undefined; subclasses turn a miss into their typed error. */
   protected lookup(name: string): D | undefined {
     return this.entries.get(name)?.definition;
   }
@@ -38,6 +47,7 @@ class NamedRegistry<D extends { readonly name: string }> {
 /** Policies known to one kvfold instance. */
 @injectable()
 export class PolicyRegistry extends NamedRegistry<PolicyDefinition<never>> {
+  /** An empty registry; {@link KVFold} makes one per instance. */
   constructor() {
     super('policy');
   }
@@ -52,6 +62,7 @@ export class PolicyRegistry extends NamedRegistry<PolicyDefinition<never>> {
 /** Backends known to one kvfold instance. */
 @injectable()
 export class BackendRegistry extends NamedRegistry<BackendDefinition<never>> {
+  /** An empty registry; {@link KVFold} makes one per instance. */
   constructor() {
     super('backend');
   }

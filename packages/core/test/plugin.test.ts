@@ -2,7 +2,7 @@ import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, KVFold, PLUGIN_API_VERSION, assertPlugin, definePlugin, type KVFoldError } from '@kvfold/core';
+import { ErrorCode, KVFold, PLUGIN_API_VERSION, assertPlugin, coreVersion, definePlugin, type KVFoldError } from '@kvfold/core';
 import { echoPolicy, fixturePlugin } from './fixtures.js';
 
 const codeOf = async (fn: () => unknown): Promise<[string, string]> => {
@@ -11,10 +11,10 @@ const codeOf = async (fn: () => unknown): Promise<[string, string]> => {
 };
 
 /** Write a fake npm package under dir/node_modules/name whose default export is `body`. */
-function fakePackage(dir: string, name: string, body: string): void {
+function fakePackage(dir: string, name: string, body: string, manifest: Record<string, unknown> = {}): void {
   const pkg = join(dir, 'node_modules', name);
   mkdirSync(pkg, { recursive: true });
-  writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name, type: 'module', exports: { '.': { import: './index.js' } } }));
+  writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name, type: 'module', exports: { '.': { import: './index.js' } }, ...manifest }));
   writeFileSync(join(pkg, 'index.js'), body);
 }
 
@@ -84,5 +84,58 @@ describe('loading plugin packages', () => {
     const c = await kv.configure({ plugins: ['@acme/kvfold-good'], backend: { name: 'fake' }, policy: { name: 'good', budget: 0.5 } }, { from: project });
     expect(c.config.plugins).toEqual(['@acme/kvfold-good']);
     expect(kv.policies.names()).toEqual(['echo', 'good']);
+  });
+});
+
+describe('plugin packages and the kvfold version they were built for', () => {
+  const project = mkdtempSync(join(tmpdir(), 'kvfold-versions-'));
+  const plugin = (name: string, marker: string) =>
+    `globalThis[${JSON.stringify(marker)}] = true; export default { name: ${JSON.stringify(name)}, pluginApiVersion: ${PLUGIN_API_VERSION}, policies: [], backends: [] };`;
+  const [major, minor, patch] = coreVersion().split('.').map(Number) as [number, number, number];
+  const v = `${major}.${minor}.${patch}`;
+  const accepted = [`^${v}`, `~${v}`, `${v}`, `>=${v}`, `>=${major}.${minor}.0 <${major + 9}`, `${v} - ${major + 5}.0.0`, `${major}.${minor}.x`, 'workspace:*', `workspace:^${v}`, `${major + 7}.x || ^${v}`, '*'];
+  const refused = [`^${major + 1}.0.0`, `>${v}`, `<${v}`, `${major + 1}.x`, `~${major}.${minor + 1}.0`, `^${major}.${minor + 1}.0`];
+
+  it.each(accepted)('loads a plugin whose peer @kvfold/core range is %s', async (range) => {
+    const name = `ok-${accepted.indexOf(range)}`;
+    fakePackage(project, name, plugin(name, `__kvfold_${name}`), { peerDependencies: { '@kvfold/core': range } });
+    const kv = KVFold.create();
+    await kv.loadPlugins([name], { from: project });
+    expect(kv.plugins()).toEqual([name]);
+  });
+  it.each(refused)('refuses a plugin built for @kvfold/core %s before running its code', async (range) => {
+    const name = `old-${refused.indexOf(range)}`;
+    const marker = `__kvfold_${name}`;
+    fakePackage(project, name, plugin(name, marker), { peerDependencies: { '@kvfold/core': range } });
+    const [code, message] = await codeOf(() => KVFold.create().loadPlugins([name], { from: project }));
+    expect(code).toBe(ErrorCode.IncompatiblePlugin);
+    expect(message).toBe(`plugin "${name}" was built for @kvfold/core ${range}, but this kvfold supports @kvfold/core ${coreVersion()}`);
+    expect((globalThis as Record<string, unknown>)[marker]).toBeUndefined();
+  });
+  it('reads dependencies when there is no peer dependency, and rejects a range that is not one', async () => {
+    fakePackage(project, 'dep-old', plugin('dep-old', '__kvfold_dep_old'), { dependencies: { '@kvfold/core': `^${major + 3}.0.0` } });
+    expect((await codeOf(() => KVFold.create().loadPlugins(['dep-old'], { from: project })))[0]).toBe(ErrorCode.IncompatiblePlugin);
+    fakePackage(project, 'bad-range', plugin('bad-range', '__kvfold_bad_range'), { peerDependencies: { '@kvfold/core': 'latest-please' } });
+    const [code, message] = await codeOf(() => KVFold.create().loadPlugins(['bad-range'], { from: project }));
+    expect(code).toBe(ErrorCode.InvalidPlugin);
+    expect(message).toMatch(/^plugin "bad-range" is not a kvfold plugin: its package.json declares @kvfold\/core "latest-please", which is not an npm version range/);
+  });
+  it('gives a typed error naming the package for a broken package.json', async () => {
+    const dir = join(project, 'node_modules', 'broken-manifest');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'package.json'), '{ "name": ');
+    const [code, message] = await codeOf(() => KVFold.create().loadPlugins(['broken-manifest'], { from: project }));
+    expect(code).toBe(ErrorCode.InvalidPlugin);
+    expect(message).toMatch(/^plugin "broken-manifest" is not a kvfold plugin: its package.json .* is not valid JSON/);
+  });
+  it('refuses a second plugin under a name already taken, and ignores loading the same package twice', async () => {
+    fakePackage(project, 'first-dup', plugin('dup', '__kvfold_first_dup'));
+    fakePackage(project, 'second-dup', plugin('dup', '__kvfold_second_dup'));
+    const kv = KVFold.create();
+    await kv.loadPlugins(['first-dup', 'first-dup'], { from: project });
+    expect(kv.plugins()).toEqual(['dup']);
+    const [code, message] = await codeOf(() => kv.loadPlugins(['second-dup'], { from: project }));
+    expect(code).toBe(ErrorCode.NameClash);
+    expect(message).toBe('plugin "dup" from second-dup clashes with the one already registered by first-dup');
   });
 });

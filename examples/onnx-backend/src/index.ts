@@ -1,0 +1,111 @@
+/**
+ * @packageDocumentation
+ * kvfold onnx-backend example: the same KVMerger compression of one generated cache on the ONNX Runtime
+ * backend and on the reference backend (the ground truth), with the execution provider and kernel path in use printed and the
+ * two results compared element by element.
+ */
+import { KVFold, consoleLogger, createContext, disposeLayer, layerFromHost, layerToHost, resolveBudget, type HostLayer, type KVKernels, type Logger } from '@kvfold/core';
+import reference from '@kvfold/backend-reference';
+import onnx, { type OnnxBackendOptions, type OnnxKernels, type OnnxRuntimeInfo } from '@kvfold/backend-onnx';
+import kvmerger from '@kvfold/policy-kvmerger';
+import { syntheticLayer, type SyntheticCase } from '@kvfold/testkit';
+
+/** One backend's run of the policy. */
+export interface BackendRun {
+  /** `describe()` of the kernels: what actually ran. */
+  readonly describe: string;
+  /** The compressed layer, in host memory. */
+  readonly layer: HostLayer;
+  /** Slots per head after the prefill. */
+  readonly kept: number;
+  /** Slots standing for more than one token (all heads). */
+  readonly mergedSlots: number;
+  /** Wall time of observe + prefill, ms (one run, first call included: not a benchmark). */
+  readonly ms: number;
+}
+
+/** What {@link runOnnxExample} returns. */
+export interface OnnxExampleResult {
+  /** What ONNX Runtime runs on: version, execution provider after any fallback, kernel path, fallback reasons. */
+  readonly info: OnnxRuntimeInfo;
+  /** The run on ONNX Runtime. */
+  readonly onnx: BackendRun;
+  /** The same run on the reference backend. */
+  readonly reference: BackendRun;
+  /** Largest `|onnx - reference| / (1 + |reference|)` over keys, values and scores. */
+  readonly maxDifference: number;
+  /** Positions and counts agree exactly. */
+  readonly sameSlots: boolean;
+}
+
+/** Options of {@link runOnnxExample}. */
+export interface OnnxExampleOptions {
+  /** Execution provider: `cpu` (default) or `cuda` (falls back to cpu, with the reason in `info.fallbacks`, when it cannot run). */
+  readonly executionProvider?: 'cpu' | 'cuda';
+  /** Native `ai.kvfold` kernels: `auto` (default: when built), `off`, or `require`. */
+  readonly native?: OnnxBackendOptions['native'];
+  /** Prompt length; default 512. */
+  readonly length?: number;
+  /** Budget ratio; default 0.35. */
+  readonly budget?: number;
+  /** Where kvfold reports the provider it picked and any fallback; default silent. */
+  readonly logger?: Logger;
+}
+
+/** Compress `data` with a fresh KVMerger on `kernels`: observe the prompt, then prefill. */
+async function compress(kv: KVFold, kernels: KVKernels<unknown>, data: SyntheticCase, budget: number): Promise<BackendRun> {
+  const policy = kv.policy('kvmerger');
+  const t0 = performance.now();
+  const layer = layerFromHost(kernels, data.layer);
+  const q = kernels.fromHost(data.queries);
+  const qp = kernels.fromHost(data.queryPositions);
+  const seen = kernels.observe(layer, q, qp);
+  const out = await policy.prefill(layer, { attention: seen.sums, lastAttention: seen.last, queries: q }, createContext({ kernels, budget, promptLength: data.layer.keys.shape[1]! }));
+  const host = await layerToHost(kernels, out);
+  const ms = performance.now() - t0;
+  kernels.dispose(q, qp, seen.sums, seen.last);
+  disposeLayer(kernels, layer, out);
+  disposeLayer(kernels, out);
+  return { describe: kernels.describe(), layer: host, kept: host.keys.shape[1]!, mergedSlots: host.counts.data.filter((c) => c > 1).length, ms };
+}
+
+/** Largest `|a - b| / (1 + |b|)` over the float fields, and whether the int fields agree exactly. */
+export function compareLayers(a: HostLayer, b: HostLayer): { maxDifference: number; sameSlots: boolean } {
+  let maxDifference = 0;
+  for (const f of ['keys', 'values', 'scores'] as const) {
+    if (a[f].data.length !== b[f].data.length) return { maxDifference: Infinity, sameSlots: false };
+    a[f].data.forEach((x, i) => (maxDifference = Math.max(maxDifference, Math.abs(x - b[f].data[i]!) / (1 + Math.abs(b[f].data[i]!)))));
+  }
+  const same = (x: Int32Array, y: Int32Array) => x.length === y.length && x.every((v, i) => v === y[i]);
+  return { maxDifference, sameSlots: same(a.positions.data, b.positions.data) && same(a.counts.data, b.counts.data) };
+}
+
+/** Run KVMerger on ONNX Runtime and on the reference backend over the same generated cache and compare. */
+export async function runOnnxExample(options: OnnxExampleOptions = {}): Promise<OnnxExampleResult> {
+  const length = options.length ?? 512;
+  const kv = KVFold.create({ plugins: [reference, onnx, kvmerger], ...(options.logger ? { logger: options.logger } : {}) });
+  // Through the registry, so the options are validated against the onnx backend's schema.
+  const ort = (await kv.backend('onnx', { executionProvider: options.executionProvider ?? 'cpu', native: options.native ?? 'auto' })) as OnnxKernels;
+  const ref = await kv.backend('reference');
+  const data = syntheticLayer({ heads: 4, queryHeads: 8, length, headDim: 64, queries: 32, seed: 11 });
+  const budget = resolveBudget(options.budget ?? 0.35, length);
+  const onOnnx = await compress(kv, ort, data, budget);
+  const onReference = await compress(kv, ref, data, budget);
+  return { info: ort.info, onnx: onOnnx, reference: onReference, ...compareLayers(onOnnx.layer, onReference.layer) };
+}
+
+const isMain = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+if (isMain) {
+  const arg = (name: string) => {
+    const i = process.argv.indexOf(`--${name}`);
+    return i > 0 ? process.argv[i + 1] : undefined;
+  };
+  const r = await runOnnxExample({ executionProvider: (arg('ep') ?? 'cpu') as 'cpu' | 'cuda', native: (arg('native') ?? 'auto') as OnnxBackendOptions['native'], logger: consoleLogger('info') });
+  console.log(`\nKVMerger (default options), 4 kv heads / 8 query heads, 512 tokens, head dim 64, budget 35%\n`);
+  console.log(`onnxruntime-node ${r.info.onnxruntimeNode}; execution provider in use: ${r.info.executionProvider}; ai.kvfold ops: ${r.info.kernelPath}; observe: ${r.info.observePath}`);
+  if (r.info.fallbacks.length > 0) console.log(`fallbacks: ${r.info.fallbacks.join('; ')}`);
+  console.log('| backend | what ran | slots kept / head | merged slots | observe + prefill ms (one run) |');
+  console.log('|---|---|---:|---:|---:|');
+  for (const [name, run] of [['onnx', r.onnx], ['reference', r.reference]] as const) console.log(`| ${name} | ${run.describe} | ${run.kept} | ${run.mergedSlots} | ${run.ms.toFixed(1)} |`);
+  console.log(`\npositions and counts identical: ${r.sameSlots}; largest |onnx - reference| / (1 + |reference|): ${r.maxDifference.toExponential(2)}`);
+}
