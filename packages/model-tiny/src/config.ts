@@ -23,7 +23,12 @@ export interface TinyModelConfig {
 }
 
 /** Special token ids above the byte range. */
-export const SPECIAL_TOKENS = { bos: 256, eos: 257 } as const;
+export const SPECIAL_TOKENS = {
+  /** Beginning of sequence: every prompt starts with it. */
+  bos: 256,
+  /** End of sequence: closes an answer. */
+  eos: 257,
+} as const;
 
 /** Hugging Face LlamaConfig JSON for a tiny config (tied embeddings, byte tokenizer). */
 export function toHfConfig(c: TinyModelConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {

@@ -47,7 +47,12 @@ export function encodeSafetensors(tensors: Record<string, NamedTensor>, metadata
 }
 
 /** Parse a safetensors buffer holding F32 tensors. */
-export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, NamedTensor>; metadata: Record<string, string> } {
+export function decodeSafetensors(bytes: Uint8Array): {
+  /** Tensors by name. */
+  tensors: Record<string, NamedTensor>;
+  /** The header's `__metadata__` strings. */
+  metadata: Record<string, string>;
+} {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (bytes.byteLength < 8) throw new RangeError('safetensors: buffer shorter than the 8-byte header size');
   const headerLen = Number(view.getBigUint64(0, true));

@@ -98,7 +98,12 @@ export interface RecallSample extends TaskSample {
   /** The queried key. */
   key: string;
   /** All pairs in prompt order. */
-  pairs: { key: string; value: string }[];
+  pairs: {
+    /** The pseudo-word key. */
+    key: string;
+    /** Its digit value. */
+    value: string;
+  }[];
   /** Accuracy of picking one listed value uniformly at random (1 / pairs). */
   chance: number;
 }

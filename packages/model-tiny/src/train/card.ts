@@ -103,6 +103,12 @@ Loss is next-token cross-entropy on every token, weighted: answer digits x${ANSW
 needle's repeated key x${ANSWER_WEIGHT} (an early short-range copy signal), the closing "." and eos
 x${CLOSE_WEIGHT}, everything else x1; the weighted mean is normalised by the weight sum.
 
+History of this run (checkpoints/train.log): steps 1-740 used rows of 128 tokens only (it began as a
+pilot; the copying circuit formed around step 650, visible as the drop of \`ans\` below), then it was
+resumed on the length curriculum below from step 741. An earlier 4-layer run whose mix also held
+30% synthetic copy drills never formed the circuit in 3,500 steps and was abandoned
+(checkpoints/attempts/run2-4layer-copydrill.log).
+
 Length curriculum (fraction of the 4000-step schedule): <15% rows of 128/256; <35% 128-512;
 <60% 256-2048 (one row length in four each); <80% 512-2048; then 256-2048 with 2048 most common. 4096 tokens per step.
 AdamW (beta 0.9/0.95, weight decay 0.01 on matrices), peak lr 3e-3, 100 warmup steps, cosine

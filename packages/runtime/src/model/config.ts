@@ -8,12 +8,22 @@ export const MODEL_TYPES: readonly ModelType[] = ['llama', 'mistral', 'qwen2'];
 
 /** How RoPE frequencies are rescaled for long contexts (the `rope_scaling` field of HF configs). */
 export type RopeScaling =
-  | { readonly type: 'linear'; readonly factor: number }
   | {
-      readonly type: 'llama3';
+      /** Linear position interpolation: positions divided by `factor`. */
+      readonly type: 'linear';
+      /** `rope_scaling.factor`. */
       readonly factor: number;
+    }
+  | {
+      /** Llama 3.1 frequency-dependent scaling. */
+      readonly type: 'llama3';
+      /** `rope_scaling.factor`. */
+      readonly factor: number;
+      /** `rope_scaling.low_freq_factor`. */
       readonly lowFreqFactor: number;
+      /** `rope_scaling.high_freq_factor`. */
       readonly highFreqFactor: number;
+      /** `rope_scaling.original_max_position_embeddings`. */
       readonly originalMaxPositionEmbeddings: number;
     };
 
@@ -268,7 +278,12 @@ export function ropeInverseFrequencies(config: Pick<LlamaConfig, 'headDim' | 'ro
  * Cosine and sine tables `[n, headDim]` for the given positions in HF's layout (`emb = cat(freqs, freqs)`),
  * which pairs dimension `i` with `i + d/2` (`rotate_half`).
  */
-export function ropeTables(config: Pick<LlamaConfig, 'headDim' | 'ropeTheta' | 'ropeScaling'>, positions: ArrayLike<number>): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(config: Pick<LlamaConfig, 'headDim' | 'ropeTheta' | 'ropeScaling'>, positions: ArrayLike<number>): {
+  /** Cosines, `[n, headDim]` row-major. */
+  cos: Float32Array;
+  /** Sines, `[n, headDim]` row-major. */
+  sin: Float32Array;
+} {
   const d = config.headDim;
   const half = d / 2;
   const inv = ropeInverseFrequencies(config);

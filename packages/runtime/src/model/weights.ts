@@ -54,22 +54,34 @@ export interface LlamaWeights {
 
 /** HF tensor names of the Llama / Mistral / Qwen2 layout. */
 export const tensorNames = {
+  /** Token embedding matrix. */
   embed: 'model.embed_tokens.weight',
+  /** Final RMSNorm weight. */
   norm: 'model.norm.weight',
+  /** Output projection (absent when embeddings are tied). */
   lmHead: 'lm_head.weight',
   /** Prefix of layer `i`'s tensors. */
   layer: (i: number): string => `model.layers.${i}`,
   /** Sub-module path of each projection inside a layer. */
   linear: {
+    /** Query projection. */
     q: 'self_attn.q_proj',
+    /** Key projection. */
     k: 'self_attn.k_proj',
+    /** Value projection. */
     v: 'self_attn.v_proj',
+    /** Attention output projection. */
     o: 'self_attn.o_proj',
+    /** SwiGLU gate projection. */
     gate: 'mlp.gate_proj',
+    /** SwiGLU up projection. */
     up: 'mlp.up_proj',
+    /** SwiGLU down projection. */
     down: 'mlp.down_proj',
   },
+  /** RMSNorm before attention, inside a layer. */
   inputNorm: 'input_layernorm.weight',
+  /** RMSNorm before the MLP, inside a layer. */
   postNorm: 'post_attention_layernorm.weight',
 } as const;
 
