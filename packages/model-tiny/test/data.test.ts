@@ -105,3 +105,17 @@ describe('trainingRow', () => {
   });
 });
 
+
+describe('trainingRow recall share', () => {
+  it('draws only the task a share of 0 or 1 asks for, and about half of each by default', () => {
+    const kinds = (share?: number) => {
+      const rng = new Rng(7);
+      return Array.from({ length: 200 }, () => trainingRow(rng, 128, share).kind);
+    };
+    expect(new Set(kinds(1))).toEqual(new Set(['recall']));
+    expect(new Set(kinds(0))).toEqual(new Set(['passkey']));
+    const half = kinds().filter((k) => k === 'recall').length;
+    expect(half).toBeGreaterThan(70);
+    expect(half).toBeLessThan(130);
+  });
+});

@@ -24,11 +24,12 @@ export function encodeBytes(text: string): number[] {
 
 /**
  * Draw one training row of exactly `length` positions: bos + task prompt + answer + "." + eos, with
- * answer digits weighted {@link ANSWER_WEIGHT}. Half passkey (random depth), half recall (2-6 pairs).
+ * answer digits weighted {@link ANSWER_WEIGHT}. A `recallShare` of the rows are recall (2-6 pairs), the
+ * rest passkey (random depth); default half and half.
  */
-export function trainingRow(rng: Rng, length: number): TrainingRow {
+export function trainingRow(rng: Rng, length: number, recallShare = 0.5): TrainingRow {
   const seed = rng.nextU32();
-  const kind = rng.next() < 0.5 ? 'passkey' : 'recall';
+  const kind = rng.next() < 1 - recallShare ? 'passkey' : 'recall';
   const answerLen = kind === 'passkey' ? 5 : 4;
   const promptLen = length - answerLen - 2;
   let s: TaskSample;

@@ -29,11 +29,13 @@ interface Args {
   seed: number;
   stopAfter: number;
   length: number;
+  lengths: number[];
+  recallShare: number;
 }
 
 function parseArgs(argv: string[]): Args {
   const pkg = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-  const a: Args = { preset: 'main', steps: 4000, tokens: 4096, lr: 3e-3, warmup: 100, dir: resolve(pkg, 'checkpoints'), weights: resolve(pkg, 'weights'), ckptSec: 240, evalEvery: 100, seed: 1234, stopAfter: Infinity, length: 0 };
+  const a: Args = { preset: 'main', steps: 4000, tokens: 4096, lr: 3e-3, warmup: 100, dir: resolve(pkg, 'checkpoints'), weights: resolve(pkg, 'weights'), ckptSec: 240, evalEvery: 100, seed: 1234, stopAfter: Infinity, length: 0, lengths: [], recallShare: 0.5 };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -49,6 +51,8 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--seed') a.seed = Number(v);
     else if (k === '--stop-after') a.stopAfter = Number(v);
     else if (k === '--length') a.length = Number(v);
+    else if (k === '--lengths') a.lengths = v.split(',').map(Number);
+    else if (k === '--recall-share') a.recallShare = Number(v);
     else continue;
     i++;
   }
@@ -115,7 +119,7 @@ async function main(): Promise<void> {
       m.set(name, tf.variable(tf.tensor(tensors[`adam.m.${name}`].data, tensors[`adam.m.${name}`].shape), false));
       v.set(name, tf.variable(tf.tensor(tensors[`adam.v.${name}`].data, tensors[`adam.v.${name}`].shape), false));
     }
-    log(`resumed from ${ckptPath} at step ${st.step} (tokens ${st.tokensSeen}, last loss ${st.lastLoss.toFixed(4)})`);
+    log(`resumed from ${ckptPath} at step ${st.step} (tokens ${st.tokensSeen}, last loss ${st.lastLoss.toFixed(4)}) args=${JSON.stringify({ ...a, stopAfter: String(a.stopAfter) })}`);
   } else {
     params = toVariables(initParams(cfg, a.seed));
     for (const [name, p] of params) {
@@ -173,9 +177,9 @@ async function main(): Promise<void> {
     await new Promise<void>((r) => setImmediate(r));
     if (stopping) break;
     const t0 = Date.now();
-    const L = a.length > 0 ? a.length : lengthFor(st.step, a.steps, rng);
+    const L = a.length > 0 ? a.length : a.lengths.length > 0 ? rng.pick(a.lengths) : lengthFor(st.step, a.steps, rng);
     const B = Math.max(1, Math.round(a.tokens / L));
-    const rows = Array.from({ length: B }, () => trainingRow(rng, L));
+    const rows = Array.from({ length: B }, () => trainingRow(rng, L, a.recallShare));
     const inp = new Int32Array(B * L);
     const tgt = new Int32Array(B * L);
     const wts = new Float32Array(B * L);
