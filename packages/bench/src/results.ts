@@ -1,0 +1,44 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+
+/** Markers around the benchmark's own part of bench/RESULTS.md; everything outside them is left as is. */
+export const RESULTS_MARKERS = {
+  /** Opens the benchmark's section. */
+  begin: '<!-- kvfold-bench:begin (written by `kvfold bench --update-results`; other sections are kept) -->',
+  /** Closes it. */
+  end: '<!-- kvfold-bench:end -->',
+} as const;
+
+/**
+ * Replace the benchmark's section of a results file (between {@link RESULTS_MARKERS}) with `section`,
+ * keeping every other section (other owners' "## ..." topics) byte for byte. Without markers the section
+ * is inserted before the first `## ` heading (after the file's introduction); a missing file is created.
+ */
+export function updateResults(file: string, section: string): void {
+  const block = `${RESULTS_MARKERS.begin}\n${section.trim()}\n${RESULTS_MARKERS.end}`;
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '# kvfold benchmark results\n\n';
+  const b = text.indexOf(RESULTS_MARKERS.begin);
+  const e = text.indexOf(RESULTS_MARKERS.end);
+  let next: string;
+  if (b >= 0 && e > b) {
+    next = text.slice(0, b) + block + text.slice(e + RESULTS_MARKERS.end.length);
+  } else {
+    const at = text.search(/^## /m);
+    next = at >= 0 ? `${text.slice(0, at)}${block}\n\n${text.slice(at)}` : `${text.trimEnd()}\n\n${block}\n`;
+  }
+  writeFileSync(file, next);
+}
+
+/**
+ * Turn a run's report.md into a section of bench/RESULTS.md: the title becomes `## <title>`, every
+ * heading moves one level down, and plot images (which live in the git-ignored run folder) are dropped.
+ */
+export function resultsSection(report: string, title: string): string {
+  const lines = report.split('\n');
+  const out = [`## ${title}`, ''];
+  for (const line of lines) {
+    if (/^# /.test(line)) continue;
+    if (/^!\[.*\]\(plots\//.test(line)) continue;
+    out.push(/^#{2,5} /.test(line) ? `#${line}` : line);
+  }
+  return out.join('\n').replace(/\n{3,}/g, '\n\n').trim();
+}

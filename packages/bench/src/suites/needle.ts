@@ -1,0 +1,327 @@
+import { PASSKEY_QUESTION, passkeySample, recallSample } from '@kvfold/model-tiny';
+import type { NeedleConfig, Variant } from '../config.js';
+import { accuracy, answerMatches } from '../metrics.js';
+import { PolicyRun, capture } from '../model.js';
+import type { ItemRecord } from '../store.js';
+import { breathe, itemSeed, prefillCost, splitTokens, type PlotSpec, type Suite, type SuiteContext, type SummaryCell, type WorkUnit } from '../suite.js';
+import { pct, policyColor, sweepLabels, table, variantsNeedQueries } from './common.js';
+
+/** Result of one needle item (a line of predictions.jsonl). */
+export interface NeedleItem {
+  /** `passkey` or `recall`. */
+  readonly task: 'passkey' | 'recall';
+  /** Prompt length in characters (= tokens for the byte-level embedded model). */
+  readonly length: number;
+  /** Needle depth (passkey). */
+  readonly depth?: number;
+  /** Pairs in the prompt (recall). */
+  readonly pairs?: number;
+  /** Sample index in its cell. */
+  readonly sample: number;
+  /** Tokens compressed at prefill. */
+  readonly contextTokens: number;
+  /** Tokens fed after the compression (the question, when placed after it). */
+  readonly questionTokens: number;
+  /** Mean slots per layer after the prefill compression. */
+  readonly keptSlots: number;
+  /** The answer. */
+  readonly expected: string;
+  /** What the model generated (greedy). */
+  readonly predicted: string;
+  /** Exact match. */
+  readonly correct: boolean;
+}
+
+/** Accuracy of one heatmap cell. */
+export interface NeedleCell {
+  /** Prompt length. */
+  readonly length: number;
+  /** Depth (passkey) or pairs (recall). */
+  readonly column: number;
+  /** Exact-match accuracy. */
+  readonly accuracy: number;
+  /** Items in the cell. */
+  readonly n: number;
+}
+
+/** Needle metrics of one variant. */
+export interface NeedleVariantMetrics {
+  /** The variant. */
+  readonly variant: Variant;
+  /** Passkey accuracy over every cell. */
+  readonly passkey: number;
+  /** Passkey items. */
+  readonly passkeyN: number;
+  /** Heatmap cells (length x depth). */
+  readonly cells: NeedleCell[];
+  /** Recall accuracy over every cell, NaN without recall. */
+  readonly recall: number;
+  /** Recall items. */
+  readonly recallN: number;
+  /** Chance level of recall (mean of 1/pairs over items). */
+  readonly recallChance: number;
+  /** Recall cells (length x pairs). */
+  readonly recallCells: NeedleCell[];
+}
+
+/** Metrics of the needle suite. */
+export interface NeedleMetrics {
+  /** Per variant, in sweep order. */
+  readonly variants: NeedleVariantMetrics[];
+}
+
+const key = {
+  passkey: (length: number, depth: number, s: number, v: Variant) => `needle|passkey|L=${length}|d=${depth}|s=${s}|${v.id}`,
+  recall: (length: number, pairs: number, s: number, v: Variant) => `needle|recall|L=${length}|p=${pairs}|s=${s}|${v.id}`,
+};
+
+interface Sample {
+  readonly prompt: string;
+  readonly answer: string;
+  /** Character offset where the question starts. */
+  readonly questionAt: number;
+}
+
+function unit(ctx: SuiteContext, cfg: NeedleConfig, keys: string[], make: () => Sample, base: Omit<NeedleItem, 'contextTokens' | 'questionTokens' | 'keptSlots' | 'expected' | 'predicted' | 'correct'>, queries: boolean): WorkUnit {
+  const { variants } = ctx.config;
+  const doc = ctx.config.document;
+  return {
+    keys,
+    cost: prefillCost(base.length, keys.length),
+    async run(pending, emit) {
+      const { model } = await ctx.model();
+      const sample = make();
+      const split = cfg.question === 'after-compression' ? sample.questionAt : sample.prompt.length;
+      const { context, rest } = splitTokens(model.tokenizer, sample.prompt, split);
+      const cap = await capture(model, context, { queries, groupReduction: doc.groupReduction });
+      for (let i = 0; i < variants.length; i++) {
+        const v = variants[i]!;
+        if (!pending.has(keys[i]!)) continue;
+        await breathe();
+        const run = await PolicyRun.start(model, cap, ctx.policy(v), v.budget, { seed: doc.seed, groupReduction: doc.groupReduction, proportional: ctx.config.bench.proportional });
+        try {
+          const lengths = run.cache.lengths();
+          const keptSlots = lengths.reduce((a, b) => a + b, 0) / lengths.length;
+          const logits = rest.length > 0 ? await run.feed(rest) : cap.logits;
+          const want = sample.answer.length;
+          // Each token is at least one character, so answer-length + 2 tokens always suffice to judge.
+          const tokens = await run.greedy(logits, want + 2, (t) => model.tokenizer.decode(t).trimStart().length >= want);
+          const predicted = model.tokenizer.decode(tokens);
+          emit({
+            key: keys[i]!,
+            variant: v.id,
+            data: { ...base, contextTokens: context.length, questionTokens: rest.length, keptSlots, expected: sample.answer, predicted: predicted.trim(), correct: answerMatches(sample.answer, predicted) } satisfies NeedleItem,
+          });
+        } finally {
+          run.dispose();
+        }
+      }
+    },
+  };
+}
+
+/** The needle suite: passkey retrieval heatmap (length x depth) and multi-key associative recall. */
+export const needleSuite: Suite<NeedleMetrics> = {
+  name: 'needle',
+  plan(ctx) {
+    const cfg = ctx.config.bench.suites.needle!;
+    const { variants } = ctx.config;
+    const seed = ctx.config.document.seed;
+    const queries = variantsNeedQueries(ctx, variants);
+    const units: WorkUnit[] = [];
+    for (const length of cfg.lengths) {
+      for (const depth of cfg.depths) {
+        for (let s = 0; s < cfg.samples; s++) {
+          const keys = variants.map((v) => key.passkey(length, depth, s, v));
+          const make = (): Sample => {
+            const p = passkeySample({ length, depth, seed: itemSeed(seed, 'passkey', length, depth, s), digits: cfg.digits });
+            return { prompt: p.prompt, answer: p.answer, questionAt: p.prompt.length - PASSKEY_QUESTION.length };
+          };
+          units.push(unit(ctx, cfg, keys, make, { task: 'passkey', length, depth, sample: s }, queries));
+        }
+      }
+    }
+    for (const length of cfg.recall?.lengths ?? []) {
+      for (const pairs of cfg.recall!.pairs) {
+        for (let s = 0; s < cfg.recall!.samples; s++) {
+          const keys = variants.map((v) => key.recall(length, pairs, s, v));
+          const make = (): Sample => {
+            const r = recallSample({ length, pairs, seed: itemSeed(seed, 'recall', length, pairs, s) });
+            return { prompt: r.prompt, answer: r.answer, questionAt: r.prompt.lastIndexOf(' Which value has key ') };
+          };
+          units.push(unit(ctx, cfg, keys, make, { task: 'recall', length, pairs, sample: s }, queries));
+        }
+      }
+    }
+    return units;
+  },
+
+  aggregate(records, config) {
+    const byVariant = groupByVariant<NeedleItem>(records);
+    return {
+      variants: config.variants.map((variant) => {
+        const items = byVariant.get(variant.id) ?? [];
+        const pk = items.filter((i) => i.task === 'passkey');
+        const rc = items.filter((i) => i.task === 'recall');
+        return {
+          variant,
+          passkey: accuracy(pk.map((i) => i.correct)),
+          passkeyN: pk.length,
+          cells: cells(pk, (i) => i.depth ?? 0),
+          recall: accuracy(rc.map((i) => i.correct)),
+          recallN: rc.length,
+          recallChance: rc.length > 0 ? rc.reduce((a, i) => a + 1 / (i.pairs ?? 1), 0) / rc.length : Number.NaN,
+          recallCells: cells(rc, (i) => i.pairs ?? 0),
+        };
+      }),
+    };
+  },
+
+  report(m, config) {
+    const cfg = config.bench.suites.needle!;
+    const out: string[] = ['## Needle: passkey retrieval and associative recall', ''];
+    out.push(
+      `Exact match of the greedy answer. Passkey: ${cfg.lengths.length} lengths x ${cfg.depths.length} depths x ${cfg.samples} samples per policy and budget; ` +
+        `question ${cfg.question === 'after-compression' ? 'fed after the context was compressed (query-agnostic: no policy sees the question before it compresses)' : 'inside the compressed prompt (query-aware)'}. ` +
+        'Budgets are ratios of the compressed tokens. Lengths are prompt characters (= tokens for the byte-level embedded model).',
+      '',
+    );
+    out.push(
+      table(
+        ['policy', 'budget', 'passkey', 'n', ...(cfg.recall ? ['recall', 'n', 'chance'] : [])],
+        m.variants.map((v) => [v.variant.label, String(v.variant.budget), pct(v.passkey), String(v.passkeyN), ...(cfg.recall ? [pct(v.recall), String(v.recallN), pct(v.recallChance)] : [])]),
+      ),
+    );
+    out.push('', '### Passkey accuracy by length (rows) and depth (columns)', '');
+    out.push(
+      table(
+        ['policy', 'budget', 'length', ...cfg.depths.map((d) => pct(d)), 'mean'],
+        m.variants.flatMap((v) =>
+          cfg.lengths.map((len) => {
+            const row = cfg.depths.map((d) => v.cells.find((c) => c.length === len && c.column === d));
+            const n = row.reduce((a, c) => a + (c?.n ?? 0), 0);
+            const mean = n > 0 ? row.reduce((a, c) => a + (c ? c.accuracy * c.n : 0), 0) / n : Number.NaN;
+            return [v.variant.label, String(v.variant.budget), String(len), ...row.map((c) => pct(c?.accuracy ?? Number.NaN)), pct(mean)];
+          }),
+        ),
+      ),
+    );
+    if (cfg.recall) {
+      out.push('', '### Associative recall by length and pairs', '');
+      out.push(
+        table(
+          ['policy', 'budget', ...cfg.recall.lengths.flatMap((l) => cfg.recall!.pairs.map((p) => `${l} x ${p} pairs`))],
+          m.variants.map((v) => [
+            v.variant.label,
+            String(v.variant.budget),
+            ...cfg.recall!.lengths.flatMap((l) => cfg.recall!.pairs.map((p) => pct(v.recallCells.find((c) => c.length === l && c.column === p)?.accuracy ?? Number.NaN))),
+          ]),
+        ),
+      );
+      out.push('', `Chance is 1/pairs (a uniform guess among the listed values).`);
+    }
+    out.push('', '![accuracy vs budget](plots/accuracy-vs-budget.svg)', '', '![needle heatmaps](plots/needle-heatmaps.svg)', '');
+    return out.join('\n');
+  },
+
+  plots(m, config) {
+    const cfg = config.bench.suites.needle!;
+    const points = m.variants.flatMap((v) => [
+      ...(v.passkeyN > 0 ? [{ policy: v.variant.label, budget: v.variant.budget, task: 'passkey', accuracy: v.passkey }] : []),
+      ...(v.recallN > 0 ? [{ policy: v.variant.label, budget: v.variant.budget, task: 'recall', accuracy: v.recall }] : []),
+    ]);
+    // Facet rows carry their sweep position in the value ("01 full"), and columns are numeric: sorting
+    // facets explicitly misplaces cells when some policy x budget combinations are absent (full has one).
+    const labels = sweepLabels(config.variants);
+    const row = (label: string) => `${String(labels.indexOf(label) + 1).padStart(2, '0')} ${label}`;
+    const cells = m.variants.flatMap((v) => v.cells.map((c) => ({ row: row(v.variant.label), budget: v.variant.budget, length: c.length, depth: c.column, accuracy: c.accuracy })));
+    const plots: PlotSpec[] = [
+      {
+        file: 'accuracy-vs-budget.svg',
+        title: 'Exact-match accuracy vs budget per policy (full: budget 1)',
+        spec: {
+          data: { values: points },
+          facet: { column: { field: 'task', type: 'nominal', title: null } },
+          spec: { width: 260, height: 200, mark: { type: 'line', point: true }, encoding: enc() },
+        },
+      },
+      {
+        file: 'needle-heatmaps.svg',
+        title: 'Passkey accuracy by context length and needle depth, per policy (rows) and budget (columns)',
+        spec: {
+          data: { values: cells },
+          facet: {
+            row: { field: 'row', type: 'nominal', title: 'policy', header: { labelExpr: 'slice(datum.value, 3)', labelAngle: 0, labelAlign: 'left' } },
+            column: { field: 'budget', type: 'ordinal', title: 'budget (share kept)' },
+          },
+          spec: {
+            width: Math.max(80, 26 * cfg.depths.length),
+            height: Math.max(60, 18 * cfg.lengths.length),
+            layer: [
+              {
+                mark: 'rect',
+                encoding: {
+                  x: { field: 'depth', type: 'ordinal', title: 'needle depth', axis: { format: '.0%', labelAngle: 0 } },
+                  y: { field: 'length', type: 'ordinal', title: 'length' },
+                  color: { field: 'accuracy', type: 'quantitative', scale: { domain: [0, 1], scheme: 'viridis' }, title: 'accuracy' },
+                },
+              },
+              {
+                mark: { type: 'text', fontSize: 8 },
+                encoding: {
+                  x: { field: 'depth', type: 'ordinal' },
+                  y: { field: 'length', type: 'ordinal' },
+                  text: { field: 'accuracy', type: 'quantitative', format: '.0%' },
+                  color: { condition: { test: 'datum.accuracy < 0.5', value: 'white' }, value: 'black' },
+                },
+              },
+            ],
+          },
+        },
+      },
+    ];
+    return plots;
+
+    function enc(): Record<string, unknown> {
+      return {
+        x: { field: 'budget', type: 'quantitative', scale: { domain: [0, 1] }, title: 'budget (share of the prompt kept)' },
+        y: { field: 'accuracy', type: 'quantitative', scale: { domain: [0, 1] }, axis: { format: '.0%' } },
+        color: policyColor(config.variants),
+      };
+    }
+  },
+
+  summary(m, config) {
+    const recall = config.bench.suites.needle?.recall != null;
+    const rows = new Map<string, SummaryCell[]>();
+    for (const v of m.variants) {
+      rows.set(v.variant.id, [{ value: v.passkey, text: pct(v.passkey) }, ...(recall ? [{ value: v.recall, text: pct(v.recall) }] : [])]);
+    }
+    return { columns: ['passkey', ...(recall ? ['recall'] : [])], rows };
+  },
+};
+
+/** Group item data by variant id. */
+export function groupByVariant<D>(records: readonly ItemRecord[]): Map<string, D[]> {
+  const out = new Map<string, D[]>();
+  for (const r of records) {
+    if (r.variant === undefined) continue;
+    const list = out.get(r.variant) ?? [];
+    list.push(r.data as D);
+    out.set(r.variant, list);
+  }
+  return out;
+}
+
+/** Accuracy per (length, column) cell. */
+export function cells(items: readonly NeedleItem[], column: (i: NeedleItem) => number): NeedleCell[] {
+  const map = new Map<string, { length: number; column: number; ok: boolean[] }>();
+  for (const i of items) {
+    const c = column(i);
+    const k = `${i.length}|${c}`;
+    const cell = map.get(k) ?? { length: i.length, column: c, ok: [] };
+    cell.ok.push(i.correct);
+    map.set(k, cell);
+  }
+  return [...map.values()].sort((a, b) => a.length - b.length || a.column - b.column).map((c) => ({ length: c.length, column: c.column, accuracy: accuracy(c.ok), n: c.ok.length }));
+}

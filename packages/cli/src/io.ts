@@ -1,0 +1,69 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { ConfigError } from '@kvfold/core';
+import { UsageError } from './errors.js';
+
+/** A text sink (process.stdout, process.stderr, or a test buffer). */
+export interface Sink {
+  /** Write text. */
+  write(text: string): unknown;
+  /** Terminal or not (decides the progress bar). */
+  readonly isTTY?: boolean;
+}
+
+/** Where a command reads and writes; tests pass buffers. */
+export interface CliIO {
+  /** Results (tables, JSON, generated text). */
+  readonly stdout: Sink;
+  /** Progress, messages and errors. */
+  readonly stderr: Sink;
+  /** Working directory paths resolve against. */
+  readonly cwd: string;
+}
+
+/** The process's own streams and working directory. */
+export function processIO(): CliIO {
+  return { stdout: process.stdout, stderr: process.stderr, cwd: process.cwd() };
+}
+
+/**
+ * Read a JSON document from a file.
+ * @throws ConfigError naming the file when it is missing or not valid JSON.
+ */
+export function readJsonFile(io: CliIO, file: string): unknown {
+  const path = resolve(io.cwd, file);
+  if (!existsSync(path)) throw new ConfigError([{ path: '', rule: 'file', message: `config file ${path} does not exist` }], `config ${file}`);
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new ConfigError([{ path: '', rule: 'json', message: `${path} is not valid JSON: ${(e as Error).message}` }], `config ${file}`);
+  }
+}
+
+/** Split a comma-separated option value into trimmed non-empty parts. */
+export function list(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+/**
+ * Parse a budget ratio given on the command line.
+ * @throws UsageError when it is not a number in (0, 1].
+ */
+export function parseBudget(text: string, option = '--budget'): number {
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 1) throw new UsageError(`${option} ${JSON.stringify(text)} is outside (0, 1]; give a ratio such as 0.35 (keep 35% of the prompt)`);
+  return n;
+}
+
+/**
+ * Parse a positive integer option.
+ * @throws UsageError otherwise.
+ */
+export function parsePositiveInt(text: string, option: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${option} ${JSON.stringify(text)} must be a positive integer`);
+  return n;
+}

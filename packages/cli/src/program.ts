@@ -1,0 +1,113 @@
+import { Command, CommanderError, Option } from 'commander';
+import { PRESET_NAMES, SUITE_NAMES } from '@kvfold/bench';
+import { benchCommand, type BenchOptions } from './commands/bench.js';
+import { generateCommand, type GenerateCommandOptions } from './commands/generate.js';
+import { listCommand } from './commands/list.js';
+import { schemaCommand } from './commands/schema.js';
+import { validateCommand } from './commands/validate.js';
+import { EXIT, exitCodeFor, formatError } from './errors.js';
+import { list, processIO, type CliIO } from './io.js';
+
+/** The package version, shown by `kvfold --version`. */
+export const VERSION = '0.1.0';
+
+/** Build the commander program; each action stores its exit code in `result.code`. */
+export function createProgram(io: CliIO, result: { code: number }, argv: readonly string[]): Command {
+  const program = new Command('kvfold')
+    .description('Benchmark KV-cache compression policies, validate configs, list plugins and generate text with a compressed cache.')
+    .version(VERSION)
+    .option('--debug', 'print stack traces of errors')
+    .option('--plugins <packages>', 'comma-separated plugin packages to load (list, schema, generate)')
+    .showHelpAfterError('(run kvfold --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  const plugins = (): string[] => {
+    const p = program.opts<{ plugins?: string }>().plugins;
+    return p ? list(p) : [];
+  };
+  const command = `kvfold ${argv.join(' ')}`.trim();
+  const bench = (name: string, description: string) =>
+    program
+      .command(name)
+      .description(description)
+      .option('--config <file>', 'JSON config (see kvfold schema); default: the default sweep')
+      .addOption(new Option('--preset <name>', 'built-in config instead of --config').choices([...PRESET_NAMES]))
+      .option('--suite <names>', `comma-separated suites to run: ${SUITE_NAMES.join(', ')}`)
+      .option('--policy <names>', 'comma-separated policies (names or labels of the sweep); full is added as the reference row')
+      .option('--budget <ratios>', 'comma-separated budget ratios in (0, 1]')
+      .option('--model <folder>', '"embedded" or a Hugging Face model folder')
+      .option('--out <dir>', 'folder of run folders (default bench/runs)')
+      .option('--id <id>', 'run id: the run folder under --out; an existing folder is resumed')
+      .option('--resume <dir>', 'resume an interrupted run folder with its stored config')
+      .option('--quiet', 'no progress output (the summary table is still printed)')
+      .option('--jsonl', 'progress as JSON lines on stdout (for CI)')
+      .option('--update-results <file>', 'after a complete run, replace the benchmark section of this results file (bench/RESULTS.md)');
+  bench('bench', 'run benchmark suites over every policy x budget and write a run folder (config.json, metrics.json, predictions.jsonl, report.md, plots/)').action(async (o: BenchOptions) => {
+    result.code = await benchCommand(o, io, command);
+  });
+  program
+    .command('demo')
+    .description('a short version of the default sweep on the embedded model (under 3 minutes on 2 cores); prints the summary table')
+    .option('--out <dir>', 'folder of run folders (default bench/runs)')
+    .option('--quiet', 'no progress output')
+    .option('--jsonl', 'progress as JSON lines on stdout')
+    .action(async (o: Pick<BenchOptions, 'out' | 'quiet' | 'jsonl'>) => {
+      result.code = await benchCommand({ ...o, preset: 'demo' }, io, command);
+    });
+  program
+    .command('validate')
+    .description('validate a config file (runtime or benchmark) against the composed schema')
+    .argument('<config>', 'JSON config file')
+    .action(async (file: string) => {
+      result.code = await validateCommand(file, io);
+    });
+  program
+    .command('list')
+    .description('registered policies, backends and plugins, with their option schemas')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { json?: boolean }) => {
+      result.code = await listCommand(o.json === true, plugins(), io);
+    });
+  program
+    .command('schema')
+    .description('write the composed kvfold.schema.json (policies, backends, bench section)')
+    .option('--out <file>', 'output file, "-" for stdout', 'kvfold.schema.json')
+    .action(async (o: { out: string }) => {
+      result.code = await schemaCommand(o.out, plugins(), io);
+    });
+  program
+    .command('generate')
+    .description('generate text from a model folder with a compressed cache; prints tokens/s and cache bytes')
+    .requiredOption('--model <folder>', 'Hugging Face model folder (config.json, safetensors, tokenizer.json) or "embedded"')
+    .requiredOption('--prompt <text>', 'prompt text')
+    .option('--policy <name>', 'cache policy (default: none, the full cache)')
+    .option('--options <json>', 'policy options as JSON')
+    .option('--budget <ratio>', 'budget ratio in (0, 1] (default 0.5 with a policy)')
+    .option('--max-tokens <n>', 'most tokens to generate', '64')
+    .option('--temperature <t>', '0 = greedy', '0')
+    .option('--seed <n>', 'seed of sampling and of the policy', '0')
+    .addOption(new Option('--engine <engine>', 'tfjs engine').choices(['auto', 'wasm', 'cpu', 'tensorflow']).default('auto'))
+    .action(async (o: GenerateCommandOptions) => {
+      result.code = await generateCommand({ ...o, plugins: plugins() }, io);
+    });
+  return program;
+}
+
+/**
+ * Run the kvfold command line with `argv` (the arguments after `kvfold`) and return the exit code:
+ * 0 success, 1 failure, 2 bad input (config, option, suite, budget, model folder, plugin), 130 interrupted.
+ * Errors print one clear line; the stack only with --debug.
+ */
+export async function main(argv: readonly string[], io: CliIO = processIO()): Promise<number> {
+  const result = { code: EXIT.ok as number };
+  const program = createProgram(io, result, argv);
+  const debug = argv.includes('--debug');
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return result.code;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    io.stderr.write(`${formatError(e, debug)}\n`);
+    return exitCodeFor(e);
+  }
+}
