@@ -37,10 +37,13 @@ export interface LoadedEngine {
  */
 const enginesInUse = new Set<TfjsEngine>();
 
+/** Provider reported when a `tensorflow` backend was registered before kvfold looked (the user imported tfjs-node). */
+const ALREADY_REGISTERED = 'already registered';
+
 /** Load `@tensorflow/tfjs-node-gpu` or `@tensorflow/tfjs-node` if the user installed one; returns the package or the errors. */
 async function importTensorflow(): Promise<{ provider: string } | { errors: string[] }> {
   const errors: string[] = [];
-  if (tf.findBackendFactory('tensorflow') !== null) return { provider: 'already registered' };
+  if (tf.findBackendFactory('tensorflow') !== null) return { provider: ALREADY_REGISTERED };
   for (const pkg of TENSORFLOW_PACKAGES) {
     try {
       // A variable specifier: neither package is a dependency (their install downloads libtensorflow),
@@ -79,8 +82,11 @@ export async function loadEngine(choice: TfjsEngineChoice, logger: Logger): Prom
   if (choice === 'tensorflow' || choice === 'auto') {
     const found = await importTensorflow();
     if ('provider' in found && (await start('tensorflow'))) {
-      const gpu = found.provider.endsWith('-gpu');
-      return { engine: 'tensorflow', provider: found.provider, detail: `tensorflow (libtensorflow ${gpu ? 'with CUDA' : 'CPU'} via ${found.provider})` };
+      const detail =
+        found.provider === ALREADY_REGISTERED
+          ? 'tensorflow (libtensorflow; a "tensorflow" tfjs backend was already registered)'
+          : `tensorflow (libtensorflow ${found.provider.endsWith('-gpu') ? 'with CUDA' : 'CPU'} via ${found.provider})`;
+      return { engine: 'tensorflow', provider: found.provider, detail };
     }
     const why = 'errors' in found ? found.errors : ['the "tensorflow" backend failed to initialise'];
     if (choice === 'tensorflow') {

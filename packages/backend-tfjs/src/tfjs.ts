@@ -11,6 +11,7 @@ import {
   type JsonSchema,
   type KVKernels,
   type Logger,
+  validateAgainst,
 } from '@kvfold/core';
 import { activate, claimEngine, ENGINE_CHOICES, loadEngine, type TfjsEngine, type TfjsEngineChoice } from './engine.js';
 import { accumulate } from './kernels/accumulate.js';
@@ -20,7 +21,7 @@ import { append } from './kernels/append.js';
 import { gather } from './kernels/gather.js';
 import { mergeIntoNeighbours } from './kernels/mergeIntoNeighbours.js';
 import { mergeSegments } from './kernels/mergeSegments.js';
-import { observe } from './kernels/observe.js';
+import { OBSERVE_BLOCK, observe } from './kernels/observe.js';
 import { topK } from './kernels/topK.js';
 import { isTensor } from './validate.js';
 
@@ -31,6 +32,11 @@ export interface TfjsBackendOptions {
    * `wasm`, else `cpu`; naming an engine that cannot run throws BackendUnavailableError.
    */
   readonly engine?: TfjsEngineChoice;
+  /**
+   * Largest block of attention logits (float32 elements) `observe` materialises at once; bounds its
+   * memory (16 MiB by default) at the cost of more, smaller matMuls. Default 4,194,304.
+   */
+  readonly observeBlock?: number;
 }
 
 /** Options of {@link createTfjsKernels}: the backend options plus where to report the engine chosen. */
@@ -39,7 +45,7 @@ export interface CreateTfjsKernelsOptions extends TfjsBackendOptions {
   readonly logger?: Logger;
 }
 
-/** JSON Schema of {@link TfjsBackendOptions}. */
+/** JSON Schema of {@link TfjsBackendOptions}, with defaults and bounds. */
 export const tfjsOptionsSchema: JsonSchema = {
   type: 'object',
   additionalProperties: false,
@@ -47,7 +53,14 @@ export const tfjsOptionsSchema: JsonSchema = {
     engine: {
       enum: [...ENGINE_CHOICES],
       default: 'auto',
-      description: 'tfjs engine: auto = tensorflow (if @tensorflow/tfjs-node is installed) > wasm (SIMD) > cpu.',
+      description: 'tfjs engine: auto = tensorflow (if @tensorflow/tfjs-node(-gpu) is installed) > wasm (SIMD) > cpu; naming one that cannot run is an error with the install command.',
+    },
+    observeBlock: {
+      type: 'integer',
+      minimum: 1024,
+      maximum: 268435456,
+      default: OBSERVE_BLOCK,
+      description: 'Largest block of attention logits (float32 elements) observe materialises at once: bounds its memory (default 16 MiB).',
     },
   },
 };
@@ -60,23 +73,13 @@ export interface TfjsKernels extends KVKernels<tf.Tensor> {
   readonly simd: boolean | undefined;
 }
 
-function checkOptions(options: unknown): TfjsEngineChoice {
-  if (options === undefined) return 'auto';
-  if (typeof options !== 'object' || options === null) throw new ConfigError([{ path: '', rule: 'type', message: 'must be an object', allowed: 'object' }], 'tfjs backend options');
-  const o = options as Record<string, unknown>;
-  for (const key of Object.keys(o)) {
-    if (key !== 'engine' && key !== 'logger') {
-      throw new ConfigError([{ path: `/${key}`, rule: 'additionalProperties', message: `unknown option "${key}"; allowed: "engine"`, allowed: ['engine'] }], 'tfjs backend options');
-    }
+/** Validate the options (everything but the logger) against the schema, filling in defaults. */
+function checkOptions(options: CreateTfjsKernelsOptions | undefined): Required<TfjsBackendOptions> {
+  if (options !== undefined && (typeof options !== 'object' || options === null)) {
+    throw new ConfigError([{ path: '', rule: 'type', message: 'must be an object', allowed: 'object' }], 'tfjs backend options');
   }
-  const engine = o.engine ?? 'auto';
-  if (!ENGINE_CHOICES.includes(engine as TfjsEngineChoice)) {
-    throw new ConfigError(
-      [{ path: '/engine', rule: 'enum', message: `must be one of ${ENGINE_CHOICES.map((e) => `"${e}"`).join(', ')}; got ${JSON.stringify(engine)}`, allowed: ENGINE_CHOICES }],
-      'tfjs backend options',
-    );
-  }
-  return engine as TfjsEngineChoice;
+  const { logger: _logger, ...rest } = options ?? {};
+  return validateAgainst<Required<TfjsBackendOptions>>(tfjsOptionsSchema, rest, 'tfjs backend options');
 }
 
 /** Validate a host tensor and copy its data, so the tfjs tensor never aliases caller memory. */
@@ -111,7 +114,7 @@ function hostData(t: HostTensor): { data: Float32Array | Int32Array; shape: numb
  * @throws ConfigError for an unknown option or engine name.
  */
 export async function createTfjsKernels(options?: CreateTfjsKernelsOptions): Promise<TfjsKernels> {
-  const choice = checkOptions(options);
+  const { engine: choice, observeBlock } = checkOptions(options);
   const logger = options?.logger ?? silentLogger;
   const loaded = await loadEngine(choice, logger);
   const engine = loaded.engine;
@@ -167,14 +170,14 @@ export async function createTfjsKernels(options?: CreateTfjsKernelsOptions): Pro
     adjacentCosine: run(adjacentCosine),
     mergeSegments: run(mergeSegments),
     mergeIntoNeighbours: run(mergeIntoNeighbours),
-    observe: run((layer, queries, queryPositions, opts) => observe(layer, queries, queryPositions, opts)),
+    observe: run((layer, queries, queryPositions, opts) => observe(layer, queries, queryPositions, opts, observeBlock)),
   };
 }
 
-/** The tfjs backend's registration: option `engine` (`auto` | `wasm` | `cpu` | `tensorflow`). */
+/** The tfjs backend's registration: options `engine` (`auto` | `wasm` | `cpu` | `tensorflow`) and `observeBlock`. */
 export const tfjsBackend: BackendDefinition<TfjsBackendOptions> = defineBackend<TfjsBackendOptions>({
   name: 'tfjs',
   description: 'TensorFlow.js kernels: wasm (SIMD) by default, cpu as fallback, tensorflow (libtensorflow) when @tensorflow/tfjs-node is installed.',
   schema: tfjsOptionsSchema,
-  create: async (options, services) => createTfjsKernels({ engine: options.engine, logger: services.logger }),
+  create: async (options, services) => createTfjsKernels({ ...options, logger: services.logger }),
 });

@@ -102,20 +102,7 @@ export function anyOf(flags: readonly tf.Tensor[]): tf.Tensor {
   return parts.length === 1 ? parts[0]! : tf.any(tf.stack(parts));
 }
 
-/**
- * Check that every entry of an int32 `[heads, perHead]` tensor lies in `[min, max]`, naming the first offender.
- * @throws ShapeError
- */
-export function expectRange(t: tf.Tensor, min: number, max: number, field: string, what = 'slot indices'): void {
-  if (t.size === 0) return;
-  checkContents(
-    () => tf.logicalOr(tf.less(tf.min(t), min), tf.greater(tf.max(t), max)),
-    () => hostRange(t.dataSync() as Int32Array, t.shape[1] ?? 0, min, max, field, what),
-    field,
-  );
-}
-
-/** Host half of {@link expectRange}: throws for the first entry outside `[min, max]`. */
+/** Host check of an int32 `[heads, perHead]` tensor already known to hold a bad entry: throws for the first entry outside `[min, max]`. */
 export function hostRange(data: Int32Array, perHead: number, min: number, max: number, field: string, what = 'slot indices'): void {
   for (let i = 0; i < data.length; i++) {
     const v = data[i]!;
@@ -130,34 +117,4 @@ export function hostRange(data: Int32Array, perHead: number, min: number, max: n
       });
     }
   }
-}
-
-/** `[heads, n]` row index of every element (`h` at `[h, j]`), int32; the batch coordinate of scatterND indices. */
-export function headIndex(heads: number, n: number): tf.Tensor {
-  return tf.tile(tf.reshape(tf.range(0, heads, 1, 'int32'), [heads, 1]), [1, n]);
-}
-
-/**
- * Per-head gather: `x [H, L, ...rest]` at int32 `index [H, k]` → `[H, k, ...rest]`. Call inside `tf.tidy`.
- *
- * Written as one axis-0 gather over `x` flattened to `[H * L, ...rest]` with indices offset by `h * L`,
- * because tfjs-backend-wasm 4.22's `gather(x, index, 1, batchDims = 1)` returns rows of the wrong
- * slots for every head after the first (measured: head 1 indices [1, 1, 2] gave slots [8, 1, 1]).
- */
-export function batchGather(x: tf.Tensor, index: tf.Tensor): tf.Tensor {
-  return gatherFlat(x, flatIndex(index, x.shape[1]!));
-}
-
-/** `index [H, k]` into rows of `[H, L]` → `[H * k]` indices into the flattened `[H * L]` rows. Call inside `tf.tidy`. */
-export function flatIndex(index: tf.Tensor, L: number): tf.Tensor {
-  const [H, k] = index.shape as [number, number];
-  return tf.reshape(tf.add(index, tf.mul(headIndex(H, k), tf.scalar(L, 'int32'))), [H * k]);
-}
-
-/** Gather `x [H, L, ...rest]` at flat indices from {@link flatIndex} → `[H, k, ...rest]`. Call inside `tf.tidy`. */
-export function gatherFlat(x: tf.Tensor, flat: tf.Tensor): tf.Tensor {
-  const [H, L] = x.shape as [number, number];
-  const rest = x.shape.slice(2);
-  const k = H === 0 ? 0 : flat.shape[0]! / H;
-  return tf.reshape(tf.gather(tf.reshape(x, [H * L, ...rest]), flat, 0), [H, k, ...rest]);
 }

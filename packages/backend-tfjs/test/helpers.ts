@@ -1,4 +1,5 @@
 import { createReferenceKernels } from '@kvfold/backend-reference';
+import * as tf from '@tensorflow/tfjs-core';
 import { hostLayer, hostTensor, layerFromHost, type HostLayer, type HostTensor, type KVKernels, type LayerCache } from '@kvfold/core';
 import { createTfjsKernels, type TfjsKernels } from '../src/index.js';
 
@@ -57,6 +58,18 @@ export function randomLayer(H: number, L: number, D: number, r: () => number, ti
 export function randomF32(shape: number[], r: () => number, lo = -2, hi = 2): HostTensor {
   const n = shape.reduce((a, b) => a * b, 1);
   return hostTensor('float32', shape, Float32Array.from({ length: n }, () => lo + r() * (hi - lo)));
+}
+
+/**
+ * Queries `[queryHeads, n, headDim]` and their positions for `observe` on `base`. The positions straddle the
+ * cache's (from -1 to one past the last slot) so some queries see no slot and some see every slot.
+ */
+export function randomQueries(base: HostLayer, queryHeads: number, n: number, r: () => number): { q: HostTensor; qp: HostTensor } {
+  const [, L, D] = base.keys.shape as [number, number, number];
+  const q = randomF32([queryHeads, n, D], r);
+  const maxPos = base.positions.data[L - 1]!;
+  const qp = hostTensor('int32', [n], Array.from({ length: n }, () => randInt(r, -1, maxPos + 1)));
+  return { q, qp };
 }
 
 /**
@@ -197,3 +210,63 @@ export function randomNeighbourPlan(H: number, L: number, K: number, window: num
     gate: hostTensor('float32', [H, S], gate),
   };
 }
+
+/**
+ * Run every kernel once on a random `H x L x D` layer and compare with the reference (topK, gather,
+ * adjacentCosine, mergeSegments, mergeIntoNeighbours, observe with 64 queries in 2 GQA groups); checks
+ * that no tensor is left behind.
+ */
+export async function checkAllKernels(k: KVKernels<tf.Tensor>, H: number, L: number, D: number): Promise<void> {
+  const r = rng(H * 100_003 + L * 31 + D);
+  const base: HostLayer = randomLayer(H, L, D, r);
+  const a = upload(k, base);
+  const b = upload(ref, base);
+  const before = tf.memory().numTensors;
+  const owned: tf.Tensor[] = [];
+  const put = (t: HostTensor): tf.Tensor => {
+    const x = k.fromHost(t);
+    owned.push(x);
+    return x;
+  };
+
+  const kk = Math.max(1, Math.floor(L / 2));
+  const top = k.topK(a.scores, kk, 0, L);
+  owned.push(top);
+  expectClose(await k.toHost(top), ref.topK(b.scores, kk, 0, L), 'topK');
+  const index = ref.topK(b.scores, kk, 0, L);
+  const g = k.gather(a, put(index));
+  owned.push(g.keys, g.values, g.positions, g.counts, g.scores);
+  expectLayerClose(await layerHost(k, g), await layerHost(ref, ref.gather(b, index)), 'gather');
+
+  const cos = k.adjacentCosine(a.keys);
+  owned.push(cos);
+  expectClose(await k.toHost(cos), ref.adjacentCosine(b.keys), 'adjacentCosine');
+
+  const sp = randomSegmentPlan(H, L, r, 0.2, 16);
+  const merged = k.mergeSegments(a, { segment: put(sp.segment), pivot: put(sp.pivot), sigma: put(sp.sigma), valueScale: 'count' });
+  owned.push(merged.keys, merged.values, merged.positions, merged.counts, merged.scores);
+  expectLayerClose(await layerHost(k, merged), await layerHost(ref, ref.mergeSegments(b, { ...sp, valueScale: 'count' })), 'mergeSegments');
+
+  const np = randomNeighbourPlan(H, L, Math.ceil(L / 2), 32, r);
+  const cam = k.mergeIntoNeighbours(a, { keep: put(np.keep), source: put(np.source), targetStart: put(np.targetStart), targetCount: put(np.targetCount), gate: put(np.gate) });
+  owned.push(cam.keys, cam.values, cam.positions, cam.counts, cam.scores);
+  expectLayerClose(await layerHost(k, cam), await layerHost(ref, ref.mergeIntoNeighbours(b, np)), 'mergeIntoNeighbours');
+
+  // Up to 64 queries in 2 GQA groups, fewer on the largest caches (8 at 2 M elements, where the cpu
+  // engine's matMul alone would take seconds for 64; long query runs are the long-prefill test's job),
+  // at positions from the middle to past the end of the cache.
+  const n = Math.max(8, Math.min(64, Math.floor((1 << 24) / (H * L * D))));
+  const q = randomF32([H * 2, n, D], r);
+  const last = base.positions.data[L - 1]!;
+  const qp = hostTensor('int32', [n], Array.from({ length: n }, (_, t) => Math.floor((last * (t + n)) / (2 * n - 1))));
+  const obs = k.observe(a, put(q), put(qp), { proportional: true });
+  owned.push(obs.sums, obs.last);
+  const want = ref.observe(b, q, qp, { proportional: true });
+  expectClose(await k.toHost(obs.sums), want.sums, 'observe sums');
+  expectClose(await k.toHost(obs.last), want.last, 'observe last');
+
+  k.dispose(...owned);
+  if (tf.memory().numTensors !== before) throw new Error(`${tf.memory().numTensors - before} tensors left behind`);
+  k.dispose(a.keys, a.values, a.positions, a.counts, a.scores);
+}
+

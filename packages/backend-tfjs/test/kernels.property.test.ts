@@ -2,7 +2,9 @@ import { describe, it } from 'vitest';
 import fc from 'fast-check';
 import { hostTensor, type GroupReduction, type KVKernels, type LayerCache } from '@kvfold/core';
 import type * as tf from '@tensorflow/tfjs-core';
+import { observe } from '../src/kernels/observe.js';
 import {
+  checkAllKernels,
   ENGINES,
   expectClose,
   expectLayerClose,
@@ -10,6 +12,7 @@ import {
   layerHost,
   randInt,
   randomF32,
+  randomQueries,
   randomLayer,
   randomNeighbourPlan,
   randomSegmentPlan,
@@ -17,6 +20,14 @@ import {
   rng,
   upload,
 } from './helpers.js';
+
+/**
+ * Medium shapes over the required ranges: 1 to 64 kv heads, head dims 16 to 256, lengths up to 600,
+ * with at most 2^17 elements per tensor so a run stays fast.
+ */
+const medium = fc
+  .record({ H: fc.integer({ min: 1, max: 64 }), D: fc.constantFrom(16, 32, 48, 64, 128, 256) })
+  .chain(({ H, D }) => fc.record({ H: fc.constant(H), D: fc.constant(D), L: fc.integer({ min: 1, max: Math.max(1, Math.min(600, Math.floor((1 << 17) / (H * D)))) }) }));
 
 /** Small shapes: heads 1..3, length 1..12, head dim 1..8, plus a seed for the tensors. */
 const dims = fc.record({ H: fc.integer({ min: 1, max: 3 }), L: fc.integer({ min: 1, max: 12 }), D: fc.integer({ min: 1, max: 8 }), seed: fc.integer() });
@@ -180,10 +191,7 @@ for (const engine of ENGINES) {
           async ({ H, L, D, seed }, G, n, groupReduction, proportional, scale) => {
             const r = rng(seed);
             const base = randomLayer(H, L, D, r);
-            const q = randomF32([H * G, n, D], r);
-            // Positions straddle the cache's so some queries see nothing and some see everything.
-            const maxPos = base.positions.data[L - 1]!;
-            const qp = hostTensor('int32', [n], Array.from({ length: n }, () => randInt(r, -1, maxPos + 1)));
+            const { q, qp } = randomQueries(base, H * G, n, r);
             const a = upload(k, base);
             const [tq, tp] = [k.fromHost(q), k.fromHost(qp)];
             const opts = { groupReduction, proportional, scale };
@@ -196,6 +204,36 @@ for (const engine of ENGINES) {
           },
         ),
         RUNS,
+      );
+    });
+
+    it('every kernel on medium random shapes (1-64 heads, head dims 16-256)', async () => {
+      const k = await kernelsFor(engine);
+      await fc.assert(
+        fc.asyncProperty(medium, async ({ H, L, D }) => checkAllKernels(k, H, L, D)),
+        { numRuns: 10 },
+      );
+    });
+
+    it('observe: batched and head-by-head programs, and any chunking, give the reference result', async () => {
+      const k = await kernelsFor(engine);
+      await fc.assert(
+        fc.asyncProperty(dims, fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 7 }), fc.integer({ min: 1, max: 64 }), fc.boolean(), fc.constantFrom<GroupReduction>('mean', 'max', 'sum'), async ({ H, L, D, seed }, G, n, block, batched, groupReduction) => {
+          const r = rng(seed);
+          const base = randomLayer(H, L, D, r);
+          const { q, qp } = randomQueries(base, H * G, n, r);
+          // Uploading through the kernels object makes its engine current for the direct kernel call.
+          const a = upload(k, base);
+          const [tq, tp] = [k.fromHost(q), k.fromHost(qp)];
+          const opts = { groupReduction, proportional: r() < 0.5 };
+          const out = observe(a, tq, tp, opts, block, batched ? Infinity : 0);
+          const want = ref.observe(upload(ref, base), q, qp, opts);
+          expectClose(await k.toHost(out.sums), want.sums, `sums (block ${block}, ${batched ? 'batched' : 'per head'})`);
+          expectClose(await k.toHost(out.last), want.last, `last (block ${block}, ${batched ? 'batched' : 'per head'})`);
+          k.dispose(tq, tp, out.sums, out.last);
+          free(k, a);
+        }),
+        { numRuns: 40 },
       );
     });
 

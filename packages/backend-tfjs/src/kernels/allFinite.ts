@@ -3,8 +3,12 @@ import { DTypeError, ShapeError } from '@kvfold/core';
 import { isTensor } from '../validate.js';
 
 /**
- * True when every element of `tensor` is finite; int32 tensors always are. One reduction on the
- * backend, then a single boolean is downloaded.
+ * True when every element of `tensor` is finite; int32 tensors always are.
+ *
+ * `x * 0` is 0 for every finite `x` and NaN for an infinity or NaN, so the sum of `x * 0` is exactly 0
+ * unless some element is not finite: two passes over the tensor (a scalar multiply and a sum) and one
+ * scalar download, instead of isNaN, isInf, a logical or and a reduction (wasm's logical ops alone cost
+ * about 30 ns per element).
  * @throws ShapeError when `tensor` is not a live tf.Tensor; DTypeError for dtypes other than float32/int32.
  */
 export async function allFinite(tensor: tf.Tensor): Promise<boolean> {
@@ -13,11 +17,10 @@ export async function allFinite(tensor: tf.Tensor): Promise<boolean> {
   if (tensor.dtype === 'int32') return true;
   if (tensor.dtype !== 'float32') throw new DTypeError('allFinite tensor', tensor.dtype, ['float32', 'int32']);
   if (tensor.size === 0) return true;
-  // isNaN and isInf rather than isFinite: both exist on every engine (wasm, cpu, tensorflow).
-  const bad = tf.tidy(() => tf.any(tf.logicalOr(tf.isNaN(tensor), tf.isInf(tensor))));
+  const probe = tf.tidy(() => tf.sum(tf.mul(tensor, tf.scalar(0))));
   try {
-    return (await bad.data())[0] === 0;
+    return (await probe.data())[0] === 0;
   } finally {
-    bad.dispose();
+    probe.dispose();
   }
 }

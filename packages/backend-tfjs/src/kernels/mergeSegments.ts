@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ShapeError, type LayerCache, type SegmentPlan } from '@kvfold/core';
-import { anyOf, batchGather, badOption, checkContents, dimsOf, expectShape, headIndex, layerDims } from '../validate.js';
+import { column, firstRows, flatIndex, headStarts, shiftDown, takeRows } from '../ops.js';
+import { anyOf, badOption, checkContents, dimsOf, expectShape, layerDims } from '../validate.js';
 
 /**
  * Collapse runs of slots into one slot each (KVMerger). For output slot `o` of head `h`, the members
@@ -10,10 +11,11 @@ import { anyOf, batchGather, badOption, checkContents, dimsOf, expectShape, head
  * `sum w_i v_i` (`'none'`), position = `positions[p]`, count = `C`, score = sum of member scores.
  * Slots with segment `-1` are dropped.
  *
- * As a tensor program, O(length * headDim) per head: each input slot gathers its run's pivot key and
- * sigma, computes its weight, and every per-run sum is made of scatterNDs (which add duplicate
- * indices), with an extra output row collecting dropped slots. See {@link runSummer} for why the sums
- * take two scatters.
+ * As a tensor program, O(length * headDim) per head. Heads are flattened into `kvHeads * length` rows
+ * and runs into `kvHeads * outLength` output rows plus one row that collects dropped slots (sliced off,
+ * a contiguous view): each slot takes its run's pivot key and sigma, computes its weight, and every
+ * per-run sum is made of scatterNDs (which add duplicate indices). See {@link runSummer} for why the
+ * sums take two scatters.
  * @throws ShapeError when the plan's shapes disagree with the layer, segment ids are not non-decreasing
  *   from 0 without gaps, a pivot is not a member of its run, sigma is not > 0, or (`count` mode) a member count is < 1.
  * @throws ConfigError when `valueScale` is not `count` or `none`.
@@ -42,30 +44,37 @@ export function mergeSegments(layer: LayerCache<tf.Tensor>, plan: SegmentPlan<tf
         scores: tf.zeros([H, M], 'float32'),
       };
     }
-    const kept = tf.greaterEqual(plan.segment, 0);
-    // Dropped slots go to the extra output row M, sliced off at the end.
-    const row = tf.where(kept, plan.segment, tf.scalar(M, 'int32'));
-    const pivotOf = batchGather(tf.concat([plan.pivot, tf.zeros([H, 1], 'int32')], 1), row);
-    const sigmaOf = batchGather(tf.concat([plan.sigma, tf.ones([H, 1], 'float32')], 1), row);
-    const d2 = tf.sum(tf.square(tf.sub(batchGather(layer.keys, pivotOf), layer.keys)), -1);
-    const gauss = tf.exp(tf.div(tf.neg(d2), tf.mul(tf.square(sigmaOf), 2)));
+    const N = H * L;
+    const HM = H * M;
+    const kept = tf.greaterEqual(tf.reshape(plan.segment, [N]), tf.scalar(0, 'int32'));
+    // Flat output row of each slot: its run's row h * M + segment, or HM (the dump row) when dropped.
+    const row = tf.where(kept, flatIndex(plan.segment, M), tf.fill([N], HM, 'int32'));
+    // Each slot's pivot (flat slot index) and sigma; the dump row's entries are any valid values.
+    const pivotRows = flatIndex(plan.pivot, L);
+    const pivotOf = takeRows(tf.concat([pivotRows, tf.zeros([1], 'int32')]), row);
+    const sigmaOf = takeRows(tf.concat([tf.reshape(plan.sigma, [HM]), tf.ones([1], 'float32')]), row);
+    const keys = tf.reshape(layer.keys, [N, D]);
+    const values = tf.reshape(layer.values, [N, D]);
+    const d2 = tf.sum(tf.square(tf.sub(takeRows(keys, pivotOf), keys)), -1);
+    const gauss = tf.exp(tf.div(tf.neg(d2), tf.mul(tf.square(sigmaOf), tf.scalar(2))));
     // d2 = 0 gives exactly 1 even when 2 sigma^2 underflows to 0 (0 / 0).
     const g = tf.where(kept, tf.where(tf.equal(d2, 0), tf.onesLike(d2), gauss), tf.zerosLike(d2));
-    const segSum = runSummer(row, H, L, M);
-    const sumG = tf.expandDims(segSum(g), -1);
-    const counts = tf.where(kept, layer.counts, tf.zerosLike(layer.counts));
+    const segSum = runSummer(row, H, L, HM);
+    const sumG = segSum(g);
+    const counts = tf.where(kept, tf.reshape(layer.counts, [N]), tf.zerosLike(row));
     const total = segSum(counts, true);
-    const keys = tf.div(segSum(tf.mul(tf.expandDims(g, -1), layer.keys)), sumG);
+    const outKeys = tf.div(segSum(tf.mul(keys, column(g, D))), column(sumG, D));
     // Dropped slots' counts may be anything (even 0); they weigh 0, so divide by 1 there.
-    const vw = byCount ? tf.div(g, tf.maximum(tf.cast(counts, 'float32'), 1)) : g;
-    const weighted = tf.div(segSum(tf.mul(tf.expandDims(vw, -1), layer.values)), sumG);
-    const values = byCount ? tf.mul(weighted, tf.expandDims(tf.cast(total, 'float32'), -1)) : weighted;
+    const vw = byCount ? tf.div(g, tf.maximum(tf.cast(counts, 'float32'), tf.scalar(1))) : g;
+    const weighted = tf.div(segSum(tf.mul(values, column(vw, D))), column(sumG, D));
+    const outValues = byCount ? tf.mul(weighted, column(tf.cast(total, 'float32'), D)) : weighted;
+    const scores = tf.where(kept, tf.reshape(layer.scores, [N]), tf.zerosLike(g));
     return {
-      keys,
-      values,
-      positions: batchGather(layer.positions, plan.pivot),
-      counts: total,
-      scores: segSum(tf.where(kept, layer.scores, tf.zerosLike(layer.scores))),
+      keys: tf.reshape(outKeys, [H, M, D]),
+      values: tf.reshape(outValues, [H, M, D]),
+      positions: tf.reshape(takeRows(tf.reshape(layer.positions, [N]), pivotRows), [H, M]),
+      counts: tf.reshape(total, [H, M]),
+      scores: tf.reshape(segSum(scores), [H, M]),
     };
   });
 }
@@ -74,8 +83,7 @@ export function mergeSegments(layer: LayerCache<tf.Tensor>, plan: SegmentPlan<tf
 const RUN_BLOCK = 16;
 
 /**
- * Build the per-run sum `[H, L, ...] -> [H, M, ...]` for runs given by `row` (`[H, L]`, run id or M for
- * dropped slots). Call inside `tf.tidy`.
+ * Build the per-run sum `[N, ...] -> [HM, ...]` for flat run rows `row [N]` (`HM` = dropped). Call inside `tf.tidy`.
  *
  * One scatterND would add a run's members one after another in float32. With long runs whose terms
  * cancel (values of random sign), that error reached 2e-5 relative in the 8192-slot parity test against
@@ -84,28 +92,23 @@ const RUN_BLOCK = 16;
  * pieces of each run are summed: about `16 + n / 16` sequential additions instead of `n`. Integer sums
  * are exact and take one scatter.
  */
-function runSummer(row: tf.Tensor, H: number, L: number, M: number): (x: tf.Tensor, exact?: boolean) => tf.Tensor {
-  const heads = headIndex(H, L);
-  const direct = tf.stack([heads, row], -1);
-  // A piece starts at a block boundary or where the run changes.
-  const slot = tf.reshape(tf.range(0, L, 1, 'int32'), [1, L]);
-  const blockStart = tf.equal(tf.mod(slot, tf.scalar(RUN_BLOCK, 'int32')), tf.scalar(0, 'int32'));
-  const previous = tf.concat([tf.fill([H, 1], -1, 'int32'), tf.slice(row, [0, 0], [H, L - 1])], 1);
-  const starts = tf.logicalOr(blockStart, tf.notEqual(row, previous));
-  const piece = tf.sub(tf.cumsum(tf.cast(starts, 'int32'), 1), tf.scalar(1, 'int32'));
-  // Dropped slots interleaved with a run start new pieces too, so only L bounds the piece count.
-  const P = L;
-  const pieceIndex = tf.stack([heads, piece], -1);
-  // Run of each piece (M, the dropped row, for piece numbers a head does not use).
-  const pieceRun = tf.add(
-    tf.scatterND(tf.stack([heads, tf.where(starts, piece, tf.scalar(P, 'int32'))], -1), tf.sub(row, tf.scalar(M, 'int32')), [H, P + 1]),
-    tf.scalar(M, 'int32'),
-  );
-  const second = tf.stack([headIndex(H, P), tf.slice(pieceRun, [0, 0], [H, P])], -1);
+function runSummer(row: tf.Tensor, H: number, L: number, HM: number): (x: tf.Tensor, exact?: boolean) => tf.Tensor {
+  const N = H * L;
+  const direct = tf.reshape(row, [N, 1]);
+  // A piece starts at a block boundary of its head (head starts included) or where the run changes.
+  const blockStart = tf.equal(tf.mod(tf.mod(tf.range(0, N, 1, 'int32'), tf.scalar(L, 'int32')), tf.scalar(RUN_BLOCK, 'int32')), tf.scalar(0, 'int32'));
+  const starts = tf.cast(tf.logicalOr(blockStart, tf.notEqual(row, shiftDown(row, -1))), 'int32');
+  const piece = tf.sub(tf.cumsum(starts), tf.scalar(1, 'int32'));
+  // Run row + 1 of each piece, written by its first slot only (the others add 0); 0 = unused piece.
+  const pieceRun = tf.scatterND(tf.reshape(piece, [N, 1]), tf.mul(tf.add(row, tf.scalar(1, 'int32')), starts), [N]);
+  // Unused pieces hold zero sums; send them to the dump row.
+  const pieceRow = tf.where(tf.greater(pieceRun, 0), tf.sub(pieceRun, tf.scalar(1, 'int32')), tf.fill([N], HM, 'int32'));
+  const first = tf.reshape(piece, [N, 1]);
+  const second = tf.reshape(pieceRow, [N, 1]);
   return (x, exact = false) => {
-    const rest = x.shape.slice(2);
-    const out = exact ? tf.scatterND(direct, x, [H, M + 1, ...rest]) : tf.scatterND(second, tf.scatterND(pieceIndex, x, [H, P, ...rest]), [H, M + 1, ...rest]);
-    return tf.slice(out, Array(rest.length + 2).fill(0), [H, M, ...rest]);
+    const rest = x.shape.slice(1);
+    const out = exact ? tf.scatterND(direct, x, [HM + 1, ...rest]) : tf.scatterND(second, tf.scatterND(first, x, [N, ...rest]), [HM + 1, ...rest]);
+    return firstRows(out, HM);
   };
 }
 
@@ -120,31 +123,29 @@ function checkPlan(countsT: tf.Tensor, plan: SegmentPlan<tf.Tensor>, H: number, 
     if (M !== 0) throw new ShapeError(`mergeSegments plan.pivot has ${M} output slots but the layer has no slots`, { field: 'plan.pivot', outputs: M });
     return;
   }
+  const N = H * L;
   checkContents(
     () => {
       const seg = plan.segment;
-      const flags: tf.Tensor[] = [tf.logicalOr(tf.less(seg, -1), tf.greaterEqual(seg, M))];
-      const kept = tf.greaterEqual(seg, 0);
-      const keptI = tf.cast(kept, 'int32');
-      const nKept = tf.sum(keptI, 1);
-      const dest = tf.where(kept, tf.cumsum(keptI, 1, true), tf.scalar(L, 'int32'));
-      const ids = tf.where(kept, tf.add(seg, tf.scalar(1, 'int32')), tf.zerosLike(seg));
-      const compact = tf.slice(tf.scatterND(tf.stack([headIndex(H, L), dest], -1), ids, [H, L + 1]), [0, 0], [H, L]);
-      const previous = tf.concat([tf.zeros([H, 1], 'int32'), tf.slice(compact, [0, 0], [H, L - 1])], 1);
+      const flags: tf.Tensor[] = [tf.logicalOr(tf.less(seg, tf.scalar(-1, 'int32')), tf.greaterEqual(seg, tf.scalar(M, 'int32')))];
+      const kept = tf.greaterEqual(seg, tf.scalar(0, 'int32'));
+      // Where each kept slot lands when the kept slots of a head are packed to its front.
+      const dest = tf.where(tf.reshape(kept, [N]), flatIndex(tf.cumsum(tf.cast(kept, 'int32'), 1, true), L), tf.fill([N], N, 'int32'));
+      // compact[h, j] = 1 + id of the j-th kept slot of head h, 0 past the last one.
+      const compact = firstRows(tf.scatterND(tf.reshape(dest, [N, 1]), tf.reshape(tf.add(seg, tf.scalar(1, 'int32')), [N]), [N + 1]), N);
+      const previous = tf.mul(shiftDown(compact, 0), tf.cast(tf.logicalNot(headStarts(H, L)), 'int32'));
       const step = tf.sub(compact, previous);
-      const inList = tf.less(tf.reshape(tf.range(0, L, 1, 'int32'), [1, L]), tf.reshape(nKept, [H, 1]));
-      flags.push(tf.logicalAnd(inList, tf.logicalOr(tf.less(step, 0), tf.greater(step, 1))));
-      const lastIndex = tf.reshape(tf.relu(tf.sub(nKept, tf.scalar(1, 'int32'))), [H, 1]);
-      const lastId = tf.where(tf.greater(tf.reshape(nKept, [H, 1]), 0), batchGather(compact, lastIndex), tf.zeros([H, 1], 'int32'));
-      flags.push(tf.notEqual(lastId, tf.scalar(M, 'int32')));
+      flags.push(tf.logicalAnd(tf.greater(compact, tf.scalar(0, 'int32')), tf.logicalOr(tf.less(step, tf.scalar(0, 'int32')), tf.greater(step, tf.scalar(1, 'int32')))));
+      // Ids are non-decreasing, so the largest is the last: it must be M (ids + 1).
+      flags.push(tf.notEqual(tf.max(tf.reshape(compact, [H, L]), 1), tf.scalar(M, 'int32')));
       if (M > 0) {
         const p = plan.pivot;
-        const inRange = tf.logicalAnd(tf.greaterEqual(p, 0), tf.less(p, L));
-        const member = tf.equal(batchGather(seg, tf.clipByValue(p, 0, L - 1)), tf.reshape(tf.range(0, M, 1, 'int32'), [1, M]));
-        flags.push(tf.logicalNot(tf.logicalAnd(inRange, member)));
-        flags.push(tf.logicalNot(tf.greater(plan.sigma, 0)));
+        const inRange = tf.logicalAnd(tf.greaterEqual(p, tf.scalar(0, 'int32')), tf.less(p, tf.scalar(L, 'int32')));
+        const runOfPivot = tf.reshape(takeRows(tf.reshape(seg, [N]), flatIndex(tf.clipByValue(p, 0, L - 1), L)), [H, M]);
+        flags.push(tf.logicalNot(tf.logicalAnd(inRange, tf.equal(runOfPivot, tf.range(0, M, 1, 'int32')))));
+        flags.push(tf.logicalNot(tf.greater(plan.sigma, tf.scalar(0))));
       }
-      if (byCount) flags.push(tf.logicalAnd(kept, tf.less(countsT, 1)));
+      if (byCount) flags.push(tf.logicalAnd(kept, tf.less(countsT, tf.scalar(1, 'int32'))));
       return anyOf(flags);
     },
     () => diagnose(plan.segment.dataSync() as Int32Array, plan.pivot.dataSync() as Int32Array, plan.sigma.dataSync() as Float32Array, countsT.dataSync() as Int32Array, H, L, M, byCount),

@@ -13,7 +13,8 @@ const FLT_MAX = 3.4028234663852886e38;
  * infinities clamped to +-FLT_MAX, which leaves a strict total order (value, then index) that every
  * engine's TopK respects. The one case this changes: a head holding both an infinity and the
  * exact value +-FLT_MAX ranks the two as tied (lower index first) instead of infinity first.
- * The winners are then sorted by index with a second TopK over their negated indices.
+ * Slots outside the window rank below every clamped score, so TopK runs over the whole row (no slice),
+ * and the winners are then sorted by index with a second TopK over their negated indices.
  * @throws ShapeError unless `0 <= from <= to <= length` and `0 <= k <= to - from` are integers.
  */
 export function topK(scores: tf.Tensor, k: number, from: number, to: number): tf.Tensor {
@@ -25,10 +26,19 @@ export function topK(scores: tf.Tensor, k: number, from: number, to: number): tf
   return tf.tidy(() => {
     if (k === 0 || H === 0) return tf.zeros([H, k], 'int32');
     if (k === m) return tf.tile(tf.reshape(tf.range(from, to, 1, 'int32'), [1, m]), [H, 1]);
-    const window = tf.slice(scores, [0, from], [H, m]);
-    const ranked = tf.clipByValue(tf.where(tf.isNaN(window), tf.fill([H, m], -Infinity), window), -FLT_MAX, FLT_MAX);
-    const winners = tf.topk(ranked, k, true).indices;
-    const ascending = tf.neg(tf.topk(tf.neg(winners), k, true).values);
-    return from === 0 ? ascending : tf.add(ascending, tf.scalar(from, 'int32'));
+    const ranked = tf.clipByValue(tf.where(tf.isNaN(scores), tf.fill([H, L], -Infinity), scores), -FLT_MAX, FLT_MAX);
+    // Slots outside [from, to) get -Infinity, below every (clamped) slot inside, so they never win
+    // (k <= to - from). Adding a [length] row stays on every engine's fast path, unlike slicing the
+    // window out of [H, length] (element by element on cpu).
+    const window = from === 0 && to === L ? ranked : tf.add(ranked, outside(L, from, to));
+    const winners = tf.topk(window, k, true).indices;
+    return tf.neg(tf.topk(tf.neg(winners), k, true).values);
   });
+}
+
+/** float32 `[L]`: 0 inside `[from, to)`, -Infinity outside. */
+function outside(L: number, from: number, to: number): tf.Tensor {
+  const slot = tf.range(0, L, 1, 'int32');
+  const inside = tf.logicalAnd(tf.greaterEqual(slot, tf.scalar(from, 'int32')), tf.less(slot, tf.scalar(to, 'int32')));
+  return tf.log(tf.cast(inside, 'float32'));
 }

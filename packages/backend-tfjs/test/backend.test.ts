@@ -1,0 +1,141 @@
+// Engines, options and registration: which engine runs, typed errors for engines that cannot, the
+// option schema (defaults and bounds), and the optional peer dependencies.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import { BackendUnavailableError, ConfigError, ErrorCode, KVFold, hostTensor, type Logger } from '@kvfold/core';
+import reference from '@kvfold/backend-reference';
+import baselines from '@kvfold/policy-baselines';
+import tfjs, { createTfjsKernels, TENSORFLOW_INSTALL, tfjsBackend, tfjsOptionsSchema, type TfjsKernels } from '../src/index.js';
+
+/** A logger that keeps every message. */
+function memoryLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const log = (level: string) => (message: string) => void lines.push(`${level}: ${message}`);
+  return { lines, debug: log('debug'), info: log('info'), warn: log('warn') };
+}
+
+async function errorOf(p: Promise<unknown>): Promise<Error & { code?: string; details?: Record<string, unknown>; issues?: unknown[] }> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('expected an error, none was thrown');
+}
+
+describe('tfjs engines', () => {
+  it('auto picks wasm here (no @tensorflow/tfjs-node installed), with SIMD, and says so', async () => {
+    const logger = memoryLogger();
+    const k = await createTfjsKernels({ logger });
+    expect(k.engine).toBe('wasm');
+    expect(k.backend).toBe('tfjs');
+    expect(k.simd).toBe(true);
+    expect(k.describe()).toBe(`tfjs ${tf.version_core} on wasm (XNNPACK, SIMD on, 1 thread)`);
+    expect(logger.lines.some((l) => l.startsWith('info: tfjs backend: wasm'))).toBe(true);
+  });
+
+  it('runs the cpu engine when asked, and each kernels object keeps to its own engine', async () => {
+    const cpu = await createTfjsKernels({ engine: 'cpu' });
+    const wasm = await createTfjsKernels({ engine: 'wasm' });
+    expect(cpu.describe()).toBe(`tfjs ${tf.version_core} on cpu (plain JavaScript kernels)`);
+    expect(cpu.simd).toBeUndefined();
+    const a = cpu.fromHost(hostTensor('float32', [1, 2], [1, 2]));
+    expect(tf.getBackend()).toBe('cpu');
+    const b = wasm.fromHost(hostTensor('float32', [1, 2], [3, 4]));
+    expect(tf.getBackend()).toBe('wasm');
+    const sum = cpu.accumulate(a, a);
+    expect(tf.getBackend()).toBe('cpu');
+    expect(Array.from((await cpu.toHost(sum)).data)).toEqual([2, 4]);
+    expect(Array.from((await wasm.toHost(wasm.accumulate(b, b))).data)).toEqual([6, 8]);
+    cpu.dispose(a, sum);
+    wasm.dispose(b);
+  });
+
+  it('naming the tensorflow engine when tfjs-node is not installed is a typed error with the install command', async () => {
+    const e = await errorOf(createTfjsKernels({ engine: 'tensorflow' }));
+    expect(e).toBeInstanceOf(BackendUnavailableError);
+    expect(e.code).toBe(ErrorCode.BackendUnavailable);
+    expect(e.message).toContain(TENSORFLOW_INSTALL);
+    expect(e.message).toContain('@tensorflow/tfjs-node-gpu');
+    expect(e.message).toContain('"wasm" or "cpu"');
+    expect(e.details).toMatchObject({ engine: 'tensorflow', install: 'npm install @tensorflow/tfjs-node', tried: ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] });
+    expect((e.details!.reasons as string[]).length).toBe(2);
+  });
+
+  it('rejects unknown engines and options with a ConfigError naming the path and the allowed values', async () => {
+    const bad = await errorOf(createTfjsKernels({ engine: 'webgl' as 'cpu' }));
+    expect(bad).toBeInstanceOf(ConfigError);
+    expect(bad.message).toContain('/engine');
+    expect(bad.message).toContain('"auto", "wasm", "cpu", "tensorflow"');
+    const extra = await errorOf(createTfjsKernels({ threads: 2 } as never));
+    expect(extra).toBeInstanceOf(ConfigError);
+    expect(extra.message).toContain('threads');
+    const small = await errorOf(createTfjsKernels({ observeBlock: 10 }));
+    expect(small).toBeInstanceOf(ConfigError);
+    expect(small.message).toContain('/observeBlock');
+    expect(small.message).toContain('1024');
+    const frac = await errorOf(createTfjsKernels({ observeBlock: 4096.5 }));
+    expect(frac.message).toContain('/observeBlock');
+  });
+});
+
+describe('tfjs registration and config schema', () => {
+  it('declares its options with defaults and bounds', () => {
+    const props = (tfjsOptionsSchema as { properties: Record<string, Record<string, unknown>> }).properties;
+    expect(props.engine).toMatchObject({ enum: ['auto', 'wasm', 'cpu', 'tensorflow'], default: 'auto' });
+    expect(props.observeBlock).toMatchObject({ type: 'integer', minimum: 1024, maximum: 268435456, default: 4194304 });
+    expect((tfjsOptionsSchema as { additionalProperties: boolean }).additionalProperties).toBe(false);
+    expect(tfjsBackend.schema).toBe(tfjsOptionsSchema);
+  });
+
+  it('is created through KVFold with validated options, and the composed config schema checks them', async () => {
+    const kv = KVFold.create({ plugins: [reference, tfjs, baselines] });
+    expect(kv.backends.names()).toContain('tfjs');
+    const k = (await kv.backend('tfjs', { engine: 'cpu', observeBlock: 65536 })) as TfjsKernels;
+    expect(k.engine).toBe('cpu');
+    const e = await errorOf(kv.backend('tfjs', { engine: 'gpu' }));
+    expect(e).toBeInstanceOf(ConfigError);
+    expect(e.message).toContain('options of backend "tfjs"');
+    let composed: unknown;
+    try {
+      kv.validate({ backend: { name: 'tfjs', options: { observeBlock: 0 } }, policy: { name: 'window', budget: 0.5 } });
+    } catch (err) {
+      composed = err;
+    }
+    expect(composed).toBeInstanceOf(ConfigError);
+    expect((composed as Error).message).toContain('/backend/options/observeBlock');
+    expect(kv.validate({ backend: { name: 'tfjs', options: {} }, policy: { name: 'window', budget: 0.5 } }).backend).toEqual({ name: 'tfjs', options: { engine: 'auto', observeBlock: 4194304 } });
+  });
+
+  it('a small observeBlock gives the same attention (it only bounds memory)', async () => {
+    const small = await createTfjsKernels({ engine: 'wasm', observeBlock: 1024 });
+    const big = await createTfjsKernels({ engine: 'wasm' });
+    const L = 300;
+    const layer = {
+      keys: small.fromHost(hostTensor('float32', [1, L, 4], Array.from({ length: L * 4 }, (_, i) => Math.sin(i)))),
+      values: small.fromHost(hostTensor('float32', [1, L, 4], new Array(L * 4).fill(1))),
+      positions: small.fromHost(hostTensor('int32', [1, L], Array.from({ length: L }, (_, i) => i))),
+      counts: small.fromHost(hostTensor('int32', [1, L], new Array(L).fill(1))),
+      scores: small.fromHost(hostTensor('float32', [1, L], new Array(L).fill(0))),
+    };
+    const q = small.fromHost(hostTensor('float32', [1, 20, 4], Array.from({ length: 80 }, (_, i) => Math.cos(i))));
+    const qp = small.fromHost(hostTensor('int32', [20], Array.from({ length: 20 }, (_, i) => 280 + i)));
+    const a = small.observe(layer, q, qp);
+    const b = big.observe(layer, q, qp);
+    const [x, y] = [await small.toHost(a.sums), await big.toHost(b.sums)];
+    for (let i = 0; i < L; i++) expect(Math.abs(x.data[i]! - y.data[i]!)).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(y.data[i]!)));
+    small.dispose(a.sums, a.last, b.sums, b.last, q, qp, ...Object.values(layer));
+  });
+});
+
+describe('package manifest', () => {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as Record<string, Record<string, unknown> | undefined>;
+  it('lists tfjs-node and tfjs-node-gpu only as optional peers (their install downloads libtensorflow)', () => {
+    for (const name of ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu']) {
+      expect(pkg.peerDependencies?.[name]).toBeTypeOf('string');
+      expect(pkg.peerDependenciesMeta?.[name]).toEqual({ optional: true });
+      for (const field of ['dependencies', 'devDependencies', 'optionalDependencies']) expect(pkg[field]?.[name]).toBeUndefined();
+    }
+  });
+});
