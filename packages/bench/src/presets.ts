@@ -27,7 +27,7 @@ export const PRESETS: { readonly [K in PresetName]: Record<string, unknown> } = 
         speed: {
           throughput: { backends: ['reference', 'tfjs', 'onnx'], heads: 8, length: 4096, headDim: 64, budget: 0.5, reps: 5 },
           decode: { prompt: 1024, tokens: 64 },
-          scaling: { backend: 'reference', lengths: [1024, 2048, 4096, 8192, 16384, 32768], heads: 4, headDim: 64, budget: 0.5, reps: 3 },
+          scaling: { backend: 'reference', lengths: [1024, 2048, 4096, 8192, 16384, 32768], heads: 4, headDim: 64, budget: 0.5, reps: 7 },
         },
       },
     },

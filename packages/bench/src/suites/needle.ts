@@ -183,7 +183,9 @@ export const needleSuite: Suite<NeedleMetrics> = {
     out.push(
       `Exact match of the greedy answer. Passkey: ${cfg.lengths.length} lengths x ${cfg.depths.length} depths x ${cfg.samples} samples per policy and budget; ` +
         `question ${cfg.question === 'after-compression' ? 'fed after the context was compressed (query-agnostic: no policy sees the question before it compresses)' : 'inside the compressed prompt (query-aware)'}. ` +
-        'Budgets are ratios of the compressed tokens. Lengths are prompt characters (= tokens for the byte-level embedded model).',
+        'Budgets are ratios of the compressed tokens. Lengths are prompt characters (= tokens for the byte-level embedded model). ' +
+        "Tokens that arrive after the compression (question, answer) go through each policy's decode step: evicting policies (window, H2O, CaM) evict back to the budget at every step, " +
+        'while KVMerger with its default `decodeInterval: 0` (prefill-only, as in the paper) keeps them, so it ends an item over budget by that many slots.',
       '',
     );
     out.push(

@@ -28,14 +28,14 @@ function fromHf(j: Record<string, number>): TinyModelConfig {
 /**
  * Full-cache evaluation of an exported weights folder: passkey accuracy over lengths x depths and
  * associative recall vs chance. Writes eval.json next to the weights.
- * Usage: node build-train/train/evaluate.js [--weights DIR] [--n 10] [--lengths 256,512,1024,2048]
+ * Usage: node build-train/train/evaluate.js [--weights DIR] [--n 20] [--lengths 256,512,1024,2048]
  */
 async function main(): Promise<void> {
   const pkg = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
   const argv = process.argv.slice(2);
   const arg = (k: string, d: string) => (argv.includes(k) ? argv[argv.indexOf(k) + 1] : d);
   const dir = resolve(arg('--weights', resolve(pkg, 'weights')));
-  const n = Number(arg('--n', '10'));
+  const n = Number(arg('--n', '20'));
   const lengths = arg('--lengths', '256,512,1024,2048').split(',').map(Number);
   const depths = [0, 0.25, 0.5, 0.75, 1];
   await tf.setBackend('wasm');
