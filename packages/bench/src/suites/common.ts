@@ -1,6 +1,22 @@
 import type { TextTokenizer } from '@kvfold/runtime';
 import type { Variant } from '../config.js';
+import type { ItemRecord } from '../store.js';
 import type { SuiteContext } from '../suite.js';
+
+/**
+ * One aggregate per variant, in the config's order: `summarise` gets the variant and the data of its
+ * records (an empty list when it has none). Records without a variant are left out.
+ */
+export function perVariant<D, R>(records: readonly ItemRecord[], variants: readonly Variant[], summarise: (variant: Variant, items: D[]) => R): R[] {
+  const byVariant = new Map<string, D[]>();
+  for (const r of records) {
+    if (r.variant === undefined) continue;
+    const list = byVariant.get(r.variant) ?? [];
+    list.push(r.data as D);
+    byVariant.set(r.variant, list);
+  }
+  return variants.map((v) => summarise(v, byVariant.get(v.id) ?? []));
+}
 
 /** True when any variant's policy asks the runtime for queries (captures then keep them). */
 export function variantsNeedQueries(ctx: SuiteContext, variants: readonly Variant[]): boolean {

@@ -5,8 +5,7 @@ import { backendLabel, type Variant } from '../config.js';
 import { mean } from '../metrics.js';
 import { capture } from '../model.js';
 import { breathe, itemSeed, prefillCost, type PlotSpec, type Suite, type SummaryCell, type WorkUnit } from '../suite.js';
-import { policyColor, num, table, tokensOf, variantsNeedQueries } from './common.js';
-import { groupByVariant } from './needle.js';
+import { perVariant, policyColor, num, table, tokensOf, variantsNeedQueries } from './common.js';
 
 /** Result of one fidelity item. */
 export interface FidelityItem {
@@ -127,12 +126,10 @@ export const fidelitySuite: Suite<FidelityMetrics> = {
   },
 
   aggregate(records, config) {
-    const byVariant = groupByVariant<FidelityItem>(records);
     const cfg = config.bench.suites.fidelity!;
     return {
       backend: backendLabel(cfg.backend),
-      variants: config.variants.map((variant) => {
-        const items = byVariant.get(variant.id) ?? [];
+      variants: perVariant<FidelityItem, FidelityVariantMetrics>(records, config.variants, (variant, items) => {
         const layers = Math.max(0, ...items.map((i) => i.errors.length));
         const perLayer = Array.from({ length: layers }, (_, li) => mean(items.map((i) => i.errors[li]!).filter((x) => x !== undefined)));
         const contexts = [...new Set(items.map((i) => i.context))].sort((a, b) => a - b);

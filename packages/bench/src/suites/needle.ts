@@ -2,9 +2,8 @@ import { PASSKEY_QUESTION, passkeySample, recallSample } from '@kvfold/model-tin
 import type { NeedleConfig, Variant } from '../config.js';
 import { accuracy, answerMatches } from '../metrics.js';
 import { PolicyRun, capture } from '../model.js';
-import type { ItemRecord } from '../store.js';
 import { breathe, itemSeed, prefillCost, splitTokens, type PlotSpec, type Suite, type SuiteContext, type SummaryCell, type WorkUnit } from '../suite.js';
-import { pct, policyColor, sweepLabels, table, variantsNeedQueries } from './common.js';
+import { pct, perVariant, policyColor, sweepLabels, table, variantsNeedQueries } from './common.js';
 
 /** Result of one needle item (a line of predictions.jsonl). */
 export interface NeedleItem {
@@ -157,10 +156,8 @@ export const needleSuite: Suite<NeedleMetrics> = {
   },
 
   aggregate(records, config) {
-    const byVariant = groupByVariant<NeedleItem>(records);
     return {
-      variants: config.variants.map((variant) => {
-        const items = byVariant.get(variant.id) ?? [];
+      variants: perVariant<NeedleItem, NeedleVariantMetrics>(records, config.variants, (variant, items) => {
         const pk = items.filter((i) => i.task === 'passkey');
         const rc = items.filter((i) => i.task === 'recall');
         return {
@@ -302,18 +299,6 @@ export const needleSuite: Suite<NeedleMetrics> = {
     return { columns: ['passkey', ...(recall ? ['recall'] : [])], rows };
   },
 };
-
-/** Group item data by variant id. */
-export function groupByVariant<D>(records: readonly ItemRecord[]): Map<string, D[]> {
-  const out = new Map<string, D[]>();
-  for (const r of records) {
-    if (r.variant === undefined) continue;
-    const list = out.get(r.variant) ?? [];
-    list.push(r.data as D);
-    out.set(r.variant, list);
-  }
-  return out;
-}
 
 /** Accuracy per (length, column) cell. */
 export function cells(items: readonly NeedleItem[], column: (i: NeedleItem) => number): NeedleCell[] {

@@ -3,8 +3,7 @@ import type { Variant } from '../config.js';
 import { logProbability, perplexity } from '../metrics.js';
 import { PolicyRun, capture } from '../model.js';
 import { breathe, itemSeed, prefillCost, type PlotSpec, type Suite, type SummaryCell, type WorkUnit } from '../suite.js';
-import { policyColor, num, table, tokensOf, variantsNeedQueries } from './common.js';
-import { groupByVariant } from './needle.js';
+import { perVariant, policyColor, num, table, tokensOf, variantsNeedQueries } from './common.js';
 
 /** Result of one perplexity item. */
 export interface PerplexityItem {
@@ -92,10 +91,8 @@ export const perplexitySuite: Suite<PerplexityMetrics> = {
   },
 
   aggregate(records, config) {
-    const byVariant = groupByVariant<PerplexityItem>(records);
     return {
-      variants: config.variants.map((variant) => {
-        const items = byVariant.get(variant.id) ?? [];
+      variants: perVariant<PerplexityItem, PerplexityVariantMetrics>(records, config.variants, (variant, items) => {
         const tokens = items.reduce((a, i) => a + i.tokens, 0);
         return { variant, perplexity: perplexity(items.reduce((a, i) => a + i.nll, 0), tokens), tokens, n: items.length };
       }),
