@@ -60,10 +60,10 @@ async function compress(kv: KVFold, kernels: KVKernels<unknown>, data: Synthetic
   const q = kernels.fromHost(data.queries);
   const qp = kernels.fromHost(data.queryPositions);
   const seen = kernels.observe(layer, q, qp);
-  const out = await policy.prefill(layer, { attention: seen.sums, lastAttention: seen.last, queries: q }, createContext({ kernels, budget, promptLength: data.layer.keys.shape[1]! }));
+  const out = await policy.prefill(layer, { ...seen, queries: q }, createContext({ kernels, budget, promptLength: data.layer.keys.shape[1]! }));
   const host = await layerToHost(kernels, out);
   const ms = performance.now() - t0;
-  kernels.dispose(q, qp, seen.sums, seen.last);
+  kernels.dispose(q, qp, seen.attention, seen.lastAttention);
   disposeLayer(kernels, layer, out);
   disposeLayer(kernels, out);
   return { describe: kernels.describe(), layer: host, kept: host.keys.shape[1]!, mergedSlots: host.counts.data.filter((c) => c > 1).length, ms };

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { BackendUnavailableError, ModelError } from '@kvfold/core';
 import * as ort from 'onnxruntime-node';
-import type { OnnxTensor } from './validate.js';
+import type { OnnxTensor } from './tensor.js';
 
 /**
  * Sessions: one ONNX model per kernel, run synchronously.

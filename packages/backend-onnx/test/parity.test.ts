@@ -151,8 +151,8 @@ for (const variant of variants()) {
           const options = { groupReduction: reductions[randInt(r, 0, 2)]!, proportional: r() < 0.5, ...(r() < 0.5 ? { scale: 0.1 + r() } : {}) };
           const o = k.observe(ol, k.fromHost(q), k.fromHost(qp), options);
           const e = ref.observe(rl, q, qp, options);
-          await sameTensor(k, o.sums, e.sums, `observe sums ${JSON.stringify(options)}`);
-          await sameTensor(k, o.last, e.last, `observe last ${JSON.stringify(options)}`);
+          await sameTensor(k, o.attention, e.attention, `observe sums ${JSON.stringify(options)}`);
+          await sameTensor(k, o.lastAttention, e.lastAttention, `observe last ${JSON.stringify(options)}`);
         }),
         { numRuns: RUNS },
       );
@@ -197,8 +197,8 @@ for (const variant of variants()) {
           const options = { groupReduction: (['mean', 'max', 'sum'] as const)[randInt(r, 0, 2)]!, proportional: r() < 0.5 };
           const o = k.observe(ol, k.fromHost(q), k.fromHost(qp), options);
           const e = ref.observe(rl, q, qp, options);
-          await sameTensor(k, o.sums, e.sums, `observe sums ${tag} G=${G} n=${n} ${JSON.stringify(options)}`);
-          await sameTensor(k, o.last, e.last, `observe last ${tag} G=${G} n=${n} ${JSON.stringify(options)}`);
+          await sameTensor(k, o.attention, e.attention, `observe sums ${tag} G=${G} n=${n} ${JSON.stringify(options)}`);
+          await sameTensor(k, o.lastAttention, e.lastAttention, `observe last ${tag} G=${G} n=${n} ${JSON.stringify(options)}`);
         }),
         { numRuns: Math.max(4, Math.ceil(RUNS / 2)) },
       );
@@ -223,8 +223,8 @@ for (const variant of variants()) {
       for (const groupReduction of ['mean', 'max'] as const) {
         const o = k.observe(ol, k.fromHost(q), k.fromHost(qp), { groupReduction, proportional: true });
         const e = ref.observe(rl, q, qp, { groupReduction, proportional: true });
-        await sameTensor(k, o.sums, e.sums, `observe sums ${groupReduction}`);
-        await sameTensor(k, o.last, e.last, `observe last ${groupReduction}`);
+        await sameTensor(k, o.attention, e.attention, `observe sums ${groupReduction}`);
+        await sameTensor(k, o.lastAttention, e.lastAttention, `observe last ${groupReduction}`);
       }
     });
   });
@@ -242,8 +242,8 @@ describe('onnx observe split into blocks (function bodies, bounded memory)', () 
         const qp = hostTensor('int32', [n], Int32Array.from({ length: n }, () => randInt(r, -1, 3 * L)));
         const o = k.observe(layerFromHost(k, host), k.fromHost(q), k.fromHost(qp), { groupReduction });
         const e = ref.observe(layerFromHost(ref, host), q, qp, { groupReduction });
-        expectClose(await k.toHost(o.sums), e.sums, 'blocked observe sums');
-        expectClose(await k.toHost(o.last), e.last, 'blocked observe last');
+        expectClose(await k.toHost(o.attention), e.attention, 'blocked observe sums');
+        expectClose(await k.toHost(o.lastAttention), e.lastAttention, 'blocked observe last');
       }),
       { numRuns: RUNS },
     );

@@ -41,8 +41,8 @@ async function play<T>(k: KVKernels<T>, policy: KVCachePolicy, s: Script, budget
   const qpos = k.fromHost(hostTensor('int32', [L], Int32Array.from({ length: L }, (_, i) => i)));
   const q = k.fromHost(s.promptQueries);
   let obs = k.observe(layer, q, qpos);
-  let next = await policy.prefill(layer, { attention: obs.sums, lastAttention: obs.last, queries: q }, createContext({ kernels: k, budget, promptLength: L, seed: 11 }));
-  k.dispose(obs.sums, obs.last, q, qpos);
+  let next = await policy.prefill(layer, { ...obs, queries: q }, createContext({ kernels: k, budget, promptLength: L, seed: 11 }));
+  k.dispose(obs.attention, obs.lastAttention, q, qpos);
   disposeLayer(k, layer, next);
   layer = next;
   const out = [await layerHost(k, layer)];
@@ -54,8 +54,8 @@ async function play<T>(k: KVKernels<T>, policy: KVCachePolicy, s: Script, budget
     const sp = k.fromHost(hostTensor('int32', [1], [pos]));
     obs = k.observe(grown, sq, sp);
     const ctx = createContext({ kernels: k, budget, promptLength: L, step: i + 1, newTokens: 1, seed: 11 });
-    next = await policy.step(grown, { attention: obs.sums, lastAttention: obs.last, queries: sq }, ctx);
-    k.dispose(obs.sums, obs.last, sq, sp);
+    next = await policy.step(grown, { ...obs, queries: sq }, ctx);
+    k.dispose(obs.attention, obs.lastAttention, sq, sp);
     disposeLayer(k, grown, next);
     layer = next;
     out.push(await layerHost(k, layer));

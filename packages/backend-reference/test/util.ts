@@ -69,7 +69,7 @@ export function bruteObserve(
   reduction: 'mean' | 'max' | 'sum',
   scale: number,
   proportional: boolean,
-): { sums: number[]; last: number[] } {
+): { attention: number[]; lastAttention: number[] } {
   const [H, L, D] = layer.keys.shape as [number, number, number];
   const [QH, n] = queries.shape as [number, number];
   const G = QH / H;
@@ -107,5 +107,5 @@ export function bruteObserve(
       last.push(red(perHeadLast.map((r) => r[j]!)));
     }
   }
-  return { sums, last };
+  return { attention: sums, lastAttention: last };
 }

@@ -123,9 +123,9 @@ describe('tfjs registration and config schema', () => {
     const qp = small.fromHost(hostTensor('int32', [20], Array.from({ length: 20 }, (_, i) => 280 + i)));
     const a = small.observe(layer, q, qp);
     const b = big.observe(layer, q, qp);
-    const [x, y] = [await small.toHost(a.sums), await big.toHost(b.sums)];
+    const [x, y] = [await small.toHost(a.attention), await big.toHost(b.attention)];
     for (let i = 0; i < L; i++) expect(Math.abs(x.data[i]! - y.data[i]!)).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(y.data[i]!)));
-    small.dispose(a.sums, a.last, b.sums, b.last, q, qp, ...Object.values(layer));
+    small.dispose(a.attention, a.lastAttention, b.attention, b.lastAttention, q, qp, ...Object.values(layer));
   });
 });
 

@@ -260,10 +260,10 @@ export async function checkAllKernels(k: KVKernels<tf.Tensor>, H: number, L: num
   const last = base.positions.data[L - 1]!;
   const qp = hostTensor('int32', [n], Array.from({ length: n }, (_, t) => Math.floor((last * (t + n)) / (2 * n - 1))));
   const obs = k.observe(a, put(q), put(qp), { proportional: true });
-  owned.push(obs.sums, obs.last);
+  owned.push(obs.attention, obs.lastAttention);
   const want = ref.observe(b, q, qp, { proportional: true });
-  expectClose(await k.toHost(obs.sums), want.sums, 'observe sums');
-  expectClose(await k.toHost(obs.last), want.last, 'observe last');
+  expectClose(await k.toHost(obs.attention), want.attention, 'observe sums');
+  expectClose(await k.toHost(obs.lastAttention), want.lastAttention, 'observe last');
 
   k.dispose(...owned);
   if (tf.memory().numTensors !== before) throw new Error(`${tf.memory().numTensors - before} tensors left behind`);

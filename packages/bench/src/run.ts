@@ -197,7 +197,7 @@ export async function runBench(kv: KVFold, config: BenchConfig, options: RunOpti
       return p;
     },
     policy(variant: Variant): KVCachePolicy {
-      return kv.policies.get(variant.policy).create(variant.options as never);
+      return kv.policy(variant.policy, (variant.options ?? {}) as Record<string, unknown>, { guard: false });
     },
   };
 

@@ -32,6 +32,8 @@ export const ErrorCode = {
   Model: 'KVF_MODEL',
   /** A policy needs an observation (attention, queries) that the runtime did not pass. */
   MissingObservation: 'KVF_MISSING_OBSERVATION',
+  /** No kernel is defined under the requested name. */
+  UnknownKernel: 'KVF_UNKNOWN_KERNEL',
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -149,9 +151,15 @@ export class IncompatiblePluginError extends KVFoldError {
    * @param specifier - The package.
    * @param found - What it was built for.
    * @param expected - What this kvfold supports.
+   * @param changes - What changed between the two, so the author knows what to update.
    */
-  constructor(specifier: string, found: string, expected: string) {
-    super(ErrorCode.IncompatiblePlugin, `plugin "${specifier}" was built for ${found}, but this kvfold supports ${expected}`, { plugin: specifier, found, expected });
+  constructor(specifier: string, found: string, expected: string, changes?: string) {
+    super(ErrorCode.IncompatiblePlugin, `plugin "${specifier}" was built for ${found}, but this kvfold supports ${expected}${changes ? `; what changed: ${changes}` : ''}`, {
+      plugin: specifier,
+      found,
+      expected,
+      ...(changes ? { changes } : {}),
+    });
   }
 }
 
@@ -165,7 +173,7 @@ export class NameClashError extends KVFoldError {
    * @param existingOwner - Who registered it first.
    * @param newOwner - Who tried again.
    */
-  constructor(kind: 'policy' | 'backend' | 'plugin', name: string, existingOwner: string, newOwner: string) {
+  constructor(kind: 'policy' | 'backend' | 'plugin' | 'kernel', name: string, existingOwner: string, newOwner: string) {
     super(ErrorCode.NameClash, `${kind} "${name}" from ${newOwner} clashes with the one already registered by ${existingOwner}`, { kind, name, existingOwner, newOwner });
   }
 }
@@ -278,5 +286,18 @@ export class MissingObservationError extends KVFoldError {
    */
   constructor(policy: string, need: string) {
     super(ErrorCode.MissingObservation, `policy "${policy}" needs observed.${need}, but the runtime passed none; compute it with kernels.observe()`, { policy, need });
+  }
+}
+
+/** No kernel is defined under that name (neither built in nor registered by a plugin). */
+export class UnknownKernelError extends KVFoldError {
+  /**
+   * Name the missing kernel and the defined ones.
+   *
+   * @param name - The requested name.
+   * @param available - The defined names.
+   */
+  constructor(name: string, available: readonly string[]) {
+    super(ErrorCode.UnknownKernel, `unknown kernel "${name}"; defined kernels: ${quoteList(available)}`, { name, available });
   }
 }

@@ -4,9 +4,11 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import type { BackendDefinition } from './backend.js';
-import { composeSchema, validateAgainst, type KVFoldConfig, type SchemaExtensions } from './config.js';
+import { composeSchema, validateAgainst, validateOptions, type KVFoldConfig, type SchemaExtensions } from './config.js';
 import { InvalidPluginError, NameClashError, UnknownPluginError } from './errors.js';
 import { guardPolicy, type GuardOptions } from './guard.js';
+import { bindKernels } from './kernel-dispatch.js';
+import { KernelRegistry } from './kernel-registry.js';
 import type { KVKernels } from './kernels.js';
 import { silentLogger, type Logger } from './logger.js';
 import { assertCoreRange, assertPlugin, type KVFoldPlugin } from './plugin.js';
@@ -60,6 +62,7 @@ export class KVFold {
     this.container = rootContainer.createChildContainer();
     this.container.registerSingleton(PolicyRegistry);
     this.container.registerSingleton(BackendRegistry);
+    this.container.registerSingleton(KernelRegistry);
     this.container.registerInstance(TOKENS.Logger, options.logger ?? silentLogger);
     this.extensions = options.schemaExtensions ?? {};
     this.guardOptions = options.guard ?? {};
@@ -82,13 +85,18 @@ export class KVFold {
     return this.container.resolve(BackendRegistry);
   }
 
+  /** Kernels known to this instance: the built-in ones and those plugins define or implement. */
+  get kernelRegistry(): KernelRegistry {
+    return this.container.resolve(KernelRegistry);
+  }
+
   /** This instance's logger. */
   get logger(): Logger {
     return this.container.resolve(TOKENS.Logger);
   }
 
   /**
-   * Register a plugin's policies and backends. `source` names it in errors (default its name).
+   * Register a plugin's policies, backends and kernels. `source` names it in errors (default its name).
    * Registering the same plugin again (same object, or same name from the same source) is a no-op;
    * another plugin under a name already taken is a clash.
    * @throws InvalidPluginError, IncompatiblePluginError, NameClashError
@@ -104,6 +112,8 @@ export class KVFold {
     }
     for (const d of p.policies) this.policies.register(d as PolicyDefinition<never>, source);
     for (const d of p.backends) this.backends.register(d as BackendDefinition<never>, source);
+    for (const d of p.kernels ?? []) this.kernelRegistry.define(d, source);
+    for (const e of p.kernelImplementations ?? []) this.kernelRegistry.implement(e, source);
     this.loaded.set(p.name, { plugin: p, source });
     this.cachedSchema = undefined;
     this.logger.debug('plugin registered', { plugin: p.name, policies: p.policies.map((d) => d.name), backends: p.backends.map((d) => d.name) });
@@ -130,23 +140,31 @@ export class KVFold {
   }
 
   /**
-   * Create a policy by name with validated options (defaults filled), wrapped in input checks.
+   * Create a policy by name with validated options (defaults filled), wrapped in input checks unless
+   * `create.guard` is false (benchmarks time the policy alone).
    * @throws UnknownPolicyError, ConfigError
    */
-  policy(name: string, options: Record<string, unknown> = {}): KVCachePolicy {
+  policy(name: string, options: Record<string, unknown> = {}, create: { readonly guard?: boolean } = {}): KVCachePolicy {
+    const policy = this.unguardedPolicy(name, options);
+    return create.guard === false ? policy : guardPolicy(policy, this.guardOptions);
+  }
+
+  /** Validate the options once and build the policy; what wrappers get through `PolicyServices`. */
+  private unguardedPolicy(name: string, options: Record<string, unknown>): KVCachePolicy {
     const def = this.policies.get(name) as PolicyDefinition<Record<string, unknown>>;
-    const opts = validateAgainst<Record<string, unknown>>(def.schema, options, `options of policy "${name}"`);
-    return guardPolicy(def.create(opts), this.guardOptions);
+    const opts = validateOptions<Record<string, unknown>>(def.schema, options, `options of policy "${name}"`);
+    return def.create(opts, { policy: (inner, innerOptions = {}) => this.unguardedPolicy(inner, innerOptions) });
   }
 
   /**
-   * Create a backend's kernels by name with validated options.
+   * Create a backend's kernels by name with validated options, bound to this instance's kernel registry:
+   * every kernel call is validated by core, kernels the backend lacks run the reference through the host.
    * @throws UnknownBackendError, ConfigError, BackendUnavailableError
    */
   async backend(name: string, options: Record<string, unknown> = {}): Promise<KVKernels<unknown>> {
     const def = this.backends.get(name) as BackendDefinition<Record<string, unknown>>;
     const opts = validateAgainst<Record<string, unknown>>(def.schema, options, `options of backend "${name}"`);
-    const kernels = await def.create(opts, { logger: this.logger });
+    const kernels = bindKernels(await def.create(opts, { logger: this.logger }), { registry: this.kernelRegistry, logger: this.logger });
     this.logger.info('backend ready', { backend: name, runs: kernels.describe() });
     return kernels;
   }

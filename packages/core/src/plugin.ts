@@ -1,13 +1,23 @@
 import { readFileSync } from 'node:fs';
 import type { BackendDefinition } from './backend.js';
 import { IncompatiblePluginError, InvalidPluginError } from './errors.js';
-import { SPECIFICATION_VERSION, type PolicyDefinition } from './policy.js';
+import type { AnyKernelDefinition } from './kernel-definition.js';
+import type { KernelImplementationEntry } from './kernel-registry.js';
+import { SPECIFICATION_CHANGES, SPECIFICATION_VERSION, type PolicyDefinition } from './policy.js';
 
 /**
  * Version of the plugin contract. It changes only with a breaking change of core's public API
- * (the kvfold major version); a plugin stamped with another value is refused.
+ * (the kvfold major version); a plugin stamped with another value is refused, with what changed.
  */
-export const PLUGIN_API_VERSION = 1;
+export const PLUGIN_API_VERSION = 2;
+
+/** What each plugin API version changed from the one before: the message a refused plugin gets. */
+export const PLUGIN_API_CHANGES: Readonly<Record<number, string>> = {
+  2:
+    'a backend\'s create() now returns a KernelBackend (tensor transfers, an inspect() and kernel implementations) that core validates and dispatches, ' +
+    'instead of a KVKernels object that checked its own arguments; KVKernels.observe returns { attention, lastAttention } (was { sums, last }); ' +
+    'plugins may add kernels (definePlugin({ kernels, kernelImplementations })). Rebuild the plugin against this @kvfold/core',
+};
 
 /** Marks objects made by {@link definePlugin}. */
 const PLUGIN_BRAND = Symbol.for('kvfold.plugin');
@@ -20,6 +30,10 @@ export interface PluginInit {
   readonly policies?: readonly PolicyDefinition<never>[];
   /** Backends the plugin contributes. */
   readonly backends?: readonly BackendDefinition<never>[];
+  /** Kernels the plugin defines (validation and reference implementation), e.g. for its own merge policy. */
+  readonly kernels?: readonly AnyKernelDefinition[];
+  /** Implementations the plugin adds to backends it does not own, for built-in or plugin kernels. */
+  readonly kernelImplementations?: readonly KernelImplementationEntry[];
 }
 
 /** A plugin as {@link definePlugin} returns it: a package's default export. */
@@ -32,6 +46,10 @@ export interface KVFoldPlugin {
   readonly policies: readonly PolicyDefinition<never>[];
   /** Backends the plugin contributes. */
   readonly backends: readonly BackendDefinition<never>[];
+  /** Kernels the plugin defines. */
+  readonly kernels?: readonly AnyKernelDefinition[];
+  /** Implementations the plugin adds to other backends. */
+  readonly kernelImplementations?: readonly KernelImplementationEntry[];
   /** Brand set by {@link definePlugin}. */
   readonly [PLUGIN_BRAND]: true;
 }
@@ -43,6 +61,8 @@ export function definePlugin(init: PluginInit): KVFoldPlugin {
     pluginApiVersion: PLUGIN_API_VERSION,
     policies: init.policies ?? [],
     backends: init.backends ?? [],
+    kernels: init.kernels ?? [],
+    kernelImplementations: init.kernelImplementations ?? [],
     [PLUGIN_BRAND]: true,
   };
 }
@@ -57,7 +77,7 @@ export function assertPlugin(value: unknown, source: string): KVFoldPlugin {
   if (typeof v.name !== 'string' || v.name.length === 0) throw new InvalidPluginError(source, 'it has no "name" string');
   if (typeof v.pluginApiVersion !== 'number') throw new InvalidPluginError(source, 'it has no "pluginApiVersion" (was it made with definePlugin?)');
   if (v.pluginApiVersion !== PLUGIN_API_VERSION) {
-    throw new IncompatiblePluginError(source, `plugin API ${v.pluginApiVersion}`, `plugin API ${PLUGIN_API_VERSION}`);
+    throw new IncompatiblePluginError(source, `plugin API ${v.pluginApiVersion}`, `plugin API ${PLUGIN_API_VERSION}`, changesSince(PLUGIN_API_CHANGES, v.pluginApiVersion, PLUGIN_API_VERSION));
   }
   if (!Array.isArray(v.policies) || !Array.isArray(v.backends)) throw new InvalidPluginError(source, '"policies" and "backends" must be arrays');
   for (const p of v.policies as unknown[]) {
@@ -66,7 +86,12 @@ export function assertPlugin(value: unknown, source: string): KVFoldPlugin {
       throw new InvalidPluginError(source, 'each policy needs a name, a schema and a create function');
     }
     if (d.specificationVersion !== SPECIFICATION_VERSION) {
-      throw new IncompatiblePluginError(source, `policy specification ${String(d.specificationVersion)} (policy "${d.name}")`, `policy specification ${SPECIFICATION_VERSION}`);
+      throw new IncompatiblePluginError(
+        source,
+        `policy specification ${String(d.specificationVersion)} (policy "${d.name}")`,
+        `policy specification ${SPECIFICATION_VERSION}`,
+        SPECIFICATION_CHANGES[SPECIFICATION_VERSION],
+      );
     }
   }
   for (const b of v.backends as unknown[]) {
@@ -75,7 +100,26 @@ export function assertPlugin(value: unknown, source: string): KVFoldPlugin {
       throw new InvalidPluginError(source, 'each backend needs a name, a schema and a create function');
     }
   }
+  for (const k of (v.kernels ?? []) as unknown[]) {
+    const d = k as Partial<AnyKernelDefinition>;
+    if (typeof d !== 'object' || d === null || typeof d.name !== 'string' || typeof d.validate !== 'function' || typeof d.reference !== 'function') {
+      throw new InvalidPluginError(source, 'each kernel needs a name, a validate function and a reference function (use defineKernel)');
+    }
+  }
+  for (const e of (v.kernelImplementations ?? []) as unknown[]) {
+    const d = e as Partial<KernelImplementationEntry>;
+    if (typeof d !== 'object' || d === null || typeof d.backend !== 'string' || typeof d.kernel !== 'string' || typeof d.implementation?.run !== 'function') {
+      throw new InvalidPluginError(source, 'each kernel implementation needs a backend name, a kernel name and an implementation with a run function');
+    }
+  }
   return value as KVFoldPlugin;
+}
+
+/** The changes of every version after `from` up to `to`, joined (numbered contract versions). */
+function changesSince(changes: Readonly<Record<number, string>>, from: number, to: number): string | undefined {
+  const list: string[] = [];
+  for (let v = from + 1; v <= to; v++) if (changes[v]) list.push(`(${v}) ${changes[v]}`);
+  return list.length > 0 ? list.join('; ') : undefined;
 }
 
 let cachedVersion: string | undefined;

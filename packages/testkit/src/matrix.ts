@@ -58,7 +58,7 @@ function same(a: HostLayer, b: HostLayer): boolean {
 
 async function observe<T>(k: KVKernels<T>, layer: LayerCache<T>, queries: T, positions: T) {
   const o = k.observe(layer, queries, positions);
-  return { attention: o.sums, lastAttention: o.last, dispose: () => k.dispose(o.sums, o.last) };
+  return { attention: o.attention, lastAttention: o.lastAttention, dispose: () => k.dispose(o.attention, o.lastAttention) };
 }
 
 /**

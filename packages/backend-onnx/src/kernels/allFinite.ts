@@ -1,8 +1,8 @@
-import { ShapeError } from '@kvfold/core';
+import type { AllFiniteCall, KernelImplementation } from '@kvfold/core';
 import * as ort from 'onnxruntime-node';
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder } from '../graph.js';
-import type { OnnxTensor } from '../validate.js';
+import type { OnnxTensor } from '../tensor.js';
 
 /**
  * The allFinite model: `ReduceSum(x * 0)` over every axis is 0 for finite data and NaN as soon as one
@@ -18,15 +18,12 @@ export function allFiniteModel(): Uint8Array {
   return g.build();
 }
 
-/**
- * True when every element is finite; int32 tensors always are.
- * @throws ShapeError when `tensor` is not a live onnx-backend tensor.
- */
-export function allFinite(cache: SessionCache, tensor: OnnxTensor): boolean {
-  if (!(tensor instanceof ort.Tensor) || tensor.location === 'none') {
-    throw new ShapeError('allFinite tensor is not a live onnx-backend tensor (ort.Tensor)', { field: 'tensor' });
-  }
-  if (tensor.type === 'int32') return true;
+/** True when every element is finite; int32 tensors always are. */
+export function allFinite(cache: SessionCache): KernelImplementation<AllFiniteCall<OnnxTensor>, boolean> {
+  return { run: ({ tensor, dtype }) => dtype === 'int32' || finite(cache, tensor) };
+}
+
+function finite(cache: SessionCache, tensor: OnnxTensor): boolean {
   // The model is rank-free: a flat view of the same buffer (no copy) feeds its 1-D input.
   const flat = new ort.Tensor('float32', tensor.data as Float32Array, [tensor.size]);
   const r = cache.get('allFinite', 'float32', allFiniteModel).run({ x: flat }, ['ok'])[0]!;

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type { AdjacentCosineCall, KernelImplementation } from '@kvfold/core';
 import { rowRange, takeRows } from '../ops.js';
-import { dimsOf } from '../validate.js';
 
 /**
  * Cosine similarity of each key with the next one, float32 `[kvHeads, length - 1]` (`[kvHeads, 0]` when
@@ -10,10 +10,11 @@ import { dimsOf } from '../validate.js';
  * shifted by one key (a non-contiguous 3-D slice costs about 600 ns per element on the cpu engine),
  * squared norms are computed once per key, and the pairs that straddle two heads are dropped at the
  * end with one small take.
- * @throws DTypeError / ShapeError when `keys` is not float32 `[kvHeads, length, headDim]`.
  */
-export function adjacentCosine(keys: tf.Tensor): tf.Tensor {
-  const [H, L, D] = dimsOf(keys, 'adjacentCosine keys', 'float32', 3) as [number, number, number];
+export const adjacentCosine: KernelImplementation<AdjacentCosineCall<tf.Tensor>, tf.Tensor> = { run: cosine };
+
+function cosine({ keys, shape }: AdjacentCosineCall<tf.Tensor>): tf.Tensor {
+  const [H, L, D] = shape;
   const M = Math.max(L - 1, 0);
   return tf.tidy(() => {
     if (H === 0 || M === 0 || D === 0) return tf.zeros([H, M], 'float32');

@@ -1,6 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { DTypeError, ShapeError } from '@kvfold/core';
-import { isTensor } from '../validate.js';
+import type { AllFiniteCall, KernelImplementation } from '@kvfold/core';
 
 /**
  * True when every element of `tensor` is finite; int32 tensors always are.
@@ -9,14 +8,11 @@ import { isTensor } from '../validate.js';
  * unless some element is not finite: two passes over the tensor (a scalar multiply and a sum) and one
  * scalar download, instead of isNaN, isInf, a logical or and a reduction (wasm's logical ops alone cost
  * about 30 ns per element).
- * @throws ShapeError when `tensor` is not a live tf.Tensor; DTypeError for dtypes other than float32/int32.
  */
-export async function allFinite(tensor: tf.Tensor): Promise<boolean> {
-  if (!isTensor(tensor)) throw new ShapeError('allFinite tensor is not a tfjs-backend tensor (tf.Tensor)', { field: 'tensor' });
-  if (tensor.isDisposed) throw new ShapeError('allFinite tensor was disposed and can no longer be used', { field: 'tensor' });
-  if (tensor.dtype === 'int32') return true;
-  if (tensor.dtype !== 'float32') throw new DTypeError('allFinite tensor', tensor.dtype, ['float32', 'int32']);
-  if (tensor.size === 0) return true;
+export const allFinite: KernelImplementation<AllFiniteCall<tf.Tensor>, Promise<boolean>> = { run: finite };
+
+async function finite({ tensor, dtype, size }: AllFiniteCall<tf.Tensor>): Promise<boolean> {
+  if (dtype === 'int32' || size === 0) return true;
   const probe = tf.tidy(() => tf.sum(tf.mul(tensor, tf.scalar(0))));
   try {
     return (await probe.data())[0] === 0;

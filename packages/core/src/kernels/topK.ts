@@ -1,5 +1,34 @@
-import type { HostTensor } from '@kvfold/core';
-import { expectInt, i32, tensorData } from '../validate.js';
+import { expectInt } from '../kernel-check.js';
+import { defineKernel } from '../kernel-definition.js';
+import type { HostTensor } from '../tensor.js';
+import { i32 } from './host.js';
+
+/** A validated {@link KVKernels.topK} call. */
+export interface TopKCall<T = unknown> {
+  /** float32 `[kvHeads, length]`. */
+  readonly scores: T;
+  /** Slots picked per head. */
+  readonly k: number;
+  /** First slot of the window. */
+  readonly from: number;
+  /** End of the window (exclusive). */
+  readonly to: number;
+  /** kv heads. */
+  readonly heads: number;
+  /** Slots per head. */
+  readonly length: number;
+}
+
+/**
+ * Check the window arguments of a top-k selection over `length` slots (shared with fused kernels that
+ * select, such as the onnx backend's accumulateTopK).
+ * @throws ShapeError unless `0 <= from <= to <= length` and `0 <= k <= to - from` are integers.
+ */
+export function checkWindow(kernel: string, length: number, k: number, from: number, to: number): void {
+  expectInt(from, `${kernel} from`, 0, length);
+  expectInt(to, `${kernel} to`, from, length);
+  expectInt(k, `${kernel} k (at most to - from)`, 0, to - from);
+}
 
 /**
  * Indices of the `k` highest scores of each head among slots `[from, to)`, sorted ascending by slot
@@ -11,12 +40,19 @@ import { expectInt, i32, tensorData } from '../validate.js';
  * sort of the `k` winners — O(m + k log k) on average for `m = to - from`, against O(m log m) for a full sort.
  * @throws ShapeError unless `0 <= from <= to <= length` and `0 <= k <= to - from` are integers.
  */
-export function topK(scores: HostTensor, k: number, from: number, to: number): HostTensor<'int32'> {
-  const s = tensorData(scores, 'topK scores', 'float32', 2);
-  const [H, L] = scores.shape as [number, number];
-  expectInt(from, 'topK from', 0, L);
-  expectInt(to, 'topK to', from, L);
-  expectInt(k, 'topK k (at most to - from)', 0, to - from);
+export const topKKernel = defineKernel({
+  name: 'topK',
+  description: 'Indices of the k highest scores of each head among slots [from, to), ascending by slot (ties to the lower slot).',
+  validate(check, scores: unknown, k: number, from: number, to: number): TopKCall {
+    const [heads, length] = check.tensor(scores, 'topK scores', 'float32', 2) as [number, number];
+    checkWindow('topK', length, k, from, to);
+    return { scores, k, from, to, heads, length };
+  },
+  reference: topK,
+});
+
+function topK({ scores, k, from, to, heads: H, length: L }: TopKCall<HostTensor>): HostTensor<'int32'> {
+  const s = scores.data as Float32Array;
   const m = to - from;
   const out = new Int32Array(H * k);
   if (k === 0) return i32([H, 0], out);

@@ -1,18 +1,37 @@
-import type { HostTensor, LayerCache } from '@kvfold/core';
-import { expectIndices, expectShape, f32, i32, layerData, tensorData, type LayerData } from '../validate.js';
+import { expectRange } from '../kernel-check.js';
+import { defineKernel } from '../kernel-definition.js';
+import type { LayerCache } from '../kernels.js';
+import type { HostTensor } from '../tensor.js';
+import { f32, i32, layerData, type LayerCall, type LayerData } from './host.js';
+
+/** A validated {@link KVKernels.gather} call. */
+export interface GatherCall<T = unknown> extends LayerCall<T> {
+  /** int32 `[kvHeads, k]`. */
+  readonly index: T;
+  /** Slots gathered per head. */
+  readonly k: number;
+}
 
 /**
  * Gather every field of `layer` at int32 `index [kvHeads, k]` (per head; duplicates allowed, order kept).
  * @throws ShapeError when `index` has another head count or an entry outside `[0, length)`.
  */
-export function gather(layer: LayerCache<HostTensor>, index: HostTensor): LayerCache<HostTensor> {
-  const l = layerData(layer, 'gather');
-  const idx = tensorData(index, 'gather index', 'int32', 2);
-  const k = index.shape[1]!;
-  expectShape(index.shape, [l.heads, k], 'gather index');
-  expectIndices(idx, k, l.length, 'gather index');
-  return gatherRows(l, idx, k);
-}
+export const gatherKernel = defineKernel({
+  name: 'gather',
+  description: 'Gather every field of the layer at int32 index [kvHeads, k] (duplicates allowed, order kept).',
+  validate(check, layer: LayerCache<unknown>, index: unknown): GatherCall {
+    const dims = check.layer(layer, 'gather');
+    const k = check.tensor(index, 'gather index', 'int32', 2)[1]!;
+    check.shaped(index, 'gather index', 'int32', [dims.heads, k]);
+    return { layer, index, dims, k };
+  },
+  contents({ index, dims, k }, read) {
+    expectRange(read(index).data, k, 0, dims.length - 1, 'gather index');
+  },
+  reference({ layer, index, dims, k }: GatherCall<HostTensor>): LayerCache<HostTensor> {
+    return gatherRows(layerData(layer, dims), index.data as Int32Array, k);
+  },
+});
 
 /**
  * Gather without validation, for kernels that already checked `idx` (values in range, `[H, k]`).

@@ -1,5 +1,9 @@
-import type { HostTensor } from '@kvfold/core';
-import { f32, tensorData } from '../validate.js';
+import { defineKernel } from '../kernel-definition.js';
+import type { HostTensor } from '../tensor.js';
+import { f32, type KeysCall } from './host.js';
+
+/** A validated {@link KVKernels.adjacentCosine} call. */
+export type AdjacentCosineCall<T = unknown> = KeysCall<T>;
 
 /**
  * Cosine similarity of each key with the next one, float32 `[kvHeads, length - 1]` (`[kvHeads, 0]` for
@@ -7,9 +11,18 @@ import { f32, tensorData } from '../validate.js';
  * never reports a similarity above 1.
  * @throws DTypeError / ShapeError when `keys` is not float32 `[kvHeads, length, headDim]`.
  */
-export function adjacentCosine(keys: HostTensor): HostTensor<'float32'> {
-  const k = tensorData(keys, 'adjacentCosine keys', 'float32', 3);
-  const [H, L, D] = keys.shape as [number, number, number];
+export const adjacentCosineKernel = defineKernel({
+  name: 'adjacentCosine',
+  description: 'Cosine similarity of each key with the next one, float32 [kvHeads, length - 1] (0 when a norm is 0).',
+  validate(check, keys: unknown): AdjacentCosineCall {
+    return { keys, shape: check.tensor(keys, 'adjacentCosine keys', 'float32', 3) as [number, number, number] };
+  },
+  reference: adjacentCosine,
+});
+
+function adjacentCosine({ keys, shape }: AdjacentCosineCall<HostTensor>): HostTensor<'float32'> {
+  const k = keys.data as Float32Array;
+  const [H, L, D] = shape;
   const M = L > 0 ? L - 1 : 0;
   const out = new Float32Array(H * M);
   for (let h = 0; h < H; h++) {

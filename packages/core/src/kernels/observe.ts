@@ -1,10 +1,32 @@
-import { ShapeError, type GroupReduction, type HostTensor, type LayerCache, type ObserveOptions, type ObservedAttention } from '@kvfold/core';
-import { badOption, expectPositiveCounts, expectShape, f32, layerData, tensorData } from '../validate.js';
+import { ShapeError } from '../errors.js';
+import { badOption, expectPositiveCounts } from '../kernel-check.js';
+import { defineKernel } from '../kernel-definition.js';
+import type { GroupReduction, LayerCache, ObservedAttention, ObserveOptions } from '../kernels.js';
+import type { HostTensor } from '../tensor.js';
+import { f32, layerData, type LayerCall } from './host.js';
 
 const REDUCTIONS: readonly GroupReduction[] = ['mean', 'max', 'sum'];
 
 /** Float64 logits held at once (2 MiB): enough rows per chunk to reuse each key, small enough for L2. */
 const LOGIT_BUDGET = 1 << 18;
+
+/** A validated {@link KVKernels.observe} call, options resolved. */
+export interface ObserveCall<T = unknown> extends LayerCall<T> {
+  /** float32 `[queryHeads, n, headDim]`. */
+  readonly queries: T;
+  /** int32 `[n]`. */
+  readonly queryPositions: T;
+  /** Query heads. */
+  readonly queryHeads: number;
+  /** Queries per head. */
+  readonly n: number;
+  /** Reduction over a group's query heads. */
+  readonly reduction: GroupReduction;
+  /** Logit scale. */
+  readonly scale: number;
+  /** Whether `log(count)` is added to each logit. */
+  readonly proportional: boolean;
+}
 
 /**
  * Causal softmax attention of `queries` float32 `[queryHeads, n, headDim]` over the cache, reduced to kv heads.
@@ -12,44 +34,51 @@ const LOGIT_BUDGET = 1 << 18;
  * Query `t` at position `queryPositions[t]` sees slots whose position is `<=` it; logits are
  * `scale * q.k` (+ `log(count)` when `proportional`), softmax is max-subtracted, and a query that sees
  * no slot contributes zeros. Query head `q` belongs to kv head `floor(q / (queryHeads / kvHeads))`.
- * `sums` = per query head, the sum over queries of the probabilities; `last` = the last query's
+ * `attention` = per query head, the sum over queries of the probabilities; `lastAttention` = the last query's
  * probabilities; both then reduced over each group's query heads by `groupReduction` (mean/max/sum).
  * Dot products, softmax and sums run in float64.
  * @throws ShapeError when shapes disagree, queryHeads is not a positive multiple of kvHeads, or
  *   (`proportional`) a count is < 1.
  * @throws ConfigError when an option is invalid (reduction not mean/max/sum, scale not finite, proportional not boolean).
  */
-export function observe(
-  layer: LayerCache<HostTensor>,
-  queries: HostTensor,
-  queryPositions: HostTensor,
-  options: ObserveOptions = {},
-): ObservedAttention<HostTensor> {
-  const l = layerData(layer, 'observe');
-  const { heads: H, length: L, headDim: D } = l;
-  const qd = tensorData(queries, 'observe queries', 'float32', 3);
-  const [QH, n] = queries.shape as [number, number, number];
-  expectShape(queries.shape, [QH, n, D], 'observe queries');
-  if (H === 0 ? QH !== 0 : QH === 0 || QH % H !== 0) {
-    throw new ShapeError(`observe queries has ${QH} query heads, which is not a positive multiple of the layer's ${H} kv heads`, {
-      field: 'queries', queryHeads: QH, kvHeads: H,
-    });
-  }
-  const qpos = tensorData(queryPositions, 'observe queryPositions', 'int32', 1);
-  expectShape(queryPositions.shape, [n], 'observe queryPositions');
-  if (typeof options !== 'object' || options === null) badOption('observe options', '', 'type', 'must be an object', 'object');
-  const reduction = options.groupReduction ?? 'mean';
-  if (!REDUCTIONS.includes(reduction)) {
-    badOption('observe options', '/groupReduction', 'enum', `must be one of "mean", "max", "sum"; got ${JSON.stringify(reduction)}`, REDUCTIONS);
-  }
-  const scale = options.scale ?? (D > 0 ? 1 / Math.sqrt(D) : 1);
-  if (typeof scale !== 'number' || !Number.isFinite(scale)) {
-    badOption('observe options', '/scale', 'type', `must be a finite number; got ${String(scale)}`, 'finite number');
-  }
-  const proportional = options.proportional ?? false;
-  if (typeof proportional !== 'boolean') badOption('observe options', '/proportional', 'type', `must be a boolean; got ${JSON.stringify(proportional)}`, [true, false]);
-  if (proportional) expectPositiveCounts(l.counts, L, 'observe layer.counts (proportional attention takes log(count))');
+export const observeKernel = defineKernel({
+  name: 'observe',
+  description: 'Causal softmax attention of queries over the cache, reduced to kv heads: the sum over the queries and the last query alone.',
+  validate(check, layer: LayerCache<unknown>, queries: unknown, queryPositions: unknown, options: ObserveOptions = {}): ObserveCall {
+    const dims = check.layer(layer, 'observe');
+    const { heads: H, headDim: D } = dims;
+    const [QH, n] = check.tensor(queries, 'observe queries', 'float32', 3) as [number, number, number];
+    check.shaped(queries, 'observe queries', 'float32', [QH, n, D]);
+    if (H === 0 ? QH !== 0 : QH === 0 || QH % H !== 0) {
+      throw new ShapeError(`observe queries has ${QH} query heads, which is not a positive multiple of the layer's ${H} kv heads`, {
+        field: 'queries', queryHeads: QH, kvHeads: H,
+      });
+    }
+    check.shaped(queryPositions, 'observe queryPositions', 'int32', [n]);
+    if (typeof options !== 'object' || options === null) badOption('observe options', '', 'type', 'must be an object', 'object');
+    const reduction = options.groupReduction ?? 'mean';
+    if (!REDUCTIONS.includes(reduction)) {
+      badOption('observe options', '/groupReduction', 'enum', `must be one of "mean", "max", "sum"; got ${JSON.stringify(reduction)}`, REDUCTIONS);
+    }
+    const scale = options.scale ?? (D > 0 ? 1 / Math.sqrt(D) : 1);
+    if (typeof scale !== 'number' || !Number.isFinite(scale)) {
+      badOption('observe options', '/scale', 'type', `must be a finite number; got ${String(scale)}`, 'finite number');
+    }
+    const proportional = options.proportional ?? false;
+    if (typeof proportional !== 'boolean') badOption('observe options', '/proportional', 'type', `must be a boolean; got ${JSON.stringify(proportional)}`, [true, false]);
+    return { layer, queries, queryPositions, dims, queryHeads: QH, n, reduction, scale, proportional };
+  },
+  contents({ layer, dims, proportional }, read) {
+    if (proportional) expectPositiveCounts(read(layer.counts).data, dims.length, 'observe layer.counts', '(proportional attention takes log(count))');
+  },
+  reference: observe,
+});
 
+function observe({ layer, queries, queryPositions, dims, queryHeads: QH, n, reduction, scale, proportional }: ObserveCall<HostTensor>): ObservedAttention<HostTensor> {
+  const l = layerData(layer, dims);
+  const { heads: H, length: L, headDim: D } = l;
+  const qd = queries.data as Float32Array;
+  const qpos = queryPositions.data as Int32Array;
   const G = H === 0 ? 0 : QH / H;
   const isMax = reduction === 'max';
   const keys = l.keys;
@@ -141,5 +170,5 @@ export function observe(
       outLast[rowBase + j] = b / div;
     }
   }
-  return { sums: f32([H, L], outSums), last: f32([H, L], outLast) };
+  return { attention: f32([H, L], outSums), lastAttention: f32([H, L], outLast) };
 }

@@ -1,0 +1,54 @@
+import type { CacheShape, LayerCache } from '../kernels.js';
+import type { HostTensor } from '../tensor.js';
+
+/** A float32 host tensor over `data` (no copy, no check: for kernel results built to their shape). */
+export function f32(shape: readonly number[], data: Float32Array): HostTensor<'float32'> {
+  return { dtype: 'float32', shape, data };
+}
+
+/** An int32 host tensor over `data` (no copy, no check). */
+export function i32(shape: readonly number[], data: Int32Array): HostTensor<'int32'> {
+  return { dtype: 'int32', shape, data };
+}
+
+/** The five data arrays of a validated host layer, with its dimensions. */
+export interface LayerData extends CacheShape {
+  /** float32 `[H, L, D]`. */
+  readonly keys: Float32Array;
+  /** float32 `[H, L, D]`. */
+  readonly values: Float32Array;
+  /** int32 `[H, L]`. */
+  readonly positions: Int32Array;
+  /** int32 `[H, L]`. */
+  readonly counts: Int32Array;
+  /** float32 `[H, L]`. */
+  readonly scores: Float32Array;
+}
+
+/** The arrays of a host layer already validated as `dims`. */
+export function layerData(layer: LayerCache<HostTensor>, dims: CacheShape): LayerData {
+  return {
+    ...dims,
+    keys: layer.keys.data as Float32Array,
+    values: layer.values.data as Float32Array,
+    positions: layer.positions.data as Int32Array,
+    counts: layer.counts.data as Int32Array,
+    scores: layer.scores.data as Float32Array,
+  };
+}
+
+/** The part every validated call on a layer shares: the layer and its checked dimensions. */
+export interface LayerCall<T = unknown> {
+  /** The layer the kernel works on. */
+  readonly layer: LayerCache<T>;
+  /** Its dimensions. */
+  readonly dims: CacheShape;
+}
+
+/** A validated call on a layer's keys alone (`adjacentCosine`, `keyNorms`). */
+export interface KeysCall<T = unknown> {
+  /** float32 `[kvHeads, length, headDim]`. */
+  readonly keys: T;
+  /** Its dimensions. */
+  readonly shape: readonly [number, number, number];
+}
