@@ -34,7 +34,7 @@ function script(H: number, G: number, L: number, D: number, steps: number, seed:
  * Run a policy through prefill and decode steps on one backend, observing attention with that backend's
  * own `observe`; returns the cache after every call.
  */
-async function play<T>(k: KVKernels<T>, policy: KVCachePolicy, s: Script, budget: number): Promise<Record<string, HostTensor>[]> {
+async function play<T>(k: KVKernels<T>, policy: KVCachePolicy, s: Script, budget: number): Promise<HostLayer[]> {
   const L = s.prompt.keys.shape[1]!;
   const H = s.prompt.keys.shape[0]!;
   let layer: LayerCache<T> = layerFromHost(k, s.prompt);
@@ -65,7 +65,7 @@ async function play<T>(k: KVKernels<T>, policy: KVCachePolicy, s: Script, budget
 
 const ref = createReferenceKernels();
 /** What each policy must visibly have done to the prefill cache, so parity is not vacuous. */
-type Effect = (prefill: Record<string, HostTensor>, s: Script) => void;
+type Effect = (prefill: HostLayer, s: Script) => void;
 const evicted: Effect = (c) => expect(c.keys.shape[1]).toBe(12);
 const merged: Effect = (c) => expect(Array.from(c.counts.data).some((n) => n > 1)).toBe(true);
 const valuesMoved: Effect = (c, s) => {

@@ -112,6 +112,16 @@ describe('adjacentCosine', () => {
   });
 });
 
+describe('keyNorms', () => {
+  it('computes the L2 norm of each key, 0 for a zero key and for head dim 0', () => {
+    // |(3, 4)| = 5, |(0, 0)| = 0, |(1, 1)| = sqrt(2), |(-6, 8)| = 10
+    const out = k.keyNorms(f32([2, 2, 2], [3, 4, 0, 0, 1, 1, -6, 8]));
+    expect(out.shape).toEqual([2, 2]);
+    close(out.data, [5, 0, 1.41421356, 10]);
+    expect(Array.from(k.keyNorms(f32([1, 3, 0], [])).data)).toEqual([0, 0, 0]);
+  });
+});
+
 describe('mergeSegments', () => {
   // keys k0=[0,0], k1=[1,0], k2=[0,2], k3=[5,5]; values v0=[1,2], v1=[3,4], v2=[5,6], v3=[7,8]
   const l = layer({

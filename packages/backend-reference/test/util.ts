@@ -1,15 +1,9 @@
-import { hostLayer, hostTensor, type HostLayer, type HostTensor, type LayerCache } from '@kvfold/core';
+import { createRng, hostLayer, hostTensor, type HostLayer, type HostTensor, type LayerCache } from '@kvfold/core';
 
-/** Deterministic PRNG (mulberry32) so property tests can derive tensor contents from one fast-check seed. */
+/** Deterministic uniform source in [0, 1) (core's seeded RNG), so property tests derive tensor contents from one fast-check seed. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const g = createRng(seed);
+  return () => g.next();
 }
 
 /** Random layer with sorted distinct positions per head, counts 1..3 and scores in [0, 1). */
