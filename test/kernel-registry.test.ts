@@ -22,7 +22,7 @@ import {
   type KVFoldError,
 } from '@kvfold/core';
 import { createReferenceKernels } from '@kvfold/backend-reference';
-import { expectLayerClose, layerHost, makeHostLayer, mulberry32, randomLayer, recordingLogger, upload } from '@kvfold/testkit';
+import { expectLayerClose, layerHost, makeHostLayer, mulberry32, randomLayer, recordingLogger, thrown, upload } from '@kvfold/testkit';
 
 /** Host tensors in a box: a backend whose tensors are not host tensors, so core must transfer them. */
 interface Boxed {
@@ -46,14 +46,7 @@ function boxedBackend(kernels: KernelImplementations<Boxed> = {}, name = 'boxed'
   });
 }
 
-const failure = (f: () => unknown): KVFoldError => {
-  try {
-    f();
-  } catch (e) {
-    return e as KVFoldError;
-  }
-  throw new Error('expected an error');
-};
+const failure = (f: () => unknown): Promise<KVFoldError> => thrown<KVFoldError>(f);
 
 describe('a backend without implementations runs the reference through the host', () => {
   it('gives the reference results, and warns once per kernel with the bytes moved and the time', async () => {
@@ -73,19 +66,19 @@ describe('a backend without implementations runs the reference through the host'
     expect(warnings[0]!.fields).toMatchObject({ kernel: 'gather', backend: 'boxed', downloadedBytes: 2 * 9 * (2 * 16 + 12) + 24, uploadedBytes: 2 * 3 * (2 * 16 + 12) });
     expect(k.kernels().every((i) => i.runs === 'reference')).toBe(true);
   });
-  it('validates before transferring anything: the same typed errors as every backend', () => {
+  it('validates before transferring anything: the same typed errors as every backend', async () => {
     const k = bindKernels(boxedBackend());
     const layer = upload(k, makeHostLayer(2, 5, 3));
-    const e = failure(() => k.gather(layer, k.fromHost(hostTensor('int32', [2, 2], [0, 5, 1, 1]))));
+    const e = await failure(() => k.gather(layer, k.fromHost(hostTensor('int32', [2, 2], [0, 5, 1, 1]))));
     expect(e.code).toBe(ErrorCode.Shape);
     expect(e.message).toBe('gather index[0, 1] = 5 is out of range; slot indices must be in [0, 4]');
-    expect(failure(() => k.topK({ data: 1 } as never, 1, 0, 1)).message).toBe('topK scores is not a boxed tensor');
+    expect((await failure(() => k.topK({ data: 1 } as never, 1, 0, 1))).message).toBe('topK scores is not a boxed tensor');
   });
 });
 
 describe('implementations and content screens', () => {
   const index = (k: ReturnType<typeof bindKernels<Boxed>>, data: number[]) => k.fromHost(hostTensor('int32', [1, data.length], data));
-  it('runs the backend implementation with the validated call, after its screen vouched for the contents', () => {
+  it('runs the backend implementation with the validated call, after its screen vouched for the contents', async () => {
     const calls: string[] = [];
     const k = bindKernels(
       boxedBackend({
@@ -100,11 +93,11 @@ describe('implementations and content screens', () => {
     k.gather(layer, index(k, [1, 3]));
     expect(calls).toEqual(['screen', 'run 2 ascending']);
     // An invalid index: the screen flags it, core's host check names the element.
-    expect(failure(() => k.gather(layer, index(k, [1, 7]))).message).toBe('gather index[0, 1] = 7 is out of range; slot indices must be in [0, 3]');
+    expect((await failure(() => k.gather(layer, index(k, [1, 7])))).message).toBe('gather index[0, 1] = 7 is out of range; slot indices must be in [0, 3]');
   });
-  it('reports a screen that flags contents the host check accepts', () => {
+  it('reports a screen that flags contents the host check accepts', async () => {
     const k = bindKernels(boxedBackend({ gather: { screen: () => ({ valid: false }), run: ({ layer }) => layer } }));
-    expect(failure(() => k.gather(upload(k, makeHostLayer(1, 4, 2)), index(k, [0]))).message).toMatch(/backend's check of the arguments failed, but the host check found no problem/);
+    expect((await failure(() => k.gather(upload(k, makeHostLayer(1, 4, 2)), index(k, [0])))).message).toMatch(/backend's check of the arguments failed, but the host check found no problem/);
   });
 });
 
@@ -143,14 +136,14 @@ describe('plugins define and implement kernels; registries are per KVFold instan
   });
   it('keeps registries apart: another instance does not know the kernel; a second definition of a name clashes', async () => {
     const k = await KVFold.create({ plugins: [definePlugin({ name: 'boxed-only', backends: [boxedDef] })] }).backend('boxed');
-    expect(failure(() => k.run('keySums')).code).toBe(ErrorCode.UnknownKernel);
-    const e = failure(() => KVFold.create({ plugins: [plugin, definePlugin({ name: 'again', kernels: [keySums] })] }));
+    expect((await failure(() => k.run('keySums'))).code).toBe(ErrorCode.UnknownKernel);
+    const e = await failure(() => KVFold.create({ plugins: [plugin, definePlugin({ name: 'again', kernels: [keySums] })] }));
     expect(e.code).toBe(ErrorCode.NameClash);
     expect(e.message).toBe('kernel "keySums" from again clashes with the one already registered by key-sums');
   });
-  it('refuses an implementation of a kernel nobody defined, and a host tensor that does not fill its shape', () => {
-    expect(failure(() => bindKernels(boxedBackend({ nope: { run: () => 0 } }))).code).toBe(ErrorCode.UnknownKernel);
-    expect(failure(() => checkHostTensor({ dtype: 'int32', shape: [3], data: new Int32Array(2) }, 'fromHost tensor')).message).toBe('fromHost tensor holds 2 elements but its shape [3] needs 3');
+  it('refuses an implementation of a kernel nobody defined, and a host tensor that does not fill its shape', async () => {
+    expect((await failure(() => bindKernels(boxedBackend({ nope: { run: () => 0 } })))).code).toBe(ErrorCode.UnknownKernel);
+    expect((await failure(() => checkHostTensor({ dtype: 'int32', shape: [3], data: new Int32Array(2) }, 'fromHost tensor'))).message).toBe('fromHost tensor holds 2 elements but its shape [3] needs 3');
     expect(new ShapeError('x').code).toBe(ErrorCode.Shape);
   });
 });

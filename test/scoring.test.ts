@@ -73,15 +73,13 @@ describe('selectSlots: protect sink and recent, keep the top scores (topK kernel
 
 /** A scorer whose score is the slot's key's first element, protecting `recent` slots, with an optional score state. */
 class FirstKey extends ScorerPolicy {
-  readonly name = 'first-key';
-  readonly needs = [] as const;
   scored = 0;
   constructor(
     options: Record<string, unknown>,
     private readonly recent = 0,
     private readonly state = false,
   ) {
-    super({ type: 'object', properties: { decode: decodeSchema('evict') }, additionalProperties: false }, options, 'first-key options');
+    super({ name: 'first-key', needs: [], schema: { type: 'object', properties: { decode: decodeSchema('evict') }, additionalProperties: false } }, options);
   }
   protected override protect(): Protection {
     return { recent: this.recent };

@@ -12,14 +12,10 @@ import { tovaSchema, type TovaOptions } from './schema.js';
  * with the kept slots untouched.
  */
 export class TovaPolicy extends ScorerPolicy<TovaOptions> {
-  /** Registry name. */
-  readonly name = 'tova';
-  /** TOVA ranks by the attention of the most recent query only. */
-  readonly needs = ['lastAttention'] as const;
-
   /** @throws ConfigError when an option is unknown or not one of the allowed values. */
   constructor(options: Partial<TovaOptions> = {}) {
-    super(tovaSchema, options, 'tova options');
+    // TOVA ranks by the attention of the most recent query only.
+    super({ name: 'tova', needs: ['lastAttention'], schema: tovaSchema }, options);
   }
 
   protected override protect(): Protection {

@@ -166,6 +166,16 @@ export class ArgCheck {
   }
 
   /**
+   * Check that `value` is a live `[heads, n]` tensor of `dtype`; returns `n` (the columns of an index or a plan field).
+   * @throws ShapeError, DTypeError
+   */
+  columns(value: unknown, field: string, dtype: DType, heads: number): number {
+    const n = this.tensor(value, field, dtype, 2)[1]!;
+    this.shaped(value, field, dtype, [heads, n]);
+    return n;
+  }
+
+  /**
    * Check that `value` is an object (a layer or a plan), naming what it should be.
    * @throws ShapeError
    */

@@ -8,14 +8,9 @@ import { randomSchema, type RandomOptions } from './schema.js';
  * baseline that shows whether a scoring policy beats chance.
  */
 export class RandomPolicy extends ScorerPolicy<RandomOptions> {
-  /** Registry name. */
-  readonly name = 'random';
-  /** Nothing to observe. */
-  readonly needs = [] as const;
-
   /** @throws ConfigError when an option is unknown or out of bounds. */
   constructor(options: Partial<RandomOptions> = {}) {
-    super(randomSchema, options, 'random options');
+    super({ name: 'random', needs: [], schema: randomSchema }, options);
   }
 
   protected override protect<T>(ctx: PolicyContext<T>): Protection {

@@ -10,14 +10,10 @@ import { windowSchema, type WindowOptions } from './schema.js';
  * the pos-shift variant of the StreamingLLM code.
  */
 export class WindowPolicy extends ScorerPolicy<WindowOptions> {
-  /** Registry name. */
-  readonly name = 'window';
-  /** Nothing to observe: the choice depends on slot order only. */
-  readonly needs = [] as const;
-
   /** @throws ConfigError when an option is unknown or out of bounds. */
   constructor(options: Partial<WindowOptions> = {}) {
-    super(windowSchema, options, 'window options');
+    // Nothing to observe: the choice depends on slot order only.
+    super({ name: 'window', needs: [], schema: windowSchema }, options);
   }
 
   /** Sinks and the recent window fill the whole budget. */

@@ -28,17 +28,13 @@ import { camSchema, type CaMOptions } from './schema.js';
  * accumulated attention and the mean over the m targets (the paper's Eq. 14).
  */
 export class CaMPolicy extends ScorerPolicy<CaMOptions> {
-  /** Registry name. */
-  readonly name = 'cam';
-  /** The gate and the H2O rule use accumulated attention. */
-  readonly needs = ['attention'] as const;
-
   /**
    * @param chooser replaces the `evict` option with a custom rule (code only; not expressible in JSON).
    * @throws ConfigError when an option is unknown or out of bounds.
    */
   constructor(options: Partial<CaMOptions> = {}, private readonly chooser?: KeepChooser) {
-    super(camSchema, options, 'cam options');
+    // The gate and the H2O rule use accumulated attention.
+    super({ name: 'cam', needs: ['attention'], schema: camSchema }, options);
   }
 
   protected override update<T>(layer: LayerCache<T>, observed: Observation<T>, ctx: PolicyContext<T>): LayerCache<T> {

@@ -9,14 +9,10 @@ import { h2oSchema, type H2OOptions } from './schema.js';
  * right after prefill; each decode step that leaves the cache over budget evicts back to it.
  */
 export class H2OPolicy extends ScorerPolicy<H2OOptions> {
-  /** Registry name. */
-  readonly name = 'h2o';
-  /** H2O scores are the column sums of the attention each call observes. */
-  readonly needs = ['attention'] as const;
-
   /** @throws ConfigError when an option is unknown or out of bounds. */
   constructor(options: Partial<H2OOptions> = {}) {
-    super(h2oSchema, options, 'h2o options');
+    // H2O scores are the column sums of the attention each call observes.
+    super({ name: 'h2o', needs: ['attention'], schema: h2oSchema }, options);
   }
 
   protected override update<T>(layer: LayerCache<T>, observed: Observation<T>, ctx: PolicyContext<T>): LayerCache<T> {

@@ -8,14 +8,10 @@ import { knormSchema, type KnormOptions } from './schema.js';
  * kernel; it needs no attention and no queries.
  */
 export class KnormPolicy extends ScorerPolicy<KnormOptions> {
-  /** Registry name. */
-  readonly name = 'knorm';
-  /** Key norms need nothing observed. */
-  readonly needs = [] as const;
-
   /** @throws ConfigError when an option is unknown. */
   constructor(options: Partial<KnormOptions> = {}) {
-    super(knormSchema, options, 'knorm options');
+    // Key norms need nothing observed.
+    super({ name: 'knorm', needs: [], schema: knormSchema }, options);
   }
 
   protected async score<T>(layer: LayerCache<T>, _observed: Observation<T>, ctx: PolicyContext<T>): Promise<T> {

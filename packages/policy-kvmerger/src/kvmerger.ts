@@ -1,19 +1,5 @@
-import {
-  BudgetError,
-  SPECIFICATION_VERSION,
-  cacheShape,
-  definePolicy,
-  layerTensors,
-  requireObservation,
-  resolveShare,
-  uploadRows,
-  type KVCachePolicy,
-  type KVKernels,
-  type LayerCache,
-  type Observation,
-  type ObservationNeed,
-  type PolicyContext,
-} from '@kvfold/core';
+import { BudgetError, SPECIFICATION_VERSION, cacheShape, definePolicy, layerTensors, requireObservation, resolveShare, uploadRows } from '@kvfold/core';
+import type { KVCachePolicy, KVKernels, LayerCache, Observation, ObservationNeed, PolicyContext } from '@kvfold/core';
 import { kvmergerSchema, resolveOptions, type KVMergerOptions, type ResolvedKVMergerOptions } from './options.js';
 import { isIdentity, planLayer, type LayerPlan } from './plan.js';
 import { protectSlots } from './protect.js';

@@ -12,14 +12,10 @@ const SEES_NOTHING = -2147483648;
  * backend's `observe` kernel with the queries before the window masked out, so it needs the prompt's queries.
  */
 export class SnapKVPolicy extends ScorerPolicy<SnapKVOptions> {
-  /** Registry name. */
-  readonly name = 'snapkv';
-  /** The window's queries, attended over the cache with `observe`. */
-  readonly needs = ['queries'] as const;
-
   /** @throws ConfigError when an option is unknown or out of bounds. */
   constructor(options: Partial<SnapKVOptions> = {}) {
-    super(snapkvSchema, options, 'snapkv options');
+    // The window's queries, attended over the cache with `observe`.
+    super({ name: 'snapkv', needs: ['queries'], schema: snapkvSchema }, options);
   }
 
   protected override protect<T>(ctx: PolicyContext<T>): Protection {

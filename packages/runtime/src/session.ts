@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ModelError, type Budget, type GroupReduction, type GuardOptions, type KVCachePolicy, type KVKernels, type Logger } from '@kvfold/core';
-import { CacheManager } from './cache-manager.js';
+import { ModelError, type KVKernels } from '@kvfold/core';
+import { CacheManager, type CacheManagerOptions } from './cache-manager.js';
 import type { LlamaConfig } from './model/config.js';
 import { LlamaDecoder, type AttentionHooks, type DecoderOptions, type ForwardOptions } from './model/decoder.js';
 import type { LlamaWeights } from './model/weights.js';
@@ -73,25 +73,8 @@ export function createModel(init: ModelInit): Model<tf.Tensor> & { readonly deco
   };
 }
 
-/** Options of a {@link Session}: the cache policy and how it is fed. */
-export interface SessionOptions {
-  /** Cache policy; none keeps every token. */
-  readonly policy?: KVCachePolicy;
-  /** Budget, a ratio of the prompt or `{ tokens }`; default 1 (the whole prompt). */
-  readonly budget?: Budget;
-  /** Seed of the policy's RNG (and of sampling in `generate`). Default 0. */
-  readonly seed?: number;
-  /** GQA group reduction of observed attention. Default `mean`. */
-  readonly groupReduction?: GroupReduction;
-  /** Proportional attention: add `log(count)` to merged slots' logits. Default false. */
-  readonly proportional?: boolean;
-  /** Guard policy calls with core's input validation (default true). */
-  readonly guard?: boolean | GuardOptions;
-  /** Where policies report. Default silent. */
-  readonly logger?: Logger;
-  /** Where observed attention comes from (see {@link CacheManagerOptions.observation}). Default `model`. */
-  readonly observation?: 'model' | 'kernel';
-}
+/** Options of a {@link Session}: the cache policy and how it is fed (the cache manager's, less what the model fixes). */
+export type SessionOptions = Omit<CacheManagerOptions, 'kernels' | 'layers' | 'kvHeads' | 'headDim'>;
 
 /** Options of {@link Session.feed}. */
 export interface FeedOptions {

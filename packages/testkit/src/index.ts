@@ -11,3 +11,5 @@ export * from './matrix.js';
 export * from './random.js';
 export * from './compare.js';
 export * from './tracked.js';
+export * from './backend-run.js';
+export * from './models.js';

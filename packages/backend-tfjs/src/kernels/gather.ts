@@ -27,6 +27,12 @@ function screenIndex({ index, dims, k }: GatherCall<tf.Tensor>): ScreenResult<bo
   return { valid: bad === 0, note: descending === 0 };
 }
 
+/** A layer of `M` zero slots per head (what an empty selection or plan produces). Call inside `tf.tidy`. */
+export function emptyLayer(H: number, M: number, D: number): LayerFields {
+  const rows = (dtype: 'float32' | 'int32', ...rest: number[]) => tf.zeros([H, M, ...rest], dtype);
+  return { keys: rows('float32', D), values: rows('float32', D), positions: rows('int32'), counts: rows('int32'), scores: rows('float32') };
+}
+
 /** The five fields of a layer as a plain object type, which `tf.tidy` accepts as a result (an interface is not a TensorContainer). */
 export type LayerFields = { keys: tf.Tensor; values: tf.Tensor; positions: tf.Tensor; counts: tf.Tensor; scores: tf.Tensor };
 
@@ -39,15 +45,7 @@ export type LayerFields = { keys: tf.Tensor; values: tf.Tensor; positions: tf.Te
 export function gatherRows(layer: LayerCache<tf.Tensor>, index: tf.Tensor, distinct = false): LayerFields {
   const [H, L, D] = layer.keys.shape as [number, number, number];
   const k = index.shape[1]!;
-  if (H === 0 || k === 0 || L === 0) {
-    return {
-      keys: tf.zeros([H, k, D], 'float32'),
-      values: tf.zeros([H, k, D], 'float32'),
-      positions: tf.zeros([H, k], 'int32'),
-      counts: tf.zeros([H, k], 'int32'),
-      scores: tf.zeros([H, k], 'float32'),
-    };
-  }
+  if (H === 0 || k === 0 || L === 0) return emptyLayer(H, k, D);
   const flat = flatIndex(index, L);
   const take = distinct ? takeDistinctRows : takeRows;
   const rows = (x: tf.Tensor, rest: number[]): tf.Tensor => tf.reshape(take(tf.reshape(x, [H * L, ...rest]), flat), [H, k, ...rest]);

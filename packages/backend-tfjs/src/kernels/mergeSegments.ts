@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KernelImplementation, LayerCache, MergeSegmentsCall, ScreenResult } from '@kvfold/core';
 import { column, firstRows, flatIndex, headStarts, shiftDown, takeRows } from '../ops.js';
 import { anyOf, screened } from '../screen.js';
+import { emptyLayer } from './gather.js';
 
 /**
  * Collapse runs of slots into one slot each (KVMerger). For output slot `o` of head `h`, the members
@@ -23,15 +24,7 @@ function merge({ layer, plan, dims, outLength: M, byCount }: MergeSegmentsCall<t
   const { heads: H, length: L, headDim: D } = dims;
 
   return tf.tidy(() => {
-    if (H === 0 || M === 0) {
-      return {
-        keys: tf.zeros([H, M, D], 'float32'),
-        values: tf.zeros([H, M, D], 'float32'),
-        positions: tf.zeros([H, M], 'int32'),
-        counts: tf.zeros([H, M], 'int32'),
-        scores: tf.zeros([H, M], 'float32'),
-      };
-    }
+    if (H === 0 || M === 0) return emptyLayer(H, M, D);
     const N = H * L;
     const HM = H * M;
     const kept = tf.greaterEqual(tf.reshape(plan.segment, [N]), tf.scalar(0, 'int32'));

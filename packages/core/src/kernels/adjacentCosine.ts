@@ -1,6 +1,6 @@
 import { defineKernel } from '../kernel-definition.js';
 import type { HostTensor } from '../tensor.js';
-import { f32, type KeysCall } from './host.js';
+import { f32, keysCall, type KeysCall } from './host.js';
 
 /** A validated {@link KVKernels.adjacentCosine} call. */
 export type AdjacentCosineCall<T = unknown> = KeysCall<T>;
@@ -14,9 +14,7 @@ export type AdjacentCosineCall<T = unknown> = KeysCall<T>;
 export const adjacentCosineKernel = defineKernel({
   name: 'adjacentCosine',
   description: 'Cosine similarity of each key with the next one, float32 [kvHeads, length - 1] (0 when a norm is 0).',
-  validate(check, keys: unknown): AdjacentCosineCall {
-    return { keys, shape: check.tensor(keys, 'adjacentCosine keys', 'float32', 3) as [number, number, number] };
-  },
+  validate: (check, keys: unknown): AdjacentCosineCall => keysCall(check, keys, 'adjacentCosine'),
   reference: adjacentCosine,
 });
 

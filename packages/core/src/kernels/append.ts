@@ -1,7 +1,7 @@
 import { defineKernel } from '../kernel-definition.js';
 import type { LayerCache } from '../kernels.js';
 import type { HostTensor } from '../tensor.js';
-import { f32, i32, layerData, type LayerCall } from './host.js';
+import { hostLayerOf, layerArrays, layerData, type LayerCall } from './host.js';
 
 /** A validated {@link KVKernels.append} call. */
 export interface AppendCall<T = unknown> extends LayerCall<T> {
@@ -42,11 +42,7 @@ function append({ layer, keys, values, positions, dims, n }: AppendCall<HostTens
 
   const { heads: H, length: L, headDim: D } = l;
   const M = L + n;
-  const outK = new Float32Array(H * M * D);
-  const outV = new Float32Array(H * M * D);
-  const outP = new Int32Array(H * M);
-  const outC = new Int32Array(H * M);
-  const outS = new Float32Array(H * M);
+  const { keys: outK, values: outV, positions: outP, counts: outC, scores: outS } = layerArrays(H, M, D);
   // Whole-head block copies: typed-array set() is a memcpy, far faster than element loops.
   for (let h = 0; h < H; h++) {
     outK.set(l.keys.subarray(h * L * D, (h + 1) * L * D), h * M * D);
@@ -59,11 +55,5 @@ function append({ layer, keys, values, positions, dims, n }: AppendCall<HostTens
     outC.fill(1, h * M + L, (h + 1) * M);
     outS.set(l.scores.subarray(h * L, (h + 1) * L), h * M);
   }
-  return {
-    keys: f32([H, M, D], outK),
-    values: f32([H, M, D], outV),
-    positions: i32([H, M], outP),
-    counts: i32([H, M], outC),
-    scores: f32([H, M], outS),
-  };
+  return hostLayerOf(H, M, D, { keys: outK, values: outV, positions: outP, counts: outC, scores: outS });
 }

@@ -2,7 +2,7 @@ import { expectRange } from '../kernel-check.js';
 import { defineKernel } from '../kernel-definition.js';
 import type { LayerCache } from '../kernels.js';
 import type { HostTensor } from '../tensor.js';
-import { f32, i32, layerData, type LayerCall, type LayerData } from './host.js';
+import { hostLayerOf, layerArrays, layerData, type LayerCall, type LayerData } from './host.js';
 
 /** A validated {@link KVKernels.gather} call. */
 export interface GatherCall<T = unknown> extends LayerCall<T> {
@@ -21,9 +21,7 @@ export const gatherKernel = defineKernel({
   description: 'Gather every field of the layer at int32 index [kvHeads, k] (duplicates allowed, order kept).',
   validate(check, layer: LayerCache<unknown>, index: unknown): GatherCall {
     const dims = check.layer(layer, 'gather');
-    const k = check.tensor(index, 'gather index', 'int32', 2)[1]!;
-    check.shaped(index, 'gather index', 'int32', [dims.heads, k]);
-    return { layer, index, dims, k };
+    return { layer, index, dims, k: check.columns(index, 'gather index', 'int32', dims.heads) };
   },
   contents({ index, dims, k }, read) {
     expectRange(read(index).data, k, 0, dims.length - 1, 'gather index');
@@ -39,11 +37,7 @@ export const gatherKernel = defineKernel({
  */
 export function gatherRows(l: LayerData, idx: Int32Array, k: number): LayerCache<HostTensor> {
   const { heads: H, length: L, headDim: D } = l;
-  const outK = new Float32Array(H * k * D);
-  const outV = new Float32Array(H * k * D);
-  const outP = new Int32Array(H * k);
-  const outC = new Int32Array(H * k);
-  const outS = new Float32Array(H * k);
+  const { keys: outK, values: outV, positions: outP, counts: outC, scores: outS } = layerArrays(H, k, D);
   const keys = l.keys;
   const values = l.values;
   for (let h = 0; h < H; h++) {
@@ -62,11 +56,5 @@ export function gatherRows(l: LayerData, idx: Int32Array, k: number): LayerCache
       }
     }
   }
-  return {
-    keys: f32([H, k, D], outK),
-    values: f32([H, k, D], outV),
-    positions: i32([H, k], outP),
-    counts: i32([H, k], outC),
-    scores: f32([H, k], outS),
-  };
+  return hostLayerOf(H, k, D, { keys: outK, values: outV, positions: outP, counts: outC, scores: outS });
 }

@@ -1,3 +1,4 @@
+import type { ArgCheck } from '../kernel-check.js';
 import type { CacheShape, LayerCache } from '../kernels.js';
 import type { HostTensor } from '../tensor.js';
 
@@ -51,4 +52,33 @@ export interface KeysCall<T = unknown> {
   readonly keys: T;
   /** Its dimensions. */
   readonly shape: readonly [number, number, number];
+}
+
+/** Validate the keys argument of `kernel`: float32 `[kvHeads, length, headDim]`. */
+export function keysCall(check: ArgCheck, keys: unknown, kernel: string): KeysCall {
+  return { keys, shape: check.tensor(keys, `${kernel} keys`, 'float32', 3) as [number, number, number] };
+}
+
+/** The data arrays of a host layer being built. */
+export interface LayerArrays {
+  /** float32 `[H, M, D]`. */
+  readonly keys: Float32Array;
+  /** float32 `[H, M, D]`. */
+  readonly values: Float32Array;
+  /** int32 `[H, M]`. */
+  readonly positions: Int32Array;
+  /** int32 `[H, M]`. */
+  readonly counts: Int32Array;
+  /** float32 `[H, M]`. */
+  readonly scores: Float32Array;
+}
+
+/** Zeroed arrays for a host layer of `M` slots per head (what a reference kernel fills). */
+export function layerArrays(H: number, M: number, D: number): LayerArrays {
+  return { keys: new Float32Array(H * M * D), values: new Float32Array(H * M * D), positions: new Int32Array(H * M), counts: new Int32Array(H * M), scores: new Float32Array(H * M) };
+}
+
+/** A host layer over filled {@link LayerArrays} (no copy). */
+export function hostLayerOf(H: number, M: number, D: number, a: LayerArrays): LayerCache<HostTensor> {
+  return { keys: f32([H, M, D], a.keys), values: f32([H, M, D], a.values), positions: i32([H, M], a.positions), counts: i32([H, M], a.counts), scores: f32([H, M], a.scores) };
 }

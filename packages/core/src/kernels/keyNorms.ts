@@ -1,6 +1,6 @@
 import { defineKernel } from '../kernel-definition.js';
 import type { HostTensor } from '../tensor.js';
-import { f32, type KeysCall } from './host.js';
+import { f32, keysCall, type KeysCall } from './host.js';
 
 /** A validated {@link KVKernels.keyNorms} call. */
 export type KeyNormsCall<T = unknown> = KeysCall<T>;
@@ -13,9 +13,7 @@ export type KeyNormsCall<T = unknown> = KeysCall<T>;
 export const keyNormsKernel = defineKernel({
   name: 'keyNorms',
   description: 'L2 norm of each key, float32 [kvHeads, length].',
-  validate(check, keys: unknown): KeyNormsCall {
-    return { keys, shape: check.tensor(keys, 'keyNorms keys', 'float32', 3) as [number, number, number] };
-  },
+  validate: (check, keys: unknown): KeyNormsCall => keysCall(check, keys, 'keyNorms'),
   reference({ keys, shape }: KeyNormsCall<HostTensor>): HostTensor<'float32'> {
     const [H, L, D] = shape;
     const k = keys.data as Float32Array;

@@ -31,14 +31,10 @@ export const mergeIntoNeighboursKernel = defineKernel({
     const dims = check.layer(layer, 'mergeIntoNeighbours');
     const H = dims.heads;
     check.object(plan, 'mergeIntoNeighbours: plan', 'NeighbourMergePlan');
-    const K = check.tensor(plan.keep, 'mergeIntoNeighbours plan.keep', 'int32', 2)[1]!;
-    check.shaped(plan.keep, 'mergeIntoNeighbours plan.keep', 'int32', [H, K]);
-    const S = check.tensor(plan.source, 'mergeIntoNeighbours plan.source', 'int32', 2)[1]!;
-    check.shaped(plan.source, 'mergeIntoNeighbours plan.source', 'int32', [H, S]);
-    check.shaped(plan.targetStart, 'mergeIntoNeighbours plan.targetStart', 'int32', [H, S]);
-    check.shaped(plan.targetCount, 'mergeIntoNeighbours plan.targetCount', 'int32', [H, S]);
-    check.shaped(plan.gate, 'mergeIntoNeighbours plan.gate', 'float32', [H, S]);
-    return { layer, plan, dims, kept: K, sources: S };
+    const kept = check.columns(plan.keep, 'mergeIntoNeighbours plan.keep', 'int32', H);
+    const sources = check.columns(plan.source, 'mergeIntoNeighbours plan.source', 'int32', H);
+    for (const f of ['targetStart', 'targetCount', 'gate'] as const) check.shaped(plan[f], `mergeIntoNeighbours plan.${f}`, f === 'gate' ? 'float32' : 'int32', [H, sources]);
+    return { layer, plan, dims, kept, sources };
   },
   contents: checkPlan,
   reference: mergeIntoNeighbours,

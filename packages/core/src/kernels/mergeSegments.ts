@@ -3,7 +3,7 @@ import { badOption } from '../kernel-check.js';
 import { defineKernel, type HostReader } from '../kernel-definition.js';
 import type { LayerCache, SegmentPlan } from '../kernels.js';
 import type { HostTensor } from '../tensor.js';
-import { f32, i32, layerData, type LayerCall } from './host.js';
+import { hostLayerOf, layerArrays, layerData, type LayerCall } from './host.js';
 
 /** A validated {@link KVKernels.mergeSegments} call. */
 export interface MergeSegmentsCall<T = unknown> extends LayerCall<T> {
@@ -35,8 +35,7 @@ export const mergeSegmentsKernel = defineKernel({
     const { heads: H, length: L } = dims;
     check.object(plan, 'mergeSegments: plan', 'SegmentPlan');
     check.shaped(plan.segment, 'mergeSegments plan.segment', 'int32', [H, L]);
-    const M = check.tensor(plan.pivot, 'mergeSegments plan.pivot', 'int32', 2)[1]!;
-    check.shaped(plan.pivot, 'mergeSegments plan.pivot', 'int32', [H, M]);
+    const M = check.columns(plan.pivot, 'mergeSegments plan.pivot', 'int32', H);
     check.shaped(plan.sigma, 'mergeSegments plan.sigma', 'float32', [H, M]);
     const scale = plan.valueScale;
     if (scale !== 'count' && scale !== 'none') {
@@ -138,11 +137,7 @@ function mergeSegments({ layer, plan, dims, outLength: M, byCount }: MergeSegmen
 
   const keys = l.keys;
   const values = l.values;
-  const outK = new Float32Array(H * M * D);
-  const outV = new Float32Array(H * M * D);
-  const outP = new Int32Array(H * M);
-  const outC = new Int32Array(H * M);
-  const outS = new Float32Array(H * M);
+  const { keys: outK, values: outV, positions: outP, counts: outC, scores: outS } = layerArrays(H, M, D);
   const g = new Float64Array(L);
   const accK = new Float64Array(D);
   const accV = new Float64Array(D);
@@ -200,11 +195,5 @@ function mergeSegments({ layer, plan, dims, outLength: M, byCount }: MergeSegmen
       outS[ho] = score;
     }
   }
-  return {
-    keys: f32([H, M, D], outK),
-    values: f32([H, M, D], outV),
-    positions: i32([H, M], outP),
-    counts: i32([H, M], outC),
-    scores: f32([H, M], outS),
-  };
+  return hostLayerOf(H, M, D, { keys: outK, values: outV, positions: outP, counts: outC, scores: outS });
 }

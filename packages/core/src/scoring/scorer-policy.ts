@@ -10,6 +10,16 @@ export interface ScorerOptions {
   readonly decode: DecodeMode;
 }
 
+/** What a scorer is: its registry name, what it needs observed, and its options' schema. */
+export interface ScorerSpec {
+  /** Registry name. */
+  readonly name: string;
+  /** What the policy needs observed. */
+  readonly needs: readonly ObservationNeed[];
+  /** JSON Schema of its options (with the shared `decode` option, see `decodeSchema`). */
+  readonly schema: JsonSchema;
+}
+
 /** Slots a scorer keeps whatever their score. */
 export interface Protection {
   /** Leading slots (attention sinks). */
@@ -34,18 +44,20 @@ export abstract class ScorerPolicy<Options extends ScorerOptions = ScorerOptions
   /** Specification version implemented. */
   readonly specificationVersion = SPECIFICATION_VERSION;
   /** Registry name. */
-  abstract readonly name: string;
+  readonly name: string;
   /** What the policy needs observed. */
-  abstract readonly needs: readonly ObservationNeed[];
+  readonly needs: readonly ObservationNeed[];
   /** Validated options with defaults filled in. */
   readonly options: Options;
 
   /**
-   * Validate `options` against `schema` (once: options `KVFold.policy` already validated pass through).
+   * Validate `options` against the spec's schema (once: options `KVFold.policy` already validated pass through).
    * @throws ConfigError naming each bad option.
    */
-  constructor(schema: JsonSchema, options: Partial<Options> | undefined, context: string) {
-    this.options = validateOptions<Options>(schema, options ?? {}, context);
+  constructor(spec: ScorerSpec, options: Partial<Options> | undefined) {
+    this.name = spec.name;
+    this.needs = spec.needs;
+    this.options = validateOptions<Options>(spec.schema, options ?? {}, `${spec.name} options`);
   }
 
   /**
