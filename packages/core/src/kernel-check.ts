@@ -133,7 +133,10 @@ export function checkHostTensor(t: unknown, field: string): HostTensor {
  * validate its tensor arguments.
  */
 export class ArgCheck {
-  /** @param inspect the backend's answer about a value (see {@link TensorInspector}). */
+  /**
+   * Bind the checks to a backend.
+   * @param inspect the backend's answer about a value (see {@link TensorInspector}).
+   */
   constructor(readonly inspect: TensorInspector) {}
 
   /**

@@ -13,7 +13,7 @@ export { FullPolicy, fullPolicy } from './full.js';
 export { WindowPolicy, windowPolicy } from './window.js';
 export { RandomPolicy, randomPolicy } from './random.js';
 export { chainPolicy } from './chain.js';
-export { fullSchema, windowSchema, randomSchema, chainSchema, type FullOptions, type WindowOptions, type RandomOptions, type ChainOptions } from './schema.js';
+export { fullSchema, windowSchema, randomSchema, chainSchema, type FullOptions, type WindowOptions, type RandomOptions, type ChainOptions, type ChainStep } from './schema.js';
 
 /** The plugin registering `full`, `window`, `random` and `chain`. */
 export default definePlugin({ name: '@kvfold/policy-baselines', policies: [fullPolicy, windowPolicy, randomPolicy, chainPolicy] });

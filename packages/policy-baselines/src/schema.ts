@@ -61,10 +61,18 @@ export const randomSchema: JsonSchema = {
   additionalProperties: false,
 };
 
+/** One policy of a `chain`. */
+export interface ChainStep {
+  /** Registry name of the policy. */
+  readonly name: string;
+  /** Its options, validated against its own schema. */
+  readonly options?: Record<string, unknown>;
+}
+
 /** Options of the `chain` policy. */
 export interface ChainOptions {
-  /** The policies applied in turn, each by registry name with its options (validated against its own schema). */
-  readonly policies: readonly { readonly name: string; readonly options?: Record<string, unknown> }[];
+  /** The policies applied in turn. */
+  readonly policies: readonly ChainStep[];
 }
 
 /** JSON Schema of {@link ChainOptions}. */

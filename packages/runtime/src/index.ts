@@ -51,7 +51,7 @@ export { LlamaDecoder, type AttentionHooks, type DecoderOptions, type ForwardOpt
 export { referenceForward, reduceGroups, type ReferenceOptions, type ReferenceResult } from './reference/forward.js';
 export { CacheManager, type CacheManagerOptions } from './cache-manager.js';
 export { byteTokenizer, huggingFaceTokenizer, loadTokenizer, type ByteTokenizerOptions, type TextTokenizer } from './tokenizer.js';
-export { Session, createModel, type Decoder, type FeedOptions, type Logits, type Model, type ModelInit, type SessionOptions } from './session.js';
+export { Session, createModel, type Decoder, type FeedOptions, type Logits, type Model, type ModelInit, type SessionOptions, type TfjsModel } from './session.js';
 export {
   generate,
   loadModel,

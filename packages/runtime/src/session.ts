@@ -60,8 +60,14 @@ export interface ModelInit {
   readonly folder?: string;
 }
 
+/** A {@link Model} on this package's tfjs decoder. */
+export interface TfjsModel extends Model<tf.Tensor> {
+  /** The tfjs decoder. */
+  readonly decoder: LlamaDecoder;
+}
+
 /** Build a {@link Model} on the tfjs decoder from weights already in memory (tests, converters, generated models). */
-export function createModel(init: ModelInit): Model<tf.Tensor> & { readonly decoder: LlamaDecoder } {
+export function createModel(init: ModelInit): TfjsModel {
   const decoder = new LlamaDecoder(init.config, init.weights, init.decoder);
   return {
     config: init.config,

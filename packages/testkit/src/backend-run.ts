@@ -31,8 +31,16 @@ export async function prefillOn<T>(policy: KVCachePolicy, kernels: KVKernels<T>,
   return { describe: kernels.describe(), layer: host, kept: host.keys.shape[1]!, mergedSlots: host.counts.data.filter((c) => c > 1).length, ms };
 }
 
+/** What {@link compareLayers} finds. */
+export interface LayerComparison {
+  /** Largest `|a - b| / (1 + |b|)` over keys, values and scores (Infinity when the shapes differ). */
+  readonly maxDifference: number;
+  /** Positions and counts agree exactly. */
+  readonly sameSlots: boolean;
+}
+
 /** Largest `|a - b| / (1 + |b|)` over the float fields, and whether the int fields agree exactly. */
-export function compareLayers(a: HostLayer, b: HostLayer): { maxDifference: number; sameSlots: boolean } {
+export function compareLayers(a: HostLayer, b: HostLayer): LayerComparison {
   let maxDifference = 0;
   for (const f of ['keys', 'values', 'scores'] as const) {
     if (a[f].data.length !== b[f].data.length) return { maxDifference: Infinity, sameSlots: false };

@@ -1,3 +1,5 @@
+import type { KVFoldError } from '@kvfold/core';
+
 /**
  * A tiny Llama `config.json` (2 layers, hidden 32, 4 query heads over 2 kv heads, head dim 8, vocabulary
  * 64, bytes tokenizer) for tests that build random models; `overrides` replaces or adds any field.
@@ -25,7 +27,7 @@ export function tinyLlamaConfig(overrides: Record<string, unknown> = {}): Record
  * The error `f` throws or rejects with (a typed kvfold error in the tests that use it).
  * @throws Error when `f` neither throws nor rejects.
  */
-export async function thrown<E = Error & { code?: string; details?: Record<string, unknown> }>(f: () => unknown): Promise<E> {
+export async function thrown<E = KVFoldError>(f: () => unknown): Promise<E> {
   try {
     await f();
   } catch (e) {

@@ -49,11 +49,19 @@ export function randomLayer(H: number, L: number, D: number, r: () => number, ti
   return hostLayer({ heads: H, length: L, headDim: D, keys, values, positions, counts, scores });
 }
 
+/** Queries and their positions, for `observe`. */
+export interface RandomQueries {
+  /** float32 `[queryHeads, n, headDim]`. */
+  readonly q: HostTensor;
+  /** int32 `[n]`. */
+  readonly qp: HostTensor;
+}
+
 /**
  * Queries `[queryHeads, n, headDim]` and their positions for `observe` on `base`. The positions straddle the
  * cache's (from -1 to one past the last slot) so some queries see no slot and some see every slot.
  */
-export function randomQueries(base: HostLayer, queryHeads: number, n: number, r: () => number): { q: HostTensor; qp: HostTensor } {
+export function randomQueries(base: HostLayer, queryHeads: number, n: number, r: () => number): RandomQueries {
   const [, L, D] = base.keys.shape as [number, number, number];
   const q = randomF32([queryHeads, n, D], r);
   const maxPos = base.positions.data[L - 1]!;

@@ -88,9 +88,25 @@ export function attention<T>(k: KVKernels<T>, perHead: readonly (readonly number
   return k.fromHost(hostTensor('float32', [perHead.length, n], perHead.flat()));
 }
 
+/** One call of a {@link RecordingLogger}. */
+export interface LoggedLine {
+  /** `debug`, `info` or `warn`. */
+  readonly level: string;
+  /** The message. */
+  readonly message: string;
+  /** The structured fields, if any. */
+  readonly fields?: Record<string, unknown>;
+}
+
+/** A logger that keeps every call. */
+export interface RecordingLogger extends Logger {
+  /** Every call, in order. */
+  readonly lines: LoggedLine[];
+}
+
 /** A logger that records every call (to assert what a policy or backend reported). */
-export function recordingLogger(): Logger & { readonly lines: { level: string; message: string; fields?: Record<string, unknown> }[] } {
-  const lines: { level: string; message: string; fields?: Record<string, unknown> }[] = [];
+export function recordingLogger(): RecordingLogger {
+  const lines: LoggedLine[] = [];
   const at = (level: string) => (message: string, fields?: Record<string, unknown>) => void lines.push({ level, message, ...(fields ? { fields } : {}) });
   return { lines, debug: at('debug'), info: at('info'), warn: at('warn') };
 }

@@ -16,6 +16,7 @@ export class ChainPolicy implements KVCachePolicy {
   readonly needs: KVCachePolicy['needs'];
 
   /**
+   * Chain `policies`.
    * @param name registry name of the chain.
    * @param policies the policies, in order (at least one).
    * @throws ConfigError when the list is empty or a policy after the first needs an observation.

@@ -11,7 +11,13 @@ import type { JsonSchema } from '../policy.js';
  *
  * Score state (accumulated attention) is updated at every step whatever the mode.
  */
-export type DecodeMode = 'evict' | 'keep' | { readonly every: number };
+export type DecodeMode = 'evict' | 'keep' | DecodeInterval;
+
+/** The interval form of {@link DecodeMode}. */
+export interface DecodeInterval {
+  /** Evict back to the budget once this many slots (or more) are above it; at least 1. */
+  readonly every: number;
+}
 
 /** JSON Schema of the shared `decode` option; `fallback` is the policy's default. */
 export function decodeSchema(fallback: 'evict' | 'keep'): JsonSchema {

@@ -16,6 +16,7 @@ export class PerLayerBudgetPolicy implements KVCachePolicy {
   readonly needs: KVCachePolicy['needs'];
 
   /**
+   * Wrap `inner`.
    * @param name registry name of the composed policy (e.g. `pyramidkv`).
    * @param inner the policy that compresses each layer.
    * @param schedule each layer's budget.
