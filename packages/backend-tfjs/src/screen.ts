@@ -21,7 +21,8 @@ export function inspectTensor(value: unknown): TensorMeta | string {
   if (!isTensor(value)) return 'is not a tfjs-backend tensor (tf.Tensor); upload host data with kernels.fromHost()';
   if (value.isDisposed) return 'was disposed and can no longer be used';
   if (value.dtype !== 'float32' && value.dtype !== 'int32') return `has dtype ${value.dtype}; kvfold kernels exchange float32 and int32 tensors`;
-  return { shape: value.shape, dtype: value.dtype };
+  // A tf.Tensor carries its shape and (now known) dtype itself: no object per call on the hot path.
+  return value as unknown as TensorMeta;
 }
 
 /** True (bool scalar) when any element of a boolean tensor is set; false for an empty tensor. */

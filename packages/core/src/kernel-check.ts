@@ -150,14 +150,15 @@ export class ArgCheck {
   }
 
   /**
-   * Check that `value` is a live tensor of this backend with `dtype` and `rank`; returns its dimensions.
+   * Check that `value` is a live tensor of this backend with `dtype` and `rank`; returns its dimensions
+   * (the tensor's own shape array: read it, never write it).
    * @throws ShapeError (not a tensor, disposed, other rank), DTypeError.
    */
-  tensor(value: unknown, field: string, dtype: DType, rank: number): number[] {
+  tensor(value: unknown, field: string, dtype: DType, rank: number): readonly number[] {
     const m = this.meta(value, field);
     if (m.dtype !== dtype) throw new DTypeError(field, m.dtype, [dtype]);
     if (m.shape.length !== rank) throw new ShapeError(`${field} must have rank ${rank}, got shape ${fmtShape(m.shape)}`, { field, shape: [...m.shape] });
-    return [...m.shape];
+    return m.shape;
   }
 
   /**

@@ -16,7 +16,9 @@ export interface BindOptions {
   readonly logger?: Logger;
 }
 
-const BUILTIN_NAMES: readonly BuiltinKernel[] = ['allFinite', 'append', 'accumulate', 'topK', 'gather', 'adjacentCosine', 'keyNorms', 'mergeSegments', 'mergeIntoNeighbours', 'observe'];
+
+/** One kernel's validated call path. */
+type Dispatch = (a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown) => unknown;
 
 /** True for a well-formed host tensor (what a reference implementation returns). */
 function isHostTensor(v: unknown): v is HostTensor {
@@ -99,13 +101,12 @@ export function bindKernels<T>(backend: KernelBackend<T>, options: BindOptions =
     return out instanceof Promise ? out.then((r) => report(upload(r))) : report(upload(out));
   };
 
-  /** Validate, check contents, run: the path of every kernel call. */
-  const dispatcher = (name: string): ((args: readonly unknown[]) => unknown) => {
+  /** Check the contents of a validated call (unless the implementation's screen vouches for them), then run it. */
+  const runner = (name: string): ((call: unknown) => unknown) => {
     const def = defs.get(name);
     if (!def) throw new UnknownKernelError(name, [...defs.keys()]);
     const impl = impls.get(name);
-    return (args) => {
-      const call = def.validate(check, ...args);
+    return (call) => {
       let note: unknown;
       if (def.contents) {
         const screened = impl?.screen?.(call);
@@ -120,26 +121,38 @@ export function bindKernels<T>(backend: KernelBackend<T>, options: BindOptions =
     };
   };
 
-  const byName = new Map<string, (args: readonly unknown[]) => unknown>();
+  // Kernels by name for `run` (plugin kernels take any number of arguments).
+  const general = new Map<string, (args: readonly unknown[]) => unknown>();
   const run = (name: string, args: readonly unknown[]): unknown => {
-    let f = byName.get(name);
-    if (!f) byName.set(name, (f = dispatcher(name)));
+    let f = general.get(name);
+    if (!f) {
+      const go = runner(name);
+      const def = defs.get(name)!;
+      general.set(name, (f = (a) => go(def.validate(check, ...a))));
+    }
     return f(args);
   };
   const methods: Record<string, unknown> = {};
-  for (const name of BUILTIN_NAMES) {
-    if (!defs.has(name)) continue;
-    const f = dispatcher(name);
-    byName.set(name, f);
-    methods[name] = name === 'allFinite' ? async (...args: unknown[]) => f(args) : (...args: unknown[]) => f(args);
+  // The built-in kernels are the kernel methods of KVKernels (at most five arguments, passed as they come:
+  // no argument array on the hot path); allFinite is the one async method.
+  for (const def of BUILTIN_KERNELS) {
+    if (!defs.has(def.name)) continue;
+    const go = runner(def.name);
+    const registered = defs.get(def.name)!;
+    const f: Dispatch = (a, b, c, d, e) => go(registered.validate(check, a, b, c, d, e));
+    methods[def.name] = def.name === 'allFinite' ? async (a: unknown) => f(a) : f;
   }
   const kernels: KVKernels<T> = {
     ...(methods as unknown as Pick<KVKernels<T>, BuiltinKernel>),
     backend: backend.name,
     describe: () => backend.describe(),
     fromHost: (tensor) => backend.fromHost(checkHostTensor(tensor, 'fromHost tensor')),
-    toHost: async (tensor) => {
-      check.meta(tensor, 'toHost tensor');
+    toHost: (tensor) => {
+      try {
+        check.meta(tensor, 'toHost tensor');
+      } catch (e) {
+        return Promise.reject(e);
+      }
       return backend.toHost(tensor);
     },
     shapeOf: (tensor) => check.meta(tensor, 'shapeOf tensor').shape,

@@ -26,10 +26,12 @@ export interface LayerData extends CacheShape {
   readonly scores: Float32Array;
 }
 
-/** The arrays of a host layer already validated as `dims`. */
+/** The arrays of a host layer already validated as `dims` (one object shape, so kernel loops stay monomorphic). */
 export function layerData(layer: LayerCache<HostTensor>, dims: CacheShape): LayerData {
   return {
-    ...dims,
+    heads: dims.heads,
+    length: dims.length,
+    headDim: dims.headDim,
     keys: layer.keys.data as Float32Array,
     values: layer.values.data as Float32Array,
     positions: layer.positions.data as Int32Array,

@@ -91,11 +91,11 @@ export abstract class ScorerPolicy<Options extends ScorerOptions = ScorerOptions
     const recent = ctx.step > 0 ? Math.max(1, protectedRecent) : protectedRecent;
     const scored = ctx.budget - Math.min(ctx.budget, sink + recent) > 0;
     const scores = scored ? await this.score(layer, observed, ctx) : undefined;
-    const borrowed = new Set<unknown>([...layerTensors(layer), observed.attention, observed.lastAttention, observed.queries]);
     try {
       return await selectSlots(k, scores, heads, length, { budget: ctx.budget, sink, recent });
     } finally {
-      if (scores !== undefined && !borrowed.has(scores)) k.dispose(scores);
+      const borrowed = [...layerTensors(layer), observed.attention, observed.lastAttention, observed.queries];
+      if (scores !== undefined && !borrowed.includes(scores)) k.dispose(scores);
     }
   }
 
