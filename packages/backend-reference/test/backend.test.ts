@@ -32,9 +32,41 @@ describe('reference backend', () => {
     expect(Array.from(t.data)).toEqual([1]);
   });
 
+  it('reuses the buffer of a disposed tensor for the next output of its size, and refuses the disposed tensor', () => {
+    const k = createReferenceKernels();
+    const n = 32 * 1024; // 128 KiB: large enough to be pooled
+    const a = k.fromHost(hostTensor('float32', [1, n], new Float32Array(n).fill(1)));
+    const b = k.fromHost(hostTensor('float32', [1, n], new Float32Array(n).fill(2)));
+    const buffer = a.data.buffer;
+    k.dispose(a);
+    expect(() => k.accumulate(a, b)).toThrow(/accumulate scores was disposed/);
+    const sum = k.accumulate(b, b);
+    expect(sum.data.buffer).toBe(buffer);
+    expect(sum.data[0]).toBe(4);
+    expect(sum.data[n - 1]).toBe(4);
+    k.dispose(a); // twice: no second release
+    const other = k.accumulate(b, b);
+    expect(other.data.buffer).not.toBe(buffer);
+  });
+
+  it('keeps at most poolBytes for reuse, and none with poolBytes 0', () => {
+    const n = 32 * 1024;
+    const off = createReferenceKernels({ poolBytes: 0 });
+    const a = off.fromHost(hostTensor('float32', [1, n], new Float32Array(n)));
+    const buffer = a.data.buffer;
+    off.dispose(a);
+    expect(off.fromHost(hostTensor('float32', [1, n], new Float32Array(n))).data.buffer).not.toBe(buffer);
+    const small = createReferenceKernels({ poolBytes: n * 4 });
+    const x = small.fromHost(hostTensor('float32', [1, n], new Float32Array(n)));
+    const y = small.fromHost(hostTensor('float32', [1, n], new Float32Array(n)));
+    small.dispose(x, y); // y pushes x out: only the newest fits
+    expect(small.fromHost(hostTensor('float32', [1, n], new Float32Array(n))).data.buffer).toBe(y.data.buffer);
+    expect(small.fromHost(hostTensor('float32', [1, n], new Float32Array(n))).data.buffer).not.toBe(x.data.buffer);
+  });
+
   it('is a valid plugin whose backend creates the kernels', async () => {
     expect(assertPlugin(plugin, '@kvfold/backend-reference').backends.map((b) => b.name)).toEqual(['reference']);
-    expect(referenceBackend.schema).toEqual({ type: 'object', additionalProperties: false, properties: {} });
+    expect(referenceBackend.schema).toMatchObject({ type: 'object', additionalProperties: false, properties: { poolBytes: { type: 'integer', minimum: 0 } } });
     const b = await referenceBackend.create({}, { logger: silentLogger });
     expect(b.name).toBe('reference');
     expect(b.hostTensors).toBe(true);

@@ -13,6 +13,7 @@ import type {
   ObserveCall,
   TopKCall,
 } from './kernels/index.js';
+import type { HostAllocator } from './kernels/host.js';
 import type { HostTensor } from './tensor.js';
 
 /**
@@ -83,6 +84,11 @@ export interface KernelBackend<T = unknown> {
    * implementation then run the reference directly, with no transfer and no warning.
    */
   readonly hostTensors?: boolean;
+  /**
+   * With {@link hostTensors}: where the reference implementations get the arrays they return (the reference
+   * backend recycles the buffers of disposed tensors). Default fresh arrays.
+   */
+  readonly allocator?: HostAllocator;
   /** The kernels this backend implements. */
   readonly kernels?: KernelImplementations<T>;
   /**

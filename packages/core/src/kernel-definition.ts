@@ -1,3 +1,4 @@
+import type { HostAllocator } from './kernels/host.js';
 import type { ArgCheck } from './kernel-check.js';
 import type { HostTensor } from './tensor.js';
 
@@ -33,8 +34,11 @@ export interface KernelDefinition<Args extends readonly unknown[] = readonly unk
    * the contents. Throws the precise typed error for the first problem.
    */
   contents?(call: Call, read: HostReader): void;
-  /** The ground truth: the kernel on host tensors (a `Call` whose tensors are `HostTensor`s). */
-  reference(call: Call): Result;
+  /**
+   * The ground truth: the kernel on host tensors (a `Call` whose tensors are `HostTensor`s). Arrays it
+   * returns come from `alloc` when given (the reference backend's buffer pool; see {@link HostAllocator}).
+   */
+  reference(call: Call, alloc?: HostAllocator): Result;
 }
 
 /** A kernel definition with its types erased, as registries store it. */

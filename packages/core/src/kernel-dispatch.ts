@@ -117,7 +117,7 @@ export function bindKernels<T>(backend: KernelBackend<T>, options: BindOptions =
         }
       }
       if (impl) return impl.run(call, note);
-      return backend.hostTensors ? def.reference(call) : viaHost(def, call);
+      return backend.hostTensors ? def.reference(call, backend.allocator) : viaHost(def, call);
     };
   };
 

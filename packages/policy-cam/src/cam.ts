@@ -7,6 +7,7 @@ import {
   ScorerPolicy,
   sinkWindow,
   uploadRows,
+  type HostTensor,
   type LayerCache,
   type Observation,
   type PolicyContext,
@@ -60,7 +61,7 @@ export class CaMPolicy extends ScorerPolicy<CaMOptions> {
   protected override async evict<T>(layer: LayerCache<T>, keep: Int32Array, ctx: PolicyContext<T>): Promise<LayerCache<T>> {
     const k = ctx.kernels;
     const heads = cacheShape(k, layer).heads;
-    const p = planNeighbourMerge(keep, rows(await k.toHost(layer.scores)), this.options.mergeBudget, this.options.gate, ctx.rng);
+    const p = planNeighbourMerge(keep, headRows(await k.toHost(layer.scores)), this.options.mergeBudget, this.options.gate, ctx.rng);
     const up = (dtype: 'int32' | 'float32', data: Int32Array | Float32Array) => uploadRows(k, dtype, heads, data);
     const plan = { keep: up('int32', p.keep), source: up('int32', p.source), targetStart: up('int32', p.targetStart), targetCount: up('int32', p.targetCount), gate: up('float32', p.gate) };
     try {
@@ -70,6 +71,13 @@ export class CaMPolicy extends ScorerPolicy<CaMOptions> {
       k.dispose(...Object.values(plan));
     }
   }
+}
+
+/** One view per head of a `[heads, n]` host tensor (no copy). */
+function headRows(t: HostTensor): Float32Array[] {
+  const [h, n] = t.shape as [number, number];
+  const data = t.data as Float32Array;
+  return Array.from({ length: h }, (_, i) => data.subarray(i * n, (i + 1) * n));
 }
 
 /** Registry definition of {@link CaMPolicy}. */

@@ -31,11 +31,11 @@ export interface HostNeighbourMergePlan {
  * targets, head-major then source ascending, so every backend makes the same decisions.
  *
  * @param keep kept slots per head, row-major `[heads, kept]`, ascending per head.
- * @param scores accumulated attention per head (`length` entries each).
+ * @param scores accumulated attention, one row of `length` entries per head (arrays or typed-array views).
  */
-export function planNeighbourMerge(keep: Int32Array, scores: readonly (readonly number[])[], m: number, gate: GateMode, rng: Rng): HostNeighbourMergePlan {
+export function planNeighbourMerge(keep: Int32Array, scores: readonly ArrayLike<number>[], m: number, gate: GateMode, rng: Rng): HostNeighbourMergePlan {
   const heads = scores.length;
-  const length = heads === 0 ? 0 : scores[0].length;
+  const length = heads === 0 ? 0 : scores[0]!.length;
   const kept = heads === 0 ? 0 : keep.length / heads;
   const sources = length - kept;
   const source = new Int32Array(heads * sources);
@@ -43,27 +43,32 @@ export function planNeighbourMerge(keep: Int32Array, scores: readonly (readonly 
   const targetCount = new Int32Array(heads * sources);
   const weights = new Float32Array(heads * sources);
   const probability = new Float32Array(heads * sources);
-  const isKept = new Uint8Array(length);
   for (let h = 0; h < heads; h++) {
-    const a = scores[h];
-    const score = (j: number) => (Number.isNaN(a[j]) ? 0 : a[j]);
-    const ks = keep.subarray(h * kept, (h + 1) * kept);
-    isKept.fill(0);
-    for (const j of ks) isKept[j] = 1;
+    const a = scores[h]!;
+    const k0 = h * kept;
     let s = h * sources;
     let before = 0; // kept slots with a lower index than the current slot
+    let windowOf = -1; // `before` value whose target mean is in `mean`
+    let mean = 0;
     for (let i = 0; i < length; i++) {
-      if (isKept[i]) {
+      if (before < kept && keep[k0 + before] === i) {
         before++;
         continue;
       }
       const count = Math.min(m, kept - before);
       source[s] = i;
       if (count > 0) {
-        let sum = 0;
-        for (let t = before; t < before + count; t++) sum += score(ks[t]);
-        const mean = sum / count;
-        const ai = score(i);
+        // Every source between the same two kept slots has the same targets: their mean is summed once.
+        if (windowOf !== before) {
+          let sum = 0;
+          for (let t = before; t < before + count; t++) {
+            const x = a[keep[k0 + t]!]!;
+            sum += x === x ? x : 0;
+          }
+          mean = sum / count;
+          windowOf = before;
+        }
+        const ai = a[i]! === a[i]! ? a[i]! : 0;
         let p = mean === 0 ? (ai > 0 ? 1 : 0) : ai / mean;
         p = Number.isNaN(p) ? 0 : Math.min(1, Math.max(0, p));
         targetStart[s] = before;

@@ -1,3 +1,5 @@
+import { selectBest } from '@kvfold/core';
+
 /**
  * Host-side planning of KVMerger: which slots are protected, which adjacent links merge, which slots
  * are trimmed, and each merged slot's pivot. Works on small `[heads, length]` arrays only; keys and
@@ -74,15 +76,33 @@ function cmp(a: number, b: number): number {
  * strictly above `above` when given. Returned best first (highest cosine, ties to the lower index).
  */
 export function candidateLinks(cos: ArrayLike<number>, prot: ArrayLike<number>, minSimilarity: number, above?: number): number[] {
-  const out: number[] = [];
+  const out = Array.from(eligibleLinks(cos, prot, minSimilarity, above));
+  out.sort((a, b) => cmp(cos[b]!, cos[a]!) || a - b);
+  return out;
+}
+
+/** The links {@link candidateLinks} returns, ascending by index (unranked). */
+function eligibleLinks(cos: ArrayLike<number>, prot: ArrayLike<number>, minSimilarity: number, above?: number): Int32Array {
+  const out = new Int32Array(cos.length);
+  let n = 0;
   for (let i = 0; i < cos.length; i++) {
     const c = cos[i]!;
     if (prot[i] !== UNPROTECTED || prot[i + 1] !== UNPROTECTED || !Number.isFinite(c) || c < minSimilarity) continue;
     if (above !== undefined && !(c > above)) continue;
-    out.push(i);
+    out[n++] = i;
   }
-  out.sort((a, b) => cmp(cos[b]!, cos[a]!) || a - b);
-  return out;
+  return out.subarray(0, n);
+}
+
+/**
+ * The `count` best of the eligible `links` (highest cosine, ties to the lower index), in any order: a
+ * linear-time selection, since the plan only needs the set.
+ */
+function bestLinks(links: Int32Array, cos: Float64Array, count: number): Int32Array {
+  if (count >= links.length) return links;
+  const idx = links.slice();
+  selectBest(idx, cos, count);
+  return idx.subarray(0, count);
 }
 
 /** One head's layout: merged links and evicted slots. */
@@ -94,13 +114,14 @@ interface RowLayout {
   readonly effectiveEps: number | null;
 }
 
-/** Merge the first `count` of `candidates`, then (when `target` is given) trim groups beyond it. */
-function layoutRow(length: number, cos: ArrayLike<number>, scores: ArrayLike<number>, prot: ArrayLike<number>, candidates: readonly number[], count: number, target: number | null): RowLayout {
+/** Merge the `count` best of `candidates`, then (when `target` is given) trim groups beyond it. */
+function layoutRow(length: number, cos: Float64Array, scores: ArrayLike<number>, prot: ArrayLike<number>, candidates: Int32Array, count: number, target: number | null): RowLayout {
   const links = new Uint8Array(Math.max(0, length - 1));
   let eps: number | null = null;
-  const take = Math.min(count, candidates.length);
+  const chosen = bestLinks(candidates, cos, count);
+  const take = chosen.length;
   for (let j = 0; j < take; j++) {
-    const i = candidates[j]!;
+    const i = chosen[j]!;
     links[i] = 1;
     eps = eps === null ? cos[i]! : Math.min(eps, cos[i]!);
   }
@@ -162,18 +183,17 @@ export function planLayer(input: PlanInput): LayerPlan {
   const shared = input.sets === 'shared' && heads > 1;
   const layoutCount = shared ? 1 : heads;
   const layoutScores: ArrayLike<number>[] = [];
-  const layoutCos: ArrayLike<number>[] = [];
+  const layoutCos: Float64Array[] = [];
   for (let l = 0; l < layoutCount; l++) {
     layoutScores.push(shared ? headMean(input.scores, heads, length) : row(input.scores, l, length));
-    layoutCos.push(cosine ? (shared ? headMean(cosine, heads, n1) : row(cosine, l, n1)) : new Float64Array(n1));
+    // float64 rows: what the selection ranks (a float32 row converts exactly).
+    layoutCos.push(cosine ? (shared ? headMean(cosine, heads, n1) : Float64Array.from(row(cosine, l, n1))) : new Float64Array(n1));
   }
   const prots = input.protection;
   if (prots.length !== layoutCount || prots.some((p) => p.length !== length)) {
     throw new Error(`kvmerger: internal error, protection for ${prots.length} layouts of ${prots[0]?.length} slots; the plan has ${layoutCount} of ${length}`);
   }
-  const cands = prots.map((p, l) =>
-    cosine ? candidateLinks(layoutCos[l]!, p, input.minSimilarity, mode === 'paper' ? input.eps : undefined) : [],
-  );
+  const cands = prots.map((p, l) => (cosine ? eligibleLinks(layoutCos[l]!, p, input.minSimilarity, mode === 'paper' ? input.eps : undefined) : new Int32Array(0)));
   const count = mode === 'paper' ? Math.min(...cands.map((c) => c.length)) : Math.max(0, length - input.target);
   const target = mode === 'exact' ? input.target : null;
   const layouts = prots.map((p, l) => layoutRow(length, layoutCos[l]!, layoutScores[l]!, p, cands[l]!, count, target));

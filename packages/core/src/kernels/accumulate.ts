@@ -1,6 +1,6 @@
 import { defineKernel } from '../kernel-definition.js';
 import type { HostTensor } from '../tensor.js';
-import { f32 } from './host.js';
+import { f32, freshAllocator } from './host.js';
 
 /** A validated {@link KVKernels.accumulate} call. */
 export interface AccumulateCall<T = unknown> {
@@ -24,10 +24,10 @@ export const accumulateKernel = defineKernel({
     check.shaped(attention, 'accumulate attention', 'float32', shape);
     return { scores, attention, shape };
   },
-  reference(c: AccumulateCall<HostTensor>): HostTensor<'float32'> {
+  reference(c: AccumulateCall<HostTensor>, alloc = freshAllocator): HostTensor<'float32'> {
     const a = c.scores.data;
     const b = c.attention.data;
-    const out = new Float32Array(a.length);
+    const out = alloc.float32(a.length);
     for (let i = 0; i < a.length; i++) out[i] = a[i]! + b[i]!;
     return f32([...c.shape], out);
   },

@@ -1,6 +1,6 @@
 import { defineKernel } from '../kernel-definition.js';
 import type { HostTensor } from '../tensor.js';
-import { f32, keysCall, type KeysCall } from './host.js';
+import { f32, freshAllocator, keysCall, type KeysCall } from './host.js';
 
 /** A validated {@link KVKernels.adjacentCosine} call. */
 export type AdjacentCosineCall<T = unknown> = KeysCall<T>;
@@ -18,30 +18,43 @@ export const adjacentCosineKernel = defineKernel({
   reference: adjacentCosine,
 });
 
-function adjacentCosine({ keys, shape }: AdjacentCosineCall<HostTensor>): HostTensor<'float32'> {
+function adjacentCosine({ keys, shape }: AdjacentCosineCall<HostTensor>, alloc = freshAllocator): HostTensor<'float32'> {
   const k = keys.data as Float32Array;
   const [H, L, D] = shape;
   const M = L > 0 ? L - 1 : 0;
-  const out = new Float32Array(H * M);
+  const out = alloc.float32(H * M);
   for (let h = 0; h < H; h++) {
     const base = h * L * D;
     if (L === 0) continue;
     // One pass per neighbour pair: the next key's squared norm is accumulated alongside the dot product
     // and carried over, so every key is read once (plus once more as the left side of the next pair).
+    // Two accumulators per sum break the add dependency chains.
     let n0 = 0;
     for (let d = 0; d < D; d++) n0 += k[base + d]! * k[base + d]!;
     for (let i = 0; i < M; i++) {
       const a = base + i * D;
       const b = a + D;
-      let dot = 0;
-      let n1 = 0;
-      for (let d = 0; d < D; d++) {
-        const y = k[b + d]!;
-        dot += k[a + d]! * y;
-        n1 += y * y;
+      let dot0 = 0;
+      let dot1 = 0;
+      let sq0 = 0;
+      let sq1 = 0;
+      let d = 0;
+      for (; d + 1 < D; d += 2) {
+        const y0 = k[b + d]!;
+        const y1 = k[b + d + 1]!;
+        dot0 += k[a + d]! * y0;
+        dot1 += k[a + d + 1]! * y1;
+        sq0 += y0 * y0;
+        sq1 += y1 * y1;
       }
+      if (d < D) {
+        const y = k[b + d]!;
+        dot0 += k[a + d]! * y;
+        sq0 += y * y;
+      }
+      const n1 = sq0 + sq1;
       const den = Math.sqrt(n0) * Math.sqrt(n1);
-      let c = den > 0 ? dot / den : 0;
+      let c = den > 0 ? (dot0 + dot1) / den : 0;
       if (c > 1) c = 1;
       else if (c < -1) c = -1;
       out[h * M + i] = c;

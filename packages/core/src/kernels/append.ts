@@ -1,7 +1,7 @@
 import { defineKernel } from '../kernel-definition.js';
 import type { LayerCache } from '../kernels.js';
 import type { HostTensor } from '../tensor.js';
-import { hostLayerOf, layerArrays, layerData, type LayerCall } from './host.js';
+import { hostLayerOf, layerArrays, layerData, type HostAllocator, type LayerCall } from './host.js';
 
 /** A validated {@link KVKernels.append} call. */
 export interface AppendCall<T = unknown> extends LayerCall<T> {
@@ -34,7 +34,7 @@ export const appendKernel = defineKernel({
   reference: append,
 });
 
-function append({ layer, keys, values, positions, dims, n }: AppendCall<HostTensor>): LayerCache<HostTensor> {
+function append({ layer, keys, values, positions, dims, n }: AppendCall<HostTensor>, alloc?: HostAllocator): LayerCache<HostTensor> {
   const l = layerData(layer, dims);
   const nk = keys.data as Float32Array;
   const nv = values.data as Float32Array;
@@ -42,7 +42,7 @@ function append({ layer, keys, values, positions, dims, n }: AppendCall<HostTens
 
   const { heads: H, length: L, headDim: D } = l;
   const M = L + n;
-  const { keys: outK, values: outV, positions: outP, counts: outC, scores: outS } = layerArrays(H, M, D);
+  const { keys: outK, values: outV, positions: outP, counts: outC, scores: outS } = layerArrays(H, M, D, alloc);
   // Whole-head block copies: typed-array set() is a memcpy, far faster than element loops.
   for (let h = 0; h < H; h++) {
     outK.set(l.keys.subarray(h * L * D, (h + 1) * L * D), h * M * D);

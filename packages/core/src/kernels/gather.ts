@@ -2,7 +2,7 @@ import { expectRange } from '../kernel-check.js';
 import { defineKernel } from '../kernel-definition.js';
 import type { LayerCache } from '../kernels.js';
 import type { HostTensor } from '../tensor.js';
-import { hostLayerOf, layerArrays, layerData, type LayerCall, type LayerData } from './host.js';
+import { copySlots, hostLayerOf, layerArrays, layerData, type HostAllocator, type LayerArrays, type LayerCall, type LayerData } from './host.js';
 
 /** A validated {@link KVKernels.gather} call. */
 export interface GatherCall<T = unknown> extends LayerCall<T> {
@@ -26,35 +26,32 @@ export const gatherKernel = defineKernel({
   contents({ index, dims, k }, read) {
     expectRange(read(index).data, k, 0, dims.length - 1, 'gather index');
   },
-  reference({ layer, index, dims, k }: GatherCall<HostTensor>): LayerCache<HostTensor> {
-    return gatherRows(layerData(layer, dims), index.data as Int32Array, k);
+  reference({ layer, index, dims, k }: GatherCall<HostTensor>, alloc?: HostAllocator): LayerCache<HostTensor> {
+    const out = layerArrays(dims.heads, k, dims.headDim, alloc);
+    gatherInto(layerData(layer, dims), index.data as Int32Array, k, out);
+    return hostLayerOf(dims.heads, k, dims.headDim, out);
   },
 });
 
 /**
- * Gather without validation, for kernels that already checked `idx` (values in range, `[H, k]`).
- * Shared by {@link gather} and mergeIntoNeighbours.
+ * Gather without validation into `out` (`[H, k]` slots), for kernels that already checked `idx` (values
+ * in range, `[H, k]`). Shared by {@link gather} and mergeIntoNeighbours.
+ *
+ * Each run of consecutive source slots (the common case for sorted kept sets) moves with one
+ * `TypedArray.set` of whole `[headDim]` rows per field, never element by element.
  */
-export function gatherRows(l: LayerData, idx: Int32Array, k: number): LayerCache<HostTensor> {
-  const { heads: H, length: L, headDim: D } = l;
-  const { keys: outK, values: outV, positions: outP, counts: outC, scores: outS } = layerArrays(H, k, D);
-  const keys = l.keys;
-  const values = l.values;
+export function gatherInto(l: LayerData, idx: Int32Array, k: number, out: LayerArrays): void {
+  const { heads: H, length: L } = l;
   for (let h = 0; h < H; h++) {
     const rowBase = h * L;
-    for (let j = 0; j < k; j++) {
-      const o = h * k + j;
-      const src = rowBase + idx[o]!;
-      outP[o] = l.positions[src]!;
-      outC[o] = l.counts[src]!;
-      outS[o] = l.scores[src]!;
-      const s = src * D;
-      const d0 = o * D;
-      for (let d = 0; d < D; d++) {
-        outK[d0 + d] = keys[s + d]!;
-        outV[d0 + d] = values[s + d]!;
-      }
+    const outBase = h * k;
+    let j = 0;
+    while (j < k) {
+      const first = idx[outBase + j]!;
+      let e = j + 1;
+      while (e < k && idx[outBase + e] === first + (e - j)) e++;
+      copySlots(l, rowBase + first, out, outBase + j, e - j);
+      j = e;
     }
   }
-  return hostLayerOf(H, k, D, { keys: outK, values: outV, positions: outP, counts: outC, scores: outS });
 }

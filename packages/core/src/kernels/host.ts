@@ -75,12 +75,46 @@ export interface LayerArrays {
   readonly scores: Float32Array;
 }
 
-/** Zeroed arrays for a host layer of `M` slots per head (what a reference kernel fills). */
-export function layerArrays(H: number, M: number, D: number): LayerArrays {
-  return { keys: new Float32Array(H * M * D), values: new Float32Array(H * M * D), positions: new Int32Array(H * M), counts: new Int32Array(H * M), scores: new Float32Array(H * M) };
+/**
+ * Where a reference kernel gets the arrays it returns. The contents of a returned array are unspecified
+ * (a reused buffer keeps old data): a kernel writes every element of what it allocates. The reference
+ * backend recycles the buffers of disposed tensors this way; without an allocator, kernels take fresh
+ * (zeroed) memory.
+ */
+export interface HostAllocator {
+  /** A float32 array of `n` elements, contents unspecified. */
+  float32(n: number): Float32Array;
+  /** An int32 array of `n` elements, contents unspecified. */
+  int32(n: number): Int32Array;
+}
+
+/** Fresh typed arrays for every request (what the kernels use when the backend supplies no allocator). */
+export const freshAllocator: HostAllocator = {
+  float32: (n) => new Float32Array(n),
+  int32: (n) => new Int32Array(n),
+};
+
+/** Arrays for a host layer of `M` slots per head, from `alloc` (contents unspecified: the kernel fills every element). */
+export function layerArrays(H: number, M: number, D: number, alloc: HostAllocator = freshAllocator): LayerArrays {
+  return { keys: alloc.float32(H * M * D), values: alloc.float32(H * M * D), positions: alloc.int32(H * M), counts: alloc.int32(H * M), scores: alloc.float32(H * M) };
 }
 
 /** A host layer over filled {@link LayerArrays} (no copy). */
 export function hostLayerOf(H: number, M: number, D: number, a: LayerArrays): LayerCache<HostTensor> {
   return { keys: f32([H, M, D], a.keys), values: f32([H, M, D], a.values), positions: i32([H, M], a.positions), counts: i32([H, M], a.counts), scores: f32([H, M], a.scores) };
+}
+
+/**
+ * Copy `n` consecutive slots of every field, from slot row `src` of `l` (`h * length + slot`) to slot row
+ * `dst` of `out`: one `TypedArray.set` of whole `[headDim]` rows per tensor, the small fields in a loop.
+ */
+export function copySlots(l: LayerData, src: number, out: LayerArrays, dst: number, n: number): void {
+  const D = l.headDim;
+  out.keys.set(l.keys.subarray(src * D, (src + n) * D), dst * D);
+  out.values.set(l.values.subarray(src * D, (src + n) * D), dst * D);
+  for (let r = 0; r < n; r++) {
+    out.positions[dst + r] = l.positions[src + r]!;
+    out.counts[dst + r] = l.counts[src + r]!;
+    out.scores[dst + r] = l.scores[src + r]!;
+  }
 }

@@ -19,8 +19,8 @@ export { keyNormsKernel, type KeyNormsCall } from './keyNorms.js';
 export { mergeIntoNeighboursKernel, type MergeIntoNeighboursCall } from './mergeIntoNeighbours.js';
 export { mergeSegmentsKernel, type MergeSegmentsCall } from './mergeSegments.js';
 export { observeKernel, type ObserveCall } from './observe.js';
-export { topKKernel, checkWindow, type TopKCall } from './topK.js';
-export type { KeysCall, LayerCall } from './host.js';
+export { topKKernel, checkWindow, selectBest, type TopKCall } from './topK.js';
+export { freshAllocator, type HostAllocator, type KeysCall, type LayerCall } from './host.js';
 
 /**
  * The kernels of {@link KVKernels}, each declared once with its validation and reference implementation.

@@ -1,6 +1,6 @@
 import { defineKernel } from '../kernel-definition.js';
 import type { HostTensor } from '../tensor.js';
-import { f32, keysCall, type KeysCall } from './host.js';
+import { f32, freshAllocator, keysCall, type KeysCall } from './host.js';
 
 /** A validated {@link KVKernels.keyNorms} call. */
 export type KeyNormsCall<T = unknown> = KeysCall<T>;
@@ -14,10 +14,10 @@ export const keyNormsKernel = defineKernel({
   name: 'keyNorms',
   description: 'L2 norm of each key, float32 [kvHeads, length].',
   validate: (check, keys: unknown): KeyNormsCall => keysCall(check, keys, 'keyNorms'),
-  reference({ keys, shape }: KeyNormsCall<HostTensor>): HostTensor<'float32'> {
+  reference({ keys, shape }: KeyNormsCall<HostTensor>, alloc = freshAllocator): HostTensor<'float32'> {
     const [H, L, D] = shape;
     const k = keys.data as Float32Array;
-    const out = new Float32Array(H * L);
+    const out = alloc.float32(H * L);
     for (let r = 0; r < H * L; r++) {
       let s = 0;
       for (let d = r * D; d < (r + 1) * D; d++) s += k[d]! * k[d]!;

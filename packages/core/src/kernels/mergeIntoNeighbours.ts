@@ -3,8 +3,8 @@ import { expectRange } from '../kernel-check.js';
 import { defineKernel, type HostReader } from '../kernel-definition.js';
 import type { LayerCache, NeighbourMergePlan } from '../kernels.js';
 import type { HostTensor } from '../tensor.js';
-import { layerData, type LayerCall } from './host.js';
-import { gatherRows } from './gather.js';
+import { hostLayerOf, layerArrays, layerData, type HostAllocator, type LayerCall } from './host.js';
+import { gatherInto } from './gather.js';
 
 /** A validated {@link KVKernels.mergeIntoNeighbours} call. */
 export interface MergeIntoNeighboursCall<T = unknown> extends LayerCall<T> {
@@ -17,10 +17,19 @@ export interface MergeIntoNeighboursCall<T = unknown> extends LayerCall<T> {
 }
 
 /**
- * CaM value merge: gather the kept slots, then for each source `s` (in order) with `targetCount > 0`,
- * add `gate[s] * v[source[s]] / targetCount[s]` to the values of kept slots
+ * CaM value merge: gather the kept slots, then for each source `s` with `targetCount > 0`, add
+ * `gate[s] * v[source[s]] / targetCount[s]` to the values of kept slots
  * `targetStart[s] .. targetStart[s] + targetCount[s] - 1`. `v` is the input layer's values. Keys,
- * positions, counts and scores are gathered unchanged.
+ * positions, counts and scores are gathered unchanged. Each kept value is its own value plus the sum of
+ * what it receives, summed in float64 and rounded to float32 once.
+ *
+ * The reference sums without visiting every (source, target) pair: with B the widest window of a head,
+ * a window that reaches the end of its block of B kept slots is a suffix of that block plus a prefix of
+ * the next, so each source is added once where its window starts (a running sum forward through the
+ * block) and once where it ends (a running sum backward through the next block): O((sources + kept) x
+ * headDim) per head instead of O(sources x window x headDim), and only additions (no running sum is
+ * ever subtracted from, so nothing cancels). Blocks are done one at a time, so the float64 sums stay in
+ * cache. Windows inside one block (CaM's plans have none) are added directly.
  * @throws ShapeError when `keep` is not strictly ascending within `[0, length)`, a source is out of
  *   range, a target window leaves `keep`, a count is negative, a gate is not finite, or shapes disagree.
  */
@@ -77,32 +86,95 @@ function checkPlan({ plan, dims, kept: K, sources: S }: MergeIntoNeighboursCall,
   }
 }
 
-function mergeIntoNeighbours({ layer, plan, dims, kept: K, sources: S }: MergeIntoNeighboursCall<HostTensor>): LayerCache<HostTensor> {
+function mergeIntoNeighbours({ layer, plan, dims, kept: K, sources: S }: MergeIntoNeighboursCall<HostTensor>, alloc?: HostAllocator): LayerCache<HostTensor> {
   const l = layerData(layer, dims);
   const { heads: H, length: L, headDim: D } = l;
-  const keep = plan.keep.data as Int32Array;
   const source = plan.source.data as Int32Array;
   const tStart = plan.targetStart.data as Int32Array;
   const tCount = plan.targetCount.data as Int32Array;
   const gate = plan.gate.data as Float32Array;
-
-  const out = gatherRows(l, keep, K);
-  const outV = out.values.data as Float32Array;
+  const out = layerArrays(H, K, D, alloc);
+  gatherInto(l, plan.keep.data as Int32Array, K, out);
+  const outV = out.values;
   const values = l.values;
+  // Sources of the head bucketed by the block their window starts in (counting sort, so any order of
+  // sources works), and the float64 sums of the current block: what each of its slots receives from
+  // windows that start in it (`forward`) and from windows that started in the previous block (`backward`).
+  const order = new Int32Array(S);
+  let firstOf = new Int32Array(0);
+  let forward = new Float64Array(0);
+  let backward = new Float64Array(0);
   for (let h = 0; h < H; h++) {
-    for (let s = 0; s < S; s++) {
-      const i = h * S + s;
-      const c = tCount[i]!;
-      const g = gate[i]!;
-      if (c === 0 || g === 0) continue;
-      const f = g / c;
-      const src = (h * L + source[i]!) * D;
-      const first = (h * K + tStart[i]!) * D;
-      const last = first + c * D;
-      for (let dst = first; dst < last; dst += D) {
-        for (let d = 0; d < D; d++) outV[dst + d] += f * values[src + d]!;
+    const s0 = h * S;
+    // Block size: the widest window of the head. A window of at most B slots that reaches the end of its
+    // block is a suffix of that block plus a prefix of the next one.
+    let B = 0;
+    for (let s = s0; s < s0 + S; s++) if (gate[s] !== 0 && tCount[s]! > B) B = tCount[s]!;
+    if (B === 0) continue;
+    const blocks = Math.ceil(K / B);
+    if (firstOf.length < blocks + 1) firstOf = new Int32Array(blocks + 1);
+    if (forward.length < B * D) {
+      forward = new Float64Array(B * D);
+      backward = new Float64Array(B * D);
+    }
+    firstOf.fill(0, 0, blocks + 1);
+    for (let s = s0; s < s0 + S; s++) if (gate[s] !== 0 && tCount[s]! > 0) firstOf[Math.floor(tStart[s]! / B) + 1]!++;
+    for (let x = 0; x < blocks; x++) firstOf[x + 1]! += firstOf[x]!;
+    const fill = firstOf.slice(0, blocks);
+    for (let s = s0; s < s0 + S; s++) if (gate[s] !== 0 && tCount[s]! > 0) order[fill[Math.floor(tStart[s]! / B)]!++] = s;
+    for (let x = 0; x < blocks; x++) {
+      const b0 = x * B;
+      const b1 = Math.min(K, b0 + B);
+      const width = (b1 - b0) * D;
+      forward.fill(0, 0, width);
+      backward.fill(0, 0, width);
+      let touched = false;
+      // Windows that started in the previous block and run into this one: their prefix part.
+      if (x > 0) {
+        for (let q = firstOf[x - 1]!; q < firstOf[x]!; q++) {
+          const s = order[q]!;
+          const end = tStart[s]! + tCount[s]!;
+          if (end <= b0) continue;
+          addScaled(backward, (end - 1 - b0) * D, values, (h * L + source[s]!) * D, gate[s]! / tCount[s]!, D);
+          touched = true;
+        }
       }
+      let inside = false;
+      for (let q = firstOf[x]!; q < firstOf[x + 1]!; q++) {
+        const s = order[q]!;
+        if (tStart[s]! + tCount[s]! < b1) {
+          inside = true;
+          continue;
+        }
+        addScaled(forward, (tStart[s]! - b0) * D, values, (h * L + source[s]!) * D, gate[s]! / tCount[s]!, D);
+        touched = true;
+      }
+      if (!touched && !inside) continue;
+      for (let t = 1; t < b1 - b0; t++) addRow(forward, t * D, forward, (t - 1) * D, D);
+      for (let t = b1 - b0 - 2; t >= 0; t--) addRow(backward, t * D, backward, (t + 1) * D, D);
+      if (inside) {
+        // Windows that neither reach their block's end nor leave it (CaM's plans have none): added to each target.
+        for (let q = firstOf[x]!; q < firstOf[x + 1]!; q++) {
+          const s = order[q]!;
+          const a = tStart[s]!;
+          const c = tCount[s]!;
+          if (a + c >= b1) continue;
+          for (let t = a; t < a + c; t++) addScaled(forward, (t - b0) * D, values, (h * L + source[s]!) * D, gate[s]! / c, D);
+        }
+      }
+      const at = (h * K + b0) * D;
+      for (let i = 0; i < width; i++) outV[at + i] = outV[at + i]! + forward[i]! + backward[i]!;
     }
   }
-  return out;
+  return hostLayerOf(H, K, D, out);
+}
+
+/** `acc[at .. at + D) += f * x[from .. from + D)` (float64 accumulator). */
+function addScaled(acc: Float64Array, at: number, x: Float32Array, from: number, f: number, D: number): void {
+  for (let d = 0; d < D; d++) acc[at + d] += f * x[from + d]!;
+}
+
+/** `acc[at .. at + D) += y[from .. from + D)`. */
+function addRow(acc: Float64Array, at: number, y: Float64Array, from: number, D: number): void {
+  for (let d = 0; d < D; d++) acc[at + d] += y[from + d]!;
 }

@@ -3,7 +3,7 @@ import { badOption } from '../kernel-check.js';
 import { defineKernel, type HostReader } from '../kernel-definition.js';
 import type { LayerCache, SegmentPlan } from '../kernels.js';
 import type { HostTensor } from '../tensor.js';
-import { hostLayerOf, layerArrays, layerData, type LayerCall } from './host.js';
+import { copySlots, hostLayerOf, layerArrays, layerData, type HostAllocator, type LayerCall, type LayerData } from './host.js';
 
 /** A validated {@link KVKernels.mergeSegments} call. */
 export interface MergeSegmentsCall<T = unknown> extends LayerCall<T> {
@@ -127,73 +127,112 @@ function runBounds(
   return { start, end };
 }
 
-function mergeSegments({ layer, plan, dims, outLength: M, byCount }: MergeSegmentsCall<HostTensor>): LayerCache<HostTensor> {
+function mergeSegments({ layer, plan, dims, outLength: M, byCount }: MergeSegmentsCall<HostTensor>, alloc?: HostAllocator): LayerCache<HostTensor> {
   const l = layerData(layer, dims);
-  const { heads: H, length: L, headDim: D } = l;
+  const { heads: H, length: L, headDim: D, positions, counts, scores } = l;
   const seg = plan.segment.data as Int32Array;
   const piv = plan.pivot.data as Int32Array;
   const sig = plan.sigma.data as Float32Array;
   const { start, end } = runBounds(seg, H, L, M);
-
-  const keys = l.keys;
-  const values = l.values;
-  const { keys: outK, values: outV, positions: outP, counts: outC, scores: outS } = layerArrays(H, M, D);
-  const g = new Float64Array(L);
-  const accK = new Float64Array(D);
-  const accV = new Float64Array(D);
+  const out = layerArrays(H, M, D, alloc);
+  const { positions: outP, counts: outC, scores: outS } = out;
+  const scratch: RunScratch = { rows: new Int32Array(L), weights: new Float64Array(L), valueWeights: new Float64Array(L) };
   for (let h = 0; h < H; h++) {
     const rowBase = h * L;
-    for (let o = 0; o < M; o++) {
+    let o = 0;
+    while (o < M) {
       const ho = h * M + o;
       const st = start[ho]!;
-      const en = end[ho]!;
-      const p = rowBase + piv[ho]!;
-      const pk = p * D;
-      const sg = sig[ho]!;
-      const twoSigma2 = 2 * sg * sg;
-      let sumG = 0;
+      if (end[ho]! - st === 1) {
+        // A run of one-slot segments is the input rows unchanged (weight 1; in `count` mode the count
+        // times the value over the same count rounds back to the value): one row copy per field.
+        let n = 1;
+        while (o + n < M && end[ho + n]! - start[ho + n]! === 1 && start[ho + n] === st + n) n++;
+        copySlots(l, rowBase + st, out, ho, n);
+        o += n;
+        continue;
+      }
       let total = 0;
       let score = 0;
-      for (let i = st; i < en; i++) {
+      for (let i = st; i < end[ho]!; i++) {
         const r = rowBase + i;
         if (seg[r] !== o) continue;
-        const ik = r * D;
-        let d2 = 0;
-        for (let d = 0; d < D; d++) {
-          const x = keys[pk + d]! - keys[ik + d]!;
-          d2 += x * x;
-        }
-        // d2 = 0 short-circuits so the pivot weighs exactly 1 even when 2 sigma^2 underflows to 0.
-        const gi = d2 === 0 ? 1 : Math.exp(-d2 / twoSigma2);
-        g[i] = gi;
-        sumG += gi;
-        total += l.counts[r]!;
-        score += l.scores[r]!;
+        total += counts[r]!;
+        score += scores[r]!;
       }
-      accK.fill(0);
-      accV.fill(0);
-      const inv = 1 / sumG;
-      for (let i = st; i < en; i++) {
-        const r = rowBase + i;
-        if (seg[r] !== o) continue;
-        const w = g[i]! * inv;
-        const wv = byCount ? w / l.counts[r]! : w;
-        const ik = r * D;
-        for (let d = 0; d < D; d++) {
-          accK[d] += w * keys[ik + d]!;
-          accV[d] += wv * values[ik + d]!;
-        }
-      }
-      const vScale = byCount ? total : 1;
-      const od = ho * D;
-      for (let d = 0; d < D; d++) {
-        outK[od + d] = accK[d]!;
-        outV[od + d] = vScale * accV[d]!;
-      }
-      outP[ho] = l.positions[p]!;
+      mergeRun(l, seg, rowBase, o, st, end[ho]!, rowBase + piv[ho]!, sig[ho]!, byCount ? total : 0, out, ho * D, scratch);
+      outP[ho] = positions[rowBase + piv[ho]!]!;
       outC[ho] = total;
       outS[ho] = score;
+      o++;
     }
   }
-  return hostLayerOf(H, M, D, { keys: outK, values: outV, positions: outP, counts: outC, scores: outS });
+  return hostLayerOf(H, M, D, out);
+}
+
+/** Scratch of {@link mergeRun}: member row offsets and weights of one run. */
+interface RunScratch {
+  readonly rows: Int32Array;
+  readonly weights: Float64Array;
+  readonly valueWeights: Float64Array;
+}
+
+/**
+ * Merge the members of run `o` (slots `[st, en)` of the head at `rowBase` whose segment is `o`) around
+ * pivot row `p` into output row `od` of `outK`/`outV`. `total` is the run's count sum in `count` mode
+ * (values are scaled by it, each divided by its own count), 0 in `none` mode.
+ *
+ * First the members' Gaussian weights (one pass over their keys), then each output element as one
+ * float64 sum over the members, held in a register: the member rows of a run sit together in cache, so
+ * this reads every member element once more without a load and store of an accumulator per element.
+ */
+function mergeRun(l: LayerData, seg: Int32Array, rowBase: number, o: number, st: number, en: number, p: number, sigma: number, total: number, out: { keys: Float32Array; values: Float32Array }, od: number, scratch: RunScratch): void {
+  const { headDim: D, keys, values, counts } = l;
+  const { rows, weights, valueWeights } = scratch;
+  const pk = p * D;
+  const twoSigma2 = 2 * sigma * sigma;
+  let n = 0;
+  let sumG = 0;
+  for (let i = st; i < en; i++) {
+    const r = rowBase + i;
+    if (seg[r] !== o) continue;
+    const ik = r * D;
+    // Two accumulators break the add dependency chain.
+    let d0 = 0;
+    let d1 = 0;
+    let d = 0;
+    for (; d + 1 < D; d += 2) {
+      const x = keys[pk + d]! - keys[ik + d]!;
+      const y = keys[pk + d + 1]! - keys[ik + d + 1]!;
+      d0 += x * x;
+      d1 += y * y;
+    }
+    if (d < D) {
+      const x = keys[pk + d]! - keys[ik + d]!;
+      d0 += x * x;
+    }
+    const d2 = d0 + d1;
+    // d2 = 0 short-circuits so the pivot weighs exactly 1 even when 2 sigma^2 underflows to 0.
+    const g = d2 === 0 ? 1 : Math.exp(-d2 / twoSigma2);
+    if (g === 0) continue;
+    sumG += g;
+    rows[n] = ik;
+    weights[n] = g;
+    valueWeights[n] = total > 0 ? g / counts[r]! : g;
+    n++;
+  }
+  const kScale = 1 / sumG;
+  const vScale = total > 0 ? total / sumG : kScale;
+  const { keys: outK, values: outV } = out;
+  for (let d = 0; d < D; d++) {
+    let k = 0;
+    let v = 0;
+    for (let m = 0; m < n; m++) {
+      const at = rows[m]! + d;
+      k += weights[m]! * keys[at]!;
+      v += valueWeights[m]! * values[at]!;
+    }
+    outK[od + d] = k * kScale;
+    outV[od + d] = v * vScale;
+  }
 }

@@ -3,7 +3,7 @@ import { badOption, expectPositiveCounts } from '../kernel-check.js';
 import { defineKernel } from '../kernel-definition.js';
 import type { GroupReduction, LayerCache, ObservedAttention, ObserveOptions } from '../kernels.js';
 import type { HostTensor } from '../tensor.js';
-import { f32, layerData, type LayerCall } from './host.js';
+import { f32, freshAllocator, layerData, type LayerCall } from './host.js';
 
 const REDUCTIONS: readonly GroupReduction[] = ['mean', 'max', 'sum'];
 
@@ -74,7 +74,7 @@ export const observeKernel = defineKernel({
   reference: observe,
 });
 
-function observe({ layer, queries, queryPositions, dims, queryHeads: QH, n, reduction, scale, proportional }: ObserveCall<HostTensor>): ObservedAttention<HostTensor> {
+function observe({ layer, queries, queryPositions, dims, queryHeads: QH, n, reduction, scale, proportional }: ObserveCall<HostTensor>, alloc = freshAllocator): ObservedAttention<HostTensor> {
   const l = layerData(layer, dims);
   const { heads: H, length: L, headDim: D } = l;
   const qd = queries.data as Float32Array;
@@ -83,8 +83,8 @@ function observe({ layer, queries, queryPositions, dims, queryHeads: QH, n, redu
   const isMax = reduction === 'max';
   const keys = l.keys;
   const pos = l.positions;
-  const outSums = new Float32Array(H * L);
-  const outLast = new Float32Array(H * L);
+  const outSums = alloc.float32(H * L);
+  const outLast = alloc.float32(H * L);
   // The G query heads of a kv head are one contiguous [G * n, D] block of "rows" (row r = g * n + t).
   // Rows are processed in chunks so each key is loaded once per chunk and scored against every row of
   // it while it sits in L1: the key matrix is streamed ceil(G * n / chunk) times instead of G * n times.

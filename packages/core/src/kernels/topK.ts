@@ -1,7 +1,7 @@
 import { expectInt } from '../kernel-check.js';
 import { defineKernel } from '../kernel-definition.js';
 import type { HostTensor } from '../tensor.js';
-import { i32 } from './host.js';
+import { freshAllocator, i32 } from './host.js';
 
 /** A validated {@link KVKernels.topK} call. */
 export interface TopKCall<T = unknown> {
@@ -51,10 +51,10 @@ export const topKKernel = defineKernel({
   reference: topK,
 });
 
-function topK({ scores, k, from, to, heads: H, length: L }: TopKCall<HostTensor>): HostTensor<'int32'> {
+function topK({ scores, k, from, to, heads: H, length: L }: TopKCall<HostTensor>, alloc = freshAllocator): HostTensor<'int32'> {
   const s = scores.data as Float32Array;
   const m = to - from;
-  const out = new Int32Array(H * k);
+  const out = alloc.int32(H * k);
   if (k === 0) return i32([H, 0], out);
   if (k === m) {
     for (let h = 0; h < H; h++) for (let j = 0; j < k; j++) out[h * k + j] = from + j;
@@ -84,8 +84,14 @@ function better(val: Float64Array, a: number, b: number): boolean {
   return x > y || (x === y && a < b);
 }
 
-/** Rearrange `idx` so its first `k` entries are the `k` best (in any order); Wirth/Hoare quickselect. */
-function selectBest(idx: Int32Array, val: Float64Array, k: number): void {
+/**
+ * Rearrange `idx` (indices into `val`) so its first `k` entries are the `k` best, in any order: highest
+ * `val` first, ties to the lower index (`val` must hold no NaN). Wirth/Hoare quickselect with a
+ * median-of-three pivot, O(n) on average; the order of the rest is unspecified. For host planning that
+ * needs a top-k set without sorting every candidate.
+ */
+export function selectBest(idx: Int32Array, val: Float64Array, k: number): void {
+  if (k <= 0 || k >= idx.length) return;
   const target = k - 1;
   let lo = 0;
   let hi = idx.length - 1;
