@@ -262,6 +262,27 @@ void random_neighbour_plan(int64_t H, int64_t L, int64_t K, int64_t S, int64_t m
   }
 }
 
+void check_gather_slots(int64_t H, int64_t L, int64_t D, int64_t K) {
+  HostLayer l(H, L, D);
+  // Sorted distinct slots per head (runs and gaps, as kept sets are) and, on the last head, repeats.
+  std::vector<int32_t> index(H * K);
+  for (int64_t h = 0; h < H; ++h) {
+    std::vector<int32_t> slots(L);
+    std::iota(slots.begin(), slots.end(), 0);
+    std::shuffle(slots.begin(), slots.end(), g_rng);
+    std::sort(slots.begin(), slots.begin() + K);
+    std::copy(slots.begin(), slots.begin() + K, index.begin() + h * K);
+  }
+  for (int64_t j = 0; j < K; ++j) index[(H - 1) * K + j] = static_cast<int32_t>(randint(0, L - 1));
+  DevLayer dl(l);
+  Dev<int32_t> didx(index);
+  Outs o(H, K, D);
+  gather_slots_cpu(l.view(), index.data(), K, o.host());
+  launch_ok(gather_slots_cuda(dl.view(), didx.p, K, o.dev(), nullptr), "gather_slots_cuda");
+  cuda_ok(cudaDeviceSynchronize(), "sync");
+  o.check("GatherSlots " + dims({H, L, D}) + " K=" + std::to_string(K));
+}
+
 void check_merge_into_neighbours(int64_t H, int64_t L, int64_t D, int64_t K, int64_t S, int64_t maxTc) {
   HostLayer l(H, L, D);
   std::vector<int32_t> keep, src, ts, tc;
@@ -403,6 +424,7 @@ int main(int argc, char** argv) {
   std::printf("correctness (float32: |gpu - cpu| <= %.0e * max(1, |cpu|); int32: exact)\n", kTol);
   for (auto [H, L, D] : {std::array<int64_t, 3>{1, 1, 4}, {1, 2, 1}, {2, 5, 3}, {3, 33, 17}, {4, 257, 64}, {8, 4096, 128}}) check_adjacent_cosine(H, L, D);
   for (auto [H, L] : {std::array<int64_t, 2>{1, 1}, {1, 5}, {3, 100}, {2, 1025}, {8, 4096}, {4, 40000}}) check_select_cases(H, L);
+  for (auto [H, L, D, K] : {std::array<int64_t, 4>{1, 1, 2, 1}, {2, 9, 3, 4}, {3, 64, 16, 20}, {8, 4096, 128, 2048}}) check_gather_slots(H, L, D, K);
   for (auto [H, L, D, O] : {std::array<int64_t, 4>{1, 1, 2, 1}, {2, 9, 3, 4}, {3, 64, 16, 20}, {8, 2048, 128, 700}}) check_merge_segments(H, L, D, O);
   for (auto [H, L, D, K, S, T] : {std::array<int64_t, 6>{1, 2, 1, 1, 1, 1}, {2, 10, 3, 4, 5, 4}, {3, 100, 16, 40, 50, 8}, {8, 4096, 128, 2048, 1500, 16}})
     check_merge_into_neighbours(H, L, D, K, S, T);

@@ -1,6 +1,6 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BackendUnavailableError, bindKernels, ConfigError, defineBackend, silentLogger, type ConfigIssue, type JsonSchema, type KernelBackend, type Logger } from '@kvfold/core';
+import { BackendUnavailableError, bindKernels, ConfigError, DEFAULT_POOL_BYTES, defineBackend, silentLogger, type ConfigIssue, type JsonSchema, type KernelBackend, type Logger } from '@kvfold/core';
 import { adjacentCosineModel } from './kernels/adjacentCosine.js';
 import { accumulateModel } from './kernels/accumulate.js';
 import { OBSERVE_BLOCK } from './kernels/observe.js';
@@ -42,6 +42,12 @@ export interface OnnxBackendOptions {
    * `function-body` force one.
    */
   readonly observeKernel?: 'auto' | 'native' | 'function-body';
+  /**
+   * Most bytes of disposed tensors kept for reuse by uploads and layer outputs (default 1 GiB; 0 turns
+   * reuse off): ORT then writes a kernel's layer output into memory touched before, instead of allocating
+   * it and the binding copying it into fresh memory.
+   */
+  readonly poolBytes?: number;
 }
 
 /** JSON Schema of {@link OnnxBackendOptions}. */
@@ -60,6 +66,13 @@ export const onnxOptionsSchema: JsonSchema = {
       enum: ['auto', 'native', 'function-body'],
       default: 'auto',
       description: 'With native kernels: auto = function body (MLAS GEMM) on CPU, native on CUDA.',
+    },
+    poolBytes: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 2 ** 40,
+      default: DEFAULT_POOL_BYTES,
+      description: 'Most bytes of disposed tensors kept for reuse by uploads and layer outputs (0 turns reuse off).',
     },
   },
 } as JsonSchema;
@@ -90,7 +103,7 @@ function checkOptions(o: OnnxBackendOptions): void {
     issues.push({ path: '/native', rule: 'enum', message: `must be "auto", "off" or "require", got ${JSON.stringify(o.native)}`, allowed: ['auto', 'off', 'require'] });
   }
   if (o.fallback !== undefined && typeof o.fallback !== 'boolean') issues.push({ path: '/fallback', rule: 'type', message: 'must be a boolean' });
-  for (const [k, min, max] of [['threads', 0, 1024], ['deviceId', 0, 64], ['observeBlock', 1, 2 ** 31]] as const) {
+  for (const [k, min, max] of [['threads', 0, 1024], ['deviceId', 0, 64], ['observeBlock', 1, 2 ** 31], ['poolBytes', 0, 2 ** 40]] as const) {
     const v = o[k];
     if (v !== undefined && (!Number.isInteger(v) || v < min || v > max)) issues.push({ path: `/${k}`, rule: 'range', message: `must be an integer in [${min}, ${max}], got ${v}`, allowed: [min, max] });
   }
@@ -246,6 +259,7 @@ export function onnxBackendFor(options: OnnxBackendOptions = {}, logger: Logger 
     { onnxruntimeNode, executionProvider: ep, kernelPath, observePath, fallbacks },
     options.observeBlock ?? OBSERVE_BLOCK,
     observePath === kernelPath ? undefined : new OrtNodeSessionFactory(config()),
+    options.poolBytes ?? DEFAULT_POOL_BYTES,
   );
   logger.info(`onnx backend: ${backend.describe()}`);
   return backend;

@@ -1,4 +1,4 @@
-import type { DType } from '@kvfold/core';
+import { BufferPool, type DType } from '@kvfold/core';
 import type { KernelSession, SessionFactory } from './session.js';
 
 /**
@@ -8,8 +8,14 @@ import type { KernelSession, SessionFactory } from './session.js';
 export class SessionCache {
   private readonly sessions = new Map<string, KernelSession>();
 
-  /** @param factory creates the sessions (onnxruntime-node itself, or the native addon). */
-  constructor(private readonly factory: SessionFactory) {}
+  /**
+   * @param factory creates the sessions (onnxruntime-node itself, or the native addon).
+   * @param pool where kernels get the memory of the layer outputs they preallocate (see `layerOutputTensors`).
+   */
+  constructor(
+    private readonly factory: SessionFactory,
+    readonly pool: BufferPool = new BufferPool(0),
+  ) {}
 
   /**
    * The session of kernel variant `kernel` for data of element type `dtype`, building its model with

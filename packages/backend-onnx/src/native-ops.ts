@@ -1,6 +1,7 @@
 import type { FunctionDef } from './graph.js';
 import { ACCUMULATE_SELECT } from './kernels/accumulateTopK.js';
 import { ADJACENT_COSINE } from './kernels/adjacentCosine.js';
+import { GATHER_SLOTS } from './kernels/gather.js';
 import { MERGE_INTO_NEIGHBOURS } from './kernels/mergeIntoNeighbours.js';
 import { MERGE_SEGMENTS } from './kernels/mergeSegments.js';
 import { OBSERVE } from './kernels/observe.js';
@@ -34,6 +35,7 @@ export const NATIVE_OPS: readonly NativeOp[] = [
   { fn: ADJACENT_COSINE, stem: 'adjacent_cosine', inputs: ['F32'], outputs: ['F32'], hostInputs: [] },
   { fn: SELECT_TOP_K, stem: 'select_topk', inputs: ['F32', 'I64', 'I64', 'I64'], outputs: ['I32'], hostInputs: [1, 2, 3] },
   { fn: ACCUMULATE_SELECT, stem: 'accumulate_select', inputs: ['F32', 'F32', 'I64', 'I64', 'I64'], outputs: ['F32', 'I32'], hostInputs: [2, 3, 4] },
+  { fn: GATHER_SLOTS, stem: 'gather_slots', inputs: ['F32', 'F32', 'I32', 'I32', 'F32', 'I32'], outputs: ['F32', 'F32', 'I32', 'I32', 'F32'], hostInputs: [] },
   { fn: MERGE_SEGMENTS, stem: 'merge_segments', inputs: ['F32', 'F32', 'I32', 'I32', 'F32', 'I32', 'I32', 'F32'], outputs: ['F32', 'F32', 'I32', 'I32', 'F32'], hostInputs: [] },
   {
     fn: MERGE_INTO_NEIGHBOURS,

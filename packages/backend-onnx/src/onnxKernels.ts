@@ -1,4 +1,4 @@
-import { ArgCheck, defineKernelBackend, hostTensor, type KernelBackend, type KVKernels } from '@kvfold/core';
+import { ArgCheck, BufferPool, DEFAULT_POOL_BYTES, defineKernelBackend, hostTensor, type KernelBackend, type KVKernels } from '@kvfold/core';
 import * as ort from 'onnxruntime-node';
 import { SessionCache } from './cache.js';
 import { accumulate } from './kernels/accumulate.js';
@@ -75,9 +75,17 @@ function describeInfo(info: OnnxRuntimeInfo): string {
  * @param observeBlock largest logits block (elements) one function-body observe call materialises.
  * @param observeFactory sessions for `observe` when it runs on another path than the other kernels.
  */
-export function onnxKernelBackend(factory: SessionFactory, info: OnnxRuntimeInfo, observeBlock: number = OBSERVE_BLOCK, observeFactory?: SessionFactory): KernelBackend<OnnxTensor> {
-  const cache = new SessionCache(factory);
-  const observeCache = observeFactory ? new SessionCache(observeFactory) : cache;
+export function onnxKernelBackend(
+  factory: SessionFactory,
+  info: OnnxRuntimeInfo,
+  observeBlock: number = OBSERVE_BLOCK,
+  observeFactory?: SessionFactory,
+  poolBytes: number = DEFAULT_POOL_BYTES,
+): KernelBackend<OnnxTensor> {
+  // Uploads and layer outputs take their memory from the buffers of disposed tensors (see BufferPool).
+  const pool = new BufferPool(poolBytes);
+  const cache = new SessionCache(factory, pool);
+  const observeCache = observeFactory ? new SessionCache(observeFactory, pool) : cache;
   const check = new ArgCheck(inspectTensor);
   const extensions: OnnxExtensions = {
     info,
@@ -94,13 +102,22 @@ export function onnxKernelBackend(factory: SessionFactory, info: OnnxRuntimeInfo
     describe: () => describeInfo(info),
     inspect: inspectTensor,
     // A copy: the caller keeps ownership of its array, and the handle never aliases host memory.
-    fromHost: ({ dtype, shape, data }) =>
-      dtype === 'float32' ? new ort.Tensor('float32', (data as Float32Array).slice(), [...shape]) : new ort.Tensor('int32', (data as Int32Array).slice(), [...shape]),
+    fromHost: ({ dtype, shape, data }) => {
+      const copy = dtype === 'float32' ? pool.float32(data.length) : pool.int32(data.length);
+      copy.set(data);
+      return dtype === 'float32' ? new ort.Tensor('float32', copy as Float32Array, [...shape]) : new ort.Tensor('int32', copy as Int32Array, [...shape]);
+    },
     toHost: async (tensor) => hostTensor(tensor.type as 'float32' | 'int32', [...tensor.dims], (tensor.data as Float32Array | Int32Array).slice()),
     // CPU tensors: the view is the tensor's own buffer.
     read: (tensor) => ({ dtype: tensor.type, shape: tensor.dims, data: tensor.data }) as ReturnType<KernelBackend<OnnxTensor>['read']>,
     dispose: (tensors) => {
-      for (const t of tensors) if (t instanceof ort.Tensor && t.location !== 'none') t.dispose();
+      for (const t of tensors) {
+        if (!(t instanceof ort.Tensor) || t.location === 'none') continue;
+        const data = t.type === 'float32' || t.type === 'int32' ? (t.data as Float32Array | Int32Array) : undefined;
+        t.dispose();
+        // Only buffers the pool handed out go back (an ORT-allocated output is left to the garbage collector).
+        if (data) pool.release(data);
+      }
     },
     kernels: {
       allFinite: allFinite(cache),

@@ -22,8 +22,12 @@ const require = createRequire(import.meta.url);
 export interface KernelSession {
   /** Kernel name (for messages). */
   readonly name: string;
-  /** Run the model; returns the requested outputs in order. */
-  run(feeds: Readonly<Record<string, OnnxTensor>>, outputs: readonly string[]): OnnxTensor[];
+  /**
+   * Run the model; returns the requested outputs in order. An output given in `into` (same position as in
+   * `outputs`) is written into that tensor, which must have the output's shape and type, and returned
+   * itself: the caller supplies memory it reuses instead of ORT allocating and the binding copying.
+   */
+  run(feeds: Readonly<Record<string, OnnxTensor>>, outputs: readonly string[], into?: readonly (OnnxTensor | undefined)[]): OnnxTensor[];
   /** Free the native session. */
   release(): void;
 }
@@ -56,7 +60,7 @@ export function missingCudaProviderFiles(binDir: string = ortBinDir()): string[]
 
 interface BindingSession {
   loadModel(buffer: ArrayBuffer, byteOffset: number, byteLength: number, options: Record<string, unknown>): void;
-  run(feeds: Record<string, OnnxTensor>, fetches: Record<string, null>, options: Record<string, unknown>): Record<string, OnnxTensor>;
+  run(feeds: Record<string, OnnxTensor>, fetches: Record<string, OnnxTensor | null>, options: Record<string, unknown>): Record<string, OnnxTensor>;
   dispose(): void;
 }
 
@@ -141,11 +145,11 @@ export class OrtNodeSessionFactory implements SessionFactory {
     }
     return {
       name,
-      run(feeds, outputs) {
-        const fetches: Record<string, null> = {};
-        for (const o of outputs) fetches[o] = null;
+      run(feeds, outputs, into) {
+        const fetches: Record<string, OnnxTensor | null> = {};
+        outputs.forEach((o, i) => (fetches[o] = into?.[i] ?? null));
         const r = s.run(feeds as Record<string, OnnxTensor>, fetches, {});
-        return outputs.map((o) => r[o]!);
+        return outputs.map((o, i) => into?.[i] ?? r[o]!);
       },
       release() {
         s.dispose();
@@ -171,8 +175,8 @@ export interface NativeAddon {
   readonly apiAvailable: boolean;
   /** Create a session with the custom-op library registered. */
   createSession(model: Uint8Array, options: { library: string; ep: 'cpu' | 'cuda'; threads: number; deviceId: number }): object;
-  /** Run a session. */
-  run(session: object, inputNames: string[], inputs: RawTensor[], outputNames: string[]): RawTensor[];
+  /** Run a session; outputs given in `into` are written into those arrays (same type and size) and returned as given. */
+  run(session: object, inputNames: string[], inputs: RawTensor[], outputNames: string[], into?: (RawTensor | null)[]): RawTensor[];
   /** Free a session now (the garbage collector would otherwise do it). */
   release(session: object): void;
   /** Kernel invocations counted by the loaded custom-op library at `library` (-1 when ORT has not loaded it). */
@@ -206,14 +210,12 @@ export class NativeSessionFactory implements SessionFactory {
     const addon = this.addon;
     return {
       name,
-      run(feeds, outputs) {
+      run(feeds, outputs, into) {
         const names = Object.keys(feeds);
-        const inputs = names.map((n) => {
-          const t = feeds[n]!;
-          return { type: t.type, dims: [...t.dims], data: t.data as RawTensor['data'] };
-        });
-        const r = addon.run(handle, names, inputs, [...outputs]);
-        return r.map((t) => new ort.Tensor(t.type as 'float32', t.data as Float32Array, t.dims));
+        const raw = (t: OnnxTensor): RawTensor => ({ type: t.type, dims: [...t.dims], data: t.data as RawTensor['data'] });
+        const inputs = names.map((n) => raw(feeds[n]!));
+        const r = addon.run(handle, names, inputs, [...outputs], into ? outputs.map((_, i) => (into[i] ? raw(into[i]) : null)) : undefined);
+        return r.map((t, i) => into?.[i] ?? new ort.Tensor(t.type as 'float32', t.data as Float32Array, t.dims));
       },
       release() {
         addon.release(handle);

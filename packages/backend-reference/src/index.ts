@@ -8,8 +8,7 @@
 import { definePlugin } from '@kvfold/core';
 import { referenceBackend } from './reference.js';
 
-export { createReferenceKernels, DEFAULT_POOL_BYTES, referenceBackend, referenceKernelBackend, type ReferenceBackendOptions } from './reference.js';
-export { BufferPool, type PoolStats } from './pool.js';
+export { createReferenceKernels, referenceBackend, referenceKernelBackend, type ReferenceBackendOptions } from './reference.js';
 
 /** The plugin: contributes the `reference` backend. */
 export default definePlugin({ name: '@kvfold/backend-reference', backends: [referenceBackend] });

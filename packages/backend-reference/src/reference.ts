@@ -1,4 +1,6 @@
 import {
+  BufferPool,
+  DEFAULT_POOL_BYTES,
   bindKernels,
   defineBackend,
   defineKernelBackend,
@@ -10,15 +12,11 @@ import {
   type KVKernels,
   type TensorMeta,
 } from '@kvfold/core';
-import { BufferPool } from './pool.js';
 
 /** A copy (shape and data), so no two owners ever share memory. */
 function copyTensor(t: HostTensor): HostTensor {
   return { dtype: t.dtype, shape: [...t.shape], data: t.data.slice() } as HostTensor;
 }
-
-/** Default of {@link ReferenceBackendOptions.poolBytes}: 1 GiB. */
-export const DEFAULT_POOL_BYTES = 2 ** 30;
 
 /** Options of the reference backend. */
 export interface ReferenceBackendOptions {

@@ -8,7 +8,8 @@
 // JS API (see src/session.ts NativeAddon):
 //   ortVersion(): string, apiVersion: number, apiAvailable: boolean (false: the runtime is older than the headers)
 //   createSession(model: Uint8Array, { library, ep: 'cpu'|'cuda', threads, deviceId }): Session
-//   run(session, inputNames: string[], inputs: {type, dims, data}[], outputNames: string[]): {type, dims, data}[]
+//   run(session, inputNames: string[], inputs: {type, dims, data}[], outputNames: string[], into?: ({type, dims, data} | null)[]):
+//       {type, dims, data}[]   (outputs given in `into` are written into those arrays and returned as given)
 //   release(session): void
 //   opsCalls(library): number   (kernel invocations counted by the loaded custom-op library; -1 if not loaded)
 #include <dlfcn.h>
@@ -186,12 +187,29 @@ napi_value CreateSession(napi_env e, napi_callback_info info) {
   });
 }
 
+/** A JS {type, dims, data} tensor as an Ort::Value over the JS buffer (zero copy, valid during the synchronous call). */
+Ort::Value view_of(napi_env e, napi_value t, const std::string& what, const Ort::MemoryInfo& mem) {
+  static int64_t empty_buffer[1] = {0};
+  const TypeMap& type = type_by_name(get_string(e, get_prop(e, t, "type")));
+  napi_value dims_v = get_prop(e, t, "dims");
+  std::vector<int64_t> dims(array_length(e, dims_v));
+  for (uint32_t d = 0; d < dims.size(); ++d) dims[d] = get_int(e, element(e, dims_v, d));
+  napi_typedarray_type tt;
+  size_t length = 0, offset = 0;
+  void* data = nullptr;
+  napi_value ab;
+  NAPI_OK(napi_get_typedarray_info(e, get_prop(e, t, "data"), &tt, &length, &data, &ab, &offset));
+  if (tt != type.js) throw JsError(what + ": data array does not match type " + type.name);
+  void* p = length == 0 ? static_cast<void*>(empty_buffer) : data;
+  return Ort::Value::CreateTensor(mem, p, length * type.bytes, dims.data(), dims.size(), type.ort);
+}
+
 napi_value Run(napi_env e, napi_callback_info info) {
   return guarded(e, [&] {
-    size_t argc = 4;
-    napi_value argv[4];
+    size_t argc = 5;
+    napi_value argv[5];
     NAPI_OK(napi_get_cb_info(e, info, &argc, argv, nullptr, nullptr));
-    if (argc < 4) throw JsError("run(session, inputNames, inputs, outputNames) needs 4 arguments");
+    if (argc < 4) throw JsError("run(session, inputNames, inputs, outputNames, into?) needs at least 4 arguments");
     Session* s = unwrap(e, argv[0]);
     const uint32_t nin = array_length(e, argv[1]);
     const uint32_t nout = array_length(e, argv[3]);
@@ -200,34 +218,46 @@ napi_value Run(napi_env e, napi_callback_info info) {
     std::vector<Ort::Value> inputs;
     inputs.reserve(nin);
     const auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
-    static int64_t empty_buffer[1] = {0};
     for (uint32_t i = 0; i < nin; ++i) {
       in_names[i] = get_string(e, element(e, argv[1], i));
       in_ptrs[i] = in_names[i].c_str();
-      napi_value t = element(e, argv[2], i);
-      const TypeMap& type = type_by_name(get_string(e, get_prop(e, t, "type")));
-      napi_value dims_v = get_prop(e, t, "dims");
-      std::vector<int64_t> dims(array_length(e, dims_v));
-      for (uint32_t d = 0; d < dims.size(); ++d) dims[d] = get_int(e, element(e, dims_v, d));
-      napi_typedarray_type tt;
-      size_t length = 0, offset = 0;
-      void* data = nullptr;
-      napi_value ab;
-      NAPI_OK(napi_get_typedarray_info(e, get_prop(e, t, "data"), &tt, &length, &data, &ab, &offset));
-      if (tt != type.js) throw JsError("input " + in_names[i] + ": data array does not match type " + type.name);
-      // Zero-copy view of the JS buffer: valid for the duration of this synchronous call.
-      void* p = length == 0 ? static_cast<void*>(empty_buffer) : data;
-      inputs.push_back(Ort::Value::CreateTensor(mem, p, length * type.bytes, dims.data(), dims.size(), type.ort));
+      inputs.push_back(view_of(e, element(e, argv[2], i), "input " + in_names[i], mem));
     }
+    // Outputs the caller preallocated: ORT writes into the JS buffers (no allocation, no copy back).
+    bool has_into = false;
+    if (argc >= 5) {
+      napi_valuetype vt;
+      NAPI_OK(napi_typeof(e, argv[4], &vt));
+      has_into = vt == napi_object;
+    }
+    std::vector<Ort::Value> outputs;
+    outputs.reserve(nout);
+    std::vector<napi_value> given(nout, nullptr);
     for (uint32_t i = 0; i < nout; ++i) {
       out_names[i] = get_string(e, element(e, argv[3], i));
       out_ptrs[i] = out_names[i].c_str();
+      napi_value t = nullptr;
+      napi_valuetype vt = napi_null;
+      if (has_into) {
+        t = element(e, argv[4], i);
+        NAPI_OK(napi_typeof(e, t, &vt));
+      }
+      if (vt == napi_object) {
+        given[i] = t;
+        outputs.push_back(view_of(e, t, "output " + out_names[i], mem));
+      } else {
+        outputs.emplace_back(nullptr);
+      }
     }
-    auto outputs = s->session->Run(Ort::RunOptions{nullptr}, in_ptrs.data(), inputs.data(), nin, out_ptrs.data(), nout);
+    s->session->Run(Ort::RunOptions{nullptr}, in_ptrs.data(), inputs.data(), nin, out_ptrs.data(), outputs.data(), nout);
 
     napi_value result;
     NAPI_OK(napi_create_array_with_length(e, nout, &result));
     for (uint32_t i = 0; i < nout; ++i) {
+      if (given[i]) {
+        NAPI_OK(napi_set_element(e, result, i, given[i]));
+        continue;
+      }
       auto info = outputs[i].GetTensorTypeAndShapeInfo();
       const TypeMap& type = type_by_ort(info.GetElementType());
       const auto dims = info.GetShape();

@@ -45,6 +45,9 @@ void select_topk_cpu(const float* scores, int32_t* index, int64_t H, int64_t L, 
 void accumulate_select_cpu(const float* scores, const float* attention, float* acc, int32_t* index, int64_t H, int64_t L, int64_t k,
                            int64_t from, int64_t to);
 
+/** out[h, j] = in[h, index[h, j]] for every field; out has K slots per head. */
+void gather_slots_cpu(const LayerIn& in, const int32_t* index, int64_t K, const LayerOut& out);
+
 /** KVMerger segment merge; out has O slots per head. value_scale: 1 = count, 0 = none. */
 void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t* pivot, const float* sigma, int64_t O, int value_scale,
                         const LayerOut& out);
@@ -65,6 +68,7 @@ int adjacent_cosine_cuda(const float* keys, float* out, int64_t H, int64_t L, in
 int select_topk_cuda(const float* scores, int32_t* index, int64_t H, int64_t L, int64_t k, int64_t from, int64_t to, void* stream);
 int accumulate_select_cuda(const float* scores, const float* attention, float* acc, int32_t* index, int64_t H, int64_t L, int64_t k,
                            int64_t from, int64_t to, void* stream);
+int gather_slots_cuda(const LayerIn& in, const int32_t* index, int64_t K, const LayerOut& out, void* stream);
 int merge_segments_cuda(const LayerIn& in, const int32_t* segment, const int32_t* pivot, const float* sigma, int64_t O, int value_scale,
                         const LayerOut& out, void* stream);
 int merge_into_neighbours_cuda(const LayerIn& in, const int32_t* keep, int64_t K, const int32_t* source, const int32_t* target_start,

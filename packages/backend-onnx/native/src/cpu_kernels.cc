@@ -68,6 +68,16 @@ inline double dist2(const float* a, const float* b, int64_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
+/** Copy `n` consecutive slots of every field from slot row `src` of `in` to slot row `dst` of `out` (rows = h * slots + slot). */
+inline void copy_slots(const LayerIn& in, int64_t src, const LayerOut& out, int64_t dst, int64_t n) {
+  const int64_t D = in.D;
+  std::memcpy(out.keys + dst * D, in.keys + src * D, static_cast<size_t>(n * D) * sizeof(float));
+  std::memcpy(out.values + dst * D, in.values + src * D, static_cast<size_t>(n * D) * sizeof(float));
+  std::memcpy(out.positions + dst, in.positions + src, static_cast<size_t>(n) * sizeof(int32_t));
+  std::memcpy(out.counts + dst, in.counts + src, static_cast<size_t>(n) * sizeof(int32_t));
+  std::memcpy(out.scores + dst, in.scores + src, static_cast<size_t>(n) * sizeof(float));
+}
+
 }  // namespace
 
 void adjacent_cosine_cpu(const float* keys, float* out, int64_t H, int64_t L, int64_t D) {
@@ -106,50 +116,91 @@ void accumulate_select_cpu(const float* scores, const float* attention, float* a
   select_topk_cpu(acc, index, H, L, k, from, to);
 }
 
+void gather_slots_cpu(const LayerIn& in, const int32_t* index, int64_t K, const LayerOut& out) {
+  const int64_t H = in.H, L = in.L, D = in.D;
+  for (int64_t h = 0; h < H; ++h) {
+    const int32_t* idx = index + h * K;
+    // Runs of consecutive source slots (kept sets are sorted) move as one memcpy of whole rows.
+    for (int64_t j = 0; j < K;) {
+      int64_t e = j + 1;
+      while (e < K && idx[e] == idx[j] + (e - j)) ++e;
+      copy_slots(in, h * L + idx[j], out, h * K + j, e - j);
+      j = e;
+    }
+  }
+}
+
 void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t* pivot, const float* sigma, int64_t O, int value_scale,
                         const LayerOut& out) {
   const int64_t H = in.H, L = in.L, D = in.D;
-  std::vector<double> g(static_cast<size_t>(L)), gsum(static_cast<size_t>(O)), csum(static_cast<size_t>(O)), ssum(static_cast<size_t>(O));
-  std::vector<double> kacc(static_cast<size_t>(O * D)), vacc(static_cast<size_t>(O * D));
+  std::vector<int64_t> start(static_cast<size_t>(O)), end(static_cast<size_t>(O));
+  std::vector<int64_t> rows(static_cast<size_t>(L));
+  std::vector<double> w(static_cast<size_t>(L)), wv(static_cast<size_t>(L)), kacc(static_cast<size_t>(D)), vacc(static_cast<size_t>(D));
   for (int64_t h = 0; h < H; ++h) {
     const int32_t* seg = segment + h * L;
     const float* keys = in.keys + h * L * D;
     const float* values = in.values + h * L * D;
-    std::fill(gsum.begin(), gsum.end(), 0.0);
-    std::fill(csum.begin(), csum.end(), 0.0);
-    std::fill(ssum.begin(), ssum.end(), 0.0);
-    std::fill(kacc.begin(), kacc.end(), 0.0);
-    std::fill(vacc.begin(), vacc.end(), 0.0);
-    for (int64_t i = 0; i < L; ++i) {
+    // Segment ids are non-decreasing over the kept slots; a segment may skip dropped (-1) slots, so its
+    // span runs from its first to its last member.
+    for (int64_t i = 0, prev = -1; i < L; ++i) {
       const int32_t o = seg[i];
       if (o < 0) continue;
-      const int64_t p = pivot[h * O + o];
-      const double d2 = dist2(keys + p * D, keys + i * D, D);
-      const double sg = sigma[h * O + o];
-      g[i] = d2 == 0 ? 1.0 : std::exp(-d2 / (2 * sg * sg));  // the pivot weighs exactly 1
-      gsum[o] += g[i];
-      csum[o] += in.counts[h * L + i];
-      ssum[o] += in.scores[h * L + i];
+      if (o != prev) start[o] = i;
+      prev = o;
+      end[o] = i + 1;
     }
-    for (int64_t i = 0; i < L; ++i) {
-      const int32_t o = seg[i];
-      if (o < 0) continue;
-      const double w = g[i] / gsum[o];
-      const double wv = value_scale == 1 ? w / in.counts[h * L + i] : w;
-      for (int64_t d = 0; d < D; ++d) {
-        kacc[o * D + d] += w * keys[i * D + d];
-        vacc[o * D + d] += wv * values[i * D + d];
+    for (int64_t o = 0; o < O;) {
+      const int64_t ho = h * O + o;
+      if (end[o] - start[o] == 1) {
+        // A run of one-slot segments is the input rows unchanged (weight 1; in count mode the count times
+        // the value over the same count rounds back to the value): one memcpy for the whole run.
+        int64_t n = 1;
+        while (o + n < O && end[o + n] - start[o + n] == 1 && start[o + n] == start[o] + n) ++n;
+        copy_slots(in, h * L + start[o], out, ho, n);
+        o += n;
+        continue;
       }
-    }
-    for (int64_t o = 0; o < O; ++o) {
-      const double scale = value_scale == 1 ? csum[o] : 1.0;
-      for (int64_t d = 0; d < D; ++d) {
-        out.keys[(h * O + o) * D + d] = static_cast<float>(kacc[o * D + d]);
-        out.values[(h * O + o) * D + d] = static_cast<float>(scale * vacc[o * D + d]);
+      const int64_t p = pivot[ho];
+      const double sg = sigma[ho];
+      const double two_sigma2 = 2 * sg * sg;
+      double total = 0, score = 0, gsum = 0;
+      int64_t n = 0;
+      for (int64_t i = start[o]; i < end[o]; ++i) {
+        if (seg[i] != o) continue;
+        total += in.counts[h * L + i];
+        score += in.scores[h * L + i];
       }
-      out.positions[h * O + o] = in.positions[h * L + pivot[h * O + o]];
-      out.counts[h * O + o] = static_cast<int32_t>(csum[o]);
-      out.scores[h * O + o] = static_cast<float>(ssum[o]);
+      for (int64_t i = start[o]; i < end[o]; ++i) {
+        if (seg[i] != o) continue;
+        const double d2 = dist2(keys + p * D, keys + i * D, D);
+        const double g = d2 == 0 ? 1.0 : std::exp(-d2 / two_sigma2);  // the pivot weighs exactly 1
+        if (g == 0) continue;
+        gsum += g;
+        rows[n] = i;
+        w[n] = g;
+        wv[n] = value_scale == 1 ? g / in.counts[h * L + i] : g;
+        ++n;
+      }
+      std::fill(kacc.begin(), kacc.end(), 0.0);
+      std::fill(vacc.begin(), vacc.end(), 0.0);
+      for (int64_t m = 0; m < n; ++m) {
+        const float* k = keys + rows[m] * D;
+        const float* v = values + rows[m] * D;
+        for (int64_t d = 0; d < D; ++d) {
+          kacc[d] += w[m] * k[d];
+          vacc[d] += wv[m] * v[d];
+        }
+      }
+      const double ks = 1 / gsum;
+      const double vs = value_scale == 1 ? total / gsum : ks;
+      for (int64_t d = 0; d < D; ++d) {
+        out.keys[ho * D + d] = static_cast<float>(kacc[d] * ks);
+        out.values[ho * D + d] = static_cast<float>(vacc[d] * vs);
+      }
+      out.positions[ho] = in.positions[h * L + p];
+      out.counts[ho] = static_cast<int32_t>(total);
+      out.scores[ho] = static_cast<float>(score);
+      ++o;
     }
   }
 }
@@ -157,29 +208,70 @@ void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t
 void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K, const int32_t* source, const int32_t* target_start,
                                const int32_t* target_count, const float* gate, int64_t S, const LayerOut& out) {
   const int64_t H = in.H, L = in.L, D = in.D;
-  std::vector<double> acc(static_cast<size_t>(K * D));
+  gather_slots_cpu(in, keep, K, out);
+  // Each kept value plus what it receives, summed in double, as the TypeScript reference does: with B the
+  // widest window, a window reaching its block's end is a suffix of that block plus a prefix of the next,
+  // so a source is added once where it starts (running sum forward) and once where it ends (running sum
+  // backward), block by block so the sums stay in cache. Other windows are added to each target.
+  std::vector<double> fwd, bwd;
+  std::vector<int64_t> order(static_cast<size_t>(S)), first;
   for (int64_t h = 0; h < H; ++h) {
-    for (int64_t j = 0; j < K; ++j) {
-      const int64_t src = h * L + keep[h * K + j];
-      for (int64_t d = 0; d < D; ++d) {
-        out.keys[(h * K + j) * D + d] = in.keys[src * D + d];
-        acc[j * D + d] = in.values[src * D + d];
+    const int64_t s0 = h * S;
+    int64_t B = 0;
+    for (int64_t s = s0; s < s0 + S; ++s)
+      if (gate[s] != 0 && target_count[s] > B) B = target_count[s];
+    if (B == 0) continue;
+    const int64_t blocks = (K + B - 1) / B;
+    first.assign(static_cast<size_t>(blocks + 1), 0);
+    fwd.resize(static_cast<size_t>(B * D));
+    bwd.resize(static_cast<size_t>(B * D));
+    for (int64_t s = s0; s < s0 + S; ++s)
+      if (gate[s] != 0 && target_count[s] > 0) ++first[target_start[s] / B + 1];
+    for (int64_t x = 0; x < blocks; ++x) first[x + 1] += first[x];
+    std::vector<int64_t> fill(first.begin(), first.end() - 1);
+    for (int64_t s = s0; s < s0 + S; ++s)
+      if (gate[s] != 0 && target_count[s] > 0) order[fill[target_start[s] / B]++] = s;
+    const float* values = in.values + h * L * D;
+    float* outv = out.values + h * K * D;
+    auto add = [&](double* acc, int64_t s, double f) {
+      const float* v = values + static_cast<int64_t>(source[s]) * D;
+      for (int64_t d = 0; d < D; ++d) acc[d] += f * v[d];
+    };
+    for (int64_t x = 0; x < blocks; ++x) {
+      const int64_t b0 = x * B, b1 = std::min(K, b0 + B), width = b1 - b0;
+      std::fill(fwd.begin(), fwd.begin() + width * D, 0.0);
+      std::fill(bwd.begin(), bwd.begin() + width * D, 0.0);
+      bool touched = false, inside = false;
+      if (x > 0)
+        for (int64_t q = first[x - 1]; q < first[x]; ++q) {
+          const int64_t s = order[q], stop = target_start[s] + target_count[s];
+          if (stop <= b0) continue;
+          add(bwd.data() + (stop - 1 - b0) * D, s, static_cast<double>(gate[s]) / target_count[s]);
+          touched = true;
+        }
+      for (int64_t q = first[x]; q < first[x + 1]; ++q) {
+        const int64_t s = order[q];
+        if (target_start[s] + target_count[s] < b1) {
+          inside = true;
+          continue;
+        }
+        add(fwd.data() + (target_start[s] - b0) * D, s, static_cast<double>(gate[s]) / target_count[s]);
+        touched = true;
       }
-      out.positions[h * K + j] = in.positions[src];
-      out.counts[h * K + j] = in.counts[src];
-      out.scores[h * K + j] = in.scores[src];
+      if (!touched && !inside) continue;
+      for (int64_t t = 1; t < width; ++t)
+        for (int64_t d = 0; d < D; ++d) fwd[t * D + d] += fwd[(t - 1) * D + d];
+      for (int64_t t = width - 2; t >= 0; --t)
+        for (int64_t d = 0; d < D; ++d) bwd[t * D + d] += bwd[(t + 1) * D + d];
+      if (inside)
+        for (int64_t q = first[x]; q < first[x + 1]; ++q) {
+          const int64_t s = order[q], a = target_start[s], c = target_count[s];
+          if (a + c >= b1) continue;
+          for (int64_t t = a; t < a + c; ++t) add(fwd.data() + (t - b0) * D, s, static_cast<double>(gate[s]) / c);
+        }
+      float* o = outv + b0 * D;
+      for (int64_t i = 0; i < width * D; ++i) o[i] = static_cast<float>(static_cast<double>(o[i]) + fwd[i] + bwd[i]);
     }
-    for (int64_t s = 0; s < S; ++s) {
-      const int32_t tc = target_count[h * S + s];
-      if (tc <= 0) continue;
-      const double coef = static_cast<double>(gate[h * S + s]) / tc;
-      const float* v = in.values + (h * L + source[h * S + s]) * D;
-      for (int32_t t = 0; t < tc; ++t) {
-        const int64_t j = target_start[h * S + s] + t;
-        for (int64_t d = 0; d < D; ++d) acc[j * D + d] += coef * v[d];
-      }
-    }
-    for (int64_t i = 0; i < K * D; ++i) out.values[h * K * D + i] = static_cast<float>(acc[i]);
   }
 }
 

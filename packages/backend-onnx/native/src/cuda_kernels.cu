@@ -399,6 +399,11 @@ int merge_segments_cuda(const LayerIn& in, const int32_t* segment, const int32_t
   return rc;
 }
 
+int gather_slots_cuda(const LayerIn& in, const int32_t* index, int64_t K, const LayerOut& out, void* stream) {
+  if (in.H * K > 0) gather_rows_k<<<warp_blocks(in.H * K), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(in, index, K, out);
+  return status();
+}
+
 int merge_into_neighbours_cuda(const LayerIn& in, const int32_t* keep, int64_t K, const int32_t* source, const int32_t* target_start,
                                const int32_t* target_count, const float* gate, int64_t S, const LayerOut& out, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);

@@ -139,6 +139,23 @@ struct AccumulateSelect {
 };
 
 template <bool Cuda>
+struct GatherSlots {
+  static constexpr const char* kName = "GatherSlots";
+  static constexpr ONNXTensorElementDataType kIn[] = {F32, F32, I32, I32, F32, I32};
+  static constexpr ONNXTensorElementDataType kOut[] = {F32, F32, I32, I32, F32};
+  static bool host_input(size_t) { return false; }
+  GatherSlots(const OrtKernelInfo*) {}
+  void Compute(Ort::KernelContext& ctx) {
+    const LayerIn in = layer_in(ctx);
+    const int64_t K = shape_of(ctx, 5)[1];
+    const LayerOut out = layer_out(ctx, in.H, K, in.D);
+    const int32_t* index = ctx.GetInput(5).GetTensorData<int32_t>();
+    if constexpr (Cuda) check_cuda(kvfold::gather_slots_cuda(in, index, K, out, ctx.GetGPUComputeStream()), kName);
+    else for_each_head(ctx, in.H, [&](int64_t h) { kvfold::gather_slots_cpu(head_of(in, h), index + h * K, K, head_of(out, h, K, in.D)); });
+  }
+};
+
+template <bool Cuda>
 struct MergeSegments {
   static constexpr const char* kName = "MergeSegments";
   static constexpr ONNXTensorElementDataType kIn[] = {F32, F32, I32, I32, F32, I32, I32, F32};
@@ -265,6 +282,7 @@ struct OpSet {
   Op<AdjacentCosine, Cuda> adjacent_cosine;
   Op<SelectTopK, Cuda> select_topk;
   Op<AccumulateSelect, Cuda> accumulate_select;
+  Op<GatherSlots, Cuda> gather_slots;
   Op<MergeSegments, Cuda> merge_segments;
   Op<MergeIntoNeighbours, Cuda> merge_into_neighbours;
   Op<Observe, Cuda> observe;
@@ -272,6 +290,7 @@ struct OpSet {
     d.Add(&adjacent_cosine);
     d.Add(&select_topk);
     d.Add(&accumulate_select);
+    d.Add(&gather_slots);
     d.Add(&merge_segments);
     d.Add(&merge_into_neighbours);
     d.Add(&observe);

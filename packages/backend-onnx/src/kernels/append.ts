@@ -2,6 +2,7 @@ import type { AppendCall, KernelImplementation, LayerCache } from '@kvfold/core'
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder } from '../graph.js';
 import type { OnnxTensor } from '../tensor.js';
+import { layerOutputTensors } from './gather.js';
 
 const OUT = ['keys_out', 'values_out', 'positions_out', 'counts_out', 'scores_out'] as const;
 
@@ -35,7 +36,7 @@ export function append(cache: SessionCache): KernelImplementation<AppendCall<Onn
   return { run: (call) => concat(cache, call) };
 }
 
-function concat(cache: SessionCache, { layer, keys, values, positions }: AppendCall<OnnxTensor>): LayerCache<OnnxTensor> {
+function concat(cache: SessionCache, { layer, keys, values, positions, dims, n }: AppendCall<OnnxTensor>): LayerCache<OnnxTensor> {
   const r = cache.get('append', 'float32', appendModel).run(
     {
       keys: layer.keys,
@@ -48,6 +49,7 @@ function concat(cache: SessionCache, { layer, keys, values, positions }: AppendC
       new_positions: positions,
     },
     OUT,
+    layerOutputTensors(cache.pool, dims.heads, dims.length + n, dims.headDim),
   );
   return { keys: r[0]!, values: r[1]!, positions: r[2]!, counts: r[3]!, scores: r[4]! };
 }

@@ -1,6 +1,7 @@
-import type { GatherCall, KernelImplementation, LayerCache } from '@kvfold/core';
+import type { BufferPool, GatherCall, KernelImplementation, LayerCache } from '@kvfold/core';
+import * as ort from 'onnxruntime-node';
 import type { SessionCache } from '../cache.js';
-import { attr, GraphBuilder, type NodeList } from '../graph.js';
+import { attr, GraphBuilder, type FunctionDef, type NodeList } from '../graph.js';
 import type { OnnxTensor } from '../tensor.js';
 
 /** Layer field names, in the order every layer-producing model outputs them. */
@@ -35,6 +36,20 @@ export function gatherRows(b: NodeList, index: string, fields: readonly string[]
   return fields.map((f, i) => b.opN('GatherND', [f, idx], { batch_dims: attr.int(1) }, names ? { names: [names[i]!] } : {})[0]!);
 }
 
+/**
+ * The five outputs of a layer-producing model with `slots` slots per head, preallocated from `pool`: ORT
+ * writes into memory the backend reuses (a disposed layer's) instead of fresh memory it then copies.
+ */
+export function layerOutputTensors(pool: BufferPool, H: number, slots: number, D: number): OnnxTensor[] {
+  return [
+    new ort.Tensor('float32', pool.float32(H * slots * D), [H, slots, D]),
+    new ort.Tensor('float32', pool.float32(H * slots * D), [H, slots, D]),
+    new ort.Tensor('int32', pool.int32(H * slots), [H, slots]),
+    new ort.Tensor('int32', pool.int32(H * slots), [H, slots]),
+    new ort.Tensor('float32', pool.float32(H * slots), [H, slots]),
+  ];
+}
+
 /** Run a layer-producing session and wrap its five outputs as a layer. */
 export function layerResult(r: OnnxTensor[]): LayerCache<OnnxTensor> {
   return { keys: r[0]!, values: r[1]!, positions: r[2]!, counts: r[3]!, scores: r[4]! };
@@ -45,12 +60,28 @@ export function layerFeeds(layer: LayerCache<OnnxTensor>): Record<string, OnnxTe
   return { keys: layer.keys, values: layer.values, positions: layer.positions, counts: layer.counts, scores: layer.scores };
 }
 
-/** The gather model: GatherND(batch_dims=1) of every field. */
+/**
+ * `ai.kvfold::GatherSlots(keys, values, positions, counts, scores, index) -> (keys, values, positions,
+ * counts, scores)`: every field at int32 `index [H, K]`, per head.
+ *
+ * Body: GatherND(batch_dims=1) of each field. The native kernel copies each run of consecutive source
+ * slots with one memcpy of whole rows (stock GatherND copies element-sized slices one index at a time).
+ */
+export const GATHER_SLOTS: FunctionDef = {
+  name: 'GatherSlots',
+  inputs: [...LAYER_FIELDS, 'index'],
+  outputs: LAYER_OUTPUTS,
+  body(b) {
+    gatherRows(b, 'index', LAYER_FIELDS, LAYER_OUTPUTS);
+  },
+};
+
+/** The gather model: one `ai.kvfold::GatherSlots` node. */
 export function gatherModel(): Uint8Array {
   const g = new GraphBuilder('gather');
   layerInputs(g);
   g.input('index', 'int32', ['H', 'K']);
-  gatherRows(g, 'index', LAYER_FIELDS, LAYER_OUTPUTS);
+  g.custom(GATHER_SLOTS, [...LAYER_FIELDS, 'index'], {}, LAYER_OUTPUTS);
   layerOutputs(g, 'K');
   return g.build();
 }
@@ -60,5 +91,8 @@ export function gatherModel(): Uint8Array {
  * wraps negative indices and ORT fails on large ones with a message naming graph internals.
  */
 export function gather(cache: SessionCache): KernelImplementation<GatherCall<OnnxTensor>, LayerCache<OnnxTensor>> {
-  return { run: ({ layer, index }) => layerResult(cache.get('gather', 'float32', gatherModel).run({ ...layerFeeds(layer), index }, LAYER_OUTPUTS)) };
+  return {
+    run: ({ layer, index, dims, k }) =>
+      layerResult(cache.get('gather', 'float32', gatherModel).run({ ...layerFeeds(layer), index }, LAYER_OUTPUTS, layerOutputTensors(cache.pool, dims.heads, k, dims.headDim))),
+  };
 }

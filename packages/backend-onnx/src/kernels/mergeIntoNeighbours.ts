@@ -2,7 +2,7 @@ import type { KernelImplementation, LayerCache, MergeIntoNeighboursCall } from '
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder, type FunctionDef } from '../graph.js';
 import type { OnnxTensor } from '../tensor.js';
-import { gatherRows, LAYER_FIELDS, LAYER_OUTPUTS, layerFeeds, layerInputs, layerOutputs, layerResult } from './gather.js';
+import { gatherRows, LAYER_FIELDS, LAYER_OUTPUTS, layerFeeds, layerInputs, layerOutputs, layerOutputTensors, layerResult } from './gather.js';
 
 /**
  * `ai.kvfold::MergeIntoNeighbours(keys, values, positions, counts, scores, keep, source, target_start,
@@ -70,7 +70,7 @@ export function mergeIntoNeighbours(cache: SessionCache): KernelImplementation<M
   return { run: (call) => merge(cache, call) };
 }
 
-function merge(cache: SessionCache, { layer, plan }: MergeIntoNeighboursCall<OnnxTensor>): LayerCache<OnnxTensor> {
+function merge(cache: SessionCache, { layer, plan, dims, kept }: MergeIntoNeighboursCall<OnnxTensor>): LayerCache<OnnxTensor> {
   const r = cache.get('mergeIntoNeighbours', 'float32', mergeIntoNeighboursModel).run(
     {
       ...layerFeeds(layer),
@@ -81,6 +81,7 @@ function merge(cache: SessionCache, { layer, plan }: MergeIntoNeighboursCall<Onn
       gate: plan.gate,
     },
     LAYER_OUTPUTS,
+    layerOutputTensors(cache.pool, dims.heads, kept, dims.headDim),
   );
   return layerResult(r);
 }

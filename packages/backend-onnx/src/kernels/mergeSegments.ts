@@ -2,7 +2,7 @@ import type { KernelImplementation, LayerCache, MergeSegmentsCall } from '@kvfol
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder, type FunctionDef, type NodeList } from '../graph.js';
 import type { OnnxTensor } from '../tensor.js';
-import { LAYER_OUTPUTS, layerFeeds, layerInputs, layerOutputs, layerResult } from './gather.js';
+import { LAYER_OUTPUTS, layerFeeds, layerInputs, layerOutputs, layerOutputTensors, layerResult } from './gather.js';
 
 /** Scatter-add `[H, L]` `updates` into `[H, O + 1]` zeros at `index` along axis 1 and drop the dump slot `O`. */
 function segmentSum(b: NodeList, updates: string, index: string, zerosShape: string, outSlots: string): string {
@@ -106,9 +106,10 @@ export function mergeSegmentsModel(valueScale: 'count' | 'none'): Uint8Array {
 /** Collapse runs of consecutive slots into one slot each (KVKernels.mergeSegments); core has checked the plan. */
 export function mergeSegments(cache: SessionCache): KernelImplementation<MergeSegmentsCall<OnnxTensor>, LayerCache<OnnxTensor>> {
   return {
-    run: ({ layer, plan }) => {
+    run: ({ layer, plan, dims, outLength }) => {
       const session = cache.get(`mergeSegments_${plan.valueScale}`, 'float32', () => mergeSegmentsModel(plan.valueScale));
-      return layerResult(session.run({ ...layerFeeds(layer), segment: plan.segment, pivot: plan.pivot, sigma: plan.sigma }, LAYER_OUTPUTS));
+      const into = layerOutputTensors(cache.pool, dims.heads, outLength, dims.headDim);
+      return layerResult(session.run({ ...layerFeeds(layer), segment: plan.segment, pivot: plan.pivot, sigma: plan.sigma }, LAYER_OUTPUTS, into));
     },
   };
 }

@@ -1,4 +1,7 @@
-import type { HostAllocator } from '@kvfold/core';
+import type { HostAllocator } from './kernels/host.js';
+
+/** Default `poolBytes` of the backends that pool their buffers: 1 GiB. */
+export const DEFAULT_POOL_BYTES = 2 ** 30;
 
 /** Buffers smaller than this are left to the garbage collector: reusing them saves nothing measurable. */
 const MIN_POOLED_BYTES = 64 * 1024;
@@ -18,17 +21,18 @@ export interface PoolStats {
 }
 
 /**
- * The reference backend's allocator: buffers of disposed tensors are kept (up to `maxBytes`, oldest
- * dropped first) and handed out again for requests of the same byte length.
+ * An allocator for backends whose tensors live in JavaScript memory (the reference backend, the onnx
+ * backend's CPU tensors): buffers of disposed tensors are kept (up to `maxBytes`, oldest dropped first)
+ * and handed out again for requests of the same byte length.
  *
  * Why: a kernel's output written into fresh memory pays the operating system's page faults on first
  * touch (on this project's machines, a fresh 32 MB buffer filled at about 4 GB/s against 16-39 GB/s
  * into memory touched before), which for a row gather costs more than the copy itself. Compression
  * disposes the layer it replaced, so steady-state compression and decoding reuse those buffers.
  *
- * Only buffers this pool handed out come back, each once; a buffer is reused only after the tensor
- * holding it was disposed, and the backend refuses disposed tensors, so a stale handle fails with a
- * typed error instead of reading another tensor's data.
+ * Only buffers this pool handed out come back, each once; a backend releases a buffer only when the
+ * tensor holding it is disposed, and refuses disposed tensors, so a stale handle fails with a typed
+ * error instead of reading another tensor's data.
  */
 export class BufferPool implements HostAllocator {
   private readonly free = new Map<number, ArrayBuffer[]>();
