@@ -50,6 +50,8 @@ export interface OnnxExtensions {
   loadedKernels(): string[];
   /** Release every ORT session; the kernels create them again if used afterwards. */
   release(): void;
+  /** Where uploads and layer outputs take their memory (buffers of disposed tensors; see `poolBytes`). */
+  readonly pool: BufferPool;
 }
 
 /**
@@ -96,6 +98,7 @@ export function onnxKernelBackend(
       cache.releaseAll();
       observeCache.releaseAll();
     },
+    pool,
   };
   return defineKernelBackend<OnnxTensor>({
     name: 'onnx',

@@ -8,7 +8,7 @@
 import { definePlugin } from '@kvfold/core';
 import { referenceBackend } from './reference.js';
 
-export { createReferenceKernels, referenceBackend, referenceKernelBackend, type ReferenceBackendOptions } from './reference.js';
+export { createReferenceKernels, referenceBackend, referenceKernelBackend, type ReferenceBackendOptions, type ReferenceKernels } from './reference.js';
 
 /** The plugin: contributes the `reference` backend. */
 export default definePlugin({ name: '@kvfold/backend-reference', backends: [referenceBackend] });

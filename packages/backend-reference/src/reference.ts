@@ -100,8 +100,14 @@ export function referenceKernelBackend(options: ReferenceBackendOptions = {}): K
  * the other backends are tested against (1e-5 relative). `options.registry` adds a `KVFold` instance's
  * plugin kernels.
  */
-export function createReferenceKernels(options: BindOptions & ReferenceBackendOptions = {}): KVKernels<HostTensor> {
-  return bindKernels(referenceKernelBackend(options), options);
+export function createReferenceKernels(options: BindOptions & ReferenceBackendOptions = {}): ReferenceKernels {
+  return bindKernels(referenceKernelBackend(options), options) as ReferenceKernels;
+}
+
+/** The reference backend's kernels: every kernel of {@link KVKernels}, plus the buffer pool its outputs come from. */
+export interface ReferenceKernels extends KVKernels<HostTensor> {
+  /** Buffers of disposed tensors kept for reuse (statistics: `pool.snapshot()`). */
+  readonly pool: BufferPool;
 }
 
 /** The reference backend's registration; see {@link ReferenceBackendOptions}. */

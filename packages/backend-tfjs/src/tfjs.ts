@@ -74,6 +74,11 @@ export interface TfjsKernels extends KVKernels<tf.Tensor> {
   readonly engine: TfjsEngine;
   /** wasm only: whether the SIMD build runs; undefined on other engines. */
   readonly simd: boolean | undefined;
+  /**
+   * Peak tensor bytes of this engine while `f` runs, above those live when it starts (`tf.profile`; its
+   * bookkeeping slows `f`, so benchmarks measure it on an untimed call).
+   */
+  peakBytesOf(f: () => Promise<unknown>): Promise<number>;
 }
 
 /** Validate the options (everything but the logger) against the schema, filling in defaults. */
@@ -167,7 +172,17 @@ export async function tfjsKernelBackend(options?: CreateTfjsKernelsOptions): Pro
       for (const t of tensors) if (isTensor(t)) t.dispose();
     },
     kernels: kernels as KernelImplementations<tf.Tensor>,
-    extensions: { engine, simd: loaded.simd },
+    extensions: {
+      engine,
+      simd: loaded.simd,
+      peakBytesOf: async (f: () => Promise<unknown>) => {
+        const start = tf.memory().numBytes;
+        const info = await tf.profile(async () => {
+          await f();
+        });
+        return info.peakBytes - start;
+      },
+    },
   });
 }
 

@@ -117,10 +117,33 @@ export interface ThroughputConfig {
   readonly heads: number;
   /** Tokens of the synthetic cache. */
   readonly length: number;
+  /** Several cache lengths, each timed (replaces `length` when given). */
+  readonly lengths: number[] | null;
   /** Head dimension. */
   readonly headDim: number;
   /** Budget ratio the cache is compressed to. */
   readonly budget: number;
+  /** Timed repetitions (median reported). */
+  readonly reps: number;
+}
+
+/**
+ * One decode step of an evicting policy on a full cache (the cache at its budget plus the token just
+ * appended, so the step evicts one slot per head), against that token's attention on the same backend.
+ */
+export interface StepConfig {
+  /** Backends compared. */
+  readonly backends: BackendRef[];
+  /** Policy labels of the sweep to time (default: h2o and cam when present). */
+  readonly policies: string[] | null;
+  /** kv heads of the synthetic cache. */
+  readonly heads: number;
+  /** Slots of the cache before the new token (its budget). */
+  readonly length: number;
+  /** Head dimension. */
+  readonly headDim: number;
+  /** Query heads per kv head of the attention the step is compared with. */
+  readonly group: number;
   /** Timed repetitions (median reported). */
   readonly reps: number;
 }
@@ -161,6 +184,8 @@ export interface SpeedConfig {
   readonly decode: DecodeConfig | null;
   /** Compression time from short to long caches. */
   readonly scaling: ScalingConfig | null;
+  /** One decode step's eviction against that step's attention. */
+  readonly step: StepConfig | null;
 }
 
 /** The suites of a run; a suite runs when its section is present. */
@@ -364,12 +389,29 @@ export function benchSectionSchema(policies: PolicyRegistry, backends: BackendRe
                     policies: nullableList(labels),
                     heads: int(1, 256, 8, 'kv heads of the synthetic cache.'),
                     length: int(16, 1 << 22, 4096, 'Tokens of the synthetic cache.'),
+                    lengths: { ...lengths(16, 1 << 22, [4096], 'Several cache lengths, each timed (replaces length).'), type: ['array', 'null'], default: null },
                     headDim: int(2, 1024, 64, 'Head dimension.'),
                     budget: { ...ratio, default: 0.5 },
                     reps: int(1, 1000, 5, 'Timed repetitions (median).'),
                   },
                 }),
                 default: {},
+              },
+              step: {
+                ...nullable({
+                  type: 'object',
+                  additionalProperties: false,
+                  properties: {
+                    backends: { type: 'array', items: backend, minItems: 1, default: ['reference'], description: 'Backends compared.' },
+                    policies: nullableList(labels),
+                    heads: int(1, 256, 8, 'kv heads of the synthetic cache.'),
+                    length: int(16, 1 << 22, 4096, 'Slots of the cache at its budget, before the new token.'),
+                    headDim: int(2, 1024, 64, 'Head dimension.'),
+                    group: int(1, 64, 1, 'Query heads per kv head of the attention the step is compared with.'),
+                    reps: int(1, 1000, 7, 'Timed repetitions (median).'),
+                  },
+                }),
+                default: null,
               },
               decode: {
                 ...nullable({
@@ -455,6 +497,7 @@ export function resolveBenchConfig(kv: KVFold, document: unknown): BenchConfig {
   };
   checkLabels(speed?.throughput?.policies, '/bench/suites/speed/throughput/policies');
   checkLabels(speed?.scaling?.policies, '/bench/suites/speed/scaling/policies');
+  checkLabels(speed?.step?.policies, '/bench/suites/speed/step/policies');
   if (issues.length > 0) throw new ConfigError(issues, 'benchmark config');
   const variants: Variant[] = [];
   for (const spec of specs) {

@@ -1,11 +1,14 @@
 /**
  * Named configurations. `default` is the full default sweep (the bench/RESULTS.md run); `demo` is its
- * short version for `pnpm demo` (under 3 minutes on 2 cores); `smoke` runs every suite in seconds for tests.
+ * short version for `pnpm demo` (under 3 minutes on 2 cores); `smoke` runs every suite in seconds for tests;
+ * `speed` is the compression-speed table of bench/RESULTS.md (one layer of 32 kv heads x 128 dims at 4k and
+ * 16k tokens per backend against the memory-copy floor, a decode step against its attention, the growth
+ * from 1k to 32k tokens; under 5 minutes on 2 cores).
  * Each is a plain config document: bench/<name>.json holds the same document for editors and CI.
  */
 
 /** Names of the built-in presets. */
-export const PRESET_NAMES = ['default', 'demo', 'smoke'] as const;
+export const PRESET_NAMES = ['default', 'demo', 'smoke', 'speed'] as const;
 
 /** A built-in preset name. */
 export type PresetName = (typeof PRESET_NAMES)[number];
@@ -50,6 +53,41 @@ export const PRESETS: { readonly [K in PresetName]: Record<string, unknown> } = 
       },
     },
   },
+  speed: {
+    seed: 0,
+    bench: {
+      name: 'speed',
+      model: 'embedded',
+      policies: [
+        'h2o',
+        'cam',
+        'kvmerger',
+        // Lazy compaction: evict 64 slots once every 64 decoded tokens instead of one at every token.
+        { name: 'h2o', label: 'h2o-every64', options: { decode: { every: 64 } } },
+        { name: 'cam', label: 'cam-every64', options: { decode: { every: 64 } } },
+      ],
+      budgets: [0.5],
+      baseline: false,
+      suites: {
+        speed: {
+          throughput: {
+            // reference(poolBytes=0): outputs in fresh memory every call (the default allocator's figure).
+            backends: ['reference', { name: 'reference', options: { poolBytes: 0 } }, 'tfjs', 'onnx'],
+            policies: ['h2o', 'cam', 'kvmerger'],
+            heads: 32,
+            length: 4096,
+            lengths: [4096, 16384],
+            headDim: 128,
+            budget: 0.5,
+            reps: 5,
+          },
+          step: { backends: ['reference', 'tfjs', 'onnx'], policies: ['h2o', 'cam', 'h2o-every64', 'cam-every64'], heads: 32, length: 4096, headDim: 128, group: 1, reps: 7 },
+          decode: null,
+          scaling: { backend: 'reference', policies: ['h2o', 'cam', 'kvmerger'], lengths: [1024, 2048, 4096, 8192, 16384, 32768], heads: 8, headDim: 128, budget: 0.5, reps: 3 },
+        },
+      },
+    },
+  },
   smoke: {
     seed: 0,
     bench: {
@@ -63,6 +101,7 @@ export const PRESETS: { readonly [K in PresetName]: Record<string, unknown> } = 
         perplexity: { context: 32, continuation: 16, samples: 1, chunk: 8 },
         speed: {
           throughput: { backends: ['reference'], heads: 2, length: 128, headDim: 16, budget: 0.5, reps: 1 },
+          step: { backends: ['reference'], heads: 2, length: 64, headDim: 16, group: 1, reps: 1 },
           decode: { prompt: 32, tokens: 4 },
           scaling: { backend: 'reference', lengths: [64, 128, 256], heads: 1, headDim: 16, budget: 0.5, reps: 1 },
         },

@@ -1,4 +1,4 @@
-import { createContext, disposeLayer, layerFromHost, resolveBudget, type HostTensor, type KVCachePolicy, type KVKernels, type Observation } from '@kvfold/core';
+import { createContext, disposeLayer, hostTensor, layerFromHost, resolveBudget, type HostLayer, type HostTensor, type LayerCache, type KVCachePolicy, type KVKernels, type Observation } from '@kvfold/core';
 import { fillerText } from '@kvfold/model-tiny';
 import { syntheticLayer, type SyntheticCase } from '@kvfold/testkit';
 import { PolicyRun, argmax, capture } from '../model.js';
@@ -7,10 +7,8 @@ import { copyFloor, measureCopyBandwidth, median, scalingVerdict, type ScalingVe
 import { breathe, itemSeed, prefillCost, type PlotSpec, type Suite, type SuiteContext, type SummaryCell, type WorkUnit } from '../suite.js';
 import { policyColor, bytes, ms, num, pct, table, tokensOf, variantsNeedQueries } from './common.js';
 
-/** One compression-throughput measurement (one backend, one policy). */
-export interface ThroughputItem {
-  /** `throughput`. */
-  readonly kind: 'throughput';
+/** What every per-backend speed measurement records: the backend, the policy and the synthetic cache's shape. */
+export interface BackendItem {
   /** Backend label. */
   readonly backend: string;
   /** What the backend runs on (its `describe()`), or absent when unavailable. */
@@ -19,12 +17,18 @@ export interface ThroughputItem {
   readonly unavailable?: string;
   /** Policy label. */
   readonly policy: string;
-  /** Cache shape. */
+  /** kv heads. */
   readonly heads: number;
-  /** Tokens. */
+  /** Tokens (for a decode step: slots before the new token, the budget). */
   readonly length: number;
   /** Head dimension. */
   readonly headDim: number;
+}
+
+/** One compression-throughput measurement (one backend, one policy, one length). */
+export interface ThroughputItem extends BackendItem {
+  /** `throughput`. */
+  readonly kind: 'throughput';
   /** Slots kept. */
   readonly kept: number;
   /** Median prefill compression time, ms. */
@@ -41,6 +45,39 @@ export interface ThroughputItem {
   readonly floorMs: number;
   /** floorMs / medianMs. */
   readonly fraction: number;
+  /**
+   * Peak bytes one compression held above its inputs, measured on an extra untimed call (see
+   * {@link measurePeak}); absent when the backend cannot tell.
+   */
+  readonly peakBytes?: number;
+  /** What `peakBytes` counts. */
+  readonly peakOf?: string;
+}
+
+/** One decode step of an evicting policy against that step's attention, on one backend. */
+export interface StepItem extends BackendItem {
+  /** `step`. */
+  readonly kind: 'step';
+  /** Query heads of the attention. */
+  readonly queryHeads: number;
+  /** The policy's eviction interval: 1 (`decode: "evict"`), or n of `decode: { every: n }`. */
+  readonly every: number;
+  /**
+   * Median time of the policy's step per generated token, ms: with `every` 1, a step that accumulates the
+   * new token's attention, selects and evicts one slot per head; with `every` n, the mean over n steps
+   * (n - 1 that only accumulate, one that evicts n slots per head: {@link evictingStepMs}).
+   */
+  readonly stepMs: number;
+  /** With `every` > 1: median time of the step that evicts `every` slots per head, ms. */
+  readonly evictingStepMs?: number;
+  /** Median time of the new token's attention over the cache (the observe kernel: logits and softmax), ms. */
+  readonly attentionMs: number;
+  /** stepMs / attentionMs. */
+  readonly ratio: number;
+  /** Every timed step, ms. */
+  readonly stepSamplesMs: number[];
+  /** Every timed attention, ms. */
+  readonly attentionSamplesMs: number[];
 }
 
 /** Decode speed and cache bytes of one variant. */
@@ -105,8 +142,10 @@ export interface ScalingCurve {
 
 /** Metrics of the speed suite. */
 export interface SpeedMetrics {
-  /** Throughput rows (backend x policy). */
+  /** Throughput rows (backend x policy x length). */
   readonly throughput: ThroughputItem[];
+  /** Decode-step rows (backend x policy). */
+  readonly step: StepItem[];
   /** Decode rows per variant. */
   readonly decode: DecodeRow[];
   /** Curves per policy, with the fit. */
@@ -124,6 +163,11 @@ function throughputLabels(config: BenchConfig): string[] {
   return config.bench.suites.speed?.throughput?.policies ?? [...new Set(config.variants.filter((v) => v.policy !== 'full').map((v) => v.label))];
 }
 
+/** Labels of the decode-step comparison by default: h2o and cam. */
+function stepLabels(config: BenchConfig): string[] {
+  return config.bench.suites.speed?.step?.policies ?? [...new Set(config.variants.filter((v) => ['h2o', 'cam'].includes(v.policy)).map((v) => v.label))];
+}
+
 /** Labels of the growth curve by default: the three seed policies. */
 function scalingLabels(config: BenchConfig): string[] {
   return config.bench.suites.speed?.scaling?.policies ?? [...new Set(config.variants.filter((v) => ['h2o', 'cam', 'kvmerger'].includes(v.policy)).map((v) => v.label))];
@@ -135,17 +179,65 @@ interface Prepared {
   readonly lastAttention: HostTensor;
 }
 
-/** A synthetic cache and the attention its own queries observe (computed once, not timed). */
-async function prepare(kernels: KVKernels<unknown>, heads: number, length: number, headDim: number, seed: number): Promise<Prepared> {
-  const data = syntheticLayer({ heads, length, headDim, queries: 16, seed });
+/**
+ * Synthetic caches with their attention, shared by every backend's items of one run: the data and the
+ * attention do not depend on the backend (the attention is computed by the first backend that needs it;
+ * backends agree within 1e-5), and generating a 16k-token layer costs more than timing it.
+ */
+type PreparedCache = Map<string, Promise<Prepared>>;
+
+/** A synthetic cache and the attention its own queries observe (computed once per run, not timed). */
+function prepare(cache: PreparedCache, kernels: KVKernels<unknown>, heads: number, length: number, headDim: number, seed: number): Promise<Prepared> {
+  const key = `${heads}|${length}|${headDim}|${seed}`;
+  let p = cache.get(key);
+  if (!p) {
+    p = (async () => {
+      const data = syntheticLayer({ heads, length, headDim, queries: 16, seed });
+      return { data, ...(await observeOnce(kernels, data)) };
+    })();
+    cache.set(key, p);
+    // A failed preparation is not kept: the next backend tries again.
+    p.catch(() => cache.delete(key));
+  }
+  return p;
+}
+
+/** The attention a synthetic case's own queries observe, as host tensors (upload, observe, download). */
+async function observeOnce(kernels: KVKernels<unknown>, data: SyntheticCase): Promise<{ attention: HostTensor; lastAttention: HostTensor }> {
   const layer = layerFromHost(kernels, data.layer);
   const q = kernels.fromHost(data.queries);
   const qp = kernels.fromHost(data.queryPositions);
   const seen = kernels.observe(layer, q, qp);
-  const [attention, lastAttention] = await Promise.all([kernels.toHost(seen.attention), kernels.toHost(seen.lastAttention)]);
-  kernels.dispose(q, qp, seen.attention, seen.lastAttention);
-  disposeLayer(kernels, layer);
-  return { data, attention, lastAttention };
+  try {
+    const [attention, lastAttention] = await Promise.all([kernels.toHost(seen.attention), kernels.toHost(seen.lastAttention)]);
+    return { attention, lastAttention };
+  } finally {
+    kernels.dispose(q, qp, seen.attention, seen.lastAttention);
+    disposeLayer(kernels, layer);
+  }
+}
+
+/** Bytes written before each timed call: twice this machine's 32 MiB L3, so every call starts from memory. */
+const FLUSH_BYTES = 64 * 1024 * 1024;
+let flushBuffer: Float32Array | undefined;
+
+/**
+ * Push the caches' contents out to memory: the upload just wrote the layer, which a small layer would
+ * otherwise find in cache and a large one not, making time per token depend on size through the cache
+ * hierarchy rather than the algorithm.
+ */
+function flushCaches(): void {
+  flushBuffer ??= new Float32Array(FLUSH_BYTES / 4);
+  flushBuffer.fill(Math.random());
+}
+
+/** The observations `policy` needs, uploaded from the prepared host copies. */
+function uploadObservation(kernels: KVKernels<unknown>, policy: KVCachePolicy, p: Prepared): Observation<unknown> {
+  return {
+    ...(policy.needs.includes('attention') ? { attention: kernels.fromHost(p.attention) } : {}),
+    ...(policy.needs.includes('lastAttention') ? { lastAttention: kernels.fromHost(p.lastAttention) } : {}),
+    ...(policy.needs.includes('queries') ? { queries: kernels.fromHost(p.data.queries) } : {}),
+  };
 }
 
 /**
@@ -158,12 +250,9 @@ async function timePrefill(kernels: KVKernels<unknown>, policy: KVCachePolicy, p
   const length = p.data.layer.keys.shape[1]!;
   for (let r = 0; r <= reps; r++) {
     const layer = layerFromHost(kernels, p.data.layer);
-    const obs: Observation<unknown> = {
-      ...(policy.needs.includes('attention') ? { attention: kernels.fromHost(p.attention) } : {}),
-      ...(policy.needs.includes('lastAttention') ? { lastAttention: kernels.fromHost(p.lastAttention) } : {}),
-      ...(policy.needs.includes('queries') ? { queries: kernels.fromHost(p.data.queries) } : {}),
-    };
+    const obs = uploadObservation(kernels, policy, p);
     const ctx = createContext({ kernels, budget, promptLength: length, seed });
+    flushCaches();
     const t0 = performance.now();
     const out = await policy.prefill(layer, obs, ctx);
     await kernels.toHost(out.counts);
@@ -178,40 +267,245 @@ async function timePrefill(kernels: KVKernels<unknown>, policy: KVCachePolicy, p
   return { samples, kept };
 }
 
-function throughputUnits(ctx: SuiteContext): WorkUnit[] {
+/** Peak bytes of one more (untimed) prefill above its uploaded inputs; see {@link measurePeak}. */
+async function peakOfPrefill(kernels: KVKernels<unknown>, policy: KVCachePolicy, p: Prepared, budget: number, seed: number): Promise<{ bytes: number; of: string } | undefined> {
+  const layer = layerFromHost(kernels, p.data.layer);
+  const obs = uploadObservation(kernels, policy, p);
+  const ctx = createContext({ kernels, budget, promptLength: p.data.layer.keys.shape[1]!, seed });
+  let out: LayerCache<unknown> | undefined;
+  try {
+    return await measurePeak(kernels, async () => {
+      out = await policy.prefill(layer, obs, ctx);
+      await kernels.toHost(out.counts);
+    });
+  } finally {
+    if (out) disposeLayer(kernels, out, layer);
+    disposeLayer(kernels, layer);
+    kernels.dispose(obs.attention, obs.lastAttention, obs.queries);
+  }
+}
+
+/** A backend's buffer pool, when its kernels expose one (reference, onnx). */
+interface PoolLike {
+  resetPeak(): void;
+  snapshot(): { liveBytes: number; peakLiveBytes: number };
+}
+
+/** A backend that can report the peak of its tensor memory over a call (tfjs). */
+interface PeakLike {
+  peakBytesOf(f: () => Promise<unknown>): Promise<number>;
+}
+
+/**
+ * Peak bytes one call of `run` holds above what was live before it, and what that counts: on backends
+ * with a buffer pool (reference, onnx), tensor buffers handed out by the pool (outputs, uploads, and on
+ * the reference every kernel result of 64 KiB or more; host scratch arrays and ORT's internal arena are
+ * not counted); on tfjs, the engine's tensor bytes (`tf.profile`). Undefined on other backends.
+ */
+async function measurePeak(kernels: KVKernels<unknown>, run: () => Promise<unknown>): Promise<{ bytes: number; of: string } | undefined> {
+  const pool = (kernels as unknown as { pool?: PoolLike }).pool;
+  if (pool && typeof pool.resetPeak === 'function') {
+    const before = pool.snapshot().liveBytes;
+    pool.resetPeak();
+    await run();
+    return { bytes: pool.snapshot().peakLiveBytes - before, of: 'pooled tensor buffers' };
+  }
+  const peak = (kernels as unknown as Partial<PeakLike>).peakBytesOf;
+  if (typeof peak === 'function') return { bytes: await peak(run), of: 'tfjs tensor bytes' };
+  return undefined;
+}
+
+function throughputUnits(ctx: SuiteContext, shared: PreparedCache): WorkUnit[] {
   const cfg = ctx.config.bench.suites.speed!.throughput;
   if (!cfg) return [];
   const labels = throughputLabels(ctx.config);
   const seed = ctx.config.document.seed;
+  const lengths = cfg.lengths ?? [cfg.length];
+  return cfg.backends.flatMap((ref: BackendRef) =>
+    lengths.map((length) => {
+      const label = backendLabel(ref);
+      const keys = labels.map((p) => `speed|throughput|${label}|H=${cfg.heads}|L=${length}|D=${cfg.headDim}|b=${cfg.budget}|${p}`);
+      return {
+        keys,
+        cost: keys.length * ((cfg.reps + 3) * length * cfg.heads * cfg.headDim) / 2e7,
+        async run(pending, emit) {
+          const kernels = await ctx.backend(ref);
+          const base = { kind: 'throughput' as const, backend: label, heads: cfg.heads, length, headDim: cfg.headDim };
+          const budget = resolveBudget(cfg.budget, length);
+          const kvBytes = 2 * cfg.heads * length * cfg.headDim * 4;
+          if (!('fromHost' in kernels)) {
+            labels.forEach((p, i) => {
+              if (pending.has(keys[i]!)) emit({ key: keys[i]!, data: { ...base, policy: p, unavailable: kernels.reason, kept: budget, medianMs: Number.NaN, samplesMs: [], readBytes: kvBytes, writeBytes: 0, bandwidth: Number.NaN, floorMs: Number.NaN, fraction: Number.NaN } satisfies ThroughputItem });
+            });
+            return;
+          }
+          const prepared = await prepare(shared, kernels, cfg.heads, length, cfg.headDim, itemSeed(seed, 'throughput', length));
+          for (let i = 0; i < labels.length; i++) {
+            if (!pending.has(keys[i]!)) continue;
+            await breathe();
+            const policy = ctx.policy(firstVariant(ctx.config, labels[i]!));
+            // Bandwidth is measured inside the item, next to the timing it is compared with.
+            const bandwidth = measureCopyBandwidth(kvBytes);
+            const { samples, kept } = await timePrefill(kernels, policy, prepared, budget, cfg.reps, seed);
+            const peak = await peakOfPrefill(kernels, policy, prepared, budget, seed);
+            const medianMs = median(samples);
+            const writeBytes = 2 * cfg.heads * kept * cfg.headDim * 4;
+            const floor = copyFloor({ readBytes: kvBytes, writeBytes, bandwidth, ms: medianMs });
+            emit({
+              key: keys[i]!,
+              data: {
+                ...base,
+                runs: kernels.describe(),
+                policy: labels[i]!,
+                kept,
+                medianMs,
+                samplesMs: samples,
+                readBytes: kvBytes,
+                writeBytes,
+                bandwidth,
+                floorMs: floor.floorMs,
+                fraction: floor.fraction,
+                ...(peak ? { peakBytes: peak.bytes, peakOf: peak.of } : {}),
+              } satisfies ThroughputItem,
+            });
+          }
+        },
+      };
+    }),
+  );
+}
+
+interface StepPrepared {
+  /** The cache at its budget plus `extra` new tokens, with scores accumulated over earlier queries. */
+  readonly layer: HostLayer;
+  /** The newest token's attention over every slot. */
+  readonly attention: HostTensor;
+  /** The newest token's queries `[queryHeads, 1, headDim]` and position `[1]`. */
+  readonly query: HostTensor;
+  readonly queryPosition: HostTensor;
+}
+
+/**
+ * A cache of `length + extra` slots (the budget plus the tokens appended since the last eviction), its
+ * scores the attention 16 earlier queries accumulated, and the newest token's query and attention
+ * (computed once, not timed).
+ */
+async function prepareStep(kernels: KVKernels<unknown>, heads: number, length: number, headDim: number, group: number, seed: number, extra: number): Promise<StepPrepared> {
+  const n = 17;
+  const L = length + extra;
+  const data = syntheticLayer({ heads, length: L, headDim, queryHeads: heads * group, queries: n, seed });
+  const { attention: history, lastAttention: last } = await observeOnce(kernels, data);
+  const D = headDim;
+  const qh = heads * group;
+  const query = new Float32Array(qh * D);
+  for (let h = 0; h < qh; h++) query.set(data.queries.data.subarray((h * n + n - 1) * D, (h * n + n) * D), h * D);
+  return {
+    layer: { ...data.layer, scores: history as HostTensor<'float32'> },
+    attention: last,
+    query: hostTensor('float32', [qh, 1, D], query),
+    queryPosition: hostTensor('int32', [1], [L - 1]),
+  };
+}
+
+/**
+ * Median time of `policy.step` on fresh uploads of the prepared cache (budget `length`), and of the
+ * newest token's attention over the same upload just before it (upload not timed).
+ */
+async function timeStep(kernels: KVKernels<unknown>, policy: KVCachePolicy, p: StepPrepared, length: number, reps: number, seed: number): Promise<{ step: number[]; attention: number[] }> {
+  const step: number[] = [];
+  const attention: number[] = [];
+  for (let r = 0; r <= reps; r++) {
+    const layer = layerFromHost(kernels, p.layer);
+    const obs: Observation<unknown> = {
+      ...(policy.needs.includes('attention') ? { attention: kernels.fromHost(p.attention) } : {}),
+      ...(policy.needs.includes('lastAttention') ? { lastAttention: kernels.fromHost(p.attention) } : {}),
+    };
+    const q = kernels.fromHost(p.query);
+    const qp = kernels.fromHost(p.queryPosition);
+    const ctx = createContext({ kernels, budget: length, promptLength: length, seed, step: 1, newTokens: 1 });
+    flushCaches();
+    const t0 = performance.now();
+    const seen = kernels.observe(layer, q, qp);
+    await kernels.toHost(seen.attention);
+    const t1 = performance.now();
+    const out = await policy.step(layer, obs, ctx);
+    await kernels.toHost(out.counts);
+    const t2 = performance.now();
+    kernels.dispose(q, qp, seen.attention, seen.lastAttention, obs.attention, obs.lastAttention);
+    disposeLayer(kernels, out, layer);
+    disposeLayer(kernels, layer);
+    if (r > 0) {
+      attention.push(t1 - t0);
+      step.push(t2 - t1);
+    }
+  }
+  return { step, attention };
+}
+
+/** The `every` of a variant's `decode: { every: n }` option, or 1 (evict at every step). */
+function evictionInterval(v: Variant): number {
+  const d = v.options.decode as { every?: unknown } | undefined;
+  return typeof d === 'object' && d !== null && typeof d.every === 'number' ? d.every : 1;
+}
+
+function stepUnits(ctx: SuiteContext): WorkUnit[] {
+  const cfg = ctx.config.bench.suites.speed!.step;
+  if (!cfg) return [];
+  const labels = stepLabels(ctx.config);
+  const seed = ctx.config.document.seed;
   return cfg.backends.map((ref: BackendRef) => {
     const label = backendLabel(ref);
-    const keys = labels.map((p) => `speed|throughput|${label}|H=${cfg.heads}|L=${cfg.length}|D=${cfg.headDim}|b=${cfg.budget}|${p}`);
+    const keys = labels.map((p) => `speed|step|${label}|H=${cfg.heads}|L=${cfg.length}|D=${cfg.headDim}|G=${cfg.group}|${p}`);
     return {
       keys,
-      cost: keys.length * ((cfg.reps + 2) * cfg.length * cfg.heads * cfg.headDim) / 2e7,
+      cost: keys.length * ((2 * cfg.reps + 3) * cfg.length * cfg.heads * cfg.headDim * (1 + cfg.group)) / 2e7,
       async run(pending, emit) {
         const kernels = await ctx.backend(ref);
-        const base = { kind: 'throughput' as const, backend: label, heads: cfg.heads, length: cfg.length, headDim: cfg.headDim };
-        const budget = resolveBudget(cfg.budget, cfg.length);
-        const kvBytes = 2 * cfg.heads * cfg.length * cfg.headDim * 4;
+        const base = { kind: 'step' as const, backend: label, heads: cfg.heads, length: cfg.length, headDim: cfg.headDim, queryHeads: cfg.heads * cfg.group };
         if (!('fromHost' in kernels)) {
           labels.forEach((p, i) => {
-            if (pending.has(keys[i]!)) emit({ key: keys[i]!, data: { ...base, policy: p, unavailable: kernels.reason, kept: budget, medianMs: Number.NaN, samplesMs: [], readBytes: kvBytes, writeBytes: 0, bandwidth: Number.NaN, floorMs: Number.NaN, fraction: Number.NaN } satisfies ThroughputItem });
+            if (pending.has(keys[i]!)) emit({ key: keys[i]!, data: { ...base, policy: p, every: 1, unavailable: kernels.reason, stepMs: Number.NaN, attentionMs: Number.NaN, ratio: Number.NaN, stepSamplesMs: [], attentionSamplesMs: [] } satisfies StepItem });
           });
           return;
         }
-        const prepared = await prepare(kernels, cfg.heads, cfg.length, cfg.headDim, itemSeed(seed, 'throughput'));
+        const prepared = new Map<number, StepPrepared>();
+        const cacheOf = async (extra: number): Promise<StepPrepared> => {
+          let p = prepared.get(extra);
+          if (!p) prepared.set(extra, (p = await prepareStep(kernels, cfg.heads, cfg.length, cfg.headDim, cfg.group, itemSeed(seed, 'step', extra), extra)));
+          return p;
+        };
         for (let i = 0; i < labels.length; i++) {
           if (!pending.has(keys[i]!)) continue;
           await breathe();
-          const policy = ctx.policy(firstVariant(ctx.config, labels[i]!));
-          // Bandwidth is measured inside the item, next to the timing it is compared with.
-          const bandwidth = measureCopyBandwidth(kvBytes);
-          const { samples, kept } = await timePrefill(kernels, policy, prepared, budget, cfg.reps, seed);
-          const medianMs = median(samples);
-          const writeBytes = 2 * cfg.heads * kept * cfg.headDim * 4;
-          const floor = copyFloor({ readBytes: kvBytes, writeBytes, bandwidth, ms: medianMs });
-          emit({ key: keys[i]!, data: { ...base, runs: kernels.describe(), policy: labels[i]!, kept, medianMs, samplesMs: samples, readBytes: kvBytes, writeBytes, bandwidth, floorMs: floor.floorMs, fraction: floor.fraction } satisfies ThroughputItem });
+          const variant = firstVariant(ctx.config, labels[i]!);
+          const policy = ctx.policy(variant);
+          const every = evictionInterval(variant);
+          // Every step: the token just appended makes the cache one over its budget.
+          const plain = await timeStep(kernels, policy, await cacheOf(1), cfg.length, cfg.reps, seed);
+          let stepMs = median(plain.step);
+          let evictMs: number | undefined;
+          if (every > 1) {
+            // { every: n }: n - 1 steps only update scores (the one above), the n-th evicts n slots.
+            const evicting = await timeStep(kernels, policy, await cacheOf(every), cfg.length, cfg.reps, seed);
+            evictMs = median(evicting.step);
+            stepMs = (evictMs + (every - 1) * stepMs) / every;
+          }
+          const attentionMs = median(plain.attention);
+          emit({
+            key: keys[i]!,
+            data: {
+              ...base,
+              runs: kernels.describe(),
+              policy: labels[i]!,
+              every,
+              ...(evictMs === undefined ? {} : { evictingStepMs: evictMs }),
+              stepMs,
+              attentionMs,
+              ratio: stepMs / attentionMs,
+              stepSamplesMs: plain.step,
+              attentionSamplesMs: plain.attention,
+            } satisfies StepItem,
+          });
         }
       },
     };
@@ -287,7 +581,7 @@ function decodeUnits(ctx: SuiteContext): WorkUnit[] {
   ];
 }
 
-function scalingUnits(ctx: SuiteContext): WorkUnit[] {
+function scalingUnits(ctx: SuiteContext, shared: PreparedCache): WorkUnit[] {
   const cfg = ctx.config.bench.suites.speed!.scaling;
   if (!cfg) return [];
   const backend = backendLabel(cfg.backend);
@@ -306,13 +600,19 @@ function scalingUnits(ctx: SuiteContext): WorkUnit[] {
           if (!pending.has(keys[i]!)) continue;
           await breathe();
           const L = cfg.lengths[i]!;
-          const prepared = await prepare(kernels, cfg.heads, L, cfg.headDim, itemSeed(seed, 'scaling', L));
+          const prepared = await prepare(shared, kernels, cfg.heads, L, cfg.headDim, itemSeed(seed, 'scaling', L));
           const { samples } = await timePrefill(kernels, policy, prepared, resolveBudget(cfg.budget, L), cfg.reps, seed);
           emit({ key: keys[i]!, data: { kind: 'scaling', backend, policy: label, length: L, medianMs: median(samples), samplesMs: samples } satisfies ScalingItem });
         }
       },
     };
   });
+}
+
+/** One note per backend saying what it runs on, after a table of its items. */
+function runsNotes(items: readonly BackendItem[]): string[] {
+  const runs = [...new Map(items.filter((r) => r.runs).map((r) => [r.backend, r.runs!])).entries()];
+  return runs.length > 0 ? ['', ...runs.map(([b, r]) => `- ${b}: ${r}`)] : [];
 }
 
 /**
@@ -323,11 +623,12 @@ function scalingUnits(ctx: SuiteContext): WorkUnit[] {
 export const speedSuite: Suite<SpeedMetrics> = {
   name: 'speed',
   plan(ctx) {
-    return [...throughputUnits(ctx), ...decodeUnits(ctx), ...scalingUnits(ctx)];
+    const shared: PreparedCache = new Map();
+    return [...throughputUnits(ctx, shared), ...stepUnits(ctx), ...decodeUnits(ctx), ...scalingUnits(ctx, shared)];
   },
 
   aggregate(records, config) {
-    const data = records.map((r) => r.data as ThroughputItem | DecodeItem | ScalingItem);
+    const data = records.map((r) => r.data as ThroughputItem | StepItem | DecodeItem | ScalingItem);
     const decodeByVariant = new Map(records.filter((r) => (r.data as DecodeItem).kind === 'decode').map((r) => [r.variant!, r.data as DecodeItem]));
     const scalingItems = data.filter((d): d is ScalingItem => d.kind === 'scaling');
     const cfg = config.bench.suites.speed!;
@@ -342,6 +643,7 @@ export const speedSuite: Suite<SpeedMetrics> = {
       : [];
     return {
       throughput: data.filter((d): d is ThroughputItem => d.kind === 'throughput'),
+      step: data.filter((d): d is StepItem => d.kind === 'step'),
       decode: cfg.decode ? config.variants.map((variant) => ({ variant, item: decodeByVariant.get(variant.id) })) : [],
       scaling,
     };
@@ -353,25 +655,61 @@ export const speedSuite: Suite<SpeedMetrics> = {
     if (cfg.throughput) {
       const t = cfg.throughput;
       out.push('### Compression throughput against the memory-copy floor', '');
+      const lengths = t.lengths ?? [t.length];
       out.push(
-        `One prefill compression of a synthetic layer (${t.heads} kv heads x ${t.length} tokens x ${t.headDim} dims, float32; testkit's drifting keys) to a budget of ${t.budget}, median of ${t.reps} after one warm-up; the attention it needs is computed before the timer starts. ` +
-          'The floor is the time to read every K/V byte once and write every kept K/V byte once at the copy bandwidth measured inside the same item (fastest of 9 Float32Array.set copies of a K/V-sized buffer, so both work on the same cache level); "of floor" = floor time / measured time (1 would be copy speed). ' +
-          'Policies are created with validated options and run unguarded (no finite-check pass), so the time is the compression alone.',
+        `One prefill compression of a synthetic layer (${t.heads} kv heads x ${lengths.join(' and ')} tokens x ${t.headDim} dims, float32; testkit's drifting keys) to a budget of ${t.budget}, median of ${t.reps} after one warm-up; the attention it needs is computed before the timer starts, and the upload is not timed; each timed call starts after a 64 MiB write (twice the L3 cache), so the layer comes from memory whatever its size. ` +
+          'The floor is the time to read every K/V byte once and write every kept K/V byte once at the copy bandwidth measured inside the same item (fastest of 9 Float32Array.set copies of a K/V-sized buffer into memory touched before); "x floor" = measured time / floor time (1 would be copy speed). ' +
+          'Policies are created with validated options and run unguarded (no finite-check pass), so the time is the compression alone. ' +
+          'Peak bytes: what one more (untimed) compression held above its inputs: on reference and onnx the tensor buffers of the backend\'s pool (outputs and uploads; kernel scratch and ORT\'s arena are not counted), on tfjs the engine\'s tensor bytes.',
         '',
       );
       out.push(
         table(
-          ['backend', 'policy', 'time', 'tokens/s', 'K/V GB/s', 'copy GB/s', 'floor', 'of floor'],
+          ['backend', 'policy', 'tokens', 'time', 'x floor', 'tokens/s', 'K/V GB/s', 'copy GB/s', 'floor', 'peak bytes'],
           m.throughput.map((r) =>
             r.unavailable
-              ? [r.backend, r.policy, `unavailable: ${r.unavailable}`, '', '', '', '', '']
-              : [r.backend, r.policy, ms(r.medianMs), num((r.length / r.medianMs) * 1000, 0), num(r.readBytes / r.medianMs / 1e6, 2), num(r.bandwidth / 1e9, 1), ms(r.floorMs), pct(r.fraction, 2)],
+              ? [r.backend, r.policy, String(r.length), `unavailable: ${r.unavailable}`, '', '', '', '', '', '']
+              : [
+                  r.backend,
+                  r.policy,
+                  String(r.length),
+                  ms(r.medianMs),
+                  `${num(r.medianMs / r.floorMs, 2)}x`,
+                  num((r.length / r.medianMs) * 1000, 0),
+                  num(r.readBytes / r.medianMs / 1e6, 2),
+                  num(r.bandwidth / 1e9, 1),
+                  ms(r.floorMs),
+                  r.peakBytes === undefined ? '–' : bytes(r.peakBytes),
+                ],
           ),
         ),
       );
-      const runs = [...new Map(m.throughput.filter((r) => r.runs).map((r) => [r.backend, r.runs!])).entries()];
-      if (runs.length > 0) out.push('', ...runs.map(([b, r]) => `- ${b}: ${r}`));
+      out.push(...runsNotes(m.throughput));
       out.push('', '![throughput as a fraction of the floor](plots/throughput-floor.svg)', '');
+    }
+    if (cfg.step) {
+      const st = cfg.step;
+      out.push('### Decode step: one eviction against that step\'s attention', '');
+      out.push(
+        `A cache at its budget of ${st.length} slots (${st.heads} kv heads x ${st.headDim} dims) plus the token just appended, its scores the attention of 16 earlier queries: the policy's step (decode mode "evict": accumulate the new token's attention, select, evict one slot per head) against that token's attention on the same backend ` +
+          `(the observe kernel for ${st.heads * st.group} query heads: logits and softmax over the ${st.length + 1} slots; the product with the values, as large again, is not counted, so the ratio errs against the step). Median of ${st.reps}, interleaved on the same upload.`,
+        '',
+      );
+      out.push(
+        'Policies with `decode: { every: n }` evict n slots once every n tokens (lazy compaction): their step is the mean over n tokens, from the timed step that only accumulates and the timed step that evicts n slots (shown in brackets).',
+        '',
+      );
+      out.push(
+        table(
+          ['backend', 'policy', 'evicts', 'step per token', 'attention', 'step / attention'],
+          m.step.map((r) =>
+            r.unavailable
+              ? [r.backend, r.policy, '', `unavailable: ${r.unavailable}`, '', '']
+              : [r.backend, r.policy, r.every === 1 ? 'every token' : `every ${r.every} tokens`, r.evictingStepMs === undefined ? ms(r.stepMs) : `${ms(r.stepMs)} (${ms(r.evictingStepMs)})`, ms(r.attentionMs), pct(r.ratio, 1)],
+          ),
+        ),
+      );
+      out.push(...runsNotes(m.step), '');
     }
     if (cfg.decode) {
       const full = m.decode.find((d) => d.variant.policy === 'full')?.item;
@@ -399,7 +737,7 @@ export const speedSuite: Suite<SpeedMetrics> = {
       const s = cfg.scaling;
       out.push('### Compression time against context length', '');
       out.push(
-        `Prefill compression of one synthetic layer (${s.heads} kv heads x L tokens x ${s.headDim} dims) to a budget of ${s.budget} on the ${backendLabel(s.backend)} backend, median of ${s.reps}. ` +
+        `Prefill compression of one synthetic layer (${s.heads} kv heads x L tokens x ${s.headDim} dims) to a budget of ${s.budget} on the ${backendLabel(s.backend)} backend, median of ${s.reps}, each call starting from memory (after a 64 MiB write), so the curve shows the algorithm's growth, not the cache hierarchy's. ` +
           'The check fits time = a + b L (R²) and the growth exponent of time ~ L^k (log-log slope); "linear" means k <= 1.2. It is reported here, not asserted by a timed test.',
         '',
       );
