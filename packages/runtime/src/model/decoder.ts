@@ -79,7 +79,8 @@ export class LlamaDecoder {
   /** The model configuration. */
   readonly config: LlamaConfig;
   private readonly embed: tf.Tensor2D;
-  private readonly lmHead: tf.Tensor2D;
+  /** The output projection transposed to `[hidden, vocab]` once (see {@link attention} on transpose flags). */
+  private readonly lmHeadT: tf.Tensor2D;
   private readonly norm: tf.Tensor1D;
   private readonly layers: TfLayer[];
   private readonly queryChunk: number;
@@ -99,7 +100,7 @@ export class LlamaDecoder {
         return { weight, bias };
       });
     this.embed = mat(weights.embed);
-    this.lmHead = weights.lmHead === weights.embed ? this.embed : mat(weights.lmHead);
+    this.lmHeadT = tf.tidy(() => tf.transpose(mat(weights.lmHead)) as tf.Tensor2D);
     this.norm = vec(weights.norm);
     this.layers = weights.layers.map((l) => ({
       inputNorm: vec(l.inputNorm),
@@ -169,7 +170,7 @@ export class LlamaDecoder {
       }
       return tf.tidy(() => {
         const last = options.logits === 'all' ? x : (tf.slice(x, [n - 1, 0], [1, hiddenSize]) as tf.Tensor2D);
-        return tf.matMul(this.rmsNorm(last, this.norm), this.lmHead, false, true) as tf.Tensor2D;
+        return tf.matMul(this.rmsNorm(last, this.norm), this.lmHeadT) as tf.Tensor2D;
       });
     } finally {
       x.dispose();
@@ -199,21 +200,28 @@ export class LlamaDecoder {
     const outs: tf.Tensor3D[] = [];
     let sums: tf.Tensor | undefined;
     let last: tf.Tensor | undefined;
-    // Slot-side terms shared by every chunk: positions as float [kvHeads, 1, 1, L] and log(count).
-    const { slotPos, logCount } = tf.tidy(() => ({
+    // Slot-side terms shared by every chunk: positions as float [kvHeads, 1, 1, L], log(count), and each
+    // kv head's keys transposed to [d, L] (tfjs-wasm multiplies 2-D matrices about 3x faster without the
+    // transpose flag and than as one batched product: bench/RESULTS.md).
+    const { slotPos, logCount, keysT } = tf.tidy(() => ({
       slotPos: tf.reshape(tf.cast(cache.positions, 'float32'), [kvHeads, 1, 1, L]),
       logCount: hooks.proportional ? tf.reshape(tf.log(tf.cast(cache.counts, 'float32')), [kvHeads, 1, 1, L]) : undefined,
+      keysT: tf.unstack(tf.transpose(cache.keys, [0, 2, 1])) as tf.Tensor2D[],
     }));
     try {
       for (let s = 0; s < n; s += this.queryChunk) {
         const c = Math.min(this.queryChunk, n - s);
         const res = tf.tidy(() => {
           const qc = tf.reshape(c === n ? q : tf.slice(q, [0, s, 0], [heads, c, d]), [kvHeads, group * c, d]) as tf.Tensor3D;
-          let logits: tf.Tensor = tf.reshape(tf.mul(tf.matMul(qc, cache.keys as tf.Tensor3D, false, true), scale), [kvHeads, group, c, L]);
+          const scores = tf.stack(tf.unstack(qc).map((qh, h) => tf.matMul(qh as tf.Tensor2D, keysT[h]!)));
+          let logits: tf.Tensor = tf.reshape(tf.mul(scores, scale), [kvHeads, group, c, L]);
           const qp = tf.tensor4d(Float32Array.from(pos.subarray(s, s + c)), [1, 1, c, 1]);
-          let visible = tf.lessEqual(slotPos, qp);
-          if (window !== undefined) visible = tf.logicalAnd(visible, tf.greater(slotPos, tf.sub(qp, window)));
-          logits = tf.add(logits, tf.mul(tf.sub(1, tf.cast(visible, 'float32')), MASKED));
+          // Masked (1) where a slot is later than the query, or (sliding window) at least `window` earlier,
+          // as step(difference) on float positions: wasm's broadcast comparisons (lessEqual, then a cast)
+          // cost about 25x as much (bench/RESULTS.md).
+          let masked = tf.step(tf.sub(slotPos, qp));
+          if (window !== undefined) masked = tf.add(masked, tf.step(tf.sub(tf.sub(qp, slotPos), window - 0.5)));
+          logits = tf.add(logits, tf.mul(masked, MASKED));
           if (logCount) logits = tf.add(logits, logCount);
           const probs = tf.softmax(logits) as tf.Tensor4D;
           const out = tf.reshape(tf.matMul(tf.reshape(probs, [kvHeads, group * c, L]) as tf.Tensor3D, cache.values as tf.Tensor3D), [heads, c, d]) as tf.Tensor3D;
@@ -241,7 +249,7 @@ export class LlamaDecoder {
       if (last) observed.lastAttention = reduceGroup(last, hooks.groupReduction);
       return { out, observed };
     } finally {
-      tf.dispose([slotPos, ...(logCount ? [logCount] : []), ...(sums ? [sums] : []), ...(last ? [last] : [])]);
+      tf.dispose([slotPos, ...keysT, ...(logCount ? [logCount] : []), ...(sums ? [sums] : []), ...(last ? [last] : [])]);
     }
   }
 
@@ -252,7 +260,7 @@ export class LlamaDecoder {
 
   /** Bytes of weights held on the tfjs backend. */
   weightBytes(): number {
-    const all = [this.embed, this.norm, ...(this.lmHead === this.embed ? [] : [this.lmHead])];
+    const all = [this.embed, this.norm, this.lmHeadT];
     for (const l of this.layers) {
       all.push(l.inputNorm, l.postNorm);
       for (const lin of [l.qkv, l.o, l.gateUp, l.down]) all.push(lin.weight, ...(lin.bias ? [lin.bias] : []));
@@ -264,7 +272,7 @@ export class LlamaDecoder {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    const all: tf.Tensor[] = [this.embed, this.lmHead, this.norm];
+    const all: tf.Tensor[] = [this.embed, this.lmHeadT, this.norm];
     for (const l of this.layers) {
       all.push(l.inputNorm, l.postNorm);
       for (const lin of [l.qkv, l.o, l.gateUp, l.down]) all.push(lin.weight, ...(lin.bias ? [lin.bias] : []));
