@@ -21,3 +21,4 @@ export * from './guard.js';
 export * from './context.js';
 export * from './tokens.js';
 export * from './kvfold.js';
+export * from './decoding.js';

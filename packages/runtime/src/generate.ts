@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
-import { BackendUnavailableError, ConfigError, ModelError, createRng, type ConfigIssue, type KVKernels, type Rng } from '@kvfold/core';
+import { BackendUnavailableError, ModelError, TextStream, checkDecodingOptions, createRng, sampleToken, type KVKernels, type SamplingOptions } from '@kvfold/core';
 import { parseModelConfig } from './model/config.js';
 import type { DecoderOptions } from './model/decoder.js';
 import { Checkpoint } from './model/safetensors.js';
@@ -59,6 +59,9 @@ export async function loadModel(folder: string, options: LoadModelOptions = {}):
   }
   return createModel({ config, weights, kernels, tokenizer, folder, ...(options.decoder ? { decoder: options.decoder } : {}) });
 }
+
+/** Token choice now lives in `@kvfold/core` (shared with the transformers.js adapter); re-exported here. */
+export { sampleToken, type SamplingOptions } from '@kvfold/core';
 
 /** What {@link GenerateOptions.onToken} receives for each generated token. */
 export interface TokenEvent {
@@ -136,86 +139,9 @@ export interface GenerateResult {
   };
 }
 
-/** Sampling settings of {@link sampleToken}. */
-export interface SamplingOptions {
-  /** 0 = greedy. */
-  readonly temperature: number;
-  /** 0 = no limit. */
-  readonly topK: number;
-  /** 1 = off. */
-  readonly topP: number;
-}
-
-/**
- * Pick the next token: the arg-max at temperature 0 (ties to the lower id), else a draw from the
- * temperature-scaled softmax restricted to the top-k and the top-p nucleus.
- */
-export function sampleToken(logits: Float32Array, options: SamplingOptions, rng: Rng): number {
-  if (options.temperature === 0) {
-    let best = 0;
-    for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
-    return best;
-  }
-  const order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
-  const k = options.topK > 0 ? Math.min(options.topK, order.length) : order.length;
-  const cand = order.slice(0, k);
-  const max = logits[cand[0]!]!;
-  const w = cand.map((i) => Math.exp((logits[i]! - max) / options.temperature));
-  const z = w.reduce((a, b) => a + b, 0);
-  let keep = cand.length;
-  if (options.topP < 1) {
-    let acc = 0;
-    for (let j = 0; j < cand.length; j++) {
-      acc += w[j]! / z;
-      if (acc >= options.topP) {
-        keep = j + 1;
-        break;
-      }
-    }
-  }
-  const zk = w.slice(0, keep).reduce((a, b) => a + b, 0);
-  let u = rng.next() * zk;
-  for (let j = 0; j < keep; j++) {
-    u -= w[j]!;
-    if (u < 0) return cand[j]!;
-  }
-  return cand[keep - 1]!;
-}
-
 function validate(o: GenerateOptions): { maxNewTokens: number; sampling: SamplingOptions } {
-  const issues: ConfigIssue[] = [];
-  const maxNewTokens = o.maxNewTokens ?? 64;
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) issues.push({ path: '/maxNewTokens', rule: 'minimum', message: `must be an integer >= 0, got ${maxNewTokens}`, allowed: { minimum: 0 } });
-  const temperature = o.temperature ?? 0;
-  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) issues.push({ path: '/temperature', rule: 'minimum', message: `must be a finite number >= 0, got ${temperature}`, allowed: { minimum: 0 } });
-  const topK = o.topK ?? 0;
-  if (!Number.isInteger(topK) || topK < 0) issues.push({ path: '/topK', rule: 'minimum', message: `must be an integer >= 0 (0 = off), got ${topK}`, allowed: { minimum: 0 } });
-  const topP = o.topP ?? 1;
-  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) issues.push({ path: '/topP', rule: 'maximum', message: `must be in (0, 1], got ${topP}`, allowed: '(0, 1]' });
-  const seed = o.seed ?? 0;
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) issues.push({ path: '/seed', rule: 'maximum', message: `must be an integer in 0..4294967295, got ${seed}`, allowed: '0..4294967295' });
-  for (const [i, s] of (o.stop ?? []).entries()) {
-    if (typeof s === 'string' ? s.length === 0 : !Number.isInteger(s) || s < 0) {
-      issues.push({ path: `/stop/${i}`, rule: 'type', message: `must be a non-empty string or a token id, got ${JSON.stringify(s)}`, allowed: 'string | integer >= 0' });
-    }
-  }
-  if (typeof o.prompt !== 'string' && !Array.isArray(o.prompt)) issues.push({ path: '/prompt', rule: 'type', message: 'must be a string or an array of token ids', allowed: 'string | number[]' });
-  if (issues.length > 0) throw new ConfigError(issues, 'generate options');
-  return { maxNewTokens, sampling: { temperature, topK, topP } };
-}
-
-/** Length of the longest suffix of `text` that is a proper prefix of some stop string. */
-function pendingStopPrefix(text: string, stops: readonly string[]): number {
-  let best = 0;
-  for (const s of stops) {
-    for (let k = Math.min(s.length - 1, text.length); k > best; k--) {
-      if (text.endsWith(s.slice(0, k))) {
-        best = k;
-        break;
-      }
-    }
-  }
-  return best;
+  const extra = typeof o.prompt !== 'string' && !Array.isArray(o.prompt) ? [{ path: '/prompt', rule: 'type', message: 'must be a string or an array of token ids', allowed: 'string | number[]' }] : [];
+  return checkDecodingOptions(o, 'generate options', extra);
 }
 
 /**
@@ -239,8 +165,8 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
   const rng = createRng(options.seed ?? 0).fork(0x73616d70);
   const session = new Session(model, options);
   const tokens: number[] = [];
+  const stream = new TextStream(stopStrings);
   let text = '';
-  let emitted = 0;
   let finishReason: FinishReason = 'length';
   let prefillMs = 0;
   let decodeMs = 0;
@@ -252,38 +178,14 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
     while (tokens.length < maxNewTokens) {
       const token = sampleToken(logits, sampling, rng);
       tokens.push(token);
-      const decoded = model.tokenizer.decode(tokens);
-      let done = false;
-      if (eos.has(token)) {
-        finishReason = 'eos';
-        done = true;
-      } else if (stopIds.has(token)) {
-        finishReason = 'stop';
-        done = true;
-      }
-      text = decoded;
-      if (stopStrings.length > 0) {
-        const from = Math.max(0, emitted - Math.max(...stopStrings.map((s) => s.length)));
-        let cut = -1;
-        for (const s of stopStrings) {
-          const at = decoded.indexOf(s, from);
-          if (at >= 0 && (cut < 0 || at < cut)) cut = at;
-        }
-        if (cut >= 0) {
-          text = decoded.slice(0, cut);
-          finishReason = 'stop';
-          done = true;
-        }
-      }
-      if (done || tokens.length >= maxNewTokens) {
-        options.onToken?.({ token, index: tokens.length - 1, text: text.slice(emitted) });
-        emitted = text.length;
-        break;
-      }
-      let safe = text.length - pendingStopPrefix(text, stopStrings);
-      while (safe > emitted && text.charCodeAt(safe - 1) === 0xfffd) safe--;
-      options.onToken?.({ token, index: tokens.length - 1, text: safe > emitted ? text.slice(emitted, safe) : '' });
-      emitted = Math.max(emitted, safe);
+      if (eos.has(token)) finishReason = 'eos';
+      else if (stopIds.has(token)) finishReason = 'stop';
+      const ended = eos.has(token) || stopIds.has(token) || tokens.length >= maxNewTokens;
+      const step = stream.push(model.tokenizer.decode(tokens), ended);
+      text = step.text;
+      if (step.stopped) finishReason = 'stop';
+      options.onToken?.({ token, index: tokens.length - 1, text: step.delta });
+      if (ended || step.stopped) break;
       logits = await session.decode(token);
       decodeSteps++;
     }
