@@ -1,0 +1,145 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AutoModelForCausalLM, AutoTokenizer, env } from '@huggingface/transformers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createOnnxKernels } from '@kvfold/backend-onnx';
+import { createReferenceKernels } from '@kvfold/backend-reference';
+import { ConfigError, MissingObservationError, ModelError, type KVCachePolicy } from '@kvfold/core';
+import { modelTinyPath, passkeySample } from '@kvfold/model-tiny';
+import { exportOnnx } from '@kvfold/onnx-export';
+import { FullPolicy, WindowPolicy } from '@kvfold/policy-baselines';
+import { CaMPolicy } from '@kvfold/policy-cam';
+import { H2OPolicy } from '@kvfold/policy-h2o';
+import { KVMergerPolicy } from '@kvfold/policy-kvmerger';
+import { generate, loadModel, type Model } from '@kvfold/runtime';
+import { CompressedSession, generateCompressed, type DecoderSessionLike, type TransformersModelLike, type TransformersTokenizerLike } from '../src/index.js';
+
+type Loaded = { model: TransformersModelLike & { generate(o: object): Promise<{ data: ArrayLike<bigint> }> }; tokenizer: TransformersTokenizerLike & ((t: string) => { input_ids: { dims: number[] } }) };
+
+async function load(root: string, name: string, modelFileName?: string): Promise<Loaded> {
+  env.allowRemoteModels = false;
+  env.localModelPath = root;
+  const tokenizer = (await AutoTokenizer.from_pretrained(name)) as unknown as Loaded['tokenizer'];
+  const model = (await AutoModelForCausalLM.from_pretrained(name, modelFileName ? { model_file_name: modelFileName } : {})) as unknown as Loaded['model'];
+  return { model, tokenizer };
+}
+
+const NEW = 16;
+const prompts = [passkeySample({ length: 320, depth: 0.3, seed: 11 }).prompt, passkeySample({ length: 256, depth: 0.8, seed: 12 }).prompt];
+
+describe('transformers.js on kvfold exports, against the tfjs runtime', () => {
+  let root: string;
+  let tjs: Loaded;
+  let rt: Model;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'kvfold-tjs-'));
+    await exportOnnx(modelTinyPath, join(root, 'tiny'), { proportional: true });
+    await exportOnnx(modelTinyPath, join(root, 'tiny-plain'), { attentionSums: false });
+    tjs = await load(root, 'tiny');
+    rt = await loadModel(modelTinyPath, { engine: 'cpu' });
+  });
+  afterAll(async () => {
+    rt?.dispose();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('transformers.js generate gives the tfjs runtime\'s greedy tokens', async () => {
+    for (const prompt of prompts) {
+      const enc = tjs.tokenizer(prompt);
+      const out = await tjs.model.generate({ ...enc, max_new_tokens: NEW, do_sample: false });
+      const tokens = Array.from(out.data).slice(enc.input_ids.dims[1]).map(Number);
+      const ours = await generate({ model: rt, prompt, maxNewTokens: NEW });
+      expect(tokens).toEqual(ours.tokens);
+      expect(ours.tokens.length).toBeGreaterThan(2);
+    }
+  });
+
+  it('the adapter with the full policy gives exactly transformers.js\'s own tokens, streaming the same text', async () => {
+    for (const prompt of prompts) {
+      const enc = tjs.tokenizer(prompt);
+      const out = await tjs.model.generate({ ...enc, max_new_tokens: NEW, do_sample: false });
+      const expected = Array.from(out.data).slice(enc.input_ids.dims[1]).map(Number);
+      let streamed = '';
+      const res = await generateCompressed({ model: tjs.model, tokenizer: tjs.tokenizer, kernels: createReferenceKernels(), policy: new FullPolicy(), prompt, maxNewTokens: NEW, onToken: (e) => (streamed += e.text) });
+      expect(res.tokens).toEqual(expected);
+      expect(streamed).toBe(res.text);
+      expect(res.cache.zeroCopy).toBe(true);
+      expect(res.cache.positions).toBe(enc.input_ids.dims[1]! + res.timings.decodeSteps);
+    }
+  });
+
+  const policies: [string, () => KVCachePolicy][] = [
+    ['h2o', () => new H2OPolicy()],
+    ['cam', () => new CaMPolicy()],
+    ['kvmerger', () => new KVMergerPolicy()],
+  ];
+  for (const [name, make] of policies) {
+    it(`${name} at 50%: the adapter's greedy tokens and cache equal the tfjs runtime's with the same policy and seed`, async () => {
+      for (const prompt of prompts) {
+        const ours = await generate({ model: rt, prompt, maxNewTokens: NEW, policy: make(), budget: 0.5, seed: 5 });
+        const res = await generateCompressed({ model: tjs.model, tokenizer: tjs.tokenizer, kernels: createReferenceKernels(), policy: make(), budget: 0.5, seed: 5, prompt, maxNewTokens: NEW });
+        expect(res.tokens).toEqual(ours.tokens);
+        expect(res.cache.budget).toBe(ours.cache.budget);
+        expect(res.cache.lengths).toEqual(ours.cache.lengths);
+        expect(res.cache.finalBytes).toBe(ours.cache.finalBytes);
+        expect(res.cache.finalBytes).toBeLessThan(res.cache.peakBytes);
+      }
+    });
+  }
+
+  it('runs the policy on the onnx backend without copying present tensors, with the same tokens', async () => {
+    const kernels = createOnnxKernels({ native: 'off' });
+    const prompt = prompts[0]!;
+    const ref = await generateCompressed({ model: tjs.model, tokenizer: tjs.tokenizer, kernels: createReferenceKernels(), policy: new KVMergerPolicy(), budget: 0.5, prompt, maxNewTokens: NEW });
+    const onnx = await generateCompressed({ model: tjs.model, tokenizer: tjs.tokenizer, kernels, policy: new KVMergerPolicy(), budget: 0.5, prompt, maxNewTokens: NEW });
+    expect(onnx.cache.zeroCopy).toBe(true);
+    expect(onnx.tokens).toEqual(ref.tokens);
+  });
+
+  it('proportional attention through model_proportional.onnx equals the runtime\'s proportional KVMerger', async () => {
+    const prop = await load(root, 'tiny', 'model_proportional');
+    const prompt = prompts[1]!;
+    const ours = await generate({ model: rt, prompt, maxNewTokens: NEW, policy: new KVMergerPolicy(), budget: 0.35, proportional: true });
+    const res = await generateCompressed({ model: prop.model, tokenizer: prop.tokenizer, kernels: createReferenceKernels(), policy: new KVMergerPolicy(), budget: 0.35, proportional: true, prompt, maxNewTokens: NEW });
+    expect(res.tokens).toEqual(ours.tokens);
+    await expect(async () => generateCompressed({ model: tjs.model, tokenizer: tjs.tokenizer, kernels: createReferenceKernels(), proportional: true, prompt, maxNewTokens: 1 })).rejects.toBeInstanceOf(ModelError);
+  });
+
+  it('seeded sampling draws the runtime\'s tokens, and stop strings cut the text', async () => {
+    const prompt = prompts[0]!;
+    const opts = { prompt, maxNewTokens: NEW, temperature: 0.8, topK: 20, seed: 42 };
+    const a = await generateCompressed({ ...opts, model: tjs.model, tokenizer: tjs.tokenizer, kernels: createReferenceKernels(), policy: new WindowPolicy(), budget: 0.5 });
+    const b = await generate({ ...opts, model: rt, policy: new WindowPolicy(), budget: 0.5 });
+    expect(a.tokens).toEqual(b.tokens);
+    const full = await generateCompressed({ model: tjs.model, tokenizer: tjs.tokenizer, kernels: createReferenceKernels(), prompt, maxNewTokens: NEW });
+    const stop = full.text.slice(3, 5);
+    const cut = await generateCompressed({ model: tjs.model, tokenizer: tjs.tokenizer, kernels: createReferenceKernels(), prompt, maxNewTokens: NEW, stop: [stop] });
+    expect(cut.finishReason).toBe('stop');
+    expect(cut.text).toBe(full.text.slice(0, full.text.indexOf(stop)));
+  });
+
+  it('a policy that needs attention on a model without attention_sums fails before any work', async () => {
+    const plain = await load(root, 'tiny-plain');
+    let runs = 0;
+    const session = plain.model.sessions.model!;
+    const spy: DecoderSessionLike = { inputNames: session.inputNames, outputNames: session.outputNames, inputMetadata: session.inputMetadata ?? [], run: (f, o) => (runs++, session.run(f, o)) };
+    const model = { ...plain.model, sessions: { model: spy }, config: plain.model.config };
+    for (const policy of [new H2OPolicy(), new CaMPolicy(), new KVMergerPolicy()]) {
+      await expect(generateCompressed({ model, tokenizer: plain.tokenizer, kernels: createReferenceKernels(), policy, budget: 0.5, prompt: prompts[0]!, maxNewTokens: 4 })).rejects.toBeInstanceOf(MissingObservationError);
+    }
+    expect(runs).toBe(0);
+    // Policies that need no attention still run on it.
+    const res = await generateCompressed({ model, tokenizer: plain.tokenizer, kernels: createReferenceKernels(), policy: new WindowPolicy(), budget: 0.5, prompt: prompts[0]!, maxNewTokens: 4 });
+    expect(res.tokens).toHaveLength(4);
+    expect(runs).toBe(4);
+  });
+
+  it('rejects bad options and batches with typed errors', async () => {
+    const base = { model: tjs.model, tokenizer: tjs.tokenizer, kernels: createReferenceKernels(), prompt: prompts[0]! };
+    await expect(generateCompressed({ ...base, temperature: -1 })).rejects.toBeInstanceOf(ConfigError);
+    await expect(generateCompressed({ ...base, prompt: [[1, 2]] as unknown as number[] })).rejects.toBeInstanceOf(ConfigError);
+    await expect(generateCompressed({ ...base, prompt: [] })).rejects.toBeInstanceOf(ModelError);
+    expect(() => CompressedSession.create({ model: { sessions: {}, config: {} }, kernels: createReferenceKernels() })).toThrow(ModelError);
+  });
+});
