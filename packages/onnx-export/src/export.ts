@@ -1,9 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ConfigError, ModelError, type GroupReduction } from '@kvfold/core';
 import { Checkpoint, loadWeights, parseModelConfig, type LlamaConfig } from '@kvfold/runtime';
 import { buildDecoderGraph, type AttentionLayout } from './decoder-graph.js';
+import { exists, writeAtomic } from './files.js';
 import { byteTokenizerFiles } from './tokenizer-files.js';
 
 /** A step of {@link exportOnnx}, for progress display. */
@@ -67,33 +67,6 @@ export const TOKENIZER_FILES = [
 ] as const;
 
 const EXTERNAL_AUTO_BYTES = 1.5 * 2 ** 30;
-
-/** Write through a temporary name and rename, so a reader never sees half a file. */
-async function writeAtomic(path: string, chunks: Uint8Array | string | readonly Uint8Array[]): Promise<void> {
-  const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    if (typeof chunks === 'string' || chunks instanceof Uint8Array) {
-      await writeFile(tmp, chunks);
-    } else {
-      const fh = await open(tmp, 'w');
-      try {
-        for (const c of chunks) await fh.write(c);
-      } finally {
-        await fh.close();
-      }
-    }
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
-}
-
-const exists = (p: string): Promise<boolean> =>
-  stat(p).then(
-    () => true,
-    () => false,
-  );
 
 function checkOptions(o: ExportOptions): void {
   const issues = [];

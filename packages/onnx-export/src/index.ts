@@ -9,3 +9,12 @@
 export { buildDecoderGraph, DIMS, IO, type AttentionLayout, type DecoderGraphOptions } from './decoder-graph.js';
 export { exportOnnx, TOKENIZER_FILES, type ExportOptions, type ExportProgress, type ExportResult } from './export.js';
 export { byteTokenizerFiles, byteToUnicode, specialTokenName, type ByteSpecialTokens } from './tokenizer-files.js';
+export {
+  exposeAttention,
+  exposeAttentionFile,
+  FusedAttentionError,
+  FUSED_ATTENTION_OPS,
+  type ExposeAttentionFileResult,
+  type ExposeAttentionOptions,
+  type ExposeAttentionResult,
+} from './expose-attention.js';

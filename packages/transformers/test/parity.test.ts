@@ -7,7 +7,7 @@ import { createOnnxKernels } from '@kvfold/backend-onnx';
 import { createReferenceKernels } from '@kvfold/backend-reference';
 import { ConfigError, MissingObservationError, ModelError, type KVCachePolicy } from '@kvfold/core';
 import { modelTinyPath, passkeySample } from '@kvfold/model-tiny';
-import { exportOnnx } from '@kvfold/onnx-export';
+import { exportOnnx, exposeAttentionFile } from '@kvfold/onnx-export';
 import { FullPolicy, WindowPolicy } from '@kvfold/policy-baselines';
 import { CaMPolicy } from '@kvfold/policy-cam';
 import { H2OPolicy } from '@kvfold/policy-h2o';
@@ -36,6 +36,8 @@ describe('transformers.js on kvfold exports, against the tfjs runtime', () => {
     root = await mkdtemp(join(tmpdir(), 'kvfold-tjs-'));
     await exportOnnx(modelTinyPath, join(root, 'tiny'), { proportional: true });
     await exportOnnx(modelTinyPath, join(root, 'tiny-plain'), { attentionSums: false });
+    await exportOnnx(modelTinyPath, join(root, 'tiny-optimum'), { layout: 'plain' });
+    await exposeAttentionFile(join(root, 'tiny-optimum', 'onnx', 'model.onnx'), join(root, 'tiny-optimum', 'onnx', 'model_exposed.onnx'));
     tjs = await load(root, 'tiny');
     rt = await loadModel(modelTinyPath, { engine: 'cpu' });
   });
@@ -117,6 +119,15 @@ describe('transformers.js on kvfold exports, against the tfjs runtime', () => {
     const cut = await generateCompressed({ model: tjs.model, tokenizer: tjs.tokenizer, kernels: createReferenceKernels(), prompt, maxNewTokens: NEW, stop: [stop] });
     expect(cut.finishReason).toBe('stop');
     expect(cut.text).toBe(full.text.slice(0, full.text.indexOf(stop)));
+  });
+
+  it('an Optimum-layout export with attention exposed runs H2O to the native export\'s tokens', async () => {
+    const exposed = await load(root, 'tiny-optimum', 'model_exposed');
+    for (const prompt of prompts) {
+      const native = await generateCompressed({ model: tjs.model, tokenizer: tjs.tokenizer, kernels: createReferenceKernels(), policy: new H2OPolicy(), budget: 0.5, prompt, maxNewTokens: NEW });
+      const res = await generateCompressed({ model: exposed.model, tokenizer: exposed.tokenizer, kernels: createReferenceKernels(), policy: new H2OPolicy(), budget: 0.5, prompt, maxNewTokens: NEW });
+      expect(res.tokens).toEqual(native.tokens);
+    }
   });
 
   it('a policy that needs attention on a model without attention_sums fails before any work', async () => {
