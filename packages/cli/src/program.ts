@@ -3,6 +3,7 @@ import { PRESET_NAMES, SUITE_NAMES } from '@kvfold/bench';
 import { benchCommand, type BenchOptions } from './commands/bench.js';
 import { generateCommand, type GenerateCommandOptions } from './commands/generate.js';
 import { listCommand } from './commands/list.js';
+import { exportOnnxCommand, exposeAttentionCommand, type ExportOnnxCommandOptions } from './commands/onnx.js';
 import { schemaCommand } from './commands/schema.js';
 import { validateCommand } from './commands/validate.js';
 import { EXIT, exitCodeFor, formatError } from './errors.js';
@@ -89,6 +90,30 @@ export function createProgram(io: CliIO, result: { code: number }, argv: readonl
     .addOption(new Option('--engine <engine>', 'tfjs engine').choices(['auto', 'wasm', 'cpu', 'tensorflow']).default('auto'))
     .action(async (o: GenerateCommandOptions) => {
       result.code = await generateCommand({ ...o, plugins: plugins() }, io);
+    });
+  program
+    .command('export-onnx')
+    .description('export a checkpoint (Llama, Mistral, Qwen2 folder or "embedded") to an ONNX decoder folder transformers.js loads, with attention_sums outputs for kvfold policies')
+    .argument('<checkpoint>', 'Hugging Face checkpoint folder (config.json + safetensors) or "embedded"')
+    .argument('<out>', 'output folder (onnx/model.onnx, config.json, generation_config.json, tokenizer files)')
+    .addOption(new Option('--group-reduction <r>', 'GQA reduction of attention_sums').choices(['mean', 'max', 'sum']).default('mean'))
+    .option('--proportional', 'also write onnx/model_proportional.onnx with past_log_counts inputs (proportional attention)')
+    .addOption(new Option('--external-data <when>', 'weights in onnx/model.onnx_data').choices(['auto', 'true', 'false']).default('auto'))
+    .option('--no-attention-sums', 'leave out the attention_sums outputs')
+    .option('--force', 'replace an existing export in <out>')
+    .action(async (checkpoint: string, out: string, o: ExportOnnxCommandOptions) => {
+      result.code = await exportOnnxCommand(checkpoint, out, o, io);
+    });
+  program
+    .command('onnx')
+    .description('tools for third-party ONNX decoders')
+    .command('expose-attention')
+    .description('add attention_sums.{i} outputs to a decoder graph with plain MatMul/Softmax attention (Optimum layout); fused attention ops are refused by name')
+    .argument('<model>', 'input model.onnx')
+    .argument('<out>', 'output .onnx (external data is copied next to it when it goes to another folder)')
+    .addOption(new Option('--group-reduction <r>', 'GQA reduction of attention_sums').choices(['mean', 'max', 'sum']).default('mean'))
+    .action(async (model: string, out: string, o: { groupReduction?: string }) => {
+      result.code = await exposeAttentionCommand(model, out, o, io);
     });
   return program;
 }

@@ -75,8 +75,9 @@ const PROBS_THROUGH = new Set(['Cast', 'Identity', 'Dropout']);
 /**
  * Rewrite a decoder graph in the plain-op layout (attention as `MatMul` → scale → mask → `Softmax` →
  * `MatMul`, as Hugging Face Optimum exports Llama-family models) to add outputs `attention_sums.{i}`
- * `[batch, kvHeads, total]`: each Softmax's probabilities `[batch, heads, n, total]` summed over the
- * call's queries and reduced over each GQA group. Layer `i`'s Softmax is the one whose probabilities
+ * `[batch, kvHeads, total]`: each Softmax's probabilities (`[batch, heads, n, total]`, or any layout with the
+ * queries second to last and heads batch-major before them) summed over the call's queries and reduced
+ * over each GQA group. Layer `i`'s Softmax is the one whose probabilities
  * multiply values that come from `present.{i}.value`. Nothing else in the graph changes.
  * @throws FusedAttentionError naming the op and node when attention is fused; ModelError when the bytes
  *   are not an ONNX model, there are no `present.{i}.value` outputs, the graph already has
@@ -178,10 +179,10 @@ export function exposeAttention(bytes: Uint8Array, options: ExposeAttentionOptio
   for (const [layer, sm] of [...found].sort((a, b) => a[0] - b[0])) {
     softmaxNodes.push(sm.name ?? '');
     const probs = sm.output![0]!;
-    const perHead = reduce('ReduceSum', probs, 2); // [B, QH, T]
-    const kvHeads = dim(`present.${layer}.value`, 1);
-    const qHeads = dim(perHead, 1);
-    const grouped = node('Reshape', [perHead, node('Concat', [dim(perHead, 0), kvHeads, node('Div', [qHeads, kvHeads]), dim(perHead, 2)], [int('axis', 0)])]); // [B, KH, G, T]
+    // Queries are always the second-to-last axis of the probabilities; whatever the head layout before it
+    // ([B, QH], [B, KH, G] or [B * QH]), batch-major head order makes [B, KH, group, T] one Reshape away.
+    const perHead = reduce('ReduceSum', probs, -2);
+    const grouped = node('Reshape', [perHead, node('Concat', [dim(`present.${layer}.value`, 0), dim(`present.${layer}.value`, 1), i64([-1]), dim(perHead, -1)], [int('axis', 0)])]); // [B, KH, G, T]
     const op = reduction === 'max' ? 'ReduceMax' : reduction === 'sum' ? 'ReduceSum' : 'ReduceMean';
     const name = `attention_sums.${layer}`;
     const summed = reduce(op, grouped, 2);

@@ -41,16 +41,18 @@ describe('expose-attention', () => {
     await exportOnnx(modelTinyPath, join(dir, 'native'));
     // The Optimum-layout fixture: K/V repeated per query head, additive 4-D mask, no attention_sums.
     await exportOnnx(modelTinyPath, join(dir, 'plain'), { layout: 'plain' });
+    // kvfold's grouped layout without the outputs: 5-D probabilities [B, KH, G, n, T].
+    await exportOnnx(modelTinyPath, join(dir, 'grouped'), { attentionSums: false });
   });
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('on an Optimum-layout export gives the native export\'s attention_sums, at the prompt and over a past', async () => {
-    const plainPath = join(dir, 'plain', 'onnx', 'model.onnx');
+  it.each(['plain', 'grouped'])('on the %s-layout export gives the native export\'s attention_sums, at the prompt and over a past', async (layout) => {
+    const plainPath = join(dir, layout, 'onnx', 'model.onnx');
     const plain = await ort.InferenceSession.create(plainPath);
     expect(plain.outputNames.some((n) => n.startsWith('attention_sums'))).toBe(false);
-    const res = await exposeAttentionFile(plainPath, join(dir, 'plain', 'onnx', 'model_exposed.onnx'));
+    const res = await exposeAttentionFile(plainPath, join(dir, layout, 'onnx', 'model_exposed.onnx'));
     expect(res.layers).toBe(3);
     expect(res.softmaxNodes).toHaveLength(3);
     const exposed = await ort.InferenceSession.create(res.output);
