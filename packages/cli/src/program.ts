@@ -37,6 +37,7 @@ export function createProgram(io: CliIO, result: { code: number }, argv: readonl
       .option('--policy <names>', 'comma-separated policies (names or labels of the sweep); full is added as the reference row')
       .option('--budget <ratios>', 'comma-separated budget ratios in (0, 1]')
       .option('--model <folder>', '"embedded" or a Hugging Face model folder')
+      .option('--runtime <names>', 'comma-separated runtimes executing the model: tfjs (default), transformers.js (needle and decode-speed rows side by side)')
       .option('--out <dir>', 'folder of run folders (default bench/runs)')
       .option('--id <id>', 'run id: the run folder under --out; an existing folder is resumed')
       .option('--resume <dir>', 'resume an interrupted run folder with its stored config')

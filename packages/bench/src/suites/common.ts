@@ -83,3 +83,8 @@ export function sweepLabels(variants: readonly Variant[]): string[] {
 export function policyColor(variants: readonly Variant[]): Record<string, unknown> {
   return { field: 'policy', type: 'nominal', scale: { domain: sweepLabels(variants), scheme: 'category10' }, title: 'policy' };
 }
+
+/** The variants that run on the tfjs runtime (the suites that support no other runtime use only these). */
+export function tfjsVariants(variants: readonly Variant[]): Variant[] {
+  return variants.filter((v) => v.runtime === 'tfjs');
+}

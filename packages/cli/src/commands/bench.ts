@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
+  BENCH_RUNTIMES,
   PRESET_NAMES,
   Progress,
   SUITE_NAMES,
@@ -34,6 +35,8 @@ export interface BenchOptions {
   readonly budget?: string;
   /** Model folder or `embedded`. */
   readonly model?: string;
+  /** Comma-separated runtimes (tfjs, transformers.js). */
+  readonly runtime?: string;
   /** Folder of run folders. */
   readonly out?: string;
   /** Run id (the run folder's name under the output folder); an existing folder resumes. */
@@ -85,6 +88,12 @@ export function applyOverrides(document: unknown, o: BenchOptions, registered: r
     bench.budgets = [...new Set(budgets)];
   }
   if (o.model !== undefined) bench.model = o.model;
+  if (o.runtime !== undefined) {
+    const runtimes = list(o.runtime);
+    const bad = runtimes.find((r) => !(BENCH_RUNTIMES as readonly string[]).includes(r));
+    if (bad !== undefined || runtimes.length === 0) throw new UsageError(`--runtime ${JSON.stringify(o.runtime)}: runtimes are ${BENCH_RUNTIMES.join(', ')}`);
+    bench.runtimes = [...new Set(runtimes)];
+  }
   if (o.out !== undefined) bench.output = o.out;
   return doc;
 }
@@ -101,7 +110,7 @@ export async function benchCommand(o: BenchOptions, io: CliIO, command: string):
   let document: unknown;
   let dir: string | undefined;
   if (o.resume !== undefined) {
-    if (o.suite ?? o.policy ?? o.budget ?? o.model ?? o.out ?? o.id) throw new UsageError('--resume continues a run with its stored config; it takes no --suite, --policy, --budget, --model, --out or --id');
+    if (o.suite ?? o.policy ?? o.budget ?? o.model ?? o.runtime ?? o.out ?? o.id) throw new UsageError('--resume continues a run with its stored config; it takes no --suite, --policy, --budget, --model, --runtime, --out or --id');
     dir = resolve(io.cwd, o.resume);
     document = readStoredConfig(dir).document;
   } else if (o.config !== undefined) {
