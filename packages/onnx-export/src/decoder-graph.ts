@@ -17,7 +17,7 @@ export type AttentionLayout = 'kvfold' | 'plain';
 export interface DecoderGraphOptions {
   /** Attention layout. Default `kvfold`. */
   readonly layout?: AttentionLayout;
-  /** Add the `attention_sums.{i}` outputs (`kvfold` layout only). Default true. */
+  /** Add the `attention_sums.{i}` and `attention_last.{i}` outputs (`kvfold` layout only). Default true. */
   readonly attentionSums?: boolean;
   /** Reduction of a GQA group's query heads in `attention_sums`. Default `mean`. */
   readonly groupReduction?: GroupReduction;
@@ -63,6 +63,8 @@ export const IO = {
   presentValue: (i: number): string => `present.${i}.value`,
   /** `float32 [batch, kvHeads, total]`: attention each slot received, summed over this call's queries, reduced over each GQA group. */
   attentionSums: (i: number): string => `attention_sums.${i}`,
+  /** `float32 [batch, kvHeads, total]`: attention from this call's last query alone, reduced over each GQA group. */
+  attentionLast: (i: number): string => `attention_last.${i}`,
 } as const;
 
 /** The most negative float32: what masked logits get (softmax gives them exactly 0, and never NaN). */
@@ -195,6 +197,7 @@ export function buildDecoderGraph(config: LlamaConfig, weights: LlamaWeights, op
     g.output(IO.presentValue(i), 'float32', [batch, KH, total, D]);
   }
   if (sums) for (let i = 0; i < config.layers; i++) g.output(IO.attentionSums(i), 'float32', [batch, KH, total]);
+  if (sums) for (let i = 0; i < config.layers; i++) g.output(IO.attentionLast(i), 'float32', [batch, KH, total]);
   g.meta('kvfold.layout', layout);
   if (sums) g.meta('kvfold.attention_sums.group_reduction', reduction);
   if (logCounts) g.meta('kvfold.past_log_counts', 'true');
@@ -237,9 +240,11 @@ function groupedAttention(
   const visible = g.op('And', [g.unsqueeze(a.visible, [0, 1, 2]), g.unsqueeze(a.padMask, [1, 2, 3])]); // [B, 1, 1, S, T]
   const probs = g.op('Softmax', [g.op('Where', [visible, logits, g.f32(LOWEST, true)])], { axis: attr.int(-1) });
   if (a.sums) {
-    const perHead = g.reduce('ReduceSum', probs, [3], false); // [B, KH, G, T]
     const op = a.reduction === 'max' ? 'ReduceMax' : a.reduction === 'sum' ? 'ReduceSum' : 'ReduceMean';
+    const perHead = g.reduce('ReduceSum', probs, [3], false); // [B, KH, G, T]
     g.opN(op, [perHead, g.i64([2])], { keepdims: attr.int(0) }, { names: [IO.attentionSums(a.i)] });
+    const lastRow = g.squeeze(g.slice(probs, [-1], [END], [3]), [3]); // [B, KH, G, T]
+    g.opN(op, [lastRow, g.i64([2])], { keepdims: attr.int(0) }, { names: [IO.attentionLast(a.i)] });
   }
   const out = g.op('MatMul', [probs, g.unsqueeze(a.values, [2])]); // [B, KH, G, S, D]
   return g.op('Reshape', [out, g.i64([0, a.QH, -1, a.D])]);

@@ -59,7 +59,7 @@ export interface ExposeAttentionOptions {
 export interface ExposeAttentionResult {
   /** The rewritten model. */
   readonly model: Uint8Array;
-  /** Layers whose attention got an `attention_sums.{i}` output. */
+  /** Layers whose attention got `attention_sums.{i}` and `attention_last.{i}` outputs. */
   readonly layers: number;
   /** Name of the Softmax node read for each layer. */
   readonly softmaxNodes: string[];
@@ -77,8 +77,9 @@ const PROBS_THROUGH = new Set(['Cast', 'Identity', 'Dropout']);
  * `MatMul`, as Hugging Face Optimum exports Llama-family models) to add outputs `attention_sums.{i}`
  * `[batch, kvHeads, total]`: each Softmax's probabilities (`[batch, heads, n, total]`, or any layout with the
  * queries second to last and heads batch-major before them) summed over the call's queries and reduced
- * over each GQA group. Layer `i`'s Softmax is the one whose probabilities
- * multiply values that come from `present.{i}.value`. Nothing else in the graph changes.
+ * over each GQA group, and `attention_last.{i}`, the same for the call's last query alone. Layer `i`'s
+ * Softmax is the one whose probabilities multiply values that come from `present.{i}.value`. Nothing
+ * else in the graph changes.
  * @throws FusedAttentionError naming the op and node when attention is fused; ModelError when the bytes
  *   are not an ONNX model, there are no `present.{i}.value` outputs, the graph already has
  *   `attention_sums`, or some layer's Softmax cannot be found.
@@ -99,7 +100,7 @@ export function exposeAttention(bytes: Uint8Array, options: ExposeAttentionOptio
     if (FUSED_ATTENTION_OPS.includes(n.opType ?? '')) throw new FusedAttentionError(n.domain ? `${n.domain}.${n.opType}` : n.opType!, n.name || `#${i}`);
   });
   const outputs = graph.output ?? [];
-  if (outputs.some((o) => /^attention_sums\.\d+$/.test(o.name ?? ''))) throw new ModelError('the graph already has attention_sums outputs', { reason: 'exists' });
+  if (outputs.some((o) => /^attention_(sums|last)\.\d+$/.test(o.name ?? ''))) throw new ModelError('the graph already has attention_sums outputs', { reason: 'exists' });
   const presentValue = new Map<string, number>();
   for (const o of outputs) {
     const m = /^present\.(\d+)\.value$/.exec(o.name ?? '');
@@ -182,15 +183,19 @@ export function exposeAttention(bytes: Uint8Array, options: ExposeAttentionOptio
     // Queries are always the second-to-last axis of the probabilities; whatever the head layout before it
     // ([B, QH], [B, KH, G] or [B * QH]), batch-major head order makes [B, KH, group, T] one Reshape away.
     const perHead = reduce('ReduceSum', probs, -2);
-    const grouped = node('Reshape', [perHead, node('Concat', [dim(`present.${layer}.value`, 0), dim(`present.${layer}.value`, 1), i64([-1]), dim(perHead, -1)], [int('axis', 0)])]); // [B, KH, G, T]
+    const lastRow = reduce('ReduceSum', node('Slice', [probs, i64([-1]), i64([2 ** 62]), i64([-2])]), -2);
     const op = reduction === 'max' ? 'ReduceMax' : reduction === 'sum' ? 'ReduceSum' : 'ReduceMean';
-    const name = `attention_sums.${layer}`;
-    const summed = reduce(op, grouped, 2);
-    // Softmax may run in float16 in a half-precision export; policies read float32.
-    node('Cast', [summed], [int('to', ElemType.float32)], name);
     const pd = presentDims(layer);
     const shape = [pd[0] ?? { dimParam: 'batch_size' }, pd[1] ?? { dimParam: 'num_key_value_heads' }, pd[2] ?? { dimParam: 'total_sequence_length' }];
-    newOutputs.push({ name, type: { tensorType: { elemType: ElemType.float32, shape: { dim: shape } } } });
+    for (const [rows, name] of [
+      [perHead, `attention_sums.${layer}`],
+      [lastRow, `attention_last.${layer}`],
+    ] as const) {
+      const grouped = node('Reshape', [rows, node('Concat', [dim(`present.${layer}.value`, 0), dim(`present.${layer}.value`, 1), i64([-1]), dim(rows, -1)], [int('axis', 0)])]); // [B, KH, G, T]
+      // Softmax may run in float16 in a half-precision export; policies read float32.
+      node('Cast', [reduce(op, grouped, 2)], [int('to', ElemType.float32)], name);
+      newOutputs.push({ name, type: { tensorType: { elemType: ElemType.float32, shape: { dim: shape } } } });
+    }
   }
   graph.node = [...nodes, ...added];
   graph.output = [...outputs, ...newOutputs];

@@ -52,10 +52,11 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 class QueryRecorder implements KVCachePolicy {
   readonly specificationVersion = SPECIFICATION_VERSION;
   readonly name = 'test-recorder';
-  readonly needs = ['attention', 'queries'] as const;
-  readonly calls: { queries: HostTensor; attention: HostTensor }[][] = [];
+  readonly needs = ['attention', 'lastAttention', 'queries'] as const;
+  readonly calls: { queries: HostTensor; attention: HostTensor; last: HostTensor }[][] = [];
   async prefill<T>(layer: LayerCache<T>, observed: Observation<T>, ctx: PolicyContext<T>): Promise<LayerCache<T>> {
-    (this.calls[ctx.step] ??= [])[ctx.layerIndex] = { queries: await ctx.kernels.toHost(observed.queries!), attention: await ctx.kernels.toHost(observed.attention!) };
+    const k = ctx.kernels;
+    (this.calls[ctx.step] ??= [])[ctx.layerIndex] = { queries: await k.toHost(observed.queries!), attention: await k.toHost(observed.attention!), last: await k.toHost(observed.lastAttention!) };
     return layer;
   }
   step<T>(layer: LayerCache<T>, observed: Observation<T>, ctx: PolicyContext<T>): Promise<LayerCache<T>> {
@@ -63,10 +64,14 @@ class QueryRecorder implements KVCachePolicy {
   }
 }
 
-/** The observe kernel's result under either of its field names (`sums` today; `attention` after the kernel-registry rework). */
+/** The observe kernel's sums and last row under either field naming (`sums`/`last` today; `attention`/`lastAttention` after the kernel-registry rework). */
 function observedSums(r: object): HostTensor {
   const o = r as Record<string, HostTensor | undefined>;
   return (o.attention ?? o.sums)!;
+}
+function observedLast(r: object): HostTensor {
+  const o = r as Record<string, HostTensor | undefined>;
+  return (o.lastAttention ?? o.last)!;
 }
 
 describe('exportOnnx on the embedded model', () => {
@@ -97,7 +102,7 @@ describe('exportOnnx on the embedded model', () => {
 
   it('writes the transformers.js folder layout with the HF cache interface', async () => {
     expect(session.inputNames).toEqual(['input_ids', 'attention_mask', 'position_ids', 'num_logits_to_keep', ...Array.from({ length: 3 }, (_, i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`]).flat()]);
-    expect(session.outputNames).toEqual(['logits', ...[0, 1, 2].flatMap((i) => [`present.${i}.key`, `present.${i}.value`]), 'attention_sums.0', 'attention_sums.1', 'attention_sums.2']);
+    expect(session.outputNames).toEqual(['logits', ...[0, 1, 2].flatMap((i) => [`present.${i}.key`, `present.${i}.value`]), 'attention_sums.0', 'attention_sums.1', 'attention_sums.2', 'attention_last.0', 'attention_last.1', 'attention_last.2']);
     const cfg = JSON.parse(await readFile(join(dir, 'tiny', 'config.json'), 'utf8')) as Record<string, unknown>;
     expect(cfg.model_type).toBe('llama');
     expect(cfg['transformers.js_config']).toEqual({ dtype: 'fp32' });
@@ -127,19 +132,22 @@ describe('exportOnnx on the embedded model', () => {
       const keys = prompt[`present.${li}.key`]!.data as Float32Array;
       layers.push(hostLayer({ heads: config.kvHeads, length: ids.length, headDim: config.headDim, keys, values: prompt[`present.${li}.value`]!.data as Float32Array }));
       const positions = hostTensor('int32', [ids.length], ids.map((_, i) => i));
-      const expected = observedSums(kernels.observe(layers[li]!, recorder.calls[0]![li]!.queries, positions));
-      expect(maxAbsDiff(prompt[`attention_sums.${li}`]!.data as Float32Array, expected.data)).toBeLessThan(1e-5);
+      const observed = kernels.observe(layers[li]!, recorder.calls[0]![li]!.queries, positions);
+      expect(maxAbsDiff(prompt[`attention_sums.${li}`]!.data as Float32Array, observedSums(observed).data)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(prompt[`attention_last.${li}`]!.data as Float32Array, observedLast(observed).data)).toBeLessThan(1e-5);
     }
     const step = await session.run(feeds(config, more, more.map((_, i) => ids.length + i), layers));
     for (let li = 0; li < config.layers; li++) {
       const T = ids.length + more.length;
       const layer = hostLayer({ heads: config.kvHeads, length: T, headDim: config.headDim, keys: step[`present.${li}.key`]!.data as Float32Array, values: step[`present.${li}.value`]!.data as Float32Array });
       const qpos = hostTensor('int32', [more.length], more.map((_, i) => ids.length + i));
-      const expected = observedSums(kernels.observe(layer, recorder.calls[1]![li]!.queries, qpos));
+      const observed = kernels.observe(layer, recorder.calls[1]![li]!.queries, qpos);
       expect(step[`attention_sums.${li}`]!.dims).toEqual([1, config.kvHeads, T]);
-      expect(maxAbsDiff(step[`attention_sums.${li}`]!.data as Float32Array, expected.data)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(step[`attention_sums.${li}`]!.data as Float32Array, observedSums(observed).data)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(step[`attention_last.${li}`]!.data as Float32Array, observedLast(observed).data)).toBeLessThan(1e-5);
       // The runtime's own observation of the same call agrees too.
       expect(maxAbsDiff(step[`attention_sums.${li}`]!.data as Float32Array, recorder.calls[1]![li]!.attention.data)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(step[`attention_last.${li}`]!.data as Float32Array, recorder.calls[1]![li]!.last.data)).toBeLessThan(1e-5);
     }
   });
 

@@ -64,12 +64,14 @@ describe('expose-attention', () => {
     expect(maxAbsDiff(a.logits!.data as Float32Array, p.logits!.data as Float32Array)).toBe(0);
     for (let i = 0; i < 3; i++) {
       expect(a[`attention_sums.${i}`]!.dims).toEqual([1, H, ids.length]);
-      expect(maxAbsDiff(a[`attention_sums.${i}`]!.data as Float32Array, b[`attention_sums.${i}`]!.data as Float32Array)).toBeLessThan(1e-5);
+      for (const o of [`attention_sums.${i}`, `attention_last.${i}`]) expect(maxAbsDiff(a[o]!.data as Float32Array, b[o]!.data as Float32Array)).toBeLessThan(1e-5);
     }
     const more = [32, 87, 104, 97, 116];
     const a2 = await exposed.run(feeds(more, a));
     const b2 = await native.run(feeds(more, b));
-    for (let i = 0; i < 3; i++) expect(maxAbsDiff(a2[`attention_sums.${i}`]!.data as Float32Array, b2[`attention_sums.${i}`]!.data as Float32Array)).toBeLessThan(1e-5);
+    for (let i = 0; i < 3; i++) {
+      for (const o of [`attention_sums.${i}`, `attention_last.${i}`]) expect(maxAbsDiff(a2[o]!.data as Float32Array, b2[o]!.data as Float32Array)).toBeLessThan(1e-5);
+    }
     for (const s of [plain, exposed, native]) await s.release();
   });
 
@@ -95,21 +97,29 @@ describe('expose-attention', () => {
       const out = await s.run({ logits: new ort.Tensor('float32', logits, [1, 4, 2, 3]), values: new ort.Tensor('float32', values, [1, 2, 3, 1]) });
       // By hand: softmax rows, summed over the 2 queries, then reduced over the 2 query heads of each kv head.
       const perHead: number[][] = [];
+      const lastRow: number[][] = [];
       for (let h = 0; h < 4; h++) {
         const sum = [0, 0, 0];
         for (let q = 0; q < 2; q++) {
           const row = [0, 1, 2].map((t) => Math.exp(logits[(h * 2 + q) * 3 + t]!));
           const z = row.reduce((x, y) => x + y, 0);
           row.forEach((e, t) => (sum[t]! += e / z));
+          if (q === 1) lastRow.push(row.map((e) => e / z));
         }
         perHead.push(sum);
       }
-      const expected = [0, 1].flatMap((kv) => [0, 1, 2].map((t) => {
-        const a = perHead[kv * 2]![t]!;
-        const b = perHead[kv * 2 + 1]![t]!;
-        return reduction === 'max' ? Math.max(a, b) : reduction === 'sum' ? a + b : (a + b) / 2;
-      }));
-      expect(maxAbsDiff(out['attention_sums.0']!.data as Float32Array, Float32Array.from(expected))).toBeLessThan(1e-6);
+      const grouped = (rows: number[][]) =>
+        Float32Array.from(
+          [0, 1].flatMap((kv) =>
+            [0, 1, 2].map((t) => {
+              const a = rows[kv * 2]![t]!;
+              const b = rows[kv * 2 + 1]![t]!;
+              return reduction === 'max' ? Math.max(a, b) : reduction === 'sum' ? a + b : (a + b) / 2;
+            }),
+          ),
+        );
+      expect(maxAbsDiff(out['attention_sums.0']!.data as Float32Array, grouped(perHead))).toBeLessThan(1e-6);
+      expect(maxAbsDiff(out['attention_last.0']!.data as Float32Array, grouped(lastRow))).toBeLessThan(1e-6);
       await s.release();
     }
   });

@@ -71,8 +71,8 @@ export interface GenerateCompressedResult {
  * Generate with a transformers.js model while a kvfold policy compresses its KV cache: the prompt is
  * prefilled, every layer's `present` tensors are compressed by the policy on the chosen kvfold backend,
  * then tokens are decoded one at a time with true `position_ids` and an attention mask over the kept
- * slots, the policy's `step` running after each (with the `attention_sums.{i}` observation when it needs
- * attention). Greedy at temperature 0, seeded sampling otherwise (the same rule and RNG stream as
+ * slots, the policy's `step` running after each (with the `attention_sums.{i}` / `attention_last.{i}`
+ * observations it declared). Greedy at temperature 0, seeded sampling otherwise (the same rule and RNG stream as
  * `@kvfold/runtime`'s `generate`). Batch size 1.
  * @throws ConfigError for invalid options; ModelError for a decoder kvfold cannot drive or an empty
  *   prompt; MissingObservationError (before any work) for a policy needing attention the decoder does not

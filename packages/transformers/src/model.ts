@@ -70,6 +70,8 @@ export interface DecoderInfo {
   readonly headDim: number;
   /** Every layer has an `attention_sums.{i}` output. */
   readonly attentionSums: boolean;
+  /** Every layer has an `attention_last.{i}` output (the last query's attention). */
+  readonly attentionLast: boolean;
   /** GQA reduction the graph applied to `attention_sums` (from config.json's `kvfold_onnx`; `mean` otherwise). */
   readonly groupReduction: GroupReduction;
   /** Every layer has a `past_log_counts.{i}` input. */
@@ -114,11 +116,13 @@ export function inspectDecoder(model: TransformersModelLike): DecoderInfo {
   while (inputs.has(`past_key_values.${layers}.key`)) layers++;
   if (layers === 0) throw new ModelError('the decoder has no past_key_values.0.key input; export it with a KV cache (kvfold export-onnx, or Optimum with --task text-generation-with-past)', { field: 'inputs', missing: 'past_key_values.0.key' });
   let sums = 0;
+  let last = 0;
   let logCounts = 0;
   for (let i = 0; i < layers; i++) {
     for (const n of [`past_key_values.${i}.value`]) if (!inputs.has(n)) throw new ModelError(`the decoder has no "${n}" input`, { field: 'inputs', missing: n });
     for (const n of [`present.${i}.key`, `present.${i}.value`]) if (!outputs.has(n)) throw new ModelError(`the decoder has no "${n}" output`, { field: 'outputs', missing: n });
     if (outputs.has(`attention_sums.${i}`)) sums++;
+    if (outputs.has(`attention_last.${i}`)) last++;
     if (inputs.has(`past_log_counts.${i}`)) logCounts++;
   }
   for (const n of inputs) {
@@ -145,6 +149,7 @@ export function inspectDecoder(model: TransformersModelLike): DecoderInfo {
     kvHeads,
     headDim,
     attentionSums: sums === layers,
+    attentionLast: last === layers,
     groupReduction,
     logCounts: logCounts === layers,
     numLogitsToKeep: inputs.has('num_logits_to_keep'),
@@ -155,18 +160,20 @@ export function inspectDecoder(model: TransformersModelLike): DecoderInfo {
 
 /**
  * Refuse, before any work, a policy that needs observations this decoder cannot give: `attention` needs
- * the `attention_sums.{i}` outputs; `lastAttention` and `queries` are never available from a graph.
+ * the `attention_sums.{i}` outputs, `lastAttention` the `attention_last.{i}` outputs; `queries` are never
+ * available from a graph.
  * @throws MissingObservationError naming the policy and the observation.
  */
 export function checkPolicyFits(policy: KVCachePolicy | undefined, info: DecoderInfo): void {
   if (!policy) return;
   for (const need of policy.needs) {
-    if (need === 'attention' && info.attentionSums) continue;
+    if ((need === 'attention' && info.attentionSums) || (need === 'lastAttention' && info.attentionLast)) continue;
     const err = new MissingObservationError(policy.name, need);
+    const output = need === 'attention' ? 'attention_sums' : 'attention_last';
     const hint =
-      need === 'attention'
-        ? 'this ONNX decoder has no attention_sums.{i} outputs: export it with `kvfold export-onnx`, or add them with `kvfold onnx expose-attention` (plain MatMul/Softmax graphs), or use a policy that needs no attention (full, window, random)'
-        : `an ONNX decoder exposes only attention_sums; "${need}" is not available on the transformers.js path`;
+      need === 'queries'
+        ? 'an ONNX decoder exposes attention, not its queries; "queries" is not available on the transformers.js path'
+        : `this ONNX decoder has no ${output}.{i} outputs: export it with \`kvfold export-onnx\`, or add them with \`kvfold onnx expose-attention\` (plain MatMul/Softmax graphs), or use a policy that needs no attention (full, window, random)`;
     throw Object.assign(err, { message: `policy "${policy.name}" needs observed.${need}, but ${hint}` });
   }
 }

@@ -91,7 +91,7 @@ export class CompressedSession<T> {
   /**
    * Check the model and the policy, then start an empty sequence. Nothing runs before every check passed.
    * @throws ModelError when the decoder lacks an input or output kvfold needs (or `proportional` without
-   *   `past_log_counts` inputs); MissingObservationError when the policy needs attention the decoder does not expose.
+   *   `past_log_counts` inputs); MissingObservationError when the policy needs an observation the decoder does not expose.
    */
   static create<T>(options: CompressedSessionOptions<T>): CompressedSession<T> {
     const info = inspectDecoder(options.model);
@@ -175,9 +175,11 @@ export class CompressedSession<T> {
         feeds[`past_log_counts.${i}`] = ortTensor('float32', lc, [1, H, L]);
       }
     }
+    // Only the observations the policy declared are fetched; ORT then skips computing the others.
     const wantSums = this.policy?.needs.includes('attention') ?? false;
+    const wantLast = this.policy?.needs.includes('lastAttention') ?? false;
     const fetches = ['logits'];
-    for (let i = 0; i < layers; i++) fetches.push(`present.${i}.key`, `present.${i}.value`, ...(wantSums ? [`attention_sums.${i}`] : []));
+    for (let i = 0; i < layers; i++) fetches.push(`present.${i}.key`, `present.${i}.value`, ...(wantSums ? [`attention_sums.${i}`] : []), ...(wantLast ? [`attention_last.${i}`] : []));
     const out = await session.run(feeds, fetches);
     this.bridge ??= bridgeFor(this.kernels, out['present.0.key']!);
     this.nextPosition += n;
@@ -189,7 +191,10 @@ export class CompressedSession<T> {
       const next = this.extend(rows[i]!, positions, out[`present.${i}.key`]!, out[`present.${i}.value`]!, T);
       if (old) disposeLayer(this.kernels, old, next);
       this.caches[i] = next;
-      if (wantSums) pending.push({ attention: this.bridge.adopt(out[`attention_sums.${i}`]!, [H, T]) });
+      pending.push({
+        ...(wantSums ? { attention: this.bridge.adopt(out[`attention_sums.${i}`]!, [H, T]) } : {}),
+        ...(wantLast ? { lastAttention: this.bridge.adopt(out[`attention_last.${i}`]!, [H, T]) } : {}),
+      });
     }
     this.peak = Math.max(this.peak, this.bytes());
     const logitsOut = out.logits!;
@@ -267,7 +272,7 @@ export class CompressedSession<T> {
       }
       this.peak = Math.max(this.peak, this.bytes());
     } finally {
-      for (const o of observed) if (o?.attention) this.kernels.dispose(o.attention);
+      for (const o of observed) if (o) this.kernels.dispose(o.attention, o.lastAttention);
       this.calls++;
     }
   }

@@ -13,6 +13,7 @@ import { CaMPolicy } from '@kvfold/policy-cam';
 import { H2OPolicy } from '@kvfold/policy-h2o';
 import { KVMergerPolicy } from '@kvfold/policy-kvmerger';
 import { generate, loadModel, type Model } from '@kvfold/runtime';
+import { TovaPolicy } from 'kvfold-policy-tova';
 import { CompressedSession, generateCompressed, type DecoderSessionLike, type TransformersModelLike, type TransformersTokenizerLike } from '../src/index.js';
 
 type Loaded = { model: TransformersModelLike & { generate(o: object): Promise<{ data: ArrayLike<bigint> }> }; tokenizer: TransformersTokenizerLike & ((t: string) => { input_ids: { dims: number[] } }) };
@@ -75,6 +76,7 @@ describe('transformers.js on kvfold exports, against the tfjs runtime', () => {
     ['h2o', () => new H2OPolicy()],
     ['cam', () => new CaMPolicy()],
     ['kvmerger', () => new KVMergerPolicy()],
+    ['tova (lastAttention, a third-party plugin)', () => new TovaPolicy()],
   ];
   for (const [name, make] of policies) {
     it(`${name} at 50%: the adapter's greedy tokens and cache equal the tfjs runtime's with the same policy and seed`, async () => {
@@ -136,7 +138,7 @@ describe('transformers.js on kvfold exports, against the tfjs runtime', () => {
     const session = plain.model.sessions.model!;
     const spy: DecoderSessionLike = { inputNames: session.inputNames, outputNames: session.outputNames, inputMetadata: session.inputMetadata ?? [], run: (f, o) => (runs++, session.run(f, o)) };
     const model = { ...plain.model, sessions: { model: spy }, config: plain.model.config };
-    for (const policy of [new H2OPolicy(), new CaMPolicy(), new KVMergerPolicy()]) {
+    for (const policy of [new H2OPolicy(), new CaMPolicy(), new KVMergerPolicy(), new TovaPolicy()]) {
       await expect(generateCompressed({ model, tokenizer: plain.tokenizer, kernels: createReferenceKernels(), policy, budget: 0.5, prompt: prompts[0]!, maxNewTokens: 4 })).rejects.toBeInstanceOf(MissingObservationError);
     }
     expect(runs).toBe(0);
