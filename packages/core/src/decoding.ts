@@ -1,5 +1,5 @@
 import { ConfigError, type ConfigIssue } from './errors.js';
-import type { Rng } from './rng.js';
+import { createRng, type Rng } from './rng.js';
 
 /**
  * Token choice and streamed text shared by every kvfold generation loop (the tfjs runtime's and the
@@ -53,6 +53,60 @@ export function sampleToken(logits: ArrayLike<number>, options: SamplingOptions,
   return cand[keep - 1]!;
 }
 
+/** What a generation loop's streaming callback receives for each generated token. */
+export interface TokenEvent {
+  /** The token id. */
+  readonly token: number;
+  /** 0 for the first generated token. */
+  readonly index: number;
+  /**
+   * New text that became final with this token: held back while it may still be the start of a stop
+   * string or an incomplete UTF-8 sequence, so concatenating every event's text gives the result's text.
+   */
+  readonly text: string;
+}
+
+/** Why generation ended. */
+export type FinishReason = 'eos' | 'stop' | 'length';
+
+/** What a generation loop returns, whatever runtime ran the model. */
+export interface GenerationResult {
+  /** Generated text (without the prompt, cut before a matched stop string). */
+  readonly text: string;
+  /** Generated token ids (including a final EOS or stop token). */
+  readonly tokens: number[];
+  /** Number of prompt tokens. */
+  readonly promptTokens: number;
+  /** Why generation ended. */
+  readonly finishReason: FinishReason;
+  /** Wall-clock timings. */
+  readonly timings: {
+    /** Prompt forward pass plus the policy's prefill, in ms. */
+    readonly prefillMs: number;
+    /** All decode steps (forward + policy step + sampling), in ms. */
+    readonly decodeMs: number;
+    /** Number of decode forward passes (the first token comes from the prefill logits). */
+    readonly decodeSteps: number;
+    /** `decodeSteps / decodeMs`, in tokens per second (0 when there was no decode step). */
+    readonly decodeTokensPerSecond: number;
+    /** Whole call, in ms. */
+    readonly totalMs: number;
+  };
+  /** Cache statistics. */
+  readonly cache: {
+    /** Largest cache size seen (after any append or compression), in bytes. */
+    readonly peakBytes: number;
+    /** Cache size at the end, in bytes. */
+    readonly finalBytes: number;
+    /** Slots per layer at the end. */
+    readonly lengths: number[];
+    /** Resolved budget in slots (when a policy ran). */
+    readonly budget?: number;
+    /** True positions consumed (prompt + decoded tokens fed back). */
+    readonly positions: number;
+  };
+}
+
 /** Decoding settings every generation loop accepts. */
 export interface DecodingOptions {
   /** Most tokens to generate. Default 64. */
@@ -67,6 +121,10 @@ export interface DecodingOptions {
   readonly seed?: number;
   /** Stop strings and/or stop token ids (besides the model's EOS). */
   readonly stop?: readonly (string | number)[];
+  /** Stop at the model's EOS ids. Default true. */
+  readonly stopAtEos?: boolean;
+  /** Called after each generated token (streaming). */
+  readonly onToken?: (event: TokenEvent) => void;
 }
 
 /**
@@ -162,4 +220,62 @@ export class TextStream {
     this.emitted = Math.max(this.emitted, safe);
     return { delta, text, stopped };
   }
+}
+
+/** What {@link runGeneration} drives: one sequence of some runtime, and how its tokens read. */
+export interface GenerationDriver {
+  /** Run the prompt (the policy's prefill included); returns the next token's logits. */
+  prefill(): Promise<Float32Array>;
+  /** Feed one generated token (the policy's step included); returns the next token's logits. */
+  decode(token: number): Promise<Float32Array>;
+  /** Text of generated ids (special tokens skipped). */
+  detokenize(ids: readonly number[]): string;
+  /** End-of-sequence ids of the model. */
+  readonly eosTokenIds: Iterable<number>;
+}
+
+/**
+ * The generation loop shared by every runtime: prefill, then pick a token (greedy or seeded sampling on a
+ * stream forked from the policies' seed), stream its text, stop at EOS, a stop id, a stop string or the
+ * length limit, and feed it back. Returns everything of a {@link GenerationResult} but the cache statistics.
+ * @throws ConfigError for invalid options; whatever the driver throws.
+ */
+export async function runGeneration(driver: GenerationDriver, promptTokens: number, options: DecodingOptions, context = 'generate options'): Promise<Omit<GenerationResult, 'cache'>> {
+  const t0 = performance.now();
+  const { maxNewTokens, sampling, seed } = checkDecodingOptions(options, context);
+  const stopStrings = (options.stop ?? []).filter((s): s is string => typeof s === 'string');
+  const stopIds = new Set((options.stop ?? []).filter((s): s is number => typeof s === 'number'));
+  const eos = new Set(options.stopAtEos === false ? [] : driver.eosTokenIds);
+  // Sampling gets its own stream so it never shares draws with the policies' RNG.
+  const rng = createRng(seed).fork(0x73616d70);
+  const stream = new TextStream(stopStrings);
+  const tokens: number[] = [];
+  let text = '';
+  let finishReason: FinishReason = 'length';
+  let decodeSteps = 0;
+  let logits = await driver.prefill();
+  const prefillMs = performance.now() - t0;
+  const tDecode = performance.now();
+  while (tokens.length < maxNewTokens) {
+    const token = sampleToken(logits, sampling, rng);
+    tokens.push(token);
+    if (eos.has(token)) finishReason = 'eos';
+    else if (stopIds.has(token)) finishReason = 'stop';
+    const ended = eos.has(token) || stopIds.has(token) || tokens.length >= maxNewTokens;
+    const step = stream.push(driver.detokenize(tokens), ended);
+    text = step.text;
+    if (step.stopped) finishReason = 'stop';
+    options.onToken?.({ token, index: tokens.length - 1, text: step.delta });
+    if (ended || step.stopped) break;
+    logits = await driver.decode(token);
+    decodeSteps++;
+  }
+  const decodeMs = decodeSteps > 0 ? performance.now() - tDecode : 0;
+  return {
+    text,
+    tokens,
+    promptTokens,
+    finishReason,
+    timings: { prefillMs, decodeMs, decodeSteps, decodeTokensPerSecond: decodeSteps > 0 && decodeMs > 0 ? (decodeSteps * 1000) / decodeMs : 0, totalMs: performance.now() - t0 },
+  };
 }

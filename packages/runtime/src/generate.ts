@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
-import { BackendUnavailableError, ModelError, TextStream, checkDecodingOptions, createRng, sampleToken, type KVKernels, type SamplingOptions } from '@kvfold/core';
+import { BackendUnavailableError, ModelError, checkDecodingOptions, runGeneration, type DecodingOptions, type GenerationResult, type KVKernels, type SamplingOptions } from '@kvfold/core';
 import { parseModelConfig } from './model/config.js';
 import type { DecoderOptions } from './model/decoder.js';
 import { Checkpoint } from './model/safetensors.js';
@@ -63,81 +63,21 @@ export async function loadModel(folder: string, options: LoadModelOptions = {}):
 /** Token choice now lives in `@kvfold/core` (shared with the transformers.js adapter); re-exported here. */
 export { sampleToken, type SamplingOptions } from '@kvfold/core';
 
-/** What {@link GenerateOptions.onToken} receives for each generated token. */
-export interface TokenEvent {
-  /** The token id. */
-  readonly token: number;
-  /** 0 for the first generated token. */
-  readonly index: number;
-  /**
-   * New text that became final with this token: held back while it may still be the start of a stop
-   * string or an incomplete UTF-8 sequence, so concatenating every event's text gives the result's text.
-   */
-  readonly text: string;
-}
+/** Streaming events, finish reasons and results are shared with the transformers.js adapter (`@kvfold/core`). */
+export type { FinishReason, TokenEvent } from '@kvfold/core';
 
-/** Options of {@link generate}. */
-export interface GenerateOptions extends SessionOptions {
+/** Options of {@link generate}: the session's policy settings and core's decoding settings. */
+export interface GenerateOptions extends SessionOptions, DecodingOptions {
   /** The model. */
   readonly model: Model;
   /** Prompt text (encoded with the model's tokenizer) or token ids. */
   readonly prompt: string | readonly number[];
-  /** Most tokens to generate. Default 64. */
-  readonly maxNewTokens?: number;
-  /** 0 (default) is greedy decoding; above 0 samples from `softmax(logits / temperature)`. */
-  readonly temperature?: number;
-  /** Sample only among the `topK` most likely tokens (0 = no limit, the default). */
-  readonly topK?: number;
-  /** Nucleus sampling: the smallest set of tokens whose probability reaches `topP` (default 1 = off). */
-  readonly topP?: number;
-  /** Stop strings and/or stop token ids (besides the model's EOS). */
-  readonly stop?: readonly (string | number)[];
-  /** Stop at the tokenizer's / config's EOS ids. Default true. */
-  readonly stopAtEos?: boolean;
-  /** Called after each generated token (streaming). */
-  readonly onToken?: (event: TokenEvent) => void;
+  /** Seed of the policy's RNG and of sampling. Default 0. */
+  readonly seed?: number;
 }
-
-/** Why generation ended. */
-export type FinishReason = 'eos' | 'stop' | 'length';
 
 /** What {@link generate} returns. */
-export interface GenerateResult {
-  /** Generated text (without the prompt, cut before a matched stop string). */
-  readonly text: string;
-  /** Generated token ids (including a final EOS or stop token). */
-  readonly tokens: number[];
-  /** Number of prompt tokens. */
-  readonly promptTokens: number;
-  /** Why generation ended. */
-  readonly finishReason: FinishReason;
-  /** Wall-clock timings. */
-  readonly timings: {
-    /** Prompt forward pass plus the policy's prefill, in ms. */
-    readonly prefillMs: number;
-    /** All decode steps (forward + policy step + sampling), in ms. */
-    readonly decodeMs: number;
-    /** Number of decode forward passes (the first token comes from the prefill logits). */
-    readonly decodeSteps: number;
-    /** `decodeSteps / decodeMs`, in tokens per second (0 when there was no decode step). */
-    readonly decodeTokensPerSecond: number;
-    /** Whole call, in ms. */
-    readonly totalMs: number;
-  };
-  /** Cache statistics. */
-  readonly cache: {
-    /** Largest cache size seen (after any append or compression), in bytes. */
-    readonly peakBytes: number;
-    /** Cache size at the end, in bytes. */
-    readonly finalBytes: number;
-    /** Slots per layer at the end. */
-    readonly lengths: number[];
-    /** Resolved budget in slots (when a policy ran). */
-    readonly budget?: number;
-    /** True positions consumed (prompt + decoded tokens fed back). */
-    readonly positions: number;
-  };
-}
+export type GenerateResult = GenerationResult;
 
 function validate(o: GenerateOptions): { maxNewTokens: number; sampling: SamplingOptions } {
   const extra = typeof o.prompt !== 'string' && !Array.isArray(o.prompt) ? [{ path: '/prompt', rule: 'type', message: 'must be a string or an array of token ids', allowed: 'string | number[]' }] : [];
@@ -153,64 +93,27 @@ function validate(o: GenerateOptions): { maxNewTokens: number; sampling: Samplin
  *   BudgetError for an invalid budget; any typed error a policy throws.
  */
 export async function generate(options: GenerateOptions): Promise<GenerateResult> {
-  const t0 = performance.now();
-  const { maxNewTokens, sampling } = validate(options);
+  validate(options);
   const { model } = options;
   const promptIds = typeof options.prompt === 'string' ? model.tokenizer.encode(options.prompt) : [...options.prompt];
   if (promptIds.length === 0) throw new ModelError('the prompt encodes to no tokens; give at least one', { field: 'prompt' });
-  const stopStrings = (options.stop ?? []).filter((s): s is string => typeof s === 'string');
-  const stopIds = new Set((options.stop ?? []).filter((s): s is number => typeof s === 'number'));
-  const eos = new Set(options.stopAtEos === false ? [] : [...model.tokenizer.eosTokenIds, ...model.config.eosTokenIds]);
-  // Sampling gets its own stream so it never shares draws with the policies' RNG.
-  const rng = createRng(options.seed ?? 0).fork(0x73616d70);
   const session = new Session(model, options);
-  const tokens: number[] = [];
-  const stream = new TextStream(stopStrings);
-  let text = '';
-  let finishReason: FinishReason = 'length';
-  let prefillMs = 0;
-  let decodeMs = 0;
-  let decodeSteps = 0;
   try {
-    let logits = await session.prefill(promptIds);
-    prefillMs = performance.now() - t0;
-    const tDecode = performance.now();
-    while (tokens.length < maxNewTokens) {
-      const token = sampleToken(logits, sampling, rng);
-      tokens.push(token);
-      if (eos.has(token)) finishReason = 'eos';
-      else if (stopIds.has(token)) finishReason = 'stop';
-      const ended = eos.has(token) || stopIds.has(token) || tokens.length >= maxNewTokens;
-      const step = stream.push(model.tokenizer.decode(tokens), ended);
-      text = step.text;
-      if (step.stopped) finishReason = 'stop';
-      options.onToken?.({ token, index: tokens.length - 1, text: step.delta });
-      if (ended || step.stopped) break;
-      logits = await session.decode(token);
-      decodeSteps++;
-    }
-    decodeMs = decodeSteps > 0 ? performance.now() - tDecode : 0;
+    const result = await runGeneration(
+      {
+        prefill: () => session.prefill(promptIds),
+        decode: (token) => session.decode(token),
+        detokenize: (ids) => model.tokenizer.decode(ids),
+        eosTokenIds: [...model.tokenizer.eosTokenIds, ...model.config.eosTokenIds],
+      },
+      promptIds.length,
+      options,
+    );
     const cache = session.cache;
     const budget = cache.budget;
     return {
-      text,
-      tokens,
-      promptTokens: promptIds.length,
-      finishReason,
-      timings: {
-        prefillMs,
-        decodeMs,
-        decodeSteps,
-        decodeTokensPerSecond: decodeSteps > 0 && decodeMs > 0 ? (decodeSteps * 1000) / decodeMs : 0,
-        totalMs: performance.now() - t0,
-      },
-      cache: {
-        peakBytes: cache.peakBytes,
-        finalBytes: cache.bytes(),
-        lengths: cache.lengths(),
-        ...(budget !== undefined ? { budget } : {}),
-        positions: cache.position,
-      },
+      ...result,
+      cache: { peakBytes: cache.peakBytes, finalBytes: cache.bytes(), lengths: cache.lengths(), ...(budget !== undefined ? { budget } : {}), positions: cache.position },
     };
   } finally {
     session.dispose();

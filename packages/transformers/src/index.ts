@@ -7,7 +7,7 @@
  * outputs that `kvfold export-onnx` writes and `kvfold onnx expose-attention` adds to plain-op graphs.
  * Batch size 1.
  */
-export { generateCompressed, type CompressedFinishReason, type CompressedTokenEvent, type GenerateCompressedOptions, type GenerateCompressedResult } from './generate.js';
+export { generateCompressed, type GenerateCompressedOptions, type GenerateCompressedResult } from './generate.js';
 export { CompressedSession, type CompressedSessionOptions } from './session.js';
 export { bridgeFor, ortTensor, type TensorBridge } from './bridge.js';
 export {
