@@ -127,12 +127,22 @@ export interface DecodingOptions {
   readonly onToken?: (event: TokenEvent) => void;
 }
 
+/** {@link DecodingOptions} validated, with defaults filled in. */
+export interface CheckedDecoding {
+  /** Most tokens to generate. */
+  readonly maxNewTokens: number;
+  /** Token choice. */
+  readonly sampling: SamplingOptions;
+  /** Seed of sampling. */
+  readonly seed: number;
+}
+
 /**
  * Validate {@link DecodingOptions} and fill defaults.
  * @param extra - Issues the caller found in its own options, reported together.
  * @throws ConfigError naming every invalid field with its allowed values.
  */
-export function checkDecodingOptions(o: DecodingOptions, context: string, extra: readonly ConfigIssue[] = []): { maxNewTokens: number; sampling: SamplingOptions; seed: number } {
+export function checkDecodingOptions(o: DecodingOptions, context: string, extra: readonly ConfigIssue[] = []): CheckedDecoding {
   const issues: ConfigIssue[] = [...extra];
   const maxNewTokens = o.maxNewTokens ?? 64;
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) issues.push({ path: '/maxNewTokens', rule: 'minimum', message: `must be an integer >= 0, got ${maxNewTokens}`, allowed: { minimum: 0 } });

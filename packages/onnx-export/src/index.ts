@@ -8,7 +8,7 @@
  */
 export { buildDecoderGraph, DIMS, IO, type AttentionLayout, type DecoderGraphOptions } from './decoder-graph.js';
 export { exportOnnx, TOKENIZER_FILES, type ExportOptions, type ExportProgress, type ExportResult } from './export.js';
-export { byteTokenizerFiles, byteToUnicode, specialTokenName, type ByteSpecialTokens } from './tokenizer-files.js';
+export { byteTokenizerFiles, byteToUnicode, specialTokenName, type ByteSpecialTokens, type ByteTokenizerFiles } from './tokenizer-files.js';
 export {
   exposeAttention,
   exposeAttentionFile,

@@ -36,6 +36,14 @@ export function specialTokenName(id: number, special: ByteSpecialTokens): string
   return `<|kvfold:${id}|>`;
 }
 
+/** The two documents {@link byteTokenizerFiles} writes. */
+export interface ByteTokenizerFiles {
+  /** `tokenizer.json`. */
+  readonly tokenizer: object;
+  /** `tokenizer_config.json`. */
+  readonly tokenizerConfig: object;
+}
+
 /**
  * The `tokenizer.json` and `tokenizer_config.json` documents of a byte-level model of `vocabSize` ids:
  * ids 0..255 are bytes, every id from 256 up is a special token (skipped when decoding), and prompts start
@@ -43,7 +51,7 @@ export function specialTokenName(id: number, special: ByteSpecialTokens): string
  * prompt's text is read as that token, which the byte tokenizer would spell out byte by byte; the names
  * (`<|kvfold:bos|>`) are chosen never to occur in ordinary text.
  */
-export function byteTokenizerFiles(vocabSize: number, special: ByteSpecialTokens, maxLength: number): { tokenizer: object; tokenizerConfig: object } {
+export function byteTokenizerFiles(vocabSize: number, special: ByteSpecialTokens, maxLength: number): ByteTokenizerFiles {
   const table = byteToUnicode();
   const vocab: Record<string, number> = {};
   table.forEach((ch, b) => (vocab[ch] = b));

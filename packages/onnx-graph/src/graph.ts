@@ -28,7 +28,18 @@ export const OPSET = 18;
 export const IR_VERSION = 8;
 
 /** ONNX element type codes used by the kernels. */
-export const ElemType = { float32: 1, int32: 6, int64: 7, bool: 9, float64: 11 } as const;
+export const ElemType = {
+  /** FLOAT. */
+  float32: 1,
+  /** INT32. */
+  int32: 6,
+  /** INT64. */
+  int64: 7,
+  /** BOOL. */
+  bool: 9,
+  /** DOUBLE. */
+  float64: 11,
+} as const;
 /** Names of {@link ElemType}. */
 export type ElemTypeName = keyof typeof ElemType;
 
@@ -37,11 +48,38 @@ export type Dim = number | string;
 
 /** An attribute value, tagged with its ONNX type. */
 export type AttrValue =
-  | { readonly kind: 'int'; readonly value: number }
-  | { readonly kind: 'float'; readonly value: number }
-  | { readonly kind: 'ints'; readonly value: readonly number[] }
-  | { readonly kind: 'string'; readonly value: string }
-  | { readonly kind: 'ref'; readonly name: string; readonly type: 'int' | 'float' | 'ints' | 'string' };
+  | {
+      /** INT attribute. */
+      readonly kind: 'int';
+      /** The integer. */
+      readonly value: number;
+    }
+  | {
+      /** FLOAT attribute. */
+      readonly kind: 'float';
+      /** The number. */
+      readonly value: number;
+    }
+  | {
+      /** INTS attribute. */
+      readonly kind: 'ints';
+      /** The integers. */
+      readonly value: readonly number[];
+    }
+  | {
+      /** STRING attribute. */
+      readonly kind: 'string';
+      /** The text. */
+      readonly value: string;
+    }
+  | {
+      /** A reference to the calling node's attribute (inside a function body). */
+      readonly kind: 'ref';
+      /** The calling node's attribute name. */
+      readonly name: string;
+      /** Its type. */
+      readonly type: 'int' | 'float' | 'ints' | 'string';
+    };
 
 /** Attribute constructors. */
 export const attr = {
@@ -98,6 +136,7 @@ export class NodeList {
   readonly nodes: NodeProto[] = [];
   private counter = 0;
 
+  /** Start an empty list whose generated value names begin with `prefix`. */
   constructor(private readonly prefix: string) {}
 
   /** A new unique value name. */
@@ -323,7 +362,9 @@ export class GraphBuilder extends NodeList {
   private readonly metadata = new Map<string, string>();
   private readonly producer: string;
 
+  /** Start an empty model named `name` (also the prefix of generated value names). */
   constructor(
+    /** Graph name. */
     readonly name: string,
     options: GraphBuilderOptions = {},
   ) {
