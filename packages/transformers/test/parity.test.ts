@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AutoModelForCausalLM, AutoTokenizer, env } from '@huggingface/transformers';
@@ -38,6 +38,7 @@ describe('transformers.js on kvfold exports, against the tfjs runtime', () => {
     await exportOnnx(modelTinyPath, join(root, 'tiny'), { proportional: true });
     await exportOnnx(modelTinyPath, join(root, 'tiny-plain'), { attentionSums: false });
     await exportOnnx(modelTinyPath, join(root, 'tiny-optimum'), { layout: 'plain' });
+    await exportOnnx(modelTinyPath, join(root, 'tiny-external'), { externalData: true, proportional: true });
     await exposeAttentionFile(join(root, 'tiny-optimum', 'onnx', 'model.onnx'), join(root, 'tiny-optimum', 'onnx', 'model_exposed.onnx'));
     tjs = await load(root, 'tiny');
     rt = await loadModel(modelTinyPath, { engine: 'cpu' });
@@ -108,6 +109,20 @@ describe('transformers.js on kvfold exports, against the tfjs runtime', () => {
     const res = await generateCompressed({ model: prop.model, tokenizer: prop.tokenizer, kernels: createReferenceKernels(), policy: new KVMergerPolicy(), budget: 0.35, proportional: true, prompt, maxNewTokens: NEW });
     expect(res.tokens).toEqual(ours.tokens);
     await expect(async () => generateCompressed({ model: tjs.model, tokenizer: tjs.tokenizer, kernels: createReferenceKernels(), proportional: true, prompt, maxNewTokens: 1 })).rejects.toBeInstanceOf(ModelError);
+  });
+
+  it('an export with external data (onnx/model.onnx_data, shared by the proportional graph) loads and gives the same tokens', async () => {
+    const onnxDir = join(root, 'tiny-external', 'onnx');
+    // The weights (0.63 MiB) live in the data file; the graphs only reference them.
+    expect((await stat(join(onnxDir, 'model.onnx_data'))).size).toBeGreaterThan(600_000);
+    for (const f of ['model.onnx', 'model_proportional.onnx']) expect((await stat(join(onnxDir, f))).size).toBeLessThan(200_000);
+    const prompt = prompts[1]!;
+    const expected = await generateCompressed({ model: tjs.model, tokenizer: tjs.tokenizer, kernels: createReferenceKernels(), policy: new H2OPolicy(), budget: 0.5, prompt, maxNewTokens: 8 });
+    for (const file of [undefined, 'model_proportional']) {
+      const ext = await load(root, 'tiny-external', file);
+      const res = await generateCompressed({ model: ext.model, tokenizer: ext.tokenizer, kernels: createReferenceKernels(), policy: new H2OPolicy(), budget: 0.5, prompt, maxNewTokens: 8 });
+      expect(res.tokens).toEqual(expected.tokens);
+    }
   });
 
   it('seeded sampling draws the runtime\'s tokens, and stop strings cut the text', async () => {
