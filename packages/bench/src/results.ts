@@ -1,4 +1,5 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '@kvfold/core';
 
 /** Markers around the benchmark's own part of bench/RESULTS.md; everything outside them is left as is. */
 export const RESULTS_MARKERS = {
@@ -12,6 +13,7 @@ export const RESULTS_MARKERS = {
  * Replace the benchmark's section of a results file (between {@link RESULTS_MARKERS}) with `section`,
  * keeping every other section (other owners' "## ..." topics) byte for byte. Without markers the section
  * is inserted before the first `## ` heading (after the file's introduction); a missing file is created.
+ * The file is replaced atomically.
  */
 export function updateResults(file: string, section: string): void {
   const block = `${RESULTS_MARKERS.begin}\n${section.trim()}\n${RESULTS_MARKERS.end}`;
@@ -25,7 +27,7 @@ export function updateResults(file: string, section: string): void {
     const at = text.search(/^## /m);
     next = at >= 0 ? `${text.slice(0, at)}${block}\n\n${text.slice(at)}` : `${text.trimEnd()}\n\n${block}\n`;
   }
-  writeFileSync(file, next);
+  writeFileAtomic(file, next);
 }
 
 /**

@@ -56,10 +56,11 @@ export function createProgram(io: CliIO, result: { code: number }, argv: readonl
     });
   program
     .command('validate')
-    .description('validate a config file (runtime or benchmark) against the composed schema')
+    .description('validate a config file (runtime or benchmark) against the composed schema; imports nothing unless --load-plugins')
     .argument('<config>', 'JSON config file')
-    .action(async (file: string) => {
-      result.code = await validateCommand(file, io);
+    .option('--load-plugins', "import the plugin packages the config lists (from this project's node_modules) and check their options")
+    .action(async (file: string, o: { loadPlugins?: boolean }) => {
+      result.code = await validateCommand(file, io, { loadPlugins: o.loadPlugins === true });
     });
   program
     .command('list')

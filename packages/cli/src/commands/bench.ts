@@ -114,7 +114,7 @@ export async function benchCommand(o: BenchOptions, io: CliIO, command: string):
   const plugins = (document as { plugins?: unknown } | null)?.plugins;
   const kv = await createKVFold({ ...(Array.isArray(plugins) && plugins.every((p) => typeof p === 'string') ? { plugins: plugins as string[] } : {}), from: io.cwd });
   const doc = o.resume !== undefined ? (document as ConfigDocument) : applyOverrides(document, o, kv.policies.names());
-  const config = resolveBenchConfig(kv, doc);
+  const config = resolveBenchConfig(kv, doc, o.resume !== undefined ? join(resolve(io.cwd, o.resume), 'config.json') : (o.config ?? `preset ${o.preset ?? 'default'}`));
   if (o.id !== undefined) {
     if (!/^[A-Za-z0-9_.-]+$/.test(o.id)) throw new UsageError(`--id ${JSON.stringify(o.id)} may only hold letters, digits, "_", "." and "-"`);
     dir = join(resolve(io.cwd, config.bench.output), o.id);
