@@ -28,3 +28,8 @@ export function marker(name: string): string {
 export function ran(name: string): boolean {
   return (globalThis as Record<string, unknown>)[name] === true;
 }
+
+/** Close a run store (release its lock); written so the suite also runs against code without the lock. */
+export function release(store: object): void {
+  (store as { close?: () => void }).close?.();
+}

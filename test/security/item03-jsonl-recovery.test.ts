@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RunStore, createKVFold, resolveBenchConfig, type ItemRecord } from '@kvfold/bench';
-import { temp } from './helpers.js';
+import { release, temp } from './helpers.js';
 
 const rec = (key: string): ItemRecord => ({ key, suite: 'needle', variant: 'full@1', data: { v: key }, ms: 1, at: '2026-01-01T00:00:00.000Z' });
 
@@ -13,14 +13,14 @@ describe('item 3: predictions.jsonl recovery', () => {
     const kv = await createKVFold();
     const config = resolveBenchConfig(kv, { bench: { budgets: [0.5] } });
     const dir = join(temp(), 'run');
-    RunStore.open(dir, config).close();
+    release(RunStore.open(dir, config));
     const good = Array.from({ length: 6 }, (_, i) => JSON.stringify(rec(`k${i}`)));
     const bad = ['{"key":"k9","suite":"nee', 'garbage \u0000', '{"no":"key"}'];
     const file = join(dir, 'predictions.jsonl');
     writeFileSync(file, [good[0], good[1], bad[0], good[2], good[3], bad[1], good[4], bad[2], good[5]].join('\n') + '\n');
     const warnings: string[] = [];
     const store = RunStore.open(dir, config, { warn: (m) => warnings.push(m) });
-    store.close();
+    release(store);
     expect(store.reused).toBe(6);
     expect(store.records().map((r) => r.key)).toEqual(['k0', 'k1', 'k2', 'k3', 'k4', 'k5']);
     expect(store.rejected).toBe(3);

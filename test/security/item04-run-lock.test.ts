@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RunStore, createKVFold, resolveBenchConfig } from '@kvfold/bench';
 import { ErrorCode } from '@kvfold/core';
-import { caught, temp } from './helpers.js';
+import { caught, release, temp } from './helpers.js';
 
 describe('item 4: run folder lock', () => {
   it('a second open of a folder in use fails with KVF_RUN_LOCKED naming pid and host; close releases it', async () => {
@@ -15,25 +15,25 @@ describe('item 4: run folder lock', () => {
     const config = resolveBenchConfig(kv, { bench: { budgets: [0.5] } });
     const dir = join(temp(), 'run');
     const first = RunStore.open(dir, config);
-    const lock = JSON.parse(readFileSync(join(dir, '.lock'), 'utf8')) as { pid: number; host: string };
-    expect(lock).toMatchObject({ pid: process.pid, host: hostname() });
     const e = await caught(() => RunStore.open(dir, config));
     expect(e.code).toBe(ErrorCode.RunLocked);
     expect(e.message).toContain(`is in use by process ${process.pid} on ${hostname()}`);
-    first.close();
+    const lock = JSON.parse(readFileSync(join(dir, '.lock'), 'utf8')) as { pid: number; host: string };
+    expect(lock).toMatchObject({ pid: process.pid, host: hostname() });
+    release(first);
     expect(existsSync(join(dir, '.lock'))).toBe(false);
-    RunStore.open(dir, config).close();
+    release(RunStore.open(dir, config));
   });
 
   it('a stale lock (its process is gone) is replaced', async () => {
     const kv = await createKVFold();
     const config = resolveBenchConfig(kv, { bench: { budgets: [0.5] } });
     const dir = join(temp(), 'run');
-    RunStore.open(dir, config).close();
+    release(RunStore.open(dir, config));
     const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
     writeFileSync(join(dir, '.lock'), JSON.stringify({ pid: Number(gone), host: hostname(), startedAt: 'then' }));
     const store = RunStore.open(dir, config);
     expect(JSON.parse(readFileSync(join(dir, '.lock'), 'utf8')).pid).toBe(process.pid);
-    store.close();
+    release(store);
   });
 });
