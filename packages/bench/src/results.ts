@@ -18,9 +18,10 @@ export const FUZZ_MARKERS = {
 } as const;
 
 /**
- * Replace the benchmark's section of a results file (between {@link RESULTS_MARKERS}) with `section`,
- * keeping every other section (other owners' "## ..." topics) byte for byte. Without markers the section
- * is inserted before the first `## ` heading (after the file's introduction); a missing file is created.
+ * Replace the benchmark's section of a results file (between {@link RESULTS_MARKERS}, or other `markers`
+ * such as {@link FUZZ_MARKERS}) with `section`, keeping every other section (other owners' "## ..." topics)
+ * byte for byte. Without markers in the file, the benchmark's section is inserted before the first `## `
+ * heading (after the file's introduction) and any other section is appended; a missing file is created.
  * The file is replaced atomically.
  */
 export function updateResults(file: string, section: string, markers: { readonly begin: string; readonly end: string } = RESULTS_MARKERS): void {
@@ -32,7 +33,9 @@ export function updateResults(file: string, section: string, markers: { readonly
   if (b >= 0 && e > b) {
     next = text.slice(0, b) + block + text.slice(e + markers.end.length);
   } else {
-    const at = text.search(/^## /m);
+    // Only the benchmark's own section goes first; any other section is appended, so it never lands inside
+    // another marked section.
+    const at = markers === RESULTS_MARKERS ? text.search(/^## /m) : -1;
     next = at >= 0 ? `${text.slice(0, at)}${block}\n\n${text.slice(at)}` : `${text.trimEnd()}\n\n${block}\n`;
   }
   writeFileAtomic(file, next);
