@@ -100,14 +100,24 @@ export interface FuzzSample {
   readonly detail: string;
 }
 
+/** A backend of a fuzz run: what it ran on, or why it was skipped. */
+export interface FuzzBackendStatus {
+  /** Label of {@link FUZZ_BACKENDS}. */
+  readonly label: string;
+  /** The kernels' `describe()`, when the backend ran. */
+  readonly runs?: string;
+  /** Why it could not start (a backend other than the first is skipped, not fatal). */
+  readonly skipped?: string;
+}
+
 /** What {@link runFuzz} counted. */
 export interface FuzzReport {
   /** Cases run. */
   readonly cases: number;
   /** First seed. */
   readonly seed: number;
-  /** Backends that ran, with what each runs (`describe()`), or why it was skipped. */
-  readonly backends: readonly { readonly label: string; readonly runs?: string; readonly skipped?: string }[];
+  /** Backends that ran, with what each runs, or why it was skipped. */
+  readonly backends: readonly FuzzBackendStatus[];
   /** Policies drawn. */
   readonly policies: readonly string[];
   /** Policy calls (prefill and steps) made on each backend. */
@@ -398,7 +408,7 @@ export async function runFuzz(kv: KVFold, options: FuzzOptions = {}): Promise<Fu
   const perturbations = options.perturbations ?? 6;
   const policies = options.policies ?? kv.policies.names();
   const labels = options.backends ?? ['reference', 'tfjs', 'onnx'];
-  const backends: { label: string; runs?: string; skipped?: string }[] = [];
+  const backends: FuzzBackendStatus[] = [];
   const kernels: { label: string; k: KVKernels<unknown> }[] = [];
   for (const label of labels) {
     const spec = FUZZ_BACKENDS[label];
