@@ -29,7 +29,10 @@ export interface KVFoldOptions {
 
 /** Options of {@link KVFold.loadPlugins}. */
 export interface LoadPluginOptions {
-  /** Directory whose `node_modules` resolve package names; default `process.cwd()`. */
+  /**
+   * The user's project: package names resolve in its `node_modules` and those of its parents up to the
+   * nearest folder with a package.json (never above it); default `process.cwd()`.
+   */
   readonly from?: string;
   /** Allow relative or absolute file paths as plugin specifiers. Off by default: configs load packages only. */
   readonly allowPaths?: boolean;
