@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { createReferenceKernels } from '@kvfold/backend-reference';
 import { ErrorCode, createContext, resolveBudget, type Budget } from '@kvfold/core';
 import { createKVFold } from '@kvfold/bench';
+import { generate } from '@kvfold/runtime';
 import { caught } from './helpers.js';
 
 describe('item 11: untyped errors', () => {
@@ -12,6 +13,12 @@ describe('item 11: untyped errors', () => {
       expect(e.code, JSON.stringify([budget, length])).toBe(ErrorCode.Budget);
     }
     expect(resolveBudget(0.5, 10)).toBe(5);
+  });
+
+  it('generate() with stop that is not a list (found while measuring the guard) is a ConfigError', async () => {
+    const e = await caught(() => generate({ model: {} as never, prompt: 'a', stop: 'x' as never }));
+    expect(e.code).toBe(ErrorCode.Config);
+    expect(e.message).toMatch(/\/stop: must be a list of stop strings or token ids/);
   });
 
   it('prefill(null, ...), step with no observations object and no context are typed errors', async () => {
