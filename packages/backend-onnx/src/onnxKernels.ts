@@ -123,8 +123,8 @@ export class OnnxKernels implements KVKernels<OnnxTensor> {
     }
   }
 
-  async allFinite(tensor: OnnxTensor): Promise<boolean> {
-    return allFinite(this.cache, tensor);
+  async allFinite(tensor: OnnxTensor, bound?: number): Promise<boolean> {
+    return allFinite(this.cache, tensor, bound);
   }
 
   append(layer: LayerCache<OnnxTensor>, keys: OnnxTensor, values: OnnxTensor, positions: OnnxTensor): LayerCache<OnnxTensor> {

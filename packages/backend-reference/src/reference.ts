@@ -37,7 +37,7 @@ export function createReferenceKernels(): KVKernels<HostTensor> {
     // Tensors are ordinary typed arrays owned by the garbage collector; there is nothing to release,
     // and forgetting to dispose leaks nothing. The method exists only to honour the shared contract.
     dispose: () => undefined,
-    allFinite: async (tensor) => allFinite(tensor),
+    allFinite: async (tensor, bound) => allFinite(tensor, bound),
     append,
     accumulate,
     topK,

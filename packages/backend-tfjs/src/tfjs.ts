@@ -159,9 +159,9 @@ export async function createTfjsKernels(options?: CreateTfjsKernelsOptions): Pro
     dispose: (...tensors) => {
       for (const t of tensors) if (t !== undefined && isTensor(t)) t.dispose();
     },
-    allFinite: (tensor) => {
+    allFinite: (tensor, bound) => {
       on();
-      return allFinite(tensor);
+      return allFinite(tensor, bound);
     },
     append: run(append),
     accumulate: run(accumulate),

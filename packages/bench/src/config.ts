@@ -457,11 +457,12 @@ function labelOf(spec: string | PolicySpec): string {
 /**
  * Validate a benchmark document against {@link benchDocumentSchema}, fill defaults, check what the
  * schema cannot (unique labels, labels named by the speed suite) and expand the variants.
- * Plugins named in the document must already be loaded into `kv`.
- * @throws ConfigError naming each offending JSON path.
+ * Plugins named in the document must already be loaded into `kv`. `source` (a file name) is named in errors.
+ * @throws ConfigError naming the source and each offending JSON path.
  */
-export function resolveBenchConfig(kv: KVFold, document: unknown): BenchConfig {
-  const doc = validateAgainst<BenchDocument>(benchDocumentSchema(kv), document, 'benchmark config');
+export function resolveBenchConfig(kv: KVFold, document: unknown, source?: string): BenchConfig {
+  const context = source === undefined ? 'benchmark config' : `benchmark config ${source}`;
+  const doc = validateAgainst<BenchDocument>(benchDocumentSchema(kv), document, context);
   const bench = doc.bench;
   const issues: ConfigIssue[] = [];
   const specs: PolicySpec[] = bench.policies.map((p) => (typeof p === 'string' ? { name: p } : p));
@@ -482,7 +483,7 @@ export function resolveBenchConfig(kv: KVFold, document: unknown): BenchConfig {
   };
   checkLabels(speed?.throughput?.policies, '/bench/suites/speed/throughput/policies');
   checkLabels(speed?.scaling?.policies, '/bench/suites/speed/scaling/policies');
-  if (issues.length > 0) throw new ConfigError(issues, 'benchmark config');
+  if (issues.length > 0) throw new ConfigError(issues, context);
   const variants: Variant[] = [];
   for (const runtime of bench.runtimes ?? ['tfjs']) {
     for (const spec of specs) {

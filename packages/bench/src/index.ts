@@ -16,6 +16,7 @@ export * from './run.js';
 export * from './presets.js';
 export * from './plugins.js';
 export * from './results.js';
+export * from './fuzz.js';
 export { needleSuite, type NeedleItem, type NeedleMetrics, type NeedleVariantMetrics, type NeedleCell } from './suites/needle.js';
 export { fidelitySuite, type ContextError, type FidelityItem, type FidelityMetrics, type FidelityVariantMetrics } from './suites/fidelity.js';
 export { perplexitySuite, type PerplexityItem, type PerplexityMetrics, type PerplexityVariantMetrics } from './suites/perplexity.js';

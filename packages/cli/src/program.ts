@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { PRESET_NAMES, SUITE_NAMES } from '@kvfold/bench';
 import { benchCommand, type BenchOptions } from './commands/bench.js';
+import { fuzzCommand, type FuzzCommandOptions } from './commands/fuzz.js';
 import { generateCommand, type GenerateCommandOptions } from './commands/generate.js';
 import { listCommand } from './commands/list.js';
 import { exportOnnxCommand, exposeAttentionCommand, type ExportOnnxCommandOptions } from './commands/onnx.js';
@@ -58,10 +59,24 @@ export function createProgram(io: CliIO, result: { code: number }, argv: readonl
     });
   program
     .command('validate')
-    .description('validate a config file (runtime or benchmark) against the composed schema')
+    .description('validate a config file (runtime or benchmark) against the composed schema; imports nothing unless --load-plugins')
     .argument('<config>', 'JSON config file')
-    .action(async (file: string) => {
-      result.code = await validateCommand(file, io);
+    .option('--load-plugins', "import the plugin packages the config lists (from this project's node_modules) and check their options")
+    .action(async (file: string, o: { loadPlugins?: boolean }) => {
+      result.code = await validateCommand(file, io, { loadPlugins: o.loadPlugins === true });
+    });
+  program
+    .command('fuzz')
+    .description('fuzz every policy on several backends with well-formed and hostile inputs; counts untyped errors, non-finite outputs, backend disagreements (exit 1 when any)')
+    .option('--cases <n>', 'number of cases', '500')
+    .option('--seed <n>', 'seed of the first case (case i uses seed + i)', '1')
+    .option('--backends <labels>', 'comma-separated: reference, tfjs, onnx, onnx-native (the first is the reference)', 'reference,tfjs,onnx')
+    .option('--policies <names>', 'comma-separated policies (default: every registered one)')
+    .option('--json', 'the report as JSON on stdout')
+    .option('--quiet', 'no progress lines')
+    .option('--update-results <file>', 'replace the fuzz section of this results file (bench/RESULTS.md)')
+    .action(async (o: FuzzCommandOptions) => {
+      result.code = await fuzzCommand(o, io, command);
     });
   program
     .command('list')

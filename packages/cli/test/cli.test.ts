@@ -35,7 +35,7 @@ describe('kvfold: bad input exits 2 with a clear message and no stack trace', ()
     [['bench', '--budget', 'abc'], 'is outside (0, 1]'],
     [['bench', '--model', '/definitely/not/here', '--suite', 'needle'], 'model folder "/definitely/not/here" does not exist'],
     [['bench', '--policy', 'nosuch'], 'unknown policy "nosuch"'],
-    [['bench', '--config', '/no/such/config.json'], 'does not exist'],
+    [['bench', '--config', '/no/such/config.json'], 'config file /no/such/config.json not found'],
     [['generate', '--model', '/definitely/not/here', '--prompt', 'hi'], 'does not exist'],
     [['generate', '--model', 'embedded', '--prompt', 'hi', '--policy', 'h2o', '--budget', '2'], 'outside (0, 1]'],
     [['frobnicate'], "unknown command 'frobnicate'"],
@@ -59,7 +59,7 @@ describe('kvfold: bad input exits 2 with a clear message and no stack trace', ()
     writeFileSync(join(dir, 'broken.json'), '{"bench": ');
     const broken = await run(['validate', join(dir, 'broken.json')]);
     expect(broken.code).toBe(2);
-    expect(broken.err).toContain('is not valid JSON');
+    expect(broken.err).toContain(`${join(dir, 'broken.json')}:1:11: not valid JSON: expected a value, found end of input`);
     const debug = await run(['--debug', 'validate', file]);
     expect(debug.code).toBe(2);
     expect(debug.err).toMatch(/\n\s+at /);

@@ -154,8 +154,10 @@ export function checkDecodingOptions(o: DecodingOptions, context: string, extra:
   if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) issues.push({ path: '/topP', rule: 'maximum', message: `must be in (0, 1], got ${topP}`, allowed: '(0, 1]' });
   const seed = o.seed ?? 0;
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) issues.push({ path: '/seed', rule: 'maximum', message: `must be an integer in 0..4294967295, got ${seed}`, allowed: '0..4294967295' });
-  for (const [i, s] of (o.stop ?? []).entries()) {
-    if (typeof s === 'string' ? s.length === 0 : !Number.isInteger(s) || s < 0) {
+  const stop: readonly unknown[] = Array.isArray(o.stop) ? o.stop : [];
+  if (o.stop !== undefined && !Array.isArray(o.stop)) issues.push({ path: '/stop', rule: 'type', message: `must be a list of stop strings or token ids, got ${JSON.stringify(o.stop)}`, allowed: 'array' });
+  for (const [i, s] of stop.entries()) {
+    if (typeof s === 'string' ? s.length === 0 : typeof s !== 'number' || !Number.isInteger(s) || s < 0) {
       issues.push({ path: `/stop/${i}`, rule: 'type', message: `must be a non-empty string or a token id, got ${JSON.stringify(s)}`, allowed: 'string | integer >= 0' });
     }
   }

@@ -17,6 +17,8 @@ export * from './backend.js';
 export * from './plugin.js';
 export * from './registry.js';
 export * from './config.js';
+export * from './json.js';
+export * from './files.js';
 export * from './guard.js';
 export * from './context.js';
 export * from './tokens.js';

@@ -47,35 +47,76 @@ export function definePlugin(init: PluginInit): KVFoldPlugin {
   };
 }
 
+/** Most policies or backends one plugin may contribute (a bound on what loading reads from a plugin object). */
+export const MAX_PLUGIN_DEFINITIONS = 256;
+
 /**
- * Check that a value is a plugin compatible with this core, naming `source` (a package name) in errors.
- * Structural checks (not only the brand) so a plugin built against another copy of core is accepted.
+ * Read `value[key]`, turning a throwing getter or proxy trap into an InvalidPluginError naming `what`.
+ */
+function read(value: object, key: PropertyKey, source: string, what: string): unknown {
+  try {
+    return (value as Record<PropertyKey, unknown>)[key];
+  } catch (e) {
+    throw new InvalidPluginError(source, `reading ${what} threw: ${e instanceof Error ? e.message : String(e)}`, e);
+  }
+}
+
+/** A definition's fields read once into a plain object, so a getter cannot answer differently later. */
+function snapshot(raw: unknown, source: string, kind: 'policy' | 'backend', index: number): Record<string, unknown> {
+  const at = `${kind} #${index}`;
+  if (typeof raw !== 'object' || raw === null) throw new InvalidPluginError(source, `each ${kind} needs a name, a schema and a create function (${at} is ${raw === null ? 'null' : typeof raw})`);
+  const name = read(raw, 'name', source, `${at}.name`);
+  const create = read(raw, 'create', source, `${at}.create`);
+  const schema = read(raw, 'schema', source, `${at}.schema`);
+  const description = read(raw, 'description', source, `${at}.description`);
+  if (typeof name !== 'string' || name.length === 0 || typeof create !== 'function' || typeof schema !== 'object' || schema === null || Array.isArray(schema)) {
+    throw new InvalidPluginError(source, `each ${kind} needs a name, a schema and a create function (${at}${typeof name === 'string' ? ` "${name}"` : ''} lacks one)`);
+  }
+  if (description !== undefined && typeof description !== 'string') throw new InvalidPluginError(source, `${kind} "${name}" has a description that is not a string`);
+  const out: Record<string, unknown> = { name, description: description ?? '', schema, create: (...args: unknown[]) => (create as (...a: unknown[]) => unknown).apply(raw, args) };
+  if (kind === 'policy') out.specificationVersion = read(raw, 'specificationVersion', source, `${at}.specificationVersion`);
+  return out;
+}
+
+/** The elements of an array-valued plugin field, bounded by {@link MAX_PLUGIN_DEFINITIONS}. */
+function list(value: object, key: 'policies' | 'backends', source: string): unknown[] {
+  const raw = read(value, key, source, `"${key}"`);
+  if (!Array.isArray(raw)) throw new InvalidPluginError(source, '"policies" and "backends" must be arrays');
+  const n = read(raw, 'length', source, `"${key}".length`) as number;
+  if (n > MAX_PLUGIN_DEFINITIONS) throw new InvalidPluginError(source, `it declares ${n} ${key}; at most ${MAX_PLUGIN_DEFINITIONS} are loaded`);
+  return Array.from({ length: n }, (_, i) => read(raw, i, source, `"${key}"[${i}]`));
+}
+
+/**
+ * Check that a value is a plugin compatible with this core, naming `source` (a package name) in errors,
+ * and return a frozen copy of it: every field and definition is read exactly once, here, so a getter or
+ * proxy on the plugin object can neither throw later nor answer differently. Structural checks (not only
+ * the brand) so a plugin built against another copy of core is accepted.
+ * @throws InvalidPluginError (also when reading a field throws), IncompatiblePluginError
  */
 export function assertPlugin(value: unknown, source: string): KVFoldPlugin {
   if (typeof value !== 'object' || value === null) throw new InvalidPluginError(source, `default export is ${value === null ? 'null' : typeof value}, not an object`);
-  const v = value as Partial<KVFoldPlugin>;
-  if (typeof v.name !== 'string' || v.name.length === 0) throw new InvalidPluginError(source, 'it has no "name" string');
-  if (typeof v.pluginApiVersion !== 'number') throw new InvalidPluginError(source, 'it has no "pluginApiVersion" (was it made with definePlugin?)');
-  if (v.pluginApiVersion !== PLUGIN_API_VERSION) {
-    throw new IncompatiblePluginError(source, `plugin API ${v.pluginApiVersion}`, `plugin API ${PLUGIN_API_VERSION}`);
+  const name = read(value, 'name', source, '"name"');
+  if (typeof name !== 'string' || name.length === 0) throw new InvalidPluginError(source, 'it has no "name" string');
+  const apiVersion = read(value, 'pluginApiVersion', source, '"pluginApiVersion"');
+  if (typeof apiVersion !== 'number') throw new InvalidPluginError(source, 'it has no "pluginApiVersion" (was it made with definePlugin?)');
+  if (apiVersion !== PLUGIN_API_VERSION) {
+    throw new IncompatiblePluginError(source, `plugin API ${apiVersion}`, `plugin API ${PLUGIN_API_VERSION}`);
   }
-  if (!Array.isArray(v.policies) || !Array.isArray(v.backends)) throw new InvalidPluginError(source, '"policies" and "backends" must be arrays');
-  for (const p of v.policies as unknown[]) {
-    const d = p as Partial<PolicyDefinition>;
-    if (typeof d !== 'object' || d === null || typeof d.name !== 'string' || typeof d.create !== 'function' || typeof d.schema !== 'object') {
-      throw new InvalidPluginError(source, 'each policy needs a name, a schema and a create function');
-    }
+  const policies = list(value, 'policies', source).map((p, i) => snapshot(p, source, 'policy', i));
+  const backends = list(value, 'backends', source).map((b, i) => snapshot(b, source, 'backend', i));
+  for (const d of policies) {
     if (d.specificationVersion !== SPECIFICATION_VERSION) {
-      throw new IncompatiblePluginError(source, `policy specification ${String(d.specificationVersion)} (policy "${d.name}")`, `policy specification ${SPECIFICATION_VERSION}`);
+      throw new IncompatiblePluginError(source, `policy specification ${String(d.specificationVersion)} (policy "${String(d.name)}")`, `policy specification ${SPECIFICATION_VERSION}`);
     }
   }
-  for (const b of v.backends as unknown[]) {
-    const d = b as Partial<BackendDefinition>;
-    if (typeof d !== 'object' || d === null || typeof d.name !== 'string' || typeof d.create !== 'function' || typeof d.schema !== 'object') {
-      throw new InvalidPluginError(source, 'each backend needs a name, a schema and a create function');
-    }
-  }
-  return value as KVFoldPlugin;
+  return Object.freeze({
+    name,
+    pluginApiVersion: PLUGIN_API_VERSION,
+    policies: Object.freeze(policies.map((d) => Object.freeze(d))) as unknown as readonly PolicyDefinition<never>[],
+    backends: Object.freeze(backends.map((d) => Object.freeze(d))) as unknown as readonly BackendDefinition<never>[],
+    [PLUGIN_BRAND]: true as const,
+  });
 }
 
 let cachedVersion: string | undefined;

@@ -1,8 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
 import { BackendUnavailableError, ModelError, checkDecodingOptions, runGeneration, type DecodingOptions, type GenerationResult, type KVKernels, type SamplingOptions } from '@kvfold/core';
 import { parseModelConfig } from './model/config.js';
+import { MODEL_JSON_LIMITS, readModelJson } from './model/json.js';
 import type { DecoderOptions } from './model/decoder.js';
 import { Checkpoint } from './model/safetensors.js';
 import { loadWeights } from './model/weights.js';
@@ -32,12 +32,7 @@ export interface LoadModelOptions {
  */
 export async function loadModel(folder: string, options: LoadModelOptions = {}): Promise<Model> {
   const configPath = join(folder, 'config.json');
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(configPath, 'utf8'));
-  } catch (cause) {
-    throw new ModelError(`${configPath}: cannot read config: ${(cause as Error).message}`, { file: configPath }, cause);
-  }
+  const json = readModelJson(configPath, MODEL_JSON_LIMITS.config);
   const config = parseModelConfig(json, configPath);
   const tokenizer = await loadTokenizer(folder);
   const checkpoint = await Checkpoint.open(folder);

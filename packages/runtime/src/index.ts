@@ -9,6 +9,7 @@ export {
   ropeInverseFrequencies,
   ropeTables,
   MODEL_TYPES,
+  MODEL_LIMITS,
   type LlamaConfig,
   type ModelType,
   type RopeScaling,
@@ -24,6 +25,7 @@ export {
   floatToHalfBits,
   floatToBFloat16Bits,
   READABLE_DTYPES,
+  MAX_SAFETENSORS_HEADER,
   type CheckpointEntry,
   type LoadedTensor,
   type ReadableDType,
@@ -46,6 +48,7 @@ export {
   type LlamaWeights,
 } from './model/weights.js';
 export { writeCheckpoint, configToJson, type WriteCheckpointOptions } from './model/write.js';
+export { MODEL_JSON_LIMITS, readModelJson } from './model/json.js';
 export { LlamaDecoder, type AttentionHooks, type DecoderOptions, type ForwardOptions } from './model/decoder.js';
 export { referenceForward, reduceGroups, type ReferenceOptions, type ReferenceResult } from './reference/forward.js';
 export { CacheManager, type CacheManagerOptions } from './cache-manager.js';

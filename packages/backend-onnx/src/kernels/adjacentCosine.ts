@@ -9,18 +9,25 @@ const END = 2 ** 62;
  * `ai.kvfold::AdjacentCosine(keys f32[H,L,D]) -> cos f32[H,L-1]`: cosine of each key with the next one,
  * 0 where a norm is 0, clipped to [-1, 1].
  *
- * Body: one ReduceL2 per slot (each norm serves two pairs), the dot products of the two shifted views,
- * and a Where that keeps the division's NaN (0/0) out of the result.
+ * Body: a power-of-two scale per key, one ReduceL2 per slot (each norm serves two pairs), the dot products
+ * of the two shifted views, and a Where that keeps the division's NaN (0/0) out of the result.
  */
 export const ADJACENT_COSINE: FunctionDef = {
   name: 'AdjacentCosine',
   inputs: ['keys'],
   outputs: ['cos'],
   body(b) {
-    const a = b.slice('keys', [0], [-1], [1]);
-    const c = b.slice('keys', [1], [END], [1]);
+    // Each key scaled by 2^-floor(log2 max|k|) first (exact, so the cosine is unchanged): float32 squares of
+    // keys above about 1.8e19 overflow, and of keys below about 1e-19 underflow, where the reference's
+    // float64 sums do neither. The factor is clamped to a finite float32, and is 1 for a zero key.
+    const m = b.reduce('ReduceMax', b.op('Abs', ['keys']), [2], true);
+    const e = b.op('Clip', [b.op('Floor', [b.op('Div', [b.op('Log', [m]), b.f32(Math.LN2, true)])]), b.f32(-126, true), b.f32(126, true)]);
+    const scale = b.op('Where', [b.op('Greater', [m, b.f32(0, true)]), b.op('Pow', [b.f32(2, true), b.op('Neg', [e])]), b.f32(1, true)]);
+    const keys = b.op('Mul', ['keys', scale]);
+    const a = b.slice(keys, [0], [-1], [1]);
+    const c = b.slice(keys, [1], [END], [1]);
     const dot = b.reduce('ReduceSum', b.op('Mul', [a, c]), [2], false);
-    const norm = b.reduce('ReduceL2', 'keys', [2], false);
+    const norm = b.reduce('ReduceL2', keys, [2], false);
     const den = b.op('Mul', [b.slice(norm, [0], [-1], [1]), b.slice(norm, [1], [END], [1])]);
     const zero = b.f32(0, true);
     const q = b.op('Div', [dot, den]);

@@ -1,4 +1,4 @@
-import { ShapeError } from '@kvfold/core';
+import { ShapeError, finiteBoundScale } from '@kvfold/core';
 import * as ort from 'onnxruntime-node';
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder } from '../graph.js';
@@ -6,11 +6,14 @@ import type { OnnxTensor } from '../validate.js';
 
 /**
  * The allFinite model: `ReduceSum(x * 0)` over every axis is 0 for finite data and NaN as soon as one
- * element is NaN or infinite, so one scalar answers for the whole tensor without a host-side scan.
+ * element is NaN or infinite, so one scalar answers for the whole tensor without a host-side scan. The
+ * bounded model multiplies by its `scale` input first (`2^(128 - log2 bound)`), which overflows to
+ * infinity exactly where `|x| >= bound`.
  */
-export function allFiniteModel(): Uint8Array {
-  const g = new GraphBuilder('allFinite');
-  const x = g.input('x', 'float32', ['N']);
+export function allFiniteModel(bounded = false): Uint8Array {
+  const g = new GraphBuilder(bounded ? 'allFiniteBounded' : 'allFinite');
+  let x = g.input('x', 'float32', ['N']);
+  if (bounded) x = g.op('Mul', [x, g.input('scale', 'float32', [])]);
   const z = g.op('Mul', [x, g.f32(0, true)]);
   const s = g.op('ReduceSum', [z], { keepdims: attr.int(0) });
   g.opN('Equal', [s, g.f32(0, true)], {}, { names: ['ok'] });
@@ -19,16 +22,20 @@ export function allFiniteModel(): Uint8Array {
 }
 
 /**
- * True when every element is finite; int32 tensors always are.
- * @throws ShapeError when `tensor` is not a live onnx-backend tensor.
+ * True when every element is finite (and, with `bound`, smaller than `bound` in magnitude); int32 tensors always are.
+ * @throws ShapeError when `tensor` is not a live onnx-backend tensor; ConfigError when `bound` is not a power of two in [2, 2^127].
  */
-export function allFinite(cache: SessionCache, tensor: OnnxTensor): boolean {
+export function allFinite(cache: SessionCache, tensor: OnnxTensor, bound?: number): boolean {
   if (!(tensor instanceof ort.Tensor) || tensor.location === 'none') {
     throw new ShapeError('allFinite tensor is not a live onnx-backend tensor (ort.Tensor)', { field: 'tensor' });
   }
+  const scale = bound === undefined ? undefined : finiteBoundScale(bound);
   if (tensor.type === 'int32') return true;
   // The model is rank-free: a flat view of the same buffer (no copy) feeds its 1-D input.
   const flat = new ort.Tensor('float32', tensor.data as Float32Array, [tensor.size]);
-  const r = cache.get('allFinite', 'float32', allFiniteModel).run({ x: flat }, ['ok'])[0]!;
+  const r =
+    scale === undefined
+      ? cache.get('allFinite', 'float32', () => allFiniteModel()).run({ x: flat }, ['ok'])[0]!
+      : cache.get('allFiniteBounded', 'float32', () => allFiniteModel(true)).run({ x: flat, scale: new ort.Tensor('float32', new Float32Array([scale]), []) }, ['ok'])[0]!;
   return (r.data as Uint8Array | boolean[])[0] ? true : false;
 }

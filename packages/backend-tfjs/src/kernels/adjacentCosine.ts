@@ -10,6 +10,10 @@ import { dimsOf } from '../validate.js';
  * shifted by one key (a non-contiguous 3-D slice costs about 600 ns per element on the cpu engine),
  * squared norms are computed once per key, and the pairs that straddle two heads are dropped at the
  * end with one small take.
+ *
+ * Each key is first scaled by a power of two that brings its largest element near 1 (exact, so the cosine
+ * is unchanged): float32 squares of keys above about 1.8e19 would overflow, and of keys below about
+ * 1e-19 underflow, where the reference's float64 sums do neither.
  * @throws DTypeError / ShapeError when `keys` is not float32 `[kvHeads, length, headDim]`.
  */
 export function adjacentCosine(keys: tf.Tensor): tf.Tensor {
@@ -18,7 +22,7 @@ export function adjacentCosine(keys: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
     if (H === 0 || M === 0 || D === 0) return tf.zeros([H, M], 'float32');
     const N = H * L;
-    const rows = tf.reshape(keys, [N, D]);
+    const rows = scaleRows(tf.reshape(keys, [N, D]));
     const dot = tf.sum(tf.mul(rowRange(rows, 0, N - 1), rowRange(rows, 1, N - 1)), -1);
     const norm = tf.sqrt(tf.sum(tf.square(rows), -1));
     const den = tf.mul(rowRange(norm, 0, N - 1), rowRange(norm, 1, N - 1));
@@ -32,4 +36,16 @@ export function adjacentCosine(keys: tf.Tensor): tf.Tensor {
     const index = tf.add(out, tf.floorDiv(out, tf.scalar(M, 'int32')));
     return tf.reshape(takeRows(pairs, index), [H, M]);
   });
+}
+
+/**
+ * Scale each row of `[N, D]` by `2^-floor(log2 max|row|)` (clamped to a finite float32 factor; 1 for a
+ * zero row). Powers of two scale exactly, so ratios of products of a row are bit for bit those of the
+ * unscaled row wherever those do not overflow or underflow. Call inside `tf.tidy`.
+ */
+function scaleRows(rows: tf.Tensor): tf.Tensor {
+  const m = tf.max(tf.abs(rows), -1);
+  const e = tf.clipByValue(tf.floor(tf.div(tf.log(m), tf.scalar(Math.LN2))), -126, 126);
+  const s = tf.where(tf.greater(m, 0), tf.pow(tf.scalar(2), tf.neg(e)), tf.onesLike(m));
+  return tf.mul(rows, tf.reshape(s, [rows.shape[0]!, 1]));
 }

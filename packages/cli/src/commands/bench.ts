@@ -6,6 +6,7 @@ import {
   Progress,
   SUITE_NAMES,
   createKVFold,
+  newRunId,
   preset,
   readStoredConfig,
   resolveBenchConfig,
@@ -123,10 +124,13 @@ export async function benchCommand(o: BenchOptions, io: CliIO, command: string):
   const plugins = (document as { plugins?: unknown } | null)?.plugins;
   const kv = await createKVFold({ ...(Array.isArray(plugins) && plugins.every((p) => typeof p === 'string') ? { plugins: plugins as string[] } : {}), from: io.cwd });
   const doc = o.resume !== undefined ? (document as ConfigDocument) : applyOverrides(document, o, kv.policies.names());
-  const config = resolveBenchConfig(kv, doc);
+  const config = resolveBenchConfig(kv, doc, o.resume !== undefined ? join(resolve(io.cwd, o.resume), 'config.json') : (o.config ?? `preset ${o.preset ?? 'default'}`));
   if (o.id !== undefined) {
-    if (!/^[A-Za-z0-9_.-]+$/.test(o.id)) throw new UsageError(`--id ${JSON.stringify(o.id)} may only hold letters, digits, "_", "." and "-"`);
+    if (!/^[A-Za-z0-9_.-]+$/.test(o.id) || o.id === '.' || o.id === '..') throw new UsageError(`--id ${JSON.stringify(o.id)} may only hold letters, digits, "_", "." and "-" (and is not "." or "..")`);
     dir = join(resolve(io.cwd, config.bench.output), o.id);
+  } else if (dir === undefined) {
+    // bench.output is relative to the working directory the command runs in (io.cwd), not the process's.
+    dir = join(resolve(io.cwd, config.bench.output), newRunId(config.bench.name));
   }
   const progress = new Progress(progressMode(o), { stderr: io.stderr, stdout: io.stdout });
   const controller = new AbortController();

@@ -40,9 +40,9 @@ export function minimalKernels(): KVKernels<tf.Tensor> {
     dispose: (...ts) => {
       for (const t of ts) if (t && !t.isDisposed) t.dispose();
     },
-    async allFinite(t) {
+    async allFinite(t, bound) {
       const d = await t.data();
-      return d.every((v) => Number.isFinite(v));
+      return d.every((v) => Number.isFinite(v) && (bound === undefined || Math.abs(v) < bound));
     },
     append(layer: LayerCache<tf.Tensor>, keys, values, positions): LayerCache<tf.Tensor> {
       return tf.tidy(() => {
@@ -58,7 +58,15 @@ export function minimalKernels(): KVKernels<tf.Tensor> {
     },
     accumulate: (scores, attention) => tf.add(scores, attention),
     topK: () => notNeeded('topK'),
-    gather: () => notNeeded('gather'),
+    // The guard reads the newest slots back with gather to scan what a decode step appended.
+    gather: (layer, index) =>
+      tf.tidy(() => ({
+        keys: tf.gather(layer.keys, index, 1, 1),
+        values: tf.gather(layer.values, index, 1, 1),
+        positions: tf.gather(layer.positions, index, 1, 1),
+        counts: tf.gather(layer.counts, index, 1, 1),
+        scores: tf.gather(layer.scores, index, 1, 1),
+      })),
     adjacentCosine: () => notNeeded('adjacentCosine'),
     mergeSegments: () => notNeeded('mergeSegments'),
     mergeIntoNeighbours: () => notNeeded('mergeIntoNeighbours'),
