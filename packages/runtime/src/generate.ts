@@ -7,7 +7,7 @@ import type { DecoderOptions } from './model/decoder.js';
 import { Checkpoint } from './model/safetensors.js';
 import { loadWeights } from './model/weights.js';
 import { Session, createModel, type Model, type SessionOptions } from './session.js';
-import { loadTokenizer } from './tokenizer.js';
+import { loadTokenizer, splitTokens } from './tokenizer.js';
 
 /** tfjs engines `@kvfold/backend-tfjs` can run on. */
 export type TfjsEngine = 'auto' | 'wasm' | 'cpu' | 'tensorflow';
@@ -79,6 +79,14 @@ export interface GenerateOptions extends SessionOptions {
   readonly model: Model;
   /** Prompt text (encoded with the model's tokenizer) or token ids. */
   readonly prompt: string | readonly number[];
+  /**
+   * Text (or token ids) read and compressed before the prompt, as kvpress's pipeline does with a context
+   * and a question: the policy's `prefill` runs after the context, with the budget resolved against the
+   * context's length, and the prompt then goes through the policy's decode `step` like generated tokens,
+   * so the policy never sees the prompt before it compresses. Give both as text or both as ids; text is
+   * encoded once as `context + prompt` (a BOS is added once, and merges across the seam are kept).
+   */
+  readonly context?: string | readonly number[];
   /** Most tokens to generate. Default 64. */
   readonly maxNewTokens?: number;
   /** 0 (default) is greedy decoding; above 0 samples from `softmax(logits / temperature)`. */
@@ -106,6 +114,8 @@ export interface GenerateResult {
   readonly tokens: number[];
   /** Number of prompt tokens. */
   readonly promptTokens: number;
+  /** Number of context tokens (0 without a context). */
+  readonly contextTokens: number;
   /** Why generation ended. */
   readonly finishReason: FinishReason;
   /** Wall-clock timings. */
@@ -200,6 +210,9 @@ function validate(o: GenerateOptions): { maxNewTokens: number; sampling: Samplin
     }
   }
   if (typeof o.prompt !== 'string' && !Array.isArray(o.prompt)) issues.push({ path: '/prompt', rule: 'type', message: 'must be a string or an array of token ids', allowed: 'string | number[]' });
+  if (o.context !== undefined && (typeof o.context === 'string') !== (typeof o.prompt === 'string')) {
+    issues.push({ path: '/context', rule: 'type', message: 'must be text when the prompt is text and token ids when the prompt is token ids', allowed: typeof o.prompt === 'string' ? 'string' : 'number[]' });
+  }
   if (issues.length > 0) throw new ConfigError(issues, 'generate options');
   return { maxNewTokens, sampling: { temperature, topK, topP } };
 }
@@ -218,10 +231,19 @@ function pendingStopPrefix(text: string, stops: readonly string[]): number {
   return best;
 }
 
+/** The context's and the prompt's token ids (no context: an empty one). */
+function encodeInput(model: Model, o: GenerateOptions): { context: number[]; rest: number[] } {
+  if (typeof o.prompt !== 'string') return { context: o.context === undefined ? [] : [...(o.context as readonly number[])], rest: [...o.prompt] };
+  if (o.context === undefined || o.context === '') return { context: [], rest: model.tokenizer.encode(o.prompt) };
+  const context = o.context as string;
+  return splitTokens(model.tokenizer, context + o.prompt, context.length);
+}
+
 /**
  * Generate a continuation of `prompt`, compressing the KV cache with `policy` (if any): the policy's
  * `prefill` runs after the prompt with the budget resolved against the prompt length, and its `step`
- * after each decoded token. Greedy at temperature 0; seeded sampling otherwise. Stops at EOS, a stop
+ * after each decoded token (with a `context`, the prefill runs after the context and the prompt is read
+ * after the compression). Greedy at temperature 0; seeded sampling otherwise. Stops at EOS, a stop
  * string or id, or `maxNewTokens`. Every tensor it creates is released before it returns.
  * @throws ConfigError for invalid options; ModelError for an empty prompt or ids outside the vocabulary;
  *   BudgetError for an invalid budget; any typed error a policy throws.
@@ -230,7 +252,7 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
   const t0 = performance.now();
   const { maxNewTokens, sampling } = validate(options);
   const { model } = options;
-  const promptIds = typeof options.prompt === 'string' ? model.tokenizer.encode(options.prompt) : [...options.prompt];
+  const { context: contextIds, rest: promptIds } = encodeInput(model, options);
   if (promptIds.length === 0) throw new ModelError('the prompt encodes to no tokens; give at least one', { field: 'prompt' });
   const stopStrings = (options.stop ?? []).filter((s): s is string => typeof s === 'string');
   const stopIds = new Set((options.stop ?? []).filter((s): s is number => typeof s === 'number'));
@@ -246,7 +268,7 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
   let decodeMs = 0;
   let decodeSteps = 0;
   try {
-    let logits = await session.prefill(promptIds);
+    let logits = contextIds.length > 0 ? (await session.prefill(contextIds), await session.feed(promptIds)) : await session.prefill(promptIds);
     prefillMs = performance.now() - t0;
     const tDecode = performance.now();
     while (tokens.length < maxNewTokens) {
@@ -294,6 +316,7 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
       text,
       tokens,
       promptTokens: promptIds.length,
+      contextTokens: contextIds.length,
       finishReason,
       timings: {
         prefillMs,

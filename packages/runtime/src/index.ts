@@ -49,7 +49,7 @@ export { writeCheckpoint, configToJson, type WriteCheckpointOptions } from './mo
 export { LlamaDecoder, type AttentionHooks, type DecoderOptions, type ForwardOptions } from './model/decoder.js';
 export { referenceForward, reduceGroups, type ReferenceOptions, type ReferenceResult } from './reference/forward.js';
 export { CacheManager, type CacheManagerOptions } from './cache-manager.js';
-export { byteTokenizer, huggingFaceTokenizer, loadTokenizer, type ByteTokenizerOptions, type TextTokenizer } from './tokenizer.js';
+export { byteTokenizer, huggingFaceTokenizer, loadTokenizer, splitTokens, type ByteTokenizerOptions, type SplitTokens, type TextTokenizer } from './tokenizer.js';
 export { Session, createModel, type FeedOptions, type Model, type ModelInit, type SessionOptions } from './session.js';
 export {
   generate,
