@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
-import { findSnippets } from '../.ci/snippets.mjs';
+import { DEMO_SUMMARY } from '@kvfold/bench';
+import { documents, findSnippets } from '../.ci/snippets.mjs';
 
 const read = (p: string) => readFileSync(fileURLToPath(new URL(p, import.meta.url)), 'utf8');
 
@@ -43,5 +44,24 @@ describe('runnable snippets in the documentation (marked <!-- snippet: file -->)
       spy.mockRestore();
     }
     if (s.prints !== undefined) expect(`${printed.join('\n')}\n`).toBe(s.prints);
+  });
+});
+
+describe('what `demo` does and how long it takes: one statement, quoted everywhere', () => {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const quoting = ['README.md', 'packages/cli/README.md', 'packages/bench/README.md', 'docs/getting-started.md', 'examples/quickstart/README.md'];
+
+  it.each(quoting)('%s quotes DEMO_SUMMARY (what kvfold demo prints first)', (doc) => {
+    expect(readFileSync(join(root, doc), 'utf8')).toContain(DEMO_SUMMARY);
+  });
+
+  it('no document gives the demo another duration or says it runs an example', () => {
+    for (const doc of documents(root)) {
+      for (const line of readFileSync(join(root, doc), 'utf8').split('\n')) {
+        if (!/\bdemo\b/.test(line)) continue;
+        if (/minute/.test(line)) expect(line, `${doc}: a demo duration other than DEMO_SUMMARY's`).toContain(DEMO_SUMMARY);
+        expect(line, `${doc}: the demo runs the benchmark, not an example`).not.toMatch(/demo\b[^.]*\bruns?\b[^.]*\b(examples\/|quickstart)/);
+      }
+    }
   });
 });
