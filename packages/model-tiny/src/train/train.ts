@@ -7,58 +7,9 @@ import { toHfConfig, type TinyModelConfig } from '../config.js';
 import { Rng } from '../data/rng.js';
 import { ANSWER_WEIGHT, trainingRow } from '../data/training.js';
 import { decodeSafetensors, encodeSafetensors, type NamedTensor } from '../safetensors.js';
+import { PRESETS, TRAIN_USAGE, trainArgs, type Args } from './args.js';
 import { passkeyAccuracy, recallAccuracy } from './eval.js';
 import { forward, fromVariables, initParams, toVariables, weightedLoss, type Params } from './model.js';
-
-/** Model presets: `tiny` only checks the loop; `main` is the shipped model. */
-export const PRESETS: Record<string, TinyModelConfig> = {
-  tiny: { vocabSize: 258, hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2, headDim: 8, ropeTheta: 10000, rmsNormEps: 1e-5, maxPositions: 2048 },
-  main: { vocabSize: 258, hidden: 64, intermediate: 192, layers: 3, heads: 4, kvHeads: 2, headDim: 16, ropeTheta: 10000, rmsNormEps: 1e-5, maxPositions: 2048 },
-};
-
-interface Args {
-  preset: string;
-  steps: number;
-  tokens: number;
-  lr: number;
-  warmup: number;
-  dir: string;
-  weights: string | null;
-  ckptSec: number;
-  evalEvery: number;
-  seed: number;
-  stopAfter: number;
-  length: number;
-  lengths: number[];
-  recallShare: number;
-}
-
-function parseArgs(argv: string[]): Args {
-  const pkg = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-  const a: Args = { preset: 'main', steps: 4000, tokens: 4096, lr: 3e-3, warmup: 100, dir: resolve(pkg, 'checkpoints'), weights: resolve(pkg, 'weights'), ckptSec: 240, evalEvery: 100, seed: 1234, stopAfter: Infinity, length: 0, lengths: [], recallShare: 0.5 };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    const v = argv[i + 1];
-    if (k === '--preset') a.preset = v;
-    else if (k === '--steps') a.steps = Number(v);
-    else if (k === '--tokens') a.tokens = Number(v);
-    else if (k === '--lr') a.lr = Number(v);
-    else if (k === '--warmup') a.warmup = Number(v);
-    else if (k === '--dir') a.dir = resolve(v);
-    else if (k === '--weights') a.weights = v === 'none' ? null : resolve(v);
-    else if (k === '--ckpt-sec') a.ckptSec = Number(v);
-    else if (k === '--eval-every') a.evalEvery = Number(v);
-    else if (k === '--seed') a.seed = Number(v);
-    else if (k === '--stop-after') a.stopAfter = Number(v);
-    else if (k === '--length') a.length = Number(v);
-    else if (k === '--lengths') a.lengths = v.split(',').map(Number);
-    else if (k === '--recall-share') a.recallShare = Number(v);
-    else continue;
-    i++;
-  }
-  if (!PRESETS[a.preset]) throw new Error(`unknown preset ${a.preset}; use ${Object.keys(PRESETS).join(', ')}`);
-  return a;
-}
 
 /** Length curriculum: short rows first, then mixes that include 2048 so RoPE sees long distances. */
 export function lengthFor(step: number, total: number, rng: Rng): number {
@@ -92,7 +43,13 @@ function atomicWrite(path: string, data: Uint8Array | string): void {
 }
 
 async function main(): Promise<void> {
-  const a = parseArgs(process.argv.slice(2));
+  let a: Args;
+  try {
+    a = trainArgs(process.argv.slice(2));
+  } catch (e) {
+    console.error(`${(e as Error).message}\n${TRAIN_USAGE}`);
+    process.exit(2);
+  }
   await tf.setBackend('wasm');
   await tf.ready();
   const cfg = PRESETS[a.preset];
