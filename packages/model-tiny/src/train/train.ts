@@ -2,7 +2,6 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { toHfConfig, type TinyModelConfig } from '../config.js';
 import { Rng } from '../data/rng.js';
 import { ANSWER_WEIGHT, trainingRow } from '../data/training.js';
