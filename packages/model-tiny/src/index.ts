@@ -19,5 +19,4 @@ export {
   type TaskSample,
 } from './data/tasks.js';
 export { trainingRow, encodeBytes, ANSWER_WEIGHT, CLOSE_WEIGHT, type TrainingRow } from './data/training.js';
-export { encodeSafetensors, decodeSafetensors, type NamedTensor } from './safetensors.js';
 export { toHfConfig, SPECIAL_TOKENS, type TinyModelConfig } from './config.js';

@@ -5,10 +5,10 @@ import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import type { TinyModelConfig } from '../config.js';
-import { decodeSafetensors } from '../safetensors.js';
 import { renderCard } from './card.js';
 import { passkeyAccuracy, recallAccuracy } from './eval.js';
 import { toVariables } from './model.js';
+import { readTensors } from './tensors.js';
 
 /** Read a Hugging Face config.json back into the training config. */
 function fromHf(j: Record<string, number>): TinyModelConfig {
@@ -45,7 +45,8 @@ async function main(): Promise<void> {
   await tf.setBackend('wasm');
   await tf.ready();
   const cfg = fromHf(JSON.parse(readFileSync(resolve(dir, 'config.json'), 'utf8')) as Record<string, number>);
-  const { tensors, metadata } = decodeSafetensors(readFileSync(resolve(dir, 'model.safetensors')));
+  const file = resolve(dir, 'model.safetensors');
+  const { tensors, metadata } = await readTensors(readFileSync(file), file);
   const params = toVariables(tensors);
   const t0 = Date.now();
   const passkey: Record<string, number[]> = {};

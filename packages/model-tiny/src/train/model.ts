@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TinyModelConfig } from '../config.js';
-import type { NamedTensor } from '../safetensors.js';
+import type { NamedTensor } from './tensors.js';
 import { Rng } from '../data/rng.js';
 
 /** Trainable parameters keyed by Hugging Face tensor names. */
@@ -47,7 +47,7 @@ export function initParams(c: TinyModelConfig, seed: number): Record<string, Nam
 /** Wrap host tensors as tf variables. */
 export function toVariables(tensors: Record<string, NamedTensor>): Params {
   const m: Params = new Map();
-  for (const [name, t] of Object.entries(tensors)) m.set(name, tf.variable(tf.tensor(t.data, t.shape, 'float32'), true, name));
+  for (const [name, t] of Object.entries(tensors)) m.set(name, tf.variable(tf.tensor(t.data, [...t.shape], 'float32'), true, name));
   return m;
 }
 

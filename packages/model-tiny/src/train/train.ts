@@ -5,10 +5,11 @@ import { dirname, resolve } from 'node:path';
 import { toHfConfig, type TinyModelConfig } from '../config.js';
 import { Rng } from '../data/rng.js';
 import { ANSWER_WEIGHT, trainingRow } from '../data/training.js';
-import { decodeSafetensors, encodeSafetensors, type NamedTensor } from '../safetensors.js';
+import { encodeSafetensors } from '@kvfold/runtime';
 import { PRESETS, TRAIN_USAGE, trainArgs, type Args } from './args.js';
 import { passkeyAccuracy, recallAccuracy } from './eval.js';
 import { forward, fromVariables, initParams, toVariables, weightedLoss, type Params } from './model.js';
+import { readTensors, type NamedTensor } from './tensors.js';
 
 /** Length curriculum: short rows first, then mixes that include 2048 so RoPE sees long distances. */
 export function lengthFor(step: number, total: number, rng: Rng): number {
@@ -65,15 +66,15 @@ async function main(): Promise<void> {
   const v = new Map<string, tf.Variable>();
   let st: State;
   if (existsSync(ckptPath)) {
-    const { tensors, metadata } = decodeSafetensors(readFileSync(ckptPath));
-    st = JSON.parse(metadata.state) as State;
+    const { tensors, metadata } = await readTensors(readFileSync(ckptPath), ckptPath);
+    st = JSON.parse(metadata.state ?? 'null') as State;
     if (JSON.stringify(st.config) !== JSON.stringify(cfg)) throw new Error(`checkpoint config ${JSON.stringify(st.config)} differs from preset ${a.preset}`);
     const w: Record<string, NamedTensor> = {};
     for (const [name, t] of Object.entries(tensors)) if (!name.startsWith('adam.')) w[name] = t;
     params = toVariables(w);
     for (const name of params.keys()) {
-      m.set(name, tf.variable(tf.tensor(tensors[`adam.m.${name}`].data, tensors[`adam.m.${name}`].shape), false));
-      v.set(name, tf.variable(tf.tensor(tensors[`adam.v.${name}`].data, tensors[`adam.v.${name}`].shape), false));
+      m.set(name, tf.variable(tf.tensor(tensors[`adam.m.${name}`].data, [...tensors[`adam.m.${name}`].shape]), false));
+      v.set(name, tf.variable(tf.tensor(tensors[`adam.v.${name}`].data, [...tensors[`adam.v.${name}`].shape]), false));
     }
     log(`resumed from ${ckptPath} at step ${st.step} (tokens ${st.tokensSeen}, last loss ${st.lastLoss.toFixed(4)}) args=${JSON.stringify({ ...a, stopAfter: String(a.stopAfter) })}`);
   } else {
