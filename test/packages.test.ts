@@ -43,6 +43,13 @@ describe('the workspace', () => {
     expect(rootManifest.license).toBe('Apache-2.0');
   });
 
+  it("keeps onnxruntime-node's download off in the repository without an .npmrc key npm warns about", () => {
+    // npm (and so every `npx -y pnpm ...`) warned "Unknown project config onnxruntime-node-install";
+    // pnpm's allowBuilds is what keeps the install script from running.
+    expect(existsSync(join(root, '.npmrc'))).toBe(false);
+    expect(readFileSync(join(root, 'pnpm-workspace.yaml'), 'utf8')).toMatch(/^allowBuilds:\n(?:\s+#.*\n|\s+\S+: (?:true|false)\n)*\s+onnxruntime-node: false$/m);
+  });
+
   it('keeps every example private and publishes the rest', () => {
     for (const p of all) expect(p.manifest.private === true, `${p.dir}: examples stay private, packages are public`).toBe(p.dir.startsWith('examples/'));
     expect(pub.length).toBeGreaterThanOrEqual(14);

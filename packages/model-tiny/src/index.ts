@@ -7,7 +7,6 @@ import { fileURLToPath } from 'node:url';
  */
 export const modelTinyPath: string = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'weights');
 
-export { Rng } from './data/rng.js';
 export { fillerText, fillerSentence, type FillerOptions } from './data/filler.js';
 export {
   passkeySample,

@@ -3,7 +3,8 @@ import '@tensorflow/tfjs-backend-wasm';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { toHfConfig, type TinyModelConfig } from '../config.js';
-import { Rng } from '../data/rng.js';
+import { createRng, type Rng } from '@kvfold/core';
+import { pick } from '../data/random.js';
 import { ANSWER_WEIGHT, trainingRow } from '../data/training.js';
 import { encodeSafetensors } from '@kvfold/runtime';
 import { PRESETS, TRAIN_USAGE, trainArgs, type Args } from './args.js';
@@ -14,11 +15,11 @@ import { readTensors, type NamedTensor } from './tensors.js';
 /** Length curriculum: short rows first, then mixes that include 2048 so RoPE sees long distances. */
 export function lengthFor(step: number, total: number, rng: Rng): number {
   const f = step / total;
-  if (f < 0.15) return rng.pick([128, 128, 256]);
-  if (f < 0.35) return rng.pick([128, 256, 512, 512]);
-  if (f < 0.6) return rng.pick([256, 512, 1024, 2048]);
-  if (f < 0.8) return rng.pick([512, 1024, 2048, 2048]);
-  return rng.pick([256, 512, 1024, 2048, 2048]);
+  if (f < 0.15) return pick(rng, [128, 128, 256]);
+  if (f < 0.35) return pick(rng, [128, 256, 512, 512]);
+  if (f < 0.6) return pick(rng, [256, 512, 1024, 2048]);
+  if (f < 0.8) return pick(rng, [512, 1024, 2048, 2048]);
+  return pick(rng, [256, 512, 1024, 2048, 2048]);
 }
 
 function lrAt(step: number, a: Args): number {
@@ -30,7 +31,8 @@ function lrAt(step: number, a: Args): number {
 interface State {
   step: number;
   tokensSeen: number;
-  rng: number[];
+  /** The data stream's state in checkpoints written before the stream was derived per step; unused now. */
+  rng?: number[];
   lastLoss: number;
   config: TinyModelConfig;
 }
@@ -83,18 +85,20 @@ async function main(): Promise<void> {
       m.set(name, tf.variable(tf.zerosLike(p), false));
       v.set(name, tf.variable(tf.zerosLike(p), false));
     }
-    st = { step: 0, tokensSeen: 0, rng: new Rng(a.seed + 1).state(), lastLoss: NaN, config: cfg };
+    st = { step: 0, tokensSeen: 0, lastLoss: NaN, config: cfg };
     const nParams = [...params.values()].reduce((s, p) => s + p.size, 0);
     log(`new run preset=${a.preset} params=${nParams} config=${JSON.stringify(cfg)} args=${JSON.stringify({ ...a, stopAfter: String(a.stopAfter) })}`);
   }
-  const rng = new Rng(st.rng);
+  // Each step's data comes from its own stream of core's RNG (seed, step), so a resumed run draws exactly
+  // what an uninterrupted one would, with no generator state in the checkpoint.
+  const data = createRng(a.seed + 1);
 
   const save = () => {
     const t: Record<string, NamedTensor> = fromVariables(params);
     const weights: Record<string, NamedTensor> = { ...t };
     for (const [name, x] of m) t[`adam.m.${name}`] = { shape: x.shape.slice(), data: x.dataSync() as Float32Array };
     for (const [name, x] of v) t[`adam.v.${name}`] = { shape: x.shape.slice(), data: x.dataSync() as Float32Array };
-    st.rng = rng.state();
+    delete st.rng;
     atomicWrite(ckptPath, encodeSafetensors(t, { state: JSON.stringify(st) }));
     if (a.weights) {
       atomicWrite(resolve(a.weights, 'model.safetensors'), encodeSafetensors(weights, { format: 'pt', step: String(st.step), tokens_seen: String(st.tokensSeen) }));
@@ -134,7 +138,8 @@ async function main(): Promise<void> {
     await new Promise<void>((r) => setImmediate(r));
     if (stopping) break;
     const t0 = Date.now();
-    const L = a.length > 0 ? a.length : a.lengths.length > 0 ? rng.pick(a.lengths) : lengthFor(st.step, a.steps, rng);
+    const rng = data.fork(st.step);
+    const L = a.length > 0 ? a.length : a.lengths.length > 0 ? pick(rng, a.lengths) : lengthFor(st.step, a.steps, rng);
     const B = Math.max(1, Math.round(a.tokens / L));
     const rows = Array.from({ length: B }, () => trainingRow(rng, L, a.recallShare));
     const inp = new Int32Array(B * L);
