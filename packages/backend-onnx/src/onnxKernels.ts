@@ -12,7 +12,7 @@ import {
   type ObserveOptions,
   type SegmentPlan,
 } from '@kvfold/core';
-import * as ort from 'onnxruntime-node';
+import { ort } from './ort.js';
 import { SessionCache } from './cache.js';
 import { accumulate } from './kernels/accumulate.js';
 import { accumulateTopK, type AccumulatedSelection } from './kernels/accumulateTopK.js';

@@ -2,7 +2,7 @@ import { existsSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { BackendUnavailableError, ConfigError, ModelError, readJsonFile, type ConfigIssue } from '@kvfold/core';
-import * as ort from 'onnxruntime-node';
+import { ort } from './ort.js';
 import type { OnnxTensor } from './validate.js';
 
 /**
@@ -36,9 +36,26 @@ export interface SessionFactory {
   nativeKernelCalls?(): number;
 }
 
-/** Version of the installed onnxruntime-node package. */
+/**
+ * How to install onnxruntime-node, the optional peer dependency that runs this backend. Its install script
+ * downloads CUDA provider files on linux-x64, which fails without internet access; skipping that download
+ * keeps the CPU execution provider, which is bundled in the package.
+ */
+export const ORT_INSTALL_HINT =
+  'install it next to @kvfold/backend-onnx with `npm install onnxruntime-node@1.30.0`; on a machine without internet access ' +
+  'skip its CUDA download with `ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node@1.30.0` ' +
+  '(or `onnxruntime-node-install=skip` in the project\'s .npmrc); the CPU execution provider needs nothing else';
+
+/**
+ * Version of the installed onnxruntime-node package.
+ * @throws BackendUnavailableError, with the install command, when onnxruntime-node is not installed.
+ */
 export function ortPackageVersion(): string {
-  return (require('onnxruntime-node/package.json') as { version: string }).version;
+  try {
+    return (require('onnxruntime-node/package.json') as { version: string }).version;
+  } catch (e) {
+    throw new BackendUnavailableError(`the onnx backend needs onnxruntime-node, which is not installed: ${ORT_INSTALL_HINT}`, { engine: 'onnxruntime-node', install: 'npm install onnxruntime-node@1.30.0' }, e);
+  }
 }
 
 /** Folder holding libonnxruntime.so.1 and onnxruntime_binding.node for this platform. */

@@ -1,5 +1,6 @@
 import { DTypeError, ShapeError, type DType, type LayerCache } from '@kvfold/core';
-import * as ort from 'onnxruntime-node';
+import type { Tensor } from 'onnxruntime-common';
+import { ort } from './ort.js';
 
 /**
  * Argument checks of the ONNX kernels. ORT's own errors name graph-internal values (`Gather_3`), so every
@@ -8,7 +9,7 @@ import * as ort from 'onnxruntime-node';
  */
 
 /** The tensor type of this backend: onnxruntime's CPU tensor. */
-export type OnnxTensor = ort.Tensor;
+export type OnnxTensor = Tensor;
 
 /** `[2, 3]` for messages. */
 export function fmtShape(shape: readonly number[]): string {

@@ -60,3 +60,13 @@ export function parsePositiveInt(text: string, option: string): number {
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`${option} ${JSON.stringify(text)} must be a positive integer`);
   return n;
 }
+
+/**
+ * How the user can run this command again: `pnpm kvfold` when it was started by one of the repository's
+ * root scripts (`pnpm kvfold`, `pnpm demo`, `pnpm bench`, which have no `kvfold` on the PATH), else
+ * `npx kvfold`, which finds the bin of an installed `kvfold` package.
+ */
+export function commandName(env: NodeJS.ProcessEnv = process.env): string {
+  const script = env.npm_lifecycle_event;
+  return script === 'kvfold' || script === 'demo' || script === 'bench' ? 'pnpm kvfold' : 'npx kvfold';
+}

@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { PRESET_NAMES, SUITE_NAMES } from '@kvfold/bench';
+import { DEMO_SUMMARY, PRESET_NAMES, SUITE_NAMES } from '@kvfold/bench';
 import { benchCommand, type BenchOptions } from './commands/bench.js';
 import { fuzzCommand, type FuzzCommandOptions } from './commands/fuzz.js';
 import { generateCommand, type GenerateCommandOptions } from './commands/generate.js';
@@ -8,10 +8,16 @@ import { exportOnnxCommand, exposeAttentionCommand, type ExportOnnxCommandOption
 import { schemaCommand } from './commands/schema.js';
 import { validateCommand } from './commands/validate.js';
 import { EXIT, exitCodeFor, formatError } from './errors.js';
-import { list, processIO, type CliIO } from './io.js';
+import { commandName, list, processIO, type CliIO } from './io.js';
 
 /** The package version, shown by `kvfold --version`. */
 export const VERSION = '0.1.0';
+
+/** The line `kvfold demo` prints before it starts: what it runs and how long it takes. */
+export function demoIntro(preset: string): string {
+  const what = preset === 'demo' ? DEMO_SUMMARY : `kvfold demo runs the benchmark's "${preset}" preset on the embedded model`;
+  return `${what}. Ctrl-C stops after the current item; the run folder resumes.`;
+}
 
 /** Build the commander program; each action stores its exit code in `result.code`. */
 export function createProgram(io: CliIO, result: { code: number }, argv: readonly string[]): Command {
@@ -20,7 +26,7 @@ export function createProgram(io: CliIO, result: { code: number }, argv: readonl
     .version(VERSION)
     .option('--debug', 'print stack traces of errors')
     .option('--plugins <packages>', 'comma-separated plugin packages to load (list, schema, generate)')
-    .showHelpAfterError('(run kvfold --help for usage)')
+    .showHelpAfterError(`(run ${commandName()} --help for usage)`)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
   const plugins = (): string[] => {
@@ -50,12 +56,14 @@ export function createProgram(io: CliIO, result: { code: number }, argv: readonl
   });
   program
     .command('demo')
-    .description('a short version of the default sweep on the embedded model (under 3 minutes on 2 cores); prints the summary table')
+    .description('the benchmark\'s short sweep on the embedded model (1 to 3 minutes on 2 cores); prints the summary table with a legend and the report and plots paths (--preset smoke: seconds)')
+    .addOption(new Option('--preset <name>', 'which sweep').choices([...PRESET_NAMES]).default('demo'))
     .option('--out <dir>', 'folder of run folders (default bench/runs)')
     .option('--quiet', 'no progress output')
     .option('--jsonl', 'progress as JSON lines on stdout')
-    .action(async (o: Pick<BenchOptions, 'out' | 'quiet' | 'jsonl'>) => {
-      result.code = await benchCommand({ ...o, preset: 'demo' }, io, command);
+    .action(async (o: Pick<BenchOptions, 'out' | 'quiet' | 'jsonl' | 'preset'>) => {
+      if (!o.quiet && !o.jsonl) io.stderr.write(`${demoIntro(o.preset ?? 'demo')}\n`);
+      result.code = await benchCommand({ ...o }, io, command);
     });
   program
     .command('validate')

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import semver from 'semver';
 import type { BackendDefinition } from './backend.js';
 import { IncompatiblePluginError, InvalidPluginError } from './errors.js';
 import { SPECIFICATION_VERSION, type PolicyDefinition } from './policy.js';
@@ -127,93 +128,19 @@ export function coreVersion(): string {
   return cachedVersion;
 }
 
-type Version = readonly [number, number, number];
-
-/** `1.2.3`, `1.2`, `1`, `1.x`, `1.2.3-beta.1` → the numbers, with how many were given (wildcards stop the count). */
-function parseVersion(text: string): { v: Version; given: number } | undefined {
-  const m = /^v?(\d+|[x*])(?:\.(\d+|[x*]))?(?:\.(\d+|[x*]))?(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/i.exec(text);
-  if (!m) return undefined;
-  const parts = [m[1], m[2], m[3]];
-  let given = 0;
-  while (given < 3 && parts[given] !== undefined && !/^[x*]$/i.test(parts[given]!)) given++;
-  const num = (i: number) => (i < given ? Number(parts[i]) : 0);
-  return { v: [num(0), num(1), num(2)], given };
-}
-
-function cmp(a: Version, b: Version): number {
-  return a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
-}
-
-/** Upper bound (exclusive) of a partial version `1.2` → `1.3.0`, `1` → `2.0.0`. */
-function bump({ v, given }: { v: Version; given: number }): Version | undefined {
-  if (given === 0) return undefined;
-  if (given === 1) return [v[0] + 1, 0, 0];
-  if (given === 2) return [v[0], v[1] + 1, 0];
-  return undefined;
-}
-
-/** One comparator (`^1.2.0`, `>=1`, `1.x`, ...) tested against `version`; undefined when it is not understood. */
-function testComparator(c: string, version: Version): boolean | undefined {
-  const m = /^(\^|~|>=|<=|>|<|=)?\s*(.*)$/.exec(c)!;
-  const op = m[1] ?? '';
-  const parsed = parseVersion(m[2]!);
-  if (!parsed) return undefined;
-  const { v, given } = parsed;
-  const upper = bump(parsed);
-  switch (op) {
-    case '':
-    case '=':
-      return given === 3 ? cmp(version, v) === 0 : cmp(version, v) >= 0 && (upper === undefined || cmp(version, upper) < 0);
-    case '>=':
-      return cmp(version, v) >= 0;
-    case '>':
-      return given === 3 ? cmp(version, v) > 0 : upper === undefined ? false : cmp(version, upper) >= 0;
-    case '<':
-      return cmp(version, v) < 0;
-    case '<=':
-      return given === 3 ? cmp(version, v) <= 0 : upper === undefined ? true : cmp(version, upper) < 0;
-    case '~': {
-      const hi: Version = given >= 2 ? [v[0], v[1] + 1, 0] : [v[0] + 1, 0, 0];
-      return cmp(version, v) >= 0 && (given === 0 || cmp(version, hi) < 0);
-    }
-    case '^': {
-      // Caret: the left-most non-zero part is fixed (npm semver rules, prerelease tags ignored).
-      const hi: Version = v[0] > 0 || given <= 1 ? [v[0] + 1, 0, 0] : v[1] > 0 || given <= 2 ? [0, v[1] + 1, 0] : [0, 0, v[2] + 1];
-      return cmp(version, v) >= 0 && (given === 0 || cmp(version, hi) < 0);
-    }
-    default:
-      return undefined;
-  }
-}
-
 /**
- * Whether `version` satisfies an npm range (`||` alternatives of space-separated comparators, `a - b`
- * hyphen ranges, `^`, `~`, `>=`, `<`, x-ranges; `workspace:` links are always satisfied when they carry
- * no version). Prerelease tags are ignored. Undefined when the range is not understood.
+ * Whether `version` satisfies an npm range, by npm's own `semver` (prerelease versions count as their
+ * release). `workspace:` links are always satisfied when they carry no version. Undefined when the range
+ * is not a valid npm range.
  */
-function satisfies(versionText: string, range: string): boolean | undefined {
-  const version = parseVersion(versionText)?.v;
-  if (!version) return undefined;
+function satisfies(version: string, range: string): boolean | undefined {
   let r = range.trim();
   if (r.startsWith('workspace:')) {
     r = r.slice('workspace:'.length);
     if (r === '*' || r === '^' || r === '~' || r === '') return true;
   }
-  let understood = true;
-  for (const alt of r.split('||')) {
-    const a = alt.trim();
-    if (a === '' || a === '*' || a.toLowerCase() === 'x') return true;
-    const hyphen = /^(\S+)\s+-\s+(\S+)$/.exec(a);
-    const comparators = hyphen ? [`>=${hyphen[1]}`, `<=${hyphen[2]}`] : a.replace(/(\^|~|>=|<=|>|<|=)\s+/g, '$1').split(/\s+/);
-    let all = true;
-    for (const c of comparators) {
-      const ok = testComparator(c, version);
-      if (ok === undefined) understood = false;
-      if (ok !== true) all = false;
-    }
-    if (all) return true;
-  }
-  return understood ? false : undefined;
+  if (semver.validRange(r) === null) return undefined;
+  return semver.satisfies(version, r, { includePrerelease: true });
 }
 
 /**

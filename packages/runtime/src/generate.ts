@@ -1,13 +1,13 @@
 import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
-import { BackendUnavailableError, ModelError, checkDecodingOptions, runGeneration, type DecodingOptions, type GenerationResult, type KVKernels, type SamplingOptions } from '@kvfold/core';
+import { BackendUnavailableError, ModelError, checkDecodingOptions, runGeneration, type ConfigIssue, type DecodingOptions, type GenerationResult, type KVKernels, type SamplingOptions } from '@kvfold/core';
 import { parseModelConfig } from './model/config.js';
 import { MODEL_JSON_LIMITS, readModelJson } from './model/json.js';
 import type { DecoderOptions } from './model/decoder.js';
 import { Checkpoint } from './model/safetensors.js';
 import { loadWeights } from './model/weights.js';
 import { Session, createModel, type Model, type SessionOptions } from './session.js';
-import { loadTokenizer } from './tokenizer.js';
+import { loadTokenizer, splitTokens } from './tokenizer.js';
 
 /** tfjs engines `@kvfold/backend-tfjs` can run on. */
 export type TfjsEngine = 'auto' | 'wasm' | 'cpu' | 'tensorflow';
@@ -69,20 +69,44 @@ export interface GenerateOptions extends SessionOptions, DecodingOptions {
   readonly prompt: string | readonly number[];
   /** Seed of the policy's RNG and of sampling. Default 0. */
   readonly seed?: number;
+  /**
+   * Text (or token ids) read and compressed before the prompt, as kvpress's pipeline does with a context
+   * and a question: the policy's `prefill` runs after the context, with the budget resolved against the
+   * context's length, and the prompt then goes through the policy's decode `step` like generated tokens,
+   * so the policy never sees the prompt before it compresses. Give both as text or both as ids; text is
+   * encoded once as `context + prompt` (a BOS is added once, and merges across the seam are kept).
+   */
+  readonly context?: string | readonly number[];
 }
 
 /** What {@link generate} returns. */
-export type GenerateResult = GenerationResult;
+export interface GenerateResult extends GenerationResult {
+  /** Number of context tokens (0 without a context). */
+  readonly contextTokens: number;
+}
 
 function validate(o: GenerateOptions): { maxNewTokens: number; sampling: SamplingOptions } {
-  const extra = typeof o.prompt !== 'string' && !Array.isArray(o.prompt) ? [{ path: '/prompt', rule: 'type', message: 'must be a string or an array of token ids', allowed: 'string | number[]' }] : [];
+  const extra: ConfigIssue[] = [];
+  if (typeof o.prompt !== 'string' && !Array.isArray(o.prompt)) extra.push({ path: '/prompt', rule: 'type', message: 'must be a string or an array of token ids', allowed: 'string | number[]' });
+  if (o.context !== undefined && (typeof o.context === 'string') !== (typeof o.prompt === 'string')) {
+    extra.push({ path: '/context', rule: 'type', message: 'must be text when the prompt is text and token ids when the prompt is token ids', allowed: typeof o.prompt === 'string' ? 'string' : 'number[]' });
+  }
   return checkDecodingOptions(o, 'generate options', extra);
+}
+
+/** The context's and the prompt's token ids (no context: an empty one). */
+function encodeInput(model: Model, o: GenerateOptions): { context: number[]; rest: number[] } {
+  if (typeof o.prompt !== 'string') return { context: o.context === undefined ? [] : [...(o.context as readonly number[])], rest: [...o.prompt] };
+  if (o.context === undefined || o.context === '') return { context: [], rest: model.tokenizer.encode(o.prompt) };
+  const context = o.context as string;
+  return splitTokens(model.tokenizer, context + o.prompt, context.length);
 }
 
 /**
  * Generate a continuation of `prompt`, compressing the KV cache with `policy` (if any): the policy's
  * `prefill` runs after the prompt with the budget resolved against the prompt length, and its `step`
- * after each decoded token. Greedy at temperature 0; seeded sampling otherwise. Stops at EOS, a stop
+ * after each decoded token (with a `context`, the prefill runs after the context and the prompt is read
+ * after the compression). Greedy at temperature 0; seeded sampling otherwise. Stops at EOS, a stop
  * string or id, or `maxNewTokens`. Every tensor it creates is released before it returns.
  * @throws ConfigError for invalid options; ModelError for an empty prompt or ids outside the vocabulary;
  *   BudgetError for an invalid budget; any typed error a policy throws.
@@ -90,13 +114,13 @@ function validate(o: GenerateOptions): { maxNewTokens: number; sampling: Samplin
 export async function generate(options: GenerateOptions): Promise<GenerateResult> {
   validate(options);
   const { model } = options;
-  const promptIds = typeof options.prompt === 'string' ? model.tokenizer.encode(options.prompt) : [...options.prompt];
+  const { context: contextIds, rest: promptIds } = encodeInput(model, options);
   if (promptIds.length === 0) throw new ModelError('the prompt encodes to no tokens; give at least one', { field: 'prompt' });
   const session = new Session(model, options);
   try {
     const result = await runGeneration(
       {
-        prefill: () => session.prefill(promptIds),
+        prefill: async () => (contextIds.length > 0 ? (await session.prefill(contextIds), await session.feed(promptIds)) : await session.prefill(promptIds)),
         decode: (token) => session.decode(token),
         detokenize: (ids) => model.tokenizer.decode(ids),
         eosTokenIds: [...model.tokenizer.eosTokenIds, ...model.config.eosTokenIds],
@@ -108,6 +132,7 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
     const budget = cache.budget;
     return {
       ...result,
+      contextTokens: contextIds.length,
       cache: { peakBytes: cache.peakBytes, finalBytes: cache.bytes(), lengths: cache.lengths(), ...(budget !== undefined ? { budget } : {}), positions: cache.position },
     };
   } finally {

@@ -52,7 +52,7 @@ export { MODEL_JSON_LIMITS, readModelJson } from './model/json.js';
 export { LlamaDecoder, type AttentionHooks, type DecoderOptions, type ForwardOptions } from './model/decoder.js';
 export { referenceForward, reduceGroups, type ReferenceOptions, type ReferenceResult } from './reference/forward.js';
 export { CacheManager, type CacheManagerOptions } from './cache-manager.js';
-export { byteTokenizer, huggingFaceTokenizer, loadTokenizer, type ByteTokenizerOptions, type TextTokenizer } from './tokenizer.js';
+export { byteTokenizer, huggingFaceTokenizer, loadTokenizer, splitTokens, type ByteTokenizerOptions, type SplitTokens, type TextTokenizer } from './tokenizer.js';
 export { Session, createModel, type FeedOptions, type Model, type ModelInit, type SessionOptions } from './session.js';
 export {
   generate,

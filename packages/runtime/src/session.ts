@@ -6,6 +6,10 @@ import { LlamaDecoder, type DecoderOptions } from './model/decoder.js';
 import type { LlamaWeights } from './model/weights.js';
 import type { TextTokenizer } from './tokenizer.js';
 
+// Models may run on tfjs's cpu engine, which prints a Node.js banner on its first tensor; tfjs's PROD flag
+// only silences its console messages (as in @kvfold/backend-tfjs; KVFOLD_TFJS_LOGS=1 keeps them).
+if (process.env.KVFOLD_TFJS_LOGS !== '1') tf.env().set('PROD', true);
+
 /** A loaded model: configuration, tokenizer, decoder weights on tfjs, and the kernels that own caches. */
 export interface Model {
   /** Parsed `config.json`. */

@@ -1,5 +1,5 @@
 import { ShapeError, finiteBoundScale } from '@kvfold/core';
-import * as ort from 'onnxruntime-node';
+import { ort } from '../ort.js';
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder } from '../graph.js';
 import type { OnnxTensor } from '../validate.js';

@@ -1,6 +1,6 @@
 import type { GroupReduction, LayerCache, ObserveOptions, ObservedAttention } from '@kvfold/core';
 import { ConfigError, ShapeError } from '@kvfold/core';
-import * as ort from 'onnxruntime-node';
+import { ort } from '../ort.js';
 import type { SessionCache } from '../cache.js';
 import { ALLOW_ZERO, attr, GraphBuilder, type FunctionDef } from '../graph.js';
 import { dimsOf, expectShape, float32Scalar, int32Data, layerDims, type OnnxTensor } from '../validate.js';

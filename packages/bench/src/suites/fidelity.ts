@@ -5,7 +5,7 @@ import { backendLabel, type Variant } from '../config.js';
 import { mean } from '../metrics.js';
 import { capture } from '../model.js';
 import { breathe, itemSeed, prefillCost, type PlotSpec, type Suite, type SummaryCell, type WorkUnit } from '../suite.js';
-import { perVariant, policyColor, num, table, tfjsVariants, tokensOf, variantsNeedQueries } from './common.js';
+import { perVariant, policyColor, num, table, tfjsVariants, tokensOf, variantsNeedQueries, nText } from './common.js';
 
 /** Result of one fidelity item. */
 export interface FidelityItem {
@@ -198,9 +198,11 @@ export const fidelitySuite: Suite<FidelityMetrics> = {
     ];
   },
 
-  summary(m) {
+  summary(m, config) {
     const rows = new Map<string, SummaryCell[]>();
     for (const v of m.variants) rows.set(v.variant.id, [{ value: v.mean, text: num(v.mean) }]);
-    return { columns: ['attn error'], rows };
+    const cfg = config.bench.suites.fidelity!;
+    const legend = [`attn error: relative error of each layer's attention output against the full cache, mean over layers and ${nText(m.variants.map((v) => v.n))} contexts per row (${cfg.probes} probe queries each); 0 = unchanged`];
+    return { columns: ['attn error'], rows, legend };
   },
 };

@@ -4,7 +4,7 @@ import { accuracy, answerMatches } from '../metrics.js';
 import { PolicyRun, capture, greedyDecode } from '../model.js';
 import { openTransformers, startTransformersRun } from '../transformers.js';
 import { breathe, itemSeed, prefillCost, splitTokens, type PlotSpec, type Suite, type SuiteContext, type SummaryCell, type WorkUnit } from '../suite.js';
-import { pct, perVariant, policyColor, sweepLabels, table, tfjsVariants, variantsNeedQueries } from './common.js';
+import { pct, perVariant, policyColor, sweepLabels, table, tfjsVariants, variantsNeedQueries, nText } from './common.js';
 
 /** Result of one needle item (a line of predictions.jsonl). */
 export interface NeedleItem {
@@ -323,7 +323,13 @@ export const needleSuite: Suite<NeedleMetrics> = {
     for (const v of m.variants) {
       rows.set(v.variant.id, [{ value: v.passkey, text: pct(v.passkey) }, ...(recall ? [{ value: v.recall, text: pct(v.recall) }] : [])]);
     }
-    return { columns: ['passkey', ...(recall ? ['recall'] : [])], rows };
+    const cfg = config.bench.suites.needle!;
+    const where = cfg.question === 'after-compression' ? 'the question is read after the compression' : 'the question is part of the compressed prompt';
+    const legend = [
+      `passkey: share of passkey prompts answered exactly (greedy), ${nText(m.variants.map((v) => v.passkeyN))} per row (${cfg.lengths.length} lengths x ${cfg.depths.length} depths x ${cfg.samples} samples); ${where}`,
+      ...(recall ? [`recall: share of associative-recall prompts answered exactly, ${nText(m.variants.map((v) => v.recallN))} per row; chance ${pct(m.variants[0]?.recallChance ?? Number.NaN)}`] : []),
+    ];
+    return { columns: ['passkey', ...(recall ? ['recall'] : [])], rows, legend };
   },
 };
 

@@ -3,7 +3,7 @@ import type { Variant } from '../config.js';
 import { logProbability, perplexity } from '../metrics.js';
 import { PolicyRun, capture } from '../model.js';
 import { breathe, itemSeed, prefillCost, type PlotSpec, type Suite, type SummaryCell, type WorkUnit } from '../suite.js';
-import { perVariant, policyColor, num, table, tfjsVariants, tokensOf, variantsNeedQueries } from './common.js';
+import { perVariant, policyColor, num, table, tfjsVariants, tokensOf, variantsNeedQueries, nText } from './common.js';
 
 /** Result of one perplexity item. */
 export interface PerplexityItem {
@@ -139,9 +139,11 @@ export const perplexitySuite: Suite<PerplexityMetrics> = {
     ];
   },
 
-  summary(m) {
+  summary(m, config) {
     const rows = new Map<string, SummaryCell[]>();
     for (const v of m.variants) rows.set(v.variant.id, [{ value: v.perplexity, text: num(v.perplexity, 3) }]);
-    return { columns: ['perplexity'], rows };
+    const cfg = config.bench.suites.perplexity!;
+    const legend = [`perplexity: of ${cfg.continuation} held-out tokens read after a ${cfg.context}-token compressed context, ${nText(m.variants.map((v) => v.n))} texts per row; lower is better`];
+    return { columns: ['perplexity'], rows, legend };
   },
 };

@@ -345,6 +345,9 @@ function scalingUnits(ctx: SuiteContext): WorkUnit[] {
   });
 }
 
+/** Mark of a summary row whose cache ended the decode measurement with more slots than its budget. */
+export const OVER_BUDGET = '†';
+
 /**
  * The speed and memory suite: compression throughput per backend against a memory-copy floor measured
  * in the same item; decode tokens/s and cache bytes of the model with and without each policy; and how
@@ -498,15 +501,24 @@ export const speedSuite: Suite<SpeedMetrics> = {
     return plots;
   },
 
-  summary(m) {
+  summary(m, config) {
     const rows = new Map<string, SummaryCell[]>();
     if (m.decode.length === 0) return { columns: [], rows };
+    const marks = new Map<string, string>();
     for (const { variant, item } of m.decode) {
       rows.set(variant.id, [
         { value: item?.tokensPerSecond ?? Number.NaN, text: item ? num(item.tokensPerSecond, 1) : '–' },
         { value: item?.finalBytes ?? Number.NaN, text: item ? bytes(item.finalBytes) : '–' },
       ]);
+      if (item && variant.policy !== 'full' && item.finalSlots > resolveBudget(variant.budget, item.prompt)) marks.set(variant.id, OVER_BUDGET);
     }
-    return { columns: ['decode tok/s', 'cache bytes'], rows };
+    const cfg = config.bench.suites.speed!.decode!;
+    const legend = [
+      `decode tok/s: median over ${cfg.rounds} rounds of generating ${cfg.tokens} tokens after a ${cfg.prompt}-token prompt (forward pass + policy step + greedy pick); cache bytes: the cache at the end of that generation`,
+      ...(marks.size > 0
+        ? [`${OVER_BUDGET} ended over budget: more slots at the end of the generation than the budget allows (a policy that compresses only once, after the prompt, such as KVMerger with its default decodeInterval 0, keeps the generated tokens)`]
+        : []),
+    ];
+    return { columns: ['decode tok/s', 'cache bytes'], rows, legend, marks };
   },
 };

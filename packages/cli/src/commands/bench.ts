@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join, resolve, sep } from 'node:path';
 import {
   BENCH_RUNTIMES,
   PRESET_NAMES,
@@ -12,6 +12,7 @@ import {
   resolveBenchConfig,
   resultsSection,
   runBench,
+  summaryLegend,
   updateResults,
   type PolicySpec,
   type PresetName,
@@ -20,7 +21,7 @@ import {
 } from '@kvfold/bench';
 import { UnknownPolicyError } from '@kvfold/core';
 import { EXIT, UsageError } from '../errors.js';
-import { list, parseBudget, readJsonFile, type CliIO } from '../io.js';
+import { commandName, list, parseBudget, readJsonFile, type CliIO } from '../io.js';
 
 /** Options of `kvfold bench` (and `kvfold demo`). */
 export interface BenchOptions {
@@ -157,10 +158,13 @@ export async function benchCommand(o: BenchOptions, io: CliIO, command: string):
   if (o.jsonl) {
     io.stdout.write(`${JSON.stringify({ type: 'summary', id: result.id, dir: result.dir, complete: result.done === result.total, summary: result.metrics.summary })}\n`);
   } else {
-    io.stdout.write(`\n${result.summaryMarkdown}\n\nreport: ${reportFile}\n`);
+    const legend = summaryLegend(result.summary);
+    const plotsDir = join(result.dir, 'plots');
+    const plots = existsSync(plotsDir) ? readdirSync(plotsDir).filter((f) => f.endsWith('.svg')).length : 0;
+    io.stdout.write(`\n${result.summaryMarkdown}\n${legend ? `\n${legend}\n` : ''}\nreport: ${reportFile}\nplots:  ${plotsDir}${sep} (${plots} SVG files)\n`);
   }
   if (result.interrupted || result.done < result.total) {
-    io.stderr.write(`kvfold: run incomplete (${result.done}/${result.total} items); resume with: kvfold bench --resume ${result.dir}\n`);
+    io.stderr.write(`kvfold: run incomplete (${result.done}/${result.total} items); resume with: ${commandName()} bench --resume ${result.dir}\n`);
     return EXIT.interrupted;
   }
   if (o.updateResults !== undefined) {

@@ -153,7 +153,8 @@ function halfToFloatTable(): Float32Array {
 /** Decode little-endian raw tensor bytes of a readable dtype into float32. */
 export function decodeTensorBytes(bytes: Uint8Array, dtype: string, where: { file: string; tensor: string }): Float32Array {
   // Copy to a fresh aligned buffer: data offsets in a safetensors file need not be aligned to the element size.
-  const buf = bytes.slice().buffer;
+  // Uint8Array's own slice copies; a Node Buffer's slice (readFileSync's result) would be a view of the file.
+  const buf = Uint8Array.prototype.slice.call(bytes).buffer;
   const view = new DataView(buf);
   switch (dtype) {
     case 'F32': {
