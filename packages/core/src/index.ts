@@ -24,3 +24,4 @@ export * from './context.js';
 export * from './tokens.js';
 export * from './kvfold.js';
 export * from './decoding.js';
+export * from './answer.js';

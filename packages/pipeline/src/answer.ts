@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { ConfigError, KVFold, resolveBudget, type Budget, type ConfigIssue, type KVCachePolicy, type KVFoldPlugin } from '@kvfold/core';
+import { ConfigError, KVFold, engineAnswer, resolveBudget, type AnswerEngine, type Budget, type ConfigIssue, type KVCachePolicy, type KVFoldPlugin } from '@kvfold/core';
 import { modelTinyPath } from '@kvfold/model-tiny';
 import baselines from '@kvfold/policy-baselines';
 import cam from '@kvfold/policy-cam';
@@ -10,53 +10,10 @@ import { generate, loadModel, type Model } from '@kvfold/runtime';
 /** The policy packages kvfold ships; their policies can be named in {@link AnswerOptions.policy}. */
 export const BUILTIN_POLICY_PLUGINS: readonly KVFoldPlugin[] = [baselines, h2o, cam, kvmerger];
 
-/** What an {@link AnswerEngine} is asked to do: everything {@link answer} resolved from its options. */
-export interface AnswerRequest {
-  /** Text read and compressed first. */
-  readonly context: string;
-  /** Text read after the compression; the answer continues it. */
-  readonly question: string;
-  /** The cache policy (already created and validated). */
-  readonly policy: KVCachePolicy;
-  /** The budget, resolved by the runtime against the context's length. */
-  readonly budget: Budget;
-  /** Most tokens to generate. */
-  readonly maxNewTokens: number;
-  /** Strings that end the answer (besides the model's end-of-sequence token). */
-  readonly stop: readonly string[];
-  /** Seed of the policy's random choices. */
-  readonly seed: number;
-}
-
-/** What an {@link AnswerEngine} returns. */
-export interface EngineAnswer {
-  /** Generated text, cut before a stop string. */
-  readonly text: string;
-  /** Tokens of the context. */
-  readonly contextTokens: number;
-  /** Tokens of the question. */
-  readonly questionTokens: number;
-  /** Tokens generated. */
-  readonly generatedTokens: number;
-  /** Cache slots per layer when the answer was done. */
-  readonly keptSlots: readonly number[];
-  /** Cache size at the end, in bytes. */
-  readonly cacheBytes: number;
-}
-
 /**
- * A runtime that can compress a context and answer a question about it. `@kvfold/runtime` models are
- * wrapped by {@link runtimeEngine}; another runtime (a transformers.js one, say) plugs in by implementing
- * this interface and being passed as {@link AnswerOptions.model}.
+ * A model for {@link answer}: `"embedded"` (the default), a Hugging Face model folder, a loaded runtime
+ * model, or an engine (`transformersEngine(...)` from `@kvfold/transformers` for a transformers.js model).
  */
-export interface AnswerEngine {
-  /** Shown in results and messages. */
-  readonly name: string;
-  /** Read the context, let the policy compress it, read the question, then decode greedily. */
-  answer(request: AnswerRequest): Promise<EngineAnswer>;
-}
-
-/** A model for {@link answer}: `"embedded"` (the default), a Hugging Face model folder, a loaded runtime model, or an engine. */
 export type ModelSource = 'embedded' | (string & {}) | Model | AnswerEngine;
 
 /** Options of {@link answer}. */
@@ -117,15 +74,7 @@ export function runtimeEngine(model: Model): AnswerEngine {
   return {
     name: `@kvfold/runtime (${model.config.modelType}, ${model.kernels.describe()})`,
     async answer(r) {
-      const out = await generate({ model, context: r.context, prompt: r.question, policy: r.policy, budget: r.budget, maxNewTokens: r.maxNewTokens, stop: r.stop, seed: r.seed });
-      return {
-        text: out.text,
-        contextTokens: out.contextTokens,
-        questionTokens: out.promptTokens,
-        generatedTokens: out.tokens.length,
-        keptSlots: out.cache.lengths,
-        cacheBytes: out.cache.finalBytes,
-      };
+      return engineAnswer(await generate({ model, context: r.context, prompt: r.question, policy: r.policy, budget: r.budget, maxNewTokens: r.maxNewTokens, stop: r.stop, seed: r.seed }));
     },
   };
 }

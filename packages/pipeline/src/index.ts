@@ -9,10 +9,9 @@ export {
   runtimeEngine,
   releaseModels,
   BUILTIN_POLICY_PLUGINS,
-  type AnswerEngine,
   type AnswerOptions,
-  type AnswerRequest,
   type AnswerResult,
-  type EngineAnswer,
   type ModelSource,
 } from './answer.js';
+/** The engine contract lives in `@kvfold/core` (runtimes implement it without depending on the pipeline); re-exported here. */
+export type { AnswerEngine, AnswerRequest, EngineAnswer } from '@kvfold/core';

@@ -128,23 +128,5 @@ export async function loadTokenizer(folder: string): Promise<TextTokenizer> {
   }
 }
 
-/** A prompt's tokens split into the part that is compressed and the rest. */
-export interface SplitTokens {
-  /** Tokens prefilled and compressed. */
-  readonly context: number[];
-  /** Tokens fed after the compression. */
-  readonly rest: number[];
-}
-
-/**
- * Tokenize a prompt split at a character offset into the part the policy compresses and the rest. Both
- * come from one encoding of the whole prompt (tokenizers may merge across the split, and a BOS is added
- * once); the context is the longest prefix shared with the encoding of the context text alone.
- */
-export function splitTokens(tokenizer: TextTokenizer, prompt: string, at: number): SplitTokens {
-  const all = tokenizer.encode(prompt);
-  const head = tokenizer.encode(prompt.slice(0, at));
-  let n = 0;
-  while (n < all.length && n < head.length && all[n] === head[n]) n++;
-  return { context: all.slice(0, n), rest: all.slice(n) };
-}
+/** Splitting a context from the rest of a prompt now lives in `@kvfold/core` (shared with the transformers.js adapter); re-exported here. */
+export { splitTokens, type SplitTokens } from '@kvfold/core';
