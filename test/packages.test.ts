@@ -1,7 +1,7 @@
 // Every public workspace package (no "private": true) must be publishable as it stands: what npm and a
 // user's TypeScript need, the license, a README with code, and no dependency that cannot be installed.
 // New packages are held to this automatically; .ci/pack.mjs then packs and installs them for real.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -31,6 +31,12 @@ interface Manifest {
   peerDependencies?: Record<string, string>;
   peerDependenciesMeta?: Record<string, { optional?: boolean }>;
   devDependencies?: Record<string, string>;
+}
+
+/** Whether any source file of the package imports @kvfold/core. */
+function importsCore(dir: string): boolean {
+  const walk = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : e.name.endsWith('.ts') ? [join(d, e.name)] : []));
+  return walk(join(dir, 'src')).some((f) => /from '@kvfold\/core'/.test(readFileSync(f, 'utf8')));
 }
 
 /** Packages a user installs next to core as plugins: they must share the user's core (peer dependency). */
@@ -102,8 +108,11 @@ describe.each(pub.map((p) => [p.manifest.name, p] as const))('public package %s'
     if (isPlugin(m.name)) {
       expect(m.peerDependencies?.['@kvfold/core']).toBe('workspace:^');
       expect(m.dependencies?.['@kvfold/core']).toBeUndefined();
-    } else {
+    } else if (importsCore(dir)) {
       expect(m.dependencies?.['@kvfold/core'] ?? m.peerDependencies?.['@kvfold/core']).toBe('workspace:^');
+    } else {
+      // A leaf utility that never imports core (the ONNX graph builder) carries no core to share.
+      expect(m.dependencies?.['@kvfold/core'] ?? m.peerDependencies?.['@kvfold/core']).toBeUndefined();
     }
   });
 
