@@ -209,7 +209,9 @@ export interface BenchSection {
   readonly proportional: boolean;
   /**
    * Runtimes that execute the model (default `["tfjs"]`). With `transformers.js` listed, every policy x
-   * budget also runs on it in the needle and decode-speed suites, as rows next to the tfjs ones.
+   * budget also runs on it in the needle and decode-speed suites, as rows next to the tfjs ones; that
+   * runtime needs the optional peers `@kvfold/transformers` and `@huggingface/transformers` (a run without
+   * them stops before it starts with a `BackendUnavailableError` saying how to install them).
    */
   readonly runtimes?: BenchRuntime[];
   /** The suites to run. */
@@ -325,7 +327,7 @@ export function benchSectionSchema(policies: PolicyRegistry, backends: BackendRe
         items: { enum: [...BENCH_RUNTIMES] },
         minItems: 1,
         uniqueItems: true,
-        description: 'What executes the model: "tfjs" (@kvfold/runtime, the default) and/or "transformers.js" (an ONNX export run by transformers.js; needle and decode-speed suites only).',
+        description: 'What executes the model: "tfjs" (@kvfold/runtime, the default) and/or "transformers.js" (an ONNX export run by transformers.js; needle and decode-speed suites only; needs the optional peers @kvfold/transformers and @huggingface/transformers).',
       },
       output: { type: 'string', minLength: 1, default: 'bench/runs', description: 'Folder of run folders, relative to the working directory.' },
       suites: {

@@ -13,6 +13,7 @@ import { fidelitySuite } from './suites/fidelity.js';
 import { needleSuite } from './suites/needle.js';
 import { perplexitySuite } from './suites/perplexity.js';
 import { speedSuite } from './suites/speed.js';
+import { checkTransformersRuntime } from './transformers.js';
 
 /** Every suite by name. */
 export const SUITES: { readonly [K in SuiteName]: Suite<unknown> } = {
@@ -177,6 +178,8 @@ export async function runBench(kv: KVFold, config: BenchConfig, options: RunOpti
   // A missing model folder is an input error: report it before a run folder is created.
   const speed = config.bench.suites.speed;
   if (!options.model && config.suites.some((s) => s !== 'speed' || (speed?.decode ?? null) !== null)) resolveModelFolder(config.bench.model);
+  // So are the transformers.js runtime's optional peers, when a variant runs on it.
+  if (config.variants.some((v) => v.runtime === 'transformers.js')) await checkTransformersRuntime();
   const dir = resolve(options.dir ?? join(config.bench.output, newRunId(config.bench.name)));
   const store = RunStore.open(dir, config, { warn: (m) => progress.warn(m) });
   try {
