@@ -2,12 +2,14 @@
 // from their tarballs (see .ci/pack.mjs), then run. It touches every public package's types and checks
 // what only an installed copy can show: one @kvfold/core shared by every plugin (instanceof works across
 // packages), the embedded model's weights and tfjs's wasm files found inside node_modules, and the onnx
-// backend's typed error when onnxruntime-node (an optional peer) is not installed.
+// backend's typed error when onnxruntime-node (an optional peer) is not installed, and the benchmark's when
+// its transformers.js runtime's optional peers are not. (transformers.ts is the transformers.js project's.)
+import { existsSync } from 'node:fs';
 import { BackendUnavailableError, ErrorCode, KVFold, type KVCachePolicy, type KVFoldPlugin } from '@kvfold/core';
 import onnx, { ORT_INSTALL_HINT } from '@kvfold/backend-onnx';
 import reference from '@kvfold/backend-reference';
 import tfjs from '@kvfold/backend-tfjs';
-import { createKVFold, preset, resolveBenchConfig } from '@kvfold/bench';
+import { Progress, TRANSFORMERS_INSTALL_HINT, createKVFold, preset, resolveBenchConfig, runBench } from '@kvfold/bench';
 import { PASSKEY_QUESTION, modelTinyPath, passkeySample } from '@kvfold/model-tiny';
 import { answer, releaseModels, type AnswerEngine, type AnswerResult } from '@kvfold/pipeline';
 import baselines from '@kvfold/policy-baselines';
@@ -57,6 +59,17 @@ model.dispose();
 
 const config = resolveBenchConfig(await createKVFold(), preset('smoke'));
 check(config.variants.length === 5, 'a bench preset resolves');
+
+const smoke = preset('smoke');
+const tjsConfig = resolveBenchConfig(await createKVFold(), { ...smoke, bench: { ...(smoke.bench as object), runtimes: ['transformers.js'] } });
+const tjsError = await runBench(await createKVFold(), tjsConfig, { dir: 'runs-api/tjs', progress: new Progress('quiet') }).then(
+  () => undefined,
+  (e: unknown) => e,
+);
+check(
+  tjsError instanceof BackendUnavailableError && tjsError.details.missing === '@kvfold/transformers' && tjsError.message.includes(TRANSFORMERS_INSTALL_HINT) && !existsSync('runs-api/tjs'),
+  'a bench run on transformers.js without its optional peers is a BackendUnavailableError saying how to install them, before any run folder',
+);
 
 const out: string[] = [];
 const code = await main(['list', '--json'], { cwd: process.cwd(), stdout: { write: (s: string) => out.push(s) }, stderr: { write: () => true } });

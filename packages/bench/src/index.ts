@@ -21,4 +21,4 @@ export { needleSuite, type NeedleItem, type NeedleMetrics, type NeedleVariantMet
 export { fidelitySuite, type ContextError, type FidelityItem, type FidelityMetrics, type FidelityVariantMetrics } from './suites/fidelity.js';
 export { perplexitySuite, type PerplexityItem, type PerplexityMetrics, type PerplexityVariantMetrics } from './suites/perplexity.js';
 export { speedSuite, OVER_BUDGET, type DecodeRow, type ScalingCurve, type SpeedMetrics, type ThroughputItem, type DecodeItem, type ScalingItem } from './suites/speed.js';
-export * from './transformers.js';
+export * from './peers.js';

@@ -13,7 +13,7 @@ import { fidelitySuite } from './suites/fidelity.js';
 import { needleSuite } from './suites/needle.js';
 import { perplexitySuite } from './suites/perplexity.js';
 import { speedSuite } from './suites/speed.js';
-import { checkTransformersRuntime } from './transformers.js';
+import { checkTransformersRuntime } from './peers.js';
 
 /** Every suite by name. */
 export const SUITES: { readonly [K in SuiteName]: Suite<unknown> } = {
