@@ -37,16 +37,18 @@ describe("@kvfold/pipeline's answer() on transformers.js through transformersEng
     await rm(root, { recursive: true, force: true });
   });
 
-  const cases: [string, number, number][] = [
-    ['kvmerger', 0.35, 21],
-    ['h2o', 0.5, 22],
-    ['window', 0.2, 24],
+  // KVMerger does not merge in layer 0, where adjacent key cosines tie exactly and float rounding picks
+  // the merged link differently on each runtime (see parity.test.ts).
+  const cases: [string, number, number, Record<string, unknown>][] = [
+    ['kvmerger', 0.35, 21, { skipLayers: [0] }],
+    ['h2o', 0.5, 22, {}],
+    ['window', 0.2, 24, {}],
   ];
-  it.each(cases)('%s at %s: the same answer, tokens, kept slots and cache bytes as the tfjs runtime', async (policy, budget, seed) => {
+  it.each(cases)('%s at %s: the same answer, tokens, kept slots and cache bytes as the tfjs runtime', async (policy, budget, seed, policyOptions) => {
     const { context, question, key } = passkey(seed, 384);
     const engine: AnswerEngine = transformersEngine({ model, tokenizer, kernels: createReferenceKernels() });
-    const ours = await answer({ context, question, policy, budget, model: engine });
-    const runtime = await answer({ context, question, policy, budget, model: runtimeEngine(rt) });
+    const ours = await answer({ context, question, policy, policyOptions, budget, model: engine });
+    const runtime = await answer({ context, question, policy, policyOptions, budget, model: runtimeEngine(rt) });
     expect(ours.engine).toMatch(/^@kvfold\/transformers \(transformers\.js; policy kernels: reference/);
     expect({ ...ours, engine: '', seconds: 0 }).toEqual({ ...runtime, engine: '', seconds: 0 });
     expect(ours.contextTokens).toBe(context.length + 1); // bytes + BOS: the question is not part of the compressed context

@@ -5,7 +5,7 @@ import { AutoModelForCausalLM, AutoTokenizer, env } from '@huggingface/transform
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOnnxKernels } from '@kvfold/backend-onnx';
 import { createReferenceKernels } from '@kvfold/backend-reference';
-import { ConfigError, MissingObservationError, ModelError, type KVCachePolicy } from '@kvfold/core';
+import { ConfigError, MissingObservationError, ModelError, layerToHost, type KVCachePolicy } from '@kvfold/core';
 import { modelTinyPath, passkeySample } from '@kvfold/model-tiny';
 import { exportOnnx, exposeAttentionFile } from '@kvfold/onnx-export';
 import { FullPolicy, WindowPolicy } from '@kvfold/policy-baselines';
@@ -27,6 +27,27 @@ async function load(root: string, name: string, modelFileName?: string): Promise
 }
 
 const NEW = 16;
+
+/**
+ * KVMerger for runtime-against-runtime token equality. Layer 0's keys depend only on the token and its
+ * position, so on repetitive text the cosines of adjacent keys tie exactly (over half of them on these
+ * prompts) and which tied link merges is decided by float rounding, which differs between tfjs and ONNX
+ * Runtime: the two runtimes may then keep different layer-0 slots, both correct. Merging is off in layer 0
+ * here (it still evicts there by attention); layers 1 and 2 merge, where cosines do not tie.
+ */
+const kvmergerNoTies = () => new KVMergerPolicy({ skipLayers: [0] });
+
+/** `inner` with the largest slot count of each layer after its prefill recorded in `counts`. */
+function recordingCounts(inner: KVCachePolicy, counts: number[]): KVCachePolicy {
+  return Object.assign(Object.create(inner) as KVCachePolicy, {
+    prefill: async (...args: Parameters<KVCachePolicy['prefill']>) => {
+      const out = await inner.prefill(...args);
+      const host = await layerToHost(args[2].kernels, out);
+      counts[args[2].layerIndex] = Math.max(...host.counts.data);
+      return out;
+    },
+  });
+}
 const prompts = [passkeySample({ length: 320, depth: 0.3, seed: 11 }).prompt, passkeySample({ length: 256, depth: 0.8, seed: 12 }).prompt];
 
 describe('transformers.js on kvfold exports, against the tfjs runtime', () => {
@@ -76,7 +97,7 @@ describe('transformers.js on kvfold exports, against the tfjs runtime', () => {
   const policies: [string, () => KVCachePolicy][] = [
     ['h2o', () => new H2OPolicy()],
     ['cam', () => new CaMPolicy()],
-    ['kvmerger', () => new KVMergerPolicy()],
+    ['kvmerger (no merging in layer 0, where key cosines tie)', kvmergerNoTies],
     ['tova (lastAttention, a third-party plugin)', () => new TovaPolicy()],
   ];
   for (const [name, make] of policies) {
@@ -102,12 +123,17 @@ describe('transformers.js on kvfold exports, against the tfjs runtime', () => {
     expect(onnx.tokens).toEqual(ref.tokens);
   });
 
-  it('proportional attention through model_proportional.onnx equals the runtime\'s proportional KVMerger', async () => {
+  it('proportional attention through model_proportional.onnx equals the runtime\'s proportional KVMerger (merged slots in layers 1 and 2)', async () => {
     const prop = await load(root, 'tiny', 'model_proportional');
     const prompt = prompts[1]!;
-    const ours = await generate({ model: rt, prompt, maxNewTokens: NEW, policy: new KVMergerPolicy(), budget: 0.35, proportional: true });
-    const res = await generateCompressed({ model: prop.model, tokenizer: prop.tokenizer, kernels: createReferenceKernels(), policy: new KVMergerPolicy(), budget: 0.35, proportional: true, prompt, maxNewTokens: NEW });
+    const counts: number[] = [];
+    const ours = await generate({ model: rt, prompt, maxNewTokens: NEW, policy: kvmergerNoTies(), budget: 0.35, proportional: true });
+    const res = await generateCompressed({ model: prop.model, tokenizer: prop.tokenizer, kernels: createReferenceKernels(), policy: recordingCounts(kvmergerNoTies(), counts), budget: 0.35, proportional: true, prompt, maxNewTokens: NEW });
     expect(res.tokens).toEqual(ours.tokens);
+    expect(res.cache.lengths).toEqual(ours.cache.lengths);
+    // Merged slots in layers 1 and 2, so log(count) really entered their attention.
+    expect(counts[1]).toBeGreaterThan(1);
+    expect(counts[2]).toBeGreaterThan(1);
     await expect(async () => generateCompressed({ model: tjs.model, tokenizer: tjs.tokenizer, kernels: createReferenceKernels(), proportional: true, prompt, maxNewTokens: 1 })).rejects.toBeInstanceOf(ModelError);
   });
 
