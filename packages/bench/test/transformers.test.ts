@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -80,7 +80,12 @@ describe("the transformers.js runtime's optional peers", () => {
     const file = join(tempDir('kvfold-peer-'), 'probe.mjs');
     writeFileSync(file, body);
     const script = `import(${JSON.stringify(pathToFileURL(file).href)}).then(() => console.log('{}'), (e) => console.log(JSON.stringify({ name: e.name, message: e.message, code: e.code })))`;
-    const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: dirname(file), encoding: 'utf8' })) as { name?: string; message?: string; code?: string };
+    let out: { name?: string; message?: string; code?: string };
+    try {
+      out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: dirname(file), encoding: 'utf8' })) as typeof out;
+    } finally {
+      rmSync(dirname(file), { recursive: true, force: true });
+    }
     const error = out.name === 'SyntaxError' ? new SyntaxError(out.message) : Object.assign(new Error(out.message), { code: out.code });
     return () => Promise.reject(error);
   };
