@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   ErrorCode,
+  SPECIFICATION_VERSION,
   KVFold,
   createContext,
   definePlugin,
@@ -20,7 +21,7 @@ const needy = definePolicy({
   name: 'needy',
   description: 'Needs attention; returns its input (fixture).',
   schema: { type: 'object' },
-  create: () => ({ specificationVersion: 'v1' as const, name: 'needy', needs: ['attention' as const], prefill: async <T>(l: LayerCache<T>) => l, step: async <T>(l: LayerCache<T>) => l }),
+  create: () => ({ specificationVersion: SPECIFICATION_VERSION, name: 'needy', needs: ['attention' as const], prefill: async <T>(l: LayerCache<T>) => l, step: async <T>(l: LayerCache<T>) => l }),
 });
 const kv = KVFold.create({ plugins: [definePlugin({ name: 'fx', policies: [needy] })] });
 const policy = kv.policy('needy');

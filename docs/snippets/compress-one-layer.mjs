@@ -27,7 +27,8 @@ const seen = kernels.observe(
 );
 
 const budget = Math.round(0.35 * length);
-const compressed = await policy.prefill(layer, { attention: seen.sums, lastAttention: seen.last }, createContext({ kernels, budget, promptLength: length }));
+// `seen` is { attention, lastAttention }: the Observation a policy takes, as it is.
+const compressed = await policy.prefill(layer, seen, createContext({ kernels, budget, promptLength: length }));
 const { counts } = await layerToHost(kernels, compressed);
 const merged = counts.data.filter((c) => c > 1).length;
 console.log(`kvmerger kept ${counts.shape[1]} of ${length} slots per kv head; ${merged} of the ${heads * counts.shape[1]} kept slots are merges of several tokens`);

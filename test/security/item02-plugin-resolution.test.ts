@@ -29,8 +29,18 @@ describe('item 2: plugin resolution', () => {
     pkg(project, 'not-a-plugin', pluginSource('x', '__kvf_sec_unmarked'), {});
     const e = await caught(() => KVFold.create().loadPlugins(['not-a-plugin'], { from: project }));
     expect(e.code).toBe(ErrorCode.InvalidPlugin);
-    expect(e.message).toMatch(/lacks "kvfold": \{ "pluginApiVersion": 1 \}/);
+    expect(e.message).toMatch(/lacks "kvfold": \{ "pluginApiVersion": 2 \}/);
     expect(ran('__kvf_sec_unmarked')).toBe(false);
+  });
+
+  it('a package marked for an older plugin API is refused before any of its code runs, saying what changed', async () => {
+    const project = temp();
+    pkg(project, 'old-plugin', pluginSource('old', '__kvf_sec_old_api'), { kvfold: { pluginApiVersion: PLUGIN_API_VERSION - 1 } });
+    const e = await caught(() => KVFold.create().loadPlugins(['old-plugin'], { from: project }));
+    expect(e.code).toBe(ErrorCode.IncompatiblePlugin);
+    expect(e.message).toMatch(new RegExp(`plugin API ${PLUGIN_API_VERSION - 1} \\(its package.json "kvfold.pluginApiVersion"\\), but this kvfold supports plugin API ${PLUGIN_API_VERSION}; what changed: \\(${PLUGIN_API_VERSION}\\) `));
+    expect(e.details?.changes).toMatch(/KernelBackend/);
+    expect(ran('__kvf_sec_old_api')).toBe(false);
   });
 
   it('"@x/.." and other non-package specifiers are refused without importing anything', async () => {

@@ -1,10 +1,10 @@
 // Issue 10, item 10: registering a plugin is all-or-nothing, its schemas are compiled when it is added,
 // and every failure of its code (getters, create()) is a typed error.
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, KVFold, PLUGIN_API_VERSION, definePlugin, definePolicy, type JsonSchema, type KVCachePolicy } from '@kvfold/core';
+import { ErrorCode, KVFold, PLUGIN_API_VERSION, SPECIFICATION_VERSION, definePlugin, definePolicy, type JsonSchema, type KVCachePolicy } from '@kvfold/core';
 import { caught } from './helpers.js';
 
-const policy = (name: string, schema: JsonSchema = { type: 'object' }, create: () => KVCachePolicy = () => ({ specificationVersion: 'v1', name, needs: [], prefill: async (l) => l, step: async (l) => l })) =>
+const policy = (name: string, schema: JsonSchema = { type: 'object' }, create: () => KVCachePolicy = () => ({ specificationVersion: SPECIFICATION_VERSION, name, needs: [], prefill: async (l) => l, step: async (l) => l })) =>
   definePolicy({ name, description: name, schema, create });
 
 describe('item 10: plugin registration', () => {

@@ -25,8 +25,10 @@ describe('item 11: untyped errors', () => {
     const kv = await createKVFold();
     const k = createReferenceKernels();
     const ctx = createContext({ kernels: k, budget: 1, promptLength: 1 });
+    // `chain` cannot be built without the policies it chains.
+    const required: Record<string, Record<string, unknown>> = { chain: { policies: [{ name: 'window' }] } };
     for (const name of kv.policies.names()) {
-      const p = kv.policy(name);
+      const p = kv.policy(name, required[name] ?? {});
       expect((await caught(() => p.prefill(null as never, {}, ctx))).code, name).toBe(ErrorCode.Shape);
       expect((await caught(() => p.prefill(undefined as never, {}, ctx))).code, name).toBe(ErrorCode.Shape);
       expect((await caught(() => p.step({} as never, {}, ctx))).code, name).toBe(ErrorCode.Shape);

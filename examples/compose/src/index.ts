@@ -80,8 +80,8 @@ export async function runConfig(document: unknown, options: ComposeOptions = {})
   const q = kernels.fromHost(data.queries);
   const qp = kernels.fromHost(data.queryPositions);
   const seen = kernels.observe(layer, q, qp, reduction);
-  let next = await policy.prefill(layer, { attention: seen.sums, lastAttention: seen.last, queries: q }, createContext({ kernels, budget, promptLength: length, seed }));
-  kernels.dispose(q, qp, seen.sums, seen.last);
+  let next = await policy.prefill(layer, { ...seen, queries: q }, createContext({ kernels, budget, promptLength: length, seed }));
+  kernels.dispose(q, qp, seen.attention, seen.lastAttention);
   disposeLayer(kernels, layer, next);
   layer = next;
   const afterPrefill = await layerToHost(kernels, layer);
@@ -106,8 +106,8 @@ export async function runConfig(document: unknown, options: ComposeOptions = {})
     const sq = kernels.fromHost(hostTensor('float32', [queryHeads, 1, headDim], row(more.queries.data, queryHeads, s)));
     const sp = kernels.fromHost(hostTensor('int32', [1], [pos]));
     const o = kernels.observe(grown, sq, sp, reduction);
-    next = await policy.step(grown, { attention: o.sums, lastAttention: o.last, queries: sq }, createContext({ kernels, budget, promptLength: length, step: s + 1, seed }));
-    kernels.dispose(sq, sp, o.sums, o.last);
+    next = await policy.step(grown, { ...o, queries: sq }, createContext({ kernels, budget, promptLength: length, step: s + 1, seed }));
+    kernels.dispose(sq, sp, o.attention, o.lastAttention);
     disposeLayer(kernels, grown, next);
     layer = next;
     stepLengths.push(kernels.shapeOf(layer.keys)[1]!);

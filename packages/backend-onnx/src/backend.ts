@@ -1,10 +1,11 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BackendUnavailableError, ConfigError, defineBackend, silentLogger, type ConfigIssue, type JsonSchema, type Logger } from '@kvfold/core';
+import { BackendUnavailableError, bindKernels, ConfigError, defineBackend, silentLogger, type ConfigIssue, type JsonSchema, type KernelBackend, type Logger } from '@kvfold/core';
 import { adjacentCosineModel } from './kernels/adjacentCosine.js';
 import { accumulateModel } from './kernels/accumulate.js';
 import { OBSERVE_BLOCK } from './kernels/observe.js';
-import { OnnxKernels, type KernelPath } from './onnxKernels.js';
+import { onnxKernelBackend, type KernelPath, type OnnxKernels } from './onnxKernels.js';
+import type { OnnxTensor } from './tensor.js';
 import {
   loadAddon,
   missingCudaProviderFiles,
@@ -172,6 +173,15 @@ export function cudaUnavailableReason(config: Omit<SessionConfig, 'executionProv
  * when `fallback` is false and the requested provider or native library cannot be used.
  */
 export function createOnnxKernels(options: OnnxBackendOptions = {}, logger: Logger = silentLogger): OnnxKernels {
+  return bindKernels(onnxBackendFor(options, logger), { logger }) as OnnxKernels;
+}
+
+/**
+ * The onnx backend for `options`, unbound: the provider and kernel path chosen and probed (see
+ * {@link createOnnxKernels}); `KVFold.backend('onnx')` binds it to its kernel registry.
+ * @throws ConfigError, BackendUnavailableError as {@link createOnnxKernels}.
+ */
+export function onnxBackendFor(options: OnnxBackendOptions = {}, logger: Logger = silentLogger): KernelBackend<OnnxTensor> {
   checkOptions(options);
   const fallback = options.fallback ?? true;
   const nativeMode = options.native ?? 'auto';
@@ -249,14 +259,14 @@ export function createOnnxKernels(options: OnnxBackendOptions = {}, logger: Logg
   const wantObserve = options.observeKernel ?? 'auto';
   const observeNative = kernelPath !== 'function-bodies' && (wantObserve === 'native' || (wantObserve === 'auto' && kernelPath === 'native-cuda'));
   const observePath: KernelPath = observeNative ? kernelPath : 'function-bodies';
-  const kernels = new OnnxKernels(
+  const backend = onnxKernelBackend(
     factory,
     { onnxruntimeNode, executionProvider: ep, kernelPath, observePath, fallbacks },
     options.observeBlock ?? OBSERVE_BLOCK,
     observePath === kernelPath ? undefined : new OrtNodeSessionFactory(config()),
   );
-  logger.info(`onnx backend: ${kernels.describe()}`);
-  return kernels;
+  logger.info(`onnx backend: ${backend.describe()}`);
+  return backend;
 }
 
 /** The onnx backend definition (registry name `onnx`). */
@@ -267,6 +277,6 @@ export const onnxBackend = defineBackend<OnnxBackendOptions>({
   async create(options, services) {
     // Options come from a config here: whatever slipped past the schema, no native folder is taken from it.
     const { nativeDir: _dir, allowNativePaths: _allow, ...fromConfig } = options ?? {};
-    return createOnnxKernels(fromConfig, services.logger);
+    return onnxBackendFor(fromConfig, services.logger) as KernelBackend<unknown>;
   },
 });

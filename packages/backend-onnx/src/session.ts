@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { BackendUnavailableError, ConfigError, ModelError, readJsonFile, type ConfigIssue } from '@kvfold/core';
 import { ort } from './ort.js';
-import type { OnnxTensor } from './validate.js';
+import type { OnnxTensor } from './tensor.js';
 
 /**
  * Sessions: one ONNX model per kernel, run synchronously.

@@ -2,7 +2,7 @@ import { copyFileSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, expect } from 'vitest';
-import { BackendUnavailableError, ErrorCode, hostTensor, KVFoldError, layerFromHost, type HostTensor, type KVKernels, type Logger } from '@kvfold/core';
+import { BackendUnavailableError, ErrorCode, hostTensor, KVFold, KVFoldError, layerFromHost, type HostTensor, type KVKernels, type Logger } from '@kvfold/core';
 import { createReferenceKernels } from '@kvfold/backend-reference';
 import * as ort from 'onnxruntime-node';
 import plugin, { createOnnxKernels, cudaUnavailableReason, defaultNativeDir, missingCudaProviderFiles, nativeIncompatibility, onnxBackend, ortApiOf, ortPackageVersion, readManifest } from '../src/index.js';
@@ -160,8 +160,12 @@ describe('onnx backend options and fallbacks', () => {
     const props = (onnxBackend.schema as { properties: Record<string, { default?: unknown }> }).properties;
     expect(props.executionProvider!.default).toBe('cpu');
     expect(props.native!.default).toBe('auto');
-    const k = await onnxBackend.create({ native: 'off' }, { logger: recorder() });
+    const b = await onnxBackend.create({ native: 'off' }, { logger: recorder() });
+    expect(b.name).toBe('onnx');
+    // Through KVFold it is bound: every built-in kernel runs the backend's own implementation.
+    const k = await KVFold.create({ plugins: [plugin] }).backend('onnx', { native: 'off' });
     expect(k.backend).toBe('onnx');
+    expect(k.kernels().filter((i) => i.runs !== 'backend')).toEqual([]);
   });
 });
 

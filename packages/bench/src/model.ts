@@ -154,7 +154,7 @@ async function activate(kernels: KVKernels<tf.Tensor>): Promise<void> {
 }
 
 /** Run `ids` through the decoder at the next true positions, then let the cache's policy compress. */
-async function forward(model: Model, cache: CacheManager, ids: readonly number[], logits: 'last' | 'all'): Promise<Float32Array> {
+async function forward(model: Model, cache: CacheManager<tf.Tensor>, ids: readonly number[], logits: 'last' | 'all'): Promise<Float32Array> {
   await activate(model.kernels);
   const positions = cache.reserve(ids.length);
   const out = model.decoder.forward(ids, positions, cache, { logits });
@@ -264,12 +264,12 @@ export async function greedyDecode(logits: Float32Array, maxTokens: number, eos:
  */
 export class PolicyRun {
   /** The cache manager (policy, budget, true positions). */
-  readonly cache: CacheManager;
+  readonly cache: CacheManager<tf.Tensor>;
   /** Time of the policy's prefill compression of every layer, ms (the upload of the captured cache excluded). */
   compressMs = 0;
   private constructor(
     private readonly model: Model,
-    cache: CacheManager,
+    cache: CacheManager<tf.Tensor>,
   ) {
     this.cache = cache;
   }
@@ -301,10 +301,8 @@ export class PolicyRun {
         const obs: { attention?: tf.Tensor; lastAttention?: tf.Tensor; queries?: tf.Tensor } = {};
         if (cache.observe.attention) obs.attention = kernels.fromHost(seen.attention);
         if (cache.observe.lastAttention) obs.lastAttention = kernels.fromHost(seen.lastAttention);
-        if (cache.observe.queries) {
-          if (!seen.queries) throw new ModelError('the capture holds no queries but the policy needs them', { need: 'queries' });
-          obs.queries = kernels.fromHost(seen.queries);
-        }
+        if (cache.needs.has('queries') && !seen.queries) throw new ModelError('the capture holds no queries but the policy needs them', { need: 'queries' });
+        if (cache.observe.queries && seen.queries) obs.queries = kernels.fromHost(seen.queries);
         if (Object.keys(obs).length > 0) cache.record(li, obs);
       });
       const t0 = performance.now();

@@ -210,7 +210,7 @@ async function runIn(store: RunStore, kv: KVFold, config: BenchConfig, options: 
       return p;
     },
     policy(variant: Variant): KVCachePolicy {
-      return kv.policies.get(variant.policy).create(variant.options as never);
+      return kv.policy(variant.policy, (variant.options ?? {}) as Record<string, unknown>, { guard: false });
     },
   };
 

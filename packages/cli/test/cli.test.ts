@@ -85,7 +85,7 @@ describe('kvfold commands', () => {
     for (const s of ['policies:', 'kvmerger', 'eps', 'default 0.75', 'backends:', 'onnx', 'threads', 'plugins:', '@kvfold/policy-h2o', 'benchmark suites: needle, fidelity, perplexity, speed']) expect(r.out).toContain(s);
     const j = await run(['list', '--json']);
     const parsed = JSON.parse(j.out) as { policies: { name: string; schema: object }[]; backends: { name: string }[]; plugins: string[] };
-    expect(parsed.policies.map((p) => p.name)).toEqual(['cam', 'full', 'h2o', 'kvmerger', 'random', 'window']);
+    expect(parsed.policies.map((p) => p.name)).toEqual(['cam', 'chain', 'full', 'h2o', 'knorm', 'kvmerger', 'pyramidkv', 'random', 'snapkv', 'window']);
     expect(parsed.backends.map((b) => b.name)).toEqual(['onnx', 'reference', 'tfjs']);
     expect(parsed.plugins).toContain('@kvfold/backend-onnx');
   });

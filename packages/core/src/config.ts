@@ -152,6 +152,22 @@ export function validateAgainst<T>(schema: JsonSchema, value: unknown, context =
   return copy as T;
 }
 
+/** Options objects validated by {@link validateOptions}, with the schema they passed. */
+const validatedFor = new WeakMap<object, JsonSchema>();
+
+/**
+ * Validate options against `schema` once: the result is remembered, so passing it again (as `KVFold.policy`
+ * does when it hands validated options to a policy's constructor) returns it without a second validation.
+ * Policy constructors call this, so direct construction still validates.
+ * @throws ConfigError listing every problem with its JSON path, rule and allowed values.
+ */
+export function validateOptions<T>(schema: JsonSchema, value: unknown, context = 'options'): T {
+  if (typeof value === 'object' && value !== null && validatedFor.get(value) === schema) return value as T;
+  const valid = validateAgainst<T>(schema, value, context);
+  if (typeof valid === 'object' && valid !== null) validatedFor.set(valid, schema);
+  return valid;
+}
+
 /** Turn ajv errors into issues people can act on; drops the noise of `if/then` and `oneOf` branches. */
 export function toIssues(errors: readonly ErrorObject[]): ConfigIssue[] {
   const oneOfPaths = new Set(errors.filter((e) => e.keyword === 'oneOf').map((e) => e.instancePath));

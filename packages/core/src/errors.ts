@@ -40,6 +40,8 @@ export const ErrorCode = {
   PluginFailure: 'KVF_PLUGIN_FAILURE',
   /** Another process holds the run folder's lock. */
   RunLocked: 'KVF_RUN_LOCKED',
+  /** No kernel is defined under the requested name. */
+  UnknownKernel: 'KVF_UNKNOWN_KERNEL',
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -158,9 +160,15 @@ export class IncompatiblePluginError extends KVFoldError {
    * @param specifier - The package.
    * @param found - What it was built for.
    * @param expected - What this kvfold supports.
+   * @param changes - What changed between the two, so the author knows what to update.
    */
-  constructor(specifier: string, found: string, expected: string) {
-    super(ErrorCode.IncompatiblePlugin, `plugin "${specifier}" was built for ${found}, but this kvfold supports ${expected}`, { plugin: specifier, found, expected });
+  constructor(specifier: string, found: string, expected: string, changes?: string) {
+    super(ErrorCode.IncompatiblePlugin, `plugin "${specifier}" was built for ${found}, but this kvfold supports ${expected}${changes ? `; what changed: ${changes}` : ''}`, {
+      plugin: specifier,
+      found,
+      expected,
+      ...(changes ? { changes } : {}),
+    });
   }
 }
 
@@ -174,7 +182,7 @@ export class NameClashError extends KVFoldError {
    * @param existingOwner - Who registered it first.
    * @param newOwner - Who tried again.
    */
-  constructor(kind: 'policy' | 'backend' | 'plugin', name: string, existingOwner: string, newOwner: string) {
+  constructor(kind: 'policy' | 'backend' | 'plugin' | 'kernel', name: string, existingOwner: string, newOwner: string) {
     super(ErrorCode.NameClash, `${kind} "${name}" from ${newOwner} clashes with the one already registered by ${existingOwner}`, { kind, name, existingOwner, newOwner });
   }
 }
@@ -350,5 +358,18 @@ export class RunLockedError extends KVFoldError {
       `run folder ${dir} is in use by process ${holder.pid} on ${holder.host}${holder.startedAt ? ` (since ${holder.startedAt})` : ''}; wait for it to finish, or if that process no longer exists, remove ${dir}/.lock`,
       { dir, ...holder },
     );
+  }
+}
+
+/** No kernel is defined under that name (neither built in nor registered by a plugin). */
+export class UnknownKernelError extends KVFoldError {
+  /**
+   * Name the missing kernel and the defined ones.
+   *
+   * @param name - The requested name.
+   * @param available - The defined names.
+   */
+  constructor(name: string, available: readonly string[]) {
+    super(ErrorCode.UnknownKernel, `unknown kernel "${name}"; defined kernels: ${quoteList(available)}`, { name, available });
   }
 }

@@ -43,12 +43,23 @@ export interface ObserveOptions {
   readonly proportional?: boolean;
 }
 
-/** What {@link KVKernels.observe} returns: attention seen by the cache, reduced to kv-head granularity. */
+/**
+ * What {@link KVKernels.observe} returns: attention seen by the cache, reduced to kv-head granularity. The
+ * fields have the names of the {@link Observation} a policy receives, so a result passes through as is.
+ */
 export interface ObservedAttention<T> {
   /** Sum over the given queries of the softmax probability each slot received, float32 `[kvHeads, length]`. */
-  readonly sums: T;
+  readonly attention: T;
   /** Probabilities from the last query alone, float32 `[kvHeads, length]`. */
-  readonly last: T;
+  readonly lastAttention: T;
+}
+
+/** Whether a kernel runs as the backend's own implementation or as the reference through the host. */
+export interface KernelInfo {
+  /** Kernel name. */
+  readonly name: string;
+  /** `backend`: the backend implements it; `reference`: the reference runs on host copies (the reference backend's own path). */
+  readonly runs: 'backend' | 'reference';
 }
 
 /**
@@ -93,13 +104,16 @@ export interface NeighbourMergePlan<T> {
 }
 
 /**
- * The whole kernel surface a policy may use. Each backend implements it for its own tensor type `T`;
- * a policy sees only opaque handles, so the same policy runs on every backend.
+ * The whole kernel surface a policy may use, for a backend's tensor type `T`; a policy sees only opaque
+ * handles, so the same policy runs on every backend. Core builds it from a backend's {@link KernelBackend}
+ * with {@link bindKernels}: every kernel call is validated once, by the kernel's definition, then runs the
+ * backend's implementation, or the reference on host copies when the backend has none.
  *
  * Contract shared by every kernel:
  * - inputs are never mutated; outputs are new tensors that the caller owns and must {@link dispose};
  * - results equal the reference backend's within 1e-5 relative error (float32);
- * - ties in rankings go to the lower slot index.
+ * - ties in rankings go to the lower slot index;
+ * - bad arguments throw the same typed error with the same message on every backend.
  */
 export interface KVKernels<T = unknown> {
   /** Registry name of the backend (`reference`, `tfjs`, `onnx`, ...). */
@@ -147,6 +161,9 @@ export interface KVKernels<T = unknown> {
   /** Cosine similarity of each key with the next one, float32 `[kvHeads, length - 1]` (0 when a norm is 0). */
   adjacentCosine(keys: T): T;
 
+  /** L2 norm of each key, float32 `[kvHeads, length]` (Knorm's score). */
+  keyNorms(keys: T): T;
+
   /**
    * Collapse runs of consecutive slots into one slot each (KVMerger): key = weighted sum of member
    * keys, value per {@link SegmentPlan.valueScale}, position = pivot's, count = sum of member counts,
@@ -167,6 +184,16 @@ export interface KVKernels<T = unknown> {
    * reduced to kv heads. A query at position `p` (int32 `queryPositions [n]`) sees slots whose position is `<= p`.
    */
   observe(layer: LayerCache<T>, queries: T, queryPositions: T, options?: ObserveOptions): ObservedAttention<T>;
+
+  /**
+   * Run a kernel by name: how a policy calls a kernel that a plugin defines (built-in kernels are the
+   * methods above). The arguments are validated by the kernel's definition.
+   * @throws UnknownKernelError when no kernel has that name.
+   */
+  run<R = unknown>(kernel: string, ...args: readonly unknown[]): R;
+
+  /** Every kernel these kernels can run, and whether the backend implements it or the reference runs through the host. */
+  kernels(): readonly KernelInfo[];
 }
 
 /** Read the dimensions of a layer cache. */

@@ -4,13 +4,16 @@ import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import type { BackendDefinition } from './backend.js';
-import { compileSchema, composeSchema, validateAgainst, type KVFoldConfig, type RegistryView, type SchemaExtensions } from './config.js';
-import { ConfigError, IncompatiblePluginError, InvalidPluginError, KVFoldError, NameClashError, NotFoundError, PluginFailureError, UnknownPluginError } from './errors.js';
+import { compileSchema, composeSchema, validateAgainst, validateOptions, type KVFoldConfig, type RegistryView, type SchemaExtensions } from './config.js';
+import { ConfigError, InvalidPluginError, KVFoldError, NameClashError, NotFoundError, PluginFailureError, UnknownPluginError } from './errors.js';
 import { guardPolicy, type GuardOptions } from './guard.js';
+import { bindKernels } from './kernel-dispatch.js';
+import type { KernelBackend } from './kernel-backend.js';
+import { KernelRegistry } from './kernel-registry.js';
 import type { KVKernels, LayerCache } from './kernels.js';
 import { silentLogger, type Logger } from './logger.js';
 import { readJsonFile } from './json.js';
-import { PLUGIN_API_VERSION, assertCoreRange, assertPlugin, type KVFoldPlugin } from './plugin.js';
+import { PLUGIN_API_VERSION, assertCoreRange, assertPlugin, incompatiblePluginApi, type KVFoldPlugin } from './plugin.js';
 import { SPECIFICATION_VERSION, type JsonSchema, type KVCachePolicy, type Observation, type ObservationNeed, type PolicyContext, type PolicyDefinition } from './policy.js';
 import { BackendRegistry, PolicyRegistry, type RegistryEntry } from './registry.js';
 import { TOKENS } from './tokens.js';
@@ -64,6 +67,7 @@ export class KVFold {
     this.container = rootContainer.createChildContainer();
     this.container.registerSingleton(PolicyRegistry);
     this.container.registerSingleton(BackendRegistry);
+    this.container.registerSingleton(KernelRegistry);
     this.container.registerInstance(TOKENS.Logger, options.logger ?? silentLogger);
     this.extensions = options.schemaExtensions ?? {};
     this.guardOptions = options.guard ?? {};
@@ -86,16 +90,22 @@ export class KVFold {
     return this.container.resolve(BackendRegistry);
   }
 
+  /** Kernels known to this instance: the built-in ones and those plugins define or implement. */
+  get kernelRegistry(): KernelRegistry {
+    return this.container.resolve(KernelRegistry);
+  }
+
   /** This instance's logger. */
   get logger(): Logger {
     return this.container.resolve(TOKENS.Logger);
   }
 
   /**
-   * Register a plugin's policies and backends. `source` names it in errors (default its name).
-   * Registration is all-or-nothing: the plugin is checked and copied ({@link assertPlugin}), every name is
-   * checked against what is registered, and every options schema (and the composed config schema) is
-   * compiled before anything is registered, so a failure leaves this instance as it was.
+   * Register a plugin's policies, backends and kernels. `source` names it in errors (default its name).
+   * Registration is all-or-nothing: the plugin is checked and copied ({@link assertPlugin}), every name
+   * (policies, backends, kernels and kernel implementations) is checked against what is registered, and
+   * every options schema (and the composed config schema) is compiled before anything is registered, so a
+   * failure leaves this instance as it was.
    * Registering the same plugin again (the same object, or an identical plugin under the same name from
    * the same source: one package reached as two module instances) is a no-op; any other plugin under a
    * name already taken is a clash.
@@ -126,6 +136,7 @@ export class KVFold {
     if (accepted.length === 0) return;
     const policies = candidate(this.policies, 'policy', accepted.flatMap((a) => a.plugin.policies.map((definition) => ({ definition, owner: a.source }))));
     const backends = candidate(this.backends, 'backend', accepted.flatMap((a) => a.plugin.backends.map((definition) => ({ definition, owner: a.source }))));
+    this.kernelRegistry.checkAdditions(accepted.map((a) => ({ owner: a.source, definitions: a.plugin.kernels ?? [], implementations: a.plugin.kernelImplementations ?? [] })));
     for (const a of accepted) {
       for (const [kind, defs] of [['policy', a.plugin.policies], ['backend', a.plugin.backends]] as const) {
         for (const d of defs) {
@@ -146,8 +157,10 @@ export class KVFold {
     for (const a of accepted) {
       for (const d of a.plugin.policies) this.policies.register(d, a.source);
       for (const d of a.plugin.backends) this.backends.register(d, a.source);
+      for (const d of a.plugin.kernels ?? []) this.kernelRegistry.define(d, a.source);
+      for (const e of a.plugin.kernelImplementations ?? []) this.kernelRegistry.implement(e, a.source);
       this.loaded.set(a.plugin.name, a);
-      this.logger.debug('plugin registered', { plugin: a.plugin.name, policies: a.plugin.policies.map((d) => d.name), backends: a.plugin.backends.map((d) => d.name) });
+      this.logger.debug('plugin registered', { plugin: a.plugin.name, policies: a.plugin.policies.map((d) => d.name), backends: a.plugin.backends.map((d) => d.name), kernels: (a.plugin.kernels ?? []).map((d) => d.name) });
     }
     this.cachedSchema = schema;
   }
@@ -172,43 +185,53 @@ export class KVFold {
   }
 
   /**
-   * Create a policy by name with validated options (defaults filled), wrapped in input checks.
+   * Create a policy by name with validated options (defaults filled), wrapped in input checks unless
+   * `create.guard` is false (benchmarks time the policy alone).
    * @throws UnknownPolicyError, ConfigError; PluginFailureError when the definition's `create()` throws
    *   something other than a kvfold error; InvalidPluginError when it returns no policy.
    */
-  policy(name: string, options: Record<string, unknown> = {}): KVCachePolicy {
+  policy(name: string, options: Record<string, unknown> = {}, create: { readonly guard?: boolean } = {}): KVCachePolicy {
+    const policy = this.unguardedPolicy(name, options);
+    return create.guard === false ? policy : guardPolicy(policy, this.guardOptions);
+  }
+
+  /** Validate the options once and build the policy; what wrappers get through `PolicyServices`. */
+  private unguardedPolicy(name: string, options: Record<string, unknown>): KVCachePolicy {
     const def = this.policies.get(name) as PolicyDefinition<Record<string, unknown>>;
     const owner = ownerOf(this.policies, name);
-    const opts = validateAgainst<Record<string, unknown>>(def.schema, options, `options of policy "${name}"`);
+    const opts = validateOptions<Record<string, unknown>>(def.schema, options, `options of policy "${name}"`);
     let created: unknown;
     try {
-      created = def.create(opts);
+      created = def.create(opts, { policy: (inner, innerOptions = {}) => this.unguardedPolicy(inner, innerOptions) });
     } catch (e) {
       if (e instanceof KVFoldError) throw e;
       throw new PluginFailureError(owner, `policy "${name}" create()`, e);
     }
-    return guardPolicy(checkPolicyObject(created, name, owner), this.guardOptions);
+    return checkPolicyObject(created, name, owner);
   }
 
   /**
-   * Create a backend's kernels by name with validated options.
+   * Create a backend's kernels by name with validated options, bound to this instance's kernel registry:
+   * every kernel call is validated by core, kernels the backend lacks run the reference through the host.
    * @throws UnknownBackendError, ConfigError, BackendUnavailableError; PluginFailureError when the
-   *   definition's `create()` throws something other than a kvfold error.
+   *   definition's `create()` throws something other than a kvfold error; InvalidPluginError when it
+   *   returns no backend.
    */
   async backend(name: string, options: Record<string, unknown> = {}): Promise<KVKernels<unknown>> {
     const def = this.backends.get(name) as BackendDefinition<Record<string, unknown>>;
     const owner = ownerOf(this.backends, name);
     const opts = validateAgainst<Record<string, unknown>>(def.schema, options, `options of backend "${name}"`);
-    let kernels: KVKernels<unknown>;
+    let created: KernelBackend<unknown>;
     try {
-      kernels = await def.create(opts, { logger: this.logger });
+      created = await def.create(opts, { logger: this.logger });
     } catch (e) {
       if (e instanceof KVFoldError) throw e;
       throw new PluginFailureError(owner, `backend "${name}" create()`, e);
     }
-    if (typeof kernels !== 'object' || kernels === null || typeof kernels.describe !== 'function') {
-      throw new InvalidPluginError(owner, `backend "${name}" create() returned ${kernels === null ? 'null' : typeof kernels}, not kernels`);
+    if (typeof created !== 'object' || created === null || typeof created.describe !== 'function' || typeof created.inspect !== 'function') {
+      throw new InvalidPluginError(owner, `backend "${name}" create() returned ${created === null ? 'null' : typeof created}, not a KernelBackend (see defineKernelBackend)`);
     }
+    const kernels = bindKernels(created, { registry: this.kernelRegistry, logger: this.logger });
     this.logger.info('backend ready', { backend: name, runs: kernels.describe() });
     return kernels;
   }
@@ -216,7 +239,7 @@ export class KVFold {
   /**
    * Load plugin packages by name, resolved from `options.from` (the user's project). Nothing is imported
    * before every name resolves to an installed package whose package.json declares
-   * `"kvfold": { "pluginApiVersion": 1 }`; then all are imported, checked and registered together, or
+   * `"kvfold": { "pluginApiVersion": 2 }` (the current {@link PLUGIN_API_VERSION}); then all are imported, checked and registered together, or
    * none is registered.
    * @throws UnknownPluginError, InvalidPluginError, IncompatiblePluginError, NameClashError
    */
@@ -272,7 +295,9 @@ function ownerOf<D extends { readonly name: string }>(registry: RegistryView<D>,
 function signatureOf(p: KVFoldPlugin): string | undefined {
   try {
     const defs = (d: readonly { readonly name: string; readonly description: string; readonly schema: JsonSchema }[]) => d.map((x) => [x.name, x.description, x.schema]);
-    return JSON.stringify([p.name, p.pluginApiVersion, defs(p.policies), defs(p.backends)]);
+    const kernels = (p.kernels ?? []).map((k) => [k.name, k.description]);
+    const implementations = (p.kernelImplementations ?? []).map((e) => [e.backend, e.kernel]);
+    return JSON.stringify([p.name, p.pluginApiVersion, defs(p.policies), defs(p.backends), kernels, implementations]);
   } catch {
     return undefined; // a schema JSON cannot print: never the same as anything
   }
@@ -373,7 +398,7 @@ function resolvePlugin(spec: string, options: LoadPluginOptions): string {
     if (api === undefined) {
       throw new InvalidPluginError(spec, `its package.json (${pkgFile}) lacks "kvfold": { "pluginApiVersion": ${PLUGIN_API_VERSION} }, so kvfold does not import it; a plugin package declares it`);
     }
-    if (api !== PLUGIN_API_VERSION) throw incompatibleApi(spec, api);
+    if (api !== PLUGIN_API_VERSION) throw incompatiblePluginApi(spec, api, `plugin API ${JSON.stringify(api)} (its package.json "kvfold.pluginApiVersion")`);
     // Checked before importing, so a plugin built for another kvfold major never runs its code here.
     assertCoreRange(spec, pkg.peerDependencies?.['@kvfold/core'] ?? pkg.dependencies?.['@kvfold/core']);
     let root: string;
@@ -392,10 +417,6 @@ function resolvePlugin(spec: string, options: LoadPluginOptions): string {
   throw new UnknownPluginError(spec, `package not found in ${folders.join(', ')} (kvfold looks only in the node_modules of the project at ${from}); install it there (npm install ${spec})`);
 }
 
-/** IncompatiblePluginError for a package.json that declares another plugin API. */
-function incompatibleApi(spec: string, api: unknown): KVFoldError {
-  return new IncompatiblePluginError(spec, `plugin API ${JSON.stringify(api)} (its package.json "kvfold.pluginApiVersion")`, `plugin API ${PLUGIN_API_VERSION}`);
-}
 
 /** The fields of a plugin's package.json that loading reads. */
 interface PluginManifest {

@@ -64,16 +64,6 @@ class QueryRecorder implements KVCachePolicy {
   }
 }
 
-/** The observe kernel's sums and last row under either field naming (`sums`/`last` today; `attention`/`lastAttention` after the kernel-registry rework). */
-function observedSums(r: object): HostTensor {
-  const o = r as Record<string, HostTensor | undefined>;
-  return (o.attention ?? o.sums)!;
-}
-function observedLast(r: object): HostTensor {
-  const o = r as Record<string, HostTensor | undefined>;
-  return (o.lastAttention ?? o.last)!;
-}
-
 describe('exportOnnx on the embedded model', () => {
   let dir: string;
   let config: LlamaConfig;
@@ -133,8 +123,8 @@ describe('exportOnnx on the embedded model', () => {
       layers.push(hostLayer({ heads: config.kvHeads, length: ids.length, headDim: config.headDim, keys, values: prompt[`present.${li}.value`]!.data as Float32Array }));
       const positions = hostTensor('int32', [ids.length], ids.map((_, i) => i));
       const observed = kernels.observe(layers[li]!, recorder.calls[0]![li]!.queries, positions);
-      expect(maxAbsDiff(prompt[`attention_sums.${li}`]!.data as Float32Array, observedSums(observed).data)).toBeLessThan(1e-5);
-      expect(maxAbsDiff(prompt[`attention_last.${li}`]!.data as Float32Array, observedLast(observed).data)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(prompt[`attention_sums.${li}`]!.data as Float32Array, observed.attention.data)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(prompt[`attention_last.${li}`]!.data as Float32Array, observed.lastAttention.data)).toBeLessThan(1e-5);
     }
     const step = await session.run(feeds(config, more, more.map((_, i) => ids.length + i), layers));
     for (let li = 0; li < config.layers; li++) {
@@ -143,8 +133,8 @@ describe('exportOnnx on the embedded model', () => {
       const qpos = hostTensor('int32', [more.length], more.map((_, i) => ids.length + i));
       const observed = kernels.observe(layer, recorder.calls[1]![li]!.queries, qpos);
       expect(step[`attention_sums.${li}`]!.dims).toEqual([1, config.kvHeads, T]);
-      expect(maxAbsDiff(step[`attention_sums.${li}`]!.data as Float32Array, observedSums(observed).data)).toBeLessThan(1e-5);
-      expect(maxAbsDiff(step[`attention_last.${li}`]!.data as Float32Array, observedLast(observed).data)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(step[`attention_sums.${li}`]!.data as Float32Array, observed.attention.data)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(step[`attention_last.${li}`]!.data as Float32Array, observed.lastAttention.data)).toBeLessThan(1e-5);
       // The runtime's own observation of the same call agrees too.
       expect(maxAbsDiff(step[`attention_sums.${li}`]!.data as Float32Array, recorder.calls[1]![li]!.attention.data)).toBeLessThan(1e-5);
       expect(maxAbsDiff(step[`attention_last.${li}`]!.data as Float32Array, recorder.calls[1]![li]!.last.data)).toBeLessThan(1e-5);

@@ -1,4 +1,3 @@
-import type * as tf from '@tensorflow/tfjs-core';
 import {
   cacheShape,
   checkLayer,
@@ -19,13 +18,14 @@ import {
   type LayerCache,
   type Logger,
   type Observation,
+  type ObservationNeed,
 } from '@kvfold/core';
 import type { AttentionHooks } from './model/decoder.js';
 
 /** Options of {@link CacheManager}. */
-export interface CacheManagerOptions {
-  /** Kernels of the tfjs backend that owns the cache tensors. */
-  readonly kernels: KVKernels<tf.Tensor>;
+export interface CacheManagerOptions<T = unknown> {
+  /** Kernels of the backend that owns the cache tensors (any backend: the model hands over tensors of that backend). */
+  readonly kernels: KVKernels<T>;
   /** Number of decoder layers. */
   readonly layers: number;
   /** Key/value heads per layer. */
@@ -49,6 +49,12 @@ export interface CacheManagerOptions {
   readonly guard?: boolean | GuardOptions;
   /** Where policies report. Default silent. */
   readonly logger?: Logger;
+  /**
+   * Where `attention` and `lastAttention` come from: `model` (default) takes what the model computed with
+   * its own softmax when it offers it (the tfjs decoder does, at no extra cost) and computes the rest with
+   * the backend's `observe` kernel from the queries the model passes; `kernel` always uses `observe`.
+   */
+  readonly observation?: 'model' | 'kernel';
 }
 
 /** Bytes of one slot: float32 key and value vectors plus int32 position, int32 count and float32 score. */
@@ -57,35 +63,39 @@ function slotBytes(headDim: number): number {
 }
 
 /**
- * Owns the per-layer KV caches of one sequence. It appends each call's keys and values, hands the
- * policy exactly the observations it declared in `needs`, runs `prefill` after the prompt and `step`
- * after each decoding call, and replaces caches with `disposeLayer(kernels, old, next)`. The true token
- * position is a counter of its own: a compressed cache is shorter than the sequence, so positions are
- * never derived from the cache length.
+ * Owns the per-layer KV caches of one sequence, on any backend (`T` is its tensor type). It appends each
+ * call's keys and values, hands the policy exactly the observations it declared in `needs`, runs
+ * `prefill` after the prompt and `step` after each decoding call, and replaces caches with
+ * `disposeLayer(kernels, old, next)`. Attention a model did not compute itself is observed with the
+ * backend's `observe` kernel from the queries the model passed. The true token position is a counter of
+ * its own: a compressed cache is shorter than the sequence, so positions are never derived from the cache length.
  */
-export class CacheManager implements AttentionHooks {
+export class CacheManager<T = unknown> implements AttentionHooks<T> {
   /** Kernels owning the cache tensors. */
-  readonly kernels: KVKernels<tf.Tensor>;
+  readonly kernels: KVKernels<T>;
   /** The policy (guarded unless `guard: false`), if any. */
   readonly policy?: KVCachePolicy;
   /** GQA group reduction used for observations. */
   readonly groupReduction: GroupReduction;
   /** Whether attention adds `log(count)` for merged slots. */
   readonly proportional: boolean;
-  /** Which observations the decoder computes: exactly what the policy needs. */
+  /** What the model is asked for (see {@link AttentionHooks.observe}). */
   readonly observe: {
-    /** The policy needs `attention`. */
+    /** The policy needs `attention` and the model may compute it. */
     readonly attention: boolean;
-    /** The policy needs `lastAttention`. */
+    /** The policy needs `lastAttention` and the model may compute it. */
     readonly lastAttention: boolean;
-    /** The policy needs `queries`. */
+    /** The model must pass its queries: the policy needs them, or needs attention the model may not compute. */
     readonly queries: boolean;
   };
 
-  private readonly options: CacheManagerOptions;
+  private readonly options: CacheManagerOptions<T>;
   private readonly logger: Logger;
-  private caches: (LayerCache<tf.Tensor> | undefined)[];
-  private pending: (Observation<tf.Tensor> | undefined)[];
+  /** What the policy declared in `needs` (the observations it receives). */
+  readonly needs: ReadonlySet<ObservationNeed>;
+  private caches: (LayerCache<T> | undefined)[];
+  private pending: (Observation<T> | undefined)[];
+  private reserved = new Int32Array(0);
   private nextPosition = 0;
   private calls = 0;
   private sinceCompress = 0;
@@ -96,15 +106,22 @@ export class CacheManager implements AttentionHooks {
   private readonly checkResults: boolean;
 
   /** Create an empty cache for `layers` layers. */
-  constructor(options: CacheManagerOptions) {
+  constructor(options: CacheManagerOptions<T>) {
     this.options = options;
     this.kernels = options.kernels;
     this.logger = options.logger ?? silentLogger;
     const guard = options.guard ?? true;
     if (options.policy) this.policy = guard === false ? options.policy : guardPolicy(options.policy, guard === true ? {} : guard);
     this.checkResults = guard !== false;
-    const needs = new Set(options.policy?.needs ?? []);
-    this.observe = { attention: needs.has('attention'), lastAttention: needs.has('lastAttention'), queries: needs.has('queries') };
+    const needs = new Set<ObservationNeed>(options.policy?.needs ?? []);
+    this.needs = needs;
+    const fromModel = (options.observation ?? 'model') === 'model';
+    const attention = needs.has('attention') || needs.has('lastAttention');
+    this.observe = {
+      attention: fromModel && needs.has('attention'),
+      lastAttention: fromModel && needs.has('lastAttention'),
+      queries: needs.has('queries') || attention,
+    };
     this.groupReduction = options.groupReduction ?? 'mean';
     this.proportional = options.proportional ?? false;
     this.caches = Array.from({ length: options.layers }, () => undefined);
@@ -138,13 +155,14 @@ export class CacheManager implements AttentionHooks {
   reserve(n: number): number[] {
     if (!Number.isInteger(n) || n < 1) throw new ModelError(`cannot reserve ${n} positions; need a positive integer`, { field: 'n' });
     const out = Array.from({ length: n }, (_, i) => this.nextPosition + i);
+    this.reserved = Int32Array.from(out);
     this.nextPosition += n;
     this.sinceCompress += n;
     return out;
   }
 
   /** {@inheritDoc AttentionHooks.append} */
-  append(layer: number, keys: tf.Tensor, values: tf.Tensor, positions: Int32Array): LayerCache<tf.Tensor> {
+  append(layer: number, keys: T, values: T, positions: Int32Array): LayerCache<T> {
     this.check(layer);
     const k = this.kernels;
     const { kvHeads: h, headDim } = this.options;
@@ -152,7 +170,7 @@ export class CacheManager implements AttentionHooks {
     const pos = new Int32Array(h * n);
     for (let i = 0; i < h; i++) pos.set(positions, i * n);
     const old = this.caches[layer];
-    let next: LayerCache<tf.Tensor>;
+    let next: LayerCache<T>;
     if (!old) {
       // The first call builds the cache from this call's tensors; the contract's new-slot defaults apply.
       next = {
@@ -181,7 +199,7 @@ export class CacheManager implements AttentionHooks {
   }
 
   /** {@inheritDoc AttentionHooks.record} */
-  record(layer: number, observed: Observation<tf.Tensor>): void {
+  record(layer: number, observed: Observation<T>): void {
     this.check(layer);
     this.disposeObservation(layer);
     this.pending[layer] = observed;
@@ -216,7 +234,7 @@ export class CacheManager implements AttentionHooks {
           seed: this.options.seed ?? 0,
           logger: this.logger,
         });
-        const observed = this.pending[li] ?? {};
+        const observed = this.observation(li, layer);
         const next = step === 0 ? await this.policy.prefill(layer, observed, ctx) : await this.policy.step(layer, observed, ctx);
         if (this.checkResults) {
           try {
@@ -242,7 +260,7 @@ export class CacheManager implements AttentionHooks {
   }
 
   /** Current cache of a layer (owned by the manager; do not dispose). */
-  layer(index: number): LayerCache<tf.Tensor> | undefined {
+  layer(index: number): LayerCache<T> | undefined {
     this.check(index);
     return this.caches[index];
   }
@@ -283,6 +301,37 @@ export class CacheManager implements AttentionHooks {
       if (c) disposeLayer(this.kernels, c);
       this.caches[li] = undefined;
     }
+  }
+
+  /**
+   * What the policy of layer `li` receives: the model's observation, with the attention it did not compute
+   * observed by the `observe` kernel over `layer` from its queries at this call's positions, and without
+   * what the policy does not need (released here). The manager keeps ownership.
+   */
+  private observation(li: number, layer: LayerCache<T>): Observation<T> {
+    const got = this.pending[li] ?? {};
+    const wantAttention = this.needs.has('attention') && got.attention === undefined;
+    const wantLast = this.needs.has('lastAttention') && got.lastAttention === undefined;
+    let out: Observation<T> = { ...got };
+    if ((wantAttention || wantLast) && got.queries !== undefined) {
+      const k = this.kernels;
+      const qp = k.fromHost(hostTensor('int32', [this.reserved.length], this.reserved));
+      try {
+        const o = k.observe(layer, got.queries, qp, { groupReduction: this.groupReduction, proportional: this.proportional });
+        if (!wantAttention) k.dispose(o.attention);
+        if (!wantLast) k.dispose(o.lastAttention);
+        out = { ...out, ...(wantAttention ? { attention: o.attention } : {}), ...(wantLast ? { lastAttention: o.lastAttention } : {}) };
+      } finally {
+        k.dispose(qp);
+      }
+    }
+    const unused = (['attention', 'lastAttention', 'queries'] as const).filter((f) => !this.needs.has(f) && out[f] !== undefined);
+    if (unused.length > 0) {
+      this.kernels.dispose(...unused.map((f) => out[f]));
+      out = Object.fromEntries(Object.entries(out).filter(([f]) => !unused.includes(f as (typeof unused)[number])));
+    }
+    this.pending[li] = out;
+    return out;
   }
 
   private updatePeak(): void {

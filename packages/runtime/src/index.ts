@@ -1,8 +1,9 @@
 /**
  * @packageDocumentation
- * kvfold runtime: a Llama / Mistral / Qwen2 decoder on TensorFlow.js whose per-layer KV caches are
- * compressed by any kvfold policy, with a safetensors loader, tokenizers, a plain-TypeScript reference
- * forward pass, and a generation loop.
+ * kvfold runtime: sessions and a cache manager that run any kvfold policy on the KV caches of a model on
+ * any backend (generic over the backend's tensor type), a Llama / Mistral / Qwen2 decoder on
+ * TensorFlow.js as one model implementation, a safetensors loader, tokenizers, a plain-TypeScript
+ * reference forward pass, and a generation loop.
  */
 export {
   parseModelConfig,
@@ -53,7 +54,7 @@ export { LlamaDecoder, type AttentionHooks, type DecoderOptions, type ForwardOpt
 export { referenceForward, reduceGroups, type ReferenceOptions, type ReferenceResult } from './reference/forward.js';
 export { CacheManager, type CacheManagerOptions } from './cache-manager.js';
 export { byteTokenizer, huggingFaceTokenizer, loadTokenizer, splitTokens, type ByteTokenizerOptions, type SplitTokens, type TextTokenizer } from './tokenizer.js';
-export { Session, createModel, type FeedOptions, type Model, type ModelInit, type SessionOptions } from './session.js';
+export { Session, createModel, type Decoder, type FeedOptions, type Logits, type Model, type ModelInit, type SessionOptions, type TfjsModel } from './session.js';
 export {
   generate,
   loadModel,

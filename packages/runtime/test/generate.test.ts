@@ -1,7 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, KVFold, createRng } from '@kvfold/core';
-import { createReferenceKernels } from '@kvfold/backend-reference';
 import baselines from '@kvfold/policy-baselines';
 import { byteTokenizer, createModel, generate, randomWeights, referenceForward, sampleToken, type Model } from '../src/index.js';
 import { tinyConfig } from './helpers/models.js';
@@ -138,7 +137,7 @@ describe('generate', () => {
     expect(split.tokens).toEqual(whole.tokens);
     expect([split.contextTokens, split.promptTokens, whole.contextTokens, whole.promptTokens]).toEqual([10, 3, 0, 13]);
     const window = KVFold.create({ plugins: [baselines] }).policy('window', { sink: 2 });
-    const bridged = createModel({ config, weights, kernels: bridgeKernels(createReferenceKernels()), tokenizer: byteTokenizer() });
+    const bridged = createModel({ config, weights, kernels: bridgeKernels(), tokenizer: byteTokenizer() });
     const r = await generate({ model: bridged, context, prompt: question, policy: window, budget: 0.5, maxNewTokens: 4 });
     bridged.dispose();
     expect(r.cache.budget).toBe(5);

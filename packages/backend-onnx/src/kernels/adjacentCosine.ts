@@ -1,6 +1,7 @@
+import type { AdjacentCosineCall, KernelImplementation } from '@kvfold/core';
 import type { SessionCache } from '../cache.js';
 import { GraphBuilder, type FunctionDef } from '../graph.js';
-import { dimsOf, type OnnxTensor } from '../validate.js';
+import type { OnnxTensor } from '../tensor.js';
 
 /** "To the end" for Slice. */
 const END = 2 ** 62;
@@ -45,11 +46,7 @@ export function adjacentCosineModel(): Uint8Array {
   return g.build();
 }
 
-/**
- * Cosine similarity of each key with the next, float32 `[kvHeads, length - 1]` (`[kvHeads, 0]` when empty).
- * @throws DTypeError / ShapeError when `keys` is not float32 `[kvHeads, length, headDim]`.
- */
-export function adjacentCosine(cache: SessionCache, keys: OnnxTensor): OnnxTensor {
-  dimsOf(keys, 'adjacentCosine keys', 'float32', 3);
-  return cache.get('adjacentCosine', 'float32', adjacentCosineModel).run({ keys }, ['cos'])[0]!;
+/** Cosine similarity of each key with the next, float32 `[kvHeads, length - 1]` (`[kvHeads, 0]` when empty). */
+export function adjacentCosine(cache: SessionCache): KernelImplementation<AdjacentCosineCall<OnnxTensor>, OnnxTensor> {
+  return { run: ({ keys }) => cache.get('adjacentCosine', 'float32', adjacentCosineModel).run({ keys }, ['cos'])[0]! };
 }

@@ -1,8 +1,8 @@
-import { ShapeError, finiteBoundScale } from '@kvfold/core';
+import type { AllFiniteCall, KernelImplementation } from '@kvfold/core';
 import { ort } from '../ort.js';
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder } from '../graph.js';
-import type { OnnxTensor } from '../validate.js';
+import type { OnnxTensor } from '../tensor.js';
 
 /**
  * The allFinite model: `ReduceSum(x * 0)` over every axis is 0 for finite data and NaN as soon as one
@@ -22,15 +22,14 @@ export function allFiniteModel(bounded = false): Uint8Array {
 }
 
 /**
- * True when every element is finite (and, with `bound`, smaller than `bound` in magnitude); int32 tensors always are.
- * @throws ShapeError when `tensor` is not a live onnx-backend tensor; ConfigError when `bound` is not a power of two in [2, 2^127].
+ * True when every element is finite (and, with a bound, smaller than it in magnitude: the call's `scale`
+ * is `2^(128 - log2 bound)`); int32 tensors always are.
  */
-export function allFinite(cache: SessionCache, tensor: OnnxTensor, bound?: number): boolean {
-  if (!(tensor instanceof ort.Tensor) || tensor.location === 'none') {
-    throw new ShapeError('allFinite tensor is not a live onnx-backend tensor (ort.Tensor)', { field: 'tensor' });
-  }
-  const scale = bound === undefined ? undefined : finiteBoundScale(bound);
-  if (tensor.type === 'int32') return true;
+export function allFinite(cache: SessionCache): KernelImplementation<AllFiniteCall<OnnxTensor>, boolean> {
+  return { run: ({ tensor, dtype, scale }) => dtype === 'int32' || finite(cache, tensor, scale) };
+}
+
+function finite(cache: SessionCache, tensor: OnnxTensor, scale: number | undefined): boolean {
   // The model is rank-free: a flat view of the same buffer (no copy) feeds its 1-D input.
   const flat = new ort.Tensor('float32', tensor.data as Float32Array, [tensor.size]);
   const r =

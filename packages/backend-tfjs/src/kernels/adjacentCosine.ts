@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type { AdjacentCosineCall, KernelImplementation } from '@kvfold/core';
 import { rowRange, takeRows } from '../ops.js';
-import { dimsOf } from '../validate.js';
 
 /**
  * Cosine similarity of each key with the next one, float32 `[kvHeads, length - 1]` (`[kvHeads, 0]` when
@@ -14,10 +14,11 @@ import { dimsOf } from '../validate.js';
  * Each key is first scaled by a power of two that brings its largest element near 1 (exact, so the cosine
  * is unchanged): float32 squares of keys above about 1.8e19 would overflow, and of keys below about
  * 1e-19 underflow, where the reference's float64 sums do neither.
- * @throws DTypeError / ShapeError when `keys` is not float32 `[kvHeads, length, headDim]`.
  */
-export function adjacentCosine(keys: tf.Tensor): tf.Tensor {
-  const [H, L, D] = dimsOf(keys, 'adjacentCosine keys', 'float32', 3) as [number, number, number];
+export const adjacentCosine: KernelImplementation<AdjacentCosineCall<tf.Tensor>, tf.Tensor> = { run: cosine };
+
+function cosine({ keys, shape }: AdjacentCosineCall<tf.Tensor>): tf.Tensor {
+  const [H, L, D] = shape;
   const M = Math.max(L - 1, 0);
   return tf.tidy(() => {
     if (H === 0 || M === 0 || D === 0) return tf.zeros([H, M], 'float32');

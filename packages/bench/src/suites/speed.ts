@@ -148,8 +148,8 @@ async function prepare(kernels: KVKernels<unknown>, heads: number, length: numbe
   const q = kernels.fromHost(data.queries);
   const qp = kernels.fromHost(data.queryPositions);
   const seen = kernels.observe(layer, q, qp);
-  const [attention, lastAttention] = await Promise.all([kernels.toHost(seen.sums), kernels.toHost(seen.last)]);
-  kernels.dispose(q, qp, seen.sums, seen.last);
+  const [attention, lastAttention] = await Promise.all([kernels.toHost(seen.attention), kernels.toHost(seen.lastAttention)]);
+  kernels.dispose(q, qp, seen.attention, seen.lastAttention);
   disposeLayer(kernels, layer);
   return { data, attention, lastAttention };
 }
