@@ -1,5 +1,5 @@
 // Issue 10, item 9: finite input never gives a non-finite output, and every backend decides like the
-// reference. The float32 kernels scale before they square (adjacentCosine: each key by a power of two;
+// reference. The float32 kernels scale before they square (adjacentCosine and keyNorms: each key by a power of two;
 // mergeSegments: the key difference by sigma), onnx sums merged counts in float64 like the reference, and
 // the guard refuses magnitudes of 2^64 or more (KVF_VALUE_RANGE) on every backend, so merged sums cannot
 // overflow float32.
@@ -44,6 +44,19 @@ describe('item 9: numeric overflow in kernels', () => {
         const k = await make();
         const got = (await k.toHost(k.adjacentCosine(k.fromHost(host.keys)))).data;
         for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!), `${name} at ${scale}, pair ${i}`).toBeLessThan(1e-5);
+      }
+    }
+  });
+
+  it('keyNorms (Knorm\'s score, added by the kernel registry) of keys at 3e19 and down to 1e-40 equals the reference on every backend', async () => {
+    for (const scale of [3e19, 1e19, 1e-25, 1e-38, 1e-40]) {
+      const host = layer(scale);
+      const want = (await ref.toHost(ref.keyNorms(ref.fromHost(host.keys)))).data;
+      expect(want.every((x) => Number.isFinite(x) && x > 0)).toBe(true);
+      for (const [name, make] of backends) {
+        const k = await make();
+        const got = (await k.toHost(k.keyNorms(k.fromHost(host.keys)))).data;
+        for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!) / want[i]!, `${name} at ${scale}, slot ${i}`).toBeLessThan(1e-5);
       }
     }
   });

@@ -1,6 +1,7 @@
 import type { AdjacentCosineCall, KernelImplementation } from '@kvfold/core';
 import type { SessionCache } from '../cache.js';
 import { GraphBuilder, type FunctionDef } from '../graph.js';
+import { keyScale } from './scale.js';
 import type { OnnxTensor } from '../tensor.js';
 
 /** "To the end" for Slice. */
@@ -18,12 +19,8 @@ export const ADJACENT_COSINE: FunctionDef = {
   inputs: ['keys'],
   outputs: ['cos'],
   body(b) {
-    // Each key scaled by 2^-floor(log2 max|k|) first (exact, so the cosine is unchanged): float32 squares of
-    // keys above about 1.8e19 overflow, and of keys below about 1e-19 underflow, where the reference's
-    // float64 sums do neither. The factor is clamped to a finite float32, and is 1 for a zero key.
-    const m = b.reduce('ReduceMax', b.op('Abs', ['keys']), [2], true);
-    const e = b.op('Clip', [b.op('Floor', [b.op('Div', [b.op('Log', [m]), b.f32(Math.LN2, true)])]), b.f32(-126, true), b.f32(126, true)]);
-    const scale = b.op('Where', [b.op('Greater', [m, b.f32(0, true)]), b.op('Pow', [b.f32(2, true), b.op('Neg', [e])]), b.f32(1, true)]);
+    // Each key scaled by a power of two first (exact, so the cosine is unchanged; see keyScale).
+    const scale = keyScale(b, 'keys');
     const keys = b.op('Mul', ['keys', scale]);
     const a = b.slice(keys, [0], [-1], [1]);
     const c = b.slice(keys, [1], [END], [1]);

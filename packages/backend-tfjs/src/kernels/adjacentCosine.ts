@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { AdjacentCosineCall, KernelImplementation } from '@kvfold/core';
-import { rowRange, takeRows } from '../ops.js';
+import { column, rowRange, rowScales, takeRows } from '../ops.js';
 
 /**
  * Cosine similarity of each key with the next one, float32 `[kvHeads, length - 1]` (`[kvHeads, 0]` when
@@ -23,7 +23,8 @@ function cosine({ keys, shape }: AdjacentCosineCall<tf.Tensor>): tf.Tensor {
   return tf.tidy(() => {
     if (H === 0 || M === 0 || D === 0) return tf.zeros([H, M], 'float32');
     const N = H * L;
-    const rows = scaleRows(tf.reshape(keys, [N, D]));
+    const flat = tf.reshape(keys, [N, D]);
+    const rows = tf.mul(flat, column(rowScales(flat), D));
     const dot = tf.sum(tf.mul(rowRange(rows, 0, N - 1), rowRange(rows, 1, N - 1)), -1);
     const norm = tf.sqrt(tf.sum(tf.square(rows), -1));
     const den = tf.mul(rowRange(norm, 0, N - 1), rowRange(norm, 1, N - 1));
@@ -37,16 +38,4 @@ function cosine({ keys, shape }: AdjacentCosineCall<tf.Tensor>): tf.Tensor {
     const index = tf.add(out, tf.floorDiv(out, tf.scalar(M, 'int32')));
     return tf.reshape(takeRows(pairs, index), [H, M]);
   });
-}
-
-/**
- * Scale each row of `[N, D]` by `2^-floor(log2 max|row|)` (clamped to a finite float32 factor; 1 for a
- * zero row). Powers of two scale exactly, so ratios of products of a row are bit for bit those of the
- * unscaled row wherever those do not overflow or underflow. Call inside `tf.tidy`.
- */
-function scaleRows(rows: tf.Tensor): tf.Tensor {
-  const m = tf.max(tf.abs(rows), -1);
-  const e = tf.clipByValue(tf.floor(tf.div(tf.log(m), tf.scalar(Math.LN2))), -126, 126);
-  const s = tf.where(tf.greater(m, 0), tf.pow(tf.scalar(2), tf.neg(e)), tf.onesLike(m));
-  return tf.mul(rows, tf.reshape(s, [rows.shape[0]!, 1]));
 }
