@@ -22,5 +22,7 @@ describe('fuzz harness (short form)', () => {
     expect(r.accepted).toBeGreaterThan(200);
     expect(Object.keys(r.refused).length).toBeGreaterThanOrEqual(5);
     expect(r.policies).toEqual(kv.policies.names());
+    // Every policy, the ones that need queries (SnapKV, PyramidKV) or options (chain) included, returned caches.
+    for (const [policy, n] of Object.entries(r.byPolicy)) expect(n.accepted, `${policy}: ${n.accepted} of ${n.cases} cases accepted\n${summary}`).toBeGreaterThan(0);
   });
 });

@@ -126,6 +126,8 @@ export interface FuzzReport {
   readonly accepted: number;
   /** Cases refused with a typed error, by code, on the reference. */
   readonly refused: Readonly<Record<string, number>>;
+  /** Per policy: cases drawn and cases whose calls all returned a cache on the reference. */
+  readonly byPolicy: Readonly<Record<string, { readonly cases: number; readonly accepted: number }>>;
   /** Errors that were not kvfold errors, on any backend. Must be 0. */
   readonly untypedErrors: number;
   /** Outputs holding NaN or an infinity although every input was finite, on any backend. Must be 0. */
@@ -157,6 +159,11 @@ interface FuzzCase {
   readonly prompt: HostLayer;
   /** Observed attention of call `call` over a cache of `n` slots (deterministic per case). */
   readonly attention: (call: number, heads: number, n: number) => HostTensor;
+  /**
+   * Queries of call `call` (`n` tokens: the prompt, then one per step) for policies that need them,
+   * `[queryHeads, n, headDim]`, drawn with the case's magnitude profile (deterministic per case).
+   */
+  readonly queries: (call: number, n: number) => HostTensor;
   readonly steps: { readonly keys: HostTensor; readonly values: HostTensor; readonly position: number }[];
   readonly budget: number;
   /** For `malformed`: which argument is broken. */
@@ -178,6 +185,15 @@ const OPTION_VARIANTS: Readonly<Record<string, readonly Record<string, unknown>[
     { sigma: { mode: 'eq4' } },
     { valueScale: 'none' },
     { sets: 'shared', minSimilarity: 0.5 },
+  ],
+  snapkv: [{}, { window: 4 }, { window: 2, kernelSize: 1 }, { window: 3, decode: 'evict' }],
+  pyramidkv: [{}, { window: 2, beta: 2 }, { window: 4, kernelSize: 3, decode: { every: 2 } }],
+  knorm: [{}, { decode: 'evict' }],
+  // chain needs its policies named; only its first policy receives the observation.
+  chain: [
+    { policies: [{ name: 'window' }] },
+    { policies: [{ name: 'kvmerger', options: { mode: 'paper' } }, { name: 'knorm' }] },
+    { policies: [{ name: 'h2o' }, { name: 'window', options: { sink: 1 } }] },
   ],
 };
 
@@ -277,6 +293,11 @@ function drawCase(seed: number, policies: readonly string[]): FuzzCase {
     return { keys: hostTensor('float32', [H, 1, D], k), values: hostTensor('float32', [H, 1, D], v), position: 10 * L + 10 + s };
   });
   const budget = 1 + r.int(L);
+  // Drawn from a fork of the seed, so the other draws of a case do not depend on whether it has queries.
+  const queryRng = createRng(seed).fork(3000);
+  const queryHeads = H * (1 + queryRng.int(2));
+  const querySeed = queryRng.int(2 ** 31);
+  const queries = (call: number, n: number): HostTensor => hostTensor('float32', [queryHeads, n, D], floats(queryHeads * n * D, profile, createRng(querySeed).fork(call)));
   return {
     seed,
     policy,
@@ -290,6 +311,7 @@ function drawCase(seed: number, policies: readonly string[]): FuzzCase {
       scores: hostTensor('float32', [H, L], scores),
     },
     attention,
+    queries,
     steps,
     budget,
     ...(malformed ? { malformed } : {}),
@@ -329,6 +351,7 @@ function perturb(c: FuzzCase, epsilon: number, salt: number): FuzzCase {
     ...c,
     prompt: { ...c.prompt, keys: f(c.prompt.keys) as HostTensor<'float32'>, values: f(c.prompt.values) as HostTensor<'float32'>, scores: f(c.prompt.scores) as HostTensor<'float32'> },
     attention: (call, heads, n) => f(c.attention(call, heads, n), createRng(c.seed).fork(2000 + 97 * salt + call)),
+    queries: (call, n) => f(c.queries(call, n), createRng(c.seed).fork(4000 + 97 * salt + call)),
     steps: c.steps.map((s) => ({ ...s, keys: f(s.keys), values: f(s.values) })),
   };
 }
@@ -366,8 +389,9 @@ async function play<T>(kv: KVFold, k: KVKernels<T>, c: FuzzCase): Promise<Outcom
       const att = c.attention(call, H, n);
       const attention = k.fromHost(c.malformed === 'attention-shape' ? hostTensor('float32', [H + 1, n]) : att);
       const last = k.fromHost(att);
-      held.observed = [attention, last];
-      const observed: Observation<T> = { attention, lastAttention: last };
+      const queries = policy.needs.includes('queries') ? k.fromHost(c.queries(call, call === 0 ? L : 1)) : undefined;
+      held.observed = [attention, last, ...(queries ? [queries] : [])];
+      const observed: Observation<T> = { attention, lastAttention: last, ...(queries ? { queries } : {}) };
       const budget = c.malformed === 'budget-zero' ? 0 : c.malformed === 'budget-too-large' ? L + 1 : c.budget;
       const ctx = createContext({ kernels: k, budget, promptLength: L, step: call, seed: c.seed, ...(call > 0 ? { newTokens: c.malformed === 'new-tokens' ? -1 : 1 } : {}) });
       const arg: LayerCache<T> = c.malformed === 'layer-null' ? (null as unknown as LayerCache<T>) : layer;
@@ -375,7 +399,7 @@ async function play<T>(kv: KVFold, k: KVKernels<T>, c: FuzzCase): Promise<Outcom
       const next: LayerCache<T> = call === 0 ? await policy.prefill(arg, obs, ctx) : await policy.step(arg, obs, ctx);
       const after = await layerToHost(k, layer);
       if (!sameLayer(before, after)) mutated++;
-      k.dispose(attention, last);
+      k.dispose(attention, last, queries);
       held.observed = [];
       disposeLayer(k, layer, next);
       layer = next;
@@ -424,6 +448,7 @@ export async function runFuzz(kv: KVFold, options: FuzzOptions = {}): Promise<Fu
   }
   const ref = kernels[0]!.k;
   const refused: Record<string, number> = {};
+  const byPolicy: Record<string, { cases: number; accepted: number }> = Object.fromEntries(policies.map((p) => [p, { cases: 0, accepted: 0 }]));
   const samples: FuzzSample[] = [];
   const sample = (kind: string, c: FuzzCase, detail: string): void => {
     if (samples.length < 20) samples.push({ kind, seed: c.seed, what: `${c.policy} ${JSON.stringify(c.options)} ${c.profile}${c.malformed ? `:${c.malformed}` : ''}`, detail });
@@ -456,6 +481,8 @@ export async function runFuzz(kv: KVFold, options: FuzzOptions = {}): Promise<Fu
       }
     });
     if (first.ok) accepted++;
+    byPolicy[c.policy]!.cases++;
+    if (first.ok) byPolicy[c.policy]!.accepted++;
     else refused[first.code] = (refused[first.code] ?? 0) + 1;
     const again = await play(kv, ref, c);
     if (again.ok !== first.ok || (again.ok && first.ok && !again.caches.every((l, j) => sameLayer(l, first.caches[j]!))) || (!again.ok && !first.ok && again.code !== first.code)) {
@@ -496,6 +523,7 @@ export async function runFuzz(kv: KVFold, options: FuzzOptions = {}): Promise<Fu
     calls,
     accepted,
     refused,
+    byPolicy,
     untypedErrors,
     nonFiniteOutputs,
     decisionMismatches,
@@ -529,6 +557,9 @@ export function fuzzSummary(r: FuzzReport): string {
     `| policy calls per backend (prefill + steps) | ${r.calls} |`,
     `| cases every call of which returned a cache (reference) | ${r.accepted} |`,
     `| cases refused with a typed error (reference) | ${r.cases - r.accepted} (${refused || 'none'}) |`,
+    `| accepted / drawn, per policy (reference) | ${Object.entries(r.byPolicy)
+      .map(([p, n]) => `${p} ${n.accepted}/${n.cases}`)
+      .join(', ')} |`,
     `| untyped errors | ${r.untypedErrors} |`,
     `| non-finite outputs from finite inputs | ${r.nonFiniteOutputs} |`,
     `| decision mismatches between backends | ${r.decisionMismatches} |`,
