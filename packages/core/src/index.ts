@@ -30,6 +30,7 @@ export * from './guard.js';
 export * from './context.js';
 export * from './tokens.js';
 export * from './kvfold.js';
+export * from './cache-manager.js';
 export * from './decoding.js';
 export * from './answer.js';
 export * from './scoring/select.js';

@@ -50,9 +50,10 @@ export {
 } from './model/weights.js';
 export { writeCheckpoint, configToJson, type WriteCheckpointOptions } from './model/write.js';
 export { MODEL_JSON_LIMITS, readModelJson } from './model/json.js';
-export { LlamaDecoder, type AttentionHooks, type DecoderOptions, type ForwardOptions } from './model/decoder.js';
+export { LlamaDecoder, type DecoderOptions, type ForwardOptions } from './model/decoder.js';
 export { referenceForward, reduceGroups, type ReferenceOptions, type ReferenceResult } from './reference/forward.js';
-export { CacheManager, type CacheManagerOptions } from './cache-manager.js';
+// The cache manager lives in core, shared with @kvfold/transformers; re-exported for existing imports.
+export { CacheManager, type AttentionHooks, type CacheManagerOptions } from '@kvfold/core';
 export { byteTokenizer, huggingFaceTokenizer, loadTokenizer, splitTokens, type ByteTokenizerOptions, type SplitTokens, type TextTokenizer } from './tokenizer.js';
 export { Session, createModel, type Decoder, type FeedOptions, type Logits, type Model, type ModelInit, type SessionOptions, type TfjsModel } from './session.js';
 export {

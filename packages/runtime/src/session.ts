@@ -1,8 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ModelError, type KVKernels } from '@kvfold/core';
-import { CacheManager, type CacheManagerOptions } from './cache-manager.js';
+import { CacheManager, ModelError, type AttentionHooks, type CacheManagerOptions, type KVKernels } from '@kvfold/core';
 import type { LlamaConfig } from './model/config.js';
-import { LlamaDecoder, type AttentionHooks, type DecoderOptions, type ForwardOptions } from './model/decoder.js';
+import { LlamaDecoder, type DecoderOptions, type ForwardOptions } from './model/decoder.js';
 import type { LlamaWeights } from './model/weights.js';
 import type { TextTokenizer } from './tokenizer.js';
 

@@ -1,11 +1,6 @@
 import {
-  checkLayer,
-  createContext,
-  disposeLayer,
-  guardPolicy,
+  CacheManager,
   hostTensor,
-  resolveBudget,
-  silentLogger,
   ModelError,
   type Budget,
   type GuardOptions,
@@ -13,7 +8,6 @@ import {
   type KVKernels,
   type LayerCache,
   type Logger,
-  type Observation,
 } from '@kvfold/core';
 import { bridgeFor, ortTensor, type TensorBridge } from './bridge.js';
 import { checkPolicyFits, inspectDecoder, type DecoderInfo, type OrtTensorLike, type TransformersModelLike } from './model.js';
@@ -41,11 +35,6 @@ export interface CompressedSessionOptions<T> {
   readonly logger?: Logger;
 }
 
-/** Bytes of one slot of one kv head: float32 key and value plus int32 position and count and a float32 score (as `@kvfold/runtime` counts). */
-function slotBytes(headDim: number): number {
-  return 2 * headDim * 4 + 3 * 4;
-}
-
 interface HostRows {
   readonly positions: Int32Array;
   readonly counts: Int32Array;
@@ -62,30 +51,34 @@ interface HostRows {
 export class CompressedSession<T> {
   /** What the decoder offers (layers, heads, attention_sums, ...). */
   readonly info: DecoderInfo;
-  /** The policy (guarded unless `guard: false`), if any. */
-  readonly policy?: KVCachePolicy;
   /** Kernels the policy runs on. */
   readonly kernels: KVKernels<T>;
   private readonly options: CompressedSessionOptions<T>;
-  private readonly logger: Logger;
-  private caches: (LayerCache<T> | undefined)[];
+  /**
+   * The caches, the policy calls and the counts, as `@kvfold/runtime` keeps them (core's cache manager):
+   * the decoder's `present` tensors replace each layer's cache, and the manager runs the policy on them.
+   */
+  private readonly cache: CacheManager<T>;
   private bridge?: TensorBridge<T>;
-  private nextPosition = 0;
-  private calls = 0;
-  private prompt = 0;
-  private resolvedBudget: number | undefined;
-  private peak = 0;
-  private disposed = false;
   private readonly empty: Float32Array = new Float32Array(0);
+  private disposed = false;
 
   private constructor(options: CompressedSessionOptions<T>, info: DecoderInfo) {
     this.options = options;
     this.info = info;
     this.kernels = options.kernels;
-    this.logger = options.logger ?? silentLogger;
-    const guard = options.guard ?? true;
-    if (options.policy) this.policy = guard === false ? options.policy : guardPolicy(options.policy, guard === true ? {} : guard);
-    this.caches = Array.from({ length: info.layers }, () => undefined);
+    this.cache = new CacheManager({
+      kernels: options.kernels,
+      layers: info.layers,
+      kvHeads: info.kvHeads,
+      headDim: info.headDim,
+      ...(options.policy ? { policy: options.policy } : {}),
+      ...(options.budget !== undefined ? { budget: options.budget } : {}),
+      ...(options.seed !== undefined ? { seed: options.seed } : {}),
+      ...(options.guard !== undefined ? { guard: options.guard } : {}),
+      ...(options.logger ? { logger: options.logger } : {}),
+      proportional: options.proportional ?? false,
+    });
   }
 
   /**
@@ -102,19 +95,24 @@ export class CompressedSession<T> {
     return new CompressedSession(options, info);
   }
 
+  /** The policy (guarded unless `guard: false`), if any. */
+  get policy(): KVCachePolicy | undefined {
+    return this.cache.policy;
+  }
+
   /** The next true position (= tokens seen so far), independent of how many slots the cache keeps. */
   get position(): number {
-    return this.nextPosition;
+    return this.cache.position;
   }
 
   /** Prompt length the budget was resolved against (0 before the first feed). */
   get promptLength(): number {
-    return this.prompt;
+    return this.cache.promptLength;
   }
 
   /** The resolved budget in slots, once the prompt was fed with a policy. */
   get budget(): number | undefined {
-    return this.resolvedBudget;
+    return this.cache.budget;
   }
 
   /** Whether tensors cross between onnxruntime and the backend without copies. */
@@ -124,18 +122,17 @@ export class CompressedSession<T> {
 
   /** Slots per layer (0 before the first feed). */
   lengths(): number[] {
-    return this.caches.map((c) => (c ? this.kernels.shapeOf(c.keys)[1]! : 0));
+    return this.cache.lengths();
   }
 
   /** Bytes the caches hold now (keys, values, positions, counts, scores), counted as `@kvfold/runtime` does. */
   bytes(): number {
-    const per = slotBytes(this.info.headDim) * this.info.kvHeads;
-    return this.lengths().reduce((s, n) => s + n * per, 0);
+    return this.cache.bytes();
   }
 
   /** Largest {@link bytes} seen (after every forward pass and every compression). */
   get peakBytes(): number {
-    return this.peak;
+    return this.cache.peakBytes;
   }
 
   /**
@@ -153,8 +150,8 @@ export class CompressedSession<T> {
     const { layers, kvHeads: H, headDim: D, session } = this.info;
     const n = tokens.length;
     const L = this.lengths()[0] ?? 0;
-    const first = this.calls === 0;
-    const positions = Array.from({ length: n }, (_, i) => this.nextPosition + i);
+    const first = this.cache.policyCalls === 0;
+    const positions = Array.from({ length: n }, (_, i) => this.cache.position + i);
     const rows: HostRows[] = [];
     const feeds: Record<string, unknown> = {
       input_ids: ortTensor('int64', BigInt64Array.from(tokens, (t) => BigInt(t)), [1, n]),
@@ -164,7 +161,7 @@ export class CompressedSession<T> {
     if (this.info.numLogitsToKeep) feeds.num_logits_to_keep = ortTensor('int64', BigInt64Array.from([logits === 'all' ? 0n : 1n]), []);
     if (this.info.useCacheBranch) feeds.use_cache_branch = ortTensor('bool', Uint8Array.from([first ? 0 : 1]), [1]);
     for (let i = 0; i < layers; i++) {
-      const c = this.caches[i];
+      const c = this.cache.layer(i);
       const host = c ? await this.hostRows(c) : { positions: new Int32Array(0), counts: new Int32Array(0), scores: new Float32Array(0) };
       rows.push(host);
       feeds[`past_key_values.${i}.key`] = c ? await this.bridge!.feed(c.keys, [1, H, L, D]) : ortTensor('float32', this.empty, [1, H, 0, D]);
@@ -176,32 +173,27 @@ export class CompressedSession<T> {
       }
     }
     // Only the observations the policy declared are fetched; ORT then skips computing the others.
-    const wantSums = this.policy?.needs.includes('attention') ?? false;
-    const wantLast = this.policy?.needs.includes('lastAttention') ?? false;
+    const wantSums = this.cache.needs.has('attention');
+    const wantLast = this.cache.needs.has('lastAttention');
     const fetches = ['logits'];
     for (let i = 0; i < layers; i++) fetches.push(`present.${i}.key`, `present.${i}.value`, ...(wantSums ? [`attention_sums.${i}`] : []), ...(wantLast ? [`attention_last.${i}`] : []));
     const out = await session.run(feeds, fetches);
     this.bridge ??= bridgeFor(this.kernels, out['present.0.key']!);
-    this.nextPosition += n;
+    this.cache.reserve(n);
 
     const T = L + n;
-    const pending: (Observation<T> | undefined)[] = [];
     for (let i = 0; i < layers; i++) {
-      const old = this.caches[i];
-      const next = this.extend(rows[i]!, positions, out[`present.${i}.key`]!, out[`present.${i}.value`]!, T);
-      if (old) disposeLayer(this.kernels, old, next);
-      this.caches[i] = next;
-      pending.push({
+      this.cache.replace(i, this.extend(rows[i]!, positions, out[`present.${i}.key`]!, out[`present.${i}.value`]!, T));
+      this.cache.record(i, {
         ...(wantSums ? { attention: this.bridge.adopt(out[`attention_sums.${i}`]!, [H, T]) } : {}),
         ...(wantLast ? { lastAttention: this.bridge.adopt(out[`attention_last.${i}`]!, [H, T]) } : {}),
       });
     }
-    this.peak = Math.max(this.peak, this.bytes());
     const logitsOut = out.logits!;
     const vocab = logitsOut.dims[logitsOut.dims.length - 1]!;
     const all = logitsOut.data as Float32Array;
     const host = logits === 'all' ? all.slice(all.length - n * vocab) : all.slice(all.length - vocab);
-    await this.compress(first, n, pending);
+    await this.cache.compress();
     return host;
   }
 
@@ -239,49 +231,10 @@ export class CompressedSession<T> {
     };
   }
 
-  private async compress(first: boolean, newTokens: number, observed: (Observation<T> | undefined)[]): Promise<void> {
-    const step = this.calls;
-    if (first) this.prompt = newTokens;
-    try {
-      if (!this.policy) return;
-      if (first) this.resolvedBudget = resolveBudget(this.options.budget ?? 1, newTokens);
-      const budget = this.resolvedBudget!;
-      for (let li = 0; li < this.caches.length; li++) {
-        const layer = this.caches[li]!;
-        const ctx = createContext({
-          kernels: this.kernels,
-          budget,
-          promptLength: this.prompt,
-          layerIndex: li,
-          layerCount: this.caches.length,
-          step,
-          newTokens,
-          seed: this.options.seed ?? 0,
-          logger: this.logger,
-        });
-        const obs = observed[li] ?? {};
-        const next = first ? await this.policy.prefill(layer, obs, ctx) : await this.policy.step(layer, obs, ctx);
-        try {
-          checkLayer(this.kernels, next, `${this.policy.name}.${first ? 'prefill' : 'step'} result (layer ${li})`, true);
-        } catch (e) {
-          disposeLayer(this.kernels, next, layer);
-          throw e;
-        }
-        if (next !== layer) disposeLayer(this.kernels, layer, next);
-        this.caches[li] = next;
-      }
-      this.peak = Math.max(this.peak, this.bytes());
-    } finally {
-      for (const o of observed) if (o) this.kernels.dispose(o.attention, o.lastAttention);
-      this.calls++;
-    }
-  }
-
   /** Release every cache. Safe to call twice. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const c of this.caches) if (c) disposeLayer(this.kernels, c);
-    this.caches = this.caches.map(() => undefined);
+    this.cache.dispose();
   }
 }
