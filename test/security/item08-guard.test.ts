@@ -2,16 +2,12 @@
 // magnitude, positions strictly increasing per head, counts >= 1 whose sum fits int32).
 import { describe, expect, it } from 'vitest';
 import { createReferenceKernels } from '@kvfold/backend-reference';
-import { ErrorCode, KVFold, SPECIFICATION_VERSION, createContext, definePlugin, definePolicy, hostLayer, hostTensor, layerFromHost, type HostLayer, type LayerCache } from '@kvfold/core';
+import { passThroughPolicy } from '@kvfold/testkit';
+import { ErrorCode, KVFold, createContext, definePlugin, hostLayer, hostTensor, layerFromHost, type HostLayer } from '@kvfold/core';
 import { caught } from './helpers.js';
 
 const k = createReferenceKernels();
-const echo = definePolicy({
-  name: 'echo',
-  description: 'returns its input',
-  schema: { type: 'object' },
-  create: () => ({ specificationVersion: SPECIFICATION_VERSION, name: 'echo', needs: ['attention' as const], prefill: async <T>(l: LayerCache<T>) => l, step: async <T>(l: LayerCache<T>) => l }),
-});
+const echo = passThroughPolicy('echo', ['attention']);
 const policy = KVFold.create({ plugins: [definePlugin({ name: 'sec', policies: [echo] })] }).policy('echo');
 const H = 2;
 const L = 4;

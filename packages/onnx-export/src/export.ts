@@ -1,7 +1,7 @@
-import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { copyFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ConfigError, ModelError, type GroupReduction } from '@kvfold/core';
-import { Checkpoint, loadWeights, parseModelConfig, type LlamaConfig } from '@kvfold/runtime';
+import { loadCheckpoint, type LlamaConfig } from '@kvfold/runtime';
 import { buildDecoderGraph, type AttentionLayout } from './decoder-graph.js';
 import { exists, writeAtomic } from './files.js';
 import { byteTokenizerFiles } from './tokenizer-files.js';
@@ -98,22 +98,9 @@ export async function exportOnnx(checkpointFolder: string, outFolder: string, op
   if (!options.overwrite && (await exists(modelPath))) {
     throw new ModelError(`${modelPath} already exists; choose another output folder or pass overwrite (--force)`, { file: modelPath, reason: 'exists' });
   }
-  const configPath = join(checkpointFolder, 'config.json');
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>;
-  } catch (cause) {
-    throw new ModelError(`${configPath}: cannot read config: ${(cause as Error).message}`, { file: configPath }, cause);
-  }
-  const config = parseModelConfig(raw, configPath);
-  progress({ stage: 'load', detail: `${config.modelType}: ${config.layers} layers, ${config.heads} heads (${config.kvHeads} kv), head dim ${config.headDim}` });
-  const checkpoint = await Checkpoint.open(checkpointFolder);
-  let weights;
-  try {
-    weights = await loadWeights(checkpoint, config);
-  } finally {
-    await checkpoint.close();
-  }
+  const { config, json: raw, weights } = await loadCheckpoint(checkpointFolder, (config) =>
+    progress({ stage: 'load', detail: `${config.modelType}: ${config.layers} layers, ${config.heads} heads (${config.kvHeads} kv), head dim ${config.headDim}` }),
+  );
 
   const layout = options.layout ?? 'kvfold';
   const groupReduction = options.groupReduction ?? 'mean';

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -215,6 +215,12 @@ describe('exportOnnx on other architectures and options', () => {
     await expect(exportOnnx(modelTinyPath, out, { overwrite: true })).resolves.toMatchObject({ externalData: false });
     await expect(exportOnnx(modelTinyPath, out, { overwrite: true, groupReduction: 'median' as never })).rejects.toBeInstanceOf(ConfigError);
     await expect(exportOnnx(modelTinyPath, out, { overwrite: true, layout: 'plain', proportional: true })).rejects.toBeInstanceOf(ConfigError);
-    await expect(exportOnnx(join(dir, 'nowhere'), join(dir, 'x'))).rejects.toBeInstanceOf(ModelError);
+    await expect(exportOnnx(join(dir, 'nowhere'), join(dir, 'x'))).rejects.toMatchObject({ code: 'KVF_MODEL', details: { reason: 'missing' } });
+    // config.json is read through the runtime's bounded reader (as loadModel reads it): an oversized one
+    // is refused before it is read, and before any weight is.
+    const big = join(dir, 'big-config');
+    await mkdir(big);
+    await writeFile(join(big, 'config.json'), `{"pad": "${'x'.repeat(2 << 20)}"}`);
+    await expect(exportOnnx(big, join(dir, 'y'))).rejects.toMatchObject({ code: 'KVF_MODEL', details: { reason: 'size' } });
   });
 });

@@ -1,13 +1,9 @@
-import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
 import { BackendUnavailableError, ModelError, checkDecodingOptions, runGeneration, type ConfigIssue, type DecodingOptions, type GenerationResult, type KVKernels, type SamplingOptions } from '@kvfold/core';
-import { parseModelConfig } from './model/config.js';
-import { MODEL_JSON_LIMITS, readModelJson } from './model/json.js';
 import type { DecoderOptions } from './model/decoder.js';
-import { Checkpoint } from './model/safetensors.js';
-import { loadWeights } from './model/weights.js';
+import { loadCheckpoint } from './model/folder.js';
 import { Session, createModel, type Model, type SessionOptions } from './session.js';
-import { loadTokenizer, splitTokens } from './tokenizer.js';
+import { loadTokenizer, splitTokens, type TextTokenizer } from './tokenizer.js';
 
 /** tfjs engines `@kvfold/backend-tfjs` can run on. */
 export type TfjsEngine = 'auto' | 'wasm' | 'cpu' | 'tensorflow';
@@ -31,17 +27,11 @@ export interface LoadModelOptions {
  *   truncated or mis-shaped checkpoint; BackendUnavailableError when the engine cannot start.
  */
 export async function loadModel(folder: string, options: LoadModelOptions = {}): Promise<Model> {
-  const configPath = join(folder, 'config.json');
-  const json = readModelJson(configPath, MODEL_JSON_LIMITS.config);
-  const config = parseModelConfig(json, configPath);
-  const tokenizer = await loadTokenizer(folder);
-  const checkpoint = await Checkpoint.open(folder);
-  let weights;
-  try {
-    weights = await loadWeights(checkpoint, config);
-  } finally {
-    await checkpoint.close();
-  }
+  let tokenizer: TextTokenizer | undefined;
+  // The tokenizer is read before the weights, so a broken one fails before the large read.
+  const { config, weights } = await loadCheckpoint(folder, async () => {
+    tokenizer = await loadTokenizer(folder);
+  });
   let kernels = options.kernels;
   if (!kernels) {
     let mod: typeof import('@kvfold/backend-tfjs');
@@ -52,7 +42,7 @@ export async function loadModel(folder: string, options: LoadModelOptions = {}):
     }
     kernels = (await mod.createTfjsKernels({ engine: options.engine ?? 'auto' })) as KVKernels<tf.Tensor>;
   }
-  return createModel({ config, weights, kernels, tokenizer, folder, ...(options.decoder ? { decoder: options.decoder } : {}) });
+  return createModel({ config, weights, kernels, tokenizer: tokenizer!, folder, ...(options.decoder ? { decoder: options.decoder } : {}) });
 }
 
 /** Token choice now lives in `@kvfold/core` (shared with the transformers.js adapter); re-exported here. */

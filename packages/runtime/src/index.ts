@@ -50,6 +50,7 @@ export {
 } from './model/weights.js';
 export { writeCheckpoint, configToJson, type WriteCheckpointOptions } from './model/write.js';
 export { MODEL_JSON_LIMITS, readModelJson } from './model/json.js';
+export { loadCheckpoint, type LoadedCheckpoint } from './model/folder.js';
 export { LlamaDecoder, type DecoderOptions, type ForwardOptions } from './model/decoder.js';
 export { referenceForward, reduceGroups, type ReferenceOptions, type ReferenceResult } from './reference/forward.js';
 // The cache manager lives in core, shared with @kvfold/transformers; re-exported for existing imports.
