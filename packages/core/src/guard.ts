@@ -69,12 +69,13 @@ export function checkLayer<T>(kernels: KVKernels<T>, layer: LayerCache<T>, where
 }
 
 /**
- * Refuse NaN, infinities and magnitudes of {@link VALUE_LIMIT} or more in a float32 tensor.
+ * Refuse NaN, infinities and magnitudes of {@link VALUE_LIMIT} or more in a float32 tensor (in slots
+ * `from..` of each head when `from` is given).
  * @throws NonFiniteError or ValueRangeError naming `field`.
  */
-async function checkValues<T>(kernels: KVKernels<T>, tensor: T, field: string, where: string): Promise<void> {
-  if (await kernels.allFinite(tensor, VALUE_LIMIT)) return;
-  if (!(await kernels.allFinite(tensor))) throw new NonFiniteError(field, { where });
+async function checkValues<T>(kernels: KVKernels<T>, tensor: T, field: string, where: string, from?: number): Promise<void> {
+  if (await kernels.allFinite(tensor, VALUE_LIMIT, from)) return;
+  if (!(await kernels.allFinite(tensor, undefined, from))) throw new NonFiniteError(field, { where });
   throw new ValueRangeError(field, VALUE_LIMIT, { where });
 }
 
@@ -113,25 +114,15 @@ async function checkSlots<T>(kernels: KVKernels<T>, layer: LayerCache<T>, h: num
   }
 }
 
-/** Scan keys and values of the `tail` newest slots of every head (all of them when `tail >= n`). */
-async function checkKeysValues<T>(kernels: KVKernels<T>, layer: LayerCache<T>, h: number, n: number, tail: number, where: string): Promise<void> {
+/**
+ * Scan keys and values of the `tail` newest slots of every head (all of them when `tail >= n`). The
+ * kernel reads those slots in place (`allFinite`'s `from`): no index to upload, check and gather.
+ */
+async function checkKeysValues<T>(kernels: KVKernels<T>, layer: LayerCache<T>, n: number, tail: number, where: string): Promise<void> {
   if (tail <= 0) return;
-  if (tail >= n) {
-    await checkValues(kernels, layer.keys, 'keys', where);
-    await checkValues(kernels, layer.values, 'values', where);
-    return;
-  }
-  const index = new Int32Array(h * tail);
-  for (let head = 0; head < h; head++) for (let j = 0; j < tail; j++) index[head * tail + j] = n - tail + j;
-  const idx = kernels.fromHost({ dtype: 'int32', shape: [h, tail], data: index });
-  let newest: LayerCache<T> | undefined;
-  try {
-    newest = kernels.gather(layer, idx);
-    await checkValues(kernels, newest.keys, 'keys', where);
-    await checkValues(kernels, newest.values, 'values', where);
-  } finally {
-    kernels.dispose(idx, ...(newest ? [newest.keys, newest.values, newest.positions, newest.counts, newest.scores] : []));
-  }
+  const from = tail >= n ? undefined : n - tail;
+  await checkValues(kernels, layer.keys, 'keys', where, from);
+  await checkValues(kernels, layer.values, 'values', where, from);
 }
 
 /**
@@ -190,7 +181,7 @@ export function guardPolicy(policy: KVCachePolicy, options: GuardOptions = {}): 
     }
     await checkSlots(k, layer, h, n, where);
     const whole = finite === 'always' || phase === 'prefill';
-    await checkKeysValues(k, layer, h, n, whole ? n : Math.min(fresh, n), where);
+    await checkKeysValues(k, layer, n, whole ? n : Math.min(fresh, n), where);
   };
   return {
     specificationVersion: policy.specificationVersion,

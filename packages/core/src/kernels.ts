@@ -136,9 +136,11 @@ export interface KVKernels<T = unknown> {
    * True when every element is finite (no NaN, no infinity); int32 tensors always are. With `bound` (a
    * power of two from 2 to 2^127), a float32 element must also be smaller than `bound` in magnitude: the
    * test is exact on every backend, since a float32 `x * 2^(128 - log2 bound)` overflows exactly when
-   * `|x| >= bound`.
+   * `|x| >= bound`. With `from` (an integer slot of axis 1), only slots `from..` of every row of axis 0
+   * are tested: the newest slots of every head of a `[heads, length, ...]` cache, which is how the guard
+   * scans what a decode step appended without gathering it.
    */
-  allFinite(tensor: T, bound?: number): Promise<boolean>;
+  allFinite(tensor: T, bound?: number, from?: number): Promise<boolean>;
 
   /**
    * Append `n` new tokens to every head: keys and values `[kvHeads, n, headDim]`, positions int32

@@ -21,12 +21,42 @@ export function allFiniteModel(bounded = false): Uint8Array {
   return g.build();
 }
 
+/** "To the end" for Slice. */
+const END = 2 ** 62;
+
 /**
- * True when every element is finite (and, with a bound, smaller than it in magnitude: the call's `scale`
- * is `2^(128 - log2 bound)`); int32 tensors always are.
+ * The allFinite model for the newest slots of each head: `x` is the tensor viewed as `[heads, rest]`, and
+ * only its columns from `start` on (slots `from..` of each head, `start = from * elements per slot`) are
+ * scaled by `scale` (1 without a bound) and summed as in {@link allFiniteModel}.
+ */
+export function allFiniteTailModel(): Uint8Array {
+  const g = new GraphBuilder('allFiniteTail');
+  g.input('x', 'float32', ['H', 'M']);
+  const tail = g.op('Slice', ['x', g.input('start', 'int64', [1]), g.i64([END]), g.i64([1])]);
+  const z = g.op('Mul', [g.op('Mul', [tail, g.input('scale', 'float32', [])]), g.f32(0, true)]);
+  const s = g.op('ReduceSum', [z], { keepdims: attr.int(0) });
+  g.opN('Equal', [s, g.f32(0, true)], {}, { names: ['ok'] });
+  g.output('ok', 'bool', []);
+  return g.build();
+}
+
+/**
+ * True when every element (of slots `from..` along axis 1, when the call has one) is finite and, with a
+ * bound, smaller than it in magnitude (the call's `scale` is `2^(128 - log2 bound)`); int32 tensors always are.
  */
 export function allFinite(cache: SessionCache): KernelImplementation<AllFiniteCall<OnnxTensor>, boolean> {
-  return { run: ({ tensor, dtype, scale }) => dtype === 'int32' || finite(cache, tensor, scale) };
+  return { run: ({ tensor, dtype, shape, scale, from }) => dtype === 'int32' || (from === 0 ? finite(cache, tensor, scale) : finiteTail(cache, tensor, shape, from, scale)) };
+}
+
+function finiteTail(cache: SessionCache, tensor: OnnxTensor, shape: readonly number[], from: number, scale: number | undefined): boolean {
+  const H = shape[0]!;
+  const M = tensor.size / Math.max(H, 1);
+  if (tensor.size === 0 || from === shape[1]) return true;
+  // A [heads, rest] view of the same buffer (no copy); the slots of a head are contiguous within its row.
+  const rows = new ort.Tensor('float32', tensor.data as Float32Array, [H, M]);
+  const start = new ort.Tensor('int64', BigInt64Array.of(BigInt(from * (M / shape[1]!))), [1]);
+  const r = cache.get('allFiniteTail', 'float32', allFiniteTailModel).run({ x: rows, start, scale: new ort.Tensor('float32', new Float32Array([scale ?? 1]), []) }, ['ok'])[0]!;
+  return (r.data as Uint8Array | boolean[])[0] ? true : false;
 }
 
 function finite(cache: SessionCache, tensor: OnnxTensor, scale: number | undefined): boolean {
