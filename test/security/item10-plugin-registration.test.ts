@@ -1,7 +1,7 @@
 // Issue 10, item 10: registering a plugin is all-or-nothing, its schemas are compiled when it is added,
 // and every failure of its code (getters, create()) is a typed error.
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, KVFold, PLUGIN_API_VERSION, SPECIFICATION_VERSION, definePlugin, definePolicy, type JsonSchema, type KVCachePolicy } from '@kvfold/core';
+import { ErrorCode, KVFold, PLUGIN_API_VERSION, SPECIFICATION_VERSION, defineKernel, definePlugin, definePolicy, type JsonSchema, type KVCachePolicy } from '@kvfold/core';
 import { caught } from './helpers.js';
 
 const policy = (name: string, schema: JsonSchema = { type: 'object' }, create: () => KVCachePolicy = () => ({ specificationVersion: SPECIFICATION_VERSION, name, needs: [], prefill: async (l) => l, step: async (l) => l })) =>
@@ -14,6 +14,26 @@ describe('item 10: plugin registration', () => {
     expect(e.code).toBe(ErrorCode.NameClash);
     expect(kv.policies.names()).toEqual(['taken']);
     expect(kv.plugins()).toEqual(['a']);
+  });
+
+  it('kernels a plugin brings (issue 15) register all-or-nothing with its policies; its kernel objects are read once', async () => {
+    const kernel = (name: string) => defineKernel({ name, description: name, validate: (_check, x: unknown) => x, reference: (x: unknown) => x });
+    const kv = KVFold.create({ plugins: [definePlugin({ name: 'a', kernels: [kernel('scale')] })] });
+    const e = await caught(() => kv.use(definePlugin({ name: 'b', policies: [policy('fresh')], kernels: [kernel('other'), kernel('scale')] })));
+    expect(e.code).toBe(ErrorCode.NameClash);
+    expect(e.message).toMatch(/kernel "scale" from b clashes with the one already registered by a/);
+    expect(kv.policies.names()).toEqual([]);
+    expect(kv.kernelRegistry.names()).not.toContain('other');
+    const impl = { backend: 'reference', kernel: 'scale', implementation: { run: (x: unknown) => x } };
+    kv.use(definePlugin({ name: 'c', kernelImplementations: [impl] }));
+    const e2 = await caught(() => kv.use(definePlugin({ name: 'd', policies: [policy('late')], kernelImplementations: [impl] })));
+    expect(e2.code).toBe(ErrorCode.NameClash);
+    expect(kv.policies.names()).toEqual([]);
+    // A throwing getter on a kernel definition is a typed error when the plugin is added, never later.
+    const trap = { ...kernel('trap'), get reference(): never { throw new Error('boom'); } };
+    const e3 = await caught(() => kv.use(definePlugin({ name: 'e', kernels: [trap] })));
+    expect(e3.code).toBe(ErrorCode.InvalidPlugin);
+    expect(e3.message).toMatch(/reading kernel #0.reference threw: boom/);
   });
 
   it('a second, different plugin under the same name and source is a clash, not silently ignored', async () => {
