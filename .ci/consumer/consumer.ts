@@ -15,7 +15,9 @@ import { answer, releaseModels, type AnswerEngine, type AnswerResult } from '@kv
 import baselines from '@kvfold/policy-baselines';
 import cam from '@kvfold/policy-cam';
 import h2o from '@kvfold/policy-h2o';
+import knorm from '@kvfold/policy-knorm';
 import kvmerger from '@kvfold/policy-kvmerger';
+import snapkv from '@kvfold/policy-snapkv';
 import { generate, loadModel, type GenerateResult } from '@kvfold/runtime';
 import { checkPolicy } from '@kvfold/testkit';
 import { VERSION, main } from 'kvfold';
@@ -25,9 +27,10 @@ function check(ok: boolean, what: string): void {
   console.log(`ok: ${what}`);
 }
 
-const plugins: KVFoldPlugin[] = [reference, tfjs, onnx, baselines, cam, h2o, kvmerger];
+const plugins: KVFoldPlugin[] = [reference, tfjs, onnx, baselines, cam, h2o, kvmerger, snapkv, knorm];
 const kv = KVFold.create({ plugins });
-check(['cam', 'full', 'h2o', 'kvmerger', 'random', 'window'].every((p) => kv.policies.names().includes(p)), 'every built-in policy registers on one core');
+const builtins = ['cam', 'chain', 'full', 'h2o', 'knorm', 'kvmerger', 'pyramidkv', 'random', 'snapkv', 'window'];
+check(JSON.stringify(kv.policies.names()) === JSON.stringify(builtins), `every built-in policy registers on one core (${builtins.join(', ')})`);
 
 const onnxError = await kv.backend('onnx').then(
   () => undefined,
