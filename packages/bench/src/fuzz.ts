@@ -110,6 +110,14 @@ export interface FuzzBackendStatus {
   readonly skipped?: string;
 }
 
+/** Cases of one policy in a fuzz run. */
+export interface FuzzPolicyCount {
+  /** Cases that drew the policy. */
+  readonly cases: number;
+  /** Of those, cases whose calls all returned a cache on the reference. */
+  readonly accepted: number;
+}
+
 /** What {@link runFuzz} counted. */
 export interface FuzzReport {
   /** Cases run. */
@@ -127,7 +135,7 @@ export interface FuzzReport {
   /** Cases refused with a typed error, by code, on the reference. */
   readonly refused: Readonly<Record<string, number>>;
   /** Per policy: cases drawn and cases whose calls all returned a cache on the reference. */
-  readonly byPolicy: Readonly<Record<string, { readonly cases: number; readonly accepted: number }>>;
+  readonly byPolicy: Readonly<Record<string, FuzzPolicyCount>>;
   /** Errors that were not kvfold errors, on any backend. Must be 0. */
   readonly untypedErrors: number;
   /** Outputs holding NaN or an infinity although every input was finite, on any backend. Must be 0. */
