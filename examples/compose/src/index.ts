@@ -6,10 +6,9 @@
  * composed from everything they registered, creates the backend and the policy, and the program runs
  * them on a generated cache: prefill, then decode steps.
  */
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, KVFold, consoleLogger, createContext, disposeLayer, hostTensor, layerFromHost, layerTensors, layerToHost, resolveBudget, type KVFoldConfig, type Logger } from '@kvfold/core';
+import { ConfigError, KVFold, readJsonFile, consoleLogger, createContext, disposeLayer, hostTensor, layerFromHost, layerTensors, layerToHost, resolveBudget, type KVFoldConfig, type Logger } from '@kvfold/core';
 import { syntheticLayer } from '@kvfold/testkit';
 
 /** This example's folder: the "user project" whose node_modules the plugins are resolved from. */
@@ -49,14 +48,12 @@ export interface ComposeResult {
   readonly finalPositions: readonly number[];
 }
 
-/** Read a JSON config file; a parse error names the file. */
+/**
+ * Read a JSON config file with core's reader: a missing file is a `NotFoundError`, a syntax error a
+ * `ConfigError` naming the file, line and column.
+ */
 export function readConfig(path: string): unknown {
-  const text = readFileSync(path, 'utf8');
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new SyntaxError(`${path}: ${(e as Error).message}`);
-  }
+  return readJsonFile(path, { what: 'config file' });
 }
 
 /**

@@ -4,6 +4,7 @@
  * backend and on the reference backend (the ground truth), with the execution provider and kernel path in use printed and the
  * two results compared element by element.
  */
+import { parseArgs } from 'node:util';
 import { KVFold, consoleLogger, resolveBudget, type Logger } from '@kvfold/core';
 import reference from '@kvfold/backend-reference';
 import onnx, { type OnnxBackendOptions, type OnnxKernels, type OnnxRuntimeInfo } from '@kvfold/backend-onnx';
@@ -55,13 +56,24 @@ export async function runOnnxExample(options: OnnxExampleOptions = {}): Promise<
   return { info: ort.info, onnx: onOnnx, reference: onReference, ...compareLayers(onOnnx.layer, onReference.layer) };
 }
 
+/** `--ep cpu|cuda --native auto|off|require`; an unknown flag or value exits with code 2 and the usage. */
+function cliOptions(): { ep: 'cpu' | 'cuda'; native: NonNullable<OnnxBackendOptions['native']> } {
+  const usage = 'usage: start [--ep cpu|cuda] [--native auto|off|require]';
+  try {
+    const { values } = parseArgs({ options: { ep: { type: 'string', default: 'cpu' }, native: { type: 'string', default: 'auto' } }, strict: true, allowPositionals: false });
+    if (values.ep !== 'cpu' && values.ep !== 'cuda') throw new Error(`--ep ${JSON.stringify(values.ep)} is not one of cpu, cuda`);
+    if (values.native !== 'auto' && values.native !== 'off' && values.native !== 'require') throw new Error(`--native ${JSON.stringify(values.native)} is not one of auto, off, require`);
+    return { ep: values.ep, native: values.native };
+  } catch (e) {
+    console.error(`${(e as Error).message}\n${usage}`);
+    process.exit(2);
+  }
+}
+
 const isMain = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
 if (isMain) {
-  const arg = (name: string) => {
-    const i = process.argv.indexOf(`--${name}`);
-    return i > 0 ? process.argv[i + 1] : undefined;
-  };
-  const r = await runOnnxExample({ executionProvider: (arg('ep') ?? 'cpu') as 'cpu' | 'cuda', native: (arg('native') ?? 'auto') as OnnxBackendOptions['native'], logger: consoleLogger('info') });
+  const { ep, native } = cliOptions();
+  const r = await runOnnxExample({ executionProvider: ep, native, logger: consoleLogger('info') });
   console.log(`\nKVMerger (default options), 4 kv heads / 8 query heads, 512 tokens, head dim 64, budget 35%\n`);
   console.log(`onnxruntime-node ${r.info.onnxruntimeNode}; execution provider in use: ${r.info.executionProvider}; ai.kvfold ops: ${r.info.kernelPath}; observe: ${r.info.observePath}`);
   if (r.info.fallbacks.length > 0) console.log(`fallbacks: ${r.info.fallbacks.join('; ')}`);

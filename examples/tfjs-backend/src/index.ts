@@ -4,9 +4,10 @@
  * backend and on the reference backend (the ground truth), with the tfjs engine in use printed and the
  * two results compared element by element.
  */
+import { parseArgs } from 'node:util';
 import { KVFold, consoleLogger, resolveBudget, type Logger } from '@kvfold/core';
 import reference from '@kvfold/backend-reference';
-import tfjs, { type TfjsEngineChoice, type TfjsKernels } from '@kvfold/backend-tfjs';
+import tfjs, { ENGINE_CHOICES, type TfjsEngineChoice, type TfjsKernels } from '@kvfold/backend-tfjs';
 import kvmerger from '@kvfold/policy-kvmerger';
 import { compareLayers, prefillOn, syntheticLayer, type BackendRun } from '@kvfold/testkit';
 
@@ -55,10 +56,21 @@ export async function runTfjsExample(options: TfjsExampleOptions = {}): Promise<
   return { engine: tf.engine, simd: tf.simd, tfjs: onTfjs, reference: onReference, ...compareLayers(onTfjs.layer, onReference.layer) };
 }
 
+/** The value of `--<name>`, one of `allowed`; an unknown flag or value exits with code 2 and says what is allowed. */
+function choice<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+  try {
+    const v = parseArgs({ options: { [name]: { type: 'string' } }, strict: true, allowPositionals: false }).values[name] ?? fallback;
+    if (!(allowed as readonly string[]).includes(v as string)) throw new Error(`--${name} ${JSON.stringify(v)} is not one of ${allowed.join(', ')}`);
+    return v as T;
+  } catch (e) {
+    console.error(`${(e as Error).message}\nusage: start [--${name} ${allowed.join('|')}]`);
+    process.exit(2);
+  }
+}
+
 const isMain = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
 if (isMain) {
-  const i = process.argv.indexOf('--engine');
-  const engine = (i > 0 ? process.argv[i + 1] : 'auto') as TfjsEngineChoice;
+  const engine = choice('engine', ENGINE_CHOICES, 'auto');
   const r = await runTfjsExample({ engine, logger: consoleLogger('info') });
   console.log(`\nKVMerger (default options), 4 kv heads / 8 query heads, 512 tokens, head dim 64, budget 35%\n`);
   console.log(`tfjs engine in use: ${r.engine}${r.simd === undefined ? '' : ` (SIMD ${r.simd ? 'on' : 'off'})`}`);

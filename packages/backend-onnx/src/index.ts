@@ -14,6 +14,7 @@ export type { OnnxTensor } from './tensor.js';
 export { KVFOLD_DOMAIN, OPSET } from './graph.js';
 export {
   ortPackageVersion,
+  ORT_INSTALL_HINT,
   ortApiOf,
   missingCudaProviderFiles,
   nativeIncompatibility,

@@ -1,5 +1,5 @@
 import { ArgCheck, BufferPool, DEFAULT_POOL_BYTES, defineKernelBackend, hostTensor, type KernelBackend, type KVKernels } from '@kvfold/core';
-import * as ort from 'onnxruntime-node';
+import { ort } from './ort.js';
 import { SessionCache } from './cache.js';
 import { accumulate } from './kernels/accumulate.js';
 import { accumulateTopK, type AccumulatedSelection } from './kernels/accumulateTopK.js';

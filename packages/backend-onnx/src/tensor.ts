@@ -1,5 +1,6 @@
 import type { TensorMeta } from '@kvfold/core';
-import * as ort from 'onnxruntime-node';
+import type { Tensor } from 'onnxruntime-common';
+import { ort } from './ort.js';
 
 /**
  * The onnx backend's tensor type and what core needs to know about it. Core validates every kernel call
@@ -9,7 +10,7 @@ import * as ort from 'onnxruntime-node';
  */
 
 /** The tensor type of this backend: onnxruntime's CPU tensor. */
-export type OnnxTensor = ort.Tensor;
+export type OnnxTensor = Tensor;
 
 /** A live CPU ort.Tensor's shape and dtype, or why `value` is not one. */
 export function inspectTensor(value: unknown): TensorMeta | string {

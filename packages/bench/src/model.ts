@@ -242,6 +242,22 @@ export function argmax(values: ArrayLike<number>): number {
 }
 
 /**
+ * Greedy decoding from `logits` (the prediction of the next token) with any runtime's `feed`: at most
+ * `maxTokens` tokens, ending early at an EOS id or when `done(tokens)` says so.
+ */
+export async function greedyDecode(logits: Float32Array, maxTokens: number, eos: ReadonlySet<number>, feed: (token: number) => Promise<Float32Array>, done: (tokens: readonly number[]) => boolean = () => false): Promise<number[]> {
+  const out: number[] = [];
+  let next = logits;
+  while (out.length < maxTokens) {
+    const t = argmax(next);
+    out.push(t);
+    if (eos.has(t) || out.length >= maxTokens || done(out)) break;
+    next = await feed(t);
+  }
+  return out;
+}
+
+/**
  * One sequence continuing from a {@link Capture} under a policy: the captured full cache and
  * observations are handed to a fresh cache manager, whose policy compresses them exactly as after a
  * real prefill; later tokens are decoded over the compressed cache.
@@ -308,17 +324,9 @@ export class PolicyRun {
    * Greedy decoding from `logits` (the prediction of the next token): at most `maxTokens` tokens, ending
    * early at an EOS id or when `done(tokens)` says so.
    */
-  async greedy(logits: Float32Array, maxTokens: number, done: (tokens: readonly number[]) => boolean = () => false): Promise<number[]> {
+  greedy(logits: Float32Array, maxTokens: number, done: (tokens: readonly number[]) => boolean = () => false): Promise<number[]> {
     const eos = new Set([...this.model.tokenizer.eosTokenIds, ...this.model.config.eosTokenIds]);
-    const out: number[] = [];
-    let next = logits;
-    while (out.length < maxTokens) {
-      const t = argmax(next);
-      out.push(t);
-      if (eos.has(t) || out.length >= maxTokens || done(out)) break;
-      next = await this.feed([t]);
-    }
-    return out;
+    return greedyDecode(logits, maxTokens, eos, (t) => this.feed([t]), done);
   }
 
   /** Release the caches. */

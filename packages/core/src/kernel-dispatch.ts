@@ -140,7 +140,7 @@ export function bindKernels<T>(backend: KernelBackend<T>, options: BindOptions =
     const go = runner(def.name);
     const registered = defs.get(def.name)!;
     const f: Dispatch = (a, b, c, d, e) => go(registered.validate(check, a, b, c, d, e));
-    methods[def.name] = def.name === 'allFinite' ? async (a: unknown) => f(a) : f;
+    methods[def.name] = def.name === 'allFinite' ? async (a: unknown, b: unknown, c: unknown) => f(a, b, c) : f;
   }
   const kernels: KVKernels<T> = {
     ...(methods as unknown as Pick<KVKernels<T>, BuiltinKernel>),

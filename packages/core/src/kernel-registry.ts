@@ -50,6 +50,30 @@ export class KernelRegistry {
     forBackend.set(entry.kernel, { implementation: entry.implementation, owner });
   }
 
+  /**
+   * Check that plugins could add these definitions and implementations (no name taken, none given twice),
+   * without adding anything: what all-or-nothing plugin registration checks first.
+   * @throws NameClashError naming both owners.
+   */
+  checkAdditions(additions: readonly { readonly owner: string; readonly definitions: readonly AnyKernelDefinition[]; readonly implementations: readonly KernelImplementationEntry[] }[]): void {
+    const defs = new Map([...this.defs].map(([name, e]) => [name, e.owner]));
+    const impls = new Map<string, string>();
+    for (const [backend, m] of this.impls) for (const [kernel, e] of m) impls.set(`${kernel} (on ${backend})`, e.owner);
+    for (const { owner, definitions, implementations } of additions) {
+      for (const d of definitions) {
+        const earlier = defs.get(d.name);
+        if (earlier !== undefined) throw new NameClashError('kernel', d.name, earlier, owner);
+        defs.set(d.name, owner);
+      }
+      for (const e of implementations) {
+        const key = `${e.kernel} (on ${e.backend})`;
+        const earlier = impls.get(key);
+        if (earlier !== undefined) throw new NameClashError('kernel', key, earlier, owner);
+        impls.set(key, owner);
+      }
+    }
+  }
+
   /** Defined kernel names, sorted. */
   names(): string[] {
     return [...this.defs.keys()].sort();

@@ -1,3 +1,4 @@
+import { ConfigError } from './errors.js';
 import type { DType, HostTensor } from './tensor.js';
 
 /**
@@ -131,8 +132,15 @@ export interface KVKernels<T = unknown> {
   /** Release tensors. Disposing a handle twice, or `undefined`, is harmless. */
   dispose(...tensors: readonly (T | undefined)[]): void;
 
-  /** True when every element is finite (no NaN, no infinity). */
-  allFinite(tensor: T): Promise<boolean>;
+  /**
+   * True when every element is finite (no NaN, no infinity); int32 tensors always are. With `bound` (a
+   * power of two from 2 to 2^127), a float32 element must also be smaller than `bound` in magnitude: the
+   * test is exact on every backend, since a float32 `x * 2^(128 - log2 bound)` overflows exactly when
+   * `|x| >= bound`. With `from` (an integer slot of axis 1), only slots `from..` of every row of axis 0
+   * are tested: the newest slots of every head of a `[heads, length, ...]` cache, which is how the guard
+   * scans what a decode step appended without gathering it.
+   */
+  allFinite(tensor: T, bound?: number, from?: number): Promise<boolean>;
 
   /**
    * Append `n` new tokens to every head: keys and values `[kvHeads, n, headDim]`, positions int32
@@ -208,4 +216,17 @@ export function layerTensors<T>(layer: LayerCache<T>): T[] {
 export function disposeLayer<T>(kernels: KVKernels<T>, layer: LayerCache<T>, keep?: LayerCache<T>): void {
   const kept = new Set<T>(keep ? layerTensors(keep) : []);
   kernels.dispose(...layerTensors(layer).filter((t) => !kept.has(t)));
+}
+
+/**
+ * The factor `2^(128 - log2 bound)` with which {@link KVKernels.allFinite} scales float32 elements so that
+ * exactly those of magnitude `>= bound` overflow to infinity.
+ * @throws ConfigError when `bound` is not a power of two from 2 to 2^127.
+ */
+export function finiteBoundScale(bound: number): number {
+  const e = Math.log2(bound);
+  if (typeof bound !== 'number' || !Number.isInteger(e) || e < 1 || e > 127) {
+    throw new ConfigError([{ path: '/bound', rule: 'enum', message: `must be a power of two from 2 to 2^127, got ${String(bound)}`, allowed: '2^1..2^127' }], 'allFinite');
+  }
+  return 2 ** (128 - e);
 }

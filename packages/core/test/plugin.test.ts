@@ -10,11 +10,11 @@ const codeOf = async (fn: () => unknown): Promise<[string, string]> => {
   throw new Error('expected an error');
 };
 
-/** Write a fake npm package under dir/node_modules/name whose default export is `body`. */
+/** Write a fake npm plugin package under dir/node_modules/name whose default export is `body`. */
 function fakePackage(dir: string, name: string, body: string, manifest: Record<string, unknown> = {}): void {
   const pkg = join(dir, 'node_modules', name);
   mkdirSync(pkg, { recursive: true });
-  writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name, type: 'module', exports: { '.': { import: './index.js' } }, ...manifest }));
+  writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name, type: 'module', exports: { '.': { import: './index.js' } }, kvfold: { pluginApiVersion: PLUGIN_API_VERSION }, ...manifest }));
   writeFileSync(join(pkg, 'index.js'), body);
 }
 
@@ -58,7 +58,8 @@ describe('loading plugin packages', () => {
   const project = mkdtempSync(join(tmpdir(), 'kvfold-plugins-'));
   // Structural plugin: a published plugin bundles its own copy of definePlugin's output shape.
   fakePackage(project, '@acme/kvfold-good', `export default { name: '@acme/kvfold-good', pluginApiVersion: ${PLUGIN_API_VERSION}, backends: [],
-  policies: [{ specificationVersion: '${SPECIFICATION_VERSION}', name: 'good', description: 'd', schema: { type: 'object' }, create: () => ({}) }] };`);
+  policies: [{ specificationVersion: '${SPECIFICATION_VERSION}', name: 'good', description: 'd', schema: { type: 'object' },
+    create: () => ({ specificationVersion: '${SPECIFICATION_VERSION}', name: 'good', needs: [], prefill: async (l) => l, step: async (l) => l }) }] };`);
   fakePackage(project, 'not-a-plugin', 'export default { hello: 1 };');
   fakePackage(project, 'throws-on-import', 'throw new Error("boom");');
   writeFileSync(join(project, 'local-plugin.mjs'), `export default ${JSON.stringify({ name: 'local', pluginApiVersion: PLUGIN_API_VERSION, policies: [], backends: [] })};`);

@@ -1,10 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ModelError, type KVKernels } from '@kvfold/core';
-import { CacheManager, type CacheManagerOptions } from './cache-manager.js';
+import { CacheManager, ModelError, type AttentionHooks, type CacheManagerOptions, type KVKernels } from '@kvfold/core';
 import type { LlamaConfig } from './model/config.js';
-import { LlamaDecoder, type AttentionHooks, type DecoderOptions, type ForwardOptions } from './model/decoder.js';
+import { LlamaDecoder, type DecoderOptions, type ForwardOptions } from './model/decoder.js';
 import type { LlamaWeights } from './model/weights.js';
 import type { TextTokenizer } from './tokenizer.js';
+
+// Models may run on tfjs's cpu engine, which prints a Node.js banner on its first tensor; tfjs's PROD flag
+// only silences its console messages (as in @kvfold/backend-tfjs; KVFOLD_TFJS_LOGS=1 keeps them).
+if (process.env.KVFOLD_TFJS_LOGS !== '1') tf.env().set('PROD', true);
 
 /** Logits a {@link Decoder} returns: read once, then released. */
 export interface Logits {

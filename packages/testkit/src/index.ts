@@ -13,3 +13,4 @@ export * from './compare.js';
 export * from './tracked.js';
 export * from './backend-run.js';
 export * from './models.js';
+export * from './policies.js';

@@ -1,5 +1,5 @@
 import type { BufferPool, GatherCall, KernelImplementation, LayerCache } from '@kvfold/core';
-import * as ort from 'onnxruntime-node';
+import { ort } from '../ort.js';
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder, type FunctionDef, type NodeList } from '../graph.js';
 import type { OnnxTensor } from '../tensor.js';

@@ -50,12 +50,15 @@ export const MERGE_SEGMENTS: FunctionDef = {
     const pivotIdx = b.op('GatherElements', [pivotPad, segD], { axis: attr.int(1) });
     const pk = b.op('GatherND', ['keys', b.unsqueeze(pivotIdx, [2])], { batch_dims: attr.int(1) });
     const diff = b.op('Sub', ['keys', pk]);
-    const d2 = b.reduce('ReduceSum', b.op('Mul', [diff, diff]), [2], false);
     const sig = b.op('GatherElements', [sigmaPad, segD], { axis: attr.int(1) });
-    const twoSig2 = b.op('Mul', [b.op('Mul', [sig, sig]), b.f32(2, true)]);
+    // ||k_p - k_i||^2 / (2 sigma^2) with the difference divided by sigma before it is squared: squaring first
+    // overflows float32 for keys above about 1e19 (Inf / Inf = NaN); scaled, a huge ratio only gives
+    // exp(-Inf) = 0, as the reference's float64 does.
+    const z = b.op('Div', [diff, b.unsqueeze(sig, [2])]);
+    const half = b.op('Mul', [b.reduce('ReduceSum', b.op('Mul', [z, z]), [2], false), b.f32(0.5, true)]);
     const zero = b.f32(0, true);
-    // d2 = 0 gives weight exactly 1 (the pivot), even where 2 sigma^2 underflows to 0 in float32.
-    const gauss = b.op('Where', [b.op('Equal', [d2, zero]), b.f32(1, true), b.op('Exp', [b.op('Neg', [b.op('Div', [d2, twoSig2])])])]);
+    // A zero distance gives weight exactly 1 (the pivot).
+    const gauss = b.op('Where', [b.op('Equal', [half, zero]), b.f32(1, true), b.op('Exp', [b.op('Neg', [half])])]);
     const g = b.op('Where', [dropped, zero, gauss]);
     const shape2 = b.concat([H, O1], 0);
     const shape3 = b.concat([H, O1, D], 0);
@@ -66,16 +69,17 @@ export const MERGE_SEGMENTS: FunctionDef = {
     const heads = b.op('Expand', [b.unsqueeze(b.op('Range', [b.i64(0, true), b.squeeze(H, [0]), b.i64(1, true)]), [1]), b.shape(segD)]);
     const rowIdx = b.concat([b.unsqueeze(heads, [2]), b.unsqueeze(segD, [2])], 2); // [H, L, 2]: (head, segment)
     b.opN('Identity', [segmentRowSum(b, b.op('Mul', ['keys', b.unsqueeze(w, [2])]), rowIdx, shape3, O)], {}, { names: ['keys_out'] });
-    // Counts as float: exact below 2^24 tokens per slot, and one scatter serves the value scale too.
-    const cF = b.cast('counts', 'float32');
-    const cSumPad = b.op('ScatterElements', [b.fill(shape2, 'float32', 0), segD, b.op('Where', [dropped, zero, cF])], {
+    // Counts summed in float64, like the reference: exact for every int32 total (float32 is exact only below
+    // 2^24), and one scatter serves the value scale too.
+    const cD = b.cast('counts', 'float64');
+    const cSumPad = b.op('ScatterElements', [b.fill(shape2, 'float64', 0), segD, b.op('Where', [dropped, b.cast(zero, 'float64'), cD])], {
       axis: attr.int(1),
       reduction: attr.string('add'),
     });
     const cSum = b.op('GatherElements', [cSumPad, segD], { axis: attr.int(1) });
     const byCount = b.op('Equal', [b.op('Constant', [], { value_int: attr.ref('value_scale', 'int') }), b.i64(1, true)]);
     // factor = C / c_i when value_scale = 1, exactly 1 when it is 0 (the Where keeps a 0 count's NaN out).
-    const factor = b.op('Where', [byCount, b.op('Div', [cSum, cF]), b.f32(1, true)]);
+    const factor = b.op('Where', [byCount, b.cast(b.op('Div', [cSum, cD]), 'float32'), b.f32(1, true)]);
     const wv = b.op('Mul', [w, factor]);
     b.opN('Identity', [segmentRowSum(b, b.op('Mul', ['values', b.unsqueeze(wv, [2])]), rowIdx, shape3, O)], {}, { names: ['values_out'] });
     b.opN('GatherElements', ['positions', b.cast('pivot', 'int64')], { axis: attr.int(1) }, { names: ['positions_out'] });

@@ -1,5 +1,5 @@
 import type { GroupReduction, KernelImplementation, LayerCache, ObserveCall, ObservedAttention } from '@kvfold/core';
-import * as ort from 'onnxruntime-node';
+import { ort } from '../ort.js';
 import type { SessionCache } from '../cache.js';
 import { ALLOW_ZERO, attr, GraphBuilder, type FunctionDef } from '../graph.js';
 import { float32Scalar, type OnnxTensor } from '../tensor.js';

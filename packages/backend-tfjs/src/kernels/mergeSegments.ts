@@ -36,10 +36,12 @@ function merge({ layer, plan, dims, outLength: M, byCount }: MergeSegmentsCall<t
     const sigmaOf = takeRows(tf.concat([tf.reshape(plan.sigma, [HM]), tf.ones([1], 'float32')]), row);
     const keys = tf.reshape(layer.keys, [N, D]);
     const values = tf.reshape(layer.values, [N, D]);
-    const d2 = tf.sum(tf.square(tf.sub(takeRows(keys, pivotOf), keys)), -1);
-    const gauss = tf.exp(tf.div(tf.neg(d2), tf.mul(tf.square(sigmaOf), tf.scalar(2))));
-    // d2 = 0 gives exactly 1 even when 2 sigma^2 underflows to 0 (0 / 0).
-    const g = tf.where(kept, tf.where(tf.equal(d2, 0), tf.onesLike(d2), gauss), tf.zerosLike(d2));
+    // ||k_p - k_i||^2 / (2 sigma^2) with the difference divided by sigma before it is squared: squaring
+    // first overflows float32 for keys above about 1e19 (then Inf / Inf = NaN); scaled, a huge ratio can
+    // only give exp(-Inf) = 0, as the reference's float64 gives.
+    const z = tf.div(tf.sub(takeRows(keys, pivotOf), keys), column(sigmaOf, D));
+    const e = tf.mul(tf.sum(tf.square(z), -1), tf.scalar(0.5));
+    const g = tf.where(kept, tf.where(tf.equal(e, 0), tf.onesLike(e), tf.exp(tf.neg(e))), tf.zerosLike(e));
     const segSum = runSummer(row, H, L, HM);
     const sumG = segSum(g);
     const counts = tf.where(kept, tf.reshape(layer.counts, [N]), tf.zerosLike(row));

@@ -1,40 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ModelError, type GroupReduction, type LayerCache, type Observation } from '@kvfold/core';
+import { ModelError, type AttentionHooks, type GroupReduction, type LayerCache } from '@kvfold/core';
 import { ropeTables, type LlamaConfig } from './config.js';
 import type { HostWeight, LlamaWeights } from './weights.js';
 
-/**
- * What a model asks of whoever owns the KV cache (the {@link CacheManager} in this package), for tensors
- * of type `T` of the cache's backend: store each layer's new keys and values, say what attention
- * statistics the policy needs, and take them. Any model implementation (this package's tfjs decoder, an
- * ONNX decoder, ...) drives a cache through these hooks.
- */
-export interface AttentionHooks<T = unknown> {
-  /**
-   * Append this call's keys and values (`[kvHeads, n, headDim]`, keys post-RoPE) to layer `layer` at the
-   * given true positions, and return the cache the queries must attend over. The hook owns `keys` and
-   * `values` after the call (it disposes them or keeps them in the cache).
-   */
-  append(layer: number, keys: T, values: T, positions: Int32Array): LayerCache<T>;
-  /** What to pass to {@link record} (nothing at all when every flag is false). */
-  readonly observe: {
-    /** Sum over this call's queries of each slot's attention, `[kvHeads, L]`: pass it if the model computes it anyway. */
-    readonly attention: boolean;
-    /** The last query's attention, `[kvHeads, L]`: pass it if the model computes it anyway. */
-    readonly lastAttention: boolean;
-    /**
-     * This call's post-RoPE queries, `[heads, n, headDim]`: always pass them when set. The hook observes
-     * with the backend's `observe` kernel whatever attention the model did not pass.
-     */
-    readonly queries: boolean;
-  };
-  /** GQA group reduction applied to observed attention. */
-  readonly groupReduction: GroupReduction;
-  /** Add `log(count)` to the logits of merged slots. */
-  readonly proportional: boolean;
-  /** Take this call's observation of layer `layer`; the hook owns its tensors. */
-  record(layer: number, observed: Observation<T>): void;
-}
 
 /** Options of {@link LlamaDecoder.forward}. */
 export interface ForwardOptions {

@@ -1,26 +1,45 @@
-import {
-  cacheShape,
-  checkLayer,
-  createContext,
-  disposeLayer,
-  guardPolicy,
-  hostTensor,
-  layerToHost,
-  resolveBudget,
-  silentLogger,
-  ModelError,
-  type Budget,
-  type GroupReduction,
-  type GuardOptions,
-  type HostLayer,
-  type KVCachePolicy,
-  type KVKernels,
-  type LayerCache,
-  type Logger,
-  type Observation,
-  type ObservationNeed,
-} from '@kvfold/core';
-import type { AttentionHooks } from './model/decoder.js';
+import { resolveBudget, type Budget } from './budget.js';
+import { createContext } from './context.js';
+import { ModelError } from './errors.js';
+import { checkLayer, guardPolicy, type GuardOptions } from './guard.js';
+import { layerToHost, type HostLayer } from './host.js';
+import { cacheShape, disposeLayer, type GroupReduction, type KVKernels, type LayerCache } from './kernels.js';
+import { silentLogger, type Logger } from './logger.js';
+import type { KVCachePolicy, Observation, ObservationNeed } from './policy.js';
+import { hostTensor } from './tensor.js';
+
+/**
+ * What a model asks of whoever owns the KV cache (the {@link CacheManager}), for tensors
+ * of type `T` of the cache's backend: store each layer's new keys and values, say what attention
+ * statistics the policy needs, and take them. Any model implementation (`@kvfold/runtime`'s tfjs decoder,
+ * an ONNX decoder, ...) drives a cache through these hooks.
+ */
+export interface AttentionHooks<T = unknown> {
+  /**
+   * Append this call's keys and values (`[kvHeads, n, headDim]`, keys post-RoPE) to layer `layer` at the
+   * given true positions, and return the cache the queries must attend over. The hook owns `keys` and
+   * `values` after the call (it disposes them or keeps them in the cache).
+   */
+  append(layer: number, keys: T, values: T, positions: Int32Array): LayerCache<T>;
+  /** What to pass to {@link record} (nothing at all when every flag is false). */
+  readonly observe: {
+    /** Sum over this call's queries of each slot's attention, `[kvHeads, L]`: pass it if the model computes it anyway. */
+    readonly attention: boolean;
+    /** The last query's attention, `[kvHeads, L]`: pass it if the model computes it anyway. */
+    readonly lastAttention: boolean;
+    /**
+     * This call's post-RoPE queries, `[heads, n, headDim]`: always pass them when set. The hook observes
+     * with the backend's `observe` kernel whatever attention the model did not pass.
+     */
+    readonly queries: boolean;
+  };
+  /** GQA group reduction applied to observed attention. */
+  readonly groupReduction: GroupReduction;
+  /** Add `log(count)` to the logits of merged slots. */
+  readonly proportional: boolean;
+  /** Take this call's observation of layer `layer`; the hook owns its tensors. */
+  record(layer: number, observed: Observation<T>): void;
+}
 
 /** Options of {@link CacheManager}. */
 export interface CacheManagerOptions<T = unknown> {
@@ -165,7 +184,7 @@ export class CacheManager<T = unknown> implements AttentionHooks<T> {
   append(layer: number, keys: T, values: T, positions: Int32Array): LayerCache<T> {
     this.check(layer);
     const k = this.kernels;
-    const { kvHeads: h, headDim } = this.options;
+    const h = this.options.kvHeads;
     const n = positions.length;
     const pos = new Int32Array(h * n);
     for (let i = 0; i < h; i++) pos.set(positions, i * n);
@@ -191,11 +210,32 @@ export class CacheManager<T = unknown> implements AttentionHooks<T> {
       const held = new Set([next.keys, next.values]);
       k.dispose(...[keys, values].filter((t) => !held.has(t)));
     }
-    const ks = k.shapeOf(next.keys);
+    this.install(layer, next);
+    return next;
+  }
+
+  /**
+   * Replace layer `layer`'s cache with `next`, which the model built from the current one itself (an ONNX
+   * decoder's `present` tensors already hold the kept slots and this call's, so there is nothing to
+   * append): the cache the next forward pass attends over. Tensors of the current cache that `next` does
+   * not hold are released, and the manager owns `next` from now on. Call it, like {@link append}, after
+   * {@link reserve} and before {@link compress}.
+   * @throws ModelError for a layer outside the model, or keys that are not `[kvHeads, *, headDim]`.
+   */
+  replace(layer: number, next: LayerCache<T>): void {
+    this.check(layer);
+    const old = this.caches[layer];
+    if (old) disposeLayer(this.kernels, old, next);
+    this.install(layer, next);
+  }
+
+  /** Make `next` layer `layer`'s cache after checking its shape against the model's. */
+  private install(layer: number, next: LayerCache<T>): void {
+    const { kvHeads: h, headDim } = this.options;
+    const ks = this.kernels.shapeOf(next.keys);
     if (ks[0] !== h || ks[2] !== headDim) throw new ModelError(`layer ${layer}: cache keys [${ks.join(', ')}] do not match [${h}, *, ${headDim}]`, { layer });
     this.caches[layer] = next;
     this.updatePeak();
-    return next;
   }
 
   /** {@inheritDoc AttentionHooks.record} */
