@@ -158,6 +158,18 @@ describe('mergeSegments', () => {
     close(out.keys.data, [1, 0, 5, 5]);
     close(out.values.data, [4.5, 6, 7, 8]); // 3 * [3, 4] / 2
   });
+
+  it('merges a run of three members around its pivot', () => {
+    // run 0 = {0, 1, 2} pivot 0, sigma 1: g = [1, exp(-0.5), exp(-2)] = [1, 0.60653066, 0.13533528], sum 1.74186594
+    // key = (g1 [1, 0] + g2 [0, 2]) / sum = [0.34820743, 0.15539116]
+    // count mode, C = 1 + 2 + 1 = 4: value = 4 (v0 + g1 v1 / 2 + g2 v2) / sum = [5.93954412, 9.24312927]
+    const out = k.mergeSegments(l, { segment: i32([1, 4], [0, 0, 0, 1]), pivot: i32([1, 2], [0, 3]), sigma: f32([1, 2], [1, 1]), valueScale: 'count' });
+    close(out.keys.data, [0.34820743, 0.15539116, 5, 5]);
+    close(out.values.data, [5.93954412, 9.24312927, 7, 8]);
+    expect(Array.from(out.counts.data)).toEqual([4, 1]);
+    // 'none' mode: (v0 + g1 v1 + g2 v2) / sum = [2.00719717, 3.00719717]
+    close(k.mergeSegments(l, { segment: i32([1, 4], [0, 0, 0, 1]), pivot: i32([1, 2], [0, 3]), sigma: f32([1, 2], [1, 1]), valueScale: 'none' }).values.data, [2.00719717, 3.00719717, 7, 8]);
+  });
 });
 
 describe('mergeIntoNeighbours', () => {

@@ -224,6 +224,38 @@ function mergeRun(l: LayerData, seg: Int32Array, rowBase: number, o: number, st:
   const kScale = 1 / sumG;
   const vScale = total > 0 ? total / sumG : kScale;
   const { keys: outK, values: outV } = out;
+  // Runs of two or three members are most of a plan's runs. Unrolled, they add the same terms in the same
+  // order as the general loop below (0 + x is x), so the results match it (up to the sign of a zero sum)
+  // without its inner loop's per-element bookkeeping: about 15% of KVMerger's time on the reference backend.
+  if (n === 2) {
+    const r0 = rows[0]!;
+    const r1 = rows[1]!;
+    const w0 = weights[0]!;
+    const w1 = weights[1]!;
+    const v0 = valueWeights[0]!;
+    const v1 = valueWeights[1]!;
+    for (let d = 0; d < D; d++) {
+      outK[od + d] = (w0 * keys[r0 + d]! + w1 * keys[r1 + d]!) * kScale;
+      outV[od + d] = (v0 * values[r0 + d]! + v1 * values[r1 + d]!) * vScale;
+    }
+    return;
+  }
+  if (n === 3) {
+    const r0 = rows[0]!;
+    const r1 = rows[1]!;
+    const r2 = rows[2]!;
+    const w0 = weights[0]!;
+    const w1 = weights[1]!;
+    const w2 = weights[2]!;
+    const v0 = valueWeights[0]!;
+    const v1 = valueWeights[1]!;
+    const v2 = valueWeights[2]!;
+    for (let d = 0; d < D; d++) {
+      outK[od + d] = (w0 * keys[r0 + d]! + w1 * keys[r1 + d]! + w2 * keys[r2 + d]!) * kScale;
+      outV[od + d] = (v0 * values[r0 + d]! + v1 * values[r1 + d]! + v2 * values[r2 + d]!) * vScale;
+    }
+    return;
+  }
   for (let d = 0; d < D; d++) {
     let k = 0;
     let v = 0;
