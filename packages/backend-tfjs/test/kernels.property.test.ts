@@ -179,6 +179,31 @@ for (const engine of ENGINES) {
       );
     });
 
+    it('mergeIntoNeighbours with a few sources (a decode step: the explicit spread, not the cumsum)', async () => {
+      const k = await kernelsFor(engine);
+      await fc.assert(
+        fc.asyncProperty(
+          fc.record({ H: fc.integer({ min: 1, max: 3 }), L: fc.integer({ min: 70, max: 120 }), D: fc.integer({ min: 1, max: 8 }), seed: fc.integer() }),
+          fc.integer({ min: 1, max: 2 }),
+          fc.integer({ min: 1, max: 4 }),
+          async ({ H, L, D, seed }, sources, window) => {
+            const r = rng(seed);
+            // sources x window x 8 <= 64 <= kept slots: the regime that takes the spread.
+            const base = randomLayer(H, L, D, r);
+            const p = randomNeighbourPlan(H, L, L - sources, window, r);
+            const a = upload(k, base);
+            const plan = { keep: k.fromHost(p.keep), source: k.fromHost(p.source), targetStart: k.fromHost(p.targetStart), targetCount: k.fromHost(p.targetCount), gate: k.fromHost(p.gate) };
+            const out = k.mergeIntoNeighbours(a, plan);
+            expectLayerClose(await layerHost(k, out), await layerHost(ref, ref.mergeIntoNeighbours(upload(ref, base), p)), 'mergeIntoNeighbours');
+            free(k, out);
+            free(k, a);
+            k.dispose(...Object.values(plan));
+          },
+        ),
+        RUNS,
+      );
+    });
+
     it('observe (GQA groups, causal positions, reductions, proportional, custom scale)', async () => {
       const k = await kernelsFor(engine);
       await fc.assert(

@@ -25,8 +25,8 @@ const SPREAD_BLOCK = 1 << 22;
  * differences into what each target receives. A cumulative sum would turn an infinite or NaN value
  * into NaN past its window, so when the layer's values are not all finite (checked in the same
  * download as the plan) the contributions are spread over each window explicitly instead,
- * `O(sources * maxWindow * headDim)` like the reference loop; so they are too when that spread is no
- * larger than the kept slots (a decode step's few sources), where it is the cheaper of the two.
+ * `O(sources * maxWindow * headDim)` like the reference loop; so they are too when that spread is at most
+ * an eighth of the kept slots (a decode step's few sources), where it is the cheaper of the two.
  */
 export const mergeIntoNeighbours: KernelImplementation<MergeIntoNeighboursCall<tf.Tensor>, LayerCache<tf.Tensor>, PlanFacts> = {
   screen: screenPlan,
@@ -51,9 +51,10 @@ function merge(call: MergeIntoNeighboursCall<tf.Tensor>, facts: PlanFacts = scre
     const source = takeRows(tf.reshape(layer.values, [H * L, D]), flatIndex(plan.source, L));
     const start = tf.reshape(plan.targetStart, [HS]);
     // The explicit spread writes sources x widest window rows, the cumulative sum runs over every kept
-    // row: a decode step that evicts one slot per head spreads 32 rows per head instead of a cumsum over
-    // the whole cache (the cumsum was 70% of a CaM step on a 4096-slot cache on wasm).
-    const sparse = S * maxWindow <= K;
+    // row; a spread row costs about 6 cumsum rows on wasm (speed preset, 4096 kept slots: 64 sources x
+    // window 32 took 607-757 ms spread, 283 ms by cumsum). A decode step that evicts one slot per head
+    // spreads 32 rows per head instead (the cumsum was 70% of that CaM step).
+    const sparse = S * maxWindow * 8 <= K;
     const added = finite && !sparse ? rangeAdd(tf.mul(source, column(factor, D)), start, count, active, H, K) : spreadExact(source, factor, start, count, H, K, maxWindow);
     return { ...out, values: tf.add(out.values, added) };
   });
