@@ -20,5 +20,5 @@ export * from './fuzz.js';
 export { needleSuite, type NeedleItem, type NeedleMetrics, type NeedleVariantMetrics, type NeedleCell } from './suites/needle.js';
 export { fidelitySuite, type ContextError, type FidelityItem, type FidelityMetrics, type FidelityVariantMetrics } from './suites/fidelity.js';
 export { perplexitySuite, type PerplexityItem, type PerplexityMetrics, type PerplexityVariantMetrics } from './suites/perplexity.js';
-export { speedSuite, OVER_BUDGET, type DecodeRow, type ScalingCurve, type SpeedMetrics, type ThroughputItem, type DecodeItem, type ScalingItem } from './suites/speed.js';
+export { speedSuite, OVER_BUDGET, type DecodeRow, type ScalingCurve, type SpeedMetrics, type ThroughputItem, type StepItem, type DecodeItem, type ScalingItem } from './suites/speed.js';
 export * from './peers.js';

@@ -41,7 +41,10 @@ export class BufferPool implements HostAllocator {
   private readonly live = new WeakSet<ArrayBuffer>();
   private stats = { allocatedBytes: 0, reusedBytes: 0, pooledBytes: 0, liveBytes: 0, peakLiveBytes: 0 };
 
-  /** @param maxBytes most bytes held for reuse (0 turns reuse off). */
+  /**
+   * An empty pool.
+   * @param maxBytes most bytes held for reuse (0 turns reuse off).
+   */
   constructor(readonly maxBytes: number) {}
 
   /** A float32 array of `n` elements; contents unspecified when reused. */

@@ -47,8 +47,9 @@ export interface ThroughputItem extends BackendItem {
   /** floorMs / medianMs. */
   readonly fraction: number;
   /**
-   * Peak bytes one compression held above its inputs, measured on an extra untimed call (see
-   * {@link measurePeak}); absent when the backend cannot tell.
+   * Peak bytes one compression held above its inputs, measured on an extra untimed call: the pool's
+   * peak on reference and onnx, the engine's tensor bytes on tfjs (`peakOf` says which); absent when
+   * the backend cannot tell.
    */
   readonly peakBytes?: number;
   /** What `peakBytes` counts. */
