@@ -32,6 +32,18 @@ async function sameTensor(k: KVKernels<OnnxTensor>, a: OnnxTensor, e: HostTensor
   expectClose(await k.toHost(a), await ref.toHost(e), what);
 }
 
+/** mergeSegments with plan `p` on both backends' copies of one layer gives the same layer. */
+async function expectSegmentsMatch(k: OnnxKernels, ol: LayerCache<OnnxTensor>, rl: LayerCache<HostTensor>, p: ReturnType<typeof segmentPlan>, what: string): Promise<void> {
+  const out = k.mergeSegments(ol, { segment: k.fromHost(p.segment), pivot: k.fromHost(p.pivot), sigma: k.fromHost(p.sigma), valueScale: p.valueScale });
+  expectLayerClose(await layerHost(k, out), await layerHost(ref, ref.mergeSegments(rl, p)), what);
+}
+
+/** mergeIntoNeighbours with plan `p` on both backends' copies of one layer gives the same layer. */
+async function expectNeighboursMatch(k: OnnxKernels, ol: LayerCache<OnnxTensor>, rl: LayerCache<HostTensor>, p: ReturnType<typeof neighbourPlan>, what: string): Promise<void> {
+  const plan = { keep: k.fromHost(p.keep), source: k.fromHost(p.source), targetStart: k.fromHost(p.targetStart), targetCount: k.fromHost(p.targetCount), gate: k.fromHost(p.gate) };
+  expectLayerClose(await layerHost(k, k.mergeIntoNeighbours(ol, plan)), await layerHost(ref, ref.mergeIntoNeighbours(rl, p)), what);
+}
+
 if (!nativeBuilt) {
   console.warn('[backend-onnx tests] native ai.kvfold kernels are not built: native parity is skipped (run `pnpm --filter @kvfold/backend-onnx build:native`)');
 }
@@ -116,33 +128,24 @@ for (const variant of variants()) {
       );
     });
 
-    it('mergeSegments (count and none scaling, dropped slots)', async () => {
-      await fc.assert(
-        fc.asyncProperty(shape, async ({ H, L, D, seed }) => {
-          const r = rng(seed);
-          const [ol, rl] = both(k, H, L, D, r);
+    it.each([
+      {
+        name: 'mergeSegments (count and none scaling, dropped slots)',
+        check: async (ol: LayerCache<OnnxTensor>, rl: LayerCache<HostTensor>, H: number, L: number, r: () => number) => {
           const p = segmentPlan(H, L, r);
-          const out = k.mergeSegments(ol, { segment: k.fromHost(p.segment), pivot: k.fromHost(p.pivot), sigma: k.fromHost(p.sigma), valueScale: p.valueScale });
-          expectLayerClose(await layerHost(k, out), await layerHost(ref, ref.mergeSegments(rl, p)), `mergeSegments ${p.valueScale}`);
-        }),
-        { numRuns: RUNS },
-      );
-    });
-
-    it('mergeIntoNeighbours (shared targets, zero counts and gates)', async () => {
+          await expectSegmentsMatch(k, ol, rl, p, `mergeSegments ${p.valueScale}`);
+        },
+      },
+      {
+        name: 'mergeIntoNeighbours (shared targets, zero counts and gates)',
+        check: (ol: LayerCache<OnnxTensor>, rl: LayerCache<HostTensor>, H: number, L: number, r: () => number) => expectNeighboursMatch(k, ol, rl, neighbourPlan(H, L, r), 'mergeIntoNeighbours'),
+      },
+    ])('$name', async ({ check }) => {
       await fc.assert(
         fc.asyncProperty(shape, async ({ H, L, D, seed }) => {
           const r = rng(seed);
           const [ol, rl] = both(k, H, L, D, r);
-          const p = neighbourPlan(H, L, r);
-          const out = k.mergeIntoNeighbours(ol, {
-            keep: k.fromHost(p.keep),
-            source: k.fromHost(p.source),
-            targetStart: k.fromHost(p.targetStart),
-            targetCount: k.fromHost(p.targetCount),
-            gate: k.fromHost(p.gate),
-          });
-          expectLayerClose(await layerHost(k, out), await layerHost(ref, ref.mergeIntoNeighbours(rl, p)), 'mergeIntoNeighbours');
+          await check(ol, rl, H, L, r);
         }),
         { numRuns: RUNS },
       );
@@ -195,11 +198,8 @@ for (const variant of variants()) {
           const idx = ref.topK(rl.scores, randInt(r, 0, L), 0, L);
           expectLayerClose(await layerHost(k, k.gather(ol, k.fromHost(idx))), await layerHost(ref, ref.gather(rl, idx)), `gather ${tag}`);
           const sp = segmentPlan(H, L, r);
-          const ms = k.mergeSegments(ol, { segment: k.fromHost(sp.segment), pivot: k.fromHost(sp.pivot), sigma: k.fromHost(sp.sigma), valueScale: sp.valueScale });
-          expectLayerClose(await layerHost(k, ms), await layerHost(ref, ref.mergeSegments(rl, sp)), `mergeSegments ${sp.valueScale} ${tag}`);
-          const np = neighbourPlan(H, L, r);
-          const mn = k.mergeIntoNeighbours(ol, { keep: k.fromHost(np.keep), source: k.fromHost(np.source), targetStart: k.fromHost(np.targetStart), targetCount: k.fromHost(np.targetCount), gate: k.fromHost(np.gate) });
-          expectLayerClose(await layerHost(k, mn), await layerHost(ref, ref.mergeIntoNeighbours(rl, np)), `mergeIntoNeighbours ${tag}`);
+          await expectSegmentsMatch(k, ol, rl, sp, `mergeSegments ${sp.valueScale} ${tag}`);
+          await expectNeighboursMatch(k, ol, rl, neighbourPlan(H, L, r), `mergeIntoNeighbours ${tag}`);
           const n = randInt(r, 1, 12);
           const q = randomF32([H * G, n, D], r);
           const qp = hostTensor('int32', [n], Int32Array.from({ length: n }, () => randInt(r, -1, 3 * L)));
@@ -221,12 +221,8 @@ for (const variant of variants()) {
       await sameTensor(k, k.topK(ol.scores, 200, 16, 480), ref.topK(rl.scores, 200, 16, 480), 'topK');
       const idx = ref.topK(rl.scores, 256, 0, L);
       expectLayerClose(await layerHost(k, k.gather(ol, k.fromHost(idx))), await layerHost(ref, ref.gather(rl, idx)), 'gather');
-      const sp = segmentPlan(H, L, r);
-      const ms = k.mergeSegments(ol, { segment: k.fromHost(sp.segment), pivot: k.fromHost(sp.pivot), sigma: k.fromHost(sp.sigma), valueScale: 'count' });
-      expectLayerClose(await layerHost(k, ms), await layerHost(ref, ref.mergeSegments(rl, { ...sp, valueScale: 'count' })), 'mergeSegments');
-      const np = neighbourPlan(H, L, r);
-      const mn = k.mergeIntoNeighbours(ol, { keep: k.fromHost(np.keep), source: k.fromHost(np.source), targetStart: k.fromHost(np.targetStart), targetCount: k.fromHost(np.targetCount), gate: k.fromHost(np.gate) });
-      expectLayerClose(await layerHost(k, mn), await layerHost(ref, ref.mergeIntoNeighbours(rl, np)), 'mergeIntoNeighbours');
+      await expectSegmentsMatch(k, ol, rl, { ...segmentPlan(H, L, r), valueScale: 'count' }, 'mergeSegments');
+      await expectNeighboursMatch(k, ol, rl, neighbourPlan(H, L, r), 'mergeIntoNeighbours');
       const q = randomF32([2 * H, 16, D], r);
       const qp = hostTensor('int32', [16], Int32Array.from({ length: 16 }, (_, i) => 100 * i + 50));
       for (const groupReduction of ['mean', 'max'] as const) {

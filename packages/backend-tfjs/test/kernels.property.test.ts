@@ -1,6 +1,6 @@
 import { describe, it } from 'vitest';
 import fc from 'fast-check';
-import { ArgCheck, hostTensor, observeKernel, type GroupReduction, type KVKernels, type ObserveCall, type LayerCache } from '@kvfold/core';
+import { ArgCheck, hostTensor, observeKernel, type GroupReduction, type KVKernels, type ObserveCall, type LayerCache, type HostLayer } from '@kvfold/core';
 import type * as tf from '@tensorflow/tfjs-core';
 import { observe } from '../src/kernels/observe.js';
 import { inspectTensor } from '../src/screen.js';
@@ -37,6 +37,34 @@ const RUNS = { numRuns: 25 };
 /** Dispose every tensor of a layer. */
 function free(k: KVKernels<tf.Tensor>, l: LayerCache<tf.Tensor>): void {
   k.dispose(l.keys, l.values, l.positions, l.counts, l.scores);
+}
+
+/** The mergeIntoNeighbours regimes: shapes, kept slots per head `K` and the widest target window. */
+const neighbourCases = [
+  {
+    name: 'windows, 0/1 and fractional gates',
+    cases: fc
+      .tuple(dims, fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 1, max: 5 }))
+      .map(([d, u, window]) => ({ ...d, K: Math.min(d.L, Math.floor(u * (d.L + 1))), window })),
+  },
+  {
+    // sources x window x 8 <= 64 <= kept slots: the regime that takes the spread.
+    name: 'a few sources: a decode step takes the explicit spread, not the cumsum',
+    cases: fc
+      .tuple(fc.record({ H: fc.integer({ min: 1, max: 3 }), L: fc.integer({ min: 70, max: 120 }), D: fc.integer({ min: 1, max: 8 }), seed: fc.integer() }), fc.integer({ min: 1, max: 2 }), fc.integer({ min: 1, max: 4 }))
+      .map(([d, sources, window]) => ({ ...d, K: d.L - sources, window })),
+  },
+];
+
+/** Run mergeIntoNeighbours with plan `p` on `base` here and on the reference, and expect the same layer. */
+async function expectNeighboursMatch(k: KVKernels<tf.Tensor>, base: HostLayer, p: ReturnType<typeof randomNeighbourPlan>): Promise<void> {
+  const a = upload(k, base);
+  const plan = { keep: k.fromHost(p.keep), source: k.fromHost(p.source), targetStart: k.fromHost(p.targetStart), targetCount: k.fromHost(p.targetCount), gate: k.fromHost(p.gate) };
+  const out = k.mergeIntoNeighbours(a, plan);
+  expectLayerClose(await layerHost(k, out), await layerHost(ref, ref.mergeIntoNeighbours(upload(ref, base), p)), 'mergeIntoNeighbours');
+  free(k, out);
+  free(k, a);
+  k.dispose(...Object.values(plan));
 }
 
 for (const engine of ENGINES) {
@@ -159,47 +187,14 @@ for (const engine of ENGINES) {
       );
     });
 
-    it('mergeIntoNeighbours (windows, 0/1 and fractional gates)', async () => {
+    it.each(neighbourCases)('mergeIntoNeighbours ($name)', async ({ cases }) => {
       const k = await kernelsFor(engine);
       await fc.assert(
-        fc.asyncProperty(dims, fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 1, max: 5 }), async ({ H, L, D, seed }, u, window) => {
+        fc.asyncProperty(cases, async ({ H, L, D, seed, K, window }) => {
           const r = rng(seed);
-          const K = Math.min(L, Math.floor(u * (L + 1)));
           const base = randomLayer(H, L, D, r);
-          const p = randomNeighbourPlan(H, L, K, window, r);
-          const a = upload(k, base);
-          const plan = { keep: k.fromHost(p.keep), source: k.fromHost(p.source), targetStart: k.fromHost(p.targetStart), targetCount: k.fromHost(p.targetCount), gate: k.fromHost(p.gate) };
-          const out = k.mergeIntoNeighbours(a, plan);
-          expectLayerClose(await layerHost(k, out), await layerHost(ref, ref.mergeIntoNeighbours(upload(ref, base), p)), 'mergeIntoNeighbours');
-          free(k, out);
-          free(k, a);
-          k.dispose(...Object.values(plan));
+          await expectNeighboursMatch(k, base, randomNeighbourPlan(H, L, K, window, r));
         }),
-        RUNS,
-      );
-    });
-
-    it('mergeIntoNeighbours with a few sources (a decode step: the explicit spread, not the cumsum)', async () => {
-      const k = await kernelsFor(engine);
-      await fc.assert(
-        fc.asyncProperty(
-          fc.record({ H: fc.integer({ min: 1, max: 3 }), L: fc.integer({ min: 70, max: 120 }), D: fc.integer({ min: 1, max: 8 }), seed: fc.integer() }),
-          fc.integer({ min: 1, max: 2 }),
-          fc.integer({ min: 1, max: 4 }),
-          async ({ H, L, D, seed }, sources, window) => {
-            const r = rng(seed);
-            // sources x window x 8 <= 64 <= kept slots: the regime that takes the spread.
-            const base = randomLayer(H, L, D, r);
-            const p = randomNeighbourPlan(H, L, L - sources, window, r);
-            const a = upload(k, base);
-            const plan = { keep: k.fromHost(p.keep), source: k.fromHost(p.source), targetStart: k.fromHost(p.targetStart), targetCount: k.fromHost(p.targetCount), gate: k.fromHost(p.gate) };
-            const out = k.mergeIntoNeighbours(a, plan);
-            expectLayerClose(await layerHost(k, out), await layerHost(ref, ref.mergeIntoNeighbours(upload(ref, base), p)), 'mergeIntoNeighbours');
-            free(k, out);
-            free(k, a);
-            k.dispose(...Object.values(plan));
-          },
-        ),
         RUNS,
       );
     });

@@ -50,21 +50,15 @@ describe('h2o: hand-computed cases', () => {
     expect(leaked(k, [layer, att, out])).toBe(0);
   });
 
-  it('adds the observed attention to the scores already held', async () => {
-    const k = trackedKernels();
-    const layer = upload(k, makeHostLayer(1, 6, 2, 1, [0, 0, 0, 0.3, 0, 0]));
-    const att = attention(k, [[0.5, 0.1, 0.3, 0.05, 0.2, 0.4]]);
-    const out = await new H2OPolicy({ recent: 2 }).prefill(layer, { attention: att }, ctxFor(k, 4, 6));
+  it.each([
     // slot 3 now scores 0.35 > slot 2's 0.3
-    expect(await positionsOf(k, out)).toEqual([[0, 3, 4, 5]]);
-  });
-
-  it('breaks ties toward the lower slot', async () => {
+    { name: 'adds the observed attention to the scores already held', D: 2, held: [0, 0, 0, 0.3, 0, 0], att: [0.5, 0.1, 0.3, 0.05, 0.2, 0.4], kept: [0, 3, 4, 5] },
+    { name: 'breaks ties toward the lower slot', D: 1, held: undefined, att: [0.2, 0.2, 0.2, 0.2, 0, 0], kept: [0, 1, 4, 5] },
+  ])('$name', async ({ D, held, att, kept }) => {
     const k = trackedKernels();
-    const layer = upload(k, makeHostLayer(1, 6, 1));
-    const att = attention(k, [[0.2, 0.2, 0.2, 0.2, 0, 0]]);
-    const out = await new H2OPolicy({ recent: 2 }).prefill(layer, { attention: att }, ctxFor(k, 4, 6));
-    expect(await positionsOf(k, out)).toEqual([[0, 1, 4, 5]]);
+    const layer = upload(k, makeHostLayer(1, 6, D, 1, held));
+    const out = await new H2OPolicy({ recent: 2 }).prefill(layer, { attention: attention(k, [att]) }, ctxFor(k, 4, 6));
+    expect(await positionsOf(k, out)).toEqual([kept]);
   });
 
   it('normalize ranks by the mean over the queries that could see each slot', async () => {

@@ -5,7 +5,7 @@ import { PolicyRun, argmax, capture } from '../model.js';
 import { openTransformers, startTransformersRun } from '../transformers.js';
 import { backendLabel, type BackendRef, type BenchConfig, type Variant } from '../config.js';
 import { copyFloor, measureCopyBandwidth, median, scalingVerdict, type ScalingVerdict } from '../metrics.js';
-import { breathe, itemSeed, prefillCost, type PlotSpec, type Suite, type SuiteContext, type SummaryCell, type WorkUnit } from '../suite.js';
+import { breathe, itemSeed, prefillCost, type ItemResult, type PlotSpec, type Suite, type SuiteContext, type SummaryCell, type WorkUnit } from '../suite.js';
 import { policyColor, bytes, ms, num, pct, table, tfjsVariants, tokensOf, variantsNeedQueries } from './common.js';
 
 /** What every per-backend speed measurement records: the backend, the policy and the synthetic cache's shape. */
@@ -322,6 +322,34 @@ async function measurePeak(kernels: KVKernels<unknown>, run: () => Promise<unkno
   return undefined;
 }
 
+/** The fields of an item that every policy's item of a unit shares, or that {@link emitPerPolicy} fills in. */
+type UnitFields = 'kind' | 'backend' | 'heads' | 'length' | 'headDim' | 'queryHeads' | 'runs' | 'policy';
+/** What a throughput item measures for one policy. */
+type ThroughputMeasured = Omit<ThroughputItem, UnitFields>;
+/** What a step item measures for one policy. */
+type StepMeasured = Omit<StepItem, UnitFields>;
+
+/**
+ * Measure each pending policy of a unit in turn (yielding to the event loop between them) and emit its
+ * item: the unit's `base` fields, the backend's runs and the policy's label, then what `measure` returns.
+ */
+async function emitPerPolicy(
+  labels: readonly string[],
+  keys: readonly string[],
+  pending: ReadonlySet<string>,
+  emit: (item: ItemResult) => void,
+  kernels: KVKernels<unknown>,
+  base: object,
+  measure: (policyLabel: string) => Promise<object>,
+): Promise<void> {
+  for (let i = 0; i < labels.length; i++) {
+    if (!pending.has(keys[i]!)) continue;
+    await breathe();
+    const measured = await measure(labels[i]!);
+    emit({ key: keys[i]!, data: { ...base, runs: kernels.describe(), policy: labels[i]!, ...measured } });
+  }
+}
+
 function throughputUnits(ctx: SuiteContext, shared: PreparedCache): WorkUnit[] {
   const cfg = ctx.config.bench.suites.speed!.throughput;
   if (!cfg) return [];
@@ -347,10 +375,8 @@ function throughputUnits(ctx: SuiteContext, shared: PreparedCache): WorkUnit[] {
             return;
           }
           const prepared = await prepare(shared, kernels, cfg.heads, length, cfg.headDim, itemSeed(seed, 'throughput', length));
-          for (let i = 0; i < labels.length; i++) {
-            if (!pending.has(keys[i]!)) continue;
-            await breathe();
-            const policy = ctx.policy(firstVariant(ctx.config, labels[i]!));
+          await emitPerPolicy(labels, keys, pending, emit, kernels, base, async (policyLabel): Promise<ThroughputMeasured> => {
+            const policy = ctx.policy(firstVariant(ctx.config, policyLabel));
             // Bandwidth is measured inside the item, next to the timing it is compared with.
             const bandwidth = measureCopyBandwidth(kvBytes);
             const { samples, kept } = await timePrefill(kernels, policy, prepared, budget, cfg.reps, seed);
@@ -358,24 +384,18 @@ function throughputUnits(ctx: SuiteContext, shared: PreparedCache): WorkUnit[] {
             const medianMs = median(samples);
             const writeBytes = 2 * cfg.heads * kept * cfg.headDim * 4;
             const floor = copyFloor({ readBytes: kvBytes, writeBytes, bandwidth, ms: medianMs });
-            emit({
-              key: keys[i]!,
-              data: {
-                ...base,
-                runs: kernels.describe(),
-                policy: labels[i]!,
-                kept,
-                medianMs,
-                samplesMs: samples,
-                readBytes: kvBytes,
-                writeBytes,
-                bandwidth,
-                floorMs: floor.floorMs,
-                fraction: floor.fraction,
-                ...(peak ? { peakBytes: peak.bytes, peakOf: peak.of } : {}),
-              } satisfies ThroughputItem,
-            });
-          }
+            return {
+              kept,
+              medianMs,
+              samplesMs: samples,
+              readBytes: kvBytes,
+              writeBytes,
+              bandwidth,
+              floorMs: floor.floorMs,
+              fraction: floor.fraction,
+              ...(peak ? { peakBytes: peak.bytes, peakOf: peak.of } : {}),
+            };
+          });
         },
       };
     }),
@@ -481,10 +501,8 @@ function stepUnits(ctx: SuiteContext): WorkUnit[] {
           if (!p) prepared.set(extra, (p = await prepareStep(kernels, cfg.heads, cfg.length, cfg.headDim, cfg.group, itemSeed(seed, 'step', extra), extra)));
           return p;
         };
-        for (let i = 0; i < labels.length; i++) {
-          if (!pending.has(keys[i]!)) continue;
-          await breathe();
-          const variant = firstVariant(ctx.config, labels[i]!);
+        await emitPerPolicy(labels, keys, pending, emit, kernels, base, async (policyLabel): Promise<StepMeasured> => {
+          const variant = firstVariant(ctx.config, policyLabel);
           const policy = ctx.policy(variant);
           const every = evictionInterval(variant);
           // Every step: the token just appended makes the cache one over its budget.
@@ -498,22 +516,16 @@ function stepUnits(ctx: SuiteContext): WorkUnit[] {
             stepMs = (evictMs + (every - 1) * stepMs) / every;
           }
           const attentionMs = median(plain.attention);
-          emit({
-            key: keys[i]!,
-            data: {
-              ...base,
-              runs: kernels.describe(),
-              policy: labels[i]!,
-              every,
-              ...(evictMs === undefined ? {} : { evictingStepMs: evictMs }),
-              stepMs,
-              attentionMs,
-              ratio: stepMs / attentionMs,
-              stepSamplesMs: plain.step,
-              attentionSamplesMs: plain.attention,
-            } satisfies StepItem,
-          });
-        }
+          return {
+            every,
+            ...(evictMs === undefined ? {} : { evictingStepMs: evictMs }),
+            stepMs,
+            attentionMs,
+            ratio: stepMs / attentionMs,
+            stepSamplesMs: plain.step,
+            attentionSamplesMs: plain.attention,
+          };
+        });
       },
     };
   });
