@@ -15,11 +15,15 @@ const cuda = read('native/src/cuda_kernels.cu');
 const ops = read('native/src/ort_ops.cc');
 const check = read('gpu/check.cu');
 
-/** The body of `struct <name> { ... };` in ort_ops.cc (its kernel struct template). */
+/**
+ * The body of `struct <name> { ... };` in ort_ops.cc (its kernel struct template), followed by its base
+ * struct's body when it is declared `struct <name> : <Base> {` (members the body lacks come from the base).
+ */
 function structOf(name: string): string {
-  const start = ops.indexOf(`struct ${name} {`);
-  if (start < 0) throw new Error(`ort_ops.cc has no struct ${name}`);
-  return ops.slice(start, ops.indexOf('\n};', start));
+  const m = new RegExp(`struct ${name}(?: : (\\w+))? \\{`).exec(ops);
+  if (!m) throw new Error(`ort_ops.cc has no struct ${name}`);
+  const body = ops.slice(m.index, ops.indexOf('\n};', m.index));
+  return m[1] ? `${body}\n${structOf(m[1])}` : body;
 }
 
 /** `{F32, I64}` in `kIn[] = {F32, I64};` → `['F32', 'I64']`. */

@@ -25,6 +25,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -114,6 +115,29 @@ const TypeMap& type_by_ort(ONNXTensorElementDataType o) {
 }
 
 /** Run `body`, turning C++ exceptions into JS errors. */
+/** Fills `argv` with the call's first N arguments (undefined where fewer were passed); returns how many were passed. */
+template <size_t N>
+size_t call_args(napi_env e, napi_callback_info info, napi_value (&argv)[N]) {
+  size_t argc = N;
+  NAPI_OK(napi_get_cb_info(e, info, &argc, argv, nullptr, nullptr));
+  return argc;
+}
+
+/** A JS typed array's element type, element count and first element. */
+struct TypedArrayView {
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+};
+
+TypedArrayView typed_array(napi_env e, napi_value v) {
+  TypedArrayView t{};
+  size_t offset = 0;
+  napi_value ab;
+  NAPI_OK(napi_get_typedarray_info(e, v, &t.type, &t.length, &t.data, &ab, &offset));
+  return t;
+}
+
 template <typename F>
 napi_value guarded(napi_env e, F body) {
   try {
@@ -145,15 +169,10 @@ Session* unwrap(napi_env e, napi_value v) {
 
 napi_value CreateSession(napi_env e, napi_callback_info info) {
   return guarded(e, [&] {
-    size_t argc = 2;
     napi_value argv[2];
-    NAPI_OK(napi_get_cb_info(e, info, &argc, argv, nullptr, nullptr));
+    const size_t argc = call_args(e, info, argv);
     if (argc < 2) throw JsError("createSession(model, options) needs 2 arguments");
-    napi_typedarray_type tt;
-    size_t length = 0, offset = 0;
-    void* data = nullptr;
-    napi_value ab;
-    NAPI_OK(napi_get_typedarray_info(e, argv[0], &tt, &length, &data, &ab, &offset));
+    const TypedArrayView model = typed_array(e, argv[0]);
     const std::string library = get_string(e, get_prop(e, argv[1], "library"));
     const std::string ep = get_string(e, get_prop(e, argv[1], "ep"));
     const int64_t threads = get_int(e, get_prop(e, argv[1], "threads"));
@@ -177,7 +196,7 @@ napi_value CreateSession(napi_env e, napi_callback_info info) {
     // and reloading it for every new kernel session would reset its state (and cost a dlopen each time).
     if (!dlopen(library.c_str(), RTLD_NOW | RTLD_NODELETE)) throw JsError(std::string("cannot load ") + library + ": " + dlerror());
     Ort::ThrowOnError(Ort::GetApi().RegisterCustomOpsLibrary_V2(*s->options, library.c_str()));
-    s->session = std::make_unique<Ort::Session>(env(), data, length, *s->options);
+    s->session = std::make_unique<Ort::Session>(env(), model.data, model.length, *s->options);
 
     napi_value obj;
     NAPI_OK(napi_create_object(e, &obj));
@@ -194,21 +213,16 @@ Ort::Value view_of(napi_env e, napi_value t, const std::string& what, const Ort:
   napi_value dims_v = get_prop(e, t, "dims");
   std::vector<int64_t> dims(array_length(e, dims_v));
   for (uint32_t d = 0; d < dims.size(); ++d) dims[d] = get_int(e, element(e, dims_v, d));
-  napi_typedarray_type tt;
-  size_t length = 0, offset = 0;
-  void* data = nullptr;
-  napi_value ab;
-  NAPI_OK(napi_get_typedarray_info(e, get_prop(e, t, "data"), &tt, &length, &data, &ab, &offset));
-  if (tt != type.js) throw JsError(what + ": data array does not match type " + type.name);
-  void* p = length == 0 ? static_cast<void*>(empty_buffer) : data;
-  return Ort::Value::CreateTensor(mem, p, length * type.bytes, dims.data(), dims.size(), type.ort);
+  const TypedArrayView a = typed_array(e, get_prop(e, t, "data"));
+  if (a.type != type.js) throw JsError(what + ": data array does not match type " + type.name);
+  void* p = a.length == 0 ? static_cast<void*>(empty_buffer) : a.data;
+  return Ort::Value::CreateTensor(mem, p, a.length * type.bytes, dims.data(), dims.size(), type.ort);
 }
 
 napi_value Run(napi_env e, napi_callback_info info) {
   return guarded(e, [&] {
-    size_t argc = 5;
     napi_value argv[5];
-    NAPI_OK(napi_get_cb_info(e, info, &argc, argv, nullptr, nullptr));
+    const size_t argc = call_args(e, info, argv);
     if (argc < 4) throw JsError("run(session, inputNames, inputs, outputNames, into?) needs at least 4 arguments");
     Session* s = unwrap(e, argv[0]);
     const uint32_t nin = array_length(e, argv[1]);
@@ -286,9 +300,8 @@ napi_value Run(napi_env e, napi_callback_info info) {
 
 napi_value Release(napi_env e, napi_callback_info info) {
   return guarded(e, [&]() -> napi_value {
-    size_t argc = 1;
     napi_value argv[1];
-    NAPI_OK(napi_get_cb_info(e, info, &argc, argv, nullptr, nullptr));
+    const size_t argc = call_args(e, info, argv);
     void* p = nullptr;
     if (argc >= 1 && napi_unwrap(e, argv[0], &p) == napi_ok && p) {
       auto* s = static_cast<Session*>(p);
@@ -301,9 +314,8 @@ napi_value Release(napi_env e, napi_callback_info info) {
 
 napi_value OpsCalls(napi_env e, napi_callback_info info) {
   return guarded(e, [&] {
-    size_t argc = 1;
     napi_value argv[1];
-    NAPI_OK(napi_get_cb_info(e, info, &argc, argv, nullptr, nullptr));
+    const size_t argc = call_args(e, info, argv);
     if (argc < 1) throw JsError("opsCalls(library) needs 1 argument");
     const std::string path = get_string(e, argv[0]);
     double n = -1;
@@ -321,17 +333,15 @@ napi_value OpsCalls(napi_env e, napi_callback_info info) {
 napi_value Init(napi_env e, napi_value exports) {
   return guarded(e, [&] {
     if (api()) Ort::InitApi(api());
-    napi_value fn, api_version, api_available;
-    NAPI_OK(napi_create_function(e, "ortVersion", NAPI_AUTO_LENGTH, OrtVersion, nullptr, &fn));
-    NAPI_OK(napi_set_named_property(e, exports, "ortVersion", fn));
-    NAPI_OK(napi_create_function(e, "createSession", NAPI_AUTO_LENGTH, CreateSession, nullptr, &fn));
-    NAPI_OK(napi_set_named_property(e, exports, "createSession", fn));
-    NAPI_OK(napi_create_function(e, "run", NAPI_AUTO_LENGTH, Run, nullptr, &fn));
-    NAPI_OK(napi_set_named_property(e, exports, "run", fn));
-    NAPI_OK(napi_create_function(e, "release", NAPI_AUTO_LENGTH, Release, nullptr, &fn));
-    NAPI_OK(napi_set_named_property(e, exports, "release", fn));
-    NAPI_OK(napi_create_function(e, "opsCalls", NAPI_AUTO_LENGTH, OpsCalls, nullptr, &fn));
-    NAPI_OK(napi_set_named_property(e, exports, "opsCalls", fn));
+    const std::pair<const char*, napi_callback> functions[] = {
+        {"ortVersion", OrtVersion}, {"createSession", CreateSession}, {"run", Run}, {"release", Release}, {"opsCalls", OpsCalls},
+    };
+    for (const auto& [name, callback] : functions) {
+      napi_value fn;
+      NAPI_OK(napi_create_function(e, name, NAPI_AUTO_LENGTH, callback, nullptr, &fn));
+      NAPI_OK(napi_set_named_property(e, exports, name, fn));
+    }
+    napi_value api_version, api_available;
     NAPI_OK(napi_create_int32(e, ORT_API_VERSION, &api_version));
     NAPI_OK(napi_set_named_property(e, exports, "apiVersion", api_version));
     NAPI_OK(napi_get_boolean(e, api() != nullptr, &api_available));

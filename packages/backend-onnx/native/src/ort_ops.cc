@@ -138,12 +138,16 @@ struct AccumulateSelect {
   }
 };
 
-template <bool Cuda>
-struct GatherSlots {
-  static constexpr const char* kName = "GatherSlots";
-  static constexpr ONNXTensorElementDataType kIn[] = {F32, F32, I32, I32, F32, I32};
+/** An op whose outputs are one layer (keys, values, positions, counts, scores), every input on the device. */
+struct LayerToLayer {
   static constexpr ONNXTensorElementDataType kOut[] = {F32, F32, I32, I32, F32};
   static bool host_input(size_t) { return false; }
+};
+
+template <bool Cuda>
+struct GatherSlots : LayerToLayer {
+  static constexpr const char* kName = "GatherSlots";
+  static constexpr ONNXTensorElementDataType kIn[] = {F32, F32, I32, I32, F32, I32};
   GatherSlots(const OrtKernelInfo*) {}
   void Compute(Ort::KernelContext& ctx) {
     const LayerIn in = layer_in(ctx);
@@ -156,11 +160,9 @@ struct GatherSlots {
 };
 
 template <bool Cuda>
-struct MergeSegments {
+struct MergeSegments : LayerToLayer {
   static constexpr const char* kName = "MergeSegments";
   static constexpr ONNXTensorElementDataType kIn[] = {F32, F32, I32, I32, F32, I32, I32, F32};
-  static constexpr ONNXTensorElementDataType kOut[] = {F32, F32, I32, I32, F32};
-  static bool host_input(size_t) { return false; }
   int value_scale;
   MergeSegments(const OrtKernelInfo* info) : value_scale(static_cast<int>(Ort::ConstKernelInfo(info).GetAttribute<int64_t>("value_scale"))) {}
   void Compute(Ort::KernelContext& ctx) {
@@ -179,11 +181,9 @@ struct MergeSegments {
 };
 
 template <bool Cuda>
-struct MergeIntoNeighbours {
+struct MergeIntoNeighbours : LayerToLayer {
   static constexpr const char* kName = "MergeIntoNeighbours";
   static constexpr ONNXTensorElementDataType kIn[] = {F32, F32, I32, I32, F32, I32, I32, I32, I32, F32};
-  static constexpr ONNXTensorElementDataType kOut[] = {F32, F32, I32, I32, F32};
-  static bool host_input(size_t) { return false; }
   MergeIntoNeighbours(const OrtKernelInfo*) {}
   void Compute(Ort::KernelContext& ctx) {
     const LayerIn in = layer_in(ctx);
