@@ -115,11 +115,15 @@ const TypeMap& type_by_ort(ONNXTensorElementDataType o) {
 }
 
 /** Run `body`, turning C++ exceptions into JS errors. */
-/** Fills `argv` with the call's first N arguments (undefined where fewer were passed); returns how many were passed. */
+/**
+ * Fills `argv` with the call's first N arguments (undefined where fewer were passed) and returns how many
+ * were passed; throws "<usage> needs [at least] <min> argument(s)" when fewer than `min` were.
+ */
 template <size_t N>
-size_t call_args(napi_env e, napi_callback_info info, napi_value (&argv)[N]) {
+size_t call_args(napi_env e, napi_callback_info info, napi_value (&argv)[N], size_t min = 0, const char* usage = "") {
   size_t argc = N;
   NAPI_OK(napi_get_cb_info(e, info, &argc, argv, nullptr, nullptr));
+  if (argc < min) throw JsError(std::string(usage) + " needs " + (min < N ? "at least " : "") + std::to_string(min) + (min == 1 ? " argument" : " arguments"));
   return argc;
 }
 
@@ -170,8 +174,7 @@ Session* unwrap(napi_env e, napi_value v) {
 napi_value CreateSession(napi_env e, napi_callback_info info) {
   return guarded(e, [&] {
     napi_value argv[2];
-    const size_t argc = call_args(e, info, argv);
-    if (argc < 2) throw JsError("createSession(model, options) needs 2 arguments");
+    call_args(e, info, argv, 2, "createSession(model, options)");
     const TypedArrayView model = typed_array(e, argv[0]);
     const std::string library = get_string(e, get_prop(e, argv[1], "library"));
     const std::string ep = get_string(e, get_prop(e, argv[1], "ep"));
@@ -222,8 +225,7 @@ Ort::Value view_of(napi_env e, napi_value t, const std::string& what, const Ort:
 napi_value Run(napi_env e, napi_callback_info info) {
   return guarded(e, [&] {
     napi_value argv[5];
-    const size_t argc = call_args(e, info, argv);
-    if (argc < 4) throw JsError("run(session, inputNames, inputs, outputNames, into?) needs at least 4 arguments");
+    const size_t argc = call_args(e, info, argv, 4, "run(session, inputNames, inputs, outputNames, into?)");
     Session* s = unwrap(e, argv[0]);
     const uint32_t nin = array_length(e, argv[1]);
     const uint32_t nout = array_length(e, argv[3]);
@@ -315,8 +317,7 @@ napi_value Release(napi_env e, napi_callback_info info) {
 napi_value OpsCalls(napi_env e, napi_callback_info info) {
   return guarded(e, [&] {
     napi_value argv[1];
-    const size_t argc = call_args(e, info, argv);
-    if (argc < 1) throw JsError("opsCalls(library) needs 1 argument");
+    call_args(e, info, argv, 1, "opsCalls(library)");
     const std::string path = get_string(e, argv[0]);
     double n = -1;
     // RTLD_NOLOAD: only look at the copy ORT already loaded, never load one here.
