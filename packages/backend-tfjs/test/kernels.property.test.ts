@@ -1,6 +1,6 @@
 import { describe, it } from 'vitest';
 import fc from 'fast-check';
-import { ArgCheck, hostTensor, observeKernel, type GroupReduction, type KVKernels, type ObserveCall, type LayerCache, type HostLayer } from '@kvfold/core';
+import { ArgCheck, hostTensor, observeKernel, type GroupReduction, type KVKernels, type ObserveCall, type LayerCache, type HostLayer, type HostTensor } from '@kvfold/core';
 import type * as tf from '@tensorflow/tfjs-core';
 import { observe } from '../src/kernels/observe.js';
 import { inspectTensor } from '../src/screen.js';
@@ -56,35 +56,47 @@ const neighbourCases = [
   },
 ];
 
-/** Run mergeIntoNeighbours with plan `p` on `base` here and on the reference, and expect the same layer. */
-async function expectNeighboursMatch(k: KVKernels<tf.Tensor>, base: HostLayer, p: ReturnType<typeof randomNeighbourPlan>): Promise<void> {
+/** A layer kernel called with a layer and some tensors (in the order the test lists them). */
+type LayerOp = <T>(kernels: KVKernels<T>, layer: LayerCache<T>, inputs: readonly T[]) => LayerCache<T>;
+
+/** Run `op` on `base` and `inputs` here and on the reference, expect the same layer, and free what it made here. */
+async function expectLayerOpMatch(k: KVKernels<tf.Tensor>, base: HostLayer, inputs: readonly HostTensor[], op: LayerOp, what: string): Promise<void> {
   const a = upload(k, base);
-  const plan = { keep: k.fromHost(p.keep), source: k.fromHost(p.source), targetStart: k.fromHost(p.targetStart), targetCount: k.fromHost(p.targetCount), gate: k.fromHost(p.gate) };
-  const out = k.mergeIntoNeighbours(a, plan);
-  expectLayerClose(await layerHost(k, out), await layerHost(ref, ref.mergeIntoNeighbours(upload(ref, base), p)), 'mergeIntoNeighbours');
+  const t = inputs.map((x) => k.fromHost(x));
+  const out = op(k, a, t);
+  expectLayerClose(await layerHost(k, out), await layerHost(ref, op(ref, upload(ref, base), inputs)), what);
   free(k, out);
   free(k, a);
-  k.dispose(...Object.values(plan));
+  k.dispose(...t);
 }
+
+/** Layer kernels that take `n` rows per head besides the layer: their inputs, drawn after the layer. */
+const rowCases: { name: string; what: string; maxRows: number; inputs: (H: number, L: number, D: number, n: number, r: () => number) => HostTensor[]; op: LayerOp }[] = [
+  {
+    name: 'append',
+    what: 'append',
+    maxRows: 4,
+    inputs: (H, _L, D, n, r) => [randomF32([H, n, D], r), randomF32([H, n, D], r), hostTensor('int32', [H, n], Array.from({ length: H * n }, () => randInt(r, 0, 100)))],
+    op: (kk, l, [keys, values, positions]) => kk.append(l, keys!, values!, positions!),
+  },
+  {
+    name: 'gather with duplicates and any order',
+    what: 'gather',
+    maxRows: 10,
+    inputs: (H, L, _D, n, r) => [hostTensor('int32', [H, n], Array.from({ length: H * n }, () => randInt(r, 0, L - 1)))],
+    op: (kk, l, [index]) => kk.gather(l, index!),
+  },
+];
 
 for (const engine of ENGINES) {
   describe(`tfjs ${engine}: every kernel equals the reference on random inputs`, () => {
-    it('append', async () => {
+    it.each(rowCases)('$name', async ({ what, maxRows, inputs, op }) => {
       const k = await kernelsFor(engine);
       await fc.assert(
-        fc.asyncProperty(dims, fc.integer({ min: 0, max: 4 }), async ({ H, L, D, seed }, n) => {
+        fc.asyncProperty(dims, fc.integer({ min: 0, max: maxRows }), async ({ H, L, D, seed }, n) => {
           const r = rng(seed);
           const base = randomLayer(H, L, D, r);
-          const nk = randomF32([H, n, D], r);
-          const nv = randomF32([H, n, D], r);
-          const np = hostTensor('int32', [H, n], Array.from({ length: H * n }, () => randInt(r, 0, 100)));
-          const a = upload(k, base);
-          const t = [k.fromHost(nk), k.fromHost(nv), k.fromHost(np)] as const;
-          const out = k.append(a, ...t);
-          expectLayerClose(await layerHost(k, out), await layerHost(ref, ref.append(upload(ref, base), nk, nv, np)), 'append');
-          free(k, out);
-          free(k, a);
-          k.dispose(...t);
+          await expectLayerOpMatch(k, base, inputs(H, L, D, n, r), op, what);
         }),
         RUNS,
       );
@@ -126,25 +138,6 @@ for (const engine of ENGINES) {
       );
     });
 
-    it('gather with duplicates and any order', async () => {
-      const k = await kernelsFor(engine);
-      await fc.assert(
-        fc.asyncProperty(dims, fc.integer({ min: 0, max: 10 }), async ({ H, L, D, seed }, n) => {
-          const r = rng(seed);
-          const base = randomLayer(H, L, D, r);
-          const index = hostTensor('int32', [H, n], Array.from({ length: H * n }, () => randInt(r, 0, L - 1)));
-          const a = upload(k, base);
-          const ti = k.fromHost(index);
-          const out = k.gather(a, ti);
-          expectLayerClose(await layerHost(k, out), await layerHost(ref, ref.gather(upload(ref, base), index)), 'gather');
-          free(k, out);
-          free(k, a);
-          k.dispose(ti);
-        }),
-        RUNS,
-      );
-    });
-
     it('adjacentCosine, including zero and repeated keys', async () => {
       const k = await kernelsFor(engine);
       await fc.assert(
@@ -174,14 +167,8 @@ for (const engine of ENGINES) {
           const r = rng(seed);
           const base = randomLayer(H, L, D, r);
           const p = randomSegmentPlan(H, L, r);
-          const a = upload(k, base);
-          const plan = { segment: k.fromHost(p.segment), pivot: k.fromHost(p.pivot), sigma: k.fromHost(p.sigma), valueScale };
-          const out = k.mergeSegments(a, plan);
-          const want = ref.mergeSegments(upload(ref, base), { segment: p.segment, pivot: p.pivot, sigma: p.sigma, valueScale });
-          expectLayerClose(await layerHost(k, out), await layerHost(ref, want), `mergeSegments ${valueScale}`);
-          free(k, out);
-          free(k, a);
-          k.dispose(plan.segment, plan.pivot, plan.sigma);
+          const merge: LayerOp = (kk, l, [segment, pivot, sigma]) => kk.mergeSegments(l, { segment: segment!, pivot: pivot!, sigma: sigma!, valueScale });
+          await expectLayerOpMatch(k, base, [p.segment, p.pivot, p.sigma], merge, `mergeSegments ${valueScale}`);
         }),
         RUNS,
       );
@@ -193,7 +180,9 @@ for (const engine of ENGINES) {
         fc.asyncProperty(cases, async ({ H, L, D, seed, K, window }) => {
           const r = rng(seed);
           const base = randomLayer(H, L, D, r);
-          await expectNeighboursMatch(k, base, randomNeighbourPlan(H, L, K, window, r));
+          const p = randomNeighbourPlan(H, L, K, window, r);
+          const merge: LayerOp = (kk, l, [keep, source, targetStart, targetCount, gate]) => kk.mergeIntoNeighbours(l, { keep: keep!, source: source!, targetStart: targetStart!, targetCount: targetCount!, gate: gate! });
+          await expectLayerOpMatch(k, base, [p.keep, p.source, p.targetStart, p.targetCount, p.gate], merge, 'mergeIntoNeighbours');
         }),
         RUNS,
       );
