@@ -68,27 +68,29 @@ export function locateJsonError(text: string): JsonErrorLocation | undefined {
   };
   // Each stack entry is an open container: '{' or '['. `expect` says what may come next.
   const stack: string[] = [];
-  let expect: 'value' | 'key' | 'after-value' | 'first-key' | 'first-value' = 'value';
+  // Widened with `as`: `open` and `close` change it too, which narrowing from the initial value would not see.
+  let expect = 'value' as 'value' | 'key' | 'after-value' | 'first-key' | 'first-value';
+  // Over an opening bracket its first key or value comes next; over a closing one, what follows a value.
+  const open = (c: '{' | '['): void => {
+    stack.push(c);
+    i++;
+    expect = c === '{' ? 'first-key' : 'first-value';
+  };
+  const close = (): void => {
+    stack.pop();
+    i++;
+    expect = 'after-value';
+  };
   for (;;) {
     skip();
     if (expect === 'value' || expect === 'first-value') {
       if (expect === 'first-value' && text[i] === ']') {
-        stack.pop();
-        i++;
-        expect = 'after-value';
+        close();
         continue;
       }
       const c = text[i];
-      if (c === '{') {
-        stack.push('{');
-        i++;
-        expect = 'first-key';
-        continue;
-      }
-      if (c === '[') {
-        stack.push('[');
-        i++;
-        expect = 'first-value';
+      if (c === '{' || c === '[') {
+        open(c);
         continue;
       }
       if (c === '"') {
@@ -108,9 +110,7 @@ export function locateJsonError(text: string): JsonErrorLocation | undefined {
     }
     if (expect === 'key' || expect === 'first-key') {
       if (expect === 'first-key' && text[i] === '}') {
-        stack.pop();
-        i++;
-        expect = 'after-value';
+        close();
         continue;
       }
       if (text[i] !== '"') return fail('expected a double-quoted property name');
@@ -133,8 +133,7 @@ export function locateJsonError(text: string): JsonErrorLocation | undefined {
       i++;
       expect = top === '{' ? 'key' : 'value';
     } else if ((c === '}' && top === '{') || (c === ']' && top === '[')) {
-      stack.pop();
-      i++;
+      close();
     } else return fail(top === '{' ? 'expected "," or "}"' : 'expected "," or "]"');
   }
 }
