@@ -13,8 +13,19 @@ const shape = fc.record({
 });
 const runs = { numRuns: 40 };
 
-function makeLayer(s: { heads: number; length: number; headDim: number; seed: number }): LayerCache<HostTensor> {
+/** A drawn layer shape and the seed of its contents. */
+type LayerShape = { heads: number; length: number; headDim: number; seed: number };
+
+function makeLayer(s: LayerShape): LayerCache<HostTensor> {
   return layerFromHost(k, randomLayer(s.heads, s.length, s.headDim, s.seed));
+}
+
+/** Assert `check` on a random layer of each drawn shape. */
+function forEveryLayer(check: (s: LayerShape, l: LayerCache<HostTensor>) => void): void {
+  fc.assert(
+    fc.property(shape, (s) => check(s, makeLayer(s))),
+    runs,
+  );
 }
 
 /** Random segment plan: runs of 1-4 consecutive slots, each run dropped with probability 0.2; same run count on every head. */
@@ -73,14 +84,10 @@ function bruteTopK(s: ArrayLike<number>, L: number, H: number, kk: number, from:
 
 describe('properties over random shapes', () => {
   it('gather with the identity index returns the layer', () => {
-    fc.assert(
-      fc.property(shape, (s) => {
-        const l = makeLayer(s);
-        const idx = i32([s.heads, s.length], Array.from({ length: s.heads * s.length }, (_, i) => i % s.length));
-        expect(plain(k.gather(l, idx))).toEqual(plain(l));
-      }),
-      runs,
-    );
+    forEveryLayer((s, l) => {
+      const idx = i32([s.heads, s.length], Array.from({ length: s.heads * s.length }, (_, i) => i % s.length));
+      expect(plain(k.gather(l, idx))).toEqual(plain(l));
+    });
   });
 
   it('topK matches a brute-force sort (with ties and NaN)', () => {
@@ -169,23 +176,19 @@ describe('properties over random shapes', () => {
   });
 
   it('gather of a sorted index keeps positions sorted', () => {
-    fc.assert(
-      fc.property(shape, (s) => {
-        const l = makeLayer(s);
-        const r = rng(s.seed + 1);
-        const kk = 1 + Math.floor(r() * s.length);
-        const idx: number[] = [];
-        for (let h = 0; h < s.heads; h++) {
-          const all = [...Array(s.length).keys()].sort(() => r() - 0.5).slice(0, kk).sort((a, b) => a - b);
-          idx.push(...all);
-        }
-        const out = k.gather(l, i32([s.heads, kk], idx));
-        for (let h = 0; h < s.heads; h++) {
-          for (let j = 1; j < kk; j++) expect(out.positions.data[h * kk + j]!).toBeGreaterThan(out.positions.data[h * kk + j - 1]!);
-        }
-      }),
-      runs,
-    );
+    forEveryLayer((s, l) => {
+      const r = rng(s.seed + 1);
+      const kk = 1 + Math.floor(r() * s.length);
+      const idx: number[] = [];
+      for (let h = 0; h < s.heads; h++) {
+        const all = [...Array(s.length).keys()].sort(() => r() - 0.5).slice(0, kk).sort((a, b) => a - b);
+        idx.push(...all);
+      }
+      const out = k.gather(l, i32([s.heads, kk], idx));
+      for (let h = 0; h < s.heads; h++) {
+        for (let j = 1; j < kk; j++) expect(out.positions.data[h * kk + j]!).toBeGreaterThan(out.positions.data[h * kk + j - 1]!);
+      }
+    });
   });
 
   it('no kernel mutates its inputs, and every output is finite', async () => {
@@ -238,51 +241,43 @@ describe('properties over random shapes', () => {
   });
 
   it('observe with mean reduction: last sums to 1 when the last query sees a slot, 0 otherwise', () => {
-    fc.assert(
-      fc.property(shape, (s) => {
-        const l = makeLayer(s);
-        const r = rng(s.seed + 3);
-        const qHeads = s.heads * (1 + Math.floor(r() * 3));
-        const n = 1 + Math.floor(r() * 3);
-        const queries = f32([qHeads, n, s.headDim], Array.from({ length: qHeads * n * s.headDim }, () => r() * 4 - 2));
-        const qPos = Array.from({ length: n }, () => Math.floor(r() * 3 * s.length));
-        const o = k.observe(l, queries, i32([n], qPos));
-        for (let h = 0; h < s.heads; h++) {
-          const visible = (p: number) => Array.from(l.positions.data.subarray(h * s.length, (h + 1) * s.length)).some((x) => x <= p);
-          let last = 0;
-          let total = 0;
-          for (let j = 0; j < s.length; j++) {
-            last += o.lastAttention.data[h * s.length + j]!;
-            total += o.attention.data[h * s.length + j]!;
-            // a slot after every query position receives nothing
-            if (l.positions.data[h * s.length + j]! > Math.max(...qPos)) expect(o.attention.data[h * s.length + j]).toBe(0);
-          }
-          expect(Math.abs(last - (visible(qPos[n - 1]!) ? 1 : 0))).toBeLessThan(1e-5);
-          expect(Math.abs(total - qPos.filter(visible).length)).toBeLessThan(1e-5);
+    forEveryLayer((s, l) => {
+      const r = rng(s.seed + 3);
+      const qHeads = s.heads * (1 + Math.floor(r() * 3));
+      const n = 1 + Math.floor(r() * 3);
+      const queries = f32([qHeads, n, s.headDim], Array.from({ length: qHeads * n * s.headDim }, () => r() * 4 - 2));
+      const qPos = Array.from({ length: n }, () => Math.floor(r() * 3 * s.length));
+      const o = k.observe(l, queries, i32([n], qPos));
+      for (let h = 0; h < s.heads; h++) {
+        const visible = (p: number) => Array.from(l.positions.data.subarray(h * s.length, (h + 1) * s.length)).some((x) => x <= p);
+        let last = 0;
+        let total = 0;
+        for (let j = 0; j < s.length; j++) {
+          last += o.lastAttention.data[h * s.length + j]!;
+          total += o.attention.data[h * s.length + j]!;
+          // a slot after every query position receives nothing
+          if (l.positions.data[h * s.length + j]! > Math.max(...qPos)) expect(o.attention.data[h * s.length + j]).toBe(0);
         }
-      }),
-      runs,
-    );
+        expect(Math.abs(last - (visible(qPos[n - 1]!) ? 1 : 0))).toBeLessThan(1e-5);
+        expect(Math.abs(total - qPos.filter(visible).length)).toBeLessThan(1e-5);
+      }
+    });
   });
 
   it('mergeIntoNeighbours with every gate 0 equals gather(keep); append then gather of the old slots is identity', () => {
-    fc.assert(
-      fc.property(shape, (s) => {
-        const l = makeLayer(s);
-        const keep = i32([s.heads, s.length], Array.from({ length: s.heads * s.length }, (_, i) => i % s.length));
-        const plan = {
-          keep,
-          source: i32([s.heads, 1], new Array(s.heads).fill(0)),
-          targetStart: i32([s.heads, 1], new Array(s.heads).fill(0)),
-          targetCount: i32([s.heads, 1], new Array(s.heads).fill(s.length)),
-          gate: f32([s.heads, 1], new Array(s.heads).fill(0)),
-        };
-        expect(plain(k.mergeIntoNeighbours(l, plan))).toEqual(plain(k.gather(l, keep)));
-        const ext = k.append(l, f32([s.heads, 1, s.headDim], new Array(s.heads * s.headDim).fill(1)), f32([s.heads, 1, s.headDim], new Array(s.heads * s.headDim).fill(2)), i32([s.heads, 1], new Array(s.heads).fill(10_000)));
-        expect(plain(k.gather(ext, keep))).toEqual(plain(l));
-      }),
-      runs,
-    );
+    forEveryLayer((s, l) => {
+      const keep = i32([s.heads, s.length], Array.from({ length: s.heads * s.length }, (_, i) => i % s.length));
+      const plan = {
+        keep,
+        source: i32([s.heads, 1], new Array(s.heads).fill(0)),
+        targetStart: i32([s.heads, 1], new Array(s.heads).fill(0)),
+        targetCount: i32([s.heads, 1], new Array(s.heads).fill(s.length)),
+        gate: f32([s.heads, 1], new Array(s.heads).fill(0)),
+      };
+      expect(plain(k.mergeIntoNeighbours(l, plan))).toEqual(plain(k.gather(l, keep)));
+      const ext = k.append(l, f32([s.heads, 1, s.headDim], new Array(s.heads * s.headDim).fill(1)), f32([s.heads, 1, s.headDim], new Array(s.heads * s.headDim).fill(2)), i32([s.heads, 1], new Array(s.heads).fill(10_000)));
+      expect(plain(k.gather(ext, keep))).toEqual(plain(l));
+    });
   });
 
   it('observe matches a direct per-query computation (GQA groups, every reduction, proportional)', () => {
