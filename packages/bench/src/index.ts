@@ -20,3 +20,4 @@ export { needleSuite, type NeedleItem, type NeedleMetrics, type NeedleVariantMet
 export { fidelitySuite, type ContextError, type FidelityItem, type FidelityMetrics, type FidelityVariantMetrics } from './suites/fidelity.js';
 export { perplexitySuite, type PerplexityItem, type PerplexityMetrics, type PerplexityVariantMetrics } from './suites/perplexity.js';
 export { speedSuite, type DecodeRow, type ScalingCurve, type SpeedMetrics, type ThroughputItem, type DecodeItem, type ScalingItem } from './suites/speed.js';
+export * from './stats.js';
