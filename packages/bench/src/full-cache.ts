@@ -120,11 +120,11 @@ export async function fullCacheEval(model: Model, options: FullCacheOptions = {}
       }
     }
   }
-  return summarise(items.filter((i) => tasks.includes(i.task) && lengths.includes(i.length) && settings.includes(i.setting) && i.sample < n));
+  return summariseFullCache(items.filter((i) => tasks.includes(i.task) && lengths.includes(i.length) && settings.includes(i.setting) && i.sample < n));
 }
 
 /** Group items into cells (in task, length, setting order of first appearance) with Wilson intervals. */
-export function summarise(items: readonly FullCacheItem[]): FullCacheCell[] {
+export function summariseFullCache(items: readonly FullCacheItem[]): FullCacheCell[] {
   const cells = new Map<string, { task: MixTask; length: number; setting: QuestionSetting; k: number; n: number }>();
   for (const i of items) {
     const key = `${i.task}|${i.length}|${i.setting}`;

@@ -21,3 +21,4 @@ export { fidelitySuite, type ContextError, type FidelityItem, type FidelityMetri
 export { perplexitySuite, type PerplexityItem, type PerplexityMetrics, type PerplexityVariantMetrics } from './suites/perplexity.js';
 export { speedSuite, type DecodeRow, type ScalingCurve, type SpeedMetrics, type ThroughputItem, type DecodeItem, type ScalingItem } from './suites/speed.js';
 export * from './stats.js';
+export * from './full-cache.js';

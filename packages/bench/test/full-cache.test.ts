@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fullCacheEval, summarise, type FullCacheItem } from '../src/full-cache.js';
+import { fullCacheEval, summariseFullCache, type FullCacheItem } from '../src/full-cache.js';
 import { openModel } from '../src/model.js';
 import { wilsonInterval } from '../src/stats.js';
 import { tempDir, tinyModelFolder } from './helpers/tiny-model.js';
@@ -40,10 +40,10 @@ describe('fullCacheEval', () => {
   });
 });
 
-describe('summarise', () => {
+describe('summariseFullCache', () => {
   it('groups items into cells with Wilson intervals', () => {
     const item = (sample: number, correct: boolean, length = 256): FullCacheItem => ({ task: 'recall', length, setting: 'in-prompt', sample, expected: '1', predicted: correct ? '1' : '2', correct });
-    const cells = summarise([item(0, true), item(1, false), item(2, true), item(0, true, 512)]);
+    const cells = summariseFullCache([item(0, true), item(1, false), item(2, true), item(0, true, 512)]);
     expect(cells).toEqual([
       { task: 'recall', length: 256, setting: 'in-prompt', accuracy: wilsonInterval(2, 3) },
       { task: 'recall', length: 512, setting: 'in-prompt', accuracy: wilsonInterval(1, 1) },
