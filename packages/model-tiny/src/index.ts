@@ -29,6 +29,7 @@ export {
   type FillerKind,
   type FillerChoice,
   type LayoutOptions,
+  type Layout,
   type PlacedSample,
 } from './data/compose.js';
 export { proseSentences, prosePath, PROSE_TRAIN_SHARE, type ProseSplit } from './data/prose.js';

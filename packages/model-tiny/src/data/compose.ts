@@ -99,6 +99,16 @@ export interface LayoutOptions extends FillerChoice {
   caller: string;
 }
 
+/** A prompt laid out by {@link layoutPrompt}. */
+export interface Layout {
+  /** The prompt, exactly the requested length. */
+  prompt: string;
+  /** Byte offset of each fact, in order. */
+  factOffsets: number[];
+  /** Byte offset where the question starts. */
+  questionOffset: number;
+}
+
 /**
  * Place `facts` at sentence starts (or word starts, see {@link FACT_SNAP}) of seeded filler at the
  * requested depths and close with the
@@ -106,7 +116,7 @@ export interface LayoutOptions extends FillerChoice {
  * trimming shortened it by a byte or two).
  * @throws RangeError when `length` cannot hold the facts and the question.
  */
-export function layoutPrompt(o: LayoutOptions): { prompt: string; factOffsets: number[]; questionOffset: number } {
+export function layoutPrompt(o: LayoutOptions): Layout {
   const factBytes = o.facts.reduce((a, f) => a + f.length + 1, 0);
   const minimum = factBytes + o.question.length;
   if (!Number.isInteger(o.length) || o.length < minimum) throw new RangeError(`${o.caller}: length must be an integer >= ${minimum} for these facts and question, got ${o.length}`);
