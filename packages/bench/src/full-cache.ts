@@ -56,7 +56,7 @@ export interface FullCacheOptions {
   readonly settings?: readonly QuestionSetting[];
   /** Base seed of the samples (default 0). */
   readonly seed?: number;
-  /** JSONL file: items already in it are not run again, new items are appended (resumable). */
+  /** JSONL file: items already in it are not run again, new items are appended (resumable); items outside these options are kept but not counted. */
   readonly log?: string;
   /** Called after every item with the count done and the total. */
   readonly onProgress?: (done: number, total: number, item: FullCacheItem) => void;
@@ -86,7 +86,8 @@ export async function fullCacheEval(model: Model, options: FullCacheOptions = {}
   const seed = options.seed ?? 0;
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`n must be an integer >= 1, got ${n}`);
   for (const t of tasks) if (!(MIX_TASKS as readonly string[]).includes(t)) throw new RangeError(`unknown task ${JSON.stringify(t)}; allowed: ${MIX_TASKS.join(', ')}`);
-  const items = readLog(options.log);
+  const inScope = (i: FullCacheItem) => tasks.includes(i.task) && lengths.includes(i.length) && settings.includes(i.setting) && i.sample < n;
+  const items = readLog(options.log).filter(inScope);
   const done = new Set(items.map(itemKey));
   const total = tasks.length * lengths.length * n * settings.length;
   const tok = model.tokenizer;
@@ -120,7 +121,7 @@ export async function fullCacheEval(model: Model, options: FullCacheOptions = {}
       }
     }
   }
-  return summariseFullCache(items.filter((i) => tasks.includes(i.task) && lengths.includes(i.length) && settings.includes(i.setting) && i.sample < n));
+  return summariseFullCache(items);
 }
 
 /** Group items into cells (in task, length, setting order of first appearance) with Wilson intervals. */

@@ -31,6 +31,10 @@ describe('fullCacheEval', () => {
     expect(calls).toBe(0);
     expect(again).toEqual(cells);
     expect(readFileSync(log, 'utf8').trim().split('\n').length).toBe(12);
+    // A narrower call over the same log counts only its own items.
+    const fewer = await fullCacheEval(model, { ...options, tasks: ['passkey'], n: 2, settings: ['in-prompt'], onProgress: () => calls++ });
+    expect(calls).toBe(0);
+    expect(fewer.map((c) => `${c.task}/${c.setting}/${c.accuracy.n}`)).toEqual(['passkey/in-prompt/2']);
   }, 120_000);
 
   it('rejects an unknown task and n < 1 before running any item', async () => {
