@@ -9,11 +9,13 @@ import baselines from '@kvfold/policy-baselines';
 import h2o from '@kvfold/policy-h2o';
 import cam from '@kvfold/policy-cam';
 import kvmerger from '@kvfold/policy-kvmerger';
+import snapkv from '@kvfold/policy-snapkv';
+import knorm from '@kvfold/policy-knorm';
 import { describeType, renderConfigurationReference } from './configuration-reference.js';
 
 const page = fileURLToPath(new URL('../docs/configuration.md', import.meta.url));
 // Everything kvfold ships; third-party plugins (like the TOVA example) document themselves.
-const kv = KVFold.create({ plugins: [reference, tfjs, onnx, baselines, h2o, cam, kvmerger] });
+const kv = KVFold.create({ plugins: [reference, tfjs, onnx, baselines, h2o, cam, kvmerger, snapkv, knorm] });
 
 describe('docs/configuration.md', () => {
   it('is generated from the composed schema and up to date', () => {

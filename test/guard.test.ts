@@ -5,23 +5,17 @@ import {
   KVFold,
   createContext,
   definePlugin,
-  definePolicy,
   hostLayer,
   hostTensor,
   layerFromHost,
   type KVFoldError,
-  type LayerCache,
 } from '@kvfold/core';
 import { createReferenceKernels } from '@kvfold/backend-reference';
+import { passThroughPolicy } from '@kvfold/testkit';
 import type { HostTensor } from '@kvfold/core';
 
 const k = createReferenceKernels();
-const needy = definePolicy({
-  name: 'needy',
-  description: 'Needs attention; returns its input (fixture).',
-  schema: { type: 'object' },
-  create: () => ({ specificationVersion: 'v1' as const, name: 'needy', needs: ['attention' as const], prefill: async <T>(l: LayerCache<T>) => l, step: async <T>(l: LayerCache<T>) => l }),
-});
+const needy = passThroughPolicy('needy', ['attention']);
 const kv = KVFold.create({ plugins: [definePlugin({ name: 'fx', policies: [needy] })] });
 const policy = kv.policy('needy');
 

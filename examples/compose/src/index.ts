@@ -6,10 +6,9 @@
  * composed from everything they registered, creates the backend and the policy, and the program runs
  * them on a generated cache: prefill, then decode steps.
  */
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, KVFold, consoleLogger, createContext, disposeLayer, hostTensor, layerFromHost, layerTensors, layerToHost, resolveBudget, type KVFoldConfig, type Logger } from '@kvfold/core';
+import { ConfigError, KVFold, readJsonFile, consoleLogger, createContext, disposeLayer, hostTensor, layerFromHost, layerTensors, layerToHost, resolveBudget, type KVFoldConfig, type Logger } from '@kvfold/core';
 import { syntheticLayer } from '@kvfold/testkit';
 
 /** This example's folder: the "user project" whose node_modules the plugins are resolved from. */
@@ -49,14 +48,12 @@ export interface ComposeResult {
   readonly finalPositions: readonly number[];
 }
 
-/** Read a JSON config file; a parse error names the file. */
+/**
+ * Read a JSON config file with core's reader: a missing file is a `NotFoundError`, a syntax error a
+ * `ConfigError` naming the file, line and column.
+ */
 export function readConfig(path: string): unknown {
-  const text = readFileSync(path, 'utf8');
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new SyntaxError(`${path}: ${(e as Error).message}`);
-  }
+  return readJsonFile(path, { what: 'config file' });
 }
 
 /**
@@ -83,8 +80,8 @@ export async function runConfig(document: unknown, options: ComposeOptions = {})
   const q = kernels.fromHost(data.queries);
   const qp = kernels.fromHost(data.queryPositions);
   const seen = kernels.observe(layer, q, qp, reduction);
-  let next = await policy.prefill(layer, { attention: seen.sums, lastAttention: seen.last, queries: q }, createContext({ kernels, budget, promptLength: length, seed }));
-  kernels.dispose(q, qp, seen.sums, seen.last);
+  let next = await policy.prefill(layer, { ...seen, queries: q }, createContext({ kernels, budget, promptLength: length, seed }));
+  kernels.dispose(q, qp, seen.attention, seen.lastAttention);
   disposeLayer(kernels, layer, next);
   layer = next;
   const afterPrefill = await layerToHost(kernels, layer);
@@ -109,8 +106,8 @@ export async function runConfig(document: unknown, options: ComposeOptions = {})
     const sq = kernels.fromHost(hostTensor('float32', [queryHeads, 1, headDim], row(more.queries.data, queryHeads, s)));
     const sp = kernels.fromHost(hostTensor('int32', [1], [pos]));
     const o = kernels.observe(grown, sq, sp, reduction);
-    next = await policy.step(grown, { attention: o.sums, lastAttention: o.last, queries: sq }, createContext({ kernels, budget, promptLength: length, step: s + 1, seed }));
-    kernels.dispose(sq, sp, o.sums, o.last);
+    next = await policy.step(grown, { ...o, queries: sq }, createContext({ kernels, budget, promptLength: length, step: s + 1, seed }));
+    kernels.dispose(sq, sp, o.attention, o.lastAttention);
     disposeLayer(kernels, grown, next);
     layer = next;
     stepLengths.push(kernels.shapeOf(layer.keys)[1]!);

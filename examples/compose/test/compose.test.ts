@@ -14,14 +14,14 @@ describe('compose example', () => {
     expect(r.plugins).toEqual(['@kvfold/backend-tfjs', 'kvfold-policy-tova']);
     expect(r.config.backend?.name).toBe('tfjs');
     expect(r.backend).toMatch(/^tfjs .* on (wasm|cpu|tensorflow)/);
-    expect(r.config.policy).toEqual({ name: 'tova', budget: 0.35, options: { scope: 'layer' } });
+    expect(r.config.policy).toEqual({ name: 'tova', budget: 0.35, options: { scope: 'layer', decode: 'evict' } });
     expect(r.budget).toBe(34);
     // TOVA keeps exactly the budget, always the newest token, at prefill and after every step.
     expect(r.prefillLength).toBe(34);
     expect(r.keptPositions.at(-1)).toBe(95);
     expect(r.stepLengths).toEqual([34, 34, 34, 34]);
     expect(r.finalPositions.at(-1)).toBe(99);
-    expect(formatResult(r)).toMatch(/policy: +tova \{"scope":"layer"\}, budget 0.35 = 34 of 96 slots/);
+    expect(formatResult(r)).toMatch(/policy: +tova \{"scope":"layer","decode":"evict"\}, budget 0.35 = 34 of 96 slots/);
   });
   it('reports every invalid field of the invalid config, after loading its plugins', async () => {
     const err = await errorOf(runConfig(readConfig(resolve(exampleDir, 'invalid.config.json'))));

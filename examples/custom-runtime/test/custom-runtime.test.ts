@@ -21,8 +21,8 @@ describe('custom-runtime example', () => {
       rows.forEach((row, i) => { for (let h = 0; h < toyShape.queryHeads; h++) q.set(row.subarray(h * d, (h + 1) * d), (h * n + i) * d); });
       const layer = { keys: cache.keys, values: cache.values, positions: cache.positions, counts: cache.counts, scores: cache.scores };
       const o = k.observe(layer, hostTensor('float32', [toyShape.queryHeads, n, d], q), hostTensor('int32', [n], qpos), { proportional });
-      const sums = (await k.toHost(o.sums)).data;
-      const last = (await k.toHost(o.last)).data;
+      const sums = (await k.toHost(o.attention)).data;
+      const last = (await k.toHost(o.lastAttention)).data;
       mine.sums.forEach((x, i) => expect(x).toBeCloseTo(sums[i]!, 5));
       mine.last.forEach((x, i) => expect(x).toBeCloseTo(last[i]!, 5));
       // Slots at positions 20 and 22 come after every query: causality by true position, not slot index.

@@ -5,6 +5,7 @@
  * keeping 35% of the prompt's slots per layer. It prints both answers, the expected key and the caches.
  * The model is small and still being trained, so its answers may be wrong with either cache.
  */
+import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KVFold, type Logger } from '@kvfold/core';
@@ -92,14 +93,29 @@ export function formatGenerate(r: GenerateExampleResult): string {
   return lines.join('\n');
 }
 
+/** `--length N --seed N`; an unknown flag or a value that is not a whole number exits with code 2 and the usage. */
+function cliOptions(): { length?: number; seed?: number } {
+  const usage = 'usage: start [--length <bytes, >= 64>] [--seed <integer >= 0>]';
+  try {
+    const { values } = parseArgs({ options: { length: { type: 'string' }, seed: { type: 'string' } }, strict: true, allowPositionals: false });
+    const int = (name: 'length' | 'seed', min: number): number | undefined => {
+      const v = values[name];
+      if (v === undefined) return undefined;
+      if (!/^\d+$/.test(v) || Number(v) < min) throw new Error(`--${name} ${JSON.stringify(v)} must be an integer >= ${min}`);
+      return Number(v);
+    };
+    const length = int('length', 64);
+    const seed = int('seed', 0);
+    return { ...(length !== undefined ? { length } : {}), ...(seed !== undefined ? { seed } : {}) };
+  } catch (e) {
+    console.error(`${(e as Error).message}\n${usage}`);
+    process.exit(2);
+  }
+}
+
 const isMain = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
 if (isMain) {
-  const arg = (name: string) => {
-    const i = process.argv.indexOf(`--${name}`);
-    return i > 0 ? Number(process.argv[i + 1]) : undefined;
-  };
-  const length = arg('length');
-  const seed = arg('seed');
+  const { length, seed } = cliOptions();
   console.log(formatGenerate(await runGenerate({ ...(length !== undefined ? { length } : {}), ...(seed !== undefined ? { seed } : {}) })));
   console.log('\nThe embedded model is small and trained by this project (see packages/model-tiny/weights/MODEL_CARD.md); a wrong answer with both caches is the model, not the policy.');
 }

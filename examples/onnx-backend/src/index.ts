@@ -4,25 +4,15 @@
  * backend and on the reference backend (the ground truth), with the execution provider and kernel path in use printed and the
  * two results compared element by element.
  */
-import { KVFold, consoleLogger, createContext, disposeLayer, layerFromHost, layerToHost, resolveBudget, type HostLayer, type KVKernels, type Logger } from '@kvfold/core';
+import { parseArgs } from 'node:util';
+import { KVFold, consoleLogger, resolveBudget, type Logger } from '@kvfold/core';
 import reference from '@kvfold/backend-reference';
 import onnx, { type OnnxBackendOptions, type OnnxKernels, type OnnxRuntimeInfo } from '@kvfold/backend-onnx';
 import kvmerger from '@kvfold/policy-kvmerger';
-import { syntheticLayer, type SyntheticCase } from '@kvfold/testkit';
+import { compareLayers, prefillOn, syntheticLayer, type BackendRun } from '@kvfold/testkit';
 
-/** One backend's run of the policy. */
-export interface BackendRun {
-  /** `describe()` of the kernels: what actually ran. */
-  readonly describe: string;
-  /** The compressed layer, in host memory. */
-  readonly layer: HostLayer;
-  /** Slots per head after the prefill. */
-  readonly kept: number;
-  /** Slots standing for more than one token (all heads). */
-  readonly mergedSlots: number;
-  /** Wall time of observe + prefill, ms (one run, first call included: not a benchmark). */
-  readonly ms: number;
-}
+export type { BackendRun } from '@kvfold/testkit';
+export { compareLayers } from '@kvfold/testkit';
 
 /** What {@link runOnnxExample} returns. */
 export interface OnnxExampleResult {
@@ -52,34 +42,6 @@ export interface OnnxExampleOptions {
   readonly logger?: Logger;
 }
 
-/** Compress `data` with a fresh KVMerger on `kernels`: observe the prompt, then prefill. */
-async function compress(kv: KVFold, kernels: KVKernels<unknown>, data: SyntheticCase, budget: number): Promise<BackendRun> {
-  const policy = kv.policy('kvmerger');
-  const t0 = performance.now();
-  const layer = layerFromHost(kernels, data.layer);
-  const q = kernels.fromHost(data.queries);
-  const qp = kernels.fromHost(data.queryPositions);
-  const seen = kernels.observe(layer, q, qp);
-  const out = await policy.prefill(layer, { attention: seen.sums, lastAttention: seen.last, queries: q }, createContext({ kernels, budget, promptLength: data.layer.keys.shape[1]! }));
-  const host = await layerToHost(kernels, out);
-  const ms = performance.now() - t0;
-  kernels.dispose(q, qp, seen.sums, seen.last);
-  disposeLayer(kernels, layer, out);
-  disposeLayer(kernels, out);
-  return { describe: kernels.describe(), layer: host, kept: host.keys.shape[1]!, mergedSlots: host.counts.data.filter((c) => c > 1).length, ms };
-}
-
-/** Largest `|a - b| / (1 + |b|)` over the float fields, and whether the int fields agree exactly. */
-export function compareLayers(a: HostLayer, b: HostLayer): { maxDifference: number; sameSlots: boolean } {
-  let maxDifference = 0;
-  for (const f of ['keys', 'values', 'scores'] as const) {
-    if (a[f].data.length !== b[f].data.length) return { maxDifference: Infinity, sameSlots: false };
-    a[f].data.forEach((x, i) => (maxDifference = Math.max(maxDifference, Math.abs(x - b[f].data[i]!) / (1 + Math.abs(b[f].data[i]!)))));
-  }
-  const same = (x: Int32Array, y: Int32Array) => x.length === y.length && x.every((v, i) => v === y[i]);
-  return { maxDifference, sameSlots: same(a.positions.data, b.positions.data) && same(a.counts.data, b.counts.data) };
-}
-
 /** Run KVMerger on ONNX Runtime and on the reference backend over the same generated cache and compare. */
 export async function runOnnxExample(options: OnnxExampleOptions = {}): Promise<OnnxExampleResult> {
   const length = options.length ?? 512;
@@ -89,18 +51,29 @@ export async function runOnnxExample(options: OnnxExampleOptions = {}): Promise<
   const ref = await kv.backend('reference');
   const data = syntheticLayer({ heads: 4, queryHeads: 8, length, headDim: 64, queries: 32, seed: 11 });
   const budget = resolveBudget(options.budget ?? 0.35, length);
-  const onOnnx = await compress(kv, ort, data, budget);
-  const onReference = await compress(kv, ref, data, budget);
+  const onOnnx = await prefillOn(kv.policy('kvmerger'), ort, data, budget);
+  const onReference = await prefillOn(kv.policy('kvmerger'), ref, data, budget);
   return { info: ort.info, onnx: onOnnx, reference: onReference, ...compareLayers(onOnnx.layer, onReference.layer) };
+}
+
+/** `--ep cpu|cuda --native auto|off|require`; an unknown flag or value exits with code 2 and the usage. */
+function cliOptions(): { ep: 'cpu' | 'cuda'; native: NonNullable<OnnxBackendOptions['native']> } {
+  const usage = 'usage: start [--ep cpu|cuda] [--native auto|off|require]';
+  try {
+    const { values } = parseArgs({ options: { ep: { type: 'string', default: 'cpu' }, native: { type: 'string', default: 'auto' } }, strict: true, allowPositionals: false });
+    if (values.ep !== 'cpu' && values.ep !== 'cuda') throw new Error(`--ep ${JSON.stringify(values.ep)} is not one of cpu, cuda`);
+    if (values.native !== 'auto' && values.native !== 'off' && values.native !== 'require') throw new Error(`--native ${JSON.stringify(values.native)} is not one of auto, off, require`);
+    return { ep: values.ep, native: values.native };
+  } catch (e) {
+    console.error(`${(e as Error).message}\n${usage}`);
+    process.exit(2);
+  }
 }
 
 const isMain = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
 if (isMain) {
-  const arg = (name: string) => {
-    const i = process.argv.indexOf(`--${name}`);
-    return i > 0 ? process.argv[i + 1] : undefined;
-  };
-  const r = await runOnnxExample({ executionProvider: (arg('ep') ?? 'cpu') as 'cpu' | 'cuda', native: (arg('native') ?? 'auto') as OnnxBackendOptions['native'], logger: consoleLogger('info') });
+  const { ep, native } = cliOptions();
+  const r = await runOnnxExample({ executionProvider: ep, native, logger: consoleLogger('info') });
   console.log(`\nKVMerger (default options), 4 kv heads / 8 query heads, 512 tokens, head dim 64, budget 35%\n`);
   console.log(`onnxruntime-node ${r.info.onnxruntimeNode}; execution provider in use: ${r.info.executionProvider}; ai.kvfold ops: ${r.info.kernelPath}; observe: ${r.info.observePath}`);
   if (r.info.fallbacks.length > 0) console.log(`fallbacks: ${r.info.fallbacks.join('; ')}`);

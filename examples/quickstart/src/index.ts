@@ -55,7 +55,11 @@ export async function runQuickstart(options: QuickstartOptions = {}): Promise<Qu
   const fullOut = probeOf(data.layer);
   const budget = resolveBudget(options.budget ?? 0.35, length);
   const rows: QuickstartRow[] = [];
-  const variants: { label: string; name: string; options?: Record<string, unknown> }[] = kv.policies.names().map((name) => ({ label: name, name }));
+  // `chain` only composes the others (see examples/compose), so it has no row of its own.
+  const variants: { label: string; name: string; options?: Record<string, unknown> }[] = kv.policies
+    .names()
+    .filter((name) => name !== 'chain')
+    .map((name) => ({ label: name, name }));
   // The paper scales merged values by |S| for plain attention; the alternative pairs unscaled values with proportional attention.
   variants.push({ label: 'kvmerger valueScale=none', name: 'kvmerger', options: { valueScale: 'none' } });
   for (const { label, name, options } of variants) {
@@ -65,7 +69,7 @@ export async function runQuickstart(options: QuickstartOptions = {}): Promise<Qu
     const qp = kernels.fromHost(data.queryPositions);
     const seen = kernels.observe(layer, q, qp);
     const t0 = performance.now();
-    const out = await policy.prefill(layer, { attention: seen.sums, lastAttention: seen.last, queries: q }, createContext({ kernels, budget, promptLength: length, seed }));
+    const out = await policy.prefill(layer, { ...seen, queries: q }, createContext({ kernels, budget, promptLength: length, seed }));
     const ms = performance.now() - t0;
     const host = await layerToHost(kernels, out);
     const counts = Array.from(host.counts.data);

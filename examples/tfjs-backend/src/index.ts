@@ -4,25 +4,15 @@
  * backend and on the reference backend (the ground truth), with the tfjs engine in use printed and the
  * two results compared element by element.
  */
-import { KVFold, consoleLogger, createContext, disposeLayer, layerFromHost, layerToHost, resolveBudget, type HostLayer, type KVKernels, type Logger } from '@kvfold/core';
+import { parseArgs } from 'node:util';
+import { KVFold, consoleLogger, resolveBudget, type Logger } from '@kvfold/core';
 import reference from '@kvfold/backend-reference';
-import tfjs, { type TfjsEngineChoice, type TfjsKernels } from '@kvfold/backend-tfjs';
+import tfjs, { ENGINE_CHOICES, type TfjsEngineChoice, type TfjsKernels } from '@kvfold/backend-tfjs';
 import kvmerger from '@kvfold/policy-kvmerger';
-import { syntheticLayer, type SyntheticCase } from '@kvfold/testkit';
+import { compareLayers, prefillOn, syntheticLayer, type BackendRun } from '@kvfold/testkit';
 
-/** One backend's run of the policy. */
-export interface BackendRun {
-  /** `describe()` of the kernels: what actually ran. */
-  readonly describe: string;
-  /** The compressed layer, in host memory. */
-  readonly layer: HostLayer;
-  /** Slots per head after the prefill. */
-  readonly kept: number;
-  /** Slots standing for more than one token (all heads). */
-  readonly mergedSlots: number;
-  /** Wall time of observe + prefill, ms (one run, first call included: not a benchmark). */
-  readonly ms: number;
-}
+export type { BackendRun } from '@kvfold/testkit';
+export { compareLayers } from '@kvfold/testkit';
 
 /** What {@link runTfjsExample} returns. */
 export interface TfjsExampleResult {
@@ -52,34 +42,6 @@ export interface TfjsExampleOptions {
   readonly logger?: Logger;
 }
 
-/** Compress `data` with a fresh KVMerger on `kernels`: observe the prompt, then prefill. */
-async function compress(kv: KVFold, kernels: KVKernels<unknown>, data: SyntheticCase, budget: number): Promise<BackendRun> {
-  const policy = kv.policy('kvmerger');
-  const t0 = performance.now();
-  const layer = layerFromHost(kernels, data.layer);
-  const q = kernels.fromHost(data.queries);
-  const qp = kernels.fromHost(data.queryPositions);
-  const seen = kernels.observe(layer, q, qp);
-  const out = await policy.prefill(layer, { attention: seen.sums, lastAttention: seen.last, queries: q }, createContext({ kernels, budget, promptLength: data.layer.keys.shape[1]! }));
-  const host = await layerToHost(kernels, out);
-  const ms = performance.now() - t0;
-  kernels.dispose(q, qp, seen.sums, seen.last);
-  disposeLayer(kernels, layer, out);
-  disposeLayer(kernels, out);
-  return { describe: kernels.describe(), layer: host, kept: host.keys.shape[1]!, mergedSlots: host.counts.data.filter((c) => c > 1).length, ms };
-}
-
-/** Largest `|a - b| / (1 + |b|)` over the float fields, and whether the int fields agree exactly. */
-export function compareLayers(a: HostLayer, b: HostLayer): { maxDifference: number; sameSlots: boolean } {
-  let maxDifference = 0;
-  for (const f of ['keys', 'values', 'scores'] as const) {
-    if (a[f].data.length !== b[f].data.length) return { maxDifference: Infinity, sameSlots: false };
-    a[f].data.forEach((x, i) => (maxDifference = Math.max(maxDifference, Math.abs(x - b[f].data[i]!) / (1 + Math.abs(b[f].data[i]!)))));
-  }
-  const same = (x: Int32Array, y: Int32Array) => x.length === y.length && x.every((v, i) => v === y[i]);
-  return { maxDifference, sameSlots: same(a.positions.data, b.positions.data) && same(a.counts.data, b.counts.data) };
-}
-
 /** Run KVMerger on tfjs and on the reference backend over the same generated cache and compare. */
 export async function runTfjsExample(options: TfjsExampleOptions = {}): Promise<TfjsExampleResult> {
   const length = options.length ?? 512;
@@ -89,15 +51,26 @@ export async function runTfjsExample(options: TfjsExampleOptions = {}): Promise<
   const ref = await kv.backend('reference');
   const data = syntheticLayer({ heads: 4, queryHeads: 8, length, headDim: 64, queries: 32, seed: 11 });
   const budget = resolveBudget(options.budget ?? 0.35, length);
-  const onTfjs = await compress(kv, tf, data, budget);
-  const onReference = await compress(kv, ref, data, budget);
+  const onTfjs = await prefillOn(kv.policy('kvmerger'), tf, data, budget);
+  const onReference = await prefillOn(kv.policy('kvmerger'), ref, data, budget);
   return { engine: tf.engine, simd: tf.simd, tfjs: onTfjs, reference: onReference, ...compareLayers(onTfjs.layer, onReference.layer) };
+}
+
+/** The value of `--<name>`, one of `allowed`; an unknown flag or value exits with code 2 and says what is allowed. */
+function choice<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+  try {
+    const v = parseArgs({ options: { [name]: { type: 'string' } }, strict: true, allowPositionals: false }).values[name] ?? fallback;
+    if (!(allowed as readonly string[]).includes(v as string)) throw new Error(`--${name} ${JSON.stringify(v)} is not one of ${allowed.join(', ')}`);
+    return v as T;
+  } catch (e) {
+    console.error(`${(e as Error).message}\nusage: start [--${name} ${allowed.join('|')}]`);
+    process.exit(2);
+  }
 }
 
 const isMain = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
 if (isMain) {
-  const i = process.argv.indexOf('--engine');
-  const engine = (i > 0 ? process.argv[i + 1] : 'auto') as TfjsEngineChoice;
+  const engine = choice('engine', ENGINE_CHOICES, 'auto');
   const r = await runTfjsExample({ engine, logger: consoleLogger('info') });
   console.log(`\nKVMerger (default options), 4 kv heads / 8 query heads, 512 tokens, head dim 64, budget 35%\n`);
   console.log(`tfjs engine in use: ${r.engine}${r.simd === undefined ? '' : ` (SIMD ${r.simd ? 'on' : 'off'})`}`);

@@ -1,4 +1,4 @@
-import type { JsonSchema } from '@kvfold/core';
+import { decodeSchema, type DecodeMode, type JsonSchema } from '@kvfold/core';
 
 /** Options of the `tova` policy (JSON Schema: {@link tovaSchema}). */
 export interface TovaOptions {
@@ -8,6 +8,8 @@ export interface TovaOptions {
    * `head`: each kv head ranks by its own attention (the per-head variant the paper compares against).
    */
   readonly scope: 'layer' | 'head';
+  /** Decode steps: `evict` (default, TOVA drops a token at every step over budget), `keep` (prefill only) or `{ every: n }`. */
+  readonly decode: DecodeMode;
 }
 
 /**
@@ -23,5 +25,6 @@ export const tovaSchema: JsonSchema = {
       default: 'layer',
       description: 'layer: one decision per layer from the last query\'s attention averaged over kv heads (TOVA); head: each kv head ranks by its own attention.',
     },
+    decode: decodeSchema('evict'),
   },
 };

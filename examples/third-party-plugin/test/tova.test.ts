@@ -114,8 +114,8 @@ describe('tova policy', () => {
     const policy = new TovaPolicy();
     let cache = layerFromHost(k, data.layer);
     const first = k.observe(cache, k.fromHost(data.queries), k.fromHost(data.queryPositions));
-    const lastHost = (await k.toHost(first.last)).data as Float32Array;
-    let out = await policy.prefill(cache, { attention: first.sums, lastAttention: first.last }, createContext({ kernels: k, budget, promptLength: 24 }));
+    const lastHost = (await k.toHost(first.lastAttention)).data as Float32Array;
+    let out = await policy.prefill(cache, first, createContext({ kernels: k, budget, promptLength: 24 }));
     expect((await layerToHost(k, out)).positions.data.subarray(0, budget)).toEqual(Int32Array.from(expectedKeep(lastHost, 2, 24, budget, 'layer')[0]!));
     disposeLayer(k, cache, out);
     cache = out;
@@ -125,8 +125,8 @@ describe('tova policy', () => {
       const before = await layerToHost(k, grown);
       const q = k.fromHost(hostTensor('float32', [4, 1, 8], data.queries.data.subarray(0, 32)));
       const seen = k.observe(grown, q, k.fromHost(hostTensor('int32', [1], [pos])));
-      const att = (await k.toHost(seen.last)).data as Float32Array;
-      out = await policy.step(grown, { lastAttention: seen.last }, createContext({ kernels: k, budget, promptLength: 24, step }));
+      const att = (await k.toHost(seen.lastAttention)).data as Float32Array;
+      out = await policy.step(grown, { lastAttention: seen.lastAttention }, createContext({ kernels: k, budget, promptLength: 24, step }));
       const want = expectedKeep(att, 2, budget + 1, budget, 'layer')[0]!.map((j) => before.positions.data[j]!);
       expect(Array.from((await layerToHost(k, out)).positions.data.subarray(0, budget))).toEqual(want);
       disposeLayer(k, grown, out);

@@ -172,7 +172,7 @@ async function main(): Promise<void> {
       const qp = k.fromHost(hostTensor('int32', [N], Int32Array.from({ length: N }, (_, i) => L - N + i)));
       return () => {
         const o = k.observe(l, q, qp);
-        k.dispose(o.sums, o.last);
+        k.dispose(o.attention, o.lastAttention);
       };
     }],
   ];
@@ -200,7 +200,7 @@ async function main(): Promise<void> {
         const qp = k.fromHost(hostTensor('int32', [N], Int32Array.from({ length: N }, (_, t) => L - N + t)));
         const obs = k.observe(l, q, qp);
         return async () => {
-          const out = await policy.prefill(l, { attention: obs.sums, lastAttention: obs.last, queries: q }, createContext({ kernels: k, budget: half, promptLength: L, seed: 1 }));
+          const out = await policy.prefill(l, { ...obs, queries: q }, createContext({ kernels: k, budget: half, promptLength: L, seed: 1 }));
           disposeLayer(k, out, l);
         };
       }, Math.max(3, Math.floor(reps / 2)), 1));

@@ -1,13 +1,15 @@
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BackendUnavailableError, ConfigError, defineBackend, silentLogger, type ConfigIssue, type JsonSchema, type Logger } from '@kvfold/core';
+import { BackendUnavailableError, bindKernels, ConfigError, defineBackend, silentLogger, type ConfigIssue, type JsonSchema, type KernelBackend, type Logger } from '@kvfold/core';
 import { adjacentCosineModel } from './kernels/adjacentCosine.js';
 import { accumulateModel } from './kernels/accumulate.js';
 import { OBSERVE_BLOCK } from './kernels/observe.js';
-import { OnnxKernels, type KernelPath } from './onnxKernels.js';
+import { onnxKernelBackend, type KernelPath, type OnnxKernels } from './onnxKernels.js';
+import type { OnnxTensor } from './tensor.js';
 import {
   loadAddon,
   missingCudaProviderFiles,
+  nativeFile,
   ortApiOf,
   NativeSessionFactory,
   nativeIncompatibility,
@@ -27,8 +29,14 @@ export interface OnnxBackendOptions {
   readonly fallback?: boolean;
   /** The project's native `ai.kvfold` kernels: `auto` (default) uses them when built and compatible (else logs why and runs the function bodies), `off` always runs the function bodies, `require` throws BackendUnavailableError when they cannot be used. */
   readonly native?: 'auto' | 'off' | 'require';
-  /** Folder of a native build (manifest.json, addon, libraries); default this package's native/build. */
+  /**
+   * Folder of a native build (manifest.json, addon, libraries); default this package's native/build.
+   * Another folder is loaded only with {@link OnnxBackendOptions.allowNativePaths}. Programs only: neither
+   * option is in the JSON Schema, so a config can never name native code to load.
+   */
   readonly nativeDir?: string;
+  /** The program's explicit consent to load native code from {@link OnnxBackendOptions.nativeDir}. */
+  readonly allowNativePaths?: boolean;
   /** ORT intra-op threads; 0 (default) lets ORT use one per core. */
   readonly threads?: number;
   /** CUDA device ordinal (default 0). */
@@ -51,7 +59,6 @@ export const onnxOptionsSchema: JsonSchema = {
     executionProvider: { enum: ['cpu', 'cuda'], default: 'cpu', description: 'ORT execution provider; cuda falls back to cpu (logged) when its provider files are missing.' },
     fallback: { type: 'boolean', default: true, description: 'Fall back to cpu (and log why) instead of failing when the cuda provider cannot be used.' },
     native: { enum: ['auto', 'off', 'require'], default: 'auto', description: 'Use the native ai.kvfold kernels built by `pnpm --filter @kvfold/backend-onnx build:native`.' },
-    nativeDir: { type: 'string', description: 'Folder of the native build; default the package\'s native/build.' },
     threads: { type: 'integer', minimum: 0, maximum: 1024, default: 0, description: 'ORT intra-op threads (0 = one per core).' },
     deviceId: { type: 'integer', minimum: 0, maximum: 64, default: 0, description: 'CUDA device ordinal.' },
     observeBlock: { type: 'integer', minimum: 1, maximum: 2 ** 31, default: OBSERVE_BLOCK, description: 'Largest attention-logits block (elements) a function-body observe call materialises.' },
@@ -97,6 +104,14 @@ function checkOptions(o: OnnxBackendOptions): void {
     issues.push({ path: '/observeKernel', rule: 'enum', message: `must be "auto", "native" or "function-body", got ${JSON.stringify(o.observeKernel)}`, allowed: ['auto', 'native', 'function-body'] });
   }
   if (o.nativeDir !== undefined && typeof o.nativeDir !== 'string') issues.push({ path: '/nativeDir', rule: 'type', message: 'must be a string path' });
+  else if (o.nativeDir !== undefined && o.allowNativePaths !== true && resolve(o.nativeDir) !== defaultNativeDir()) {
+    issues.push({
+      path: '/nativeDir',
+      rule: 'allowNativePaths',
+      message: 'native code is loaded from another folder than this package\'s native/build only when the program also passes allowNativePaths: true (a config can set neither)',
+      allowed: [defaultNativeDir()],
+    });
+  }
   if (issues.length) throw new ConfigError(issues, 'onnx backend options');
 }
 
@@ -158,6 +173,15 @@ export function cudaUnavailableReason(config: Omit<SessionConfig, 'executionProv
  * when `fallback` is false and the requested provider or native library cannot be used.
  */
 export function createOnnxKernels(options: OnnxBackendOptions = {}, logger: Logger = silentLogger): OnnxKernels {
+  return bindKernels(onnxBackendFor(options, logger), { logger }) as OnnxKernels;
+}
+
+/**
+ * The onnx backend for `options`, unbound: the provider and kernel path chosen and probed (see
+ * {@link createOnnxKernels}); `KVFold.backend('onnx')` binds it to its kernel registry.
+ * @throws ConfigError, BackendUnavailableError as {@link createOnnxKernels}.
+ */
+export function onnxBackendFor(options: OnnxBackendOptions = {}, logger: Logger = silentLogger): KernelBackend<OnnxTensor> {
   checkOptions(options);
   const fallback = options.fallback ?? true;
   const nativeMode = options.native ?? 'auto';
@@ -194,10 +218,14 @@ export function createOnnxKernels(options: OnnxBackendOptions = {}, logger: Logg
       } else {
         const built = nativeIncompatibility(manifest, onnxruntimeNode);
         if (built) throw new NativeProblem(`${built}; ${BUILD_HINT.replace('build it', 'rebuild it')}`, { built: manifest.onnxruntimeNode, installed: onnxruntimeNode });
+        // Refused names are errors, never fallbacks: a manifest pointing out of its folder was tampered with.
+        nativeFile(dir, 'addon', manifest.addon);
+        nativeFile(dir, 'cpuLibrary', manifest.cpuLibrary);
         let addon;
         try {
           addon = loadAddon(dir, manifest);
         } catch (e) {
+          if (e instanceof BackendUnavailableError) throw e;
           throw new NativeProblem(`the native addon in ${dir} does not load (${(e as Error).message}); ${BUILD_HINT.replace('build it', 'rebuild it')}`, {}, e);
         }
         const runs = nativeIncompatibility(manifest, onnxruntimeNode, addon.ortVersion());
@@ -210,7 +238,7 @@ export function createOnnxKernels(options: OnnxBackendOptions = {}, logger: Logg
           );
         }
         const useCuda = ep === 'cuda' && manifest.cudaLibrary !== undefined;
-        const lib = join(dir, useCuda ? manifest.cudaLibrary! : manifest.cpuLibrary);
+        const lib = useCuda ? nativeFile(dir, 'cudaLibrary', manifest.cudaLibrary) : nativeFile(dir, 'cpuLibrary', manifest.cpuLibrary);
         const nf = new NativeSessionFactory(addon, lib, config());
         try {
           probe(nf, true);
@@ -231,14 +259,14 @@ export function createOnnxKernels(options: OnnxBackendOptions = {}, logger: Logg
   const wantObserve = options.observeKernel ?? 'auto';
   const observeNative = kernelPath !== 'function-bodies' && (wantObserve === 'native' || (wantObserve === 'auto' && kernelPath === 'native-cuda'));
   const observePath: KernelPath = observeNative ? kernelPath : 'function-bodies';
-  const kernels = new OnnxKernels(
+  const backend = onnxKernelBackend(
     factory,
     { onnxruntimeNode, executionProvider: ep, kernelPath, observePath, fallbacks },
     options.observeBlock ?? OBSERVE_BLOCK,
     observePath === kernelPath ? undefined : new OrtNodeSessionFactory(config()),
   );
-  logger.info(`onnx backend: ${kernels.describe()}`);
-  return kernels;
+  logger.info(`onnx backend: ${backend.describe()}`);
+  return backend;
 }
 
 /** The onnx backend definition (registry name `onnx`). */
@@ -247,6 +275,8 @@ export const onnxBackend = defineBackend<OnnxBackendOptions>({
   description: 'ONNX Runtime (onnxruntime-node): kernels as ONNX graphs with ai.kvfold custom ops; CPU or CUDA EP; native kernels when built.',
   schema: onnxOptionsSchema,
   async create(options, services) {
-    return createOnnxKernels(options ?? {}, services.logger);
+    // Options come from a config here: whatever slipped past the schema, no native folder is taken from it.
+    const { nativeDir: _dir, allowNativePaths: _allow, ...fromConfig } = options ?? {};
+    return onnxBackendFor(fromConfig, services.logger) as KernelBackend<unknown>;
   },
 });

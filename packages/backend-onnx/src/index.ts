@@ -7,13 +7,14 @@
 import { definePlugin } from '@kvfold/core';
 import { onnxBackend } from './backend.js';
 
-export { createOnnxKernels, cudaUnavailableReason, onnxBackend, onnxOptionsSchema, defaultNativeDir, type OnnxBackendOptions, type ProviderProblem } from './backend.js';
-export { OnnxKernels, type KernelPath, type OnnxRuntimeInfo } from './onnxKernels.js';
+export { createOnnxKernels, cudaUnavailableReason, onnxBackend, onnxBackendFor, onnxOptionsSchema, defaultNativeDir, type OnnxBackendOptions, type ProviderProblem } from './backend.js';
+export { onnxKernelBackend, type KernelPath, type OnnxExtensions, type OnnxKernels, type OnnxRuntimeInfo } from './onnxKernels.js';
 export type { AccumulatedSelection } from './kernels/accumulateTopK.js';
-export type { OnnxTensor } from './validate.js';
+export type { OnnxTensor } from './tensor.js';
 export { KVFOLD_DOMAIN, OPSET } from './graph.js';
 export {
   ortPackageVersion,
+  ORT_INSTALL_HINT,
   ortApiOf,
   missingCudaProviderFiles,
   nativeIncompatibility,

@@ -1,18 +1,5 @@
-import {
-  DTypeError,
-  hostTensor,
-  ShapeError,
-  sizeOf,
-  type DType,
-  type HostTensor,
-  type KVKernels,
-  type LayerCache,
-  type NeighbourMergePlan,
-  type ObservedAttention,
-  type ObserveOptions,
-  type SegmentPlan,
-} from '@kvfold/core';
-import * as ort from 'onnxruntime-node';
+import { ArgCheck, defineKernelBackend, hostTensor, type KernelBackend, type KVKernels } from '@kvfold/core';
+import { ort } from './ort.js';
 import { SessionCache } from './cache.js';
 import { accumulate } from './kernels/accumulate.js';
 import { accumulateTopK, type AccumulatedSelection } from './kernels/accumulateTopK.js';
@@ -20,12 +7,13 @@ import { adjacentCosine } from './kernels/adjacentCosine.js';
 import { allFinite } from './kernels/allFinite.js';
 import { append } from './kernels/append.js';
 import { gather } from './kernels/gather.js';
+import { keyNorms } from './kernels/keyNorms.js';
 import { mergeIntoNeighbours } from './kernels/mergeIntoNeighbours.js';
 import { mergeSegments } from './kernels/mergeSegments.js';
 import { OBSERVE_BLOCK, observe } from './kernels/observe.js';
 import { topK } from './kernels/topK.js';
 import type { SessionFactory } from './session.js';
-import type { OnnxTensor } from './validate.js';
+import { inspectTensor, type OnnxTensor } from './tensor.js';
 
 /** Which implementation of the `ai.kvfold` custom ops runs. */
 export type KernelPath = 'function-bodies' | 'native-cpu' | 'native-cuda';
@@ -44,147 +32,89 @@ export interface OnnxRuntimeInfo {
   readonly fallbacks: readonly string[];
 }
 
-/**
- * KVKernels on onnxruntime-node. Tensors are `ort.Tensor` (CPU); each kernel is a small ONNX model with
- * symbolic dims, loaded once on first use. The fused kernels are `ai.kvfold` custom ops.
- */
-export class OnnxKernels implements KVKernels<OnnxTensor> {
-  /** Registry name. */
-  readonly backend = 'onnx';
-  private readonly cache: SessionCache;
-  private readonly observeCache: SessionCache;
-
-  /**
-   * Use `createOnnxKernels`, which picks the provider and kernel path and probes them; this
-   * constructor takes those decisions as given.
-   * @param factory creates every kernel session (onnxruntime-node's own, or the native addon's).
-   */
-  constructor(
-    private readonly factory: SessionFactory,
-    /** What runs (provider, kernel path, fallbacks taken). */
-    readonly info: OnnxRuntimeInfo,
-    /** Largest logits block (elements) one function-body observe call materialises. */
-    private readonly observeBlock: number = OBSERVE_BLOCK,
-    /** Sessions for `observe` when it runs on another path than the other kernels (see {@link OnnxRuntimeInfo.observePath}). */
-    observeFactory?: SessionFactory,
-  ) {
-    this.cache = new SessionCache(factory);
-    this.observeCache = observeFactory ? new SessionCache(observeFactory) : this.cache;
-  }
-
-  describe(): string {
-    const name = (p: KernelPath) =>
-      p === 'function-bodies' ? 'ai.kvfold function bodies' : p === 'native-cuda' ? 'ai.kvfold native CUDA kernels' : 'ai.kvfold native CPU kernels';
-    const obs = this.info.observePath !== this.info.kernelPath ? `; observe: ${this.info.observePath === 'function-bodies' ? 'function body' : name(this.info.observePath)}` : '';
-    return `onnx (onnxruntime-node ${this.info.onnxruntimeNode}, ${this.info.executionProvider} EP, ${name(this.info.kernelPath)}${obs})`;
-  }
-
-  fromHost(tensor: HostTensor): OnnxTensor {
-    if (typeof tensor !== 'object' || tensor === null || !Array.isArray(tensor.shape)) {
-      throw new ShapeError('fromHost expects a HostTensor { dtype, shape, data }', { field: 'tensor' });
-    }
-    const { dtype, shape, data } = tensor;
-    if (dtype !== 'float32' && dtype !== 'int32') throw new DTypeError('fromHost tensor', String(dtype), ['float32', 'int32']);
-    const ok = dtype === 'float32' ? data instanceof Float32Array : data instanceof Int32Array;
-    if (!ok) throw new DTypeError('fromHost tensor.data', (data as object | undefined)?.constructor?.name ?? typeof data, [dtype === 'float32' ? 'Float32Array' : 'Int32Array']);
-    for (const d of shape) {
-      if (!Number.isInteger(d) || d < 0) throw new ShapeError(`fromHost: invalid dimension ${d} in shape [${shape.join(', ')}]`, { field: 'tensor.shape', shape });
-    }
-    if (data.length !== sizeOf(shape)) {
-      throw new ShapeError(`fromHost: data holds ${data.length} elements but shape [${shape.join(', ')}] needs ${sizeOf(shape)}`, { field: 'tensor.data' });
-    }
-    // A copy: the caller keeps ownership of its array, and the handle never aliases host memory.
-    return dtype === 'float32'
-      ? new ort.Tensor('float32', (data as Float32Array).slice(), [...shape])
-      : new ort.Tensor('int32', (data as Int32Array).slice(), [...shape]);
-  }
-
-  async toHost(tensor: OnnxTensor): Promise<HostTensor> {
-    const dtype = this.dtypeOf(tensor);
-    if (tensor.location === 'none') throw new ShapeError('toHost: the tensor was disposed', { field: 'tensor' });
-    const data = dtype === 'float32' ? (tensor.data as Float32Array).slice() : (tensor.data as Int32Array).slice();
-    return hostTensor(dtype, [...tensor.dims], data);
-  }
-
-  shapeOf(tensor: OnnxTensor): readonly number[] {
-    if (!(tensor instanceof ort.Tensor)) throw new ShapeError('shapeOf: not an onnx-backend tensor (ort.Tensor)', { field: 'tensor' });
-    return tensor.dims;
-  }
-
-  dtypeOf(tensor: OnnxTensor): DType {
-    if (!(tensor instanceof ort.Tensor)) throw new ShapeError('dtypeOf: not an onnx-backend tensor (ort.Tensor)', { field: 'tensor' });
-    if (tensor.type !== 'float32' && tensor.type !== 'int32') throw new DTypeError('tensor', tensor.type, ['float32', 'int32']);
-    return tensor.type;
-  }
-
-  dispose(...tensors: readonly (OnnxTensor | undefined)[]): void {
-    for (const t of tensors) {
-      if (t instanceof ort.Tensor && t.location !== 'none') t.dispose();
-    }
-  }
-
-  async allFinite(tensor: OnnxTensor): Promise<boolean> {
-    return allFinite(this.cache, tensor);
-  }
-
-  append(layer: LayerCache<OnnxTensor>, keys: OnnxTensor, values: OnnxTensor, positions: OnnxTensor): LayerCache<OnnxTensor> {
-    return append(this.cache, layer, keys, values, positions);
-  }
-
-  accumulate(scores: OnnxTensor, attention: OnnxTensor): OnnxTensor {
-    return accumulate(this.cache, scores, attention);
-  }
-
-  topK(scores: OnnxTensor, k: number, from: number, to: number): OnnxTensor {
-    return topK(this.cache, scores, k, from, to);
-  }
-
+/** What the onnx backend adds to `KVKernels`: its runtime info, a fused H2O kernel and diagnostics. */
+export interface OnnxExtensions {
+  /** What runs (provider, kernel path, fallbacks taken). */
+  readonly info: OnnxRuntimeInfo;
   /**
    * Fused H2O step (`ai.kvfold::AccumulateSelect`): `scores + attention` and the topK of the result over
    * `[from, to)` in one kernel call. Equal to `accumulate` followed by `topK`; not part of KVKernels.
    */
-  accumulateTopK(scores: OnnxTensor, attention: OnnxTensor, k: number, from: number, to: number): AccumulatedSelection {
-    return accumulateTopK(this.cache, scores, attention, k, from, to);
-  }
-
-  gather(layer: LayerCache<OnnxTensor>, index: OnnxTensor): LayerCache<OnnxTensor> {
-    return gather(this.cache, layer, index);
-  }
-
-  adjacentCosine(keys: OnnxTensor): OnnxTensor {
-    return adjacentCosine(this.cache, keys);
-  }
-
-  mergeSegments(layer: LayerCache<OnnxTensor>, plan: SegmentPlan<OnnxTensor>): LayerCache<OnnxTensor> {
-    return mergeSegments(this.cache, layer, plan);
-  }
-
-  mergeIntoNeighbours(layer: LayerCache<OnnxTensor>, plan: NeighbourMergePlan<OnnxTensor>): LayerCache<OnnxTensor> {
-    return mergeIntoNeighbours(this.cache, layer, plan);
-  }
-
-  observe(layer: LayerCache<OnnxTensor>, queries: OnnxTensor, queryPositions: OnnxTensor, options?: ObserveOptions): ObservedAttention<OnnxTensor> {
-    // Native kernels work row by row; only the function bodies materialise the whole logits block.
-    const block = this.info.observePath === 'function-bodies' ? this.observeBlock : Infinity;
-    return observe(this.observeCache, layer, queries, queryPositions, options, block);
-  }
-
+  accumulateTopK(scores: OnnxTensor, attention: OnnxTensor, k: number, from: number, to: number): AccumulatedSelection;
   /**
    * How many times the native `ai.kvfold` kernels ran in this process (undefined on the function-body
    * path). Diagnostics: it proves ORT picked the registered kernels over the function bodies.
    */
-  nativeKernelCalls(): number | undefined {
-    return this.factory.nativeKernelCalls?.();
-  }
-
+  nativeKernelCalls(): number | undefined;
   /** Sessions loaded so far, as `kernel:dtype` keys (diagnostics: one per kernel variant, never one per shape). */
-  loadedKernels(): string[] {
-    return [...new Set([...this.cache.keys(), ...this.observeCache.keys()])];
-  }
+  loadedKernels(): string[];
+  /** Release every ORT session; the kernels create them again if used afterwards. */
+  release(): void;
+}
 
-  /** Release every ORT session; the object creates them again if used afterwards. */
-  release(): void {
-    this.cache.releaseAll();
-    this.observeCache.releaseAll();
-  }
+/**
+ * KVKernels on onnxruntime-node. Tensors are `ort.Tensor` (CPU); each kernel is a small ONNX model with
+ * symbolic dims, loaded once on first use. The fused kernels are `ai.kvfold` custom ops.
+ */
+export type OnnxKernels = KVKernels<OnnxTensor> & OnnxExtensions;
+
+/** `describe()` of an onnx backend with `info`. */
+function describeInfo(info: OnnxRuntimeInfo): string {
+  const name = (p: KernelPath) =>
+    p === 'function-bodies' ? 'ai.kvfold function bodies' : p === 'native-cuda' ? 'ai.kvfold native CUDA kernels' : 'ai.kvfold native CPU kernels';
+  const obs = info.observePath !== info.kernelPath ? `; observe: ${info.observePath === 'function-bodies' ? 'function body' : name(info.observePath)}` : '';
+  return `onnx (onnxruntime-node ${info.onnxruntimeNode}, ${info.executionProvider} EP, ${name(info.kernelPath)}${obs})`;
+}
+
+/**
+ * The onnx backend as core binds it: ORT CPU tensors and one implementation per kernel
+ * (`src/kernels/*.ts`), each a session of a small model. `createOnnxKernels` picks the provider and kernel
+ * path, probes them and binds this.
+ * @param factory creates every kernel session (onnxruntime-node's own, or the native addon's).
+ * @param info what runs (provider, kernel path, fallbacks taken).
+ * @param observeBlock largest logits block (elements) one function-body observe call materialises.
+ * @param observeFactory sessions for `observe` when it runs on another path than the other kernels.
+ */
+export function onnxKernelBackend(factory: SessionFactory, info: OnnxRuntimeInfo, observeBlock: number = OBSERVE_BLOCK, observeFactory?: SessionFactory): KernelBackend<OnnxTensor> {
+  const cache = new SessionCache(factory);
+  const observeCache = observeFactory ? new SessionCache(observeFactory) : cache;
+  const check = new ArgCheck(inspectTensor);
+  const extensions: OnnxExtensions = {
+    info,
+    accumulateTopK: (scores, attention, k, from, to) => accumulateTopK(cache, check, scores, attention, k, from, to),
+    nativeKernelCalls: () => factory.nativeKernelCalls?.(),
+    loadedKernels: () => [...new Set([...cache.keys(), ...observeCache.keys()])],
+    release: () => {
+      cache.releaseAll();
+      observeCache.releaseAll();
+    },
+  };
+  return defineKernelBackend<OnnxTensor>({
+    name: 'onnx',
+    describe: () => describeInfo(info),
+    inspect: inspectTensor,
+    // A copy: the caller keeps ownership of its array, and the handle never aliases host memory.
+    fromHost: ({ dtype, shape, data }) =>
+      dtype === 'float32' ? new ort.Tensor('float32', (data as Float32Array).slice(), [...shape]) : new ort.Tensor('int32', (data as Int32Array).slice(), [...shape]),
+    toHost: async (tensor) => hostTensor(tensor.type as 'float32' | 'int32', [...tensor.dims], (tensor.data as Float32Array | Int32Array).slice()),
+    // CPU tensors: the view is the tensor's own buffer.
+    read: (tensor) => ({ dtype: tensor.type, shape: tensor.dims, data: tensor.data }) as ReturnType<KernelBackend<OnnxTensor>['read']>,
+    dispose: (tensors) => {
+      for (const t of tensors) if (t instanceof ort.Tensor && t.location !== 'none') t.dispose();
+    },
+    kernels: {
+      allFinite: allFinite(cache),
+      append: append(cache),
+      accumulate: accumulate(cache),
+      topK: topK(cache),
+      gather: gather(cache),
+      adjacentCosine: adjacentCosine(cache),
+      keyNorms: keyNorms(cache),
+      mergeSegments: mergeSegments(cache),
+      mergeIntoNeighbours: mergeIntoNeighbours(cache),
+      // Native kernels work row by row; only the function bodies materialise the whole logits block.
+      observe: observe(observeCache, info.observePath === 'function-bodies' ? observeBlock : Infinity),
+    },
+    extensions: extensions as unknown as Readonly<Record<string, unknown>>,
+  });
 }

@@ -1,9 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { BackendUnavailableError, ModelError } from '@kvfold/core';
-import * as ort from 'onnxruntime-node';
-import type { OnnxTensor } from './validate.js';
+import { basename, dirname, isAbsolute, join, relative } from 'node:path';
+import { BackendUnavailableError, ConfigError, ModelError, readJsonFile, type ConfigIssue } from '@kvfold/core';
+import { ort } from './ort.js';
+import type { OnnxTensor } from './tensor.js';
 
 /**
  * Sessions: one ONNX model per kernel, run synchronously.
@@ -36,9 +36,26 @@ export interface SessionFactory {
   nativeKernelCalls?(): number;
 }
 
-/** Version of the installed onnxruntime-node package. */
+/**
+ * How to install onnxruntime-node, the optional peer dependency that runs this backend. Its install script
+ * downloads CUDA provider files on linux-x64, which fails without internet access; skipping that download
+ * keeps the CPU execution provider, which is bundled in the package.
+ */
+export const ORT_INSTALL_HINT =
+  'install it next to @kvfold/backend-onnx with `npm install onnxruntime-node@1.30.0`; on a machine without internet access ' +
+  'skip its CUDA download with `ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node@1.30.0` ' +
+  '(or `onnxruntime-node-install=skip` in the project\'s .npmrc); the CPU execution provider needs nothing else';
+
+/**
+ * Version of the installed onnxruntime-node package.
+ * @throws BackendUnavailableError, with the install command, when onnxruntime-node is not installed.
+ */
 export function ortPackageVersion(): string {
-  return (require('onnxruntime-node/package.json') as { version: string }).version;
+  try {
+    return (require('onnxruntime-node/package.json') as { version: string }).version;
+  } catch (e) {
+    throw new BackendUnavailableError(`the onnx backend needs onnxruntime-node, which is not installed: ${ORT_INSTALL_HINT}`, { engine: 'onnxruntime-node', install: 'npm install onnxruntime-node@1.30.0' }, e);
+  }
 }
 
 /** Folder holding libonnxruntime.so.1 and onnxruntime_binding.node for this platform. */
@@ -238,11 +255,61 @@ export interface NativeManifest {
   readonly builtAt: string;
 }
 
-/** Read a build manifest, or undefined when the folder holds none. */
+/**
+ * Read a build manifest, or undefined when the folder holds none.
+ * @throws ConfigError naming the file, line and column when it is not valid JSON, or naming the field
+ *   when a field has the wrong type.
+ */
 export function readManifest(dir: string): NativeManifest | undefined {
   const f = join(dir, 'manifest.json');
   if (!existsSync(f)) return undefined;
-  return JSON.parse(readFileSync(f, 'utf8')) as NativeManifest;
+  const m = readJsonFile(f, { what: 'native build manifest', maxBytes: 64 * 1024 });
+  const issues: ConfigIssue[] = [];
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new ConfigError([{ path: '', rule: 'type', message: 'must be a JSON object' }], f);
+  const v = m as Record<string, unknown>;
+  for (const k of ['onnxruntimeNode', 'addon', 'cpuLibrary', 'builtAt'] as const) if (typeof v[k] !== 'string') issues.push({ path: `/${k}`, rule: 'type', message: 'must be a string' });
+  if (typeof v.ortApiVersion !== 'number') issues.push({ path: '/ortApiVersion', rule: 'type', message: 'must be a number' });
+  if (v.cudaLibrary !== undefined && typeof v.cudaLibrary !== 'string') issues.push({ path: '/cudaLibrary', rule: 'type', message: 'must be a string' });
+  if (issues.length > 0) throw new ConfigError(issues, f);
+  return v as unknown as NativeManifest;
+}
+
+/** File endings each manifest field may name: the addon is an N-API module, the libraries shared objects. */
+const NATIVE_ENDINGS = { addon: ['.node'], cpuLibrary: ['.so', '.dylib', '.dll'], cudaLibrary: ['.so', '.dylib', '.dll'] } as const;
+
+/**
+ * The absolute path of a file a manifest names, refused unless it is a plain file name (no folder part,
+ * no `..`, not absolute) with the expected ending, and the file, symlinks resolved, lies inside `dir`
+ * (itself resolved). A plain name with no file behind it is returned as is (loading it fails like an
+ * incomplete build). Nothing is loaded here.
+ * @throws BackendUnavailableError naming `nativeDir` and the manifest field.
+ */
+export function nativeFile(dir: string, field: keyof typeof NATIVE_ENDINGS, name: unknown): string {
+  const refuse = (why: string): never => {
+    throw new BackendUnavailableError(
+      `onnx backend: refusing to load the native ${field} ${JSON.stringify(name)} named by ${join(dir, 'manifest.json')} (nativeDir): ${why}`,
+      { option: 'nativeDir', nativeDir: dir, field, value: name },
+    );
+  };
+  if (typeof name !== 'string' || name.length === 0) return refuse('it is not a file name');
+  if (name !== basename(name) || name.includes('/') || name.includes('\\') || name === '.' || name === '..' || isAbsolute(name) || name.includes('\0')) {
+    return refuse('a manifest names files inside its own folder only (no folder part, no "..", not absolute)');
+  }
+  if (!NATIVE_ENDINGS[field].some((e) => name.endsWith(e))) return refuse(`it must end with ${NATIVE_ENDINGS[field].join(' or ')}`);
+  // A plain name that does not exist yet can only fail to load, like an incomplete build: no refusal.
+  if (!existsSync(join(dir, name))) return join(dir, name);
+  let root: string;
+  let file: string;
+  try {
+    root = realpathSync(dir);
+    file = realpathSync(join(dir, name));
+  } catch (e) {
+    return refuse(`it cannot be resolved (${(e as Error).message})`);
+  }
+  const r = relative(root, file);
+  if (r === '' || r.startsWith('..') || isAbsolute(r)) return refuse(`it resolves to ${file}, outside ${root} (a symlink out of the folder)`);
+  if (!statSync(file).isFile()) return refuse('it is not a regular file');
+  return file;
 }
 
 /**
@@ -277,9 +344,11 @@ export function nativeIncompatibility(manifest: NativeManifest, installed: strin
 }
 
 /**
- * Load the native addon of a build folder (`require` of its `.node` file).
- * @throws whatever Node throws when the file is missing, not a shared object, or its libonnxruntime does not load.
+ * Load the native addon of a build folder (`require` of its `.node` file). The file name is checked with
+ * {@link nativeFile} first: only a `.node` file inside `dir` is ever loaded.
+ * @throws BackendUnavailableError when the manifest names anything else; whatever Node throws when the
+ *   file is not a shared object or its libonnxruntime does not load.
  */
 export function loadAddon(dir: string, manifest: NativeManifest): NativeAddon {
-  return require(join(dir, manifest.addon)) as NativeAddon;
+  return require(nativeFile(dir, 'addon', manifest.addon)) as NativeAddon;
 }

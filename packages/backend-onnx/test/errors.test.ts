@@ -2,7 +2,7 @@ import { copyFileSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, expect } from 'vitest';
-import { BackendUnavailableError, ErrorCode, hostTensor, KVFoldError, layerFromHost, type HostTensor, type KVKernels, type Logger } from '@kvfold/core';
+import { BackendUnavailableError, ErrorCode, hostTensor, KVFold, KVFoldError, layerFromHost, type HostTensor, type KVKernels, type Logger } from '@kvfold/core';
 import { createReferenceKernels } from '@kvfold/backend-reference';
 import * as ort from 'onnxruntime-node';
 import plugin, { createOnnxKernels, cudaUnavailableReason, defaultNativeDir, missingCudaProviderFiles, nativeIncompatibility, onnxBackend, ortApiOf, ortPackageVersion, readManifest } from '../src/index.js';
@@ -72,14 +72,14 @@ describe('onnx backend options and fallbacks', () => {
 
   it('native "require" without a build throws BackendUnavailableError that says how to build', () => {
     const dir = mkdtempSync(join(tmpdir(), 'kvfold-onnx-empty-'));
-    const run = () => createOnnxKernels({ native: 'require', nativeDir: dir });
+    const run = () => createOnnxKernels({ native: 'require', nativeDir: dir, allowNativePaths: true });
     expect(run).toThrow(BackendUnavailableError);
     expect(run).toThrow(/pnpm --filter @kvfold\/backend-onnx build:native/);
   });
 
   it('native "auto" without a build runs the function bodies, logged at info level only', () => {
     const log = recorder();
-    const k = createOnnxKernels({ nativeDir: mkdtempSync(join(tmpdir(), 'kvfold-onnx-empty-')) }, log);
+    const k = createOnnxKernels({ nativeDir: mkdtempSync(join(tmpdir(), 'kvfold-onnx-empty-')), allowNativePaths: true }, log);
     expect(k.info.kernelPath).toBe('function-bodies');
     expect(k.info.fallbacks).toEqual([]);
     expect(log.lines.filter((l) => l.level === 'warn')).toEqual([]);
@@ -90,7 +90,7 @@ describe('onnx backend options and fallbacks', () => {
     const dir = fakeBuild({ onnxruntimeNode: '1.29.0' });
     const e = (() => {
       try {
-        createOnnxKernels({ native: 'require', nativeDir: dir });
+        createOnnxKernels({ native: 'require', nativeDir: dir, allowNativePaths: true });
       } catch (err) {
         return err as KVFoldError;
       }
@@ -100,7 +100,7 @@ describe('onnx backend options and fallbacks', () => {
     expect(e!.message).toContain(`built for onnxruntime-node 1.29.0, but ${ortPackageVersion()} is installed`);
     expect(e!.message).toContain('rebuild it with `pnpm --filter @kvfold/backend-onnx build:native`');
     const log = recorder();
-    const k = createOnnxKernels({ native: 'auto', nativeDir: dir }, log);
+    const k = createOnnxKernels({ native: 'auto', nativeDir: dir, allowNativePaths: true }, log);
     expect(k.info.kernelPath).toBe('function-bodies');
     expect(k.info.fallbacks[0]).toContain('1.29.0');
     expect(log.lines.some((l) => l.level === 'warn')).toBe(true);
@@ -109,15 +109,15 @@ describe('onnx backend options and fallbacks', () => {
   it('an addon that does not load is reported, not crashed on', () => {
     const dir = fakeBuild({ onnxruntimeNode: ortPackageVersion() });
     writeFileSync(join(dir, 'kvfold_ort.node'), 'not a shared object');
-    expect(() => createOnnxKernels({ native: 'require', nativeDir: dir })).toThrow(/native addon .* does not load/);
-    expect(createOnnxKernels({ nativeDir: dir }).info.fallbacks[0]).toMatch(/does not load/);
+    expect(() => createOnnxKernels({ native: 'require', nativeDir: dir, allowNativePaths: true })).toThrow(/native addon .* does not load/);
+    expect(createOnnxKernels({ nativeDir: dir, allowNativePaths: true }).info.fallbacks[0]).toMatch(/does not load/);
   });
 
   it.skipIf(!nativeBuilt)('a custom-op library that fails to register is reported (native build present)', () => {
     const dir = fakeBuild({ onnxruntimeNode: ortPackageVersion() }, true);
     writeFileSync(join(dir, 'libkvfold_ops.so'), 'garbage');
-    expect(() => createOnnxKernels({ native: 'require', nativeDir: dir })).toThrow(BackendUnavailableError);
-    expect(createOnnxKernels({ nativeDir: dir }).info.fallbacks[0]).toMatch(/custom-op library .*libkvfold_ops\.so/);
+    expect(() => createOnnxKernels({ native: 'require', nativeDir: dir, allowNativePaths: true })).toThrow(BackendUnavailableError);
+    expect(createOnnxKernels({ nativeDir: dir, allowNativePaths: true }).info.fallbacks[0]).toMatch(/custom-op library .*libkvfold_ops\.so/);
   });
 
   it('version check: the addon must also run on the installed runtime', () => {
@@ -131,7 +131,7 @@ describe('onnx backend options and fallbacks', () => {
 
   it('a build whose headers are newer than the runtime is refused with what to do', () => {
     const dir = fakeBuild({ onnxruntimeNode: ortPackageVersion(), ortApiVersion: ortApiOf(ortPackageVersion()) + 1 });
-    expect(() => createOnnxKernels({ native: 'require', nativeDir: dir })).toThrow(/headers, but onnxruntime-node .* provides API .*rebuild it with `pnpm --filter/);
+    expect(() => createOnnxKernels({ native: 'require', nativeDir: dir, allowNativePaths: true })).toThrow(/headers, but onnxruntime-node .* provides API .*rebuild it with `pnpm --filter/);
   });
 
   it.skipIf(!nativeBuilt)('the built addon reports the API it was compiled for, and the runtime provides it', () => {
@@ -160,8 +160,12 @@ describe('onnx backend options and fallbacks', () => {
     const props = (onnxBackend.schema as { properties: Record<string, { default?: unknown }> }).properties;
     expect(props.executionProvider!.default).toBe('cpu');
     expect(props.native!.default).toBe('auto');
-    const k = await onnxBackend.create({ native: 'off' }, { logger: recorder() });
+    const b = await onnxBackend.create({ native: 'off' }, { logger: recorder() });
+    expect(b.name).toBe('onnx');
+    // Through KVFold it is bound: every built-in kernel runs the backend's own implementation.
+    const k = await KVFold.create({ plugins: [plugin] }).backend('onnx', { native: 'off' });
     expect(k.backend).toBe('onnx');
+    expect(k.kernels().filter((i) => i.runs !== 'backend')).toEqual([]);
   });
 });
 

@@ -74,17 +74,17 @@ for (const variant of variants()) {
       // [0.15536240, 0.84463760]. A second query at position 0 sees slot 0 only: [1, 0].
       const layer = layerFromHost(k, hostLayer({ heads: 1, length: 2, headDim: 1, keys: [1, 2], values: [0, 0], positions: [0, 1], counts: [1, 2] }));
       const one = k.observe(layer, k.fromHost(f32([1, 1, 1], [1])), k.fromHost(i32([1], [1])), { scale: 1 });
-      expectClose(await host(one.sums), f32([1, 2], [0.26894142, 0.73105858]), 'plain');
+      expectClose(await host(one.attention), f32([1, 2], [0.26894142, 0.73105858]), 'plain');
       const prop = k.observe(layer, k.fromHost(f32([1, 1, 1], [1])), k.fromHost(i32([1], [1])), { scale: 1, proportional: true });
-      expectClose(await host(prop.sums), f32([1, 2], [0.1553624, 0.8446376]), 'proportional');
+      expectClose(await host(prop.attention), f32([1, 2], [0.1553624, 0.8446376]), 'proportional');
       const two = k.observe(layer, k.fromHost(f32([1, 2, 1], [1, 1])), k.fromHost(i32([2], [0, 1])), { scale: 1 });
-      expectClose(await host(two.sums), f32([1, 2], [1.26894142, 0.73105858]), 'sum over queries');
-      expectClose(await host(two.last), f32([1, 2], [0.26894142, 0.73105858]), 'last query');
+      expectClose(await host(two.attention), f32([1, 2], [1.26894142, 0.73105858]), 'sum over queries');
+      expectClose(await host(two.lastAttention), f32([1, 2], [0.26894142, 0.73105858]), 'last query');
       // Two query heads share the kv head: q = 1 gives [0.269, 0.731], q = 0 gives [0.5, 0.5].
       const gqa = (groupReduction: 'mean' | 'max' | 'sum') => k.observe(layer, k.fromHost(f32([2, 1, 1], [1, 0])), k.fromHost(i32([1], [1])), { scale: 1, groupReduction });
-      expectClose(await host(gqa('mean').sums), f32([1, 2], [0.38447071, 0.61552929]), 'gqa mean');
-      expectClose(await host(gqa('max').sums), f32([1, 2], [0.5, 0.73105858]), 'gqa max');
-      expectClose(await host(gqa('sum').sums), f32([1, 2], [0.76894142, 1.23105858]), 'gqa sum');
+      expectClose(await host(gqa('mean').attention), f32([1, 2], [0.38447071, 0.61552929]), 'gqa mean');
+      expectClose(await host(gqa('max').attention), f32([1, 2], [0.5, 0.73105858]), 'gqa max');
+      expectClose(await host(gqa('sum').attention), f32([1, 2], [0.76894142, 1.23105858]), 'gqa sum');
     });
   });
 }

@@ -8,7 +8,15 @@ import { createOnnxKernels, defaultNativeDir, readManifest, type OnnxKernels, ty
 import { loadAddon, NativeSessionFactory } from '../src/session.js';
 import { adjacentCosineModel } from '../src/kernels/adjacentCosine.js';
 import { expectClose, expectLayerClose, layerHost, nativeBuilt, randInt, randomF32, randomLayer, rng, variants } from './helpers.js';
-import { randomNeighbourPlan, randomSegmentPlan } from './plans.js';
+import { randomNeighbourPlan, randomSegmentPlan } from '@kvfold/testkit';
+
+/** A random segment plan with a random value scale. */
+const segmentPlan = (H: number, L: number, r: () => number) => ({ ...randomSegmentPlan(H, L, r), valueScale: r() < 0.5 ? ('count' as const) : ('none' as const) });
+/** A random CaM plan: any number of kept slots, and sources among some of the others (not necessarily all). */
+function neighbourPlan(H: number, L: number, r: () => number) {
+  const K = randInt(r, 0, L);
+  return randomNeighbourPlan(H, L, K, L, r, randInt(r, 0, L - K));
+}
 
 const ref = createReferenceKernels();
 const RUNS = Number(process.env.KVFOLD_RUNS ?? 40);
@@ -90,7 +98,7 @@ for (const variant of variants()) {
       );
     });
 
-    it('adjacentCosine (zero keys and parallel keys included)', async () => {
+    it('adjacentCosine and keyNorms (zero keys and parallel keys included)', async () => {
       await fc.assert(
         fc.asyncProperty(shape, async ({ H, L, D, seed }) => {
           const r = rng(seed);
@@ -102,6 +110,7 @@ for (const variant of variants()) {
             else if (x < 0.3 && i > 0) for (let d = 0; d < D; d++) kd[i * D + d] = 3 * kd[(i - 1) * D + d]!;
           }
           await sameTensor(k, k.adjacentCosine(k.fromHost(keys)), ref.adjacentCosine(keys), 'adjacentCosine');
+          await sameTensor(k, k.keyNorms(k.fromHost(keys)), ref.keyNorms(keys), 'keyNorms');
         }),
         { numRuns: RUNS },
       );
@@ -112,7 +121,7 @@ for (const variant of variants()) {
         fc.asyncProperty(shape, async ({ H, L, D, seed }) => {
           const r = rng(seed);
           const [ol, rl] = both(k, H, L, D, r);
-          const p = randomSegmentPlan(H, L, r);
+          const p = segmentPlan(H, L, r);
           const out = k.mergeSegments(ol, { segment: k.fromHost(p.segment), pivot: k.fromHost(p.pivot), sigma: k.fromHost(p.sigma), valueScale: p.valueScale });
           expectLayerClose(await layerHost(k, out), await layerHost(ref, ref.mergeSegments(rl, p)), `mergeSegments ${p.valueScale}`);
         }),
@@ -125,7 +134,7 @@ for (const variant of variants()) {
         fc.asyncProperty(shape, async ({ H, L, D, seed }) => {
           const r = rng(seed);
           const [ol, rl] = both(k, H, L, D, r);
-          const p = randomNeighbourPlan(H, L, r);
+          const p = neighbourPlan(H, L, r);
           const out = k.mergeIntoNeighbours(ol, {
             keep: k.fromHost(p.keep),
             source: k.fromHost(p.source),
@@ -151,8 +160,8 @@ for (const variant of variants()) {
           const options = { groupReduction: reductions[randInt(r, 0, 2)]!, proportional: r() < 0.5, ...(r() < 0.5 ? { scale: 0.1 + r() } : {}) };
           const o = k.observe(ol, k.fromHost(q), k.fromHost(qp), options);
           const e = ref.observe(rl, q, qp, options);
-          await sameTensor(k, o.sums, e.sums, `observe sums ${JSON.stringify(options)}`);
-          await sameTensor(k, o.last, e.last, `observe last ${JSON.stringify(options)}`);
+          await sameTensor(k, o.attention, e.attention, `observe sums ${JSON.stringify(options)}`);
+          await sameTensor(k, o.lastAttention, e.lastAttention, `observe last ${JSON.stringify(options)}`);
         }),
         { numRuns: RUNS },
       );
@@ -185,10 +194,10 @@ for (const variant of variants()) {
           await sameTensor(k, k.topK(ol.scores, kk, from, to), ref.topK(rl.scores, kk, from, to), `topK ${tag}`);
           const idx = ref.topK(rl.scores, randInt(r, 0, L), 0, L);
           expectLayerClose(await layerHost(k, k.gather(ol, k.fromHost(idx))), await layerHost(ref, ref.gather(rl, idx)), `gather ${tag}`);
-          const sp = randomSegmentPlan(H, L, r);
+          const sp = segmentPlan(H, L, r);
           const ms = k.mergeSegments(ol, { segment: k.fromHost(sp.segment), pivot: k.fromHost(sp.pivot), sigma: k.fromHost(sp.sigma), valueScale: sp.valueScale });
           expectLayerClose(await layerHost(k, ms), await layerHost(ref, ref.mergeSegments(rl, sp)), `mergeSegments ${sp.valueScale} ${tag}`);
-          const np = randomNeighbourPlan(H, L, r);
+          const np = neighbourPlan(H, L, r);
           const mn = k.mergeIntoNeighbours(ol, { keep: k.fromHost(np.keep), source: k.fromHost(np.source), targetStart: k.fromHost(np.targetStart), targetCount: k.fromHost(np.targetCount), gate: k.fromHost(np.gate) });
           expectLayerClose(await layerHost(k, mn), await layerHost(ref, ref.mergeIntoNeighbours(rl, np)), `mergeIntoNeighbours ${tag}`);
           const n = randInt(r, 1, 12);
@@ -197,8 +206,8 @@ for (const variant of variants()) {
           const options = { groupReduction: (['mean', 'max', 'sum'] as const)[randInt(r, 0, 2)]!, proportional: r() < 0.5 };
           const o = k.observe(ol, k.fromHost(q), k.fromHost(qp), options);
           const e = ref.observe(rl, q, qp, options);
-          await sameTensor(k, o.sums, e.sums, `observe sums ${tag} G=${G} n=${n} ${JSON.stringify(options)}`);
-          await sameTensor(k, o.last, e.last, `observe last ${tag} G=${G} n=${n} ${JSON.stringify(options)}`);
+          await sameTensor(k, o.attention, e.attention, `observe sums ${tag} G=${G} n=${n} ${JSON.stringify(options)}`);
+          await sameTensor(k, o.lastAttention, e.lastAttention, `observe last ${tag} G=${G} n=${n} ${JSON.stringify(options)}`);
         }),
         { numRuns: Math.max(4, Math.ceil(RUNS / 2)) },
       );
@@ -212,10 +221,10 @@ for (const variant of variants()) {
       await sameTensor(k, k.topK(ol.scores, 200, 16, 480), ref.topK(rl.scores, 200, 16, 480), 'topK');
       const idx = ref.topK(rl.scores, 256, 0, L);
       expectLayerClose(await layerHost(k, k.gather(ol, k.fromHost(idx))), await layerHost(ref, ref.gather(rl, idx)), 'gather');
-      const sp = randomSegmentPlan(H, L, r);
+      const sp = segmentPlan(H, L, r);
       const ms = k.mergeSegments(ol, { segment: k.fromHost(sp.segment), pivot: k.fromHost(sp.pivot), sigma: k.fromHost(sp.sigma), valueScale: 'count' });
       expectLayerClose(await layerHost(k, ms), await layerHost(ref, ref.mergeSegments(rl, { ...sp, valueScale: 'count' })), 'mergeSegments');
-      const np = randomNeighbourPlan(H, L, r);
+      const np = neighbourPlan(H, L, r);
       const mn = k.mergeIntoNeighbours(ol, { keep: k.fromHost(np.keep), source: k.fromHost(np.source), targetStart: k.fromHost(np.targetStart), targetCount: k.fromHost(np.targetCount), gate: k.fromHost(np.gate) });
       expectLayerClose(await layerHost(k, mn), await layerHost(ref, ref.mergeIntoNeighbours(rl, np)), 'mergeIntoNeighbours');
       const q = randomF32([2 * H, 16, D], r);
@@ -223,8 +232,8 @@ for (const variant of variants()) {
       for (const groupReduction of ['mean', 'max'] as const) {
         const o = k.observe(ol, k.fromHost(q), k.fromHost(qp), { groupReduction, proportional: true });
         const e = ref.observe(rl, q, qp, { groupReduction, proportional: true });
-        await sameTensor(k, o.sums, e.sums, `observe sums ${groupReduction}`);
-        await sameTensor(k, o.last, e.last, `observe last ${groupReduction}`);
+        await sameTensor(k, o.attention, e.attention, `observe sums ${groupReduction}`);
+        await sameTensor(k, o.lastAttention, e.lastAttention, `observe last ${groupReduction}`);
       }
     });
   });
@@ -242,8 +251,8 @@ describe('onnx observe split into blocks (function bodies, bounded memory)', () 
         const qp = hostTensor('int32', [n], Int32Array.from({ length: n }, () => randInt(r, -1, 3 * L)));
         const o = k.observe(layerFromHost(k, host), k.fromHost(q), k.fromHost(qp), { groupReduction });
         const e = ref.observe(layerFromHost(ref, host), q, qp, { groupReduction });
-        expectClose(await k.toHost(o.sums), e.sums, 'blocked observe sums');
-        expectClose(await k.toHost(o.last), e.last, 'blocked observe last');
+        expectClose(await k.toHost(o.attention), e.attention, 'blocked observe sums');
+        expectClose(await k.toHost(o.lastAttention), e.lastAttention, 'blocked observe last');
       }),
       { numRuns: RUNS },
     );

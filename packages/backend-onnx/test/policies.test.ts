@@ -34,15 +34,15 @@ function script(H: number, G: number, L: number, D: number, steps: number, seed:
  * Run a policy through prefill and decode steps on one backend, observing attention with that backend's
  * own `observe`; returns the cache after every call.
  */
-async function play<T>(k: KVKernels<T>, policy: KVCachePolicy, s: Script, budget: number): Promise<Record<string, HostTensor>[]> {
+async function play<T>(k: KVKernels<T>, policy: KVCachePolicy, s: Script, budget: number): Promise<HostLayer[]> {
   const L = s.prompt.keys.shape[1]!;
   const H = s.prompt.keys.shape[0]!;
   let layer: LayerCache<T> = layerFromHost(k, s.prompt);
   const qpos = k.fromHost(hostTensor('int32', [L], Int32Array.from({ length: L }, (_, i) => i)));
   const q = k.fromHost(s.promptQueries);
   let obs = k.observe(layer, q, qpos);
-  let next = await policy.prefill(layer, { attention: obs.sums, lastAttention: obs.last, queries: q }, createContext({ kernels: k, budget, promptLength: L, seed: 11 }));
-  k.dispose(obs.sums, obs.last, q, qpos);
+  let next = await policy.prefill(layer, { ...obs, queries: q }, createContext({ kernels: k, budget, promptLength: L, seed: 11 }));
+  k.dispose(obs.attention, obs.lastAttention, q, qpos);
   disposeLayer(k, layer, next);
   layer = next;
   const out = [await layerHost(k, layer)];
@@ -54,8 +54,8 @@ async function play<T>(k: KVKernels<T>, policy: KVCachePolicy, s: Script, budget
     const sp = k.fromHost(hostTensor('int32', [1], [pos]));
     obs = k.observe(grown, sq, sp);
     const ctx = createContext({ kernels: k, budget, promptLength: L, step: i + 1, newTokens: 1, seed: 11 });
-    next = await policy.step(grown, { attention: obs.sums, lastAttention: obs.last, queries: sq }, ctx);
-    k.dispose(obs.sums, obs.last, sq, sp);
+    next = await policy.step(grown, { ...obs, queries: sq }, ctx);
+    k.dispose(obs.attention, obs.lastAttention, sq, sp);
     disposeLayer(k, grown, next);
     layer = next;
     out.push(await layerHost(k, layer));
@@ -65,7 +65,7 @@ async function play<T>(k: KVKernels<T>, policy: KVCachePolicy, s: Script, budget
 
 const ref = createReferenceKernels();
 /** What each policy must visibly have done to the prefill cache, so parity is not vacuous. */
-type Effect = (prefill: Record<string, HostTensor>, s: Script) => void;
+type Effect = (prefill: HostLayer, s: Script) => void;
 const evicted: Effect = (c) => expect(c.keys.shape[1]).toBe(12);
 const merged: Effect = (c) => expect(Array.from(c.counts.data).some((n) => n > 1)).toBe(true);
 const valuesMoved: Effect = (c, s) => {

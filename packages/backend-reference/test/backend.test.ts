@@ -35,12 +35,18 @@ describe('reference backend', () => {
   it('is a valid plugin whose backend creates the kernels', async () => {
     expect(assertPlugin(plugin, '@kvfold/backend-reference').backends.map((b) => b.name)).toEqual(['reference']);
     expect(referenceBackend.schema).toEqual({ type: 'object', additionalProperties: false, properties: {} });
-    const k = await referenceBackend.create({}, { logger: silentLogger });
-    expect(k.backend).toBe('reference');
+    const b = await referenceBackend.create({}, { logger: silentLogger });
+    expect(b.name).toBe('reference');
+    expect(b.hostTensors).toBe(true);
   });
 
-  it('registers with a KVFold instance', () => {
+  it('registers with a KVFold instance, which binds it to the instance\'s kernel registry', async () => {
     const kv = KVFold.create({ plugins: [plugin] });
     expect(kv.backends.names()).toContain('reference');
+    const k = await kv.backend('reference');
+    expect(k.backend).toBe('reference');
+    // Every defined kernel is listed, and on the reference backend every one is the reference itself.
+    expect(k.kernels().map((i) => i.name).sort()).toEqual(kv.kernelRegistry.names());
+    expect(new Set(k.kernels().map((i) => i.runs))).toEqual(new Set(['reference']));
   });
 });

@@ -112,6 +112,16 @@ describe('adjacentCosine', () => {
   });
 });
 
+describe('keyNorms', () => {
+  it('computes the L2 norm of each key, 0 for a zero key and for head dim 0', () => {
+    // |(3, 4)| = 5, |(0, 0)| = 0, |(1, 1)| = sqrt(2), |(-6, 8)| = 10
+    const out = k.keyNorms(f32([2, 2, 2], [3, 4, 0, 0, 1, 1, -6, 8]));
+    expect(out.shape).toEqual([2, 2]);
+    close(out.data, [5, 0, 1.41421356, 10]);
+    expect(Array.from(k.keyNorms(f32([1, 3, 0], [])).data)).toEqual([0, 0, 0]);
+  });
+});
+
 describe('mergeSegments', () => {
   // keys k0=[0,0], k1=[1,0], k2=[0,2], k3=[5,5]; values v0=[1,2], v1=[3,4], v2=[5,6], v3=[7,8]
   const l = layer({
@@ -188,16 +198,16 @@ describe('observe', () => {
 
   it('reduces a group by mean (default)', () => {
     const o = k.observe(l, q, qp, { scale: 1 });
-    close(o.sums.data, [1.09495873, 0.69335932, 0.21168195]);
-    close(o.last.data, [0.2890309, 0.49928714, 0.21168195]);
+    close(o.attention.data, [1.09495873, 0.69335932, 0.21168195]);
+    close(o.lastAttention.data, [0.2890309, 0.49928714, 0.21168195]);
   });
 
   it('reduces a group by max and sum', () => {
     const mx = k.observe(l, q, qp, { scale: 1, groupReduction: 'max' });
-    close(mx.sums.data, [1.12552555, 0.78444388, 0.33333333]);
-    close(mx.last.data, [0.33333333, 0.66524096, 0.33333333]);
+    close(mx.attention.data, [1.12552555, 0.78444388, 0.33333333]);
+    close(mx.lastAttention.data, [0.33333333, 0.66524096, 0.33333333]);
     const sm = k.observe(l, q, qp, { scale: 1, groupReduction: 'sum' });
-    close(sm.sums.data, [2.18991746, 1.38671863, 0.42336391]);
+    close(sm.attention.data, [2.18991746, 1.38671863, 0.42336391]);
   });
 
   it('maps query heads to kv heads in contiguous groups', () => {
@@ -206,7 +216,7 @@ describe('observe', () => {
     const l2 = layer({ heads: 2, length: 3, headDim: 1, keys: [1, 0, 2, 1, 0, 2], values: [0, 0, 0, 0, 0, 0] });
     const o = k.observe(l2, f32([4, 2, 1], [0, 0, 0, 0, 1, 0, 2, -1]), qp, { scale: 1 });
     // kv 0: t0 sees 2 slots -> [0.5, 0.5, 0], t1 -> 1/3 each: sums [0.83333333, 0.83333333, 0.33333333]
-    close(o.sums.data, [0.83333333, 0.83333333, 0.33333333, 1.09495873, 0.69335932, 0.21168195]);
+    close(o.attention.data, [0.83333333, 0.83333333, 0.33333333, 1.09495873, 0.69335932, 0.21168195]);
   });
 
   it('uses 1/sqrt(headDim) by default and gives zeros to a query that sees nothing', () => {
@@ -214,16 +224,16 @@ describe('observe', () => {
     // the second query at position -1 sees no slot -> contributes zeros, and is the last one
     const l4 = layer({ heads: 1, length: 2, headDim: 4, keys: [1, 1, 1, 1, 0, 0, 0, 0], values: new Array(8).fill(0) });
     const o = k.observe(l4, f32([1, 2, 4], [1, 1, 1, 1, 1, 1, 1, 1]), i32([2], [5, -1]));
-    close(o.sums.data, [0.88079708, 0.11920292]);
-    close(o.last.data, [0, 0]);
+    close(o.attention.data, [0.88079708, 0.11920292]);
+    close(o.lastAttention.data, [0, 0]);
   });
 
   it('adds log(count) to the logits when proportional', () => {
     // equal logits, counts [1, 3] -> [1/4, 3/4]
     const lp = layer({ heads: 1, length: 2, headDim: 1, keys: [0, 0], values: [0, 0], counts: [1, 3] });
     const o = k.observe(lp, f32([1, 1, 1], [1]), i32([1], [10]), { proportional: true });
-    close(o.sums.data, [0.25, 0.75]);
-    close(k.observe(lp, f32([1, 1, 1], [1]), i32([1], [10])).sums.data, [0.5, 0.5]);
+    close(o.attention.data, [0.25, 0.75]);
+    close(k.observe(lp, f32([1, 1, 1], [1]), i32([1], [10])).attention.data, [0.5, 0.5]);
   });
 });
 
@@ -239,8 +249,8 @@ describe('observe on a long cache', () => {
     for (const reduction of ['mean', 'max'] as const) {
       const o = k.observe(l, q, qp, { groupReduction: reduction });
       const want = bruteObserve(l, q, qp, reduction, 1, false);
-      close(o.sums.data, want.sums, 1e-6);
-      close(o.last.data, want.last, 1e-6);
+      close(o.attention.data, want.attention, 1e-6);
+      close(o.lastAttention.data, want.lastAttention, 1e-6);
     }
   });
 });

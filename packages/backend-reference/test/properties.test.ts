@@ -226,7 +226,7 @@ describe('properties over random shapes', () => {
         push(k.mergeSegments(l, { ...plan, valueScale: 'none' }));
         push(k.mergeIntoNeighbours(l, cam));
         const o = k.observe(l, queries, qPos, { groupReduction: reduction, proportional: r() < 0.5 });
-        outputs.push(o.sums, o.last);
+        outputs.push(o.attention, o.lastAttention);
 
         expect(snapshot(l)).toEqual(before);
         expect(Array.from(attention.data)).toEqual(attBefore);
@@ -252,10 +252,10 @@ describe('properties over random shapes', () => {
           let last = 0;
           let total = 0;
           for (let j = 0; j < s.length; j++) {
-            last += o.last.data[h * s.length + j]!;
-            total += o.sums.data[h * s.length + j]!;
+            last += o.lastAttention.data[h * s.length + j]!;
+            total += o.attention.data[h * s.length + j]!;
             // a slot after every query position receives nothing
-            if (l.positions.data[h * s.length + j]! > Math.max(...qPos)) expect(o.sums.data[h * s.length + j]).toBe(0);
+            if (l.positions.data[h * s.length + j]! > Math.max(...qPos)) expect(o.attention.data[h * s.length + j]).toBe(0);
           }
           expect(Math.abs(last - (visible(qPos[n - 1]!) ? 1 : 0))).toBeLessThan(1e-5);
           expect(Math.abs(total - qPos.filter(visible).length)).toBeLessThan(1e-5);
@@ -297,8 +297,8 @@ describe('properties over random shapes', () => {
         const scale = r() < 0.5 ? 1 / Math.sqrt(s.headDim) : 0.1 + 2 * r();
         const o = k.observe(l, queries, qPos, { groupReduction: reduction, proportional, scale });
         const want = bruteObserve(l, queries, qPos, reduction, scale, proportional);
-        close(o.sums.data, want.sums, 1e-5);
-        close(o.last.data, want.last, 1e-5);
+        close(o.attention.data, want.attention, 1e-5);
+        close(o.lastAttention.data, want.lastAttention, 1e-5);
       }),
       runs,
     );

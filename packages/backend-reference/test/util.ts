@@ -1,15 +1,9 @@
-import { hostLayer, hostTensor, type HostLayer, type HostTensor, type LayerCache } from '@kvfold/core';
+import { createRng, hostLayer, hostTensor, type HostLayer, type HostTensor, type LayerCache } from '@kvfold/core';
 
-/** Deterministic PRNG (mulberry32) so property tests can derive tensor contents from one fast-check seed. */
+/** Deterministic uniform source in [0, 1) (core's seeded RNG), so property tests derive tensor contents from one fast-check seed. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const g = createRng(seed);
+  return () => g.next();
 }
 
 /** Random layer with sorted distinct positions per head, counts 1..3 and scores in [0, 1). */
@@ -69,7 +63,7 @@ export function bruteObserve(
   reduction: 'mean' | 'max' | 'sum',
   scale: number,
   proportional: boolean,
-): { sums: number[]; last: number[] } {
+): { attention: number[]; lastAttention: number[] } {
   const [H, L, D] = layer.keys.shape as [number, number, number];
   const [QH, n] = queries.shape as [number, number];
   const G = QH / H;
@@ -107,5 +101,5 @@ export function bruteObserve(
       last.push(red(perHeadLast.map((r) => r[j]!)));
     }
   }
-  return { sums, last };
+  return { attention: sums, lastAttention: last };
 }

@@ -128,7 +128,7 @@ for (const length of lengths) {
       const policy = kv.policy(name);
       await measure(name, length, b, async () => {
         const layer = layerFromHost(k, data.layer);
-        const [attention, lastAttention] = [k.fromHost(seen.sums), k.fromHost(seen.last)];
+        const [attention, lastAttention] = [k.fromHost(seen.attention), k.fromHost(seen.lastAttention)];
         const ctx = createContext({ kernels: k, budget, promptLength: length, seed: 1 });
         return timed(
           () => policy.prefill(layer, { attention, lastAttention }, ctx),
@@ -181,7 +181,7 @@ async function measureKernels(k: KVKernels<unknown>, b: string, data: ReturnType
     ['adjacentCosine', () => timed(() => k.adjacentCosine(layer.keys), one, (x) => k.dispose(x))],
     ['mergeSegments (pairs)', () => timed(() => k.mergeSegments(layer, plan), (x) => one(x.values), (x) => k.dispose(...fields(x)))],
     ['mergeIntoNeighbours', () => timed(() => k.mergeIntoNeighbours(layer, camPlan), (x) => one(x.values), (x) => k.dispose(...fields(x)))],
-    ['observe (32 x 16 q)', () => timed(() => k.observe(layer, q, qp), (x) => one(x.sums), (x) => k.dispose(x.sums, x.last))],
+    ['observe (32 x 16 q)', () => timed(() => k.observe(layer, q, qp), (x) => one(x.attention), (x) => k.dispose(x.attention, x.lastAttention))],
   ];
   for (const [name, run] of runs) await measure(`kernel ${name}`, length, b, run);
   k.dispose(...fields(layer), scores, index, plan.segment, plan.pivot, plan.sigma, ...Object.values(camPlan), q, qp);

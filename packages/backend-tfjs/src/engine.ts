@@ -4,6 +4,11 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { BackendUnavailableError, type Logger } from '@kvfold/core';
 
+// tfjs's cpu engine prints "Hi, looks like you are running TensorFlow.js in Node.js..." on its first
+// tensor. kvfold says which engine it runs on itself (`describe()`), so tfjs's console messages are turned
+// off with the flag tfjs provides for that (PROD only silences tfjs's log); KVFOLD_TFJS_LOGS=1 keeps them.
+if (process.env.KVFOLD_TFJS_LOGS !== '1') tf.env().set('PROD', true);
+
 /** A tfjs engine kvfold can run on. */
 export type TfjsEngine = 'wasm' | 'cpu' | 'tensorflow';
 

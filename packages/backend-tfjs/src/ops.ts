@@ -128,3 +128,16 @@ export function head(x: tf.Tensor, h: number): tf.Tensor {
 export function finiteMask(x: tf.Tensor): tf.Tensor {
   return tf.logicalNot(tf.logicalOr(tf.isNaN(x), tf.isInf(x)));
 }
+
+/**
+ * Per row of `rows [N, D]`, the power of two `2^-floor(log2 max|row|)` (clamped to a finite float32 factor;
+ * 1 for a zero row) that brings the row's largest element near 1 → float32 `[N]`. Scaling by a power of two
+ * is exact, so a kernel that squares keys (norms, cosines) scales them first: float32 squares of keys above
+ * about 1.8e19 overflow, and of keys below about 1e-19 underflow, where the reference's float64 sums do
+ * neither.
+ */
+export function rowScales(rows: tf.Tensor): tf.Tensor {
+  const m = tf.max(tf.abs(rows), -1);
+  const e = tf.clipByValue(tf.floor(tf.div(tf.log(m), tf.scalar(Math.LN2))), -126, 126);
+  return tf.where(tf.greater(m, 0), tf.pow(tf.scalar(2), tf.neg(e)), tf.onesLike(m));
+}

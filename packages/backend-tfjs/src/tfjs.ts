@@ -1,14 +1,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
+  bindKernels,
   ConfigError,
   defineBackend,
-  DTypeError,
-  ShapeError,
+  defineKernelBackend,
   silentLogger,
+  type AnyKernelImplementation,
   type BackendDefinition,
-  type DType,
   type HostTensor,
   type JsonSchema,
+  type KernelBackend,
+  type KernelImplementations,
   type KVKernels,
   type Logger,
   validateAgainst,
@@ -19,11 +21,12 @@ import { adjacentCosine } from './kernels/adjacentCosine.js';
 import { allFinite } from './kernels/allFinite.js';
 import { append } from './kernels/append.js';
 import { gather } from './kernels/gather.js';
+import { keyNorms } from './kernels/keyNorms.js';
 import { mergeIntoNeighbours } from './kernels/mergeIntoNeighbours.js';
 import { mergeSegments } from './kernels/mergeSegments.js';
-import { OBSERVE_BLOCK, observe } from './kernels/observe.js';
+import { OBSERVE_BLOCK, observeKernelFor } from './kernels/observe.js';
 import { topK } from './kernels/topK.js';
-import { isTensor } from './validate.js';
+import { inspectTensor, isTensor } from './screen.js';
 
 /** Options of the tfjs backend (JSON Schema: {@link tfjsOptionsSchema}). */
 export interface TfjsBackendOptions {
@@ -82,25 +85,6 @@ function checkOptions(options: CreateTfjsKernelsOptions | undefined): Required<T
   return validateAgainst<Required<TfjsBackendOptions>>(tfjsOptionsSchema, rest, 'tfjs backend options');
 }
 
-/** Validate a host tensor and copy its data, so the tfjs tensor never aliases caller memory. */
-function hostData(t: HostTensor): { data: Float32Array | Int32Array; shape: number[]; dtype: DType } {
-  if (typeof t !== 'object' || t === null || !Array.isArray(t.shape)) {
-    throw new ShapeError('fromHost tensor is not a host tensor (expected { dtype, shape, data })', { field: 'tensor' });
-  }
-  if (t.dtype !== 'float32' && t.dtype !== 'int32') throw new DTypeError('fromHost tensor', String(t.dtype), ['float32', 'int32']);
-  const ok = t.dtype === 'float32' ? t.data instanceof Float32Array : t.data instanceof Int32Array;
-  if (!ok) throw new DTypeError('fromHost tensor', `${t.dtype} (backed by ${t.data === null || t.data === undefined ? String(t.data) : (t.data as object).constructor.name})`, [t.dtype]);
-  let n = 1;
-  for (const d of t.shape) {
-    if (!Number.isInteger(d) || d < 0) throw new ShapeError(`fromHost tensor has invalid dimension ${d} in shape [${t.shape.join(', ')}]`, { field: 'tensor', shape: t.shape });
-    n *= d;
-  }
-  if (t.data.length !== n) {
-    throw new ShapeError(`fromHost tensor holds ${t.data.length} elements but its shape [${t.shape.join(', ')}] needs ${n}`, { field: 'tensor', shape: t.shape, length: t.data.length });
-  }
-  return { data: t.data.slice(), shape: [...t.shape], dtype: t.dtype };
-}
-
 /**
  * Create kernels on a tfjs engine: every kernel of {@link KVKernels} as a tfjs-core tensor program
  * (batched matMul, gather with batchDims, scatterND, topk, where), with intermediates released by
@@ -114,6 +98,16 @@ function hostData(t: HostTensor): { data: Float32Array | Int32Array; shape: numb
  * @throws ConfigError for an unknown option or engine name.
  */
 export async function createTfjsKernels(options?: CreateTfjsKernelsOptions): Promise<TfjsKernels> {
+  const logger = options?.logger ?? silentLogger;
+  return bindKernels(await tfjsKernelBackend(options), { logger }) as TfjsKernels;
+}
+
+/**
+ * The tfjs backend as core binds it: tensor transfers on the chosen engine and one implementation per
+ * kernel (`src/kernels/*.ts`). {@link createTfjsKernels} and `KVFold.backend('tfjs')` bind it.
+ * @throws BackendUnavailableError, ConfigError as {@link createTfjsKernels}.
+ */
+export async function tfjsKernelBackend(options?: CreateTfjsKernelsOptions): Promise<KernelBackend<tf.Tensor>> {
   const { engine: choice, observeBlock } = checkOptions(options);
   const logger = options?.logger ?? silentLogger;
   const loaded = await loadEngine(choice, logger);
@@ -127,51 +121,54 @@ export async function createTfjsKernels(options?: CreateTfjsKernelsOptions): Pro
       logger.debug(`tfjs: switched the global tfjs backend back to "${engine}" for these kernels`, { engine });
     }
   };
-  const run =
-    <A extends unknown[], R>(f: (...args: A) => R) =>
-    (...args: A): R => {
-      on();
-      return f(...args);
+  const implementations: Record<string, AnyKernelImplementation> = {
+    allFinite,
+    append,
+    accumulate,
+    topK,
+    gather,
+    adjacentCosine,
+    keyNorms,
+    mergeSegments,
+    mergeIntoNeighbours,
+    observe: observeKernelFor(observeBlock),
+  };
+  // Every kernel first makes this object's engine current (see createTfjsKernels).
+  const kernels: Record<string, AnyKernelImplementation> = {};
+  for (const [name, impl] of Object.entries(implementations)) {
+    kernels[name] = {
+      run: (call: unknown, note: unknown) => {
+        on();
+        return impl.run(call, note);
+      },
+      ...(impl.screen ? { screen: (call: unknown) => (on(), impl.screen!(call)) } : {}),
     };
-  return {
-    backend: 'tfjs',
-    engine,
-    simd: loaded.simd,
+  }
+  return defineKernelBackend<tf.Tensor>({
+    name: 'tfjs',
     describe: () => `tfjs ${tf.version_core} on ${loaded.detail}`,
-    fromHost: run((tensor: HostTensor) => {
-      const { data, shape, dtype } = hostData(tensor);
-      return tf.tensor(data, shape, dtype);
-    }),
+    inspect: inspectTensor,
+    fromHost: (tensor: HostTensor) => {
+      on();
+      // A copy, so the tfjs tensor never aliases caller memory.
+      return tf.tensor(tensor.data.slice(), [...tensor.shape], tensor.dtype);
+    },
     toHost: async (tensor) => {
-      if (!isTensor(tensor)) throw new ShapeError('toHost tensor is not a tfjs-backend tensor (tf.Tensor)', { field: 'tensor' });
-      if (tensor.isDisposed) throw new ShapeError('toHost tensor was disposed and can no longer be used', { field: 'tensor' });
-      if (tensor.dtype !== 'float32' && tensor.dtype !== 'int32') throw new DTypeError('toHost tensor', tensor.dtype, ['float32', 'int32']);
       on();
       // A copy: the cpu engine hands out its own storage, which a caller must never be able to edit.
       const data = (await tensor.data<'float32' | 'int32'>()).slice();
       return { dtype: tensor.dtype, shape: [...tensor.shape], data } as HostTensor;
     },
-    shapeOf: (tensor) => tensor.shape,
-    dtypeOf: (tensor) => {
-      if (tensor.dtype !== 'float32' && tensor.dtype !== 'int32') throw new DTypeError('tensor', tensor.dtype, ['float32', 'int32']);
-      return tensor.dtype;
-    },
-    dispose: (...tensors) => {
-      for (const t of tensors) if (t !== undefined && isTensor(t)) t.dispose();
-    },
-    allFinite: (tensor) => {
+    read: (tensor) => {
       on();
-      return allFinite(tensor);
+      return { dtype: tensor.dtype, shape: tensor.shape, data: tensor.dataSync<'float32' | 'int32'>() } as HostTensor;
     },
-    append: run(append),
-    accumulate: run(accumulate),
-    topK: run(topK),
-    gather: run(gather),
-    adjacentCosine: run(adjacentCosine),
-    mergeSegments: run(mergeSegments),
-    mergeIntoNeighbours: run(mergeIntoNeighbours),
-    observe: run((layer, queries, queryPositions, opts) => observe(layer, queries, queryPositions, opts, observeBlock)),
-  };
+    dispose: (tensors) => {
+      for (const t of tensors) if (isTensor(t)) t.dispose();
+    },
+    kernels: kernels as KernelImplementations<tf.Tensor>,
+    extensions: { engine, simd: loaded.simd },
+  });
 }
 
 /** The tfjs backend's registration: options `engine` (`auto` | `wasm` | `cpu` | `tensorflow`) and `observeBlock`. */
@@ -179,5 +176,5 @@ export const tfjsBackend: BackendDefinition<TfjsBackendOptions> = defineBackend<
   name: 'tfjs',
   description: 'TensorFlow.js kernels: wasm (SIMD) by default, cpu as fallback, tensorflow (libtensorflow) when @tensorflow/tfjs-node is installed.',
   schema: tfjsOptionsSchema,
-  create: async (options, services) => createTfjsKernels({ ...options, logger: services.logger }),
+  create: async (options, services) => (await tfjsKernelBackend({ ...options, logger: services.logger })) as KernelBackend<unknown>,
 });

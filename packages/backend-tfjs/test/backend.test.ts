@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { BackendUnavailableError, ConfigError, ErrorCode, KVFold, hostTensor, type Logger } from '@kvfold/core';
 import reference from '@kvfold/backend-reference';
 import baselines from '@kvfold/policy-baselines';
+import { thrown } from '@kvfold/testkit';
 import tfjs, { createTfjsKernels, TENSORFLOW_INSTALL, tfjsBackend, tfjsOptionsSchema, type TfjsKernels } from '../src/index.js';
 
 /** A logger that keeps every message. */
@@ -15,14 +16,7 @@ function memoryLogger(): Logger & { lines: string[] } {
   return { lines, debug: log('debug'), info: log('info'), warn: log('warn') };
 }
 
-async function errorOf(p: Promise<unknown>): Promise<Error & { code?: string; details?: Record<string, unknown>; issues?: unknown[] }> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected an error, none was thrown');
-}
+const errorOf = (p: Promise<unknown>) => thrown<Error & { code?: string; details?: Record<string, unknown>; issues?: unknown[] }>(() => p);
 
 describe('tfjs engines', () => {
   it('auto picks wasm here (no @tensorflow/tfjs-node installed), with SIMD, and says so', async () => {
@@ -123,9 +117,9 @@ describe('tfjs registration and config schema', () => {
     const qp = small.fromHost(hostTensor('int32', [20], Array.from({ length: 20 }, (_, i) => 280 + i)));
     const a = small.observe(layer, q, qp);
     const b = big.observe(layer, q, qp);
-    const [x, y] = [await small.toHost(a.sums), await big.toHost(b.sums)];
+    const [x, y] = [await small.toHost(a.attention), await big.toHost(b.attention)];
     for (let i = 0; i < L; i++) expect(Math.abs(x.data[i]! - y.data[i]!)).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(y.data[i]!)));
-    small.dispose(a.sums, a.last, b.sums, b.last, q, qp, ...Object.values(layer));
+    small.dispose(a.attention, a.lastAttention, b.attention, b.lastAttention, q, qp, ...Object.values(layer));
   });
 });
 

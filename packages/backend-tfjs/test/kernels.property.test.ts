@@ -1,8 +1,9 @@
 import { describe, it } from 'vitest';
 import fc from 'fast-check';
-import { hostTensor, type GroupReduction, type KVKernels, type LayerCache } from '@kvfold/core';
+import { ArgCheck, hostTensor, observeKernel, type GroupReduction, type KVKernels, type ObserveCall, type LayerCache } from '@kvfold/core';
 import type * as tf from '@tensorflow/tfjs-core';
 import { observe } from '../src/kernels/observe.js';
+import { inspectTensor } from '../src/screen.js';
 import {
   checkAllKernels,
   ENGINES,
@@ -197,9 +198,9 @@ for (const engine of ENGINES) {
             const opts = { groupReduction, proportional, scale };
             const out = k.observe(a, tq, tp, opts);
             const want = ref.observe(upload(ref, base), q, qp, opts);
-            expectClose(await k.toHost(out.sums), want.sums, 'observe sums');
-            expectClose(await k.toHost(out.last), want.last, 'observe last');
-            k.dispose(tq, tp, out.sums, out.last);
+            expectClose(await k.toHost(out.attention), want.attention, 'observe sums');
+            expectClose(await k.toHost(out.lastAttention), want.lastAttention, 'observe last');
+            k.dispose(tq, tp, out.attention, out.lastAttention);
             free(k, a);
           },
         ),
@@ -226,11 +227,12 @@ for (const engine of ENGINES) {
           const a = upload(k, base);
           const [tq, tp] = [k.fromHost(q), k.fromHost(qp)];
           const opts = { groupReduction, proportional: r() < 0.5 };
-          const out = observe(a, tq, tp, opts, block, batched ? Infinity : 0);
+          const call = observeKernel.validate(new ArgCheck(inspectTensor), a, tq, tp, opts) as ObserveCall<tf.Tensor>;
+          const out = observe(call, block, batched ? Infinity : 0);
           const want = ref.observe(upload(ref, base), q, qp, opts);
-          expectClose(await k.toHost(out.sums), want.sums, `sums (block ${block}, ${batched ? 'batched' : 'per head'})`);
-          expectClose(await k.toHost(out.last), want.last, `last (block ${block}, ${batched ? 'batched' : 'per head'})`);
-          k.dispose(tq, tp, out.sums, out.last);
+          expectClose(await k.toHost(out.attention), want.attention, `sums (block ${block}, ${batched ? 'batched' : 'per head'})`);
+          expectClose(await k.toHost(out.lastAttention), want.lastAttention, `last (block ${block}, ${batched ? 'batched' : 'per head'})`);
+          k.dispose(tq, tp, out.attention, out.lastAttention);
           free(k, a);
         }),
         { numRuns: 40 },

@@ -37,9 +37,9 @@ for (const engine of ENGINES) {
       const [tq, tp] = [k.fromHost(q), k.fromHost(qp)];
       const out = k.observe(a, tq, tp);
       const want = ref.observe(upload(ref, base), q, qp);
-      expectClose(await k.toHost(out.sums), want.sums, 'observe sums');
-      expectClose(await k.toHost(out.last), want.last, 'observe last');
-      k.dispose(tq, tp, out.sums, out.last, a.keys, a.values, a.positions, a.counts, a.scores);
+      expectClose(await k.toHost(out.attention), want.attention, 'observe sums');
+      expectClose(await k.toHost(out.lastAttention), want.lastAttention, 'observe last');
+      k.dispose(tq, tp, out.attention, out.lastAttention, a.keys, a.values, a.positions, a.counts, a.scores);
     });
   });
 }

@@ -33,15 +33,15 @@ describe('tfjs memory', () => {
       const layer = layerFromHost(k, data.layer);
       const seen = k.observe(layer, pq, pqp);
       const ctx = { kernels: k, budget: 20, promptLength: 40, seed: p };
-      const compressed = await policy.prefill(layer, { attention: seen.sums, lastAttention: seen.last }, createContext(ctx));
-      k.dispose(seen.sums, seen.last);
+      const compressed = await policy.prefill(layer, seen, createContext(ctx));
+      k.dispose(seen.attention, seen.lastAttention);
       disposeLayer(k, layer, compressed);
       // One decode step on the compressed cache.
       const grown = k.append(compressed, nk, nv, newPos);
       disposeLayer(k, compressed);
       const o = k.observe(grown, q, qp);
-      const next = await policy.step(grown, { attention: o.sums, lastAttention: o.last }, createContext({ ...ctx, step: 1 }));
-      k.dispose(o.sums, o.last);
+      const next = await policy.step(grown, o, createContext({ ...ctx, step: 1 }));
+      k.dispose(o.attention, o.lastAttention);
       disposeLayer(k, grown, next);
       disposeLayer(k, next);
       calls += 2;

@@ -105,10 +105,10 @@ async function lockstep(engine: 'wasm' | 'cpu', spec: (typeof POLICIES)[number],
   const refPolicy = kv.policy(spec.name, spec.options);
   const tfPolicy = kv.policy(spec.name, spec.options);
   const seen = r.observe(refLayer, data.queries, data.queryPositions);
-  const attention = t.fromHost(seen.sums);
-  const lastAttention = t.fromHost(seen.last);
+  const attention = t.fromHost(seen.attention);
+  const lastAttention = t.fromHost(seen.lastAttention);
   const ctx = { budget, promptLength: length, seed };
-  let refNext = await refPolicy.prefill(refLayer, { attention: seen.sums, lastAttention: seen.last }, createContext({ kernels: rk, ...ctx }));
+  let refNext = await refPolicy.prefill(refLayer, seen, createContext({ kernels: rk, ...ctx }));
   let tfNext = await tfPolicy.prefill(tfLayer, { attention, lastAttention }, createContext({ kernels: tk, ...ctx }));
   t.dispose(attention, lastAttention);
   expectLayerClose(await hostOf(t, tfNext), await hostOf(r, refNext), `${tag}: prefill`);
@@ -126,9 +126,9 @@ async function lockstep(engine: 'wasm' | 'cpu', spec: (typeof POLICIES)[number],
     disposeLayer(t, tfLayer);
     const q = token(extra.queries, s);
     const o = r.observe(refGrown, q, hostTensor('int32', [1], [length + s]));
-    const [ta, tl] = [t.fromHost(o.sums), t.fromHost(o.last)];
+    const [ta, tl] = [t.fromHost(o.attention), t.fromHost(o.lastAttention)];
     const stepCtx = { ...ctx, step: s + 1 };
-    refNext = await refPolicy.step(refGrown, { attention: o.sums, lastAttention: o.last }, createContext({ kernels: rk, ...stepCtx }));
+    refNext = await refPolicy.step(refGrown, o, createContext({ kernels: rk, ...stepCtx }));
     tfNext = await tfPolicy.step(tfGrown, { attention: ta, lastAttention: tl }, createContext({ kernels: tk, ...stepCtx }));
     t.dispose(ta, tl);
     expectLayerClose(await hostOf(t, tfNext), await hostOf(r, refNext), `${tag}: decode step ${s + 1}`);
@@ -142,9 +142,8 @@ async function lockstep(engine: 'wasm' | 'cpu', spec: (typeof POLICIES)[number],
   return { tfjs: tfDecisions, reference: refDecisions };
 }
 
-async function hostOf<T>(k: KVKernels<T>, l: LayerCache<T>): Promise<Record<string, HostTensor>> {
-  const h: HostLayer = await layerToHost(k, l);
-  return { ...h };
+function hostOf<T>(k: KVKernels<T>, l: LayerCache<T>): Promise<HostLayer> {
+  return layerToHost(k, l);
 }
 
 const shapes = fc.record({

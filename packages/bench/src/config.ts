@@ -178,6 +178,19 @@ export interface SuitesConfig {
 /** tfjs engine for the model. */
 export type ModelEngine = 'auto' | 'wasm' | 'cpu' | 'tensorflow';
 
+/**
+ * What executes the model: `tfjs` is `@kvfold/runtime`'s decoder; `transformers.js` is transformers.js
+ * (onnxruntime-node) running an ONNX export of the same checkpoint made with `@kvfold/onnx-export`, the
+ * cache compressed through `@kvfold/transformers` with policies on the reference backend.
+ */
+export type BenchRuntime = 'tfjs' | 'transformers.js';
+
+/** Every {@link BenchRuntime}. */
+export const BENCH_RUNTIMES: readonly BenchRuntime[] = ['tfjs', 'transformers.js'];
+
+/** Runtimes the needle and speed (decode) suites can run on; the other suites run on `tfjs` only. */
+export const RUNTIME_SUITES: readonly SuiteName[] = ['needle', 'speed'];
+
 /** The `bench` section of a kvfold configuration document. */
 export interface BenchSection {
   /** Run name, part of the run folder's id. */
@@ -194,6 +207,13 @@ export interface BenchSection {
   readonly baseline: boolean;
   /** Proportional attention (log(count) added to merged slots' logits) in the model and the fidelity metric. */
   readonly proportional: boolean;
+  /**
+   * Runtimes that execute the model (default `["tfjs"]`). With `transformers.js` listed, every policy x
+   * budget also runs on it in the needle and decode-speed suites, as rows next to the tfjs ones; that
+   * runtime needs the optional peers `@kvfold/transformers` and `@huggingface/transformers` (a run without
+   * them stops before it starts with a `BackendUnavailableError` saying how to install them).
+   */
+  readonly runtimes?: BenchRuntime[];
   /** The suites to run. */
   readonly suites: SuitesConfig;
   /** Folder under which run folders are created. */
@@ -224,8 +244,10 @@ export interface Variant {
   readonly options: Record<string, unknown>;
   /** Budget ratio (1 for `full`). */
   readonly budget: number;
-  /** `label@budget`: the variant's part of item keys. */
+  /** `label@budget` (`label@budget@transformers.js` on that runtime): the variant's part of item keys. */
   readonly id: string;
+  /** What executes the model for this variant. */
+  readonly runtime: BenchRuntime;
 }
 
 /** A validated configuration with its variants expanded. */
@@ -300,6 +322,13 @@ export function benchSectionSchema(policies: PolicyRegistry, backends: BackendRe
       budgets: { type: 'array', items: ratio, minItems: 1, uniqueItems: true, default: [0.5, 0.35, 0.2], description: 'Budget ratios in (0, 1]; full runs once at 1.' },
       baseline: { type: 'boolean', default: true, description: 'Add the full policy as reference row when the sweep lacks it.' },
       proportional: { type: 'boolean', default: false, description: 'Proportional attention (log(count) on merged slots) in the model and the fidelity metric.' },
+      runtimes: {
+        type: 'array',
+        items: { enum: [...BENCH_RUNTIMES] },
+        minItems: 1,
+        uniqueItems: true,
+        description: 'What executes the model: "tfjs" (@kvfold/runtime, the default) and/or "transformers.js" (an ONNX export run by transformers.js; needle and decode-speed suites only; needs the optional peers @kvfold/transformers and @huggingface/transformers).',
+      },
       output: { type: 'string', minLength: 1, default: 'bench/runs', description: 'Folder of run folders, relative to the working directory.' },
       suites: {
         type: 'object',
@@ -430,11 +459,12 @@ function labelOf(spec: string | PolicySpec): string {
 /**
  * Validate a benchmark document against {@link benchDocumentSchema}, fill defaults, check what the
  * schema cannot (unique labels, labels named by the speed suite) and expand the variants.
- * Plugins named in the document must already be loaded into `kv`.
- * @throws ConfigError naming each offending JSON path.
+ * Plugins named in the document must already be loaded into `kv`. `source` (a file name) is named in errors.
+ * @throws ConfigError naming the source and each offending JSON path.
  */
-export function resolveBenchConfig(kv: KVFold, document: unknown): BenchConfig {
-  const doc = validateAgainst<BenchDocument>(benchDocumentSchema(kv), document, 'benchmark config');
+export function resolveBenchConfig(kv: KVFold, document: unknown, source?: string): BenchConfig {
+  const context = source === undefined ? 'benchmark config' : `benchmark config ${source}`;
+  const doc = validateAgainst<BenchDocument>(benchDocumentSchema(kv), document, context);
   const bench = doc.bench;
   const issues: ConfigIssue[] = [];
   const specs: PolicySpec[] = bench.policies.map((p) => (typeof p === 'string' ? { name: p } : p));
@@ -455,13 +485,17 @@ export function resolveBenchConfig(kv: KVFold, document: unknown): BenchConfig {
   };
   checkLabels(speed?.throughput?.policies, '/bench/suites/speed/throughput/policies');
   checkLabels(speed?.scaling?.policies, '/bench/suites/speed/scaling/policies');
-  if (issues.length > 0) throw new ConfigError(issues, 'benchmark config');
+  if (issues.length > 0) throw new ConfigError(issues, context);
   const variants: Variant[] = [];
-  for (const spec of specs) {
-    const label = labelOf(spec);
-    const options = validateAgainst<Record<string, unknown>>(kv.policies.get(spec.name).schema, spec.options ?? {}, `options of policy "${spec.name}"`);
-    const budgets = spec.name === 'full' ? [1] : bench.budgets;
-    for (const budget of budgets) variants.push({ label, policy: spec.name, options, budget, id: `${label}@${budget}` });
+  for (const runtime of bench.runtimes ?? ['tfjs']) {
+    for (const spec of specs) {
+      const base = labelOf(spec);
+      // tfjs keeps the plain labels and ids, so runs made before runtimes existed still resume.
+      const label = runtime === 'tfjs' ? base : `${base} (${runtime})`;
+      const options = validateAgainst<Record<string, unknown>>(kv.policies.get(spec.name).schema, spec.options ?? {}, `options of policy "${spec.name}"`);
+      const budgets = spec.name === 'full' ? [1] : bench.budgets;
+      for (const budget of budgets) variants.push({ label, policy: spec.name, options, budget, id: runtime === 'tfjs' ? `${base}@${budget}` : `${base}@${budget}@${runtime}`, runtime });
+    }
   }
   const suites = SUITE_NAMES.filter((s) => bench.suites[s] !== undefined);
   return { document: doc, bench, variants, suites, hash: hashOf(doc) };

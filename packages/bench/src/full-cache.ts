@@ -1,4 +1,5 @@
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { ConfigError } from '@kvfold/core';
 import { evalTaskSample, MIX_TASKS, type MixTask } from '@kvfold/model-tiny';
 import type { Model } from '@kvfold/runtime';
 import { answerMatches } from './metrics.js';
@@ -76,7 +77,8 @@ function readLog(path: string | undefined): FullCacheItem[] {
  * Full-cache accuracy of a model on the generated tasks through the project's runtime (the same
  * capture + decode path the needle suite uses, with no policy): greedy exact match per item, grouped
  * into (task, length, setting) cells with 95% Wilson intervals.
- * @throws RangeError for an unknown task, n < 1, or a length too short for a task.
+ * @throws RangeError for an unknown task, n < 1, or a length too short for a task; ConfigError for a log
+ *   written from other items (another seed or generator).
  */
 export async function fullCacheEval(model: Model, options: FullCacheOptions = {}): Promise<FullCacheCell[]> {
   const tasks = options.tasks ?? MIX_TASKS;
@@ -88,6 +90,14 @@ export async function fullCacheEval(model: Model, options: FullCacheOptions = {}
   for (const t of tasks) if (!(MIX_TASKS as readonly string[]).includes(t)) throw new RangeError(`unknown task ${JSON.stringify(t)}; allowed: ${MIX_TASKS.join(', ')}`);
   const inScope = (i: FullCacheItem) => tasks.includes(i.task) && lengths.includes(i.length) && settings.includes(i.setting) && i.sample < n;
   const items = readLog(options.log).filter(inScope);
+  // A log from another generator (the items for a seed changed when model-tiny moved to core's RNG) must not
+  // be resumed into this one: its answers would be counted for prompts that are no longer asked.
+  for (const i of items) {
+    const want = evalTaskSample(i.task, i.length, i.sample, seed).answer;
+    if (i.expected !== want) {
+      throw new ConfigError([{ path: '/log', rule: 'items', message: `${options.log} holds ${i.task} L=${i.length} #${i.sample} with answer ${JSON.stringify(i.expected)}, but seed ${seed} now generates ${JSON.stringify(want)}: the log was written from other items (another seed or generator); start a new log` }], 'full-cache log');
+    }
+  }
   const done = new Set(items.map(itemKey));
   const total = tasks.length * lengths.length * n * settings.length;
   const tok = model.tokenizer;

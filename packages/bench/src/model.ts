@@ -154,7 +154,7 @@ async function activate(kernels: KVKernels<tf.Tensor>): Promise<void> {
 }
 
 /** Run `ids` through the decoder at the next true positions, then let the cache's policy compress. */
-async function forward(model: Model, cache: CacheManager, ids: readonly number[], logits: 'last' | 'all'): Promise<Float32Array> {
+async function forward(model: Model, cache: CacheManager<tf.Tensor>, ids: readonly number[], logits: 'last' | 'all'): Promise<Float32Array> {
   await activate(model.kernels);
   const positions = cache.reserve(ids.length);
   const out = model.decoder.forward(ids, positions, cache, { logits });
@@ -242,18 +242,34 @@ export function argmax(values: ArrayLike<number>): number {
 }
 
 /**
+ * Greedy decoding from `logits` (the prediction of the next token) with any runtime's `feed`: at most
+ * `maxTokens` tokens, ending early at an EOS id or when `done(tokens)` says so.
+ */
+export async function greedyDecode(logits: Float32Array, maxTokens: number, eos: ReadonlySet<number>, feed: (token: number) => Promise<Float32Array>, done: (tokens: readonly number[]) => boolean = () => false): Promise<number[]> {
+  const out: number[] = [];
+  let next = logits;
+  while (out.length < maxTokens) {
+    const t = argmax(next);
+    out.push(t);
+    if (eos.has(t) || out.length >= maxTokens || done(out)) break;
+    next = await feed(t);
+  }
+  return out;
+}
+
+/**
  * One sequence continuing from a {@link Capture} under a policy: the captured full cache and
  * observations are handed to a fresh cache manager, whose policy compresses them exactly as after a
  * real prefill; later tokens are decoded over the compressed cache.
  */
 export class PolicyRun {
   /** The cache manager (policy, budget, true positions). */
-  readonly cache: CacheManager;
+  readonly cache: CacheManager<tf.Tensor>;
   /** Time of the policy's prefill compression of every layer, ms (the upload of the captured cache excluded). */
   compressMs = 0;
   private constructor(
     private readonly model: Model,
-    cache: CacheManager,
+    cache: CacheManager<tf.Tensor>,
   ) {
     this.cache = cache;
   }
@@ -285,10 +301,8 @@ export class PolicyRun {
         const obs: { attention?: tf.Tensor; lastAttention?: tf.Tensor; queries?: tf.Tensor } = {};
         if (cache.observe.attention) obs.attention = kernels.fromHost(seen.attention);
         if (cache.observe.lastAttention) obs.lastAttention = kernels.fromHost(seen.lastAttention);
-        if (cache.observe.queries) {
-          if (!seen.queries) throw new ModelError('the capture holds no queries but the policy needs them', { need: 'queries' });
-          obs.queries = kernels.fromHost(seen.queries);
-        }
+        if (cache.needs.has('queries') && !seen.queries) throw new ModelError('the capture holds no queries but the policy needs them', { need: 'queries' });
+        if (cache.observe.queries && seen.queries) obs.queries = kernels.fromHost(seen.queries);
         if (Object.keys(obs).length > 0) cache.record(li, obs);
       });
       const t0 = performance.now();
@@ -310,17 +324,9 @@ export class PolicyRun {
    * Greedy decoding from `logits` (the prediction of the next token): at most `maxTokens` tokens, ending
    * early at an EOS id or when `done(tokens)` says so.
    */
-  async greedy(logits: Float32Array, maxTokens: number, done: (tokens: readonly number[]) => boolean = () => false): Promise<number[]> {
+  greedy(logits: Float32Array, maxTokens: number, done: (tokens: readonly number[]) => boolean = () => false): Promise<number[]> {
     const eos = new Set([...this.model.tokenizer.eosTokenIds, ...this.model.config.eosTokenIds]);
-    const out: number[] = [];
-    let next = logits;
-    while (out.length < maxTokens) {
-      const t = argmax(next);
-      out.push(t);
-      if (eos.has(t) || out.length >= maxTokens || done(out)) break;
-      next = await this.feed([t]);
-    }
-    return out;
+    return greedyDecode(logits, maxTokens, eos, (t) => this.feed([t]), done);
   }
 
   /** Release the caches. */

@@ -5,10 +5,12 @@ import tfjs from '@kvfold/backend-tfjs';
 import baselines from '@kvfold/policy-baselines';
 import cam from '@kvfold/policy-cam';
 import h2o from '@kvfold/policy-h2o';
+import knorm from '@kvfold/policy-knorm';
 import kvmerger from '@kvfold/policy-kvmerger';
+import snapkv from '@kvfold/policy-snapkv';
 
-/** Every plugin kvfold ships: the three backends and the four policy packages. */
-export const BUILTIN_PLUGINS: readonly KVFoldPlugin[] = [reference, tfjs, onnx, baselines, h2o, cam, kvmerger];
+/** Every plugin kvfold ships: the three backends and the six policy packages. */
+export const BUILTIN_PLUGINS: readonly KVFoldPlugin[] = [reference, tfjs, onnx, baselines, h2o, cam, kvmerger, snapkv, knorm];
 
 /** Options of {@link createKVFold}. */
 export interface CreateKVFoldOptions {

@@ -252,6 +252,13 @@ export class Progress {
     if (this.mode === 'bar' || this.mode === 'plain') this.line(text);
   }
 
+  /** A warning: shown on stderr in every mode (quiet included), and as a message event in JSON lines. */
+  warn(text: string): void {
+    this.emit({ type: 'message', text: `warning: ${text}` });
+    if (this.mode === 'bar') this.line(`kvfold: warning: ${text}`);
+    else this.stderr.write(`kvfold: warning: ${text}\n`);
+  }
+
   /** @internal Emit a JSON-lines event (jsonl mode only). */
   emit(event: ProgressEvent): void {
     if (this.mode === 'jsonl') this.stdout.write(`${JSON.stringify(event)}\n`);

@@ -41,6 +41,8 @@ export interface SummaryRow {
   readonly variant: Variant;
   /** Cell per column (NaN value and `–` text where a suite has no result). */
   readonly cells: readonly SummaryCell[];
+  /** Marks the suites set on this row (explained in the legend), joined; empty when none. */
+  readonly mark: string;
 }
 
 /** The summary table: one row per policy x budget, columns contributed by the suites that ran. */
@@ -49,6 +51,8 @@ export interface Summary {
   readonly columns: readonly string[];
   /** Rows in sweep order. */
   readonly rows: readonly SummaryRow[];
+  /** What each column measures and over how many items, and what the row marks mean. */
+  readonly legend: readonly string[];
 }
 
 /** Join the suites' summary columns into one table. */
@@ -57,16 +61,22 @@ export function buildSummary(config: BenchConfig, parts: readonly SuiteSummary[]
   const rows = config.variants.map((variant) => ({
     variant,
     cells: parts.flatMap((p) => p.rows.get(variant.id) ?? p.columns.map(() => ({ value: Number.NaN, text: '–' }))),
+    mark: parts.map((p) => p.marks?.get(variant.id) ?? '').join(''),
   }));
-  return { columns, rows };
+  return { columns, rows, legend: parts.flatMap((p) => p.legend ?? []) };
 }
 
-/** The summary as a Markdown table. */
+/** The summary as a Markdown table; a row's marks follow its policy label. */
 export function summaryTable(summary: Summary): string {
   return table(
     ['policy', 'budget', ...summary.columns],
-    summary.rows.map((r) => [r.variant.label, r.variant.policy === 'full' ? '1 (full)' : String(r.variant.budget), ...r.cells.map((c) => c.text)]),
+    summary.rows.map((r) => [`${r.variant.label}${r.mark ? ` ${r.mark}` : ''}`, r.variant.policy === 'full' ? '1 (full)' : String(r.variant.budget), ...r.cells.map((c) => c.text)]),
   );
+}
+
+/** The legend of the summary table as a Markdown list (empty when no suite wrote one). */
+export function summaryLegend(summary: Summary): string {
+  return summary.legend.map((l) => `- ${l}`).join('\n');
 }
 
 /** What the report header states about a run. */
@@ -111,6 +121,7 @@ export function reportHeader(config: BenchConfig, h: ReportHeader, summary: Summ
   lines.push(`- machine: ${h.machine.cpu} x ${h.machine.cores}, ${h.machine.memoryGiB} GiB, ${h.machine.platform}, Node ${h.machine.node}; load average ${h.machine.loadAtStart} at start${h.machine.loadAtEnd !== undefined ? `, ${h.machine.loadAtEnd} at end` : ''}`);
   lines.push(`- policies: ${[...new Set(config.variants.map((v) => v.label))].join(', ')}; budgets ${config.bench.budgets.join(', ')} (full once, at 1); seed ${config.document.seed}; suites: ${h.suites.join(', ')}`);
   lines.push('', '## Summary', '', summaryTable(summary), '');
+  if (summary.legend.length > 0) lines.push(summaryLegend(summary), '');
   lines.push('Accuracy is exact match of the greedy answer; perplexity is on held-out text; attn error is the mean relative error of attention outputs over layers; decode tok/s and cache bytes come from generation with each policy (full = no compression). Losses are reported as measured; nothing is tuned per policy.', '');
   return lines.join('\n');
 }

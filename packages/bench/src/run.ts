@@ -13,6 +13,7 @@ import { fidelitySuite } from './suites/fidelity.js';
 import { needleSuite } from './suites/needle.js';
 import { perplexitySuite } from './suites/perplexity.js';
 import { speedSuite } from './suites/speed.js';
+import { checkTransformersRuntime } from './peers.js';
 
 /** Every suite by name. */
 export const SUITES: { readonly [K in SuiteName]: Suite<unknown> } = {
@@ -135,6 +136,8 @@ export interface SessionRecord {
   readonly command: string;
   /** Items found finished when it opened the folder. */
   readonly reused: number;
+  /** Lines of predictions.jsonl it moved to predictions.rejected.jsonl (not valid records), when any. */
+  readonly rejected?: number;
   /** Items it computed. */
   readonly computed: number;
   /** Its wall time, seconds. */
@@ -175,8 +178,18 @@ export async function runBench(kv: KVFold, config: BenchConfig, options: RunOpti
   // A missing model folder is an input error: report it before a run folder is created.
   const speed = config.bench.suites.speed;
   if (!options.model && config.suites.some((s) => s !== 'speed' || (speed?.decode ?? null) !== null)) resolveModelFolder(config.bench.model);
+  // So are the transformers.js runtime's optional peers, when a variant runs on it.
+  if (config.variants.some((v) => v.runtime === 'transformers.js')) await checkTransformersRuntime();
   const dir = resolve(options.dir ?? join(config.bench.output, newRunId(config.bench.name)));
-  const store = RunStore.open(dir, config);
+  const store = RunStore.open(dir, config, { warn: (m) => progress.warn(m) });
+  try {
+    return await runIn(store, kv, config, options, progress, dir, t0, startedAt);
+  } finally {
+    store.close();
+  }
+}
+
+async function runIn(store: RunStore, kv: KVFold, config: BenchConfig, options: RunOptions, progress: Progress, dir: string, t0: number, startedAt: string): Promise<RunResult> {
   const command = options.command ?? 'runBench()';
   const machine = machineInfo();
 
@@ -197,7 +210,7 @@ export async function runBench(kv: KVFold, config: BenchConfig, options: RunOpti
       return p;
     },
     policy(variant: Variant): KVCachePolicy {
-      return kv.policies.get(variant.policy).create(variant.options as never);
+      return kv.policy(variant.policy, (variant.options ?? {}) as Record<string, unknown>, { guard: false });
     },
   };
 
@@ -266,7 +279,7 @@ export async function runBench(kv: KVFold, config: BenchConfig, options: RunOpti
   // Whatever happened, the finished items are reported (and remain in the folder for a resume).
   const model = modelPromise ? await modelPromise.catch(() => undefined) : undefined;
   const machineEnd: MachineInfo = { ...machine, loadAtEnd: Math.round(loadavg()[0]! * 100) / 100 };
-  const session: SessionRecord = { startedAt, command, reused: store.reused, computed, seconds: Math.round((performance.now() - t0) / 100) / 10, ...(model ? { model: model.info } : {}), machine: machineEnd };
+  const session: SessionRecord = { startedAt, command, reused: store.reused, ...(store.rejected > 0 ? { rejected: store.rejected } : {}), computed, seconds: Math.round((performance.now() - t0) / 100) / 10, ...(model ? { model: model.info } : {}), machine: machineEnd };
   appendFileSync(join(dir, 'sessions.jsonl'), `${JSON.stringify(session)}\n`);
   // The report describes the sessions that measured something: a session that only re-renders a finished
   // run (computed 0) changes neither the command that made the numbers nor the model or machine behind them.

@@ -1,5 +1,4 @@
 import type { KVCachePolicy, KVFold, KVKernels } from '@kvfold/core';
-import type { TextTokenizer } from '@kvfold/runtime';
 import type { BackendRef, BenchConfig, SuiteName, Variant } from './config.js';
 import type { BenchModel } from './model.js';
 import type { ItemRecord } from './store.js';
@@ -92,28 +91,13 @@ export interface SuiteSummary {
   readonly columns: readonly string[];
   /** Cells per variant id, one per column. */
   readonly rows: ReadonlyMap<string, readonly SummaryCell[]>;
+  /** One line per column for the legend under the table: what it measures and over how many items (n). */
+  readonly legend?: readonly string[];
+  /** A mark per variant id (such as `*` for a row that ended over its budget), explained in `legend`. */
+  readonly marks?: ReadonlyMap<string, string>;
 }
 
-/** A prompt's tokens split into the part that is compressed and the rest. */
-export interface SplitTokens {
-  /** Tokens prefilled and compressed. */
-  readonly context: number[];
-  /** Tokens fed after the compression. */
-  readonly rest: number[];
-}
-
-/**
- * Tokenize a prompt split at a character offset into the part the policy compresses and the rest. Both
- * come from one encoding of the whole prompt (tokenizers may merge across the split); the context is the
- * longest prefix shared with the encoding of the context text alone.
- */
-export function splitTokens(tokenizer: TextTokenizer, prompt: string, at: number): SplitTokens {
-  const all = tokenizer.encode(prompt);
-  const head = tokenizer.encode(prompt.slice(0, at));
-  let n = 0;
-  while (n < all.length && n < head.length && all[n] === head[n]) n++;
-  return { context: all.slice(0, n), rest: all.slice(n) };
-}
+export { splitTokens, type SplitTokens } from '@kvfold/runtime';
 
 /**
  * Rough cost (about seconds for the embedded model on one core) of a unit that prefills `tokens` once and

@@ -35,6 +35,9 @@ describe('fullCacheEval', () => {
     const fewer = await fullCacheEval(model, { ...options, tasks: ['passkey'], n: 2, settings: ['in-prompt'], onProgress: () => calls++ });
     expect(calls).toBe(0);
     expect(fewer.map((c) => `${c.task}/${c.setting}/${c.accuracy.n}`)).toEqual(['passkey/in-prompt/2']);
+    // Items of another seed (or generator) are refused rather than counted for the prompts asked now.
+    await expect(fullCacheEval(model, { ...options, seed: 1 })).rejects.toThrow(/written from other items/);
+    expect(calls).toBe(0);
   }, 120_000);
 
   it('rejects an unknown task and n < 1 before running any item', async () => {

@@ -24,6 +24,7 @@ const INPUT_CODES: ReadonlySet<ErrorCodeValue> = new Set([
   ErrorCode.NameClash,
   ErrorCode.Budget,
   ErrorCode.Model,
+  ErrorCode.NotFound,
 ]);
 
 /** Exit codes of the `kvfold` command. */
@@ -32,7 +33,7 @@ export const EXIT = {
   ok: 0,
   /** A run or generation failed. */
   failure: 1,
-  /** Bad input: config, option, suite, budget, model folder, plugin. */
+  /** Bad input: config, option, suite, budget, model folder, plugin, a file that is not found. */
   usage: 2,
   /** Stopped by SIGINT; the run folder is resumable. */
   interrupted: 130,

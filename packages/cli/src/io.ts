@@ -1,6 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ConfigError } from '@kvfold/core';
+import { readJsonFile as readJson } from '@kvfold/core';
 import { UsageError } from './errors.js';
 
 /** A text sink (process.stdout, process.stderr, or a test buffer). */
@@ -27,17 +26,11 @@ export function processIO(): CliIO {
 }
 
 /**
- * Read a JSON document from a file.
- * @throws ConfigError naming the file when it is missing or not valid JSON.
+ * Read a JSON document from a file (at most 16 MiB).
+ * @throws NotFoundError when it is missing; ConfigError naming the file, line and column when it is not valid JSON.
  */
 export function readJsonFile(io: CliIO, file: string): unknown {
-  const path = resolve(io.cwd, file);
-  if (!existsSync(path)) throw new ConfigError([{ path: '', rule: 'file', message: `config file ${path} does not exist` }], `config ${file}`);
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new ConfigError([{ path: '', rule: 'json', message: `${path} is not valid JSON: ${(e as Error).message}` }], `config ${file}`);
-  }
+  return readJson(resolve(io.cwd, file), { what: 'config file', maxBytes: 16 * 1024 * 1024, hint: 'give the path of a JSON config (kvfold schema writes the schema it follows)' });
 }
 
 /** Split a comma-separated option value into trimmed non-empty parts. */
@@ -66,4 +59,14 @@ export function parsePositiveInt(text: string, option: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`${option} ${JSON.stringify(text)} must be a positive integer`);
   return n;
+}
+
+/**
+ * How the user can run this command again: `pnpm kvfold` when it was started by one of the repository's
+ * root scripts (`pnpm kvfold`, `pnpm demo`, `pnpm bench`, which have no `kvfold` on the PATH), else
+ * `npx kvfold`, which finds the bin of an installed `kvfold` package.
+ */
+export function commandName(env: NodeJS.ProcessEnv = process.env): string {
+  const script = env.npm_lifecycle_event;
+  return script === 'kvfold' || script === 'demo' || script === 'bench' ? 'pnpm kvfold' : 'npx kvfold';
 }

@@ -2,9 +2,9 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createKVFold, kvfoldSchema } from '@kvfold/bench';
+import { DEMO_SUMMARY, createKVFold, kvfoldSchema } from '@kvfold/bench';
 import { parseModelConfig, randomWeights, writeCheckpoint } from '@kvfold/runtime';
-import { main, type CliIO } from '../src/index.js';
+import { commandName, demoIntro, main, type CliIO } from '../src/index.js';
 
 function io(cwd = process.cwd()): CliIO & { out: () => string; err: () => string } {
   const o: string[] = [];
@@ -35,7 +35,7 @@ describe('kvfold: bad input exits 2 with a clear message and no stack trace', ()
     [['bench', '--budget', 'abc'], 'is outside (0, 1]'],
     [['bench', '--model', '/definitely/not/here', '--suite', 'needle'], 'model folder "/definitely/not/here" does not exist'],
     [['bench', '--policy', 'nosuch'], 'unknown policy "nosuch"'],
-    [['bench', '--config', '/no/such/config.json'], 'does not exist'],
+    [['bench', '--config', '/no/such/config.json'], 'config file /no/such/config.json not found'],
     [['generate', '--model', '/definitely/not/here', '--prompt', 'hi'], 'does not exist'],
     [['generate', '--model', 'embedded', '--prompt', 'hi', '--policy', 'h2o', '--budget', '2'], 'outside (0, 1]'],
     [['frobnicate'], "unknown command 'frobnicate'"],
@@ -59,7 +59,7 @@ describe('kvfold: bad input exits 2 with a clear message and no stack trace', ()
     writeFileSync(join(dir, 'broken.json'), '{"bench": ');
     const broken = await run(['validate', join(dir, 'broken.json')]);
     expect(broken.code).toBe(2);
-    expect(broken.err).toContain('is not valid JSON');
+    expect(broken.err).toContain(`${join(dir, 'broken.json')}:1:11: not valid JSON: expected a value, found end of input`);
     const debug = await run(['--debug', 'validate', file]);
     expect(debug.code).toBe(2);
     expect(debug.err).toMatch(/\n\s+at /);
@@ -85,7 +85,7 @@ describe('kvfold commands', () => {
     for (const s of ['policies:', 'kvmerger', 'eps', 'default 0.75', 'backends:', 'onnx', 'threads', 'plugins:', '@kvfold/policy-h2o', 'benchmark suites: needle, fidelity, perplexity, speed']) expect(r.out).toContain(s);
     const j = await run(['list', '--json']);
     const parsed = JSON.parse(j.out) as { policies: { name: string; schema: object }[]; backends: { name: string }[]; plugins: string[] };
-    expect(parsed.policies.map((p) => p.name)).toEqual(['cam', 'full', 'h2o', 'kvmerger', 'random', 'window']);
+    expect(parsed.policies.map((p) => p.name)).toEqual(['cam', 'chain', 'full', 'h2o', 'knorm', 'kvmerger', 'pyramidkv', 'random', 'snapkv', 'window']);
     expect(parsed.backends.map((b) => b.name)).toEqual(['onnx', 'reference', 'tfjs']);
     expect(parsed.plugins).toContain('@kvfold/backend-onnx');
   });
@@ -139,5 +139,39 @@ describe('kvfold commands', () => {
     const text = readFileSync(results, 'utf8');
     expect(text).toContain('## Benchmark: `t` sweep (kvfold bench)');
     expect(text).toContain('## onnx backend: x\n\nkeep me');
+  });
+
+  it('demo --preset smoke says what it runs, then prints the table with a legend (n per row, over-budget rows marked) and the report and plots paths', async () => {
+    const out = tmp();
+    const r = await run(['demo', '--preset', 'smoke', '--out', out]);
+    expect(r.code).toBe(0);
+    expect(r.err.split('\n')[0]).toBe(`kvfold demo runs the benchmark's "smoke" preset on the embedded model. Ctrl-C stops after the current item; the run folder resumes.`);
+    expect(r.out).toMatch(/^- passkey: .*n=1 per row/m);
+    expect(r.out).toMatch(/^- recall: .*n=1 per row; chance 50%$/m);
+    expect(r.out).toMatch(/^- decode tok\/s: median over 3 rounds/m);
+    // KVMerger (decodeInterval 0) keeps the generated tokens; evicting policies stay within the budget.
+    expect(r.out).toContain('| kvmerger † | 0.5 |');
+    expect(r.out).toContain('| h2o | 0.5 |');
+    expect(r.out).toMatch(/^- † ended over budget/m);
+    const dir = join(out, readdirSync(out)[0]!);
+    expect(r.out).toContain(`report: ${join(dir, 'report.md')}\n`);
+    expect(r.out).toContain(`plots:  ${join(dir, 'plots')}/ (${readdirSync(join(dir, 'plots')).length} SVG files)`);
+    expect(readFileSync(join(dir, 'report.md'), 'utf8')).toContain('- † ended over budget');
+  });
+
+  it('the default demo starts with the one statement of what it does and how long it takes; an unknown preset is a usage error', async () => {
+    expect(demoIntro('demo')).toBe(`${DEMO_SUMMARY}. Ctrl-C stops after the current item; the run folder resumes.`);
+    expect(DEMO_SUMMARY).toMatch(/^kvfold demo runs the benchmark's short sweep \(preset demo\) on the embedded model: .* minutes on 2 cores/);
+    const r = await run(['demo', '--preset', 'nosuch']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("argument 'nosuch' is invalid");
+  });
+
+  it('usage errors name a command that exists where the user is', async () => {
+    const r = await run(['frobnicate']);
+    expect(r.err).toContain(`(run ${commandName()} --help for usage)`);
+    expect(commandName({ npm_lifecycle_event: 'kvfold' })).toBe('pnpm kvfold');
+    expect(commandName({ npm_lifecycle_event: 'demo' })).toBe('pnpm kvfold');
+    expect(commandName({})).toBe('npx kvfold');
   });
 });

@@ -1,4 +1,4 @@
-import type { KVKernels } from './kernels.js';
+import type { KernelBackend } from './kernel-backend.js';
 import type { Logger } from './logger.js';
 import type { JsonSchema } from './policy.js';
 
@@ -8,7 +8,11 @@ export interface BackendServices {
   readonly logger: Logger;
 }
 
-/** How a backend is registered: its name, option schema and an async factory of kernels. */
+/**
+ * How a backend is registered: its name, option schema and an async factory of its {@link KernelBackend}
+ * (tensor transfers and kernel implementations). `KVFold.backend` validates the options, creates it and
+ * binds it to the instance's kernel registry, so callers get validated `KVKernels`.
+ */
 export interface BackendDefinition<Options = Record<string, unknown>> {
   /** Registry name (`reference`, `tfjs`, `onnx`, ...). */
   readonly name: string;
@@ -16,8 +20,8 @@ export interface BackendDefinition<Options = Record<string, unknown>> {
   readonly description: string;
   /** JSON Schema of the options object, with defaults. */
   readonly schema: JsonSchema;
-  /** Create the kernels; may load engines or native libraries, so it is async. */
-  create(options: Options, services: BackendServices): Promise<KVKernels<unknown>>;
+  /** Create the backend; may load engines or native libraries, so it is async. */
+  create(options: Options, services: BackendServices): Promise<KernelBackend<unknown>>;
 }
 
 /** Declare a backend definition with its options type checked; returns it unchanged. */

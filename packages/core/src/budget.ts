@@ -22,7 +22,17 @@ export type Budget =
  *   the token count is larger than the prompt.
  */
 export function resolveBudget(budget: Budget, promptLength: number): number {
-  const spec = typeof budget === 'number' ? { ratio: budget } : budget;
+  if (typeof promptLength !== 'number' || !Number.isInteger(promptLength) || promptLength < 1) {
+    throw new BudgetError(`prompt length ${String(promptLength)} must be a positive integer (the tokens a ratio budget refers to)`, { field: 'promptLength', value: promptLength, allowed: 'integer >= 1' });
+  }
+  const spec: unknown = typeof budget === 'number' ? { ratio: budget } : budget;
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec) || !('ratio' in spec || 'tokens' in spec)) {
+    throw new BudgetError(`budget ${JSON.stringify(budget) ?? String(budget)} is not a budget; give a ratio in (0, 1] (0.5 or {"ratio": 0.5}) or a slot count ({"tokens": 512})`, {
+      field: 'budget',
+      value: typeof budget === 'object' ? undefined : budget,
+      allowed: ['number in (0, 1]', '{ ratio }', '{ tokens }'],
+    });
+  }
   if ('ratio' in spec) {
     const r = spec.ratio;
     if (typeof r !== 'number' || !Number.isFinite(r) || r <= 0 || r > 1) {
@@ -30,7 +40,7 @@ export function resolveBudget(budget: Budget, promptLength: number): number {
     }
     return Math.max(1, Math.min(promptLength, Math.round(r * promptLength)));
   }
-  const t = spec.tokens;
+  const t = (spec as { tokens: unknown }).tokens;
   if (typeof t !== 'number' || !Number.isInteger(t) || t < 1) {
     throw new BudgetError(`budget tokens ${String(t)} must be a positive integer`, { field: 'budget.tokens', value: t, allowed: 'integer >= 1' });
   }

@@ -3,7 +3,17 @@ import { ConfigError, type ConfigIssue } from './errors.js';
 import type { Budget } from './budget.js';
 import type { GroupReduction } from './kernels.js';
 import type { JsonSchema } from './policy.js';
-import type { BackendRegistry, PolicyRegistry } from './registry.js';
+import type { BackendDefinition } from './backend.js';
+import type { PolicyDefinition } from './policy.js';
+import type { RegistryEntry } from './registry.js';
+
+/** What {@link composeSchema} reads of a registry: its names and entries (a registry, or a candidate list). */
+export interface RegistryView<D> {
+  /** Registered names, sorted. */
+  names(): string[];
+  /** Entries, sorted by name. */
+  list(): RegistryEntry<D>[];
+}
 
 /** The configuration document kvfold reads (file or object). */
 export interface KVFoldConfig {
@@ -50,7 +60,7 @@ export type SchemaExtensions = Readonly<Record<string, JsonSchema>>;
  * Compose the configuration schema from every registered policy's and backend's option schema:
  * names are enums of what is registered, and each name's `options` is checked against its own schema.
  */
-export function composeSchema(policies: PolicyRegistry, backends: BackendRegistry, extensions: SchemaExtensions = {}): JsonSchema {
+export function composeSchema(policies: RegistryView<PolicyDefinition<never>>, backends: RegistryView<BackendDefinition<never>>, extensions: SchemaExtensions = {}): JsonSchema {
   const policyNames = policies.names();
   const backendNames = backends.names();
   const policyRules = policies.list().map(({ definition }) => ({
@@ -102,25 +112,60 @@ function nameSchema(names: readonly string[], kind: string): JsonSchema {
 /** ajv compiled validator cache keyed by schema object, so validation is compiled once per schema. */
 const compiled = new WeakMap<object, ReturnType<Ajv['compile']>>();
 
-function validatorFor(schema: JsonSchema): ReturnType<Ajv['compile']> {
+function validatorFor(schema: JsonSchema, context: string): ReturnType<Ajv['compile']> {
   let v = compiled.get(schema);
   if (!v) {
     const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true });
-    v = ajv.compile(schema);
+    try {
+      v = ajv.compile(schema);
+    } catch (e) {
+      throw new ConfigError([{ path: '', rule: 'schema', message: `the JSON Schema of ${context} does not compile: ${(e as Error).message}` }], `schema of ${context}`);
+    }
     compiled.set(schema, v);
   }
   return v;
 }
 
 /**
+ * Compile a JSON Schema now (cached), so a broken schema is found when it is registered rather than on
+ * the first validation.
+ * @throws ConfigError (rule `schema`) with ajv's reason when it does not compile.
+ */
+export function compileSchema(schema: JsonSchema, context = 'config'): void {
+  validatorFor(schema, context);
+}
+
+/**
  * Validate `value` against `schema`, filling defaults into a deep copy, and return the copy.
- * @throws ConfigError listing every problem with its JSON path, rule and allowed values.
+ * @throws ConfigError listing every problem with its JSON path, rule and allowed values (rule `schema`
+ *   when the schema itself does not compile; `clone` when the value cannot be copied).
  */
 export function validateAgainst<T>(schema: JsonSchema, value: unknown, context = 'config'): T {
-  const copy: unknown = value === undefined ? {} : structuredClone(value);
-  const validate = validatorFor(schema);
+  let copy: unknown;
+  try {
+    copy = value === undefined ? {} : structuredClone(value);
+  } catch (e) {
+    throw new ConfigError([{ path: '', rule: 'clone', message: `must be plain JSON data (${(e as Error).message})` }], context);
+  }
+  const validate = validatorFor(schema, context);
   if (!validate(copy)) throw new ConfigError(toIssues(validate.errors ?? []), context);
   return copy as T;
+}
+
+/** Options objects validated by {@link validateOptions}, with the schema they passed. */
+const validatedFor = new WeakMap<object, JsonSchema>();
+
+/**
+ * Validate options against `schema` once: the result is remembered, so passing it again (as `KVFold.policy`
+ * does when it hands validated options to a policy's constructor) returns it without a second validation.
+ * Policy constructors call this, so direct construction still validates.
+ * @throws ConfigError listing every problem with its JSON path, rule and allowed values.
+ */
+export function validateOptions<T>(schema: JsonSchema, value: unknown, context = 'options'): T {
+  if (typeof value === 'object' && value !== null && validatedFor.get(value) === schema) return value as T;
+  const valid = validateAgainst<T>(schema, value, context);
+  if (typeof valid === 'object' && valid !== null) validatedFor.set(valid, schema);
+  return valid;
 }
 
 /** Turn ajv errors into issues people can act on; drops the noise of `if/then` and `oneOf` branches. */

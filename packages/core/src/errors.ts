@@ -32,6 +32,16 @@ export const ErrorCode = {
   Model: 'KVF_MODEL',
   /** A policy needs an observation (attention, queries) that the runtime did not pass. */
   MissingObservation: 'KVF_MISSING_OBSERVATION',
+  /** A file or folder the user named does not exist. */
+  NotFound: 'KVF_NOT_FOUND',
+  /** A tensor holds values too large in magnitude for float32 sums and merges to stay finite. */
+  ValueRange: 'KVF_VALUE_RANGE',
+  /** A plugin's own code (a getter, `create()`) threw an error that is not a kvfold error. */
+  PluginFailure: 'KVF_PLUGIN_FAILURE',
+  /** Another process holds the run folder's lock. */
+  RunLocked: 'KVF_RUN_LOCKED',
+  /** No kernel is defined under the requested name. */
+  UnknownKernel: 'KVF_UNKNOWN_KERNEL',
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -135,9 +145,10 @@ export class InvalidPluginError extends KVFoldError {
    *
    * @param specifier - The package name or path as given.
    * @param reason - What the export lacks.
+   * @param cause - The error that revealed it (a throwing getter, an invalid schema).
    */
-  constructor(specifier: string, reason: string) {
-    super(ErrorCode.InvalidPlugin, `plugin "${specifier}" is not a kvfold plugin: ${reason}. Export default definePlugin({...}) from @kvfold/core.`, { plugin: specifier });
+  constructor(specifier: string, reason: string, cause?: unknown) {
+    super(ErrorCode.InvalidPlugin, `plugin "${specifier}" is not a kvfold plugin: ${reason}. Export default definePlugin({...}) from @kvfold/core.`, { plugin: specifier }, { cause });
   }
 }
 
@@ -149,9 +160,15 @@ export class IncompatiblePluginError extends KVFoldError {
    * @param specifier - The package.
    * @param found - What it was built for.
    * @param expected - What this kvfold supports.
+   * @param changes - What changed between the two, so the author knows what to update.
    */
-  constructor(specifier: string, found: string, expected: string) {
-    super(ErrorCode.IncompatiblePlugin, `plugin "${specifier}" was built for ${found}, but this kvfold supports ${expected}`, { plugin: specifier, found, expected });
+  constructor(specifier: string, found: string, expected: string, changes?: string) {
+    super(ErrorCode.IncompatiblePlugin, `plugin "${specifier}" was built for ${found}, but this kvfold supports ${expected}${changes ? `; what changed: ${changes}` : ''}`, {
+      plugin: specifier,
+      found,
+      expected,
+      ...(changes ? { changes } : {}),
+    });
   }
 }
 
@@ -165,7 +182,7 @@ export class NameClashError extends KVFoldError {
    * @param existingOwner - Who registered it first.
    * @param newOwner - Who tried again.
    */
-  constructor(kind: 'policy' | 'backend' | 'plugin', name: string, existingOwner: string, newOwner: string) {
+  constructor(kind: 'policy' | 'backend' | 'plugin' | 'kernel', name: string, existingOwner: string, newOwner: string) {
     super(ErrorCode.NameClash, `${kind} "${name}" from ${newOwner} clashes with the one already registered by ${existingOwner}`, { kind, name, existingOwner, newOwner });
   }
 }
@@ -278,5 +295,81 @@ export class MissingObservationError extends KVFoldError {
    */
   constructor(policy: string, need: string) {
     super(ErrorCode.MissingObservation, `policy "${policy}" needs observed.${need}, but the runtime passed none; compute it with kernels.observe()`, { policy, need });
+  }
+}
+
+/** A file or folder the user named does not exist (a missing file is "not found", never "invalid"). */
+export class NotFoundError extends KVFoldError {
+  /**
+   * Name the missing path and what it was supposed to be.
+   *
+   * @param what - What the path should hold, e.g. `config file`.
+   * @param path - The absolute path that does not exist.
+   * @param hint - What to do instead, appended to the message.
+   */
+  constructor(what: string, path: string, hint = '') {
+    super(ErrorCode.NotFound, `${what} ${path} not found${hint ? `; ${hint}` : ''}`, { what, path });
+  }
+}
+
+/** A tensor holds values whose magnitude kvfold refuses (float32 sums of them could overflow). */
+export class ValueRangeError extends KVFoldError {
+  /**
+   * Name the tensor and the limit.
+   *
+   * @param field - The tensor holding a value at or above the limit.
+   * @param limit - The exclusive magnitude limit.
+   * @param details - Where it was found.
+   */
+  constructor(field: string, limit: number, details: Record<string, unknown> = {}) {
+    super(ErrorCode.ValueRange, `${field} holds a value of magnitude >= ${limit} (2^${Math.log2(limit)}); kvfold computes in float32 and refuses values this large, whose merged sums could overflow`, {
+      field,
+      limit,
+      ...details,
+    });
+  }
+}
+
+/** A plugin's own code threw something other than a kvfold error. */
+export class PluginFailureError extends KVFoldError {
+  /**
+   * Name the plugin, the part that threw and the error.
+   *
+   * @param plugin - The plugin (or registry owner) whose code threw.
+   * @param where - What threw, e.g. `policy "tova" create()`.
+   * @param cause - The thrown value.
+   */
+  constructor(plugin: string, where: string, cause: unknown) {
+    super(ErrorCode.PluginFailure, `plugin "${plugin}": ${where} threw: ${cause instanceof Error ? cause.message : String(cause)}`, { plugin, where }, { cause });
+  }
+}
+
+/** Another process holds the lock of a run folder. */
+export class RunLockedError extends KVFoldError {
+  /**
+   * Name the folder and the lock holder.
+   *
+   * @param dir - The run folder.
+   * @param holder - What the lock file records: pid, host, start time.
+   */
+  constructor(dir: string, holder: { readonly pid: number; readonly host: string; readonly startedAt?: string }) {
+    super(
+      ErrorCode.RunLocked,
+      `run folder ${dir} is in use by process ${holder.pid} on ${holder.host}${holder.startedAt ? ` (since ${holder.startedAt})` : ''}; wait for it to finish, or if that process no longer exists, remove ${dir}/.lock`,
+      { dir, ...holder },
+    );
+  }
+}
+
+/** No kernel is defined under that name (neither built in nor registered by a plugin). */
+export class UnknownKernelError extends KVFoldError {
+  /**
+   * Name the missing kernel and the defined ones.
+   *
+   * @param name - The requested name.
+   * @param available - The defined names.
+   */
+  constructor(name: string, available: readonly string[]) {
+    super(ErrorCode.UnknownKernel, `unknown kernel "${name}"; defined kernels: ${quoteList(available)}`, { name, available });
   }
 }

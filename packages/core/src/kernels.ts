@@ -1,3 +1,4 @@
+import { ConfigError } from './errors.js';
 import type { DType, HostTensor } from './tensor.js';
 
 /**
@@ -42,12 +43,23 @@ export interface ObserveOptions {
   readonly proportional?: boolean;
 }
 
-/** What {@link KVKernels.observe} returns: attention seen by the cache, reduced to kv-head granularity. */
+/**
+ * What {@link KVKernels.observe} returns: attention seen by the cache, reduced to kv-head granularity. The
+ * fields have the names of the {@link Observation} a policy receives, so a result passes through as is.
+ */
 export interface ObservedAttention<T> {
   /** Sum over the given queries of the softmax probability each slot received, float32 `[kvHeads, length]`. */
-  readonly sums: T;
+  readonly attention: T;
   /** Probabilities from the last query alone, float32 `[kvHeads, length]`. */
-  readonly last: T;
+  readonly lastAttention: T;
+}
+
+/** Whether a kernel runs as the backend's own implementation or as the reference through the host. */
+export interface KernelInfo {
+  /** Kernel name. */
+  readonly name: string;
+  /** `backend`: the backend implements it; `reference`: the reference runs on host copies (the reference backend's own path). */
+  readonly runs: 'backend' | 'reference';
 }
 
 /**
@@ -92,13 +104,16 @@ export interface NeighbourMergePlan<T> {
 }
 
 /**
- * The whole kernel surface a policy may use. Each backend implements it for its own tensor type `T`;
- * a policy sees only opaque handles, so the same policy runs on every backend.
+ * The whole kernel surface a policy may use, for a backend's tensor type `T`; a policy sees only opaque
+ * handles, so the same policy runs on every backend. Core builds it from a backend's {@link KernelBackend}
+ * with {@link bindKernels}: every kernel call is validated once, by the kernel's definition, then runs the
+ * backend's implementation, or the reference on host copies when the backend has none.
  *
  * Contract shared by every kernel:
  * - inputs are never mutated; outputs are new tensors that the caller owns and must {@link dispose};
  * - results equal the reference backend's within 1e-5 relative error (float32);
- * - ties in rankings go to the lower slot index.
+ * - ties in rankings go to the lower slot index;
+ * - bad arguments throw the same typed error with the same message on every backend.
  */
 export interface KVKernels<T = unknown> {
   /** Registry name of the backend (`reference`, `tfjs`, `onnx`, ...). */
@@ -117,8 +132,15 @@ export interface KVKernels<T = unknown> {
   /** Release tensors. Disposing a handle twice, or `undefined`, is harmless. */
   dispose(...tensors: readonly (T | undefined)[]): void;
 
-  /** True when every element is finite (no NaN, no infinity). */
-  allFinite(tensor: T): Promise<boolean>;
+  /**
+   * True when every element is finite (no NaN, no infinity); int32 tensors always are. With `bound` (a
+   * power of two from 2 to 2^127), a float32 element must also be smaller than `bound` in magnitude: the
+   * test is exact on every backend, since a float32 `x * 2^(128 - log2 bound)` overflows exactly when
+   * `|x| >= bound`. With `from` (an integer slot of axis 1), only slots `from..` of every row of axis 0
+   * are tested: the newest slots of every head of a `[heads, length, ...]` cache, which is how the guard
+   * scans what a decode step appended without gathering it.
+   */
+  allFinite(tensor: T, bound?: number, from?: number): Promise<boolean>;
 
   /**
    * Append `n` new tokens to every head: keys and values `[kvHeads, n, headDim]`, positions int32
@@ -141,6 +163,9 @@ export interface KVKernels<T = unknown> {
   /** Cosine similarity of each key with the next one, float32 `[kvHeads, length - 1]` (0 when a norm is 0). */
   adjacentCosine(keys: T): T;
 
+  /** L2 norm of each key, float32 `[kvHeads, length]` (Knorm's score). */
+  keyNorms(keys: T): T;
+
   /**
    * Collapse runs of consecutive slots into one slot each (KVMerger): key = weighted sum of member
    * keys, value per {@link SegmentPlan.valueScale}, position = pivot's, count = sum of member counts,
@@ -161,6 +186,16 @@ export interface KVKernels<T = unknown> {
    * reduced to kv heads. A query at position `p` (int32 `queryPositions [n]`) sees slots whose position is `<= p`.
    */
   observe(layer: LayerCache<T>, queries: T, queryPositions: T, options?: ObserveOptions): ObservedAttention<T>;
+
+  /**
+   * Run a kernel by name: how a policy calls a kernel that a plugin defines (built-in kernels are the
+   * methods above). The arguments are validated by the kernel's definition.
+   * @throws UnknownKernelError when no kernel has that name.
+   */
+  run<R = unknown>(kernel: string, ...args: readonly unknown[]): R;
+
+  /** Every kernel these kernels can run, and whether the backend implements it or the reference runs through the host. */
+  kernels(): readonly KernelInfo[];
 }
 
 /** Read the dimensions of a layer cache. */
@@ -181,4 +216,17 @@ export function layerTensors<T>(layer: LayerCache<T>): T[] {
 export function disposeLayer<T>(kernels: KVKernels<T>, layer: LayerCache<T>, keep?: LayerCache<T>): void {
   const kept = new Set<T>(keep ? layerTensors(keep) : []);
   kernels.dispose(...layerTensors(layer).filter((t) => !kept.has(t)));
+}
+
+/**
+ * The factor `2^(128 - log2 bound)` with which {@link KVKernels.allFinite} scales float32 elements so that
+ * exactly those of magnitude `>= bound` overflow to infinity.
+ * @throws ConfigError when `bound` is not a power of two from 2 to 2^127.
+ */
+export function finiteBoundScale(bound: number): number {
+  const e = Math.log2(bound);
+  if (typeof bound !== 'number' || !Number.isInteger(e) || e < 1 || e > 127) {
+    throw new ConfigError([{ path: '/bound', rule: 'enum', message: `must be a power of two from 2 to 2^127, got ${String(bound)}`, allowed: '2^1..2^127' }], 'allFinite');
+  }
+  return 2 ** (128 - e);
 }

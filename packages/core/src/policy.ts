@@ -3,7 +3,15 @@ import type { Logger } from './logger.js';
 import type { Rng } from './rng.js';
 
 /** The policy specification version this core implements; policies built for another are refused by name. */
-export const SPECIFICATION_VERSION = 'v1' as const;
+export const SPECIFICATION_VERSION = 'v2' as const;
+
+/** What each policy specification version changed from the one before: the message a refused policy gets. */
+export const SPECIFICATION_CHANGES: Readonly<Record<string, string>> = {
+  v2:
+    'KVKernels.observe returns { attention, lastAttention } (was { sums, last }), the names of Observation; ' +
+    'every kernel call is validated by core before the backend runs it; kernels gained keyNorms, run and kernels(); ' +
+    'PolicyDefinition.create receives PolicyServices as a second argument. Rebuild the policy against this @kvfold/core',
+};
 
 /** What a policy may ask the runtime to observe during attention. */
 export type ObservationNeed = 'attention' | 'lastAttention' | 'queries';
@@ -65,6 +73,16 @@ export interface KVCachePolicy {
   step<T>(layer: LayerCache<T>, observed: Observation<T>, ctx: PolicyContext<T>): Promise<LayerCache<T>>;
 }
 
+/** What a policy factory may use besides its options: other registered policies, for wrappers. */
+export interface PolicyServices {
+  /**
+   * Create a registered policy by name with its options validated against its schema (unguarded: the
+   * wrapper that asks is guarded as a whole).
+   * @throws UnknownPolicyError, ConfigError
+   */
+  policy(name: string, options?: Record<string, unknown>): KVCachePolicy;
+}
+
 /**
  * How a policy is registered: its name, option schema and a factory. `Options` is the validated
  * options object with schema defaults filled in.
@@ -78,8 +96,11 @@ export interface PolicyDefinition<Options = Record<string, unknown>> {
   readonly description: string;
   /** JSON Schema of the options object, with defaults and bounds. */
   readonly schema: JsonSchema;
-  /** Build a policy from validated options. */
-  create(options: Options): KVCachePolicy;
+  /**
+   * Build a policy from validated options. `services` (passed by `KVFold.policy`) lets a wrapper create
+   * the policies it wraps; a wrapper called without it throws.
+   */
+  create(options: Options, services?: PolicyServices): KVCachePolicy;
 }
 
 /** Declare a policy definition with its options type checked; returns it unchanged. */

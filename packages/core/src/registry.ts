@@ -14,7 +14,10 @@ export interface RegistryEntry<D> {
 /** A name-keyed registry that remembers who registered each entry, to name both sides of a clash. */
 class NamedRegistry<D extends { readonly name: string }> {
   private readonly entries = new Map<string, RegistryEntry<D>>();
-  constructor(private readonly kind: 'policy' | 'backend') {}
+  constructor(
+    private readonly kind: 'policy' | 'backend',
+    private readonly unknown: (name: string, available: readonly string[]) => Error,
+  ) {}
 
   /** Register `definition`; `owner` names its plugin in error messages. */
   register(definition: D, owner: string): void {
@@ -38,9 +41,11 @@ class NamedRegistry<D extends { readonly name: string }> {
     return this.names().map((n) => this.entries.get(n)!);
   }
 
-  /** The definition under `name`, or undefined; subclasses turn a miss into their typed error. */
-  protected lookup(name: string): D | undefined {
-    return this.entries.get(name)?.definition;
+  /** The definition registered under `name`. @throws the registry's typed unknown-name error (UnknownPolicyError, UnknownBackendError) */
+  get(name: string): D {
+    const d = this.entries.get(name)?.definition;
+    if (!d) throw this.unknown(name, this.names());
+    return d;
   }
 }
 
@@ -49,13 +54,7 @@ class NamedRegistry<D extends { readonly name: string }> {
 export class PolicyRegistry extends NamedRegistry<PolicyDefinition<never>> {
   /** An empty registry; {@link KVFold} makes one per instance. */
   constructor() {
-    super('policy');
-  }
-  /** The definition registered under `name`. @throws UnknownPolicyError */
-  get(name: string): PolicyDefinition<never> {
-    const d = this.lookup(name);
-    if (!d) throw new UnknownPolicyError(name, this.names());
-    return d;
+    super('policy', (name, available) => new UnknownPolicyError(name, available));
   }
 }
 
@@ -64,12 +63,6 @@ export class PolicyRegistry extends NamedRegistry<PolicyDefinition<never>> {
 export class BackendRegistry extends NamedRegistry<BackendDefinition<never>> {
   /** An empty registry; {@link KVFold} makes one per instance. */
   constructor() {
-    super('backend');
-  }
-  /** The definition registered under `name`. @throws UnknownBackendError */
-  get(name: string): BackendDefinition<never> {
-    const d = this.lookup(name);
-    if (!d) throw new UnknownBackendError(name, this.names());
-    return d;
+    super('backend', (name, available) => new UnknownBackendError(name, available));
   }
 }

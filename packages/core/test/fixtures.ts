@@ -1,4 +1,4 @@
-import { defineBackend, definePlugin, definePolicy, type KVCachePolicy, type KVKernels } from '@kvfold/core';
+import { SPECIFICATION_VERSION, defineBackend, defineKernelBackend, definePlugin, definePolicy, type KVCachePolicy } from '@kvfold/core';
 
 /** A no-op policy with one bounded option, for config and registry tests. */
 export const echoPolicy = definePolicy<{ eps: number; mode: 'a' | 'b' }>({
@@ -13,7 +13,7 @@ export const echoPolicy = definePolicy<{ eps: number; mode: 'a' | 'b' }>({
     },
   },
   create: (options): KVCachePolicy & { options: unknown } => ({
-    specificationVersion: 'v1',
+    specificationVersion: SPECIFICATION_VERSION,
     name: 'echo',
     needs: ['attention'],
     options,
@@ -22,12 +22,25 @@ export const echoPolicy = definePolicy<{ eps: number; mode: 'a' | 'b' }>({
   }),
 });
 
-/** A backend fixture whose kernels only describe themselves. */
+/** A backend fixture that implements no kernel: every kernel would run the reference through the host. */
 export const fakeBackend = defineBackend<{ flavour: string }>({
   name: 'fake',
   description: 'test fixture',
   schema: { type: 'object', additionalProperties: false, properties: { flavour: { enum: ['x', 'y'], default: 'x' } } },
-  create: async (options) => ({ backend: 'fake', describe: () => `fake ${options.flavour}` }) as unknown as KVKernels<unknown>,
+  create: async (options) =>
+    defineKernelBackend<unknown>({
+      name: 'fake',
+      describe: () => `fake ${options.flavour}`,
+      inspect: () => 'is not a fake tensor',
+      fromHost: (t) => t,
+      toHost: async () => {
+        throw new Error('fake backend holds no tensors');
+      },
+      read: () => {
+        throw new Error('fake backend holds no tensors');
+      },
+      dispose: () => undefined,
+    }),
 });
 
 export const fixturePlugin = definePlugin({ name: 'fixture', policies: [echoPolicy], backends: [fakeBackend] });

@@ -2,7 +2,7 @@ import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, KVFold, PLUGIN_API_VERSION, assertPlugin, coreVersion, definePlugin, type KVFoldError } from '@kvfold/core';
+import { ErrorCode, KVFold, PLUGIN_API_VERSION, SPECIFICATION_VERSION, assertPlugin, coreVersion, definePlugin, type KVFoldError } from '@kvfold/core';
 import { echoPolicy, fixturePlugin } from './fixtures.js';
 
 const codeOf = async (fn: () => unknown): Promise<[string, string]> => {
@@ -10,11 +10,11 @@ const codeOf = async (fn: () => unknown): Promise<[string, string]> => {
   throw new Error('expected an error');
 };
 
-/** Write a fake npm package under dir/node_modules/name whose default export is `body`. */
+/** Write a fake npm plugin package under dir/node_modules/name whose default export is `body`. */
 function fakePackage(dir: string, name: string, body: string, manifest: Record<string, unknown> = {}): void {
   const pkg = join(dir, 'node_modules', name);
   mkdirSync(pkg, { recursive: true });
-  writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name, type: 'module', exports: { '.': { import: './index.js' } }, ...manifest }));
+  writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name, type: 'module', exports: { '.': { import: './index.js' } }, kvfold: { pluginApiVersion: PLUGIN_API_VERSION }, ...manifest }));
   writeFileSync(join(pkg, 'index.js'), body);
 }
 
@@ -37,10 +37,14 @@ describe('plugin contract', () => {
     const [code, message] = await codeOf(() => assertPlugin({ ...definePlugin({ name: 'old' }), pluginApiVersion: 99 }, 'old-pkg'));
     expect(code).toBe(ErrorCode.IncompatiblePlugin);
     expect(message).toBe(`plugin "old-pkg" was built for plugin API 99, but this kvfold supports plugin API ${PLUGIN_API_VERSION}`);
-    const v2 = { ...echoPolicy, specificationVersion: 'v2' } as unknown as typeof echoPolicy;
-    const [code2, message2] = await codeOf(() => assertPlugin(definePlugin({ name: 'v2', policies: [v2] }), 'v2-pkg'));
+    const v1 = { ...echoPolicy, specificationVersion: 'v1' } as unknown as typeof echoPolicy;
+    const [code2, message2] = await codeOf(() => assertPlugin(definePlugin({ name: 'v1', policies: [v1] }), 'v1-pkg'));
     expect(code2).toBe(ErrorCode.IncompatiblePlugin);
-    expect(message2).toMatch(/policy specification v2 \(policy "echo"\)/);
+    expect(message2).toMatch(/policy specification v1 \(policy "echo"\), but this kvfold supports policy specification v2; what changed: KVKernels.observe returns \{ attention, lastAttention \}/);
+    // A plugin built for the previous plugin API is told what changed since.
+    const [code3, message3] = await codeOf(() => assertPlugin({ ...definePlugin({ name: 'one' }), pluginApiVersion: 1 }, 'one-pkg'));
+    expect(code3).toBe(ErrorCode.IncompatiblePlugin);
+    expect(message3).toMatch(/plugin API 1, but this kvfold supports plugin API 2; what changed: \(2\) a backend's create\(\) now returns a KernelBackend/);
   });
   it('names both owners on a name clash', async () => {
     const kv = KVFold.create({ plugins: [fixturePlugin] });
@@ -54,7 +58,8 @@ describe('loading plugin packages', () => {
   const project = mkdtempSync(join(tmpdir(), 'kvfold-plugins-'));
   // Structural plugin: a published plugin bundles its own copy of definePlugin's output shape.
   fakePackage(project, '@acme/kvfold-good', `export default { name: '@acme/kvfold-good', pluginApiVersion: ${PLUGIN_API_VERSION}, backends: [],
-  policies: [{ specificationVersion: 'v1', name: 'good', description: 'd', schema: { type: 'object' }, create: () => ({}) }] };`);
+  policies: [{ specificationVersion: '${SPECIFICATION_VERSION}', name: 'good', description: 'd', schema: { type: 'object' },
+    create: () => ({ specificationVersion: '${SPECIFICATION_VERSION}', name: 'good', needs: [], prefill: async (l) => l, step: async (l) => l }) }] };`);
   fakePackage(project, 'not-a-plugin', 'export default { hello: 1 };');
   fakePackage(project, 'throws-on-import', 'throw new Error("boom");');
   writeFileSync(join(project, 'local-plugin.mjs'), `export default ${JSON.stringify({ name: 'local', pluginApiVersion: PLUGIN_API_VERSION, policies: [], backends: [] })};`);

@@ -7,7 +7,6 @@ import { fileURLToPath } from 'node:url';
  */
 export const modelTinyPath: string = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'weights');
 
-export { Rng } from './data/rng.js';
 export { fillerText, fillerSentence, type FillerOptions } from './data/filler.js';
 export {
   passkeySample,
@@ -19,7 +18,6 @@ export {
   type TaskSample,
 } from './data/tasks.js';
 export { trainingRow, encodeBytes, ANSWER_WEIGHT, CLOSE_WEIGHT, type TrainingRow } from './data/training.js';
-export { encodeSafetensors, decodeSafetensors, type NamedTensor } from './safetensors.js';
 export { toHfConfig, SPECIAL_TOKENS, type TinyModelConfig } from './config.js';
 export {
   layoutPrompt,

@@ -1,7 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { decodeSafetensors, modelTinyPath, toHfConfig } from '../src/index.js';
+import { modelTinyPath, toHfConfig } from '../src/index.js';
+import { readTensors } from '../src/train/tensors.js';
 
 const REQUIRED = [
   'architectures', 'model_type', 'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
@@ -29,12 +30,12 @@ describe('config', () => {
   });
 
   // The bundled weights are written by the training run; skip only before its first export.
-  it.skipIf(!existsSync(resolve(modelTinyPath, 'config.json')))('bundled config.json and model.safetensors agree and are small', () => {
+  it.skipIf(!existsSync(resolve(modelTinyPath, 'config.json')))('bundled config.json and model.safetensors agree and are small', async () => {
     const j = JSON.parse(readFileSync(resolve(modelTinyPath, 'config.json'), 'utf8')) as Record<string, number>;
     checkConfig(j);
     const file = resolve(modelTinyPath, 'model.safetensors');
     expect(statSync(file).size).toBeLessThan(20 * 1024 * 1024);
-    const { tensors } = decodeSafetensors(readFileSync(file));
+    const { tensors } = await readTensors(readFileSync(file), file);
     expect(tensors['model.embed_tokens.weight'].shape).toEqual([j.vocab_size, j.hidden_size]);
     expect(tensors['model.norm.weight'].shape).toEqual([j.hidden_size]);
     for (let i = 0; i < j.num_hidden_layers; i++) {

@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import type { TinyModelConfig } from '../src/index.js';
 import { forward, initParams, mm, toVariables } from '../src/train/model.js';
-import type { NamedTensor } from '../src/index.js';
+import type { NamedTensor } from '../src/train/tensors.js';
 
 const cfg: TinyModelConfig = { vocabSize: 258, hidden: 8, intermediate: 12, layers: 2, heads: 4, kvHeads: 2, headDim: 4, ropeTheta: 10000, rmsNormEps: 1e-5, maxPositions: 64 };
 

@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
+import { createRng } from '@kvfold/core';
 import {
   EVAL_SETTINGS,
   FACT_SNAP,
@@ -7,7 +8,6 @@ import {
   MIN_ROW_LENGTH,
   PASSKEY_QUESTION,
   PROSE_TRAIN_SHARE,
-  Rng,
   SPECIAL_TOKENS,
   ANSWER_WEIGHT,
   evalTaskSample,
@@ -43,11 +43,11 @@ describe('layoutPrompt', () => {
   it('places every fact verbatim, in order, near its depth, and ends with the question at questionOffset', () => {
     fc.assert(
       fc.property(lengths, fillers, fc.integer({ min: 0, max: 1e6 }), fc.integer({ min: 1, max: 4 }), (length, filler, seed, k) => {
-        const rng = new Rng(seed);
+        const rng = createRng(seed);
         const depths = Array.from({ length: k }, () => rng.next()).sort((a, b) => a - b);
         const facts = depths.map((_, i) => `Fact number ${'abcd'[i]} holds.`);
         const question = ' Which fact? ';
-        const out = layoutPrompt({ length, facts, depths, question, rng: new Rng(seed), filler, caller: 'test' });
+        const out = layoutPrompt({ length, facts, depths, question, rng: createRng(seed), filler, caller: 'test' });
         expect(out.prompt.length).toBe(length);
         expect(out.prompt.slice(out.questionOffset)).toBe(question);
         const fillLen = length - question.length - facts.reduce((a, f) => a + f.length + 1, 0);
@@ -65,7 +65,7 @@ describe('layoutPrompt', () => {
   });
 
   it('rejects a length too short for the facts and unordered depths, naming the caller', () => {
-    const base = { facts: ['A long fact sentence.'], question: ' Q? ', rng: new Rng(1), caller: 'myTask' };
+    const base = { facts: ['A long fact sentence.'], question: ' Q? ', rng: createRng(1), caller: 'myTask' };
     expect(() => layoutPrompt({ ...base, length: 10, depths: [0.5] })).toThrow(/myTask: length must be an integer >= 26/);
     expect(() => layoutPrompt({ ...base, facts: ['a.', 'b.'], length: 200, depths: [0.6, 0.2] })).toThrow(/depths must be non-decreasing/);
     expect(() => layoutPrompt({ ...base, length: 200, depths: [0.5], filler: 'poems' as 'prose' })).toThrow(/filler must be "grammar" or "prose"/);
@@ -205,7 +205,7 @@ describe('mixedTrainingRow', () => {
   const all = parseMix(MIX_TASKS.map((t) => `${t}=1`).join(','));
 
   it('builds bos + prompt + answer + "." + eos with the answer weighted, for every task and length', () => {
-    const rng = new Rng(11);
+    const rng = createRng(11);
     const kinds = new Set<string>();
     for (const L of [128, 256, 512, 1024]) {
       for (let i = 0; i < 60; i++) {
@@ -225,14 +225,15 @@ describe('mixedTrainingRow', () => {
     expect(kinds).toEqual(new Set(MIX_TASKS));
   });
 
-  it('follows the mix weights, continues from a saved RNG state and parses mixes strictly', () => {
-    const rng = new Rng(5);
+  it("follows the mix weights, repeats a step's rows from its fork and parses mixes strictly", () => {
+    const rng = createRng(5);
     const only = Array.from({ length: 50 }, () => mixedTrainingRow(rng, 512, parseMix('variable-tracking=1')).kind);
     expect(new Set(only)).toEqual(new Set(['variable-tracking']));
-    const a = new Rng(8);
-    mixedTrainingRow(a, 256, all);
-    const b = new Rng(a.state());
-    expect(Array.from(mixedTrainingRow(a, 512, all).ids)).toEqual(Array.from(mixedTrainingRow(b, 512, all).ids));
+    // Training draws each step's rows from its own fork (seed, step), so a resumed run repeats them exactly.
+    const stream = createRng(8);
+    const row = (step: number) => Array.from(mixedTrainingRow(stream.fork(step), 512, all).ids);
+    expect(row(3)).toEqual(row(3));
+    expect(row(3)).not.toEqual(row(4));
     expect(parseMix('passkey=2, recall')).toEqual({ passkey: 2, recall: 1 });
     expect(() => parseMix('poems=1')).toThrow(/unknown task "poems"; allowed: passkey, recall/);
     expect(() => parseMix('passkey=-1')).toThrow(/weight of passkey must be a number >= 0/);

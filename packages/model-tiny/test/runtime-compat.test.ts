@@ -3,8 +3,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Checkpoint, loadWeights, parseModelConfig, referenceForward } from '@kvfold/runtime';
-import { decodeSafetensors, encodeBytes, modelTinyPath, SPECIAL_TOKENS, type TinyModelConfig } from '../src/index.js';
+import { encodeBytes, modelTinyPath, SPECIAL_TOKENS, type TinyModelConfig } from '../src/index.js';
 import { forward, toVariables } from '../src/train/model.js';
+import { readTensors } from '../src/train/tensors.js';
 
 // The exported folder is the contract with @kvfold/runtime: its plain-loop reference forward must
 // give the logits the training forward gives on the same weights.
@@ -21,7 +22,8 @@ describe.skipIf(!existsSync(resolve(modelTinyPath, 'model.safetensors')))('bundl
       heads: json.num_attention_heads, kvHeads: json.num_key_value_heads, headDim: json.head_dim, ropeTheta: json.rope_theta,
       rmsNormEps: json.rms_norm_eps, maxPositions: json.max_position_embeddings,
     };
-    const p = toVariables(decodeSafetensors(readFileSync(resolve(modelTinyPath, 'model.safetensors'))).tensors);
+    const file = resolve(modelTinyPath, 'model.safetensors');
+    const p = toVariables((await readTensors(readFileSync(file), file)).tensors);
     const ours = tf.tidy(() => forward(cfg, p, tf.tensor2d([tokens], [1, tokens.length], 'int32')).dataSync() as Float32Array);
     for (const v of p.values()) v.dispose();
     let maxErr = 0;

@@ -1,15 +1,5 @@
-import { SPECIFICATION_VERSION, definePolicy, validateAgainst, type JsonSchema, type KVCachePolicy, type LayerCache, type Observation, type ObservationNeed, type PolicyContext } from '@kvfold/core';
-
-/** Options of the `full` policy: it has none. */
-export type FullOptions = Record<string, never>;
-
-/** JSON Schema of {@link FullOptions}: an empty object. */
-export const fullSchema: JsonSchema = {
-  type: 'object',
-  description: 'The full cache takes no options.',
-  properties: {},
-  additionalProperties: false,
-};
+import { SPECIFICATION_VERSION, definePolicy, validateOptions, type KVCachePolicy, type LayerCache, type Observation, type ObservationNeed, type PolicyContext } from '@kvfold/core';
+import { fullSchema, type FullOptions } from './schema.js';
 
 /**
  * The uncompressed baseline: every token stays, whatever the budget, so benchmarks have an upper
@@ -25,7 +15,7 @@ export class FullPolicy implements KVCachePolicy {
 
   /** @throws ConfigError when `options` has any property. */
   constructor(options: FullOptions = {}) {
-    validateAgainst<FullOptions>(fullSchema, options, 'full options');
+    validateOptions<FullOptions>(fullSchema, options, 'full options');
   }
 
   /** Return the input layer unchanged (same object). */

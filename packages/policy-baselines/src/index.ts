@@ -1,16 +1,19 @@
 /**
  * @packageDocumentation
- * kvfold baseline policies: `full` (no compression), `window` (StreamingLLM sink + recent window) and
- * `random` (seeded random eviction outside a recent window).
+ * kvfold baseline policies: `full` (no compression), `window` (StreamingLLM sink + recent window),
+ * `random` (seeded random eviction outside a recent window), and `chain` (registered policies applied in turn).
  */
 import { definePlugin } from '@kvfold/core';
+import { chainPolicy } from './chain.js';
 import { fullPolicy } from './full.js';
 import { randomPolicy } from './random.js';
 import { windowPolicy } from './window.js';
 
-export { FullPolicy, fullPolicy, fullSchema, type FullOptions } from './full.js';
-export { WindowPolicy, windowPolicy, windowSchema, type WindowOptions } from './window.js';
-export { RandomPolicy, randomPolicy, randomSchema, type RandomOptions } from './random.js';
+export { FullPolicy, fullPolicy } from './full.js';
+export { WindowPolicy, windowPolicy } from './window.js';
+export { RandomPolicy, randomPolicy } from './random.js';
+export { chainPolicy } from './chain.js';
+export { fullSchema, windowSchema, randomSchema, chainSchema, type FullOptions, type WindowOptions, type RandomOptions, type ChainOptions, type ChainStep } from './schema.js';
 
-/** The plugin registering `full`, `window` and `random`. */
-export default definePlugin({ name: '@kvfold/policy-baselines', policies: [fullPolicy, windowPolicy, randomPolicy] });
+/** The plugin registering `full`, `window`, `random` and `chain`. */
+export default definePlugin({ name: '@kvfold/policy-baselines', policies: [fullPolicy, windowPolicy, randomPolicy, chainPolicy] });

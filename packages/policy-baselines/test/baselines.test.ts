@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ErrorCode, KVFold, createContext, disposeLayer, hostTensor, layerToHost, rows, type HostTensor, type KVKernels, type LayerCache } from '@kvfold/core';
-import plugin, { FullPolicy, RandomPolicy, WindowPolicy, fullPolicy, randomPolicy, windowPolicy } from '@kvfold/policy-baselines';
-import { leaked, makeHostLayer, positionsOf, snapshot, trackedKernels, upload } from './helpers.js';
+import plugin, { FullPolicy, RandomPolicy, WindowPolicy, chainPolicy, fullPolicy, randomPolicy, windowPolicy } from '@kvfold/policy-baselines';
+import { leaked, makeHostLayer, positionsOf, snapshot, trackedKernels, upload } from '@kvfold/testkit';
 
 const ctxFor = (k: KVKernels<HostTensor>, budget: number, promptLength: number, step = 0, seed = 0) => createContext({ kernels: k, budget, promptLength, step, seed });
 
@@ -70,7 +70,7 @@ describe('window (StreamingLLM)', () => {
   it('validates options', () => {
     expect(() => new WindowPolicy({ sink: -1 })).toThrow(/sink/);
     expect(() => new WindowPolicy({ sink: 1.5 })).toThrow(expect.objectContaining({ code: ErrorCode.Config }));
-    expect(new WindowPolicy().options).toEqual({ sink: 4 });
+    expect(new WindowPolicy().options).toEqual({ sink: 4, decode: 'evict' });
   });
 });
 
@@ -107,15 +107,15 @@ describe('random', () => {
 
   it('validates options', () => {
     expect(() => new RandomPolicy({ recent: 1.5 })).toThrow(/recent/);
-    expect(new RandomPolicy().options).toEqual({ recent: 0.5 });
+    expect(new RandomPolicy().options).toEqual({ recent: 0.5, decode: 'evict' });
   });
 });
 
 describe('plugin', () => {
-  it('registers full, window and random', () => {
+  it('registers full, window, random and chain', () => {
     const kv = KVFold.create({ plugins: [plugin] });
-    expect(kv.policies.names()).toEqual(['full', 'random', 'window']);
-    for (const d of [fullPolicy, windowPolicy, randomPolicy]) {
+    expect(kv.policies.names()).toEqual(['chain', 'full', 'random', 'window']);
+    for (const d of [fullPolicy, windowPolicy, randomPolicy, chainPolicy]) {
       expect(d.schema.additionalProperties).toBe(false);
       expect(d.description.length).toBeGreaterThan(20);
     }

@@ -5,8 +5,9 @@
 import { definePlugin } from '@kvfold/core';
 import { camPolicy } from './cam.js';
 
-export { CaMPolicy, camPolicy, camSchema, type CaMOptions } from './cam.js';
-export { h2oChooser, windowChooser, checkKeep, type KeepChooser, type KeepChooserInput } from './choosers.js';
+export { CaMPolicy, camPolicy } from './cam.js';
+export { camSchema, type CaMOptions } from './schema.js';
+export { checkKeep, type KeepChooser, type KeepChooserInput } from './choosers.js';
 export { planNeighbourMerge, type GateMode, type HostNeighbourMergePlan } from './plan.js';
 
 /** The plugin registering `cam`. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ErrorCode, KVFold, createContext, createRng, disposeLayer, hostLayer, hostTensor, layerToHost, rows, type HostTensor, type KVKernels, type LayerCache, type Rng } from '@kvfold/core';
 import plugin, { CaMPolicy, camPolicy, planNeighbourMerge, type KeepChooser } from '@kvfold/policy-cam';
-import { attention, leaked, ramp, snapshot, trackedKernels, upload, type TrackedKernels } from './helpers.js';
+import { attention, leaked, ramp, snapshot, trackedKernels, upload, type TrackedKernels } from '@kvfold/testkit';
 
 const ctxFor = (k: KVKernels<HostTensor>, budget: number, promptLength: number, step = 0, seed = 0) => createContext({ kernels: k, budget, promptLength, step, seed });
 
@@ -195,13 +195,13 @@ describe('cam: errors and registration', () => {
     expect(() => new CaMPolicy({ mergeBudget: 0 })).toThrow(/mergeBudget/);
     expect(() => new CaMPolicy({ gate: 'max' as never })).toThrow(expect.objectContaining({ code: ErrorCode.Config }));
     expect(() => new CaMPolicy({ evict: 'tova' as never })).toThrow(/evict/);
-    expect(new CaMPolicy().options).toEqual({ evict: 'h2o', recent: 0.5, sink: 4, mergeBudget: 32, gate: 'bernoulli' });
+    expect(new CaMPolicy().options).toEqual({ evict: 'h2o', recent: 0.5, sink: 4, mergeBudget: 32, gate: 'bernoulli', decode: 'evict' });
   });
 
   it('registers through the plugin', () => {
     const kv = KVFold.create({ plugins: [plugin] });
     expect(kv.policies.names()).toEqual(['cam']);
-    expect(camPolicy.create({ evict: 'window', recent: 0.5, sink: 2, mergeBudget: 16, gate: 'expected' }).needs).toEqual(['attention']);
+    expect(camPolicy.create({ evict: 'window', recent: 0.5, sink: 2, mergeBudget: 16, gate: 'expected', decode: 'evict' }).needs).toEqual(['attention']);
   });
 });
 

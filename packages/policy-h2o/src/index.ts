@@ -5,7 +5,8 @@
 import { definePlugin } from '@kvfold/core';
 import { h2oPolicy } from './h2o.js';
 
-export { H2OPolicy, h2oPolicy, h2oSchema, type H2OOptions } from './h2o.js';
+export { H2OPolicy, h2oPolicy } from './h2o.js';
+export { h2oSchema, type H2OOptions } from './schema.js';
 
 /** The plugin registering `h2o`. */
 export default definePlugin({ name: '@kvfold/policy-h2o', policies: [h2oPolicy] });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ErrorCode, KVFold, createContext, disposeLayer, hostTensor, layerToHost, rows, type HostTensor, type KVKernels, type LayerCache } from '@kvfold/core';
 import plugin, { H2OPolicy, h2oPolicy } from '@kvfold/policy-h2o';
-import { attention, leaked, makeHostLayer, positionsOf, snapshot, trackedKernels, upload } from './helpers.js';
+import { attention, leaked, makeHostLayer, positionsOf, snapshot, trackedKernels, upload } from '@kvfold/testkit';
 
 const ctxFor = (k: KVKernels<HostTensor>, budget: number, promptLength: number, step = 0) => createContext({ kernels: k, budget, promptLength, step });
 
@@ -134,13 +134,13 @@ describe('h2o: errors and registration', () => {
     expect(() => new H2OPolicy({ recent: -1 })).toThrow(expect.objectContaining({ code: ErrorCode.Config }));
     expect(() => new H2OPolicy({ recent: 2.5 })).toThrow(/recent/);
     expect(() => new H2OPolicy({ heavy: 3 } as never)).toThrow(/heavy/);
-    expect(new H2OPolicy().options).toEqual({ recent: 0.5, normalize: false });
+    expect(new H2OPolicy().options).toEqual({ recent: 0.5, normalize: false, decode: 'evict' });
   });
 
   it('registers through the plugin with schema defaults', () => {
     const kv = KVFold.create({ plugins: [plugin] });
     expect(kv.policies.names()).toEqual(['h2o']);
-    const p = h2oPolicy.create({ recent: 4, normalize: true });
+    const p = h2oPolicy.create({ recent: 4, normalize: true, decode: 'evict' });
     expect(p.name).toBe('h2o');
     expect(p.needs).toEqual(['attention']);
     expect(h2oPolicy.schema.additionalProperties).toBe(false);

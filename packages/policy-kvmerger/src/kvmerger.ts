@@ -1,21 +1,8 @@
-import {
-  BudgetError,
-  MissingObservationError,
-  SPECIFICATION_VERSION,
-  cacheShape,
-  definePolicy,
-  hostTensor,
-  layerTensors,
-  resolveShare,
-  type KVCachePolicy,
-  type KVKernels,
-  type LayerCache,
-  type Observation,
-  type ObservationNeed,
-  type PolicyContext,
-} from '@kvfold/core';
+import { BudgetError, SPECIFICATION_VERSION, cacheShape, definePolicy, layerTensors, requireObservation, resolveShare, uploadRows } from '@kvfold/core';
+import type { KVCachePolicy, KVKernels, LayerCache, Observation, ObservationNeed, PolicyContext } from '@kvfold/core';
 import { kvmergerSchema, resolveOptions, type KVMergerOptions, type ResolvedKVMergerOptions } from './options.js';
 import { isIdentity, planLayer, type LayerPlan } from './plan.js';
+import { protectSlots } from './protect.js';
 import { planSigmas } from './sigma.js';
 
 /** How one compression runs: the slots to reach, the link rule, and whether merging is allowed at all. */
@@ -72,7 +59,7 @@ export class KVMergerPolicy implements KVCachePolicy {
   async prefill<T>(layer: LayerCache<T>, observed: Observation<T>, ctx: PolicyContext<T>): Promise<LayerCache<T>> {
     checkBudget(ctx);
     const k = ctx.kernels;
-    const attention = requireAttention(observed);
+    const attention = requireObservation(observed, 'attention', 'kvmerger');
     const scores = k.accumulate(layer.scores, attention);
     const { length } = cacheShape(k, layer);
     const skipped = this.isSkipped(ctx.layerIndex, ctx.layerCount);
@@ -95,7 +82,7 @@ export class KVMergerPolicy implements KVCachePolicy {
   async step<T>(layer: LayerCache<T>, observed: Observation<T>, ctx: PolicyContext<T>): Promise<LayerCache<T>> {
     checkBudget(ctx);
     const k = ctx.kernels;
-    const attention = requireAttention(observed);
+    const attention = requireObservation(observed, 'attention', 'kvmerger');
     const scores = k.accumulate(layer.scores, attention);
     const n = this.options.decodeInterval;
     const { length } = cacheShape(k, layer);
@@ -148,14 +135,20 @@ export class KVMergerPolicy implements KVCachePolicy {
         k.dispose(c);
       }
     }
+    const protection = await protectSlots(k, scores, scoreHost.data, {
+      heads,
+      length,
+      recent: resolveShare(o.recent, pass.target),
+      heavy: resolveShare(o.heavy, pass.target),
+      shared: o.sets === 'shared',
+    });
     const plan = planLayer({
       heads,
       length,
       scores: scoreHost.data,
       cosine,
       target: pass.target,
-      recent: resolveShare(o.recent, pass.target),
-      heavy: resolveShare(o.heavy, pass.target),
+      protection,
       mode: pass.mode,
       eps: o.eps,
       minSimilarity: o.minSimilarity,
@@ -164,9 +157,9 @@ export class KVMergerPolicy implements KVCachePolicy {
     if (isIdentity(plan)) return { result: { ...layer, scores }, plan };
     const keys = o.sigma.mode === 'fixed' ? undefined : { data: (await k.toHost(layer.keys)).data, headDim };
     const sigma = planSigmas(plan, o.sigma, keys);
-    const segmentT = k.fromHost(hostTensor('int32', [heads, length], plan.segment));
-    const pivotT = k.fromHost(hostTensor('int32', [heads, plan.outLength], plan.pivot));
-    const sigmaT = k.fromHost(hostTensor('float32', [heads, plan.outLength], sigma));
+    const segmentT = uploadRows(k, 'int32', heads, plan.segment);
+    const pivotT = uploadRows(k, 'int32', heads, plan.pivot);
+    const sigmaT = uploadRows(k, 'float32', heads, sigma);
     try {
       const result = k.mergeSegments({ ...layer, scores }, { segment: segmentT, pivot: pivotT, sigma: sigmaT, valueScale: o.valueScale });
       return { result, plan };
@@ -174,11 +167,6 @@ export class KVMergerPolicy implements KVCachePolicy {
       k.dispose(segmentT, pivotT, sigmaT);
     }
   }
-}
-
-function requireAttention<T>(observed: Observation<T>): T {
-  if (observed.attention === undefined) throw new MissingObservationError('kvmerger', 'attention');
-  return observed.attention;
 }
 
 function checkBudget<T>(ctx: PolicyContext<T>): void {

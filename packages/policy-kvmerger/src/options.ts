@@ -1,4 +1,4 @@
-import { validateAgainst, type JsonSchema } from '@kvfold/core';
+import { shareSchema, validateOptions, type JsonSchema } from '@kvfold/core';
 
 /** A fixed Gaussian bandwidth for every merging set (the paper's best ablation value is 5). */
 export interface FixedSigma {
@@ -113,17 +113,6 @@ export interface ResolvedKVMergerOptions {
 
 const MAX_INT = 2_147_483_647;
 
-function shareSchema(what: string): JsonSchema {
-  return {
-    description: `${what}: a share of the budget in [0, 1) or an absolute slot count (integer >= 1).`,
-    default: 0.1,
-    oneOf: [
-      { type: 'number', minimum: 0, exclusiveMaximum: 1 },
-      { type: 'integer', minimum: 1, maximum: MAX_INT },
-    ],
-  };
-}
-
 const bandwidth = (description: string): JsonSchema => ({ type: 'number', exclusiveMinimum: 0, maximum: 1e6, default: 5, description });
 
 /** JSON Schema of {@link KVMergerOptions}. */
@@ -131,8 +120,8 @@ export const kvmergerSchema: JsonSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    recent: shareSchema('Most recent slots kept verbatim (paper; size inferred)'),
-    heavy: shareSchema('Top accumulated-attention slots kept verbatim (paper; size inferred)'),
+    recent: shareSchema('Most recent slots kept verbatim (paper; size inferred)', 0.1),
+    heavy: shareSchema('Top accumulated-attention slots kept verbatim (paper; size inferred)', 0.1),
     mode: {
       enum: ['exact', 'paper'],
       default: 'exact',
@@ -202,7 +191,7 @@ export const kvmergerSchema: JsonSchema = {
  * @throws ConfigError naming each offending option and its allowed values.
  */
 export function resolveOptions(options: KVMergerOptions = {}): ResolvedKVMergerOptions {
-  const o = validateAgainst<KVMergerOptions>(kvmergerSchema, options, 'options of policy "kvmerger"');
+  const o = validateOptions<KVMergerOptions>(kvmergerSchema, options, 'options of policy "kvmerger"');
   const s = o.sigma ?? 5;
   let sigma: ResolvedSigma;
   if (typeof s === 'number') sigma = { mode: 'fixed', value: s };

@@ -23,10 +23,12 @@ export interface PlanInput {
   readonly cosine?: ArrayLike<number>;
   /** Slots to keep in `exact` mode (ignored by `paper` mode, which does not trim). */
   readonly target: number;
-  /** Recent-window size in slots. */
-  readonly recent: number;
-  /** Heavy-hitter count in slots. */
-  readonly heavy: number;
+  /**
+   * Protection class of each slot ({@link UNPROTECTED}, {@link RECENT}, {@link HEAVY}), one array of
+   * `length` per layout: `heads` arrays, or one with `sets: 'shared'`. {@link protectSlots} computes them
+   * with the shared selection.
+   */
+  readonly protection: readonly ArrayLike<number>[];
   /** `exact`: merge the best links until `target` is reached, then trim. `paper`: links above `eps`, aligned across heads. */
   readonly mode: 'exact' | 'paper';
   /** Threshold of `paper` mode (strictly above merges). */
@@ -68,33 +70,10 @@ function cmp(a: number, b: number): number {
 }
 
 /**
- * Indices of the `k` highest scores among `[from, to)` (ties to the lower index), in ranking order.
- */
-export function topIndices(scores: ArrayLike<number>, from: number, to: number, k: number): number[] {
-  const idx: number[] = [];
-  for (let i = from; i < to; i++) idx.push(i);
-  idx.sort((a, b) => cmp(val(scores[b]!), val(scores[a]!)) || a - b);
-  return idx.slice(0, Math.max(0, k));
-}
-
-/**
- * Protection class of each slot: the last `recent` slots are {@link RECENT}, then the `heavy` top-scored
- * slots among the rest are {@link HEAVY} (ties to the lower index).
- */
-export function protectSlots(scores: ArrayLike<number>, recent: number, heavy: number): Uint8Array {
-  const n = scores.length;
-  const r = Math.max(0, Math.min(recent, n));
-  const out = new Uint8Array(n);
-  for (let i = n - r; i < n; i++) out[i] = RECENT;
-  for (const i of topIndices(scores, 0, n - r, Math.min(heavy, n - r))) out[i] = HEAVY;
-  return out;
-}
-
-/**
  * Links `(i, i+1)` that may merge: both slots unprotected, cosine finite and `>= minSimilarity`, and
  * strictly above `above` when given. Returned best first (highest cosine, ties to the lower index).
  */
-export function candidateLinks(cos: ArrayLike<number>, prot: Uint8Array, minSimilarity: number, above?: number): number[] {
+export function candidateLinks(cos: ArrayLike<number>, prot: ArrayLike<number>, minSimilarity: number, above?: number): number[] {
   const out: number[] = [];
   for (let i = 0; i < cos.length; i++) {
     const c = cos[i]!;
@@ -116,7 +95,7 @@ interface RowLayout {
 }
 
 /** Merge the first `count` of `candidates`, then (when `target` is given) trim groups beyond it. */
-function layoutRow(length: number, cos: ArrayLike<number>, scores: ArrayLike<number>, prot: Uint8Array, candidates: readonly number[], count: number, target: number | null): RowLayout {
+function layoutRow(length: number, cos: ArrayLike<number>, scores: ArrayLike<number>, prot: ArrayLike<number>, candidates: readonly number[], count: number, target: number | null): RowLayout {
   const links = new Uint8Array(Math.max(0, length - 1));
   let eps: number | null = null;
   const take = Math.min(count, candidates.length);
@@ -154,7 +133,7 @@ function layoutRow(length: number, cos: ArrayLike<number>, scores: ArrayLike<num
 }
 
 /** Mean over heads of a `[heads, n]` row-major array. */
-function headMean(a: ArrayLike<number>, heads: number, n: number): Float64Array {
+export function headMean(a: ArrayLike<number>, heads: number, n: number): Float64Array {
   const out = new Float64Array(n);
   for (let h = 0; h < heads; h++) for (let i = 0; i < n; i++) out[i]! += a[h * n + i]!;
   for (let i = 0; i < n; i++) out[i]! /= heads;
@@ -167,7 +146,7 @@ function row(a: ArrayLike<number>, h: number, n: number): ArrayLike<number> {
 }
 
 /**
- * Plan one layer: protect the recent window and heavy hitters, pick the links to merge (see
+ * Plan one layer: with the recent window and heavy hitters protected (`input.protection`), pick the links to merge (see
  * {@link PlanInput.mode}), trim in `exact` mode, and choose each output slot's pivot (highest score of
  * its head, ties to the lower index).
  *
@@ -188,7 +167,10 @@ export function planLayer(input: PlanInput): LayerPlan {
     layoutScores.push(shared ? headMean(input.scores, heads, length) : row(input.scores, l, length));
     layoutCos.push(cosine ? (shared ? headMean(cosine, heads, n1) : row(cosine, l, n1)) : new Float64Array(n1));
   }
-  const prots = layoutScores.map((s) => protectSlots(s, input.recent, input.heavy));
+  const prots = input.protection;
+  if (prots.length !== layoutCount || prots.some((p) => p.length !== length)) {
+    throw new Error(`kvmerger: internal error, protection for ${prots.length} layouts of ${prots[0]?.length} slots; the plan has ${layoutCount} of ${length}`);
+  }
   const cands = prots.map((p, l) =>
     cosine ? candidateLinks(layoutCos[l]!, p, input.minSimilarity, mode === 'paper' ? input.eps : undefined) : [],
   );

@@ -1,14 +1,29 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
+import { createReferenceKernels } from '@kvfold/backend-reference';
+import { hostTensor } from '@kvfold/core';
 import { HEAVY, RECENT, UNPROTECTED, candidateLinks, planLayer, protectSlots, type PlanInput } from '../src/index.js';
 
-const base = { heads: 1, recent: 0, heavy: 0, eps: 0.75, minSimilarity: -1, sets: 'per-head' } as const;
+const base = { heads: 1, eps: 0.75, minSimilarity: -1, sets: 'per-head' } as const;
+/** No slot protected, one layout per head (or one shared). */
+const none = (layouts: number, length: number) => Array.from({ length: layouts }, () => new Uint8Array(length));
+const ref = createReferenceKernels();
+/** Protection by the policy's own rule (shared selection on the reference topK). */
+const protect = (scores: readonly number[], heads: number, length: number, recent: number, heavy: number, shared = false) =>
+  protectSlots(ref, ref.fromHost(hostTensor('float32', [heads, length], scores)), scores, { heads, length, recent, heavy, shared });
 
 describe('protectSlots', () => {
-  it('marks the recent window and the top scores outside it, ties to the lower index', () => {
-    const p = protectSlots([0.5, 0.9, 0.5, 0.1, 0.5, 2, 3], 2, 2);
+  it('marks the recent window and the top scores outside it, ties to the lower index', async () => {
+    const p = await protect([0.5, 0.9, 0.5, 0.1, 0.5, 2, 3], 1, 7, 2, 2);
     // slots 5, 6 recent; among 0..4 the top two are 1 (0.9) and 0 (0.5, lower index than 2 and 4)
-    expect(Array.from(p)).toEqual([HEAVY, HEAVY, UNPROTECTED, UNPROTECTED, UNPROTECTED, RECENT, RECENT]);
+    expect(p.map((r) => Array.from(r))).toEqual([[HEAVY, HEAVY, UNPROTECTED, UNPROTECTED, UNPROTECTED, RECENT, RECENT]]);
+  });
+  it('ranks a shared layout by the head-mean scores; protects everything when recent + heavy cover the cache', async () => {
+    // head means: [1, 1.5, 0.5, 2]; recent 1 -> slot 3; heavy 1 among 0..2 -> slot 1
+    const shared = await protect([2, 0, 1, 4, /* head 1 */ 0, 3, 0, 0], 2, 4, 1, 1, true);
+    expect(shared.map((r) => Array.from(r))).toEqual([[UNPROTECTED, HEAVY, UNPROTECTED, RECENT]]);
+    const all = await protect([1, 2, 3], 1, 3, 1, 5);
+    expect(all.map((r) => Array.from(r))).toEqual([[HEAVY, HEAVY, RECENT]]);
   });
 });
 
@@ -27,7 +42,7 @@ describe('planLayer: the worked example', () => {
   const scores = [0.1, 0.2, 0.9, 0.3, 0.05];
 
   it('paper mode finds {k1,k2,k3},{k4},{k5} with pivot k3', () => {
-    const plan = planLayer({ ...base, length: 5, scores, cosine, target: 3, mode: 'paper' });
+    const plan = planLayer({ ...base, length: 5, scores, cosine, target: 3, mode: 'paper', protection: none(1, 5) });
     expect(Array.from(plan.segment)).toEqual([0, 0, 0, 1, 2]);
     expect(Array.from(plan.pivot)).toEqual([2, 3, 4]);
     expect(plan.outLength).toBe(3);
@@ -35,7 +50,7 @@ describe('planLayer: the worked example', () => {
   });
 
   it('exact mode with budget 2 adds the next best link (0.7) and reports it as the effective eps', () => {
-    const plan = planLayer({ ...base, length: 5, scores, cosine, target: 2, mode: 'exact' });
+    const plan = planLayer({ ...base, length: 5, scores, cosine, target: 2, mode: 'exact', protection: none(1, 5) });
     expect(Array.from(plan.segment)).toEqual([0, 0, 0, 1, 1]);
     expect(Array.from(plan.pivot)).toEqual([2, 3]);
     expect(plan.effectiveEps[0]).toBeCloseTo(0.7, 12);
@@ -47,7 +62,7 @@ describe('planLayer: paper mode aligns heads', () => {
   it('every head merges M = the smallest per-head count of links above eps, each its best ones', () => {
     // head 0: three links above 0.75 (0.9 at 0, 0.95 at 2, 0.8 at 4); head 1: one (0.99 at 5)
     const cosine = [0.9, 0.1, 0.95, 0.1, 0.8, 0.1, /* head 1 */ 0.1, 0.1, 0.1, 0.1, 0.1, 0.99];
-    const plan = planLayer({ ...base, heads: 2, length: 7, scores: new Array(14).fill(0), cosine, target: 1, mode: 'paper' });
+    const plan = planLayer({ ...base, heads: 2, length: 7, scores: new Array(14).fill(0), cosine, target: 1, mode: 'paper', protection: none(2, 7) });
     expect(plan.outLength).toBe(6);
     expect(Array.from(plan.segment.subarray(0, 7))).toEqual([0, 1, 2, 2, 3, 4, 5]);
     expect(Array.from(plan.segment.subarray(7))).toEqual([0, 1, 2, 3, 4, 5, 5]);
@@ -56,11 +71,13 @@ describe('planLayer: paper mode aligns heads', () => {
 });
 
 describe('planLayer: trimming', () => {
-  it('evicts the lowest unprotected slots, then the lowest heavy hitters, when links run out', () => {
+  it('evicts the lowest unprotected slots, then the lowest heavy hitters, when links run out', async () => {
     // no link may merge (floor 1 with cosines < 1); 10 slots, budget 4, recent 3, heavy 3 -> protected 6 > 4
     const scores = [5, 1, 7, 2, 6, 0.5, 9, 3, 3, 3];
-    const plan = planLayer({ ...base, length: 10, scores, cosine: new Array(9).fill(0.5), target: 4, recent: 3, heavy: 3, mode: 'exact', minSimilarity: 1 });
-    // heavy hitters among 0..6: 6 (9), 2 (7), 4 (6); unprotected all go, then heavies 4 and 2
+    // recent 3 -> slots 7..9; heavy hitters among 0..6: 6 (9), 2 (7), 4 (6); unprotected all go, then heavies 4 and 2
+    const protection = await protect(scores, 1, 10, 3, 3);
+    expect(Array.from(protection[0]!)).toEqual([0, 0, HEAVY, 0, HEAVY, 0, HEAVY, RECENT, RECENT, RECENT]);
+    const plan = planLayer({ ...base, length: 10, scores, cosine: new Array(9).fill(0.5), target: 4, mode: 'exact', minSimilarity: 1, protection });
     const kept = Array.from(plan.segment).flatMap((s, i) => (s >= 0 ? [i] : []));
     expect(kept).toEqual([6, 7, 8, 9]);
     expect(plan.evicted[0]).toBe(6);
@@ -68,7 +85,7 @@ describe('planLayer: trimming', () => {
 
   it('a merged group is scored by the sum of its members', () => {
     // links 0-1 and 2-3 could merge but only one merge is needed... target 2 of 4 with one allowed link
-    const plan = planLayer({ ...base, length: 4, scores: [0.3, 0.3, 0.5, 0.1], cosine: [0.9, 0.1, 0.2], target: 2, mode: 'exact', minSimilarity: 0.5 });
+    const plan = planLayer({ ...base, length: 4, scores: [0.3, 0.3, 0.5, 0.1], cosine: [0.9, 0.1, 0.2], target: 2, mode: 'exact', minSimilarity: 0.5, protection: none(1, 4) });
     // merges 0-1 (sum 0.6); then three groups {0,1}=0.6, {2}=0.5, {3}=0.1 -> evict 3
     expect(Array.from(plan.segment)).toEqual([0, 0, 1, -1]);
     expect(Array.from(plan.pivot)).toEqual([0, 2]);
@@ -79,7 +96,7 @@ describe('planLayer: shared layout', () => {
   it('uses head-mean cosine and scores for the layout, each head its own scores for the pivot', () => {
     const cosine = [0.9, 0.1, 0.1, /* head 1 */ 0.5, 0.1, 0.1];
     const scores = [1, 2, 0, 0, /* head 1 */ 3, 1, 0, 0];
-    const plan = planLayer({ ...base, heads: 2, length: 4, scores, cosine, target: 3, mode: 'exact', sets: 'shared' });
+    const plan = planLayer({ ...base, heads: 2, length: 4, scores, cosine, target: 3, mode: 'exact', sets: 'shared', protection: none(1, 4) });
     expect(Array.from(plan.segment)).toEqual([0, 0, 1, 2, 0, 0, 1, 2]);
     expect(Array.from(plan.pivot)).toEqual([1, 2, 3, 0, 2, 3]);
   });
@@ -98,7 +115,7 @@ describe('planLayer properties', () => {
       minSimilarity: fc.constantFrom(-1, 0, 0.5),
       seed: fc.integer(),
     })
-    .map((r): PlanInput => {
+    .map((r): Omit<PlanInput, 'protection'> & { recent: number; heavy: number } => {
       let s = r.seed | 0;
       const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) | 0) >>> 0) / 4294967296;
       return {
@@ -116,10 +133,11 @@ describe('planLayer properties', () => {
       };
     });
 
-  it('segments are a valid SegmentPlan; exact hits the target; pivots are members; recent slots stay singletons', () => {
-    fc.assert(
-      fc.property(input, (inp) => {
-        const plan = planLayer(inp);
+  it('segments are a valid SegmentPlan; exact hits the target; pivots are members; recent slots stay singletons', async () => {
+    await fc.assert(
+      fc.asyncProperty(input, async (inp) => {
+        const protection = await protect(Array.from(inp.scores), inp.heads, inp.length, inp.recent, inp.heavy, inp.sets === 'shared');
+        const plan = planLayer({ ...inp, protection });
         const { heads, length, outLength } = plan;
         if (inp.mode === 'exact') expect(outLength).toBe(Math.min(length, inp.target));
         for (let h = 0; h < heads; h++) {

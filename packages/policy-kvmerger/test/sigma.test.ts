@@ -46,7 +46,7 @@ describe('planSigmas', () => {
   it('computes per-set bandwidths from host keys, fixed for singletons', () => {
     // one head, 4 slots, dims 2; set {0,1,2} (pivot 1 by score), singleton {3}
     const keys = { data: [0, 0, 3, 4, 3, 0, 9, 9], headDim: 2 };
-    const plan = planLayer({ heads: 1, length: 4, scores: [0, 1, 0, 0], cosine: [0.9, 0.9, 0.1], target: 2, recent: 0, heavy: 0, mode: 'exact', eps: 0.75, minSimilarity: -1, sets: 'per-head' });
+    const plan = planLayer({ heads: 1, length: 4, scores: [0, 1, 0, 0], cosine: [0.9, 0.9, 0.1], target: 2, protection: [new Uint8Array(4)], mode: 'exact', eps: 0.75, minSimilarity: -1, sets: 'per-head' });
     expect(Array.from(plan.pivot)).toEqual([1, 3]);
     const s = planSigmas(plan, { mode: 'rms', value: 7 }, keys);
     // distances^2 to the pivot (3,4): slot 0 -> 25, slot 2 -> 16

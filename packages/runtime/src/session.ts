@@ -1,21 +1,46 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ModelError, type Budget, type GroupReduction, type GuardOptions, type KVCachePolicy, type KVKernels, type Logger } from '@kvfold/core';
-import { CacheManager } from './cache-manager.js';
+import { CacheManager, ModelError, type AttentionHooks, type CacheManagerOptions, type KVKernels } from '@kvfold/core';
 import type { LlamaConfig } from './model/config.js';
-import { LlamaDecoder, type DecoderOptions } from './model/decoder.js';
+import { LlamaDecoder, type DecoderOptions, type ForwardOptions } from './model/decoder.js';
 import type { LlamaWeights } from './model/weights.js';
 import type { TextTokenizer } from './tokenizer.js';
 
-/** A loaded model: configuration, tokenizer, decoder weights on tfjs, and the kernels that own caches. */
-export interface Model {
+// Models may run on tfjs's cpu engine, which prints a Node.js banner on its first tensor; tfjs's PROD flag
+// only silences its console messages (as in @kvfold/backend-tfjs; KVFOLD_TFJS_LOGS=1 keeps them).
+if (process.env.KVFOLD_TFJS_LOGS !== '1') tf.env().set('PROD', true);
+
+/** Logits a {@link Decoder} returns: read once, then released. */
+export interface Logits {
+  /** The logits in host memory, row-major `[tokens, vocab]` (or `[1, vocab]` for the last token only). */
+  data(): Promise<ArrayLike<number>>;
+  /** Release them. */
+  dispose(): void;
+}
+
+/**
+ * A model implementation a {@link Session} drives, for caches whose tensors are `T`: one forward pass of
+ * `tokens` at true `positions`, with each layer's keys and values (and the observations a policy needs)
+ * handed to `hooks`. This package's {@link LlamaDecoder} is the tfjs one.
+ */
+export interface Decoder<T> {
+  /** The model configuration (layers, kv heads, head dimension, vocabulary). */
+  readonly config: LlamaConfig;
+  /** Run one forward pass; the caller owns the returned logits. */
+  forward(tokens: readonly number[], positions: readonly number[], hooks: AttentionHooks<T>, options?: ForwardOptions): Logits;
+  /** Release the weights. */
+  dispose(): void;
+}
+
+/** A loaded model: configuration, tokenizer, a decoder, and the kernels of the backend that owns its caches. */
+export interface Model<T = tf.Tensor> {
   /** Parsed `config.json`. */
   readonly config: LlamaConfig;
   /** Tokenizer of the model. */
   readonly tokenizer: TextTokenizer;
-  /** The decoder (weights on the active tfjs backend). */
-  readonly decoder: LlamaDecoder;
-  /** Kernels of the tfjs backend; policies run on them. */
-  readonly kernels: KVKernels<tf.Tensor>;
+  /** The model implementation (the tfjs {@link LlamaDecoder} for models made by {@link createModel}). */
+  readonly decoder: Decoder<T>;
+  /** Kernels of the backend that owns the caches; policies run on them. */
+  readonly kernels: KVKernels<T>;
   /** Folder the model was loaded from, if any. */
   readonly folder?: string;
   /** Release the weights. */
@@ -38,8 +63,14 @@ export interface ModelInit {
   readonly folder?: string;
 }
 
-/** Build a {@link Model} from weights already in memory (tests, converters, generated models). */
-export function createModel(init: ModelInit): Model {
+/** A {@link Model} on this package's tfjs decoder. */
+export interface TfjsModel extends Model<tf.Tensor> {
+  /** The tfjs decoder. */
+  readonly decoder: LlamaDecoder;
+}
+
+/** Build a {@link Model} on the tfjs decoder from weights already in memory (tests, converters, generated models). */
+export function createModel(init: ModelInit): TfjsModel {
   const decoder = new LlamaDecoder(init.config, init.weights, init.decoder);
   return {
     config: init.config,
@@ -51,23 +82,8 @@ export function createModel(init: ModelInit): Model {
   };
 }
 
-/** Options of a {@link Session}: the cache policy and how it is fed. */
-export interface SessionOptions {
-  /** Cache policy; none keeps every token. */
-  readonly policy?: KVCachePolicy;
-  /** Budget, a ratio of the prompt or `{ tokens }`; default 1 (the whole prompt). */
-  readonly budget?: Budget;
-  /** Seed of the policy's RNG (and of sampling in `generate`). Default 0. */
-  readonly seed?: number;
-  /** GQA group reduction of observed attention. Default `mean`. */
-  readonly groupReduction?: GroupReduction;
-  /** Proportional attention: add `log(count)` to merged slots' logits. Default false. */
-  readonly proportional?: boolean;
-  /** Guard policy calls with core's input validation (default true). */
-  readonly guard?: boolean | GuardOptions;
-  /** Where policies report. Default silent. */
-  readonly logger?: Logger;
-}
+/** Options of a {@link Session}: the cache policy and how it is fed (the cache manager's, less what the model fixes). */
+export type SessionOptions = Omit<CacheManagerOptions, 'kernels' | 'layers' | 'kvHeads' | 'headDim'>;
 
 /** Options of {@link Session.feed}. */
 export interface FeedOptions {
@@ -76,17 +92,18 @@ export interface FeedOptions {
 }
 
 /**
- * One sequence being decoded: a {@link CacheManager} plus the forward passes that fill it. The first
- * {@link feed} is the prompt (the policy's `prefill` runs after it); every later one is a decode step.
+ * One sequence being decoded: a {@link CacheManager} plus the forward passes that fill it, for a model
+ * on any backend (`T` is its tensor type). The first {@link feed} is the prompt (the policy's `prefill`
+ * runs after it); every later one is a decode step.
  */
-export class Session {
+export class Session<T = tf.Tensor> {
   /** The model. */
-  readonly model: Model;
+  readonly model: Model<T>;
   /** The caches of this sequence. */
-  readonly cache: CacheManager;
+  readonly cache: CacheManager<T>;
 
   /** Start an empty sequence. */
-  constructor(model: Model, options: SessionOptions = {}) {
+  constructor(model: Model<T>, options: SessionOptions = {}) {
     this.model = model;
     const { config } = model;
     this.cache = new CacheManager({
@@ -116,7 +133,8 @@ export class Session {
     const logits = this.model.decoder.forward(tokens, positions, this.cache, { logits: options.logits ?? 'last' });
     let host: Float32Array;
     try {
-      host = (await logits.data()) as Float32Array;
+      const data = await logits.data();
+      host = data instanceof Float32Array ? data : Float32Array.from(data);
     } finally {
       logits.dispose();
     }
@@ -145,7 +163,7 @@ export class Session {
  * to it on every call; the decoder's own ops must run there too, or tfjs would copy tensors between
  * engines on every step. Switching to an engine that is already initialised is immediate.
  */
-async function activateEngine(kernels: KVKernels<tf.Tensor>): Promise<void> {
+async function activateEngine(kernels: KVKernels<unknown>): Promise<void> {
   const engine = (kernels as { engine?: unknown }).engine;
   if (typeof engine === 'string' && tf.getBackend() !== engine && tf.findBackendFactory(engine) != null) await tf.setBackend(engine);
 }

@@ -1,4 +1,5 @@
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
+import { MODEL_JSON_LIMITS, readModelJson } from './model/json.js';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { ModelError } from '@kvfold/core';
@@ -48,11 +49,7 @@ export function byteTokenizer(options: ByteTokenizerOptions = {}): TextTokenizer
 }
 
 async function readJson(path: string): Promise<unknown> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8'));
-  } catch (cause) {
-    throw new ModelError(`${path}: cannot read JSON: ${(cause as Error).message}`, { file: path }, cause);
-  }
+  return readModelJson(path, MODEL_JSON_LIMITS.tokenizer);
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -130,3 +127,6 @@ export async function loadTokenizer(folder: string): Promise<TextTokenizer> {
     throw new ModelError(`${tokPath}: cannot build the tokenizer: ${(cause as Error).message}`, { file: tokPath }, cause);
   }
 }
+
+/** Splitting a context from the rest of a prompt now lives in `@kvfold/core` (shared with the transformers.js adapter); re-exported here. */
+export { splitTokens, type SplitTokens } from '@kvfold/core';

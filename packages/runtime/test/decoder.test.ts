@@ -136,6 +136,37 @@ describe('decoder behaviour (cpu)', () => {
     model.dispose();
   });
 
+  it.each([
+    ['mean', false],
+    ['max', true],
+    ['sum', false],
+  ] as const)("the decoder's fused observation equals the observe kernel's (%s, proportional %s), at prefill and decode steps", async (reduction, proportional) => {
+    // The decoder computes attention from its own softmax; `observation: 'kernel'` makes the cache manager
+    // compute it with kernels.observe from the decoder's queries instead. Both must agree.
+    const config = tinyConfig();
+    const weights = randomWeights(config, 13);
+    const run = async (observation: 'model' | 'kernel') => {
+      const model = createModel({ config, weights, kernels: minimalKernels(), tokenizer: byteTokenizer() });
+      const seen: Float32Array[] = [];
+      const spy = spyPolicy(['attention', 'lastAttention'], async (obs) => {
+        seen.push((await obs.attention!.data()) as Float32Array, (await obs.lastAttention!.data()) as Float32Array);
+      });
+      const session = new Session(model, { policy: spy, groupReduction: reduction, proportional, observation });
+      expect(session.cache.observe).toEqual({ attention: observation === 'model', lastAttention: observation === 'model', queries: true });
+      await session.prefill(tokens.slice(0, 10));
+      await session.decode(4);
+      await session.feed([8, 9]);
+      session.dispose();
+      model.dispose();
+      return seen;
+    };
+    const fused = await run('model');
+    const kernel = await run('kernel');
+    expect(kernel.length).toBe(fused.length);
+    expect(fused.length).toBe(3 * 2 * 2);
+    fused.forEach((f, i) => expect(maxAbsDiff(f, kernel[i]!)).toBeLessThan(1e-5));
+  });
+
   it('cached token-by-token decode equals uncached recomputation (full policy, within 1e-4)', async () => {
     const config = tinyConfig();
     const weights = randomWeights(config, 21);

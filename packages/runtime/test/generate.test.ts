@@ -1,9 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, createRng } from '@kvfold/core';
+import { ConfigError, KVFold, createRng } from '@kvfold/core';
+import baselines from '@kvfold/policy-baselines';
 import { byteTokenizer, createModel, generate, randomWeights, referenceForward, sampleToken, type Model } from '../src/index.js';
 import { tinyConfig } from './helpers/models.js';
-import { minimalKernels, useEngine } from './helpers/tf.js';
+import { bridgeKernels, minimalKernels, useEngine } from './helpers/tf.js';
 
 function argmax(a: ArrayLike<number>, from = 0, n = a.length): number {
   let best = 0;
@@ -127,5 +128,23 @@ describe('generate', () => {
     await expect(generate({ model, prompt: [] })).rejects.toMatchObject({ code: 'KVF_MODEL', details: { field: 'prompt' } });
     await expect(generate({ model, prompt: [99] })).rejects.toMatchObject({ code: 'KVF_MODEL', details: { field: 'tokens' } });
     expect((await generate({ model, prompt, maxNewTokens: 0 })).tokens).toEqual([]);
+  });
+  it('reads a context before the prompt: the same tokens as one prompt without a policy; the budget counts the context only', async () => {
+    const context = [10, 20, 30, 40, 50, 60, 11, 12, 13, 14];
+    const question = [21, 22, 23];
+    const whole = await generate({ model, prompt: [...context, ...question], maxNewTokens: 6 });
+    const split = await generate({ model, context, prompt: question, maxNewTokens: 6 });
+    expect(split.tokens).toEqual(whole.tokens);
+    expect([split.contextTokens, split.promptTokens, whole.contextTokens, whole.promptTokens]).toEqual([10, 3, 0, 13]);
+    const window = KVFold.create({ plugins: [baselines] }).policy('window', { sink: 2 });
+    const bridged = createModel({ config, weights, kernels: bridgeKernels(), tokenizer: byteTokenizer() });
+    const r = await generate({ model: bridged, context, prompt: question, policy: window, budget: 0.5, maxNewTokens: 4 });
+    bridged.dispose();
+    expect(r.cache.budget).toBe(5);
+    expect(r.cache.lengths).toEqual([5, 5]);
+    const text = await generate({ model: bytesModel, context: 'kv cache ', prompt: 'fold', maxNewTokens: 5 });
+    expect(text.tokens).toEqual((await generate({ model: bytesModel, prompt: 'kv cache fold', maxNewTokens: 5 })).tokens);
+    expect([text.contextTokens, text.promptTokens]).toEqual([9, 4]);
+    await expect(generate({ model, context: 'text', prompt: question, maxNewTokens: 1 })).rejects.toThrow(/\/context/);
   });
 });

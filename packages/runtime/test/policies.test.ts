@@ -2,7 +2,6 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createReferenceKernels } from '@kvfold/backend-reference';
 import { FullPolicy } from '@kvfold/policy-baselines';
 import { CaMPolicy } from '@kvfold/policy-cam';
 import { H2OPolicy } from '@kvfold/policy-h2o';
@@ -41,7 +40,7 @@ const cases: Case[] = [
 const tfjsSrc = fileURLToPath(new URL('../../backend-tfjs/src/index.ts', import.meta.url));
 
 async function kernelSets(): Promise<[string, KVKernels<tf.Tensor>][]> {
-  const sets: [string, KVKernels<tf.Tensor>][] = [['reference kernels bridged to tfjs', bridgeKernels(createReferenceKernels())]];
+  const sets: [string, KVKernels<tf.Tensor>][] = [['reference kernels bridged to tfjs', bridgeKernels()]];
   if (existsSync(tfjsSrc)) {
     const mod = (await import('@kvfold/backend-tfjs')) as { createTfjsKernels?: (o?: { engine?: string }) => Promise<KVKernels<tf.Tensor>> };
     if (mod.createTfjsKernels) sets.push(['@kvfold/backend-tfjs (cpu)', await mod.createTfjsKernels({ engine: 'cpu' })]);

@@ -38,6 +38,16 @@ describe('safetensors', () => {
     expect((await f.read('b')).data[0]).toBe(Math.fround(Math.PI));
   });
 
+  it('reads from a Node Buffer (whose slice is a view, not a copy) as from a Uint8Array', async () => {
+    const bytes = encodeSafetensors({ a: { shape: [2], data: [1, 2] }, b: { shape: [3], data: [3, 4, 5] } });
+    // A Buffer inside a larger allocation, as readFileSync's pooled buffers can be.
+    const pool = Buffer.alloc(bytes.length + 64);
+    pool.set(bytes, 32);
+    const f = SafetensorsFile.fromBytes(pool.subarray(32, 32 + bytes.length));
+    expect(Array.from((await f.read('b')).data)).toEqual([3, 4, 5]);
+    expect(Array.from((await f.read('a')).data)).toEqual([1, 2]);
+  });
+
   it('decodes float16 and bfloat16 exactly for representable values', async () => {
     const values = [0, -0, 1, -2, 0.5, 65504, 6.103515625e-5, 5.960464477539063e-8, 1.5, -3.75];
     const f = SafetensorsFile.fromBytes(encodeSafetensors({ h: { shape: [values.length], data: values, dtype: 'F16' }, b: { shape: [values.length], data: values, dtype: 'BF16' } }));

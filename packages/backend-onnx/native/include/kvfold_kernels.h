@@ -4,6 +4,8 @@
 //
 // Semantics are those of @kvfold/core's KVKernels TSDoc; the function bodies in src/kernels/*.ts compute the
 // same thing with standard ONNX ops. Layout: keys/values [H, L, D], per-slot fields [H, L].
+// The op list (names, element types, host inputs) is one table, src/native-ops.ts; test/native-ops.test.ts
+// checks this header, the CPU and CUDA sources, ort_ops.cc and gpu/check.cu against it.
 #pragma once
 #include <cstdint>
 

@@ -1,6 +1,7 @@
+import type { AccumulateCall, KernelImplementation } from '@kvfold/core';
 import type { SessionCache } from '../cache.js';
 import { GraphBuilder } from '../graph.js';
-import { dimsOf, expectShape, type OnnxTensor } from '../validate.js';
+import type { OnnxTensor } from '../tensor.js';
 
 /** The accumulate model: one Add. */
 export function accumulateModel(): Uint8Array {
@@ -12,12 +13,7 @@ export function accumulateModel(): Uint8Array {
   return g.build();
 }
 
-/**
- * Element-wise `scores + attention` (H2O's score update).
- * @throws ShapeError when the shapes differ; DTypeError when either is not float32.
- */
-export function accumulate(cache: SessionCache, scores: OnnxTensor, attention: OnnxTensor): OnnxTensor {
-  const s = dimsOf(scores, 'accumulate scores', 'float32', 2);
-  expectShape(dimsOf(attention, 'accumulate attention', 'float32', 2), s, 'accumulate attention');
-  return cache.get('accumulate', 'float32', accumulateModel).run({ scores, attention }, ['out'])[0]!;
+/** Element-wise `scores + attention` (H2O's score update). */
+export function accumulate(cache: SessionCache): KernelImplementation<AccumulateCall<OnnxTensor>, OnnxTensor> {
+  return { run: ({ scores, attention }) => cache.get('accumulate', 'float32', accumulateModel).run({ scores, attention }, ['out'])[0]! };
 }

@@ -1,7 +1,8 @@
+import { accumulateKernel, checkWindow, type ArgCheck } from '@kvfold/core';
 import type { SessionCache } from '../cache.js';
 import { GraphBuilder, type FunctionDef } from '../graph.js';
-import { dimsOf, expectShape, int64Scalar, type OnnxTensor } from '../validate.js';
-import { checkWindow, SELECT_TOP_K } from './topK.js';
+import { int64Scalar, type OnnxTensor } from '../tensor.js';
+import { SELECT_TOP_K } from './topK.js';
 
 /**
  * `ai.kvfold::AccumulateSelect(scores, attention, k, from, to) -> (accumulated, index)`: H2O's step in one
@@ -42,13 +43,13 @@ export interface AccumulatedSelection {
 }
 
 /**
- * Fused `accumulate` + `topK` (one kernel call instead of two; same results as calling both).
+ * Fused `accumulate` + `topK` (one kernel call instead of two; same results as calling both), validated
+ * by the two kernels' definitions in core.
  * @throws ShapeError / DTypeError as accumulate and topK do.
  */
-export function accumulateTopK(cache: SessionCache, scores: OnnxTensor, attention: OnnxTensor, k: number, from: number, to: number): AccumulatedSelection {
-  const s = dimsOf(scores, 'accumulateTopK scores', 'float32', 2);
-  expectShape(dimsOf(attention, 'accumulateTopK attention', 'float32', 2), s, 'accumulateTopK attention');
-  checkWindow('accumulateTopK', s[1]!, k, from, to);
+export function accumulateTopK(cache: SessionCache, check: ArgCheck, scores: OnnxTensor, attention: OnnxTensor, k: number, from: number, to: number): AccumulatedSelection {
+  const { shape } = accumulateKernel.validate(check, scores, attention);
+  checkWindow('accumulateTopK', shape[1]!, k, from, to);
   const [acc, index] = cache
     .get('accumulateTopK', 'float32', accumulateTopKModel)
     .run({ scores, attention, k: int64Scalar(k), from: int64Scalar(from), to: int64Scalar(to) }, ['accumulated', 'index']);

@@ -1,6 +1,8 @@
+import type { AdjacentCosineCall, KernelImplementation } from '@kvfold/core';
 import type { SessionCache } from '../cache.js';
 import { GraphBuilder, type FunctionDef } from '../graph.js';
-import { dimsOf, type OnnxTensor } from '../validate.js';
+import { keyScale } from './scale.js';
+import type { OnnxTensor } from '../tensor.js';
 
 /** "To the end" for Slice. */
 const END = 2 ** 62;
@@ -9,18 +11,21 @@ const END = 2 ** 62;
  * `ai.kvfold::AdjacentCosine(keys f32[H,L,D]) -> cos f32[H,L-1]`: cosine of each key with the next one,
  * 0 where a norm is 0, clipped to [-1, 1].
  *
- * Body: one ReduceL2 per slot (each norm serves two pairs), the dot products of the two shifted views,
- * and a Where that keeps the division's NaN (0/0) out of the result.
+ * Body: a power-of-two scale per key, one ReduceL2 per slot (each norm serves two pairs), the dot products
+ * of the two shifted views, and a Where that keeps the division's NaN (0/0) out of the result.
  */
 export const ADJACENT_COSINE: FunctionDef = {
   name: 'AdjacentCosine',
   inputs: ['keys'],
   outputs: ['cos'],
   body(b) {
-    const a = b.slice('keys', [0], [-1], [1]);
-    const c = b.slice('keys', [1], [END], [1]);
+    // Each key scaled by a power of two first (exact, so the cosine is unchanged; see keyScale).
+    const scale = keyScale(b, 'keys');
+    const keys = b.op('Mul', ['keys', scale]);
+    const a = b.slice(keys, [0], [-1], [1]);
+    const c = b.slice(keys, [1], [END], [1]);
     const dot = b.reduce('ReduceSum', b.op('Mul', [a, c]), [2], false);
-    const norm = b.reduce('ReduceL2', 'keys', [2], false);
+    const norm = b.reduce('ReduceL2', keys, [2], false);
     const den = b.op('Mul', [b.slice(norm, [0], [-1], [1]), b.slice(norm, [1], [END], [1])]);
     const zero = b.f32(0, true);
     const q = b.op('Div', [dot, den]);
@@ -38,11 +43,7 @@ export function adjacentCosineModel(): Uint8Array {
   return g.build();
 }
 
-/**
- * Cosine similarity of each key with the next, float32 `[kvHeads, length - 1]` (`[kvHeads, 0]` when empty).
- * @throws DTypeError / ShapeError when `keys` is not float32 `[kvHeads, length, headDim]`.
- */
-export function adjacentCosine(cache: SessionCache, keys: OnnxTensor): OnnxTensor {
-  dimsOf(keys, 'adjacentCosine keys', 'float32', 3);
-  return cache.get('adjacentCosine', 'float32', adjacentCosineModel).run({ keys }, ['cos'])[0]!;
+/** Cosine similarity of each key with the next, float32 `[kvHeads, length - 1]` (`[kvHeads, 0]` when empty). */
+export function adjacentCosine(cache: SessionCache): KernelImplementation<AdjacentCosineCall<OnnxTensor>, OnnxTensor> {
+  return { run: ({ keys }) => cache.get('adjacentCosine', 'float32', adjacentCosineModel).run({ keys }, ['cos'])[0]! };
 }

@@ -1,7 +1,7 @@
-import type { LayerCache } from '@kvfold/core';
+import type { AppendCall, KernelImplementation, LayerCache } from '@kvfold/core';
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder } from '../graph.js';
-import { dimsOf, expectShape, layerDims, type OnnxTensor } from '../validate.js';
+import type { OnnxTensor } from '../tensor.js';
 
 const OUT = ['keys_out', 'values_out', 'positions_out', 'counts_out', 'scores_out'] as const;
 
@@ -30,16 +30,12 @@ export function appendModel(): Uint8Array {
   return g.build();
 }
 
-/**
- * Append `n` tokens to every head (see KVKernels.append).
- * @throws ShapeError / DTypeError when the new tensors disagree with the layer or each other.
- */
-export function append(cache: SessionCache, layer: LayerCache<OnnxTensor>, keys: OnnxTensor, values: OnnxTensor, positions: OnnxTensor): LayerCache<OnnxTensor> {
-  const l = layerDims(layer, 'append');
-  const n = dimsOf(keys, 'append keys', 'float32', 3)[1]!;
-  expectShape(keys.dims, [l.heads, n, l.headDim], 'append keys');
-  expectShape(dimsOf(values, 'append values', 'float32', 3), [l.heads, n, l.headDim], 'append values');
-  expectShape(dimsOf(positions, 'append positions', 'int32', 2), [l.heads, n], 'append positions');
+/** Append `n` tokens to every head (see KVKernels.append). */
+export function append(cache: SessionCache): KernelImplementation<AppendCall<OnnxTensor>, LayerCache<OnnxTensor>> {
+  return { run: (call) => concat(cache, call) };
+}
+
+function concat(cache: SessionCache, { layer, keys, values, positions }: AppendCall<OnnxTensor>): LayerCache<OnnxTensor> {
   const r = cache.get('append', 'float32', appendModel).run(
     {
       keys: layer.keys,

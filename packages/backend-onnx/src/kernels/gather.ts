@@ -1,7 +1,7 @@
-import type { LayerCache } from '@kvfold/core';
+import type { GatherCall, KernelImplementation, LayerCache } from '@kvfold/core';
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder, type NodeList } from '../graph.js';
-import { dimsOf, expectRange, expectShape, int32Data, layerDims, type OnnxTensor } from '../validate.js';
+import type { OnnxTensor } from '../tensor.js';
 
 /** Layer field names, in the order every layer-producing model outputs them. */
 export const LAYER_FIELDS = ['keys', 'values', 'positions', 'counts', 'scores'] as const;
@@ -56,14 +56,9 @@ export function gatherModel(): Uint8Array {
 }
 
 /**
- * Gather every field of `layer` at int32 `index [kvHeads, k]`.
- * @throws ShapeError when `index` has another head count or an entry outside `[0, length)`.
+ * Gather every field of `layer` at int32 `index [kvHeads, k]`. Core has checked the index range: ONNX
+ * wraps negative indices and ORT fails on large ones with a message naming graph internals.
  */
-export function gather(cache: SessionCache, layer: LayerCache<OnnxTensor>, index: OnnxTensor): LayerCache<OnnxTensor> {
-  const l = layerDims(layer, 'gather');
-  const k = dimsOf(index, 'gather index', 'int32', 2)[1]!;
-  expectShape(index.dims, [l.heads, k], 'gather index');
-  // ONNX wraps negative indices and ORT fails on large ones with a message naming graph internals.
-  expectRange(int32Data(index), k, 0, l.length - 1, 'gather index');
-  return layerResult(cache.get('gather', 'float32', gatherModel).run({ ...layerFeeds(layer), index }, LAYER_OUTPUTS));
+export function gather(cache: SessionCache): KernelImplementation<GatherCall<OnnxTensor>, LayerCache<OnnxTensor>> {
+  return { run: ({ layer, index }) => layerResult(cache.get('gather', 'float32', gatherModel).run({ ...layerFeeds(layer), index }, LAYER_OUTPUTS)) };
 }

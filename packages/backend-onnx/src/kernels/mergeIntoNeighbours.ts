@@ -1,8 +1,7 @@
-import type { LayerCache, NeighbourMergePlan } from '@kvfold/core';
-import { ShapeError } from '@kvfold/core';
+import type { KernelImplementation, LayerCache, MergeIntoNeighboursCall } from '@kvfold/core';
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder, type FunctionDef } from '../graph.js';
-import { dimsOf, expectFinite, expectRange, expectShape, float32Data, int32Data, layerDims, type OnnxTensor } from '../validate.js';
+import type { OnnxTensor } from '../tensor.js';
 import { gatherRows, LAYER_FIELDS, LAYER_OUTPUTS, layerFeeds, layerInputs, layerOutputs, layerResult } from './gather.js';
 
 /**
@@ -66,48 +65,12 @@ export function mergeIntoNeighboursModel(): Uint8Array {
   return g.build();
 }
 
-/**
- * CaM value merge (KVKernels.mergeIntoNeighbours).
- * @throws ShapeError / DTypeError on a malformed plan: indices out of range, `keep` not ascending, a target
- * window past the last kept slot, a negative target count or a non-finite gate.
- */
-export function mergeIntoNeighbours(cache: SessionCache, layer: LayerCache<OnnxTensor>, plan: NeighbourMergePlan<OnnxTensor>): LayerCache<OnnxTensor> {
-  const l = layerDims(layer, 'mergeIntoNeighbours');
-  if (typeof plan !== 'object' || plan === null) throw new ShapeError('mergeIntoNeighbours plan must be a NeighbourMergePlan object', { field: 'plan' });
-  const K = dimsOf(plan.keep, 'mergeIntoNeighbours plan.keep', 'int32', 2)[1]!;
-  expectShape(plan.keep.dims, [l.heads, K], 'mergeIntoNeighbours plan.keep');
-  const S = dimsOf(plan.source, 'mergeIntoNeighbours plan.source', 'int32', 2)[1]!;
-  expectShape(plan.source.dims, [l.heads, S], 'mergeIntoNeighbours plan.source');
-  expectShape(dimsOf(plan.targetStart, 'mergeIntoNeighbours plan.targetStart', 'int32', 2), [l.heads, S], 'mergeIntoNeighbours plan.targetStart');
-  expectShape(dimsOf(plan.targetCount, 'mergeIntoNeighbours plan.targetCount', 'int32', 2), [l.heads, S], 'mergeIntoNeighbours plan.targetCount');
-  expectShape(dimsOf(plan.gate, 'mergeIntoNeighbours plan.gate', 'float32', 2), [l.heads, S], 'mergeIntoNeighbours plan.gate');
-  const keep = int32Data(plan.keep);
-  expectRange(keep, K, 0, l.length - 1, 'mergeIntoNeighbours plan.keep');
-  for (let h = 0; h < l.heads; h++) {
-    for (let j = 1; j < K; j++) {
-      if (keep[h * K + j]! <= keep[h * K + j - 1]!) {
-        throw new ShapeError(`mergeIntoNeighbours plan.keep[${h}, ${j}] = ${keep[h * K + j]} must be greater than plan.keep[${h}, ${j - 1}] (ascending)`, {
-          field: 'plan.keep',
-          head: h,
-          index: j,
-        });
-      }
-    }
-  }
-  expectRange(int32Data(plan.source), S, 0, l.length - 1, 'mergeIntoNeighbours plan.source');
-  const ts = int32Data(plan.targetStart);
-  const tc = int32Data(plan.targetCount);
-  expectRange(tc, S, 0, K, 'mergeIntoNeighbours plan.targetCount', 'target counts');
-  for (let i = 0; i < ts.length; i++) {
-    if (tc[i]! > 0 && (ts[i]! < 0 || ts[i]! + tc[i]! > K)) {
-      const h = Math.floor(i / S);
-      throw new ShapeError(
-        `mergeIntoNeighbours plan targets [${ts[i]}, ${ts[i]! + tc[i]!}) of source [${h}, ${i - h * S}] are outside the ${K} kept slots`,
-        { field: 'plan.targetStart', head: h, index: i - h * S, value: ts[i], allowed: [0, K - tc[i]!] },
-      );
-    }
-  }
-  expectFinite(float32Data(plan.gate), S, 'mergeIntoNeighbours plan.gate');
+/** CaM value merge (KVKernels.mergeIntoNeighbours); core has checked the plan. */
+export function mergeIntoNeighbours(cache: SessionCache): KernelImplementation<MergeIntoNeighboursCall<OnnxTensor>, LayerCache<OnnxTensor>> {
+  return { run: (call) => merge(cache, call) };
+}
+
+function merge(cache: SessionCache, { layer, plan }: MergeIntoNeighboursCall<OnnxTensor>): LayerCache<OnnxTensor> {
   const r = cache.get('mergeIntoNeighbours', 'float32', mergeIntoNeighboursModel).run(
     {
       ...layerFeeds(layer),

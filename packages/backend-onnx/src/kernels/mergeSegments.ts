@@ -1,8 +1,7 @@
-import type { LayerCache, SegmentPlan } from '@kvfold/core';
-import { ConfigError, ShapeError } from '@kvfold/core';
+import type { KernelImplementation, LayerCache, MergeSegmentsCall } from '@kvfold/core';
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder, type FunctionDef, type NodeList } from '../graph.js';
-import { dimsOf, expectFinite, expectRange, expectShape, float32Data, int32Data, layerDims, type OnnxTensor } from '../validate.js';
+import type { OnnxTensor } from '../tensor.js';
 import { LAYER_OUTPUTS, layerFeeds, layerInputs, layerOutputs, layerResult } from './gather.js';
 
 /** Scatter-add `[H, L]` `updates` into `[H, O + 1]` zeros at `index` along axis 1 and drop the dump slot `O`. */
@@ -51,12 +50,15 @@ export const MERGE_SEGMENTS: FunctionDef = {
     const pivotIdx = b.op('GatherElements', [pivotPad, segD], { axis: attr.int(1) });
     const pk = b.op('GatherND', ['keys', b.unsqueeze(pivotIdx, [2])], { batch_dims: attr.int(1) });
     const diff = b.op('Sub', ['keys', pk]);
-    const d2 = b.reduce('ReduceSum', b.op('Mul', [diff, diff]), [2], false);
     const sig = b.op('GatherElements', [sigmaPad, segD], { axis: attr.int(1) });
-    const twoSig2 = b.op('Mul', [b.op('Mul', [sig, sig]), b.f32(2, true)]);
+    // ||k_p - k_i||^2 / (2 sigma^2) with the difference divided by sigma before it is squared: squaring first
+    // overflows float32 for keys above about 1e19 (Inf / Inf = NaN); scaled, a huge ratio only gives
+    // exp(-Inf) = 0, as the reference's float64 does.
+    const z = b.op('Div', [diff, b.unsqueeze(sig, [2])]);
+    const half = b.op('Mul', [b.reduce('ReduceSum', b.op('Mul', [z, z]), [2], false), b.f32(0.5, true)]);
     const zero = b.f32(0, true);
-    // d2 = 0 gives weight exactly 1 (the pivot), even where 2 sigma^2 underflows to 0 in float32.
-    const gauss = b.op('Where', [b.op('Equal', [d2, zero]), b.f32(1, true), b.op('Exp', [b.op('Neg', [b.op('Div', [d2, twoSig2])])])]);
+    // A zero distance gives weight exactly 1 (the pivot).
+    const gauss = b.op('Where', [b.op('Equal', [half, zero]), b.f32(1, true), b.op('Exp', [b.op('Neg', [half])])]);
     const g = b.op('Where', [dropped, zero, gauss]);
     const shape2 = b.concat([H, O1], 0);
     const shape3 = b.concat([H, O1, D], 0);
@@ -67,16 +69,17 @@ export const MERGE_SEGMENTS: FunctionDef = {
     const heads = b.op('Expand', [b.unsqueeze(b.op('Range', [b.i64(0, true), b.squeeze(H, [0]), b.i64(1, true)]), [1]), b.shape(segD)]);
     const rowIdx = b.concat([b.unsqueeze(heads, [2]), b.unsqueeze(segD, [2])], 2); // [H, L, 2]: (head, segment)
     b.opN('Identity', [segmentRowSum(b, b.op('Mul', ['keys', b.unsqueeze(w, [2])]), rowIdx, shape3, O)], {}, { names: ['keys_out'] });
-    // Counts as float: exact below 2^24 tokens per slot, and one scatter serves the value scale too.
-    const cF = b.cast('counts', 'float32');
-    const cSumPad = b.op('ScatterElements', [b.fill(shape2, 'float32', 0), segD, b.op('Where', [dropped, zero, cF])], {
+    // Counts summed in float64, like the reference: exact for every int32 total (float32 is exact only below
+    // 2^24), and one scatter serves the value scale too.
+    const cD = b.cast('counts', 'float64');
+    const cSumPad = b.op('ScatterElements', [b.fill(shape2, 'float64', 0), segD, b.op('Where', [dropped, b.cast(zero, 'float64'), cD])], {
       axis: attr.int(1),
       reduction: attr.string('add'),
     });
     const cSum = b.op('GatherElements', [cSumPad, segD], { axis: attr.int(1) });
     const byCount = b.op('Equal', [b.op('Constant', [], { value_int: attr.ref('value_scale', 'int') }), b.i64(1, true)]);
     // factor = C / c_i when value_scale = 1, exactly 1 when it is 0 (the Where keeps a 0 count's NaN out).
-    const factor = b.op('Where', [byCount, b.op('Div', [cSum, cF]), b.f32(1, true)]);
+    const factor = b.op('Where', [byCount, b.cast(b.op('Div', [cSum, cD]), 'float32'), b.f32(1, true)]);
     const wv = b.op('Mul', [w, factor]);
     b.opN('Identity', [segmentRowSum(b, b.op('Mul', ['values', b.unsqueeze(wv, [2])]), rowIdx, shape3, O)], {}, { names: ['values_out'] });
     b.opN('GatherElements', ['positions', b.cast('pivot', 'int64')], { axis: attr.int(1) }, { names: ['positions_out'] });
@@ -104,68 +107,12 @@ export function mergeSegmentsModel(valueScale: 'count' | 'none'): Uint8Array {
   return g.build();
 }
 
-/**
- * Check a segment plan: ids non-decreasing per head and covering `0..O-1` without gap, `-1` for dropped
- * slots, each pivot a member of its run, counts >= 1 where `count` scaling divides by them.
- * @throws ShapeError naming the offending entry.
- */
-export function checkSegmentPlan(kernel: string, L: number, H: number, seg: Int32Array, pivot: Int32Array, O: number, counts: Int32Array | undefined): void {
-  for (let h = 0; h < H; h++) {
-    let next = 0;
-    for (let i = 0; i < L; i++) {
-      const s = seg[h * L + i]!;
-      if (s === -1) continue;
-      if (s === next) next++;
-      else if (s !== next - 1 || next === 0) {
-        throw new ShapeError(
-          `${kernel} plan.segment[${h}, ${i}] = ${s}: kept segment ids must be non-decreasing and cover 0..${O - 1} without gaps (expected ${next === 0 ? 0 : `${next - 1} or ${next}`}, or -1 to drop)`,
-          { field: 'plan.segment', head: h, index: i, value: s },
-        );
-      }
-      if (counts && counts[h * L + i]! < 1) {
-        throw new ShapeError(`${kernel} layer.counts[${h}, ${i}] = ${counts[h * L + i]} must be >= 1 with valueScale "count"`, { field: 'layer.counts', head: h, index: i });
-      }
-    }
-    if (next !== O) {
-      throw new ShapeError(`${kernel} plan.segment of head ${h} has ${next} segments but plan.pivot has ${O} output slots`, {
-        field: 'plan.segment',
-        head: h,
-        segments: next,
-        expected: O,
-      });
-    }
-    for (let o = 0; o < O; o++) {
-      const p = pivot[h * O + o]!;
-      if (seg[h * L + p] !== o) {
-        throw new ShapeError(`${kernel} plan.pivot[${h}, ${o}] = ${p} is not a member of segment ${o}`, { field: 'plan.pivot', head: h, index: o, value: p });
-      }
-    }
-  }
-}
-
-/**
- * Collapse runs of consecutive slots into one slot each (KVKernels.mergeSegments).
- * @throws ShapeError / DTypeError on a malformed plan or layer.
- */
-export function mergeSegments(cache: SessionCache, layer: LayerCache<OnnxTensor>, plan: SegmentPlan<OnnxTensor>): LayerCache<OnnxTensor> {
-  const l = layerDims(layer, 'mergeSegments');
-  if (typeof plan !== 'object' || plan === null) throw new ShapeError('mergeSegments plan must be a SegmentPlan object', { field: 'plan' });
-  expectShape(dimsOf(plan.segment, 'mergeSegments plan.segment', 'int32', 2), [l.heads, l.length], 'mergeSegments plan.segment');
-  const O = dimsOf(plan.pivot, 'mergeSegments plan.pivot', 'int32', 2)[1]!;
-  expectShape(plan.pivot.dims, [l.heads, O], 'mergeSegments plan.pivot');
-  expectShape(dimsOf(plan.sigma, 'mergeSegments plan.sigma', 'float32', 2), [l.heads, O], 'mergeSegments plan.sigma');
-  if (plan.valueScale !== 'count' && plan.valueScale !== 'none') {
-    throw new ConfigError(
-      [{ path: '/valueScale', rule: 'enum', message: `must be one of "count", "none"; got ${JSON.stringify(plan.valueScale)}`, allowed: ['count', 'none'] }],
-      'mergeSegments plan',
-    );
-  }
-  const seg = int32Data(plan.segment);
-  const pivot = int32Data(plan.pivot);
-  expectRange(seg, l.length, -1, Math.max(O - 1, -1), 'mergeSegments plan.segment', 'segment ids');
-  expectRange(pivot, O, 0, l.length - 1, 'mergeSegments plan.pivot');
-  expectFinite(float32Data(plan.sigma), O, 'mergeSegments plan.sigma', true);
-  checkSegmentPlan('mergeSegments', l.length, l.heads, seg, pivot, O, plan.valueScale === 'count' ? int32Data(layer.counts) : undefined);
-  const session = cache.get(`mergeSegments_${plan.valueScale}`, 'float32', () => mergeSegmentsModel(plan.valueScale));
-  return layerResult(session.run({ ...layerFeeds(layer), segment: plan.segment, pivot: plan.pivot, sigma: plan.sigma }, LAYER_OUTPUTS));
+/** Collapse runs of consecutive slots into one slot each (KVKernels.mergeSegments); core has checked the plan. */
+export function mergeSegments(cache: SessionCache): KernelImplementation<MergeSegmentsCall<OnnxTensor>, LayerCache<OnnxTensor>> {
+  return {
+    run: ({ layer, plan }) => {
+      const session = cache.get(`mergeSegments_${plan.valueScale}`, 'float32', () => mergeSegmentsModel(plan.valueScale));
+      return layerResult(session.run({ ...layerFeeds(layer), segment: plan.segment, pivot: plan.pivot, sigma: plan.sigma }, LAYER_OUTPUTS));
+    },
+  };
 }

@@ -1,9 +1,8 @@
-import type { GroupReduction, LayerCache, ObserveOptions, ObservedAttention } from '@kvfold/core';
-import { ConfigError, ShapeError } from '@kvfold/core';
-import * as ort from 'onnxruntime-node';
+import type { GroupReduction, KernelImplementation, LayerCache, ObserveCall, ObservedAttention } from '@kvfold/core';
+import { ort } from '../ort.js';
 import type { SessionCache } from '../cache.js';
 import { ALLOW_ZERO, attr, GraphBuilder, type FunctionDef } from '../graph.js';
-import { dimsOf, expectShape, float32Scalar, int32Data, layerDims, type OnnxTensor } from '../validate.js';
+import { float32Scalar, type OnnxTensor } from '../tensor.js';
 
 const END = 2 ** 62;
 
@@ -80,7 +79,21 @@ export function observeModel(reduction: GroupReduction, proportional: boolean): 
   return g.build();
 }
 
-/** Checked arguments of observe. */
+/** Largest `[queryHeads, n, length]` logits block one call materialises before observe splits the work. */
+export const OBSERVE_BLOCK = 1 << 22;
+
+/**
+ * Attention of `queries` over the cache, reduced to kv heads (KVKernels.observe).
+ *
+ * With function bodies a call materialises `queryHeads * n * length` logits; above `block` elements
+ * (default {@link OBSERVE_BLOCK}; the native kernels pass Infinity: they work row by row) the work is split
+ * per query head and query block, and the group reduction is done here.
+ */
+export function observe(cache: SessionCache, block: number = OBSERVE_BLOCK): KernelImplementation<ObserveCall<OnnxTensor>, ObservedAttention<OnnxTensor>> {
+  return { run: (call) => attend(cache, call, block) };
+}
+
+/** The arguments {@link observeBlocks} works from. */
 interface ObserveArgs {
   readonly H: number;
   readonly L: number;
@@ -92,69 +105,19 @@ interface ObserveArgs {
   readonly scale: number;
 }
 
-function checkObserve(layer: LayerCache<OnnxTensor>, queries: OnnxTensor, queryPositions: OnnxTensor, options: ObserveOptions | undefined): ObserveArgs {
-  const { heads: H, length: L, headDim: D } = layerDims(layer, 'observe');
-  const [QH, N] = dimsOf(queries, 'observe queries', 'float32', 3) as [number, number, number];
-  expectShape(queries.dims, [QH, N, D], 'observe queries');
-  if (H === 0 ? QH !== 0 : QH === 0 || QH % H !== 0) {
-    throw new ShapeError(`observe queries has ${QH} heads, which is not a positive multiple of the ${H} kv heads`, { field: 'queries', queryHeads: QH, kvHeads: H });
-  }
-  expectShape(dimsOf(queryPositions, 'observe queryPositions', 'int32', 1), [N], 'observe queryPositions');
-  if (options !== undefined && (typeof options !== 'object' || options === null)) {
-    throw new ConfigError([{ path: '', rule: 'type', message: 'must be an object', allowed: 'object' }], 'observe options');
-  }
-  const o = options ?? {};
-  const reduction = o.groupReduction ?? 'mean';
-  if (!(reduction in GROUP_REDUCTION_CODE)) {
-    throw new ConfigError([{ path: '/groupReduction', rule: 'enum', message: `must be one of "mean", "max", "sum", got ${JSON.stringify(reduction)}`, allowed: ['mean', 'max', 'sum'] }], 'observe options');
-  }
-  const scale = o.scale ?? (D > 0 ? 1 / Math.sqrt(D) : 1);
-  if (typeof scale !== 'number' || !Number.isFinite(scale)) {
-    throw new ConfigError([{ path: '/scale', rule: 'type', message: `must be a finite number, got ${scale}` }], 'observe options');
-  }
-  const proportional = o.proportional ?? false;
-  if (typeof proportional !== 'boolean') {
-    throw new ConfigError([{ path: '/proportional', rule: 'type', message: `must be a boolean, got ${JSON.stringify(proportional)}`, allowed: [true, false] }], 'observe options');
-  }
-  if (proportional) {
-    const c = int32Data(layer.counts);
-    for (let i = 0; i < c.length; i++) {
-      if (c[i]! < 1) throw new ShapeError(`observe layer.counts[${Math.floor(i / L)}, ${i % L}] = ${c[i]} must be >= 1 for proportional attention`, { field: 'layer.counts' });
-    }
-  }
-  return { H, L, D, QH, N, reduction, proportional, scale };
-}
-
-/** Largest `[queryHeads, n, length]` logits block one call materialises before observe splits the work. */
-export const OBSERVE_BLOCK = 1 << 22;
-
-/**
- * Attention of `queries` over the cache, reduced to kv heads (KVKernels.observe).
- *
- * With function bodies a call materialises `queryHeads * n * length` logits; above `block` elements
- * (default {@link OBSERVE_BLOCK}; the native kernels pass Infinity: they work row by row) the work is split
- * per query head and query block, and the group reduction is done here.
- * @throws ShapeError / DTypeError / ConfigError on bad input.
- */
-export function observe(
-  cache: SessionCache,
-  layer: LayerCache<OnnxTensor>,
-  queries: OnnxTensor,
-  queryPositions: OnnxTensor,
-  options: ObserveOptions | undefined,
-  block: number = OBSERVE_BLOCK,
-): ObservedAttention<OnnxTensor> {
-  const a = checkObserve(layer, queries, queryPositions, options);
+function attend(cache: SessionCache, call: ObserveCall<OnnxTensor>, block: number): ObservedAttention<OnnxTensor> {
+  const { layer, queries, queryPositions, dims } = call;
+  const a: ObserveArgs = { H: dims.heads, L: dims.length, D: dims.headDim, QH: call.queryHeads, N: call.n, reduction: call.reduction, proportional: call.proportional, scale: call.scale };
   // Nothing to attend with or to: the contract's answer is zeros, without a model run.
   if (a.N === 0 || a.H * a.L === 0) {
-    return { sums: new ort.Tensor('float32', new Float32Array(a.H * a.L), [a.H, a.L]), last: new ort.Tensor('float32', new Float32Array(a.H * a.L), [a.H, a.L]) };
+    return { attention: new ort.Tensor('float32', new Float32Array(a.H * a.L), [a.H, a.L]), lastAttention: new ort.Tensor('float32', new Float32Array(a.H * a.L), [a.H, a.L]) };
   }
   const scale = float32Scalar(a.scale);
   const run = (reduction: GroupReduction, keys: OnnxTensor, positions: OnnxTensor, counts: OnnxTensor, q: OnnxTensor, qp: OnnxTensor) => {
     const key = `observe_${reduction}_${a.proportional ? 'prop' : 'plain'}`;
     const s = cache.get(key, 'float32', () => observeModel(reduction, a.proportional));
     const [sums, last] = s.run({ keys, positions, counts, queries: q, query_positions: qp, scale }, ['sums', 'last']);
-    return { sums: sums!, last: last! };
+    return { attention: sums!, lastAttention: last! };
   };
   if (a.QH * a.N * a.L <= block) return run(a.reduction, layer.keys, layer.positions, layer.counts, queries, queryPositions);
   return observeBlocks(a, layer, queries, queryPositions, run, block);
@@ -187,9 +150,9 @@ function observeBlocks(a: ObserveArgs, layer: LayerCache<OnnxTensor>, queries: O
         const q = new ort.Tensor('float32', qd.slice((qh * N + t0) * D, (qh * N + t1) * D), [1, t1 - t0, D]);
         const qp = new ort.Tensor('int32', qpd.slice(t0, t1), [t1 - t0]);
         const r = run('sum', keys, positions, counts, q, qp);
-        const s = r.sums.data as Float32Array;
+        const s = r.attention.data as Float32Array;
         for (let l = 0; l < L; l++) headSum[l] += s[l]!;
-        if (t1 === N) headLast = r.last.data as Float32Array;
+        if (t1 === N) headLast = r.lastAttention.data as Float32Array;
       }
       for (let l = 0; l < L; l++) {
         const o = h * L + l;
@@ -211,5 +174,5 @@ function observeBlocks(a: ObserveArgs, layer: LayerCache<OnnxTensor>, queries: O
       last[i] /= G;
     }
   }
-  return { sums: new ort.Tensor('float32', sums, [H, L]), last: new ort.Tensor('float32', last, [H, L]) };
+  return { attention: new ort.Tensor('float32', sums, [H, L]), lastAttention: new ort.Tensor('float32', last, [H, L]) };
 }

@@ -1,6 +1,7 @@
+import type { KernelImplementation, TopKCall } from '@kvfold/core';
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder, type FunctionDef } from '../graph.js';
-import { dimsOf, expectInt, int64Scalar, type OnnxTensor } from '../validate.js';
+import { int64Scalar, type OnnxTensor } from '../tensor.js';
 
 /**
  * `ai.kvfold::SelectTopK(scores f32[H,L], k i64[1], from i64[1], to i64[1]) -> index i32[H,k]`: the `k`
@@ -36,19 +37,9 @@ export function topKModel(): Uint8Array {
   return g.build();
 }
 
-/** Check the window arguments shared by topK and accumulateTopK. */
-export function checkWindow(kernel: string, length: number, k: number, from: number, to: number): void {
-  expectInt(from, `${kernel} from`, 0, length);
-  expectInt(to, `${kernel} to`, from, length);
-  expectInt(k, `${kernel} k`, 0, to - from);
-}
-
-/**
- * Indices of the `k` highest scores of each head among slots `[from, to)`, ascending by slot (KVKernels.topK).
- * @throws ShapeError when `k`, `from` or `to` are out of range; DTypeError when `scores` is not float32.
- */
-export function topK(cache: SessionCache, scores: OnnxTensor, k: number, from: number, to: number): OnnxTensor {
-  const [, L] = dimsOf(scores, 'topK scores', 'float32', 2) as [number, number];
-  checkWindow('topK', L, k, from, to);
-  return cache.get('topK', 'float32', topKModel).run({ scores, k: int64Scalar(k), from: int64Scalar(from), to: int64Scalar(to) }, ['index'])[0]!;
+/** Indices of the `k` highest scores of each head among slots `[from, to)`, ascending by slot (KVKernels.topK). */
+export function topK(cache: SessionCache): KernelImplementation<TopKCall<OnnxTensor>, OnnxTensor> {
+  return {
+    run: ({ scores, k, from, to }) => cache.get('topK', 'float32', topKModel).run({ scores, k: int64Scalar(k), from: int64Scalar(from), to: int64Scalar(to) }, ['index'])[0]!,
+  };
 }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { rowRange, takeRows } from '../ops.js';
-import { dimsOf } from '../validate.js';
+import type { AdjacentCosineCall, KernelImplementation } from '@kvfold/core';
+import { column, rowRange, rowScales, takeRows } from '../ops.js';
 
 /**
  * Cosine similarity of each key with the next one, float32 `[kvHeads, length - 1]` (`[kvHeads, 0]` when
@@ -10,15 +10,21 @@ import { dimsOf } from '../validate.js';
  * shifted by one key (a non-contiguous 3-D slice costs about 600 ns per element on the cpu engine),
  * squared norms are computed once per key, and the pairs that straddle two heads are dropped at the
  * end with one small take.
- * @throws DTypeError / ShapeError when `keys` is not float32 `[kvHeads, length, headDim]`.
+ *
+ * Each key is first scaled by a power of two that brings its largest element near 1 (exact, so the cosine
+ * is unchanged): float32 squares of keys above about 1.8e19 would overflow, and of keys below about
+ * 1e-19 underflow, where the reference's float64 sums do neither.
  */
-export function adjacentCosine(keys: tf.Tensor): tf.Tensor {
-  const [H, L, D] = dimsOf(keys, 'adjacentCosine keys', 'float32', 3) as [number, number, number];
+export const adjacentCosine: KernelImplementation<AdjacentCosineCall<tf.Tensor>, tf.Tensor> = { run: cosine };
+
+function cosine({ keys, shape }: AdjacentCosineCall<tf.Tensor>): tf.Tensor {
+  const [H, L, D] = shape;
   const M = Math.max(L - 1, 0);
   return tf.tidy(() => {
     if (H === 0 || M === 0 || D === 0) return tf.zeros([H, M], 'float32');
     const N = H * L;
-    const rows = tf.reshape(keys, [N, D]);
+    const flat = tf.reshape(keys, [N, D]);
+    const rows = tf.mul(flat, column(rowScales(flat), D));
     const dot = tf.sum(tf.mul(rowRange(rows, 0, N - 1), rowRange(rows, 1, N - 1)), -1);
     const norm = tf.sqrt(tf.sum(tf.square(rows), -1));
     const den = tf.mul(rowRange(norm, 0, N - 1), rowRange(norm, 1, N - 1));

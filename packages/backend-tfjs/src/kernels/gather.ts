@@ -1,26 +1,21 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ShapeError, type LayerCache } from '@kvfold/core';
+import type { GatherCall, KernelImplementation, LayerCache, ScreenResult } from '@kvfold/core';
 import { flatIndex, headStarts, shiftDown, takeDistinctRows, takeRows } from '../ops.js';
-import { dimsOf, expectShape, hostRange, layerDims } from '../validate.js';
 
 /**
  * Gather every field of `layer` at int32 `index [kvHeads, k]` (per head; duplicates allowed, order kept).
- * @throws ShapeError when `index` has another head count or an entry outside `[0, length)`.
+ * The screen checks the index range and learns, in the same scalar download, whether each head's indices
+ * are strictly ascending (as the policies' keep lists are), which allows the faster distinct-row take.
  */
-export function gather(layer: LayerCache<tf.Tensor>, index: tf.Tensor): LayerCache<tf.Tensor> {
-  const { heads: H, length: L } = layerDims(layer, 'gather');
-  const k = dimsOf(index, 'gather index', 'int32', 2)[1]!;
-  expectShape(index.shape, [H, k], 'gather index');
-  const ascending = checkIndex(index, H, k, L);
-  return tf.tidy(() => gatherRows(layer, index, ascending));
-}
+export const gather: KernelImplementation<GatherCall<tf.Tensor>, LayerCache<tf.Tensor>, boolean> = {
+  screen: screenIndex,
+  run: ({ layer, index }, ascending = false) => tf.tidy(() => gatherRows(layer, index, ascending)),
+};
 
-/**
- * Check that every entry lies in `[0, L)` (naming the first that does not) and report whether each
- * head's indices are strictly ascending (as the policies' keep lists are): one scalar download.
- */
-function checkIndex(index: tf.Tensor, H: number, k: number, L: number): boolean {
-  if (H * k === 0) return true;
+/** Every entry in `[0, L)`, and whether each head's indices ascend strictly (the note): one scalar download. */
+function screenIndex({ index, dims, k }: GatherCall<tf.Tensor>): ScreenResult<boolean> {
+  const { heads: H, length: L } = dims;
+  if (H * k === 0) return { valid: true, note: true };
   const summary = tf.tidy(() => {
     const bad = tf.logicalOr(tf.less(tf.min(index), tf.scalar(0, 'int32')), tf.greater(tf.max(index), tf.scalar(L - 1, 'int32')));
     const flat = tf.reshape(index, [H * k]);
@@ -29,11 +24,13 @@ function checkIndex(index: tf.Tensor, H: number, k: number, L: number): boolean 
   });
   const [bad, descending] = summary.dataSync() as unknown as [number, number];
   summary.dispose();
-  if (bad !== 0) {
-    hostRange(index.dataSync() as Int32Array, k, 0, L - 1, 'gather index');
-    throw new ShapeError('gather index is invalid', { field: 'gather index' });
-  }
-  return descending === 0;
+  return { valid: bad === 0, note: descending === 0 };
+}
+
+/** A layer of `M` zero slots per head (what an empty selection or plan produces). Call inside `tf.tidy`. */
+export function emptyLayer(H: number, M: number, D: number): LayerFields {
+  const rows = (dtype: 'float32' | 'int32', ...rest: number[]) => tf.zeros([H, M, ...rest], dtype);
+  return { keys: rows('float32', D), values: rows('float32', D), positions: rows('int32'), counts: rows('int32'), scores: rows('float32') };
 }
 
 /** The five fields of a layer as a plain object type, which `tf.tidy` accepts as a result (an interface is not a TensorContainer). */
@@ -48,15 +45,7 @@ export type LayerFields = { keys: tf.Tensor; values: tf.Tensor; positions: tf.Te
 export function gatherRows(layer: LayerCache<tf.Tensor>, index: tf.Tensor, distinct = false): LayerFields {
   const [H, L, D] = layer.keys.shape as [number, number, number];
   const k = index.shape[1]!;
-  if (H === 0 || k === 0 || L === 0) {
-    return {
-      keys: tf.zeros([H, k, D], 'float32'),
-      values: tf.zeros([H, k, D], 'float32'),
-      positions: tf.zeros([H, k], 'int32'),
-      counts: tf.zeros([H, k], 'int32'),
-      scores: tf.zeros([H, k], 'float32'),
-    };
-  }
+  if (H === 0 || k === 0 || L === 0) return emptyLayer(H, k, D);
   const flat = flatIndex(index, L);
   const take = distinct ? takeDistinctRows : takeRows;
   const rows = (x: tf.Tensor, rest: number[]): tf.Tensor => tf.reshape(take(tf.reshape(x, [H * L, ...rest]), flat), [H, k, ...rest]);

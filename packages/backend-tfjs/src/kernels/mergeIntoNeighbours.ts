@@ -1,8 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ShapeError, type LayerCache, type NeighbourMergePlan } from '@kvfold/core';
+import type { KernelImplementation, LayerCache, MergeIntoNeighboursCall, ScreenResult } from '@kvfold/core';
 import { column, finiteMask, firstRows, flatIndex, headStarts, shiftDown, takeRows } from '../ops.js';
-import { anyOf, dimsOf, expectShape, hostRange, layerDims } from '../validate.js';
+import { anyOf } from '../screen.js';
 import { gatherRows } from './gather.js';
+
+/** What the plan's screen learns on the way: the largest target window, and whether the values are all finite. */
+interface PlanFacts {
+  readonly maxWindow: number;
+  readonly finite: boolean;
+}
 
 /** Largest scatter update block (elements) materialised at once by the exact spread of {@link spreadExact}. */
 const SPREAD_BLOCK = 1 << 22;
@@ -20,20 +26,17 @@ const SPREAD_BLOCK = 1 << 22;
  * into NaN past its window, so when the layer's values are not all finite (checked in the same
  * download as the plan) the contributions are spread over each window explicitly instead,
  * `O(sources * maxWindow * headDim)` like the reference loop.
- * @throws ShapeError when `keep` is not strictly ascending within `[0, length)`, a source is out of
- *   range, a target window leaves `keep`, a count is negative, a gate is not finite, or shapes disagree.
  */
-export function mergeIntoNeighbours(layer: LayerCache<tf.Tensor>, plan: NeighbourMergePlan<tf.Tensor>): LayerCache<tf.Tensor> {
-  const { heads: H, length: L, headDim: D } = layerDims(layer, 'mergeIntoNeighbours');
-  if (typeof plan !== 'object' || plan === null) throw new ShapeError('mergeIntoNeighbours: plan must be a NeighbourMergePlan object', { field: 'plan' });
-  const K = dimsOf(plan.keep, 'mergeIntoNeighbours plan.keep', 'int32', 2)[1]!;
-  expectShape(plan.keep.shape, [H, K], 'mergeIntoNeighbours plan.keep');
-  const S = dimsOf(plan.source, 'mergeIntoNeighbours plan.source', 'int32', 2)[1]!;
-  expectShape(plan.source.shape, [H, S], 'mergeIntoNeighbours plan.source');
-  expectShape(dimsOf(plan.targetStart, 'mergeIntoNeighbours plan.targetStart', 'int32', 2), [H, S], 'mergeIntoNeighbours plan.targetStart');
-  expectShape(dimsOf(plan.targetCount, 'mergeIntoNeighbours plan.targetCount', 'int32', 2), [H, S], 'mergeIntoNeighbours plan.targetCount');
-  expectShape(dimsOf(plan.gate, 'mergeIntoNeighbours plan.gate', 'float32', 2), [H, S], 'mergeIntoNeighbours plan.gate');
-  const { maxWindow, finite } = checkPlan(layer, plan, H, L, K, S);
+export const mergeIntoNeighbours: KernelImplementation<MergeIntoNeighboursCall<tf.Tensor>, LayerCache<tf.Tensor>, PlanFacts> = {
+  screen: screenPlan,
+  run: merge,
+};
+
+/** The merge; `facts` come from the screen (computed here when a caller skipped it). */
+function merge(call: MergeIntoNeighboursCall<tf.Tensor>, facts: PlanFacts = screenPlan(call).note!): LayerCache<tf.Tensor> {
+  const { layer, plan, dims, kept: K, sources: S } = call;
+  const { heads: H, length: L, headDim: D } = dims;
+  const { maxWindow, finite } = facts;
 
   return tf.tidy(() => {
     // keep is strictly ascending (checked), so no head repeats a slot.
@@ -97,12 +100,12 @@ function spreadExact(source: tf.Tensor, factor: tf.Tensor, start: tf.Tensor, cou
 }
 
 /**
- * Validate the plan on the backend and return the largest window and whether the layer's values are
- * all finite, read back with the validation flag in one download; on failure, download the plan and
- * name the first offending element.
+ * Screen the plan on the backend and learn the largest window and whether the layer's values are all
+ * finite, read back with the validation flag in one download.
  */
-function checkPlan(layer: LayerCache<tf.Tensor>, plan: NeighbourMergePlan<tf.Tensor>, H: number, L: number, K: number, S: number): { maxWindow: number; finite: boolean } {
-  if (H === 0 || (K === 0 && S === 0)) return { maxWindow: 0, finite: true };
+function screenPlan({ layer, plan, dims, kept: K, sources: S }: MergeIntoNeighboursCall<tf.Tensor>): ScreenResult<PlanFacts> {
+  const { heads: H, length: L } = dims;
+  if (H === 0 || (K === 0 && S === 0)) return { valid: true, note: { maxWindow: 0, finite: true } };
   const summary = tf.tidy(() => {
     const flags: tf.Tensor[] = [];
     const keep = plan.keep;
@@ -134,40 +137,5 @@ function checkPlan(layer: LayerCache<tf.Tensor>, plan: NeighbourMergePlan<tf.Ten
   } finally {
     summary.dispose();
   }
-  if (bad === 0) return { maxWindow, finite: finite === 1 };
-  diagnose(plan, H, L, K, S);
-  throw new ShapeError('mergeIntoNeighbours plan is invalid', { field: 'plan' });
-}
-
-/** Host walk of a plan already known to be invalid: throws for the first problem, in the reference's order. */
-function diagnose(plan: NeighbourMergePlan<tf.Tensor>, H: number, L: number, K: number, S: number): void {
-  const keep = plan.keep.dataSync() as Int32Array;
-  hostRange(keep, K, 0, L - 1, 'mergeIntoNeighbours plan.keep');
-  for (let h = 0; h < H; h++) {
-    for (let j = 1; j < K; j++) {
-      if (keep[h * K + j]! <= keep[h * K + j - 1]!) {
-        throw new ShapeError(`mergeIntoNeighbours plan.keep[${h}, ${j}] = ${keep[h * K + j]} must be greater than plan.keep[${h}, ${j - 1}] = ${keep[h * K + j - 1]} (kept slots are strictly ascending)`, {
-          field: 'plan.keep', head: h, index: j,
-        });
-      }
-    }
-  }
-  hostRange(plan.source.dataSync() as Int32Array, S, 0, L - 1, 'mergeIntoNeighbours plan.source');
-  const tCount = plan.targetCount.dataSync() as Int32Array;
-  const tStart = plan.targetStart.dataSync() as Int32Array;
-  const gate = plan.gate.dataSync() as Float32Array;
-  for (let i = 0; i < H * S; i++) {
-    const h = Math.floor(i / S);
-    const c = tCount[i]!;
-    const st = tStart[i]!;
-    if (c < 0) throw new ShapeError(`mergeIntoNeighbours plan.targetCount[${h}, ${i - h * S}] = ${c} must be >= 0`, { field: 'plan.targetCount', head: h, index: i - h * S, value: c });
-    if (c > 0 && (st < 0 || st + c > K)) {
-      throw new ShapeError(`mergeIntoNeighbours plan.targetStart[${h}, ${i - h * S}] = ${st} with targetCount ${c} leaves plan.keep (targets must lie in [0, ${K - 1}])`, {
-        field: 'plan.targetStart', head: h, index: i - h * S, value: st, allowed: [0, K - c],
-      });
-    }
-    if (!Number.isFinite(gate[i]!)) {
-      throw new ShapeError(`mergeIntoNeighbours plan.gate[${h}, ${i - h * S}] = ${gate[i]} must be finite`, { field: 'plan.gate', head: h, index: i - h * S, value: gate[i] });
-    }
-  }
+  return { valid: bad === 0, note: { maxWindow, finite: finite === 1 } };
 }

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ShapeError, type LayerCache, type SegmentPlan } from '@kvfold/core';
+import type { KernelImplementation, LayerCache, MergeSegmentsCall, ScreenResult } from '@kvfold/core';
 import { column, firstRows, flatIndex, headStarts, shiftDown, takeRows } from '../ops.js';
-import { anyOf, badOption, checkContents, dimsOf, expectShape, layerDims } from '../validate.js';
+import { anyOf, screened } from '../screen.js';
+import { emptyLayer } from './gather.js';
 
 /**
  * Collapse runs of slots into one slot each (KVMerger). For output slot `o` of head `h`, the members
@@ -16,34 +17,14 @@ import { anyOf, badOption, checkContents, dimsOf, expectShape, layerDims } from 
  * a contiguous view): each slot takes its run's pivot key and sigma, computes its weight, and every
  * per-run sum is made of scatterNDs (which add duplicate indices). See {@link runSummer} for why the
  * sums take two scatters.
- * @throws ShapeError when the plan's shapes disagree with the layer, segment ids are not non-decreasing
- *   from 0 without gaps, a pivot is not a member of its run, sigma is not > 0, or (`count` mode) a member count is < 1.
- * @throws ConfigError when `valueScale` is not `count` or `none`.
  */
-export function mergeSegments(layer: LayerCache<tf.Tensor>, plan: SegmentPlan<tf.Tensor>): LayerCache<tf.Tensor> {
-  const { heads: H, length: L, headDim: D } = layerDims(layer, 'mergeSegments');
-  if (typeof plan !== 'object' || plan === null) throw new ShapeError('mergeSegments: plan must be a SegmentPlan object', { field: 'plan' });
-  expectShape(dimsOf(plan.segment, 'mergeSegments plan.segment', 'int32', 2), [H, L], 'mergeSegments plan.segment');
-  const M = dimsOf(plan.pivot, 'mergeSegments plan.pivot', 'int32', 2)[1]!;
-  expectShape(plan.pivot.shape, [H, M], 'mergeSegments plan.pivot');
-  expectShape(dimsOf(plan.sigma, 'mergeSegments plan.sigma', 'float32', 2), [H, M], 'mergeSegments plan.sigma');
-  const scale = plan.valueScale;
-  if (scale !== 'count' && scale !== 'none') {
-    badOption('mergeSegments plan', '/valueScale', 'enum', `must be one of "count", "none"; got ${JSON.stringify(scale)}`, ['count', 'none']);
-  }
-  const byCount = scale === 'count';
-  checkPlan(layer.counts, plan, H, L, M, byCount);
+export const mergeSegments: KernelImplementation<MergeSegmentsCall<tf.Tensor>, LayerCache<tf.Tensor>> = { screen: screenPlan, run: merge };
+
+function merge({ layer, plan, dims, outLength: M, byCount }: MergeSegmentsCall<tf.Tensor>): LayerCache<tf.Tensor> {
+  const { heads: H, length: L, headDim: D } = dims;
 
   return tf.tidy(() => {
-    if (H === 0 || M === 0) {
-      return {
-        keys: tf.zeros([H, M, D], 'float32'),
-        values: tf.zeros([H, M, D], 'float32'),
-        positions: tf.zeros([H, M], 'int32'),
-        counts: tf.zeros([H, M], 'int32'),
-        scores: tf.zeros([H, M], 'float32'),
-      };
-    }
+    if (H === 0 || M === 0) return emptyLayer(H, M, D);
     const N = H * L;
     const HM = H * M;
     const kept = tf.greaterEqual(tf.reshape(plan.segment, [N]), tf.scalar(0, 'int32'));
@@ -55,10 +36,12 @@ export function mergeSegments(layer: LayerCache<tf.Tensor>, plan: SegmentPlan<tf
     const sigmaOf = takeRows(tf.concat([tf.reshape(plan.sigma, [HM]), tf.ones([1], 'float32')]), row);
     const keys = tf.reshape(layer.keys, [N, D]);
     const values = tf.reshape(layer.values, [N, D]);
-    const d2 = tf.sum(tf.square(tf.sub(takeRows(keys, pivotOf), keys)), -1);
-    const gauss = tf.exp(tf.div(tf.neg(d2), tf.mul(tf.square(sigmaOf), tf.scalar(2))));
-    // d2 = 0 gives exactly 1 even when 2 sigma^2 underflows to 0 (0 / 0).
-    const g = tf.where(kept, tf.where(tf.equal(d2, 0), tf.onesLike(d2), gauss), tf.zerosLike(d2));
+    // ||k_p - k_i||^2 / (2 sigma^2) with the difference divided by sigma before it is squared: squaring
+    // first overflows float32 for keys above about 1e19 (then Inf / Inf = NaN); scaled, a huge ratio can
+    // only give exp(-Inf) = 0, as the reference's float64 gives.
+    const z = tf.div(tf.sub(takeRows(keys, pivotOf), keys), column(sigmaOf, D));
+    const e = tf.mul(tf.sum(tf.square(z), -1), tf.scalar(0.5));
+    const g = tf.where(kept, tf.where(tf.equal(e, 0), tf.onesLike(e), tf.exp(tf.neg(e))), tf.zerosLike(e));
     const segSum = runSummer(row, H, L, HM);
     const sumG = segSum(g);
     const counts = tf.where(kept, tf.reshape(layer.counts, [N]), tf.zerosLike(row));
@@ -113,87 +96,37 @@ function runSummer(row: tf.Tensor, H: number, L: number, HM: number): (x: tf.Ten
 }
 
 /**
- * Validate a segment plan on the backend, reading back one flag; on failure, download the plan and name
- * the first offending element. Kept ids must read 0, (same or +1)..., M - 1 along each head: compacting
- * the kept ids with a cumsum-indexed scatterND and differencing neighbours checks that without a loop.
+ * Screen a segment plan on the backend, reading back one flag. Kept ids must read 0, (same or +1)...,
+ * M - 1 along each head: compacting the kept ids with a cumsum-indexed scatterND and differencing
+ * neighbours checks that without a loop.
  */
-function checkPlan(countsT: tf.Tensor, plan: SegmentPlan<tf.Tensor>, H: number, L: number, M: number, byCount: boolean): void {
-  if (H === 0) return;
-  if (L === 0) {
-    if (M !== 0) throw new ShapeError(`mergeSegments plan.pivot has ${M} output slots but the layer has no slots`, { field: 'plan.pivot', outputs: M });
-    return;
-  }
+function screenPlan({ layer, plan, dims, outLength: M, byCount }: MergeSegmentsCall<tf.Tensor>): ScreenResult {
+  const { heads: H, length: L } = dims;
+  if (H === 0) return { valid: true };
+  // No slots: only a plan with no output slot is valid; the host check names the problem otherwise.
+  if (L === 0) return { valid: M === 0 };
   const N = H * L;
-  checkContents(
-    () => {
-      const seg = plan.segment;
-      const flags: tf.Tensor[] = [tf.logicalOr(tf.less(seg, tf.scalar(-1, 'int32')), tf.greaterEqual(seg, tf.scalar(M, 'int32')))];
-      const kept = tf.greaterEqual(seg, tf.scalar(0, 'int32'));
-      // Where each kept slot lands when the kept slots of a head are packed to its front.
-      const dest = tf.where(tf.reshape(kept, [N]), flatIndex(tf.cumsum(tf.cast(kept, 'int32'), 1, true), L), tf.fill([N], N, 'int32'));
-      // compact[h, j] = 1 + id of the j-th kept slot of head h, 0 past the last one.
-      const compact = firstRows(tf.scatterND(tf.reshape(dest, [N, 1]), tf.reshape(tf.add(seg, tf.scalar(1, 'int32')), [N]), [N + 1]), N);
-      const previous = tf.mul(shiftDown(compact, 0), tf.cast(tf.logicalNot(headStarts(H, L)), 'int32'));
-      const step = tf.sub(compact, previous);
-      flags.push(tf.logicalAnd(tf.greater(compact, tf.scalar(0, 'int32')), tf.logicalOr(tf.less(step, tf.scalar(0, 'int32')), tf.greater(step, tf.scalar(1, 'int32')))));
-      // Ids are non-decreasing, so the largest is the last: it must be M (ids + 1).
-      flags.push(tf.notEqual(tf.max(tf.reshape(compact, [H, L]), 1), tf.scalar(M, 'int32')));
-      if (M > 0) {
-        const p = plan.pivot;
-        const inRange = tf.logicalAnd(tf.greaterEqual(p, tf.scalar(0, 'int32')), tf.less(p, tf.scalar(L, 'int32')));
-        const runOfPivot = tf.reshape(takeRows(tf.reshape(seg, [N]), flatIndex(tf.clipByValue(p, 0, L - 1), L)), [H, M]);
-        flags.push(tf.logicalNot(tf.logicalAnd(inRange, tf.equal(runOfPivot, tf.range(0, M, 1, 'int32')))));
-        flags.push(tf.logicalNot(tf.greater(plan.sigma, tf.scalar(0))));
-      }
-      if (byCount) flags.push(tf.logicalAnd(kept, tf.less(countsT, tf.scalar(1, 'int32'))));
-      return anyOf(flags);
-    },
-    () => diagnose(plan.segment.dataSync() as Int32Array, plan.pivot.dataSync() as Int32Array, plan.sigma.dataSync() as Float32Array, countsT.dataSync() as Int32Array, H, L, M, byCount),
-    'mergeSegments plan',
-  );
-}
-
-/** Host walk of a plan already known to be invalid: throws for the first problem, in the reference's order. */
-function diagnose(seg: Int32Array, piv: Int32Array, sig: Float32Array, counts: Int32Array, H: number, L: number, M: number, byCount: boolean): void {
-  const start = new Int32Array(H * M);
-  const end = new Int32Array(H * M);
-  for (let h = 0; h < H; h++) {
-    let prev = -1;
-    for (let i = 0; i < L; i++) {
-      const s = seg[h * L + i]!;
-      if (s === -1) continue;
-      if (s !== prev) {
-        if (s !== prev + 1) {
-          const why = s < -1 ? 'ids must be >= -1' : s < prev ? 'kept ids must be non-decreasing' : `ids must cover 0..${M - 1} without gaps (expected ${prev + 1})`;
-          throw new ShapeError(`mergeSegments plan.segment[${h}, ${i}] = ${s}: ${why}`, { field: 'plan.segment', head: h, index: i, value: s });
-        }
-        if (s >= M) {
-          throw new ShapeError(`mergeSegments plan.segment[${h}, ${i}] = ${s} but plan.pivot has ${M} output slots (ids must be in [-1, ${M - 1}])`, {
-            field: 'plan.segment', head: h, index: i, value: s, allowed: [-1, M - 1],
-          });
-        }
-        prev = s;
-        start[h * M + s] = i;
-      }
-      end[h * M + s] = i + 1;
-      if (byCount && counts[h * L + i]! < 1) {
-        throw new ShapeError(`mergeSegments layer.counts[${h}, ${i}] = ${counts[h * L + i]} must be >= 1 with valueScale "count"`, { field: 'layer.counts', head: h, index: i });
-      }
+  return screened(() => {
+    const seg = plan.segment;
+    const flags: tf.Tensor[] = [tf.logicalOr(tf.less(seg, tf.scalar(-1, 'int32')), tf.greaterEqual(seg, tf.scalar(M, 'int32')))];
+    const kept = tf.greaterEqual(seg, tf.scalar(0, 'int32'));
+    // Where each kept slot lands when the kept slots of a head are packed to its front.
+    const dest = tf.where(tf.reshape(kept, [N]), flatIndex(tf.cumsum(tf.cast(kept, 'int32'), 1, true), L), tf.fill([N], N, 'int32'));
+    // compact[h, j] = 1 + id of the j-th kept slot of head h, 0 past the last one.
+    const compact = firstRows(tf.scatterND(tf.reshape(dest, [N, 1]), tf.reshape(tf.add(seg, tf.scalar(1, 'int32')), [N]), [N + 1]), N);
+    const previous = tf.mul(shiftDown(compact, 0), tf.cast(tf.logicalNot(headStarts(H, L)), 'int32'));
+    const step = tf.sub(compact, previous);
+    flags.push(tf.logicalAnd(tf.greater(compact, tf.scalar(0, 'int32')), tf.logicalOr(tf.less(step, tf.scalar(0, 'int32')), tf.greater(step, tf.scalar(1, 'int32')))));
+    // Ids are non-decreasing, so the largest is the last: it must be M (ids + 1).
+    flags.push(tf.notEqual(tf.max(tf.reshape(compact, [H, L]), 1), tf.scalar(M, 'int32')));
+    if (M > 0) {
+      const p = plan.pivot;
+      const inRange = tf.logicalAnd(tf.greaterEqual(p, tf.scalar(0, 'int32')), tf.less(p, tf.scalar(L, 'int32')));
+      const runOfPivot = tf.reshape(takeRows(tf.reshape(seg, [N]), flatIndex(tf.clipByValue(p, 0, L - 1), L)), [H, M]);
+      flags.push(tf.logicalNot(tf.logicalAnd(inRange, tf.equal(runOfPivot, tf.range(0, M, 1, 'int32')))));
+      flags.push(tf.logicalNot(tf.greater(plan.sigma, tf.scalar(0))));
     }
-    if (prev !== M - 1) {
-      throw new ShapeError(`mergeSegments plan.segment head ${h} uses output slots 0..${prev} but plan.pivot has ${M}; every head must produce the same number of slots`, {
-        field: 'plan.segment', head: h, outputs: prev + 1, expected: M,
-      });
-    }
-    for (let o = 0; o < M; o++) {
-      const p = piv[h * M + o]!;
-      if (p < 0 || p >= L || seg[h * L + p] !== o) {
-        throw new ShapeError(`mergeSegments plan.pivot[${h}, ${o}] = ${p} is not a member of run ${o} (its slots are ${start[h * M + o]}..${end[h * M + o]! - 1})`, {
-          field: 'plan.pivot', head: h, index: o, value: p,
-        });
-      }
-      const sg = sig[h * M + o]!;
-      if (!(sg > 0)) throw new ShapeError(`mergeSegments plan.sigma[${h}, ${o}] = ${sg} must be > 0`, { field: 'plan.sigma', head: h, index: o, value: sg });
-    }
-  }
+    if (byCount) flags.push(tf.logicalAnd(kept, tf.less(layer.counts, tf.scalar(1, 'int32'))));
+    return anyOf(flags);
+  });
 }

@@ -1,10 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ShapeError, type GroupReduction, type LayerCache, type ObserveOptions, type ObservedAttention } from '@kvfold/core';
+import type { GroupReduction, KernelImplementation, ObserveCall, ObservedAttention, ScreenResult } from '@kvfold/core';
 import { column, FLOAT_EXACT, head, intColumn, rowRange } from '../ops.js';
+import { screened } from '../screen.js';
 import { sumLast } from '../sum.js';
-import { badOption, checkContents, dimsOf, expectShape, layerDims } from '../validate.js';
-
-const REDUCTIONS: readonly GroupReduction[] = ['mean', 'max', 'sum'];
 
 /**
  * Largest attention-logits block (elements, float32) one chunk materialises: 4 Mi elements = 16 MiB.
@@ -27,55 +25,12 @@ export const OBSERVE_BLOCK = 1 << 22;
  * whose queries all see every slot skips the causal mask, and one whose queries see none is skipped
  * (decided from the query positions and each head's position range, two small downloads per call).
  * Rows are normalised by matMuls with `1 / total` (see {@link attend}); no `[rows, slots]` division.
- * @throws ShapeError when shapes disagree, queryHeads is not a positive multiple of kvHeads, or
- *   (`proportional`) a count is < 1.
- * @throws ConfigError when an option is invalid (reduction not mean/max/sum, scale not finite, proportional not boolean).
+ * Called by {@link observeKernelFor} with a validated call; exported for the tests of its blocking.
  */
-export function observe(
-  layer: LayerCache<tf.Tensor>,
-  queries: tf.Tensor,
-  queryPositions: tf.Tensor,
-  options: ObserveOptions = {},
-  block: number = OBSERVE_BLOCK,
-  batchLimit?: number,
-): ObservedAttention<tf.Tensor> {
-  const { heads: H, length: L, headDim: D } = layerDims(layer, 'observe');
-  const [QH, n] = dimsOf(queries, 'observe queries', 'float32', 3) as [number, number, number];
-  expectShape(queries.shape, [QH, n, D], 'observe queries');
-  if (H === 0 ? QH !== 0 : QH === 0 || QH % H !== 0) {
-    throw new ShapeError(`observe queries has ${QH} query heads, which is not a positive multiple of the layer's ${H} kv heads`, {
-      field: 'queries', queryHeads: QH, kvHeads: H,
-    });
-  }
-  expectShape(dimsOf(queryPositions, 'observe queryPositions', 'int32', 1), [n], 'observe queryPositions');
-  if (typeof options !== 'object' || options === null) badOption('observe options', '', 'type', 'must be an object', 'object');
-  const reduction = options.groupReduction ?? 'mean';
-  if (!REDUCTIONS.includes(reduction)) {
-    badOption('observe options', '/groupReduction', 'enum', `must be one of "mean", "max", "sum"; got ${JSON.stringify(reduction)}`, REDUCTIONS);
-  }
-  const scale = options.scale ?? (D > 0 ? 1 / Math.sqrt(D) : 1);
-  if (typeof scale !== 'number' || !Number.isFinite(scale)) {
-    badOption('observe options', '/scale', 'type', `must be a finite number; got ${String(scale)}`, 'finite number');
-  }
-  const proportional = options.proportional ?? false;
-  if (typeof proportional !== 'boolean') badOption('observe options', '/proportional', 'type', `must be a boolean; got ${JSON.stringify(proportional)}`, [true, false]);
-  if (proportional && H * L > 0) {
-    checkContents(
-      () => tf.less(tf.min(layer.counts), 1),
-      () => {
-        const c = layer.counts.dataSync();
-        const i = c.findIndex((v) => v < 1);
-        if (i < 0) return;
-        const h = Math.floor(i / L);
-        throw new ShapeError(`observe layer.counts (proportional attention takes log(count))[${h}, ${i - h * L}] = ${c[i]} must be >= 1`, {
-          field: 'observe layer.counts', head: h, index: i - h * L, value: c[i],
-        });
-      },
-      'observe layer.counts',
-    );
-  }
-
-  if (H === 0 || L === 0 || n === 0) return tf.tidy(() => ({ sums: tf.zeros([H, L], 'float32'), last: tf.zeros([H, L], 'float32') }));
+export function observe(call: ObserveCall<tf.Tensor>, block: number = OBSERVE_BLOCK, batchLimit?: number): ObservedAttention<tf.Tensor> {
+  const { layer, queries, queryPositions, dims, queryHeads: QH, n, reduction, scale, proportional } = call;
+  const { heads: H, length: L, headDim: D } = dims;
+  if (H === 0 || L === 0 || n === 0) return tf.tidy(() => ({ attention: tf.zeros([H, L], 'float32'), lastAttention: tf.zeros([H, L], 'float32') }));
   const G = QH / H;
   // Two tiny downloads (n query positions, one slot-position range per head) let each chunk of queries
   // skip the causal mask when it sees every slot, and skip itself when it sees none.
@@ -137,8 +92,21 @@ export function observe(
       sums.push(reduceGroup(sum, reduction));
       lasts.push(reduceGroup(last, reduction));
     }
-    return { sums: sums.length === 1 ? sums[0]! : tf.concat(sums), last: lasts.length === 1 ? lasts[0]! : tf.concat(lasts) };
+    return { attention: sums.length === 1 ? sums[0]! : tf.concat(sums), lastAttention: lasts.length === 1 ? lasts[0]! : tf.concat(lasts) };
   });
+}
+
+/**
+ * The observe kernel with logits blocks of at most `block` elements. Proportional attention takes
+ * `log(count)`, so its screen checks that every count is >= 1 on the backend (one scalar download).
+ */
+export function observeKernelFor(block: number): KernelImplementation<ObserveCall<tf.Tensor>, ObservedAttention<tf.Tensor>> {
+  return { screen: screenCounts, run: (call) => observe(call, block) };
+}
+
+function screenCounts({ layer, dims, proportional }: ObserveCall<tf.Tensor>): ScreenResult {
+  if (!proportional || dims.heads * dims.length === 0) return { valid: true };
+  return screened(() => tf.less(tf.min(layer.counts), 1));
 }
 
 /** Queries per chunk and group member: bounds the length of the float32 query sums done by one matMul. */

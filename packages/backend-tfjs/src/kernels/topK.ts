@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { dimsOf, expectInt } from '../validate.js';
+import type { KernelImplementation, TopKCall } from '@kvfold/core';
 
 /** Largest finite float32. */
 const FLT_MAX = 3.4028234663852886e38;
@@ -15,13 +15,10 @@ const FLT_MAX = 3.4028234663852886e38;
  * exact value +-FLT_MAX ranks the two as tied (lower index first) instead of infinity first.
  * Slots outside the window rank below every clamped score, so TopK runs over the whole row (no slice),
  * and the winners are then sorted by index with a second TopK over their negated indices.
- * @throws ShapeError unless `0 <= from <= to <= length` and `0 <= k <= to - from` are integers.
  */
-export function topK(scores: tf.Tensor, k: number, from: number, to: number): tf.Tensor {
-  const [H, L] = dimsOf(scores, 'topK scores', 'float32', 2) as [number, number];
-  expectInt(from, 'topK from', 0, L);
-  expectInt(to, 'topK to', from, L);
-  expectInt(k, 'topK k (at most to - from)', 0, to - from);
+export const topK: KernelImplementation<TopKCall<tf.Tensor>, tf.Tensor> = { run: select };
+
+function select({ scores, k, from, to, heads: H, length: L }: TopKCall<tf.Tensor>): tf.Tensor {
   const m = to - from;
   return tf.tidy(() => {
     if (k === 0 || H === 0) return tf.zeros([H, k], 'int32');

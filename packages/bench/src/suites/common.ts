@@ -47,6 +47,13 @@ export function num(x: number, digits = 3): string {
   return Number.isFinite(x) ? x.toFixed(digits) : '–';
 }
 
+/** `n=40` when every row counted the same number of items, else the range `n=12–40`. */
+export function nText(counts: readonly number[]): string {
+  const lo = Math.min(...counts);
+  const hi = Math.max(...counts);
+  return counts.length === 0 ? 'n=0' : lo === hi ? `n=${hi}` : `n=${lo}–${hi}`;
+}
+
 /** Bytes in KiB/MiB. */
 export function bytes(n: number): string {
   if (!Number.isFinite(n)) return '–';
@@ -82,4 +89,9 @@ export function sweepLabels(variants: readonly Variant[]): string[] {
 /** Vega-Lite color channel by policy label with a fixed domain (same colors in every figure). */
 export function policyColor(variants: readonly Variant[]): Record<string, unknown> {
   return { field: 'policy', type: 'nominal', scale: { domain: sweepLabels(variants), scheme: 'category10' }, title: 'policy' };
+}
+
+/** The variants that run on the tfjs runtime (the suites that support no other runtime use only these). */
+export function tfjsVariants(variants: readonly Variant[]): Variant[] {
+  return variants.filter((v) => v.runtime === 'tfjs');
 }

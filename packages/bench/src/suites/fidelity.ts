@@ -5,7 +5,7 @@ import { backendLabel, type Variant } from '../config.js';
 import { mean } from '../metrics.js';
 import { capture } from '../model.js';
 import { breathe, itemSeed, prefillCost, type PlotSpec, type Suite, type SummaryCell, type WorkUnit } from '../suite.js';
-import { perVariant, policyColor, num, table, tokensOf, variantsNeedQueries } from './common.js';
+import { perVariant, policyColor, num, table, tfjsVariants, tokensOf, variantsNeedQueries, nText } from './common.js';
 
 /** Result of one fidelity item. */
 export interface FidelityItem {
@@ -66,7 +66,8 @@ export const fidelitySuite: Suite<FidelityMetrics> = {
   name: 'fidelity',
   plan(ctx) {
     const cfg = ctx.config.bench.suites.fidelity!;
-    const { variants, document: doc } = ctx.config;
+    const { document: doc } = ctx.config;
+    const variants = tfjsVariants(ctx.config.variants);
     const queries = variantsNeedQueries(ctx, variants);
     const units: WorkUnit[] = [];
     for (const context of cfg.contexts) {
@@ -129,7 +130,7 @@ export const fidelitySuite: Suite<FidelityMetrics> = {
     const cfg = config.bench.suites.fidelity!;
     return {
       backend: backendLabel(cfg.backend),
-      variants: perVariant<FidelityItem, FidelityVariantMetrics>(records, config.variants, (variant, items) => {
+      variants: perVariant<FidelityItem, FidelityVariantMetrics>(records, tfjsVariants(config.variants), (variant, items) => {
         const layers = Math.max(0, ...items.map((i) => i.errors.length));
         const perLayer = Array.from({ length: layers }, (_, li) => mean(items.map((i) => i.errors[li]!).filter((x) => x !== undefined)));
         const contexts = [...new Set(items.map((i) => i.context))].sort((a, b) => a - b);
@@ -197,9 +198,11 @@ export const fidelitySuite: Suite<FidelityMetrics> = {
     ];
   },
 
-  summary(m) {
+  summary(m, config) {
     const rows = new Map<string, SummaryCell[]>();
     for (const v of m.variants) rows.set(v.variant.id, [{ value: v.mean, text: num(v.mean) }]);
-    return { columns: ['attn error'], rows };
+    const cfg = config.bench.suites.fidelity!;
+    const legend = [`attn error: relative error of each layer's attention output against the full cache, mean over layers and ${nText(m.variants.map((v) => v.n))} contexts per row (${cfg.probes} probe queries each); 0 = unchanged`];
+    return { columns: ['attn error'], rows, legend };
   },
 };

@@ -1,9 +1,10 @@
 import { PASSKEY_QUESTION, passkeySample, recallSample } from '@kvfold/model-tiny';
 import type { NeedleConfig, Variant } from '../config.js';
 import { accuracy, answerMatches } from '../metrics.js';
-import { PolicyRun, capture } from '../model.js';
+import { PolicyRun, capture, greedyDecode } from '../model.js';
+import { openTransformers, startTransformersRun } from '../transformers.js';
 import { breathe, itemSeed, prefillCost, splitTokens, type PlotSpec, type Suite, type SuiteContext, type SummaryCell, type WorkUnit } from '../suite.js';
-import { pct, perVariant, policyColor, sweepLabels, table, variantsNeedQueries } from './common.js';
+import { pct, perVariant, policyColor, sweepLabels, table, tfjsVariants, variantsNeedQueries, nText } from './common.js';
 
 /** Result of one needle item (a line of predictions.jsonl). */
 export interface NeedleItem {
@@ -88,29 +89,48 @@ function unit(ctx: SuiteContext, cfg: NeedleConfig, keys: string[], make: () => 
     keys,
     cost: prefillCost(base.length, keys.length),
     async run(pending, emit) {
-      const { model } = await ctx.model();
+      const bench = await ctx.model();
+      const { model } = bench;
       const sample = make();
       const split = cfg.question === 'after-compression' ? sample.questionAt : sample.prompt.length;
       const { context, rest } = splitTokens(model.tokenizer, sample.prompt, split);
-      const cap = await capture(model, context, { queries, groupReduction: doc.groupReduction });
+      const want = sample.answer.length;
+      // Each token is at least one character, so answer-length + 2 tokens always suffice to judge.
+      const done = (t: readonly number[]) => model.tokenizer.decode(t).trimStart().length >= want;
+      const eos = new Set([...model.tokenizer.eosTokenIds, ...model.config.eosTokenIds]);
+      const finish = (i: number, keptSlots: number, tokens: readonly number[]) => {
+        const predicted = model.tokenizer.decode(tokens);
+        emit({
+          key: keys[i]!,
+          variant: variants[i]!.id,
+          data: { ...base, contextTokens: context.length, questionTokens: rest.length, keptSlots, expected: sample.answer, predicted: predicted.trim(), correct: answerMatches(sample.answer, predicted) } satisfies NeedleItem,
+        });
+      };
+      const mean = (lengths: readonly number[]) => lengths.reduce((a, b) => a + b, 0) / lengths.length;
+      const proportional = ctx.config.bench.proportional;
+      // The tfjs variants share one full-cache prefill; transformers.js variants each prefill on their own.
+      const cap = variants.some((v, i) => v.runtime === 'tfjs' && pending.has(keys[i]!)) ? await capture(model, context, { queries, groupReduction: doc.groupReduction }) : undefined;
       for (let i = 0; i < variants.length; i++) {
         const v = variants[i]!;
         if (!pending.has(keys[i]!)) continue;
         await breathe();
-        const run = await PolicyRun.start(model, cap, ctx.policy(v), v.budget, { seed: doc.seed, groupReduction: doc.groupReduction, proportional: ctx.config.bench.proportional });
+        if (v.runtime === 'transformers.js') {
+          const tjs = await openTransformers(bench.info.folder, { groupReduction: doc.groupReduction, proportional });
+          const r = await startTransformersRun(tjs, context, ctx.policy(v), v.budget, { seed: doc.seed, proportional });
+          try {
+            const keptSlots = mean(r.session.lengths());
+            const logits = rest.length > 0 ? await r.session.feed(rest) : r.logits;
+            finish(i, keptSlots, await greedyDecode(logits, want + 2, eos, (t) => r.session.feed([t]), done));
+          } finally {
+            r.session.dispose();
+          }
+          continue;
+        }
+        const run = await PolicyRun.start(model, cap!, ctx.policy(v), v.budget, { seed: doc.seed, groupReduction: doc.groupReduction, proportional });
         try {
-          const lengths = run.cache.lengths();
-          const keptSlots = lengths.reduce((a, b) => a + b, 0) / lengths.length;
-          const logits = rest.length > 0 ? await run.feed(rest) : cap.logits;
-          const want = sample.answer.length;
-          // Each token is at least one character, so answer-length + 2 tokens always suffice to judge.
-          const tokens = await run.greedy(logits, want + 2, (t) => model.tokenizer.decode(t).trimStart().length >= want);
-          const predicted = model.tokenizer.decode(tokens);
-          emit({
-            key: keys[i]!,
-            variant: v.id,
-            data: { ...base, contextTokens: context.length, questionTokens: rest.length, keptSlots, expected: sample.answer, predicted: predicted.trim(), correct: answerMatches(sample.answer, predicted) } satisfies NeedleItem,
-          });
+          const keptSlots = mean(run.cache.lengths());
+          const logits = rest.length > 0 ? await run.feed(rest) : cap!.logits;
+          finish(i, keptSlots, await run.greedy(logits, want + 2, done));
         } finally {
           run.dispose();
         }
@@ -126,7 +146,7 @@ export const needleSuite: Suite<NeedleMetrics> = {
     const cfg = ctx.config.bench.suites.needle!;
     const { variants } = ctx.config;
     const seed = ctx.config.document.seed;
-    const queries = variantsNeedQueries(ctx, variants);
+    const queries = variantsNeedQueries(ctx, tfjsVariants(variants));
     const units: WorkUnit[] = [];
     for (const length of cfg.lengths) {
       for (const depth of cfg.depths) {
@@ -185,6 +205,13 @@ export const needleSuite: Suite<NeedleMetrics> = {
         'while KVMerger with its default `decodeInterval: 0` (prefill-only, as in the paper) keeps them, so it ends an item over budget by that many slots.',
       '',
     );
+    if (config.variants.some((v) => v.runtime === 'transformers.js')) {
+      out.push(
+        'Rows marked (transformers.js) run the same checkpoint exported with `@kvfold/onnx-export` through transformers.js (onnxruntime-node, CPU); `@kvfold/transformers` compresses its cache with the same policy, budget and seed (policy kernels on the reference backend). ' +
+          'Their items are the same prompts as the tfjs rows, so the two runtimes should agree up to float differences that flip a greedy choice.',
+        '',
+      );
+    }
     out.push(
       table(
         ['policy', 'budget', 'passkey', 'n', ...(cfg.recall ? ['recall', 'n', 'chance'] : [])],
@@ -296,7 +323,13 @@ export const needleSuite: Suite<NeedleMetrics> = {
     for (const v of m.variants) {
       rows.set(v.variant.id, [{ value: v.passkey, text: pct(v.passkey) }, ...(recall ? [{ value: v.recall, text: pct(v.recall) }] : [])]);
     }
-    return { columns: ['passkey', ...(recall ? ['recall'] : [])], rows };
+    const cfg = config.bench.suites.needle!;
+    const where = cfg.question === 'after-compression' ? 'the question is read after the compression' : 'the question is part of the compressed prompt';
+    const legend = [
+      `passkey: share of passkey prompts answered exactly (greedy), ${nText(m.variants.map((v) => v.passkeyN))} per row (${cfg.lengths.length} lengths x ${cfg.depths.length} depths x ${cfg.samples} samples); ${where}`,
+      ...(recall ? [`recall: share of associative-recall prompts answered exactly, ${nText(m.variants.map((v) => v.recallN))} per row; chance ${pct(m.variants[0]?.recallChance ?? Number.NaN)}`] : []),
+    ];
+    return { columns: ['passkey', ...(recall ? ['recall'] : [])], rows, legend };
   },
 };
 

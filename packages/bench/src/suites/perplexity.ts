@@ -3,7 +3,7 @@ import type { Variant } from '../config.js';
 import { logProbability, perplexity } from '../metrics.js';
 import { PolicyRun, capture } from '../model.js';
 import { breathe, itemSeed, prefillCost, type PlotSpec, type Suite, type SummaryCell, type WorkUnit } from '../suite.js';
-import { perVariant, policyColor, num, table, tokensOf, variantsNeedQueries } from './common.js';
+import { perVariant, policyColor, num, table, tfjsVariants, tokensOf, variantsNeedQueries, nText } from './common.js';
 
 /** Result of one perplexity item. */
 export interface PerplexityItem {
@@ -49,7 +49,8 @@ export const perplexitySuite: Suite<PerplexityMetrics> = {
   name: 'perplexity',
   plan(ctx) {
     const cfg = ctx.config.bench.suites.perplexity!;
-    const { variants, document: doc } = ctx.config;
+    const { document: doc } = ctx.config;
+    const variants = tfjsVariants(ctx.config.variants);
     const queries = variantsNeedQueries(ctx, variants);
     const units: WorkUnit[] = [];
     for (let s = 0; s < cfg.samples; s++) {
@@ -92,7 +93,7 @@ export const perplexitySuite: Suite<PerplexityMetrics> = {
 
   aggregate(records, config) {
     return {
-      variants: perVariant<PerplexityItem, PerplexityVariantMetrics>(records, config.variants, (variant, items) => {
+      variants: perVariant<PerplexityItem, PerplexityVariantMetrics>(records, tfjsVariants(config.variants), (variant, items) => {
         const tokens = items.reduce((a, i) => a + i.tokens, 0);
         return { variant, perplexity: perplexity(items.reduce((a, i) => a + i.nll, 0), tokens), tokens, n: items.length };
       }),
@@ -138,9 +139,11 @@ export const perplexitySuite: Suite<PerplexityMetrics> = {
     ];
   },
 
-  summary(m) {
+  summary(m, config) {
     const rows = new Map<string, SummaryCell[]>();
     for (const v of m.variants) rows.set(v.variant.id, [{ value: v.perplexity, text: num(v.perplexity, 3) }]);
-    return { columns: ['perplexity'], rows };
+    const cfg = config.bench.suites.perplexity!;
+    const legend = [`perplexity: of ${cfg.continuation} held-out tokens read after a ${cfg.context}-token compressed context, ${nText(m.variants.map((v) => v.n))} texts per row; lower is better`];
+    return { columns: ['perplexity'], rows, legend };
   },
 };

@@ -2,10 +2,11 @@ import { createContext, disposeLayer, layerFromHost, resolveBudget, type HostTen
 import { fillerText } from '@kvfold/model-tiny';
 import { syntheticLayer, type SyntheticCase } from '@kvfold/testkit';
 import { PolicyRun, argmax, capture } from '../model.js';
+import { openTransformers, startTransformersRun } from '../transformers.js';
 import { backendLabel, type BackendRef, type BenchConfig, type Variant } from '../config.js';
 import { copyFloor, measureCopyBandwidth, median, scalingVerdict, type ScalingVerdict } from '../metrics.js';
 import { breathe, itemSeed, prefillCost, type PlotSpec, type Suite, type SuiteContext, type SummaryCell, type WorkUnit } from '../suite.js';
-import { policyColor, bytes, ms, num, pct, table, tokensOf, variantsNeedQueries } from './common.js';
+import { policyColor, bytes, ms, num, pct, table, tfjsVariants, tokensOf, variantsNeedQueries } from './common.js';
 
 /** One compression-throughput measurement (one backend, one policy). */
 export interface ThroughputItem {
@@ -55,9 +56,9 @@ export interface DecodeItem {
   readonly tokensPerSecond: number;
   /** Tokens per second of each round. */
   readonly roundsTokensPerSecond: number[];
-  /** The prompt's full-cache forward pass, ms (shared by every variant). */
+  /** The prompt's forward pass, ms: on tfjs the full-cache pass every variant shares; on transformers.js the variant's own prefill, compression included (median of rounds). */
   readonly prefillMs: number;
-  /** Median time of the policy's prefill compression of every layer, ms. */
+  /** Median time of the policy's prefill compression of every layer, ms (NaN on transformers.js, where it is part of `prefillMs`). */
   readonly compressMs: number;
   /** Largest cache size seen, bytes. */
   readonly peakBytes: number;
@@ -113,6 +114,11 @@ export interface SpeedMetrics {
   readonly scaling: ScalingCurve[];
 }
 
+/** `a / b` as `1.23x`, or `–` without a reference. */
+function ratio(a: number, b: number | undefined): string {
+  return b === undefined ? '–' : `${num(a / b, 2)}x`;
+}
+
 function firstVariant(config: BenchConfig, label: string): Variant {
   const v = config.variants.find((x) => x.label === label);
   if (!v) throw new RangeError(`no variant labelled ${label}`);
@@ -142,8 +148,8 @@ async function prepare(kernels: KVKernels<unknown>, heads: number, length: numbe
   const q = kernels.fromHost(data.queries);
   const qp = kernels.fromHost(data.queryPositions);
   const seen = kernels.observe(layer, q, qp);
-  const [attention, lastAttention] = await Promise.all([kernels.toHost(seen.sums), kernels.toHost(seen.last)]);
-  kernels.dispose(q, qp, seen.sums, seen.last);
+  const [attention, lastAttention] = await Promise.all([kernels.toHost(seen.attention), kernels.toHost(seen.lastAttention)]);
+  kernels.dispose(q, qp, seen.attention, seen.lastAttention);
   disposeLayer(kernels, layer);
   return { data, attention, lastAttention };
 }
@@ -223,13 +229,14 @@ function decodeUnits(ctx: SuiteContext): WorkUnit[] {
   if (!cfg) return [];
   const { variants, document: doc } = ctx.config;
   const keys = variants.map((v) => `speed|decode|P=${cfg.prompt}|N=${cfg.tokens}|R=${cfg.rounds}|${v.id}`);
-  const queries = variantsNeedQueries(ctx, variants);
+  const queries = variantsNeedQueries(ctx, tfjsVariants(variants));
   return [
     {
       keys,
       cost: prefillCost(cfg.prompt, 1) + keys.length * cfg.rounds * (0.05 + cfg.tokens * 0.005),
       async run(pending, emit) {
-        const { model } = await ctx.model();
+        const bench = await ctx.model();
+        const { model } = bench;
         const ids = tokensOf(model.tokenizer, cfg.prompt, (chars) => fillerText({ length: chars, seed: itemSeed(doc.seed, 'decode') })).slice(0, cfg.prompt);
         const opts = { seed: doc.seed, groupReduction: doc.groupReduction, proportional: ctx.config.bench.proportional };
         const t0 = performance.now();
@@ -247,38 +254,61 @@ function decodeUnits(ctx: SuiteContext): WorkUnit[] {
         await decode(warm);
         warm.dispose();
         const todo = variants.map((v, i) => ({ v, key: keys[i]! })).filter((x) => pending.has(x.key));
-        const seen = new Map<string, { tps: number[]; compress: number[] }>(todo.map((x) => [x.key, { tps: [], compress: [] }]));
+        const seen = new Map<string, { tps: number[]; compress: number[]; prefill: number[] }>(todo.map((x) => [x.key, { tps: [], compress: [], prefill: [] }]));
+        const proportional = ctx.config.bench.proportional;
+        const tjs = todo.some((x) => x.v.runtime === 'transformers.js') ? await openTransformers(bench.info.folder, { groupReduction: doc.groupReduction, proportional }) : undefined;
+        /** One round of one variant: prefill (+ compression), then `cfg.tokens` timed greedy steps; what the row reports. */
+        const round = async (v: Variant | undefined): Promise<{ tps: number; compressMs: number; prefillMs: number; peakBytes: number; finalBytes: number; lengths: number[] }> => {
+          if (v?.runtime === 'transformers.js' || (v === undefined && tjs)) {
+            // transformers.js prefills per variant: its compression cannot start from the tfjs capture.
+            const r = await startTransformersRun(tjs!, ids, v ? ctx.policy(v) : undefined, v?.budget ?? 1, { seed: doc.seed, proportional });
+            try {
+              let logits = r.logits;
+              const t = performance.now();
+              for (let n = 0; n < cfg.tokens; n++) logits = await r.session.feed([argmax(logits)]);
+              const tps = (cfg.tokens * 1000) / (performance.now() - t);
+              return { tps, compressMs: Number.NaN, prefillMs: r.prefillMs, peakBytes: r.session.peakBytes, finalBytes: r.session.bytes(), lengths: r.session.lengths() };
+            } finally {
+              r.session.dispose();
+            }
+          }
+          const run = await PolicyRun.start(model, cap, v ? ctx.policy(v) : undefined, v?.budget ?? 1, opts);
+          try {
+            const tps = await decode(run);
+            return { tps, compressMs: run.compressMs, prefillMs, peakBytes: run.cache.peakBytes, finalBytes: run.cache.bytes(), lengths: run.cache.lengths() };
+          } finally {
+            run.dispose();
+          }
+        };
+        // transformers.js warms up too (session allocations, first-run kernel choices).
+        if (tjs) await round(undefined);
         // Rounds interleave the variants, so a burst of load on the shared machine hits all of them alike;
         // the median of the rounds is reported.
         for (let r = 0; r < cfg.rounds; r++) {
           for (const { v, key } of todo) {
             await breathe();
-            const run = await PolicyRun.start(model, cap, ctx.policy(v), v.budget, opts);
-            try {
-              const s = seen.get(key)!;
-              s.compress.push(run.compressMs);
-              s.tps.push(await decode(run));
-              if (r === cfg.rounds - 1) {
-                const lengths = run.cache.lengths();
-                emit({
-                  key,
-                  variant: v.id,
-                  data: {
-                    kind: 'decode',
-                    prompt: ids.length,
-                    generated: cfg.tokens,
-                    tokensPerSecond: median(s.tps),
-                    roundsTokensPerSecond: s.tps,
-                    prefillMs,
-                    compressMs: median(s.compress),
-                    peakBytes: run.cache.peakBytes,
-                    finalBytes: run.cache.bytes(),
-                    finalSlots: lengths.reduce((a, b) => a + b, 0) / Math.max(1, lengths.length),
-                  } satisfies DecodeItem,
-                });
-              }
-            } finally {
-              run.dispose();
+            const res = await round(v);
+            const s = seen.get(key)!;
+            s.compress.push(res.compressMs);
+            s.tps.push(res.tps);
+            s.prefill.push(res.prefillMs);
+            if (r === cfg.rounds - 1) {
+              emit({
+                key,
+                variant: v.id,
+                data: {
+                  kind: 'decode',
+                  prompt: ids.length,
+                  generated: cfg.tokens,
+                  tokensPerSecond: median(s.tps),
+                  roundsTokensPerSecond: s.tps,
+                  prefillMs: median(s.prefill),
+                  compressMs: median(s.compress),
+                  peakBytes: res.peakBytes,
+                  finalBytes: res.finalBytes,
+                  finalSlots: res.lengths.reduce((a, b) => a + b, 0) / Math.max(1, res.lengths.length),
+                } satisfies DecodeItem,
+              });
             }
           }
         }
@@ -314,6 +344,9 @@ function scalingUnits(ctx: SuiteContext): WorkUnit[] {
     };
   });
 }
+
+/** Mark of a summary row whose cache ended the decode measurement with more slots than its budget. */
+export const OVER_BUDGET = '†';
 
 /**
  * The speed and memory suite: compression throughput per backend against a memory-copy floor measured
@@ -374,6 +407,7 @@ export const speedSuite: Suite<SpeedMetrics> = {
       out.push('', '![throughput as a fraction of the floor](plots/throughput-floor.svg)', '');
     }
     if (cfg.decode) {
+      const fullOf = (v: Variant) => m.decode.find((d) => d.variant.policy === 'full' && d.variant.runtime === v.runtime)?.item;
       const full = m.decode.find((d) => d.variant.policy === 'full')?.item;
       out.push('### Decode speed and cache bytes', '');
       out.push(
@@ -381,14 +415,23 @@ export const speedSuite: Suite<SpeedMetrics> = {
           `tokens/s is the median of ${cfg.decode.rounds} rounds that interleave the variants; it counts decode steps (forward + policy step + greedy pick). Cache bytes: keys, values, positions, counts and scores of every layer.`,
         '',
       );
-      const prefill = m.decode.find((d) => d.item)?.item?.prefillMs;
-      if (prefill !== undefined) out.push(`Prompt forward pass with the full cache (shared by every row): ${ms(prefill)}.`, '');
+      const prefill = m.decode.find((d) => d.item && d.variant.runtime === 'tfjs')?.item?.prefillMs;
+      if (prefill !== undefined) out.push(`Prompt forward pass with the full cache (shared by every tfjs row): ${ms(prefill)}.`, '');
+      const tjsRows = m.decode.filter((d) => d.variant.runtime === 'transformers.js');
+      if (tjsRows.length > 0) {
+        out.push(
+          'Rows marked (transformers.js) run the same checkpoint exported with `@kvfold/onnx-export` through transformers.js (onnxruntime-node, CPU), the cache compressed by `@kvfold/transformers` with the policy on the reference backend; ' +
+            `each prefills on its own, so its compression time is inside its prefill: ${tjsRows.map((d) => `${d.variant.label} ${d.variant.policy === 'full' ? '' : `@${d.variant.budget} `}${d.item ? ms(d.item.prefillMs) : '–'}`).join(', ')}. ` +
+            '"vs full" compares each row with the full cache on its own runtime.',
+          '',
+        );
+      }
       out.push(
         table(
           ['policy', 'budget', 'decode tok/s', ...(full ? ['vs full'] : []), 'compression', 'peak cache', 'final cache', ...(full ? ['final vs full'] : []), 'final slots'],
           m.decode.map(({ variant: v, item: d }) =>
             d
-              ? [v.label, String(v.budget), num(d.tokensPerSecond, 1), ...(full ? [`${num(d.tokensPerSecond / full.tokensPerSecond, 2)}x`] : []), ms(d.compressMs), bytes(d.peakBytes), bytes(d.finalBytes), ...(full ? [pct(d.finalBytes / full.finalBytes)] : []), num(d.finalSlots, 0)]
+              ? [v.label, String(v.budget), num(d.tokensPerSecond, 1), ...(full ? [ratio(d.tokensPerSecond, fullOf(v)?.tokensPerSecond)] : []), Number.isNaN(d.compressMs) ? 'in prefill' : ms(d.compressMs), bytes(d.peakBytes), bytes(d.finalBytes), ...(full ? [fullOf(v) ? pct(d.finalBytes / fullOf(v)!.finalBytes) : '–'] : []), num(d.finalSlots, 0)]
               : [v.label, String(v.budget), '–', ...(full ? ['–'] : []), '–', '–', '–', ...(full ? ['–'] : []), '–'],
           ),
         ),
@@ -458,15 +501,24 @@ export const speedSuite: Suite<SpeedMetrics> = {
     return plots;
   },
 
-  summary(m) {
+  summary(m, config) {
     const rows = new Map<string, SummaryCell[]>();
     if (m.decode.length === 0) return { columns: [], rows };
+    const marks = new Map<string, string>();
     for (const { variant, item } of m.decode) {
       rows.set(variant.id, [
         { value: item?.tokensPerSecond ?? Number.NaN, text: item ? num(item.tokensPerSecond, 1) : '–' },
         { value: item?.finalBytes ?? Number.NaN, text: item ? bytes(item.finalBytes) : '–' },
       ]);
+      if (item && variant.policy !== 'full' && item.finalSlots > resolveBudget(variant.budget, item.prompt)) marks.set(variant.id, OVER_BUDGET);
     }
-    return { columns: ['decode tok/s', 'cache bytes'], rows };
+    const cfg = config.bench.suites.speed!.decode!;
+    const legend = [
+      `decode tok/s: median over ${cfg.rounds} rounds of generating ${cfg.tokens} tokens after a ${cfg.prompt}-token prompt (forward pass + policy step + greedy pick); cache bytes: the cache at the end of that generation`,
+      ...(marks.size > 0
+        ? [`${OVER_BUDGET} ended over budget: more slots at the end of the generation than the budget allows (a policy that compresses only once, after the prompt, such as KVMerger with its default decodeInterval 0, keeps the generated tokens)`]
+        : []),
+    ];
+    return { columns: ['decode tok/s', 'cache bytes'], rows, legend, marks };
   },
 };

@@ -1,15 +1,18 @@
-import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join, resolve, sep } from 'node:path';
 import {
+  BENCH_RUNTIMES,
   PRESET_NAMES,
   Progress,
   SUITE_NAMES,
   createKVFold,
+  newRunId,
   preset,
   readStoredConfig,
   resolveBenchConfig,
   resultsSection,
   runBench,
+  summaryLegend,
   updateResults,
   type PolicySpec,
   type PresetName,
@@ -18,7 +21,7 @@ import {
 } from '@kvfold/bench';
 import { UnknownPolicyError } from '@kvfold/core';
 import { EXIT, UsageError } from '../errors.js';
-import { list, parseBudget, readJsonFile, type CliIO } from '../io.js';
+import { commandName, list, parseBudget, readJsonFile, type CliIO } from '../io.js';
 
 /** Options of `kvfold bench` (and `kvfold demo`). */
 export interface BenchOptions {
@@ -34,6 +37,8 @@ export interface BenchOptions {
   readonly budget?: string;
   /** Model folder or `embedded`. */
   readonly model?: string;
+  /** Comma-separated runtimes (tfjs, transformers.js). */
+  readonly runtime?: string;
   /** Folder of run folders. */
   readonly out?: string;
   /** Run id (the run folder's name under the output folder); an existing folder resumes. */
@@ -85,6 +90,12 @@ export function applyOverrides(document: unknown, o: BenchOptions, registered: r
     bench.budgets = [...new Set(budgets)];
   }
   if (o.model !== undefined) bench.model = o.model;
+  if (o.runtime !== undefined) {
+    const runtimes = list(o.runtime);
+    const bad = runtimes.find((r) => !(BENCH_RUNTIMES as readonly string[]).includes(r));
+    if (bad !== undefined || runtimes.length === 0) throw new UsageError(`--runtime ${JSON.stringify(o.runtime)}: runtimes are ${BENCH_RUNTIMES.join(', ')}`);
+    bench.runtimes = [...new Set(runtimes)];
+  }
   if (o.out !== undefined) bench.output = o.out;
   return doc;
 }
@@ -101,7 +112,7 @@ export async function benchCommand(o: BenchOptions, io: CliIO, command: string):
   let document: unknown;
   let dir: string | undefined;
   if (o.resume !== undefined) {
-    if (o.suite ?? o.policy ?? o.budget ?? o.model ?? o.out ?? o.id) throw new UsageError('--resume continues a run with its stored config; it takes no --suite, --policy, --budget, --model, --out or --id');
+    if (o.suite ?? o.policy ?? o.budget ?? o.model ?? o.runtime ?? o.out ?? o.id) throw new UsageError('--resume continues a run with its stored config; it takes no --suite, --policy, --budget, --model, --runtime, --out or --id');
     dir = resolve(io.cwd, o.resume);
     document = readStoredConfig(dir).document;
   } else if (o.config !== undefined) {
@@ -114,10 +125,13 @@ export async function benchCommand(o: BenchOptions, io: CliIO, command: string):
   const plugins = (document as { plugins?: unknown } | null)?.plugins;
   const kv = await createKVFold({ ...(Array.isArray(plugins) && plugins.every((p) => typeof p === 'string') ? { plugins: plugins as string[] } : {}), from: io.cwd });
   const doc = o.resume !== undefined ? (document as ConfigDocument) : applyOverrides(document, o, kv.policies.names());
-  const config = resolveBenchConfig(kv, doc);
+  const config = resolveBenchConfig(kv, doc, o.resume !== undefined ? join(resolve(io.cwd, o.resume), 'config.json') : (o.config ?? `preset ${o.preset ?? 'default'}`));
   if (o.id !== undefined) {
-    if (!/^[A-Za-z0-9_.-]+$/.test(o.id)) throw new UsageError(`--id ${JSON.stringify(o.id)} may only hold letters, digits, "_", "." and "-"`);
+    if (!/^[A-Za-z0-9_.-]+$/.test(o.id) || o.id === '.' || o.id === '..') throw new UsageError(`--id ${JSON.stringify(o.id)} may only hold letters, digits, "_", "." and "-" (and is not "." or "..")`);
     dir = join(resolve(io.cwd, config.bench.output), o.id);
+  } else if (dir === undefined) {
+    // bench.output is relative to the working directory the command runs in (io.cwd), not the process's.
+    dir = join(resolve(io.cwd, config.bench.output), newRunId(config.bench.name));
   }
   const progress = new Progress(progressMode(o), { stderr: io.stderr, stdout: io.stdout });
   const controller = new AbortController();
@@ -144,10 +158,13 @@ export async function benchCommand(o: BenchOptions, io: CliIO, command: string):
   if (o.jsonl) {
     io.stdout.write(`${JSON.stringify({ type: 'summary', id: result.id, dir: result.dir, complete: result.done === result.total, summary: result.metrics.summary })}\n`);
   } else {
-    io.stdout.write(`\n${result.summaryMarkdown}\n\nreport: ${reportFile}\n`);
+    const legend = summaryLegend(result.summary);
+    const plotsDir = join(result.dir, 'plots');
+    const plots = existsSync(plotsDir) ? readdirSync(plotsDir).filter((f) => f.endsWith('.svg')).length : 0;
+    io.stdout.write(`\n${result.summaryMarkdown}\n${legend ? `\n${legend}\n` : ''}\nreport: ${reportFile}\nplots:  ${plotsDir}${sep} (${plots} SVG files)\n`);
   }
   if (result.interrupted || result.done < result.total) {
-    io.stderr.write(`kvfold: run incomplete (${result.done}/${result.total} items); resume with: kvfold bench --resume ${result.dir}\n`);
+    io.stderr.write(`kvfold: run incomplete (${result.done}/${result.total} items); resume with: ${commandName()} bench --resume ${result.dir}\n`);
     return EXIT.interrupted;
   }
   if (o.updateResults !== undefined) {

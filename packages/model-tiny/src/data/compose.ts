@@ -1,6 +1,7 @@
 import { fillerSentence } from './filler.js';
 import { proseSentences, type ProseSplit } from './prose.js';
-import type { Rng } from './rng.js';
+import type { Rng } from '@kvfold/core';
+import { intIn } from './random.js';
 import type { TaskSample } from './tasks.js';
 
 /**
@@ -39,8 +40,8 @@ export interface PlacedSample extends TaskSample {
 
 /** A random number of `n` digits without a leading zero. */
 export function digitsString(rng: Rng, n: number): string {
-  let s = String(rng.int(1, 9));
-  for (let i = 1; i < n; i++) s += String(rng.int(0, 9));
+  let s = String(intIn(rng, 1, 9));
+  for (let i = 1; i < n; i++) s += String(intIn(rng, 0, 9));
   return s;
 }
 
@@ -76,7 +77,7 @@ export function sentenceSource(rng: Rng, choice: FillerChoice = {}): () => strin
   if (kind === 'grammar') return () => fillerSentence(rng);
   if (kind !== 'prose') throw new RangeError(`filler must be "grammar" or "prose", got ${JSON.stringify(kind)}`);
   const sentences = proseSentences(choice.split ?? 'eval');
-  let i = rng.int(0, sentences.length - 1);
+  let i = rng.int(sentences.length);
   return () => sentences[i++ % sentences.length];
 }
 

@@ -1,4 +1,5 @@
-import { Rng } from './rng.js';
+import { createRng, type Rng } from '@kvfold/core';
+import { pick } from './random.js';
 
 // Word lists for a tiny English-like grammar. The filler deliberately contains no digits, no
 // colons and never the phrase "pass key", so task tokens stay unambiguous inside it.
@@ -28,11 +29,11 @@ const CONNECT = ['and', 'but', 'while', 'because', 'so'];
 const OPENERS = ['Later', 'Meanwhile', 'Then', 'Afterwards', 'Once', 'Still', 'Every day', 'Long ago'];
 
 function np(rng: Rng): string {
-  const det = rng.pick(['the', 'a', 'the', 'every', 'one', 'that']);
-  const n = rng.pick(NOUNS);
+  const det = pick(rng, ['the', 'a', 'the', 'every', 'one', 'that']);
+  const n = pick(rng, NOUNS);
   const noun = det === 'a' && /^[aeiou]/.test(n) ? `an ${n}` : `${det} ${n}`;
   if (rng.next() < 0.45) {
-    const adj = rng.pick(ADJECTIVES);
+    const adj = pick(rng, ADJECTIVES);
     const d = det === 'a' ? (/^[aeiou]/.test(adj) ? 'an' : 'a') : det;
     return `${d} ${adj} ${n}`;
   }
@@ -41,10 +42,10 @@ function np(rng: Rng): string {
 
 function clause(rng: Rng): string {
   const r = rng.next();
-  if (r < 0.45) return `${np(rng)} ${rng.pick(VERBS_T)} ${np(rng)}`;
-  if (r < 0.7) return `${np(rng)} ${rng.pick(VERBS_I)} ${rng.pick(PLACES)}`;
-  if (r < 0.85) return `${np(rng)} ${rng.pick(ADVERBS)} ${rng.pick(VERBS_T)} ${np(rng)} ${rng.pick(PLACES)}`;
-  return `${np(rng)} was ${rng.pick(ADJECTIVES)} ${rng.pick(PLACES)}`;
+  if (r < 0.45) return `${np(rng)} ${pick(rng, VERBS_T)} ${np(rng)}`;
+  if (r < 0.7) return `${np(rng)} ${pick(rng, VERBS_I)} ${pick(rng, PLACES)}`;
+  if (r < 0.85) return `${np(rng)} ${pick(rng, ADVERBS)} ${pick(rng, VERBS_T)} ${np(rng)} ${pick(rng, PLACES)}`;
+  return `${np(rng)} was ${pick(rng, ADJECTIVES)} ${pick(rng, PLACES)}`;
 }
 
 function capitalise(s: string): string {
@@ -56,8 +57,8 @@ export function fillerSentence(rng: Rng): string {
   const r = rng.next();
   let s: string;
   if (r < 0.5) s = capitalise(clause(rng));
-  else if (r < 0.8) s = capitalise(`${clause(rng)} ${rng.pick(CONNECT)} ${clause(rng)}`);
-  else s = `${rng.pick(OPENERS)}, ${clause(rng)}`;
+  else if (r < 0.8) s = capitalise(`${clause(rng)} ${pick(rng, CONNECT)} ${clause(rng)}`);
+  else s = `${pick(rng, OPENERS)}, ${clause(rng)}`;
   return `${s}.`;
 }
 
@@ -78,7 +79,7 @@ export interface FillerOptions {
 export function fillerText(options: FillerOptions): string {
   const { length } = options;
   if (!Number.isInteger(length) || length < 0) throw new RangeError(`fillerText: length must be a non-negative integer, got ${length}`);
-  const rng = options.rng ?? new Rng(options.seed ?? 0);
+  const rng = options.rng ?? createRng(options.seed ?? 0);
   const parts: string[] = [];
   let n = 0;
   // n counts sentence + separator bytes; the joined text is n - 1 long.

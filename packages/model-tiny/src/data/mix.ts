@@ -1,7 +1,8 @@
 import { SPECIAL_TOKENS } from '../config.js';
 import type { PlacedSample } from './compose.js';
 import { multiNeedleSample } from './multi-needle.js';
-import { Rng } from './rng.js';
+import type { Rng } from '@kvfold/core';
+import { intIn } from './random.js';
 import { passkeySample, recallSample, type TaskSample } from './tasks.js';
 import { ANSWER_WEIGHT, CLOSE_WEIGHT, encodeBytes } from './training.js';
 import { variableTrackingSample } from './variable-tracking.js';
@@ -64,24 +65,24 @@ function sampleOf(task: MixTask, rng: Rng, rowLength: number, seed: number): (le
     case 'passkey':
       return (length) => passkeySample({ length, depth, seed });
     case 'recall': {
-      const pairs = rng.int(2, Math.min(6, 1 + Math.floor(rowLength / 128)));
+      const pairs = intIn(rng, 2, Math.min(6, 1 + Math.floor(rowLength / 128)));
       return (length) => recallSample({ length, pairs, seed });
     }
     case 'word-needle': {
-      const words = rng.int(2, 4);
+      const words = intIn(rng, 2, 4);
       return (length) => wordNeedleSample({ ...common, length, depth, words });
     }
     case 'passkey-prose':
       return (length) => wordNeedleSample({ ...common, filler: 'prose', length, depth, value: 'digits' });
     case 'multi-needle-one':
     case 'multi-needle-all': {
-      const needles = rng.int(2, rowLength >= 256 ? 4 : 2);
+      const needles = intIn(rng, 2, rowLength >= 256 ? 4 : 2);
       const query = task === 'multi-needle-one' ? ('one' as const) : ('all' as const);
       return (length) => multiNeedleSample({ ...common, length, needles, query });
     }
     case 'variable-tracking': {
-      let hops = rng.int(1, 3);
-      let chains = rng.int(1, 3);
+      let hops = intIn(rng, 1, 3);
+      let chains = intIn(rng, 1, 3);
       // A statement takes about 18 bytes and the question about 40: shrink until the row holds them.
       while ((hops + 1) * chains * 20 + 60 > rowLength && (chains > 1 || hops > 1)) {
         if (chains > 1) chains--;
@@ -114,7 +115,7 @@ export function mixedTrainingRow(rng: Rng, length: number, mix: Mix): MixedRow {
   }
   // Three named needles and their question need about 200 bytes: shorter rows hold a passkey instead.
   if (length < MIN_ROW_LENGTH[kind]) kind = 'passkey';
-  const seed = rng.nextU32();
+  const seed = rng.int(2 ** 32);
   const make = sampleOf(kind, rng, length, seed);
   const ans = encodeBytes(make(length).answer);
   const promptLen = length - ans.length - 2;

@@ -1,5 +1,6 @@
 import { digitsString, layoutPrompt, stratifiedDepths, type FillerChoice, type PlacedSample } from './compose.js';
-import { Rng } from './rng.js';
+import { createRng } from '@kvfold/core';
+import { pick } from './random.js';
 
 /** Options of {@link multiNeedleSample}. */
 export interface MultiNeedleOptions extends FillerChoice {
@@ -38,10 +39,10 @@ export function multiNeedleSample(o: MultiNeedleOptions): PlacedSample {
   if (!Number.isInteger(n) || n < 2 || n > 4) throw new RangeError(`multiNeedleSample: needles must be an integer in [2, 4], got ${n}`);
   if (query !== 'one' && query !== 'all') throw new RangeError(`multiNeedleSample: query must be "one" or "all", got ${JSON.stringify(query)}`);
   if (!Number.isInteger(digits) || digits < 1 || digits > 12) throw new RangeError(`multiNeedleSample: digits must be an integer in [1, 12], got ${digits}`);
-  const rng = new Rng(o.seed);
+  const rng = createRng(o.seed);
   const names: string[] = [];
   while (names.length < n) {
-    const w = rng.pick(NEEDLE_NAMES);
+    const w = pick(rng, NEEDLE_NAMES);
     if (!names.includes(w)) names.push(w);
   }
   const keys: string[] = [];
@@ -49,7 +50,7 @@ export function multiNeedleSample(o: MultiNeedleOptions): PlacedSample {
     const k = digitsString(rng, digits);
     if (!keys.includes(k)) keys.push(k);
   }
-  const target = rng.int(0, n - 1);
+  const target = rng.int(n);
   const facts = names.map((name, i) => `The pass key of the ${name} is ${keys[i]}.`);
   const question = query === 'one' ? ` What is the pass key of the ${names[target]}? The pass key of the ${names[target]} is ` : ' What are all the pass keys? The pass keys are ';
   const depths = stratifiedDepths(rng, n);

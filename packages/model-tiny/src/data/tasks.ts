@@ -1,6 +1,7 @@
 import { digitsString, fillerBlock, nearestStart } from './compose.js';
 import { fillerSentence } from './filler.js';
-import { Rng } from './rng.js';
+import { createRng, type Rng } from '@kvfold/core';
+import { intIn } from './random.js';
 
 /** A retrieval prompt and the exact continuation a correct model produces (greedy). */
 export interface TaskSample {
@@ -41,7 +42,7 @@ export function passkeySample(options: PasskeyOptions): TaskSample {
   const digits = options.digits ?? 5;
   if (!(depth >= 0 && depth <= 1)) throw new RangeError(`passkeySample: depth must be in [0, 1], got ${depth}`);
   if (!Number.isInteger(digits) || digits < 1 || digits > 12) throw new RangeError(`passkeySample: digits must be an integer in [1, 12], got ${digits}`);
-  const rng = new Rng(seed);
+  const rng = createRng(seed);
   const key = digitsString(rng, digits);
   const needle = ` The pass key is ${key}. Remember it. ${key} is the pass key. `;
   const fillLen = Math.max(0, length - needle.length - PASSKEY_QUESTION.length);
@@ -91,7 +92,7 @@ const SYL_V = 'aeiou';
 
 function pseudoWord(rng: Rng): string {
   let w = '';
-  for (let i = 0; i < 2; i++) w += SYL_C[rng.int(0, SYL_C.length - 1)] + SYL_V[rng.int(0, SYL_V.length - 1)];
+  for (let i = 0; i < 2; i++) w += SYL_C[intIn(rng, 0, SYL_C.length - 1)] + SYL_V[intIn(rng, 0, SYL_V.length - 1)];
   return w;
 }
 
@@ -104,21 +105,21 @@ export function recallSample(options: RecallOptions): RecallSample {
   const nPairs = options.pairs ?? 4;
   const digits = options.digits ?? 4;
   if (!Number.isInteger(nPairs) || nPairs < 1 || nPairs > 64) throw new RangeError(`recallSample: pairs must be an integer in [1, 64], got ${nPairs}`);
-  const rng = new Rng(seed);
+  const rng = createRng(seed);
   const keys: string[] = [];
   while (keys.length < nPairs) {
     const k = pseudoWord(rng);
     if (!keys.includes(k)) keys.push(k);
   }
   const pairs = keys.map((key) => ({ key, value: digitsString(rng, digits) }));
-  const target = pairs[rng.int(0, nPairs - 1)];
+  const target = pairs[intIn(rng, 0, nPairs - 1)];
   const question = ` Which value has key ${target.key}? ${target.key}: `;
   const facts = pairs.map((p) => ` Key ${p.key}: ${p.value}.`);
   const factLen = facts.reduce((a, f) => a + f.length, 0);
   const fillLen = Math.max(0, length - factLen - question.length);
   const { text, starts } = fillerWithBoundaries(rng, fillLen);
   // Distinct insertion points, sorted, so pairs appear in the generated order.
-  const cuts = pairs.map(() => nearestStart(starts, rng.int(0, fillLen), fillLen)).sort((a, b) => a - b);
+  const cuts = pairs.map(() => nearestStart(starts, intIn(rng, 0, fillLen), fillLen)).sort((a, b) => a - b);
   let prompt = '';
   let prev = 0;
   cuts.forEach((c, i) => {

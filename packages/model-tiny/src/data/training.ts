@@ -1,5 +1,6 @@
 import { SPECIAL_TOKENS } from '../config.js';
-import { Rng } from './rng.js';
+import { type Rng } from '@kvfold/core';
+import { intIn } from './random.js';
 import { passkeySample, recallSample, type TaskSample } from './tasks.js';
 
 /** Loss weight of each answer digit relative to an ordinary token (documented in the model card). */
@@ -28,13 +29,13 @@ export function encodeBytes(text: string): number[] {
  * rest passkey (random depth); default half and half.
  */
 export function trainingRow(rng: Rng, length: number, recallShare = 0.5): TrainingRow {
-  const seed = rng.nextU32();
+  const seed = rng.int(2 ** 32);
   const kind = rng.next() < 1 - recallShare ? 'passkey' : 'recall';
   const answerLen = kind === 'passkey' ? 5 : 4;
   const promptLen = length - answerLen - 2;
   let s: TaskSample;
   if (kind === 'passkey') s = passkeySample({ length: promptLen, depth: rng.next(), seed });
-  else s = recallSample({ length: promptLen, pairs: rng.int(2, Math.min(6, 1 + Math.floor(length / 128))), seed });
+  else s = recallSample({ length: promptLen, pairs: intIn(rng, 2, Math.min(6, 1 + Math.floor(length / 128))), seed });
   const body = encodeBytes(s.prompt);
   if (body.length !== promptLen) throw new Error(`trainingRow: prompt is ${body.length} bytes, expected ${promptLen}`);
   const ans = encodeBytes(s.answer);

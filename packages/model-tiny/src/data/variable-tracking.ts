@@ -1,5 +1,5 @@
 import { digitsString, layoutPrompt, stratifiedDepths, type FillerChoice, type PlacedSample } from './compose.js';
-import { Rng } from './rng.js';
+import { createRng, type Rng } from '@kvfold/core';
 
 /** Options of {@link variableTrackingSample}. */
 export interface VariableTrackingOptions extends FillerChoice {
@@ -17,7 +17,7 @@ export interface VariableTrackingOptions extends FillerChoice {
 
 function varName(rng: Rng): string {
   let s = '';
-  for (let i = 0; i < 3; i++) s += String.fromCharCode(65 + rng.int(0, 25));
+  for (let i = 0; i < 3; i++) s += String.fromCharCode(65 + rng.int(26));
   return s;
 }
 
@@ -41,7 +41,7 @@ export function variableTrackingSample(o: VariableTrackingOptions): PlacedSample
   if (!Number.isInteger(hops) || hops < 1 || hops > 4) throw new RangeError(`variableTrackingSample: hops must be an integer in [1, 4], got ${hops}`);
   if (!Number.isInteger(nChains) || nChains < 1 || nChains > 3) throw new RangeError(`variableTrackingSample: chains must be an integer in [1, 3], got ${nChains}`);
   if (!Number.isInteger(digits) || digits < 1 || digits > 12) throw new RangeError(`variableTrackingSample: digits must be an integer in [1, 12], got ${digits}`);
-  const rng = new Rng(o.seed);
+  const rng = createRng(o.seed);
   const used = new Set<string>();
   const chains = Array.from({ length: nChains }, () => {
     const names: string[] = [];
@@ -59,12 +59,12 @@ export function variableTrackingSample(o: VariableTrackingOptions): PlacedSample
   const facts: string[] = [];
   while (facts.length < nChains * (hops + 1)) {
     const open = chains.map((_, c) => c).filter((c) => next[c] <= hops);
-    const c = open[rng.int(0, open.length - 1)];
+    const c = open[rng.int(open.length)];
     const i = next[c]++;
     const { names, value } = chains[c];
     facts.push(`VAR ${names[i]} = ${i === 0 ? value : names[i - 1]}.`);
   }
-  const target = chains[rng.int(0, nChains - 1)];
+  const target = chains[rng.int(nChains)];
   const last = target.names[hops];
   const question = ` What is the value of VAR ${last}? ${last} = `;
   const depths = stratifiedDepths(rng, facts.length);

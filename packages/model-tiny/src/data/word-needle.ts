@@ -1,5 +1,6 @@
 import { layoutPrompt, type FillerChoice, type PlacedSample, digitsString, sentenceSource } from './compose.js';
-import { Rng } from './rng.js';
+import { createRng } from '@kvfold/core';
+import { pick } from './random.js';
 import { PASSKEY_QUESTION } from './tasks.js';
 
 /** Options of {@link wordNeedleSample}. */
@@ -27,7 +28,7 @@ export function fillerWords(choice: FillerChoice = {}): readonly string[] {
   const id = `${choice.filler ?? 'grammar'}/${choice.split ?? 'eval'}`;
   let words = vocabCache.get(id);
   if (!words) {
-    const next = sentenceSource(new Rng(99), choice);
+    const next = sentenceSource(createRng(99), choice);
     const counts = new Map<string, number>();
     let seen = 0;
     // 60 KB of filler: the grammar's whole vocabulary appears many times; for prose this is the split.
@@ -60,14 +61,14 @@ export function wordNeedleSample(o: WordNeedleOptions): PlacedSample {
   if (!(o.depth >= 0 && o.depth <= 1)) throw new RangeError(`wordNeedleSample: depth must be in [0, 1], got ${o.depth}`);
   const value = o.value ?? 'words';
   if (value !== 'words' && value !== 'digits') throw new RangeError(`wordNeedleSample: value must be "words" or "digits", got ${JSON.stringify(value)}`);
-  const rng = new Rng(o.seed);
+  const rng = createRng(o.seed);
   let key: string;
   if (value === 'digits') key = digitsString(rng, 5);
   else {
     const vocab = fillerWords(o);
     const picked: string[] = [];
     while (picked.length < nWords) {
-      const w = rng.pick(vocab);
+      const w = pick(rng, vocab);
       if (!picked.includes(w)) picked.push(w);
     }
     key = picked.join(' ');

@@ -114,7 +114,10 @@ in four are recall; each step draws one row length from the list). At step 5500 
 chance but passkey at 2048 tokens had slipped to 88%, so steps 5501-6500 ran with
 \`--recall-share 0.65 --lengths 256,512,1024,2048,2048 --steps 6500\`. Changing \`--steps\` stretches the
 cosine schedule, so the learning rate stepped up from 3.0e-4 to 4.6e-4 at step 5500 and decays from there.
-The task generators and the evaluation were never changed between phases. A further continuation from
+The task generators and the evaluation were never changed between phases. After training, the package's
+own random generator (sfc32) was replaced by @kvfold/core's seeded RNG, the project's one generator: the
+same generators now draw other samples for a seed (the evaluation below was rerun on them), and a resumed
+run draws each step's data from its own stream (seed, step) instead of the sfc32 state in the checkpoint. A further continuation from
 these weights (\`--recall-share 0.75 --lengths 256,512,1024,2048 --steps 8000\`, stopped at step 7378;
 checkpoints/attempts/run3-continuation-6500-to-7378.log) left recall where it was (40-47% at 4 pairs
 at step 7332) and lowered passkey at 1024-2048 tokens slightly (97.75% overall), so the step-6500

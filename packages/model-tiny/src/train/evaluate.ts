@@ -2,12 +2,13 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { fromHfConfig as fromHf } from '../config.js';
-import { decodeSafetensors } from '../safetensors.js';
 import { renderCard } from './card.js';
 import { passkeyAccuracy, recallAccuracy } from './eval.js';
 import { toVariables } from './model.js';
+import { readTensors } from './tensors.js';
 
 /**
  * Full-cache evaluation of an exported weights folder: passkey accuracy over lengths x depths and
@@ -16,16 +17,20 @@ import { toVariables } from './model.js';
  */
 async function main(): Promise<void> {
   const pkg = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-  const argv = process.argv.slice(2);
-  const arg = (k: string, d: string) => (argv.includes(k) ? argv[argv.indexOf(k) + 1] : d);
-  const dir = resolve(arg('--weights', resolve(pkg, 'weights')));
-  const n = Number(arg('--n', '20'));
-  const lengths = arg('--lengths', '256,512,1024,2048').split(',').map(Number);
+  const { values } = parseArgs({ strict: true, allowPositionals: false, options: { weights: { type: 'string' }, n: { type: 'string', default: '20' }, lengths: { type: 'string', default: '256,512,1024,2048' } } });
+  const dir = resolve(values.weights ?? resolve(pkg, 'weights'));
+  const count = (flag: string, text: string): number => {
+    if (!/^\d+$/.test(text) || Number(text) < 1) throw new Error(`--${flag} ${JSON.stringify(text)} must be an integer >= 1`);
+    return Number(text);
+  };
+  const n = count('n', values.n);
+  const lengths = values.lengths.split(',').map((x) => count('lengths', x));
   const depths = [0, 0.25, 0.5, 0.75, 1];
   await tf.setBackend('wasm');
   await tf.ready();
   const cfg = fromHf(JSON.parse(readFileSync(resolve(dir, 'config.json'), 'utf8')) as Record<string, number>);
-  const { tensors, metadata } = decodeSafetensors(readFileSync(resolve(dir, 'model.safetensors')));
+  const file = resolve(dir, 'model.safetensors');
+  const { tensors, metadata } = await readTensors(readFileSync(file), file);
   const params = toVariables(tensors);
   const t0 = Date.now();
   const passkey: Record<string, number[]> = {};

@@ -1,7 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TinyModelConfig } from '../config.js';
-import type { NamedTensor } from '../safetensors.js';
-import { Rng } from '../data/rng.js';
+import type { NamedTensor } from './tensors.js';
+import { createRng } from '@kvfold/core';
+import { normal } from '../data/random.js';
+
+// tfjs's cpu engine prints a Node.js banner on its first tensor; its PROD flag only silences tfjs's log
+// (as in @kvfold/backend-tfjs; KVFOLD_TFJS_LOGS=1 keeps it).
+if (process.env.KVFOLD_TFJS_LOGS !== '1') tf.env().set('PROD', true);
 
 /** Trainable parameters keyed by Hugging Face tensor names. */
 export type Params = Map<string, tf.Variable>;
@@ -29,7 +34,7 @@ export function paramShapes(c: TinyModelConfig): [string, number[]][] {
 
 /** Seeded initialisation: norms at 1, matrices N(0, 0.02), residual outputs scaled by 1/sqrt(2L). */
 export function initParams(c: TinyModelConfig, seed: number): Record<string, NamedTensor> {
-  const rng = new Rng(seed);
+  const rng = createRng(seed);
   const res: Record<string, NamedTensor> = {};
   for (const [name, shape] of paramShapes(c)) {
     const n = shape.reduce((a, b) => a * b, 1);
@@ -37,7 +42,7 @@ export function initParams(c: TinyModelConfig, seed: number): Record<string, Nam
     if (name.endsWith('norm.weight')) data.fill(1);
     else {
       const std = /o_proj|down_proj/.test(name) ? 0.02 / Math.sqrt(2 * c.layers) : 0.02;
-      for (let i = 0; i < n; i++) data[i] = rng.normal() * std;
+      for (let i = 0; i < n; i++) data[i] = normal(rng) * std;
     }
     res[name] = { shape, data };
   }
@@ -47,7 +52,7 @@ export function initParams(c: TinyModelConfig, seed: number): Record<string, Nam
 /** Wrap host tensors as tf variables. */
 export function toVariables(tensors: Record<string, NamedTensor>): Params {
   const m: Params = new Map();
-  for (const [name, t] of Object.entries(tensors)) m.set(name, tf.variable(tf.tensor(t.data, t.shape, 'float32'), true, name));
+  for (const [name, t] of Object.entries(tensors)) m.set(name, tf.variable(tf.tensor(t.data, [...t.shape], 'float32'), true, name));
   return m;
 }
 

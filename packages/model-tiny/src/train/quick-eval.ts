@@ -4,9 +4,9 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fromHfConfig } from '../config.js';
 import { MIX_TASKS, type MixTask } from '../data/mix.js';
-import { decodeSafetensors } from '../safetensors.js';
 import { mixAccuracy } from './eval.js';
 import { toVariables } from './model.js';
+import { readTensors } from './tensors.js';
 
 /**
  * Quick full-cache accuracy of a weights folder on every task, teacher-forced and batched (the same
@@ -22,7 +22,8 @@ async function main(): Promise<void> {
   await tf.setBackend('wasm');
   await tf.ready();
   const cfg = fromHfConfig(JSON.parse(readFileSync(resolve(dir, 'config.json'), 'utf8')) as Record<string, number>);
-  const params = toVariables(decodeSafetensors(readFileSync(resolve(dir, 'model.safetensors'))).tensors);
+  const file = resolve(dir, 'model.safetensors');
+  const params = toVariables((await readTensors(readFileSync(file), file)).tensors);
   for (const L of lengths) {
     for (const t of tasks) {
       const t0 = Date.now();

@@ -2,79 +2,25 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { toHfConfig, type TinyModelConfig } from '../config.js';
-import { Rng } from '../data/rng.js';
-import { MIX_TASKS, mixedTrainingRow, parseMix, type Mix } from '../data/mix.js';
+import { createRng, type Rng } from '@kvfold/core';
+import { pick } from '../data/random.js';
+import { MIX_TASKS, mixedTrainingRow } from '../data/mix.js';
 import { ANSWER_WEIGHT, trainingRow } from '../data/training.js';
-import { decodeSafetensors, encodeSafetensors, type NamedTensor } from '../safetensors.js';
+import { encodeSafetensors } from '@kvfold/runtime';
+import { PRESETS, TRAIN_USAGE, trainArgs, type Args } from './args.js';
 import { mixAccuracy, passkeyAccuracy, recallAccuracy } from './eval.js';
 import { forward, fromVariables, initParams, toVariables, weightedLoss, type Params } from './model.js';
-
-/** Model presets: `tiny` only checks the loop; `main` is the shipped model. */
-export const PRESETS: Record<string, TinyModelConfig> = {
-  tiny: { vocabSize: 258, hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2, headDim: 8, ropeTheta: 10000, rmsNormEps: 1e-5, maxPositions: 2048 },
-  main: { vocabSize: 258, hidden: 64, intermediate: 192, layers: 3, heads: 4, kvHeads: 2, headDim: 16, ropeTheta: 10000, rmsNormEps: 1e-5, maxPositions: 2048 },
-  // Candidates for the harder tasks (issue 14): head dim 32 leaves more RoPE frequency pairs slow enough
-  // to match content over 2,048 tokens; 4 query heads keep the T x T buffers within wasm memory.
-  wide: { vocabSize: 258, hidden: 128, intermediate: 384, layers: 4, heads: 4, kvHeads: 2, headDim: 32, ropeTheta: 10000, rmsNormEps: 1e-5, maxPositions: 2048 },
-  wide3: { vocabSize: 258, hidden: 128, intermediate: 384, layers: 3, heads: 4, kvHeads: 2, headDim: 32, ropeTheta: 10000, rmsNormEps: 1e-5, maxPositions: 2048 },
-};
-
-interface Args {
-  preset: string;
-  steps: number;
-  tokens: number;
-  lr: number;
-  warmup: number;
-  dir: string;
-  weights: string | null;
-  ckptSec: number;
-  evalEvery: number;
-  seed: number;
-  stopAfter: number;
-  length: number;
-  lengths: number[];
-  recallShare: number;
-  mix: Mix | null;
-}
-
-function parseArgs(argv: string[]): Args {
-  const pkg = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-  const a: Args = { preset: 'main', steps: 4000, tokens: 4096, lr: 3e-3, warmup: 100, dir: resolve(pkg, 'checkpoints'), weights: resolve(pkg, 'weights'), ckptSec: 240, evalEvery: 100, seed: 1234, stopAfter: Infinity, length: 0, lengths: [], recallShare: 0.5, mix: null };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    const v = argv[i + 1];
-    if (k === '--preset') a.preset = v;
-    else if (k === '--steps') a.steps = Number(v);
-    else if (k === '--tokens') a.tokens = Number(v);
-    else if (k === '--lr') a.lr = Number(v);
-    else if (k === '--warmup') a.warmup = Number(v);
-    else if (k === '--dir') a.dir = resolve(v);
-    else if (k === '--weights') a.weights = v === 'none' ? null : resolve(v);
-    else if (k === '--ckpt-sec') a.ckptSec = Number(v);
-    else if (k === '--eval-every') a.evalEvery = Number(v);
-    else if (k === '--seed') a.seed = Number(v);
-    else if (k === '--stop-after') a.stopAfter = Number(v);
-    else if (k === '--length') a.length = Number(v);
-    else if (k === '--lengths') a.lengths = v.split(',').map(Number);
-    else if (k === '--recall-share') a.recallShare = Number(v);
-    else if (k === '--mix') a.mix = parseMix(v);
-    else continue;
-    i++;
-  }
-  if (!PRESETS[a.preset]) throw new Error(`unknown preset ${a.preset}; use ${Object.keys(PRESETS).join(', ')}`);
-  return a;
-}
+import { readTensors, type NamedTensor } from './tensors.js';
 
 /** Length curriculum: short rows first, then mixes that include 2048 so RoPE sees long distances. */
 export function lengthFor(step: number, total: number, rng: Rng): number {
   const f = step / total;
-  if (f < 0.15) return rng.pick([128, 128, 256]);
-  if (f < 0.35) return rng.pick([128, 256, 512, 512]);
-  if (f < 0.6) return rng.pick([256, 512, 1024, 2048]);
-  if (f < 0.8) return rng.pick([512, 1024, 2048, 2048]);
-  return rng.pick([256, 512, 1024, 2048, 2048]);
+  if (f < 0.15) return pick(rng, [128, 128, 256]);
+  if (f < 0.35) return pick(rng, [128, 256, 512, 512]);
+  if (f < 0.6) return pick(rng, [256, 512, 1024, 2048]);
+  if (f < 0.8) return pick(rng, [512, 1024, 2048, 2048]);
+  return pick(rng, [256, 512, 1024, 2048, 2048]);
 }
 
 function lrAt(step: number, a: Args): number {
@@ -86,7 +32,8 @@ function lrAt(step: number, a: Args): number {
 interface State {
   step: number;
   tokensSeen: number;
-  rng: number[];
+  /** The data stream's state in checkpoints written before the stream was derived per step; unused now. */
+  rng?: number[];
   lastLoss: number;
   config: TinyModelConfig;
 }
@@ -99,7 +46,13 @@ function atomicWrite(path: string, data: Uint8Array | string): void {
 }
 
 async function main(): Promise<void> {
-  const a = parseArgs(process.argv.slice(2));
+  let a: Args;
+  try {
+    a = trainArgs(process.argv.slice(2));
+  } catch (e) {
+    console.error(`${(e as Error).message}\n${TRAIN_USAGE}`);
+    process.exit(2);
+  }
   await tf.setBackend('wasm');
   await tf.ready();
   const cfg = PRESETS[a.preset];
@@ -116,15 +69,15 @@ async function main(): Promise<void> {
   const v = new Map<string, tf.Variable>();
   let st: State;
   if (existsSync(ckptPath)) {
-    const { tensors, metadata } = decodeSafetensors(readFileSync(ckptPath));
-    st = JSON.parse(metadata.state) as State;
+    const { tensors, metadata } = await readTensors(readFileSync(ckptPath), ckptPath);
+    st = JSON.parse(metadata.state ?? 'null') as State;
     if (JSON.stringify(st.config) !== JSON.stringify(cfg)) throw new Error(`checkpoint config ${JSON.stringify(st.config)} differs from preset ${a.preset}`);
     const w: Record<string, NamedTensor> = {};
     for (const [name, t] of Object.entries(tensors)) if (!name.startsWith('adam.')) w[name] = t;
     params = toVariables(w);
     for (const name of params.keys()) {
-      m.set(name, tf.variable(tf.tensor(tensors[`adam.m.${name}`].data, tensors[`adam.m.${name}`].shape), false));
-      v.set(name, tf.variable(tf.tensor(tensors[`adam.v.${name}`].data, tensors[`adam.v.${name}`].shape), false));
+      m.set(name, tf.variable(tf.tensor(tensors[`adam.m.${name}`].data, [...tensors[`adam.m.${name}`].shape]), false));
+      v.set(name, tf.variable(tf.tensor(tensors[`adam.v.${name}`].data, [...tensors[`adam.v.${name}`].shape]), false));
     }
     log(`resumed from ${ckptPath} at step ${st.step} (tokens ${st.tokensSeen}, last loss ${st.lastLoss.toFixed(4)}) args=${JSON.stringify({ ...a, stopAfter: String(a.stopAfter) })}`);
   } else {
@@ -133,18 +86,20 @@ async function main(): Promise<void> {
       m.set(name, tf.variable(tf.zerosLike(p), false));
       v.set(name, tf.variable(tf.zerosLike(p), false));
     }
-    st = { step: 0, tokensSeen: 0, rng: new Rng(a.seed + 1).state(), lastLoss: NaN, config: cfg };
+    st = { step: 0, tokensSeen: 0, lastLoss: NaN, config: cfg };
     const nParams = [...params.values()].reduce((s, p) => s + p.size, 0);
     log(`new run preset=${a.preset} params=${nParams} config=${JSON.stringify(cfg)} args=${JSON.stringify({ ...a, stopAfter: String(a.stopAfter) })}`);
   }
-  const rng = new Rng(st.rng);
+  // Each step's data comes from its own stream of core's RNG (seed, step), so a resumed run draws exactly
+  // what an uninterrupted one would, with no generator state in the checkpoint.
+  const data = createRng(a.seed + 1);
 
   const save = () => {
     const t: Record<string, NamedTensor> = fromVariables(params);
     const weights: Record<string, NamedTensor> = { ...t };
     for (const [name, x] of m) t[`adam.m.${name}`] = { shape: x.shape.slice(), data: x.dataSync() as Float32Array };
     for (const [name, x] of v) t[`adam.v.${name}`] = { shape: x.shape.slice(), data: x.dataSync() as Float32Array };
-    st.rng = rng.state();
+    delete st.rng;
     atomicWrite(ckptPath, encodeSafetensors(t, { state: JSON.stringify(st) }));
     if (a.weights) {
       atomicWrite(resolve(a.weights, 'model.safetensors'), encodeSafetensors(weights, { format: 'pt', step: String(st.step), tokens_seen: String(st.tokensSeen) }));
@@ -186,7 +141,8 @@ async function main(): Promise<void> {
     await new Promise<void>((r) => setImmediate(r));
     if (stopping) break;
     const t0 = Date.now();
-    const L = a.length > 0 ? a.length : a.lengths.length > 0 ? rng.pick(a.lengths) : lengthFor(st.step, a.steps, rng);
+    const rng = data.fork(st.step);
+    const L = a.length > 0 ? a.length : a.lengths.length > 0 ? pick(rng, a.lengths) : lengthFor(st.step, a.steps, rng);
     const B = Math.max(1, Math.round(a.tokens / L));
     const rows = Array.from({ length: B }, () => (a.mix ? mixedTrainingRow(rng, L, a.mix) : trainingRow(rng, L, a.recallShare)));
     const inp = new Int32Array(B * L);

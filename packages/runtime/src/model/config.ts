@@ -79,6 +79,31 @@ export interface LlamaConfig {
 type Json = Record<string, unknown>;
 
 /**
+ * Upper bounds of the size fields of a model config.json, checked before anything is allocated. Each is
+ * far above every published Llama, Mistral or Qwen2 checkpoint (Llama 3.1 405B: 126 layers, 128 heads,
+ * hidden 16384, intermediate 53248, vocab 128256), and low enough that the tensor list a config implies
+ * stays small.
+ */
+export const MODEL_LIMITS = {
+  /** `num_hidden_layers`. */
+  num_hidden_layers: 1024,
+  /** `num_attention_heads` and `num_key_value_heads`. */
+  num_attention_heads: 1024,
+  /** `hidden_size`. */
+  hidden_size: 65536,
+  /** `intermediate_size`. */
+  intermediate_size: 262144,
+  /** `vocab_size`. */
+  vocab_size: 4194304,
+  /** `head_dim`. */
+  head_dim: 4096,
+  /** `max_position_embeddings` and `sliding_window`. */
+  max_position_embeddings: 16777216,
+  /** Token ids (`bos_token_id`, `eos_token_id`). */
+  token_id: 4194304,
+} as const;
+
+/**
  * Parse and validate an HF `config.json` of a Llama, Mistral or Qwen2 model.
  * @param json the parsed document.
  * @param source where it came from, used in error messages.
@@ -94,7 +119,7 @@ export function parseModelConfig(json: unknown, source = 'config.json'): LlamaCo
     issues.push({ path: `/${key}`, rule, message, ...(allowed === undefined ? {} : { allowed }) });
     return undefined;
   };
-  const int = (key: string, opts: { required?: boolean; min?: number; fallback?: number } = {}): number | undefined => {
+  const int = (key: string, opts: { required?: boolean; min?: number; max: number; fallback?: number }): number | undefined => {
     const v = c[key];
     if (v === undefined || v === null) {
       if (opts.required) return bad(key, 'required', 'is required');
@@ -103,6 +128,7 @@ export function parseModelConfig(json: unknown, source = 'config.json'): LlamaCo
     const min = opts.min ?? 1;
     if (typeof v !== 'number' || !Number.isInteger(v)) return bad(key, 'type', `must be an integer, got ${JSON.stringify(v)}`, 'integer');
     if (v < min) return bad(key, 'minimum', `must be >= ${min}, got ${v}`, { minimum: min });
+    if (v > opts.max) return bad(key, 'maximum', `must be <= ${opts.max}, got ${v} (kvfold's bound, checked before anything is allocated)`, { maximum: opts.max });
     return v;
   };
   const positive = (key: string, fallback: number): number => {
@@ -123,13 +149,14 @@ export function parseModelConfig(json: unknown, source = 'config.json'): LlamaCo
     modelType = modelTypeRaw as ModelType;
   }
 
-  const vocabSize = int('vocab_size', { required: true });
-  const hiddenSize = int('hidden_size', { required: true });
-  const intermediateSize = int('intermediate_size', { required: true });
-  const layers = int('num_hidden_layers', { required: true });
-  const heads = int('num_attention_heads', { required: true });
-  const kvHeads = int('num_key_value_heads', { fallback: heads });
-  let headDim = int('head_dim');
+  const L = MODEL_LIMITS;
+  const vocabSize = int('vocab_size', { required: true, max: L.vocab_size });
+  const hiddenSize = int('hidden_size', { required: true, max: L.hidden_size });
+  const intermediateSize = int('intermediate_size', { required: true, max: L.intermediate_size });
+  const layers = int('num_hidden_layers', { required: true, max: L.num_hidden_layers });
+  const heads = int('num_attention_heads', { required: true, max: L.num_attention_heads });
+  const kvHeads = int('num_key_value_heads', { fallback: heads, max: L.num_attention_heads });
+  let headDim = int('head_dim', { max: L.head_dim });
   if (headDim === undefined && c.head_dim == null && hiddenSize !== undefined && heads !== undefined) {
     if (hiddenSize % heads !== 0) {
       bad('head_dim', 'required', `is required because hidden_size ${hiddenSize} is not a multiple of num_attention_heads ${heads}`);
@@ -143,7 +170,7 @@ export function parseModelConfig(json: unknown, source = 'config.json'): LlamaCo
   }
   const ropeTheta = positive('rope_theta', 10000);
   const rmsNormEps = positive('rms_norm_eps', 1e-6);
-  const maxPositionEmbeddings = int('max_position_embeddings', { fallback: 2048 }) ?? 2048;
+  const maxPositionEmbeddings = int('max_position_embeddings', { fallback: 2048, max: L.max_position_embeddings }) ?? 2048;
 
   const tieRaw = c.tie_word_embeddings;
   let tieWordEmbeddings = false;
@@ -161,20 +188,20 @@ export function parseModelConfig(json: unknown, source = 'config.json'): LlamaCo
 
   let slidingWindow: number | undefined;
   if (modelType === 'mistral') {
-    slidingWindow = int('sliding_window');
+    slidingWindow = int('sliding_window', { max: L.max_position_embeddings });
   } else if (modelType === 'qwen2' && c.use_sliding_window === true) {
     bad('use_sliding_window', 'const', 'qwen2 sliding-window attention is not supported; set it to false', [false]);
   }
 
   const ropeScaling = parseRopeScaling(c.rope_scaling, bad);
 
-  const bosTokenId = int('bos_token_id', { min: 0 });
+  const bosTokenId = int('bos_token_id', { min: 0, max: L.token_id });
   const eosRaw = c.eos_token_id;
   let eosTokenIds: number[] = [];
   if (eosRaw !== undefined && eosRaw !== null) {
     const list = Array.isArray(eosRaw) ? eosRaw : [eosRaw];
-    if (!list.every((v) => typeof v === 'number' && Number.isInteger(v) && v >= 0)) {
-      bad('eos_token_id', 'type', `must be a non-negative integer or a list of them, got ${JSON.stringify(eosRaw)}`, 'integer | integer[]');
+    if (list.length > 1024 || !list.every((v) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= L.token_id)) {
+      bad('eos_token_id', 'type', `must be an integer in [0, ${L.token_id}] or a list of at most 1024 of them, got ${JSON.stringify(eosRaw).slice(0, 200)}`, 'integer | integer[]');
     } else {
       eosTokenIds = list as number[];
     }

@@ -1,4 +1,5 @@
-import { open, readFile, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { MODEL_JSON_LIMITS, readModelJson } from './json.js';
 import { basename, join } from 'node:path';
 import { ModelError } from '@kvfold/core';
 
@@ -55,6 +56,18 @@ function numel(shape: readonly number[]): number {
 }
 
 /**
+ * Largest safetensors header accepted (100 MB, the limit of the format's reference reader): the header
+ * length is read from the file, so it is checked before anything of that size is allocated.
+ */
+export const MAX_SAFETENSORS_HEADER = 100_000_000;
+
+function checkHeaderLength(length: number, file: string): void {
+  if (length > MAX_SAFETENSORS_HEADER) {
+    throw new ModelError(`${file}: the safetensors header claims ${length} bytes; at most ${MAX_SAFETENSORS_HEADER} are read`, { file, reason: 'header', headerLength: length, allowed: MAX_SAFETENSORS_HEADER });
+  }
+}
+
+/**
  * Parse a safetensors header from the file's first bytes.
  * @param head at least the first `8 + headerLength` bytes of the file.
  * @param fileSize total size of the file, to detect truncation.
@@ -69,6 +82,7 @@ export function parseSafetensorsHeader(head: Uint8Array, fileSize: number, file:
   }
   const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
   const length = Number(view.getBigUint64(0, true));
+  checkHeaderLength(length, file);
   if (length > fileSize - 8) {
     throw new ModelError(`${file}: truncated safetensors file: the header claims ${length} bytes but only ${fileSize - 8} follow`, { file, reason: 'truncated', headerLength: length });
   }
@@ -139,7 +153,8 @@ function halfToFloatTable(): Float32Array {
 /** Decode little-endian raw tensor bytes of a readable dtype into float32. */
 export function decodeTensorBytes(bytes: Uint8Array, dtype: string, where: { file: string; tensor: string }): Float32Array {
   // Copy to a fresh aligned buffer: data offsets in a safetensors file need not be aligned to the element size.
-  const buf = bytes.slice().buffer;
+  // Uint8Array's own slice copies; a Node Buffer's slice (readFileSync's result) would be a view of the file.
+  const buf = Uint8Array.prototype.slice.call(bytes).buffer;
   const view = new DataView(buf);
   switch (dtype) {
     case 'F32': {
@@ -210,6 +225,7 @@ export class SafetensorsFile {
       let head = first;
       if (size >= 8) {
         const length = Number(new DataView(first.buffer).getBigUint64(0, true));
+        checkHeaderLength(length, path);
         if (length <= size - 8) {
           head = new Uint8Array(8 + length);
           await handle.read(head, 0, head.length, 0);
@@ -385,9 +401,9 @@ export class Checkpoint {
     if (await exists(indexPath)) {
       let doc: unknown;
       try {
-        doc = JSON.parse(await readFile(indexPath, 'utf8'));
+        doc = readModelJson(indexPath, MODEL_JSON_LIMITS.index);
       } catch (cause) {
-        throw new ModelError(`${indexPath}: not valid JSON: ${(cause as Error).message}`, { file: indexPath, reason: 'header' }, cause);
+        throw new ModelError((cause as Error).message, { file: indexPath, reason: 'header' }, cause);
       }
       const map = (doc as { weight_map?: unknown } | null)?.weight_map;
       if (typeof map !== 'object' || map === null || Array.isArray(map)) {

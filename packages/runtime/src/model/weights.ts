@@ -134,6 +134,27 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
  *   or holds NaN/Inf; and naming the file when a shard is unreadable.
  */
 export async function loadWeights(checkpoint: Checkpoint, config: LlamaConfig): Promise<LlamaWeights> {
+  // What the checkpoint holds bounds what the config may claim, before the tensor list is even built.
+  let held = 0;
+  for (const name of checkpoint.names()) {
+    const m = /^model\.layers\.(\d+)\./.exec(name);
+    if (m) held = Math.max(held, Number(m[1]) + 1);
+  }
+  if (config.layers > held) {
+    throw new ModelError(`${checkpoint.folder}: config.json says num_hidden_layers = ${config.layers}, but the checkpoint holds ${held} layer${held === 1 ? '' : 's'}`, {
+      field: 'num_hidden_layers',
+      value: config.layers,
+      held,
+      reason: 'shape',
+    });
+  }
+  const embed0 = checkpoint.entry(tensorNames.embed);
+  if (embed0 && !sameShape(embed0.shape, [config.vocabSize, config.hiddenSize])) {
+    throw new ModelError(
+      `${checkpoint.folder}: tensor "${tensorNames.embed}" has shape [${embed0.shape.join(', ')}] but config.json says vocab_size ${config.vocabSize} x hidden_size ${config.hiddenSize}`,
+      { tensor: tensorNames.embed, shape: embed0.shape, expected: [config.vocabSize, config.hiddenSize], reason: 'shape' },
+    );
+  }
   const expected = expectedTensors(config);
   const missing = [...expected.keys()].filter((n) => !checkpoint.entry(n));
   if (missing.length > 0) {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
-import { hostTensor, type DType, type HostTensor, type KVKernels, type LayerCache } from '@kvfold/core';
+import { bindKernels, defineKernelBackend, hostTensor, type DType, type HostTensor, type KernelImplementations, type KVKernels } from '@kvfold/core';
 
 /** Engines the tests can run on here (tensorflow needs tfjs-node, which is not installed). */
 export type TestEngine = 'cpu' | 'wasm';
@@ -17,53 +17,48 @@ export async function useEngine(engine: TestEngine): Promise<boolean> {
   }
 }
 
-function notNeeded(name: string): never {
-  throw new Error(`minimal test kernels do not implement ${name}`);
+/**
+ * tfjs tensors as a kvfold backend with only the given kernel implementations: core validates every call
+ * and runs each kernel left out as the reference on host copies (`dataSync`), so a test gets ground-truth
+ * kernel semantics on tfjs tensors without the tfjs backend package.
+ */
+function tfTensors(name: string, kernels: KernelImplementations<tf.Tensor>): KVKernels<tf.Tensor> {
+  return bindKernels(
+    defineKernelBackend<tf.Tensor>({
+      name,
+      describe: () => `${name} kernels on tfjs ${tf.getBackend()}`,
+      inspect: (v) => (!(v instanceof tf.Tensor) ? 'is not a tf.Tensor' : v.isDisposed ? 'was disposed and can no longer be used' : { shape: v.shape, dtype: v.dtype as DType }),
+      fromHost: (t: HostTensor) => tf.tensor(t.data.slice(), [...t.shape], t.dtype),
+      toHost: async (t) => hostTensor(t.dtype as DType, t.shape, (await t.data()).slice() as Float32Array | Int32Array),
+      read: (t) => hostTensor(t.dtype as DType, t.shape, t.dataSync() as Float32Array | Int32Array),
+      dispose: (ts) => {
+        for (const t of ts) if (!t.isDisposed) t.dispose();
+      },
+      kernels,
+    }),
+  );
 }
 
 /**
- * The few kernels the runtime itself calls (append plus host transfer), written directly on tfjs
- * ops. The runtime's tests use them so decoder and cache-manager checks do not depend on the full
- * tfjs backend package; policy integration tests use `createTfjsKernels` from @kvfold/backend-tfjs.
+ * The few kernels the runtime itself calls on every token (append and accumulate), written directly on
+ * tfjs ops; the rest run the reference through the host. The runtime's tests use them so decoder and
+ * cache-manager checks do not depend on the full tfjs backend package; policy integration tests use
+ * `createTfjsKernels` from @kvfold/backend-tfjs.
  */
 export function minimalKernels(): KVKernels<tf.Tensor> {
-  return {
-    backend: 'test-tfjs',
-    describe: () => `minimal test kernels on tfjs ${tf.getBackend()}`,
-    fromHost: (t: HostTensor) => tf.tensor(t.data, [...t.shape], t.dtype),
-    async toHost(t: tf.Tensor) {
-      const data = await t.data();
-      return hostTensor(t.dtype as DType, t.shape, data as Float32Array | Int32Array);
-    },
-    shapeOf: (t) => t.shape,
-    dtypeOf: (t) => t.dtype as DType,
-    dispose: (...ts) => {
-      for (const t of ts) if (t && !t.isDisposed) t.dispose();
-    },
-    async allFinite(t) {
-      const d = await t.data();
-      return d.every((v) => Number.isFinite(v));
-    },
-    append(layer: LayerCache<tf.Tensor>, keys, values, positions): LayerCache<tf.Tensor> {
-      return tf.tidy(() => {
-        const [h, n] = positions.shape as [number, number];
-        return {
+  return tfTensors('test-tfjs', {
+    append: {
+      run: ({ layer, keys, values, positions, dims, n }) =>
+        tf.tidy(() => ({
           keys: tf.concat([layer.keys, keys], 1),
           values: tf.concat([layer.values, values], 1),
           positions: tf.concat([layer.positions, positions], 1),
-          counts: tf.concat([layer.counts, tf.ones([h, n], 'int32')], 1),
-          scores: tf.concat([layer.scores, tf.zeros([h, n], 'float32')], 1),
-        };
-      });
+          counts: tf.concat([layer.counts, tf.ones([dims.heads, n], 'int32')], 1),
+          scores: tf.concat([layer.scores, tf.zeros([dims.heads, n], 'float32')], 1),
+        })),
     },
-    accumulate: (scores, attention) => tf.add(scores, attention),
-    topK: () => notNeeded('topK'),
-    gather: () => notNeeded('gather'),
-    adjacentCosine: () => notNeeded('adjacentCosine'),
-    mergeSegments: () => notNeeded('mergeSegments'),
-    mergeIntoNeighbours: () => notNeeded('mergeIntoNeighbours'),
-    observe: () => notNeeded('observe'),
-  };
+    accumulate: { run: ({ scores, attention }) => tf.add(scores, attention) },
+  });
 }
 
 /** Largest absolute difference of two equally long arrays. */
@@ -75,43 +70,10 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /**
- * Every kernel of the reference backend, run on host copies of tfjs tensors (`dataSync`). Lets policy
- * integration tests run the runtime on tfjs tensors with ground-truth kernel semantics, independently
- * of the tfjs backend package.
+ * Every kernel as the reference, run on host copies of tfjs tensors: what core does for kernels a backend
+ * lacks. Lets policy integration tests run the runtime on tfjs tensors with ground-truth kernel semantics,
+ * independently of the tfjs backend package.
  */
-export function bridgeKernels(ref: KVKernels<HostTensor>): KVKernels<tf.Tensor> {
-  const down = (t: tf.Tensor): HostTensor => hostTensor(t.dtype as DType, t.shape, t.dataSync() as Float32Array | Int32Array);
-  const up = (t: HostTensor): tf.Tensor => tf.tensor(t.data, [...t.shape], t.dtype);
-  const downLayer = (l: LayerCache<tf.Tensor>): LayerCache<HostTensor> => ({
-    keys: down(l.keys),
-    values: down(l.values),
-    positions: down(l.positions),
-    counts: down(l.counts),
-    scores: down(l.scores),
-  });
-  const upLayer = (l: LayerCache<HostTensor>): LayerCache<tf.Tensor> => ({
-    keys: up(l.keys),
-    values: up(l.values),
-    positions: up(l.positions),
-    counts: up(l.counts),
-    scores: up(l.scores),
-  });
-  const base = minimalKernels();
-  return {
-    ...base,
-    backend: 'test-bridge',
-    describe: () => `reference kernels bridged to tfjs ${tf.getBackend()}`,
-    append: (l, k, v, p) => upLayer(ref.append(downLayer(l), down(k), down(v), down(p))),
-    accumulate: (s, a) => up(ref.accumulate(down(s), down(a))),
-    topK: (s, k, from, to) => up(ref.topK(down(s), k, from, to)),
-    gather: (l, i) => upLayer(ref.gather(downLayer(l), down(i))),
-    adjacentCosine: (k) => up(ref.adjacentCosine(down(k))),
-    mergeSegments: (l, p) => upLayer(ref.mergeSegments(downLayer(l), { segment: down(p.segment), pivot: down(p.pivot), sigma: down(p.sigma), valueScale: p.valueScale })),
-    mergeIntoNeighbours: (l, p) =>
-      upLayer(ref.mergeIntoNeighbours(downLayer(l), { keep: down(p.keep), source: down(p.source), targetStart: down(p.targetStart), targetCount: down(p.targetCount), gate: down(p.gate) })),
-    observe: (l, q, qp, o) => {
-      const r = ref.observe(downLayer(l), down(q), down(qp), o);
-      return { sums: up(r.sums), last: up(r.last) };
-    },
-  };
+export function bridgeKernels(): KVKernels<tf.Tensor> {
+  return tfTensors('test-bridge', {});
 }

@@ -1,0 +1,43 @@
+import type { AnyKernelDefinition } from '../kernel-definition.js';
+import { accumulateKernel } from './accumulate.js';
+import { adjacentCosineKernel } from './adjacentCosine.js';
+import { allFiniteKernel } from './allFinite.js';
+import { appendKernel } from './append.js';
+import { gatherKernel } from './gather.js';
+import { keyNormsKernel } from './keyNorms.js';
+import { mergeIntoNeighboursKernel } from './mergeIntoNeighbours.js';
+import { mergeSegmentsKernel } from './mergeSegments.js';
+import { observeKernel } from './observe.js';
+import { topKKernel } from './topK.js';
+
+export { accumulateKernel, type AccumulateCall } from './accumulate.js';
+export { adjacentCosineKernel, type AdjacentCosineCall } from './adjacentCosine.js';
+export { allFiniteKernel, type AllFiniteCall } from './allFinite.js';
+export { appendKernel, type AppendCall } from './append.js';
+export { gatherKernel, type GatherCall } from './gather.js';
+export { keyNormsKernel, type KeyNormsCall } from './keyNorms.js';
+export { mergeIntoNeighboursKernel, type MergeIntoNeighboursCall } from './mergeIntoNeighbours.js';
+export { mergeSegmentsKernel, type MergeSegmentsCall } from './mergeSegments.js';
+export { observeKernel, type ObserveCall } from './observe.js';
+export { topKKernel, checkWindow, type TopKCall } from './topK.js';
+export type { KeysCall, LayerCall } from './host.js';
+
+/**
+ * The kernels of {@link KVKernels}, each declared once with its validation and reference implementation.
+ * Every `KVFold` instance starts its kernel registry from this list; plugins add their own kernels.
+ */
+export const BUILTIN_KERNELS: readonly AnyKernelDefinition[] = [
+  allFiniteKernel,
+  appendKernel,
+  accumulateKernel,
+  topKKernel,
+  gatherKernel,
+  adjacentCosineKernel,
+  keyNormsKernel,
+  mergeSegmentsKernel,
+  mergeIntoNeighboursKernel,
+  observeKernel,
+];
+
+/** Names of the built-in kernels: the kernel methods of {@link KVKernels}. */
+export type BuiltinKernel = 'allFinite' | 'append' | 'accumulate' | 'topK' | 'gather' | 'adjacentCosine' | 'keyNorms' | 'mergeSegments' | 'mergeIntoNeighbours' | 'observe';

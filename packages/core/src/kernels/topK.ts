@@ -1,0 +1,129 @@
+import { expectInt } from '../kernel-check.js';
+import { defineKernel } from '../kernel-definition.js';
+import type { HostTensor } from '../tensor.js';
+import { i32 } from './host.js';
+
+/** A validated {@link KVKernels.topK} call. */
+export interface TopKCall<T = unknown> {
+  /** float32 `[kvHeads, length]`. */
+  readonly scores: T;
+  /** Slots picked per head. */
+  readonly k: number;
+  /** First slot of the window. */
+  readonly from: number;
+  /** End of the window (exclusive). */
+  readonly to: number;
+  /** kv heads. */
+  readonly heads: number;
+  /** Slots per head. */
+  readonly length: number;
+}
+
+/**
+ * Check the window arguments of a top-k selection over `length` slots (shared with fused kernels that
+ * select, such as the onnx backend's accumulateTopK).
+ * @throws ShapeError unless `0 <= from <= to <= length` and `0 <= k <= to - from` are integers.
+ */
+export function checkWindow(kernel: string, length: number, k: number, from: number, to: number): void {
+  expectInt(from, `${kernel} from`, 0, length);
+  expectInt(to, `${kernel} to`, from, length);
+  expectInt(k, `${kernel} k (at most to - from)`, 0, to - from);
+}
+
+/**
+ * Indices of the `k` highest scores of each head among slots `[from, to)`, sorted ascending by slot
+ * index, int32 `[kvHeads, k]`. Ties go to the lower slot index; NaN ranks as `-Infinity` (below every
+ * number, ties with `-Infinity` broken by index), so a non-finite score never makes the result
+ * depend on the algorithm.
+ *
+ * Per head: quickselect (median-of-three, Hoare partition) on a reused index buffer, then one numeric
+ * sort of the `k` winners — O(m + k log k) on average for `m = to - from`, against O(m log m) for a full sort.
+ * @throws ShapeError unless `0 <= from <= to <= length` and `0 <= k <= to - from` are integers.
+ */
+export const topKKernel = defineKernel({
+  name: 'topK',
+  description: 'Indices of the k highest scores of each head among slots [from, to), ascending by slot (ties to the lower slot).',
+  validate(check, scores: unknown, k: number, from: number, to: number): TopKCall {
+    const [heads, length] = check.tensor(scores, 'topK scores', 'float32', 2) as [number, number];
+    checkWindow('topK', length, k, from, to);
+    return { scores, k, from, to, heads, length };
+  },
+  reference: topK,
+});
+
+function topK({ scores, k, from, to, heads: H, length: L }: TopKCall<HostTensor>): HostTensor<'int32'> {
+  const s = scores.data as Float32Array;
+  const m = to - from;
+  const out = new Int32Array(H * k);
+  if (k === 0) return i32([H, 0], out);
+  if (k === m) {
+    for (let h = 0; h < H; h++) for (let j = 0; j < k; j++) out[h * k + j] = from + j;
+    return i32([H, k], out);
+  }
+  const val = new Float64Array(m);
+  const idx = new Int32Array(m);
+  const winners = idx.subarray(0, k);
+  for (let h = 0; h < H; h++) {
+    const base = h * L + from;
+    for (let i = 0; i < m; i++) {
+      const x = s[base + i]!;
+      val[i] = x === x ? x : -Infinity;
+      idx[i] = i;
+    }
+    selectBest(idx, val, k);
+    winners.sort();
+    for (let j = 0; j < k; j++) out[h * k + j] = from + winners[j]!;
+  }
+  return i32([H, k], out);
+}
+
+/** Strict total order of the ranking: higher value first, then lower index. */
+function better(val: Float64Array, a: number, b: number): boolean {
+  const x = val[a]!;
+  const y = val[b]!;
+  return x > y || (x === y && a < b);
+}
+
+/** Rearrange `idx` so its first `k` entries are the `k` best (in any order); Wirth/Hoare quickselect. */
+function selectBest(idx: Int32Array, val: Float64Array, k: number): void {
+  const target = k - 1;
+  let lo = 0;
+  let hi = idx.length - 1;
+  while (lo < hi) {
+    if (hi === lo + 1) {
+      // Two left: order them. (The median-of-three below needs three distinct cells.)
+      if (better(val, idx[hi]!, idx[lo]!)) {
+        const t = idx[lo]!;
+        idx[lo] = idx[hi]!;
+        idx[hi] = t;
+      }
+      return;
+    }
+    const mid = (lo + hi) >>> 1;
+    // Median of three: guards against sorted or reverse-sorted inputs, common for scores by position.
+    let a = idx[lo]!;
+    let b = idx[mid]!;
+    let c = idx[hi]!;
+    if (better(val, b, a)) { const t = a; a = b; b = t; }
+    if (better(val, c, b)) { const t = b; b = c; c = t; if (better(val, b, a)) { const u = a; a = b; b = u; } }
+    idx[lo] = a;
+    idx[mid] = b;
+    idx[hi] = c;
+    const pivot = b;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (better(val, idx[i]!, pivot)) i++;
+      while (better(val, pivot, idx[j]!)) j--;
+      if (i <= j) {
+        const t = idx[i]!;
+        idx[i] = idx[j]!;
+        idx[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (j < target) lo = i;
+    if (target < i) hi = j;
+  }
+}

@@ -1,0 +1,76 @@
+import { ShapeError } from '../errors.js';
+import type { KVKernels, LayerCache } from '../kernels.js';
+import { hostTensor } from '../tensor.js';
+
+/**
+ * Which slots a head keeps: `budget` slots made of the first `sink`, the last `recent`, and the highest
+ * scores among the slots between them.
+ */
+export interface Selection {
+  /** Slots kept per head. */
+  readonly budget: number;
+  /** Leading slots always kept (attention sinks); clamped to the budget. Default 0. */
+  readonly sink?: number;
+  /** Trailing (most recent) slots always kept; clamped to what the sinks leave of the budget. Default 0. */
+  readonly recent?: number;
+}
+
+/**
+ * The one selection every evicting policy shares ("protect sink and recent, keep the top scores"): per
+ * head, the first `sink` slots, then the `budget - sink - recent` highest `scores` among slots
+ * `[sink, length - recent)` (ranked by the backend's `topK` kernel: ties to the lower slot, NaN lowest),
+ * then the last `recent` slots. Returns the kept slot indices, ascending per head, row-major
+ * `[heads, budget]` on the host (policies that merge plan from them; {@link keepSlots} gathers them).
+ *
+ * `scores` is float32 `[heads, length]`, or `[1, length]` to make one decision for every head (TOVA's
+ * layer-wide rule, KVMerger's shared sets). It may be omitted when sink and recent fill the budget.
+ * Requires `length > budget` (under budget nothing is selected).
+ * @throws ShapeError when scores are needed but missing, or `length <= budget`.
+ */
+export async function selectSlots<T>(k: KVKernels<T>, scores: T | undefined, heads: number, length: number, selection: Selection): Promise<Int32Array> {
+  const budget = selection.budget;
+  if (length <= budget) throw new ShapeError(`selectSlots: the cache (${length} slots) already fits the budget (${budget})`, { field: 'budget', length, budget });
+  const sink = Math.max(0, Math.min(selection.sink ?? 0, budget));
+  const recent = Math.max(0, Math.min(selection.recent ?? 0, budget - sink));
+  const top = budget - sink - recent;
+  const end = length - recent;
+  const keep = new Int32Array(heads * budget);
+  let chosen: ArrayLike<number> = [];
+  let rows = heads;
+  if (top > 0) {
+    if (scores === undefined) throw new ShapeError(`selectSlots: ${top} slots per head are chosen by score, but no scores were given`, { field: 'scores' });
+    rows = k.shapeOf(scores)[0]!;
+    const index = k.topK(scores, top, sink, end);
+    try {
+      chosen = (await k.toHost(index)).data;
+    } finally {
+      k.dispose(index);
+    }
+  }
+  for (let h = 0; h < heads; h++) {
+    const row = h * budget;
+    for (let j = 0; j < sink; j++) keep[row + j] = j;
+    const from = (rows === 1 ? 0 : h) * top;
+    for (let j = 0; j < top; j++) keep[row + sink + j] = chosen[from + j]!;
+    for (let j = 0; j < recent; j++) keep[row + sink + top + j] = end + j;
+  }
+  return keep;
+}
+
+/** Upload a row-major `[heads, n]` host array (an index or a plan field) to the backend. */
+export function uploadRows<T>(k: KVKernels<T>, dtype: 'int32' | 'float32', heads: number, data: Int32Array | Float32Array): T {
+  return k.fromHost(hostTensor(dtype, [heads, heads === 0 ? 0 : data.length / heads], data));
+}
+
+/**
+ * Gather the slots listed in `keep` (row-major `[heads, kept]`, ascending per head) into a new layer:
+ * the index is uploaded, gathered and released here, the one way every policy drops slots.
+ */
+export function keepSlots<T>(k: KVKernels<T>, layer: LayerCache<T>, keep: Int32Array): LayerCache<T> {
+  const index = uploadRows(k, 'int32', k.shapeOf(layer.keys)[0]!, keep);
+  try {
+    return k.gather(layer, index);
+  } finally {
+    k.dispose(index);
+  }
+}

@@ -1,0 +1,45 @@
+import { hostTensor, selectSlots, type KVKernels } from '@kvfold/core';
+import { HEAVY, RECENT, headMean } from './plan.js';
+
+/** Input of {@link protectSlots}. */
+export interface ProtectInput {
+  /** kv heads. */
+  readonly heads: number;
+  /** Slots per head. */
+  readonly length: number;
+  /** Recent-window size in slots. */
+  readonly recent: number;
+  /** Heavy hitters in slots. */
+  readonly heavy: number;
+  /** One layout for every head, ranked by the head-mean of the scores. */
+  readonly shared: boolean;
+}
+
+/**
+ * Protection class of each slot, one array per layout (`heads` of them, or one when `shared`): the last
+ * `recent` slots are {@link RECENT}, the `heavy` highest-scored of the others {@link HEAVY}. The heavy
+ * hitters come from the shared selection on the backend's `topK` kernel (ties to the lower slot, NaN
+ * lowest), on `scores` `[heads, length]`, or on the head-mean of `hostScores` (their host copy) when shared.
+ */
+export async function protectSlots<T>(k: KVKernels<T>, scores: T, hostScores: ArrayLike<number>, p: ProtectInput): Promise<Uint8Array[]> {
+  const { heads, length } = p;
+  const recent = Math.max(0, Math.min(p.recent, length));
+  const heavy = Math.max(0, Math.min(p.heavy, length - recent));
+  const layouts = p.shared && heads > 1 ? 1 : heads;
+  const out = Array.from({ length: layouts }, () => new Uint8Array(length).fill(RECENT, length - recent));
+  if (heavy === 0) return out;
+  if (recent + heavy === length) {
+    for (const row of out) row.fill(HEAVY, 0, length - recent);
+    return out;
+  }
+  const ranked = layouts === heads ? scores : k.fromHost(hostTensor('float32', [1, length], headMean(hostScores, heads, length)));
+  try {
+    const keep = await selectSlots(k, ranked, layouts, length, { budget: recent + heavy, recent });
+    out.forEach((row, l) => {
+      for (let j = 0; j < heavy; j++) row[keep[l * (recent + heavy) + j]!] = HEAVY;
+    });
+    return out;
+  } finally {
+    if (ranked !== scores) k.dispose(ranked);
+  }
+}
