@@ -17,7 +17,7 @@ export * from './presets.js';
 export * from './plugins.js';
 export * from './results.js';
 export * from './fuzz.js';
-export { needleSuite, type NeedleItem, type NeedleMetrics, type NeedleVariantMetrics, type NeedleCell } from './suites/needle.js';
+export { needleSuite, decodeSetting, type NeedleItem, type NeedleMetrics, type NeedleVariantMetrics, type NeedleCell, type NeedleTask, type NeedleTaskMetrics, type NeedleComparison } from './suites/needle.js';
 export { fidelitySuite, type ContextError, type FidelityItem, type FidelityMetrics, type FidelityVariantMetrics } from './suites/fidelity.js';
 export { perplexitySuite, type PerplexityItem, type PerplexityMetrics, type PerplexityVariantMetrics } from './suites/perplexity.js';
 export { speedSuite, OVER_BUDGET, type DecodeRow, type ScalingCurve, type SpeedMetrics, type ThroughputItem, type DecodeItem, type ScalingItem } from './suites/speed.js';
