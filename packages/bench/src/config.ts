@@ -93,7 +93,15 @@ export interface NeedleConfig {
    */
   readonly fillers: ('grammar' | 'prose')[];
   /** Pairs of policy labels whose rows are compared item by item (exact McNemar) at every budget; `null` = none. */
-  readonly compare: { readonly a: string; readonly b: string }[] | null;
+  readonly compare: LabelPair[] | null;
+}
+
+/** Two policy labels of the sweep whose rows a report compares on the same items. */
+export interface LabelPair {
+  /** Label of row A. */
+  readonly a: string;
+  /** Label of row B. */
+  readonly b: string;
 }
 
 /** Fidelity suite: per-layer relative error of attention outputs, compressed vs full cache. */
