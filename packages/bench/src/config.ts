@@ -25,6 +25,12 @@ export interface PolicySpec {
   readonly label?: string;
   /** Options checked against the policy's schema. */
   readonly options?: Record<string, unknown>;
+  /**
+   * Proportional attention for this row: the model adds log(count) to the logits of slots that stand for
+   * several tokens (merged slots), and the fidelity metric does the same. Default the section's
+   * `proportional`. Slots with count 1 are unaffected, so it changes only rows whose policy merges.
+   */
+  readonly proportional?: boolean;
 }
 
 /** A backend and its options. */
@@ -81,6 +87,21 @@ export interface NeedleConfig {
   readonly question: QuestionPlacement;
   /** Associative recall; `null` skips it. */
   readonly recall: RecallConfig | null;
+  /**
+   * Filler of the passkey prompts: `grammar` (the tiny grammar the model was trained on; task `passkey`)
+   * and/or `prose` (held-out public-domain prose; task `passkey-prose`). Default `["grammar"]`.
+   */
+  readonly fillers: ('grammar' | 'prose')[];
+  /** Pairs of policy labels whose rows are compared item by item (exact McNemar) at every budget; `null` = none. */
+  readonly compare: LabelPair[] | null;
+}
+
+/** Two policy labels of the sweep whose rows a report compares on the same items. */
+export interface LabelPair {
+  /** Label of row A. */
+  readonly a: string;
+  /** Label of row B. */
+  readonly b: string;
 }
 
 /** Fidelity suite: per-layer relative error of attention outputs, compressed vs full cache. */
@@ -273,6 +294,8 @@ export interface Variant {
   readonly id: string;
   /** What executes the model for this variant. */
   readonly runtime: BenchRuntime;
+  /** Proportional attention (log(count) on merged slots) for this row: its spec's, else the section's. */
+  readonly proportional: boolean;
 }
 
 /** A validated configuration with its variants expanded. */
@@ -329,7 +352,10 @@ function optionRules(entries: readonly { readonly definition: { readonly name: s
  * enums and each entry's `options` is checked against its own schema.
  */
 export function benchSectionSchema(policies: PolicyRegistry, backends: BackendRegistry): JsonSchema {
-  const policy = specSchema(policies.names(), optionRules(policies.list()), 'policy', { label: { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9_.:+=-]+$', description: 'Unique label in tables and item keys.' } });
+  const policy = specSchema(policies.names(), optionRules(policies.list()), 'policy', {
+    label: { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9_.:+=-]+$', description: 'Unique label in tables and item keys.' },
+    proportional: { type: 'boolean', description: "Proportional attention for this row (log(count) on merged slots' logits, in the model and the fidelity metric); default the section's proportional." },
+  });
   const backend = specSchema(backends.names(), optionRules(backends.list()), 'backend');
   const labels: JsonSchema = { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1, uniqueItems: true };
   // type [object, null] rather than anyOf: ajv fills defaults inside properties but not inside anyOf branches.
@@ -382,6 +408,25 @@ export function benchSectionSchema(policies: PolicyRegistry, backends: BackendRe
                 }),
                 default: {},
                 description: 'Multi-key associative recall; null skips it.',
+              },
+              fillers: {
+                type: 'array',
+                items: { enum: ['grammar', 'prose'] },
+                minItems: 1,
+                uniqueItems: true,
+                default: ['grammar'],
+                description: 'Passkey filler: grammar (task passkey, the tiny training grammar) and/or prose (task passkey-prose, held-out public-domain prose).',
+              },
+              compare: {
+                type: ['array', 'null'],
+                default: null,
+                items: {
+                  type: 'object',
+                  additionalProperties: false,
+                  required: ['a', 'b'],
+                  properties: { a: { type: 'string', minLength: 1 }, b: { type: 'string', minLength: 1 } },
+                },
+                description: 'Pairs of policy labels compared item by item (exact McNemar, 95% paired bootstrap) at every budget both run.',
               },
             },
           },
@@ -528,6 +573,11 @@ export function resolveBenchConfig(kv: KVFold, document: unknown, source?: strin
   checkLabels(speed?.throughput?.policies, '/bench/suites/speed/throughput/policies');
   checkLabels(speed?.scaling?.policies, '/bench/suites/speed/scaling/policies');
   checkLabels(speed?.step?.policies, '/bench/suites/speed/step/policies');
+  bench.suites.needle?.compare?.forEach((p, i) => {
+    for (const side of ['a', 'b'] as const) {
+      if (!seen.has(p[side]) && !(p[side] === 'full' && bench.baseline)) issues.push({ path: `/bench/suites/needle/compare/${i}/${side}`, rule: 'enum', message: `must be a policy label of the sweep: ${[...seen.keys()].map((k) => JSON.stringify(k)).join(', ')}`, allowed: [...seen.keys()] });
+    }
+  });
   if (issues.length > 0) throw new ConfigError(issues, context);
   const variants: Variant[] = [];
   for (const runtime of bench.runtimes ?? ['tfjs']) {
@@ -537,7 +587,8 @@ export function resolveBenchConfig(kv: KVFold, document: unknown, source?: strin
       const label = runtime === 'tfjs' ? base : `${base} (${runtime})`;
       const options = validateAgainst<Record<string, unknown>>(kv.policies.get(spec.name).schema, spec.options ?? {}, `options of policy "${spec.name}"`);
       const budgets = spec.name === 'full' ? [1] : bench.budgets;
-      for (const budget of budgets) variants.push({ label, policy: spec.name, options, budget, id: runtime === 'tfjs' ? `${base}@${budget}` : `${base}@${budget}@${runtime}`, runtime });
+      const proportional = spec.proportional ?? bench.proportional;
+      for (const budget of budgets) variants.push({ label, policy: spec.name, options, budget, id: runtime === 'tfjs' ? `${base}@${budget}` : `${base}@${budget}@${runtime}`, runtime, proportional });
     }
   }
   const suites = SUITE_NAMES.filter((s) => bench.suites[s] !== undefined);

@@ -3,7 +3,7 @@
  * The `kvfold` command line: `bench`, `demo`, `validate`, `fuzz`, `list`, `schema` and `generate`. The bin is
  * `dist/bin.js`; {@link main} runs the same program in-process (tests, embedding).
  */
-export { main, createProgram, demoIntro, VERSION } from './program.js';
+export { main, createProgram, demoIntro, demoSmokeNote, VERSION } from './program.js';
 export { EXIT, UsageError, exitCodeFor, formatError } from './errors.js';
 export { commandName, processIO, readJsonFile, parseBudget, parsePositiveInt, list, type CliIO, type Sink } from './io.js';
 export { benchCommand, applyOverrides, type BenchOptions, type ConfigDocument } from './commands/bench.js';

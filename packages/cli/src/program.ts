@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { DEMO_SUMMARY, PRESET_NAMES, SUITE_NAMES } from '@kvfold/bench';
+import { DEMO_SUMMARY, PRESET_NAMES, SUITE_NAMES, presetSampleSizes } from '@kvfold/bench';
 import { benchCommand, type BenchOptions } from './commands/bench.js';
 import { fuzzCommand, type FuzzCommandOptions } from './commands/fuzz.js';
 import { generateCommand, type GenerateCommandOptions } from './commands/generate.js';
@@ -17,6 +17,12 @@ export const VERSION = '0.1.0';
 export function demoIntro(preset: string): string {
   const what = preset === 'demo' ? DEMO_SUMMARY : `kvfold demo runs the benchmark's "${preset}" preset on the embedded model`;
   return `${what}. Ctrl-C stops after the current item; the run folder resumes.`;
+}
+
+/** The line `kvfold demo` prints after the intro: its accuracies are a smoke test, with their n. */
+export function demoSmokeNote(preset: string): string {
+  const sizes = (PRESET_NAMES as readonly string[]).includes(preset) ? presetSampleSizes(preset as (typeof PRESET_NAMES)[number]) : 'see the report';
+  return `Its accuracies are a smoke test, not results (${sizes}; 95% intervals in report.md); bench/RESULTS.md has the default sweep's figures.`;
 }
 
 /** Build the commander program; each action stores its exit code in `result.code`. */
@@ -62,7 +68,7 @@ export function createProgram(io: CliIO, result: { code: number }, argv: readonl
     .option('--quiet', 'no progress output')
     .option('--jsonl', 'progress as JSON lines on stdout')
     .action(async (o: Pick<BenchOptions, 'out' | 'quiet' | 'jsonl' | 'preset'>) => {
-      if (!o.quiet && !o.jsonl) io.stderr.write(`${demoIntro(o.preset ?? 'demo')}\n`);
+      if (!o.quiet && !o.jsonl) io.stderr.write(`${demoIntro(o.preset ?? 'demo')}\n${demoSmokeNote(o.preset ?? 'demo')}\n`);
       result.code = await benchCommand({ ...o }, io, command);
     });
   program

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_SUMMARY, createKVFold, kvfoldSchema } from '@kvfold/bench';
 import { parseModelConfig, randomWeights, writeCheckpoint } from '@kvfold/runtime';
-import { commandName, demoIntro, main, type CliIO } from '../src/index.js';
+import { commandName, demoIntro, demoSmokeNote, main, type CliIO } from '../src/index.js';
 
 function io(cwd = process.cwd()): CliIO & { out: () => string; err: () => string } {
   const o: string[] = [];
@@ -146,6 +146,8 @@ describe('kvfold commands', () => {
     const r = await run(['demo', '--preset', 'smoke', '--out', out]);
     expect(r.code).toBe(0);
     expect(r.err.split('\n')[0]).toBe(`kvfold demo runs the benchmark's "smoke" preset on the embedded model. Ctrl-C stops after the current item; the run folder resumes.`);
+    // Its numbers are a smoke test, and it says so with their n.
+    expect(r.err.split('\n')[1]).toBe("Its accuracies are a smoke test, not results (passkey n=1 per row, recall n=1 per row; 95% intervals in report.md); bench/RESULTS.md has the default sweep's figures.");
     expect(r.out).toMatch(/^- passkey: .*n=1 per row/m);
     expect(r.out).toMatch(/^- recall: .*n=1 per row; chance 50%$/m);
     expect(r.out).toMatch(/^- decode tok\/s: median over 3 rounds/m);
@@ -161,6 +163,7 @@ describe('kvfold commands', () => {
 
   it('the default demo starts with the one statement of what it does and how long it takes; an unknown preset is a usage error', async () => {
     expect(demoIntro('demo')).toBe(`${DEMO_SUMMARY}. Ctrl-C stops after the current item; the run folder resumes.`);
+    expect(demoSmokeNote('demo')).toContain('a smoke test, not results (passkey n=20 per row, recall n=4 per row;');
     expect(DEMO_SUMMARY).toMatch(/^kvfold demo runs the benchmark's short sweep \(preset demo\) on the embedded model: .* minutes on 2 cores/);
     const r = await run(['demo', '--preset', 'nosuch']);
     expect(r.code).toBe(2);

@@ -60,3 +60,19 @@ export function toHfConfig(c: TinyModelConfig, extra: Record<string, unknown> = 
     },
   };
 }
+
+/** Read a Hugging Face config.json (its numeric fields) back into the training config. */
+export function fromHfConfig(j: Record<string, number>): TinyModelConfig {
+  return {
+    vocabSize: j.vocab_size,
+    hidden: j.hidden_size,
+    intermediate: j.intermediate_size,
+    layers: j.num_hidden_layers,
+    heads: j.num_attention_heads,
+    kvHeads: j.num_key_value_heads,
+    headDim: j.head_dim,
+    ropeTheta: j.rope_theta,
+    rmsNormEps: j.rms_norm_eps,
+    maxPositions: j.max_position_embeddings,
+  };
+}

@@ -108,7 +108,7 @@ export const fidelitySuite: Suite<FidelityMetrics> = {
                   const out = await policy.prefill(layer, obs, createContext({ kernels, budget, promptLength: context, layerIndex: li, layerCount, seed: doc.seed }));
                   const host = await layerToHost(kernels, out);
                   disposeLayer(kernels, out, layer);
-                  errors.push(relativeError(reference[li]!, attentionOutput(host, probeQueries[li]!, ctx.config.bench.proportional)));
+                  errors.push(relativeError(reference[li]!, attentionOutput(host, probeQueries[li]!, v.proportional)));
                   const counts = host.counts.data;
                   kept += host.keys.shape[1]!;
                   merged += counts.filter((c) => c > 1).length / counts.length;
@@ -153,7 +153,7 @@ export const fidelitySuite: Suite<FidelityMetrics> = {
     out.push(
       `Relative error ||O_compressed - O_full|| / ||O_full|| of each layer's attention output for the real queries of ${cfg.probes} probe tokens that follow a context of ${cfg.contexts.join(', ')} tokens ` +
         `(passkey prompts, ${cfg.samples} sample(s) each), compressed on the ${m.backend} backend with the attention the model observed over the context. Lower is better; 0 = identical.` +
-        (config.bench.proportional ? ' Proportional attention (log(count) on merged slots) is on.' : ''),
+        (config.variants.some((v) => v.proportional) ? ` Proportional attention (log(count) on merged slots) is on for ${[...new Set(config.variants.filter((v) => v.proportional).map((v) => v.label))].join(', ')}.` : ''),
       '',
     );
     out.push(

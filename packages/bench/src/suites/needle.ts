@@ -1,15 +1,16 @@
-import { PASSKEY_QUESTION, passkeySample, recallSample } from '@kvfold/model-tiny';
+import { PASSKEY_QUESTION, passkeySample, recallSample, wordNeedleSample } from '@kvfold/model-tiny';
 import type { NeedleConfig, Variant } from '../config.js';
 import { accuracy, answerMatches } from '../metrics.js';
+import { accuracyInterval, comparePaired, formatInterval, type PairedComparison, type ProportionInterval } from '../stats.js';
 import { PolicyRun, capture, greedyDecode } from '../model.js';
 import { openTransformers, startTransformersRun } from '../transformers.js';
 import { breathe, itemSeed, prefillCost, splitTokens, type PlotSpec, type Suite, type SuiteContext, type SummaryCell, type WorkUnit } from '../suite.js';
-import { pct, perVariant, policyColor, sweepLabels, table, tfjsVariants, variantsNeedQueries, nText } from './common.js';
+import { num, pct, perVariant, policyColor, sweepLabels, table, tfjsVariants, variantsNeedQueries, nText } from './common.js';
 
 /** Result of one needle item (a line of predictions.jsonl). */
 export interface NeedleItem {
-  /** `passkey` or `recall`. */
-  readonly task: 'passkey' | 'recall';
+  /** `passkey` (grammar filler), `passkey-prose` (the same needle in held-out prose) or `recall`. */
+  readonly task: NeedleTask;
   /** Prompt length in characters (= tokens for the byte-level embedded model). */
   readonly length: number;
   /** Needle depth (passkey). */
@@ -24,12 +25,49 @@ export interface NeedleItem {
   readonly questionTokens: number;
   /** Mean slots per layer after the prefill compression. */
   readonly keptSlots: number;
+  /**
+   * Mean slots per layer when the answer was complete (after the question and the answer went through
+   * the policy's decode steps): what the item really held, the figure equal-budget rows compare.
+   * Absent in items recorded before it was measured.
+   */
+  readonly finalSlots?: number;
   /** The answer. */
   readonly expected: string;
   /** What the model generated (greedy). */
   readonly predicted: string;
   /** Exact match. */
   readonly correct: boolean;
+}
+
+/** The needle suite's tasks: the classic passkey on grammar or prose filler, and associative recall. */
+export type NeedleTask = 'passkey' | 'passkey-prose' | 'recall';
+
+/** Accuracy of one passkey task for one variant. */
+export interface NeedleTaskMetrics {
+  /** The task. */
+  readonly task: Exclude<NeedleTask, 'recall'>;
+  /** Exact-match accuracy with its 95% Wilson interval and n. */
+  readonly accuracy: ProportionInterval;
+  /** Mean prompt tokens compressed at prefill. */
+  readonly contextTokens: number;
+  /** Mean slots per layer after the prefill compression. */
+  readonly keptSlots: number;
+  /** Mean slots per layer at the end of the answer (NaN when no item recorded it). */
+  readonly finalSlots: number;
+}
+
+/** A paired comparison of two variants at one budget on one task (the same items). */
+export interface NeedleComparison {
+  /** Label of A. */
+  readonly a: string;
+  /** Label of B. */
+  readonly b: string;
+  /** Budget of both. */
+  readonly budget: number;
+  /** Task. */
+  readonly task: NeedleTask;
+  /** Accuracies, exact McNemar p-value, bootstrap interval of the difference and verdict. */
+  readonly result: PairedComparison;
 }
 
 /** Accuracy of one heatmap cell. */
@@ -54,6 +92,10 @@ export interface NeedleVariantMetrics {
   readonly passkeyN: number;
   /** Heatmap cells (length x depth). */
   readonly cells: NeedleCell[];
+  /** Per passkey task (filler), with Wilson intervals and the slots held. */
+  readonly tasks: NeedleTaskMetrics[];
+  /** Recall accuracy with its Wilson interval. */
+  readonly recallInterval: ProportionInterval;
   /** Recall accuracy over every cell, NaN without recall. */
   readonly recall: number;
   /** Recall items. */
@@ -68,10 +110,12 @@ export interface NeedleVariantMetrics {
 export interface NeedleMetrics {
   /** Per variant, in sweep order. */
   readonly variants: NeedleVariantMetrics[];
+  /** The paired comparisons the config asks for (`needle.compare`), per budget and task. */
+  readonly comparisons: NeedleComparison[];
 }
 
 const key = {
-  passkey: (length: number, depth: number, s: number, v: Variant) => `needle|passkey|L=${length}|d=${depth}|s=${s}|${v.id}`,
+  passkey: (task: 'passkey' | 'passkey-prose', length: number, depth: number, s: number, v: Variant) => `needle|${task}|L=${length}|d=${depth}|s=${s}|${v.id}`,
   recall: (length: number, pairs: number, s: number, v: Variant) => `needle|recall|L=${length}|p=${pairs}|s=${s}|${v.id}`,
 };
 
@@ -82,7 +126,7 @@ interface Sample {
   readonly questionAt: number;
 }
 
-function unit(ctx: SuiteContext, cfg: NeedleConfig, keys: string[], make: () => Sample, base: Omit<NeedleItem, 'contextTokens' | 'questionTokens' | 'keptSlots' | 'expected' | 'predicted' | 'correct'>, queries: boolean): WorkUnit {
+function unit(ctx: SuiteContext, cfg: NeedleConfig, keys: string[], make: () => Sample, base: Omit<NeedleItem, 'contextTokens' | 'questionTokens' | 'keptSlots' | 'finalSlots' | 'expected' | 'predicted' | 'correct'>, queries: boolean): WorkUnit {
   const { variants } = ctx.config;
   const doc = ctx.config.document;
   return {
@@ -98,16 +142,15 @@ function unit(ctx: SuiteContext, cfg: NeedleConfig, keys: string[], make: () => 
       // Each token is at least one character, so answer-length + 2 tokens always suffice to judge.
       const done = (t: readonly number[]) => model.tokenizer.decode(t).trimStart().length >= want;
       const eos = new Set([...model.tokenizer.eosTokenIds, ...model.config.eosTokenIds]);
-      const finish = (i: number, keptSlots: number, tokens: readonly number[]) => {
+      const finish = (i: number, keptSlots: number, finalSlots: number, tokens: readonly number[]) => {
         const predicted = model.tokenizer.decode(tokens);
         emit({
           key: keys[i]!,
           variant: variants[i]!.id,
-          data: { ...base, contextTokens: context.length, questionTokens: rest.length, keptSlots, expected: sample.answer, predicted: predicted.trim(), correct: answerMatches(sample.answer, predicted) } satisfies NeedleItem,
+          data: { ...base, contextTokens: context.length, questionTokens: rest.length, keptSlots, finalSlots, expected: sample.answer, predicted: predicted.trim(), correct: answerMatches(sample.answer, predicted) } satisfies NeedleItem,
         });
       };
       const mean = (lengths: readonly number[]) => lengths.reduce((a, b) => a + b, 0) / lengths.length;
-      const proportional = ctx.config.bench.proportional;
       // The tfjs variants share one full-cache prefill; transformers.js variants each prefill on their own.
       const cap = variants.some((v, i) => v.runtime === 'tfjs' && pending.has(keys[i]!)) ? await capture(model, context, { queries, groupReduction: doc.groupReduction }) : undefined;
       for (let i = 0; i < variants.length; i++) {
@@ -115,22 +158,24 @@ function unit(ctx: SuiteContext, cfg: NeedleConfig, keys: string[], make: () => 
         if (!pending.has(keys[i]!)) continue;
         await breathe();
         if (v.runtime === 'transformers.js') {
-          const tjs = await openTransformers(bench.info.folder, { groupReduction: doc.groupReduction, proportional });
-          const r = await startTransformersRun(tjs, context, ctx.policy(v), v.budget, { seed: doc.seed, proportional });
+          const tjs = await openTransformers(bench.info.folder, { groupReduction: doc.groupReduction, proportional: v.proportional });
+          const r = await startTransformersRun(tjs, context, ctx.policy(v), v.budget, { seed: doc.seed, proportional: v.proportional });
           try {
             const keptSlots = mean(r.session.lengths());
             const logits = rest.length > 0 ? await r.session.feed(rest) : r.logits;
-            finish(i, keptSlots, await greedyDecode(logits, want + 2, eos, (t) => r.session.feed([t]), done));
+            const tokens = await greedyDecode(logits, want + 2, eos, (t) => r.session.feed([t]), done);
+            finish(i, keptSlots, mean(r.session.lengths()), tokens);
           } finally {
             r.session.dispose();
           }
           continue;
         }
-        const run = await PolicyRun.start(model, cap!, ctx.policy(v), v.budget, { seed: doc.seed, groupReduction: doc.groupReduction, proportional });
+        const run = await PolicyRun.start(model, cap!, ctx.policy(v), v.budget, { seed: doc.seed, groupReduction: doc.groupReduction, proportional: v.proportional });
         try {
           const keptSlots = mean(run.cache.lengths());
           const logits = rest.length > 0 ? await run.feed(rest) : cap!.logits;
-          finish(i, keptSlots, await run.greedy(logits, want + 2, done));
+          const tokens = await run.greedy(logits, want + 2, done);
+          finish(i, keptSlots, mean(run.cache.lengths()), tokens);
         } finally {
           run.dispose();
         }
@@ -148,15 +193,25 @@ export const needleSuite: Suite<NeedleMetrics> = {
     const seed = ctx.config.document.seed;
     const queries = variantsNeedQueries(ctx, tfjsVariants(variants));
     const units: WorkUnit[] = [];
-    for (const length of cfg.lengths) {
-      for (const depth of cfg.depths) {
-        for (let s = 0; s < cfg.samples; s++) {
-          const keys = variants.map((v) => key.passkey(length, depth, s, v));
-          const make = (): Sample => {
-            const p = passkeySample({ length, depth, seed: itemSeed(seed, 'passkey', length, depth, s), digits: cfg.digits });
-            return { prompt: p.prompt, answer: p.answer, questionAt: p.prompt.length - PASSKEY_QUESTION.length };
-          };
-          units.push(unit(ctx, cfg, keys, make, { task: 'passkey', length, depth, sample: s }, queries));
+    // Sample-major order: a run stopped part-way holds whole rounds over every length, depth and filler,
+    // so its partial accuracies are not skewed towards the first lengths.
+    for (let s = 0; s < cfg.samples; s++) {
+      for (const filler of cfg.fillers) {
+        const task = filler === 'prose' ? ('passkey-prose' as const) : ('passkey' as const);
+        for (const length of cfg.lengths) {
+          for (const depth of cfg.depths) {
+            const keys = variants.map((v) => key.passkey(task, length, depth, s, v));
+            const make = (): Sample => {
+              if (task === 'passkey-prose') {
+                // The classic 5-digit passkey on held-out prose (real text: neighbouring sentences are not near-copies).
+                const p = wordNeedleSample({ length, depth, seed: itemSeed(seed, task, length, depth, s), value: 'digits', filler: 'prose', split: 'eval' });
+                return { prompt: p.prompt, answer: p.answer, questionAt: p.questionOffset };
+              }
+              const p = passkeySample({ length, depth, seed: itemSeed(seed, 'passkey', length, depth, s), digits: cfg.digits });
+              return { prompt: p.prompt, answer: p.answer, questionAt: p.prompt.length - PASSKEY_QUESTION.length };
+            };
+            units.push(unit(ctx, cfg, keys, make, { task, length, depth, sample: s }, queries));
+          }
         }
       }
     }
@@ -176,33 +231,45 @@ export const needleSuite: Suite<NeedleMetrics> = {
   },
 
   aggregate(records, config) {
-    return {
-      variants: perVariant<NeedleItem, NeedleVariantMetrics>(records, config.variants, (variant, items) => {
-        const pk = items.filter((i) => i.task === 'passkey');
-        const rc = items.filter((i) => i.task === 'recall');
-        return {
-          variant,
-          passkey: accuracy(pk.map((i) => i.correct)),
-          passkeyN: pk.length,
-          cells: cells(pk, (i) => i.depth ?? 0),
-          recall: accuracy(rc.map((i) => i.correct)),
-          recallN: rc.length,
-          recallChance: rc.length > 0 ? rc.reduce((a, i) => a + 1 / (i.pairs ?? 1), 0) / rc.length : Number.NaN,
-          recallCells: cells(rc, (i) => i.pairs ?? 0),
-        };
-      }),
-    };
+    const byVariant = new Map<string, NeedleItem[]>();
+    const variants = perVariant<NeedleItem, NeedleVariantMetrics>(records, config.variants, (variant, items) => {
+      byVariant.set(variant.id, items);
+      const pk = items.filter((i) => i.task === 'passkey');
+      const rc = items.filter((i) => i.task === 'recall');
+      const tasks = (['passkey', 'passkey-prose'] as const).flatMap((task) => {
+        const its = items.filter((i) => i.task === task);
+        if (its.length === 0) return [];
+        const final = its.filter((i) => i.finalSlots !== undefined);
+        const avg = (xs: readonly number[]) => (xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
+        return [{ task, accuracy: accuracyInterval(its.map((i) => i.correct)), contextTokens: avg(its.map((i) => i.contextTokens)), keptSlots: avg(its.map((i) => i.keptSlots)), finalSlots: avg(final.map((i) => i.finalSlots!)) }];
+      });
+      return {
+        variant,
+        passkey: accuracy(pk.map((i) => i.correct)),
+        passkeyN: pk.length,
+        cells: cells(pk, (i) => i.depth ?? 0),
+        tasks,
+        recall: accuracy(rc.map((i) => i.correct)),
+        recallN: rc.length,
+        recallInterval: accuracyInterval(rc.map((i) => i.correct)),
+        recallChance: rc.length > 0 ? rc.reduce((a, i) => a + 1 / (i.pairs ?? 1), 0) / rc.length : Number.NaN,
+        recallCells: cells(rc, (i) => i.pairs ?? 0),
+      };
+    });
+    return { variants, comparisons: compareVariants(config.bench.suites.needle?.compare ?? [], config.variants, byVariant) };
   },
 
   report(m, config) {
     const cfg = config.bench.suites.needle!;
     const out: string[] = ['## Needle: passkey retrieval and associative recall', ''];
     out.push(
-      `Exact match of the greedy answer. Passkey: ${cfg.lengths.length} lengths x ${cfg.depths.length} depths x ${cfg.samples} samples per policy and budget; ` +
+      `Exact match of the greedy answer. Passkey: ${cfg.lengths.length} lengths x ${cfg.depths.length} depths x ${cfg.samples} samples per policy, budget and filler (${cfg.fillers.join(', ')}); ` +
         `question ${cfg.question === 'after-compression' ? 'fed after the context was compressed (query-agnostic: no policy sees the question before it compresses)' : 'inside the compressed prompt (query-aware)'}. ` +
         'Budgets are ratios of the compressed tokens. Lengths are prompt characters (= tokens for the byte-level embedded model). ' +
-        "Tokens that arrive after the compression (question, answer) go through each policy's decode step: evicting policies (window, H2O, CaM) evict back to the budget at every step, " +
-        'while KVMerger with its default `decodeInterval: 0` (prefill-only, as in the paper) keeps them, so it ends an item over budget by that many slots.',
+        "Tokens that arrive after the compression (question, answer) go through each policy's decode step. Column `decode` says what it does with them: " +
+        '`held` = evicted (or, for KVMerger, re-merged) back to the budget, so the item ends at the budget; `prefill only` = kept, so the item ends over the budget by the tokens fed after the compression. ' +
+        'Compare rows at equal final slots: `final slots` is the mean number of slots per layer when the answer was complete (prefill-only rows all end at the same count). ' +
+        'Each accuracy is `accuracy [95% Wilson interval] n`.',
       '',
     );
     if (config.variants.some((v) => v.runtime === 'transformers.js')) {
@@ -212,12 +279,55 @@ export const needleSuite: Suite<NeedleMetrics> = {
         '',
       );
     }
+    const taskNames = cfg.fillers.map((f) => (f === 'prose' ? 'passkey-prose' : 'passkey'));
     out.push(
       table(
-        ['policy', 'budget', 'passkey', 'n', ...(cfg.recall ? ['recall', 'n', 'chance'] : [])],
-        m.variants.map((v) => [v.variant.label, String(v.variant.budget), pct(v.passkey), String(v.passkeyN), ...(cfg.recall ? [pct(v.recall), String(v.recallN), pct(v.recallChance)] : [])]),
+        ['policy', 'budget', 'decode', 'prompt tokens', 'slots after prefill', 'final slots', ...taskNames, ...(cfg.recall ? ['recall', 'chance'] : [])],
+        m.variants.map((v) => {
+          const t = v.tasks[0];
+          return [
+            v.variant.label,
+            String(v.variant.budget),
+            decodeSetting(v.variant),
+            num(t?.contextTokens ?? Number.NaN, 0),
+            num(t?.keptSlots ?? Number.NaN, 1),
+            num(t?.finalSlots ?? Number.NaN, 1),
+            ...taskNames.map((name) => {
+              const x = v.tasks.find((y) => y.task === name);
+              return x ? formatInterval(x.accuracy) : '–';
+            }),
+            ...(cfg.recall ? [formatInterval(v.recallInterval), pct(v.recallChance)] : []),
+          ];
+        }),
       ),
     );
+    out.push('', 'Slot columns are means over the first passkey task\'s items (per layer; equal across layers for every built-in policy).');
+    if (m.comparisons.length > 0) {
+      out.push('', '### Paired comparisons (same items)', '');
+      out.push(
+        'Exact McNemar test on the items both rows answered (two-sided, 5% level) and a 95% paired-bootstrap interval of the difference; ' +
+          '`only A` / `only B` count the items one row got right and the other wrong. A claim that one row beats another holds only where the verdict says so.',
+        '',
+      );
+      out.push(
+        table(
+          ['A', 'B', 'budget', 'task', 'A', 'B', 'difference [95%]', 'only A', 'only B', 'p', 'verdict'],
+          m.comparisons.map((c) => [
+            c.a,
+            c.b,
+            String(c.budget),
+            c.task,
+            formatInterval(c.result.a),
+            formatInterval(c.result.b),
+            `${pct(c.result.difference)} [${pct(c.result.differenceInterval[0])}, ${pct(c.result.differenceInterval[1])}]`,
+            String(c.result.onlyA),
+            String(c.result.onlyB),
+            c.result.pValue < 0.001 ? '< 0.001' : c.result.pValue.toFixed(3),
+            c.result.verdict === 'A better' ? `${c.a} better` : c.result.verdict === 'B better' ? `${c.b} better` : 'not significant',
+          ]),
+        ),
+      );
+    }
     out.push('', '### Passkey accuracy by length (rows) and depth (columns)', '');
     out.push(
       table(
@@ -318,18 +428,25 @@ export const needleSuite: Suite<NeedleMetrics> = {
   },
 
   summary(m, config) {
-    const recall = config.bench.suites.needle?.recall != null;
+    const cfg = config.bench.suites.needle!;
+    const recall = cfg.recall != null;
+    const hasProse = cfg.fillers.includes('prose');
     const rows = new Map<string, SummaryCell[]>();
     for (const v of m.variants) {
-      rows.set(v.variant.id, [{ value: v.passkey, text: pct(v.passkey) }, ...(recall ? [{ value: v.recall, text: pct(v.recall) }] : [])]);
+      const prose = v.tasks.find((t) => t.task === 'passkey-prose');
+      rows.set(v.variant.id, [
+        { value: v.passkey, text: pct(v.passkey) },
+        ...(prose ? [{ value: prose.accuracy.p, text: pct(prose.accuracy.p) }] : hasProse ? [{ value: Number.NaN, text: '–' }] : []),
+        ...(recall ? [{ value: v.recall, text: pct(v.recall) }] : []),
+      ]);
     }
-    const cfg = config.bench.suites.needle!;
     const where = cfg.question === 'after-compression' ? 'the question is read after the compression' : 'the question is part of the compressed prompt';
     const legend = [
-      `passkey: share of passkey prompts answered exactly (greedy), ${nText(m.variants.map((v) => v.passkeyN))} per row (${cfg.lengths.length} lengths x ${cfg.depths.length} depths x ${cfg.samples} samples); ${where}`,
+      `passkey: share of passkey prompts answered exactly (greedy), ${nText(m.variants.map((v) => v.passkeyN))} per row (${cfg.lengths.length} lengths x ${cfg.depths.length} depths x ${cfg.samples} samples); ${where}; report.md gives 95% intervals`,
+      ...(hasProse ? [`passkey-prose: the same on held-out prose filler, ${nText(m.variants.map((v) => v.tasks.find((t) => t.task === 'passkey-prose')?.accuracy.n ?? 0))} per row`] : []),
       ...(recall ? [`recall: share of associative-recall prompts answered exactly, ${nText(m.variants.map((v) => v.recallN))} per row; chance ${pct(m.variants[0]?.recallChance ?? Number.NaN)}`] : []),
     ];
-    return { columns: ['passkey', ...(recall ? ['recall'] : [])], rows, legend };
+    return { columns: ['passkey', ...(hasProse ? ['passkey-prose'] : []), ...(recall ? ['recall'] : [])], rows, legend };
   },
 };
 
@@ -344,4 +461,45 @@ export function cells(items: readonly NeedleItem[], column: (i: NeedleItem) => n
     map.set(k, cell);
   }
   return [...map.values()].sort((a, b) => a.length - b.length || a.column - b.column).map((c) => ({ length: c.length, column: c.column, accuracy: accuracy(c.ok), n: c.ok.length }));
+}
+
+/**
+ * What a variant does with the tokens fed after the prefill compression: `held` (evicted or re-merged
+ * back to the budget), `prefill only` (kept), `every N` (evicted once per N tokens), `–` for full.
+ */
+export function decodeSetting(v: Variant): string {
+  if (v.policy === 'full') return '–';
+  const o = v.options;
+  if (v.policy === 'kvmerger') {
+    const n = typeof o['decodeInterval'] === 'number' ? o['decodeInterval'] : 0;
+    return n === 0 ? 'prefill only' : n === 1 ? 'held (re-merge)' : `re-merge every ${n}`;
+  }
+  const d = o['decode'];
+  if (d === 'keep') return 'prefill only';
+  if (d === 'evict') return 'held';
+  if (d && typeof d === 'object' && typeof (d as { every?: unknown }).every === 'number') return `evict every ${(d as { every: number }).every}`;
+  return '?';
+}
+
+/** The paired comparisons of `pairs` (labels) at every budget both run and every task both answered. */
+function compareVariants(pairs: readonly { readonly a: string; readonly b: string }[], variants: readonly Variant[], items: ReadonlyMap<string, NeedleItem[]>): NeedleComparison[] {
+  const out: NeedleComparison[] = [];
+  const itemKey = (i: NeedleItem) => `${i.task}|${i.length}|${i.depth ?? i.pairs}|${i.sample}`;
+  for (const { a, b } of pairs) {
+    for (const va of variants.filter((v) => v.label === a)) {
+      const vb = variants.find((v) => v.label === b && v.budget === va.budget && v.runtime === va.runtime);
+      if (!vb) continue;
+      const bItems = new Map((items.get(vb.id) ?? []).map((i) => [itemKey(i), i]));
+      for (const task of ['passkey', 'passkey-prose', 'recall'] as const) {
+        const paired = (items.get(va.id) ?? []).filter((i) => i.task === task && bItems.has(itemKey(i)));
+        if (paired.length === 0) continue;
+        const result = comparePaired(
+          paired.map((i) => i.correct),
+          paired.map((i) => bItems.get(itemKey(i))!.correct),
+        );
+        out.push({ a, b, budget: va.budget, task, result });
+      }
+    }
+  }
+  return out;
 }

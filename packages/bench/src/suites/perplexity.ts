@@ -70,7 +70,7 @@ export const perplexitySuite: Suite<PerplexityMetrics> = {
             const v = variants[i]!;
             if (!pending.has(keys[i]!)) continue;
             await breathe();
-            const run = await PolicyRun.start(model, cap, ctx.policy(v), v.budget, { seed: doc.seed, groupReduction: doc.groupReduction, proportional: ctx.config.bench.proportional });
+            const run = await PolicyRun.start(model, cap, ctx.policy(v), v.budget, { seed: doc.seed, groupReduction: doc.groupReduction, proportional: v.proportional });
             try {
               const lengths = run.cache.lengths();
               let nll = -logProbability(cap.logits, cont[0]!);

@@ -579,7 +579,7 @@ function decodeUnits(ctx: SuiteContext): WorkUnit[] {
               r.session.dispose();
             }
           }
-          const run = await PolicyRun.start(model, cap, v ? ctx.policy(v) : undefined, v?.budget ?? 1, opts);
+          const run = await PolicyRun.start(model, cap, v ? ctx.policy(v) : undefined, v?.budget ?? 1, { ...opts, proportional: v?.proportional ?? opts.proportional });
           try {
             const tps = await decode(run);
             return { tps, compressMs: run.compressMs, prefillMs, peakBytes: run.cache.peakBytes, finalBytes: run.cache.bytes(), lengths: run.cache.lengths() };

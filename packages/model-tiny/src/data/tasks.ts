@@ -1,3 +1,4 @@
+import { digitsString, fillerBlock, nearestStart } from './compose.js';
 import { fillerSentence } from './filler.js';
 import { createRng, type Rng } from '@kvfold/core';
 import { intIn } from './random.js';
@@ -27,32 +28,9 @@ export interface PasskeyOptions {
 /** The question that closes every passkey prompt; the model continues with the key. */
 export const PASSKEY_QUESTION = ' What is the pass key? The pass key is ';
 
-function digitsString(rng: Rng, n: number): string {
-  let s = String(intIn(rng, 1, 9));
-  for (let i = 1; i < n; i++) s += String(intIn(rng, 0, 9));
-  return s;
-}
-
-/**
- * Filler of exactly `n` bytes made of whole sentences where possible. Returns the text and the
- * sentence-start offsets (positions where an inserted fact reads naturally).
- */
+/** Grammar filler of exactly `n` bytes and its sentence starts. */
 function fillerWithBoundaries(rng: Rng, n: number): { text: string; starts: number[] } {
-  let text = '';
-  const starts: number[] = [];
-  while (text.length < n) {
-    if (text.length > 0) text += ' ';
-    starts.push(text.length);
-    text += fillerSentence(rng);
-  }
-  text = text.slice(0, n);
-  return { text, starts: starts.filter((s) => s <= n) };
-}
-
-function nearestStart(starts: number[], target: number, len: number): number {
-  let best = 0;
-  for (const s of [...starts, len]) if (Math.abs(s - target) < Math.abs(best - target)) best = s;
-  return best;
+  return fillerBlock(() => fillerSentence(rng), n);
 }
 
 /**

@@ -2,6 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { SPECIAL_TOKENS, type TinyModelConfig } from '../config.js';
 import { encodeBytes } from '../data/training.js';
 import { passkeySample, recallSample, type TaskSample } from '../data/tasks.js';
+import { evalTaskSample } from '../data/eval-tasks.js';
+import type { MixTask } from '../data/mix.js';
 import { forward, type Params } from './model.js';
 
 /**
@@ -53,4 +55,13 @@ export function recallAccuracy(c: TinyModelConfig, p: Params, length: number, pa
   let ok = 0;
   for (let i = 0; i < samples.length; i += batch) ok += greedyMatch(c, p, samples.slice(i, i + batch)).filter((r) => r.correct).length;
   return { accuracy: ok / n, chance: 1 / pairs };
+}
+
+/** Full-cache accuracy of `n` evaluation samples of `task` at `length` (see evalTaskSample), batched. */
+export function mixAccuracy(c: TinyModelConfig, p: Params, task: MixTask, length: number, n: number, seed: number, batch = 8): number {
+  batch = Math.max(1, Math.min(batch, Math.floor(4 * 1024 * 1024 / (length * length))));
+  const samples = Array.from({ length: n }, (_, i) => evalTaskSample(task, length, i, seed));
+  let ok = 0;
+  for (let i = 0; i < samples.length; i += batch) ok += greedyMatch(c, p, samples.slice(i, i + batch)).filter((r) => r.correct).length;
+  return ok / n;
 }

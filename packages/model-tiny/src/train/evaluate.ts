@@ -4,27 +4,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import type { TinyModelConfig } from '../config.js';
+import { fromHfConfig as fromHf } from '../config.js';
 import { renderCard } from './card.js';
 import { passkeyAccuracy, recallAccuracy } from './eval.js';
 import { toVariables } from './model.js';
 import { readTensors } from './tensors.js';
-
-/** Read a Hugging Face config.json back into the training config. */
-function fromHf(j: Record<string, number>): TinyModelConfig {
-  return {
-    vocabSize: j.vocab_size,
-    hidden: j.hidden_size,
-    intermediate: j.intermediate_size,
-    layers: j.num_hidden_layers,
-    heads: j.num_attention_heads,
-    kvHeads: j.num_key_value_heads,
-    headDim: j.head_dim,
-    ropeTheta: j.rope_theta,
-    rmsNormEps: j.rms_norm_eps,
-    maxPositions: j.max_position_embeddings,
-  };
-}
 
 /**
  * Full-cache evaluation of an exported weights folder: passkey accuracy over lengths x depths and

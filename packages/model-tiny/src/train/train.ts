@@ -5,10 +5,11 @@ import { dirname, resolve } from 'node:path';
 import { toHfConfig, type TinyModelConfig } from '../config.js';
 import { createRng, type Rng } from '@kvfold/core';
 import { pick } from '../data/random.js';
+import { MIX_TASKS, mixedTrainingRow } from '../data/mix.js';
 import { ANSWER_WEIGHT, trainingRow } from '../data/training.js';
 import { encodeSafetensors } from '@kvfold/runtime';
 import { PRESETS, TRAIN_USAGE, trainArgs, type Args } from './args.js';
-import { passkeyAccuracy, recallAccuracy } from './eval.js';
+import { mixAccuracy, passkeyAccuracy, recallAccuracy } from './eval.js';
 import { forward, fromVariables, initParams, toVariables, weightedLoss, type Params } from './model.js';
 import { readTensors, type NamedTensor } from './tensors.js';
 
@@ -124,6 +125,8 @@ async function main(): Promise<void> {
     }
     const rc = recallAccuracy(cfg, params, 512, 4, 6, 555, 6);
     res.push(`recall512x4=${rc.accuracy.toFixed(2)}(chance ${rc.chance})`);
+    // Tasks of the mix beyond passkey/recall: 8 held-out samples each at 512 tokens.
+    for (const t of MIX_TASKS) if (a.mix && (a.mix[t] ?? 0) > 0 && t !== 'passkey' && t !== 'recall') res.push(`${t}512=${mixAccuracy(cfg, params, t, 512, 8, 333).toFixed(2)}`);
     log(`eval step=${st.step} ${res.join(' ')} (${((Date.now() - t0) / 1000).toFixed(1)}s)`);
   };
 
@@ -141,7 +144,7 @@ async function main(): Promise<void> {
     const rng = data.fork(st.step);
     const L = a.length > 0 ? a.length : a.lengths.length > 0 ? pick(rng, a.lengths) : lengthFor(st.step, a.steps, rng);
     const B = Math.max(1, Math.round(a.tokens / L));
-    const rows = Array.from({ length: B }, () => trainingRow(rng, L, a.recallShare));
+    const rows = Array.from({ length: B }, () => (a.mix ? mixedTrainingRow(rng, L, a.mix) : trainingRow(rng, L, a.recallShare)));
     const inp = new Int32Array(B * L);
     const tgt = new Int32Array(B * L);
     const wts = new Float32Array(B * L);
