@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { KVFold } from '@kvfold/core';
-import { Progress, createKVFold, decodeSetting, preset, resolveBenchConfig, runBench, type BenchMetrics, type ItemRecord, type NeedleItem, type NeedleMetrics } from '../src/index.js';
+import { Progress, createKVFold, decodeSetting, preset, resolveBenchConfig, runBench, type BenchMetrics, type ItemRecord, type NeedleItem, type NeedleMetrics, type PerplexityItem } from '../src/index.js';
 import { tempDir, tinyModelFolder } from './helpers/tiny-model.js';
 
 let kv: KVFold;
@@ -97,5 +97,35 @@ describe('equal final budgets in the needle suite', () => {
     expect(report).toContain('### Paired comparisons (same items)');
     expect(report).toMatch(/\| kvmerger \| 0\.5 \| prefill only \| \d+ \| \d+\.0 \| \d+\.\d \| \d+% \[\d+-\d+%\] n=2 \| \d+% \[\d+-\d+%\] n=2 \|/);
     expect(metrics.summary.columns).toEqual(['passkey', 'passkey-prose']);
+  }, 120_000);
+
+  it('states the final slots of every perplexity and fidelity row', async () => {
+    const dir = join(tempDir(), 'run');
+    const doc = equalBudgetDoc();
+    const suites = { perplexity: { context: 32, continuation: 16, samples: 1, chunk: 8 }, fidelity: { contexts: [48], probes: 8, samples: 1, backend: 'reference' } };
+    doc.bench = { ...(doc.bench as Record<string, unknown>), suites };
+    const r = await runBench(kv, resolveBenchConfig(kv, doc), { dir, progress: new Progress('quiet'), command: 'test' });
+    expect(r.done).toBe(r.total);
+    const perplexity = new Map<string, PerplexityItem>();
+    for (const l of readFileSync(join(dir, 'predictions.jsonl'), 'utf8').trim().split('\n')) {
+      const rec = JSON.parse(l) as ItemRecord;
+      if (rec.key.startsWith('perplexity|')) perplexity.set(rec.variant!.split('@')[0]!, rec.data as PerplexityItem);
+    }
+    // 15 of the 16 scored tokens are fed through the cache (the first is scored from the prefill's logits).
+    expect(perplexity.get('full')!.finalSlots).toBe(32 + 15);
+    expect(perplexity.get('h2o')!.finalSlots).toBe(16);
+    expect(perplexity.get('kvmerger-held')!.finalSlots).toBeLessThanOrEqual(17);
+    for (const label of ['h2o-prefill', 'kvmerger', 'kvmerger-proportional']) {
+      expect(perplexity.get(label)!.keptSlots).toBe(16);
+      expect(perplexity.get(label)!.finalSlots).toBe(16 + 15);
+    }
+    const report = readFileSync(join(dir, 'report.md'), 'utf8');
+    expect(report).toContain('| policy | budget | decode | slots after prefill | final slots | perplexity | vs full | tokens |');
+    expect(report).toMatch(/\| h2o \| 0\.5 \| held \| 16\.0 \| 16\.0 \| \d+\.\d{3} \|/);
+    expect(report).toMatch(/\| h2o-prefill \| 0\.5 \| prefill only \| 16\.0 \| 31\.0 \| \d+\.\d{3} \|/);
+    // Fidelity probes do not extend the cache: every row of the budget states the 24 slots it compressed to.
+    expect(report).toMatch(/\| layer 0 \|.*\| final slots \| merged slots \| n \|/);
+    for (const label of ['h2o', 'kvmerger']) expect(report).toMatch(new RegExp(`\\| ${label} \\| 0\\.5 \\|(?: [^|]+ \\|)+ 24\\.0 \\| \\d+% \\| 1 \\|`));
+    expect(report).toMatch(/\| full \| 1 \|(?: [^|]+ \|)+ 48\.0 \| 0% \| 1 \|/);
   }, 120_000);
 });

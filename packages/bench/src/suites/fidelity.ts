@@ -43,6 +43,8 @@ export interface FidelityVariantMetrics {
   readonly perContext: ContextError[];
   /** Mean share of merged slots. */
   readonly mergedShare: number;
+  /** Mean slots per layer the probes attend over: the compressed cache, which they do not extend (so these are also the final slots). */
+  readonly keptSlots: number;
   /** Items. */
   readonly n: number;
 }
@@ -140,6 +142,7 @@ export const fidelitySuite: Suite<FidelityMetrics> = {
           mean: mean(items.flatMap((i) => i.errors)),
           perContext: contexts.map((c) => ({ context: c, error: mean(items.filter((i) => i.context === c).flatMap((i) => i.errors)) })),
           mergedShare: mean(items.map((i) => i.mergedShare)),
+          keptSlots: mean(items.map((i) => i.keptSlots)),
           n: items.length,
         };
       }),
@@ -152,19 +155,21 @@ export const fidelitySuite: Suite<FidelityMetrics> = {
     const out = ['## Fidelity: attention output error per layer', ''];
     out.push(
       `Relative error ||O_compressed - O_full|| / ||O_full|| of each layer's attention output for the real queries of ${cfg.probes} probe tokens that follow a context of ${cfg.contexts.join(', ')} tokens ` +
-        `(passkey prompts, ${cfg.samples} sample(s) each), compressed on the ${m.backend} backend with the attention the model observed over the context. Lower is better; 0 = identical.` +
+        `(passkey prompts, ${cfg.samples} sample(s) each), compressed on the ${m.backend} backend with the attention the model observed over the context. Lower is better; 0 = identical. ` +
+        'The probes attend over the compressed cache without being appended to it, so `final slots` (mean slots per layer, over both context lengths) are the slots after compression and every row of a budget has the same count.' +
         (config.variants.some((v) => v.proportional) ? ` Proportional attention (log(count) on merged slots) is on for ${[...new Set(config.variants.filter((v) => v.proportional).map((v) => v.label))].join(', ')}.` : ''),
       '',
     );
     out.push(
       table(
-        ['policy', 'budget', ...Array.from({ length: layers }, (_, i) => `layer ${i}`), 'mean', ...(cfg.contexts.length > 1 ? cfg.contexts.map((c) => `C=${c}`) : []), 'merged slots', 'n'],
+        ['policy', 'budget', ...Array.from({ length: layers }, (_, i) => `layer ${i}`), 'mean', ...(cfg.contexts.length > 1 ? cfg.contexts.map((c) => `C=${c}`) : []), 'final slots', 'merged slots', 'n'],
         m.variants.map((v) => [
           v.variant.label,
           String(v.variant.budget),
           ...Array.from({ length: layers }, (_, i) => num(v.perLayer[i] ?? Number.NaN)),
           num(v.mean),
           ...(cfg.contexts.length > 1 ? cfg.contexts.map((c) => num(v.perContext.find((p) => p.context === c)?.error ?? Number.NaN)) : []),
+          num(v.keptSlots, 1),
           `${((v.mergedShare || 0) * 100).toFixed(0)}%`,
           String(v.n),
         ]),

@@ -1,8 +1,9 @@
 import { fillerText } from '@kvfold/model-tiny';
 import type { Variant } from '../config.js';
-import { logProbability, perplexity } from '../metrics.js';
+import { logProbability, mean, perplexity } from '../metrics.js';
 import { PolicyRun, capture } from '../model.js';
 import { breathe, itemSeed, prefillCost, type PlotSpec, type Suite, type SummaryCell, type WorkUnit } from '../suite.js';
+import { decodeSetting } from './needle.js';
 import { perVariant, policyColor, num, table, tfjsVariants, tokensOf, variantsNeedQueries, nText } from './common.js';
 
 /** Result of one perplexity item. */
@@ -17,6 +18,8 @@ export interface PerplexityItem {
   readonly nll: number;
   /** Mean slots per layer after the prefill compression. */
   readonly keptSlots: number;
+  /** Mean slots per layer after the last scored token went through the decode step (absent in runs made before it was recorded). */
+  readonly finalSlots?: number;
 }
 
 /** Perplexity of one variant. */
@@ -29,6 +32,10 @@ export interface PerplexityVariantMetrics {
   readonly tokens: number;
   /** Texts. */
   readonly n: number;
+  /** Mean slots per layer after the prefill compression. */
+  readonly keptSlots: number;
+  /** Mean slots per layer after the continuation (NaN when no item recorded it). */
+  readonly finalSlots: number;
 }
 
 /** Metrics of the perplexity suite. */
@@ -72,7 +79,8 @@ export const perplexitySuite: Suite<PerplexityMetrics> = {
             await breathe();
             const run = await PolicyRun.start(model, cap, ctx.policy(v), v.budget, { seed: doc.seed, groupReduction: doc.groupReduction, proportional: v.proportional });
             try {
-              const lengths = run.cache.lengths();
+              const slots = () => mean(run.cache.lengths());
+              const keptSlots = slots();
               let nll = -logProbability(cap.logits, cont[0]!);
               for (let at = 0; at < cont.length - 1; ) {
                 const end = Math.min(at + cfg.chunk, cont.length - 1);
@@ -80,7 +88,7 @@ export const perplexitySuite: Suite<PerplexityMetrics> = {
                 for (let j = 0; j < end - at; j++) nll -= logProbability(logits.subarray(j * vocab, (j + 1) * vocab), cont[at + j + 1]!);
                 at = end;
               }
-              emit({ key: keys[i]!, variant: v.id, data: { sample: s, context: context.length, tokens: cont.length, nll, keptSlots: lengths.reduce((a, b) => a + b, 0) / lengths.length } satisfies PerplexityItem });
+              emit({ key: keys[i]!, variant: v.id, data: { sample: s, context: context.length, tokens: cont.length, nll, keptSlots, finalSlots: slots() } satisfies PerplexityItem });
             } finally {
               run.dispose();
             }
@@ -95,7 +103,8 @@ export const perplexitySuite: Suite<PerplexityMetrics> = {
     return {
       variants: perVariant<PerplexityItem, PerplexityVariantMetrics>(records, tfjsVariants(config.variants), (variant, items) => {
         const tokens = items.reduce((a, i) => a + i.tokens, 0);
-        return { variant, perplexity: perplexity(items.reduce((a, i) => a + i.nll, 0), tokens), tokens, n: items.length };
+        const final = items.flatMap((i) => (i.finalSlots === undefined ? [] : [i.finalSlots]));
+        return { variant, perplexity: perplexity(items.reduce((a, i) => a + i.nll, 0), tokens), tokens, n: items.length, keptSlots: mean(items.map((i) => i.keptSlots)), finalSlots: mean(final) };
       }),
     };
   },
@@ -105,14 +114,24 @@ export const perplexitySuite: Suite<PerplexityMetrics> = {
     const out = ['## Perplexity on held-out text', ''];
     out.push(
       `Perplexity of ${cfg.continuation} tokens that follow a ${cfg.context}-token context which was compressed to the budget (${cfg.samples} generated filler text(s) from seeds outside the other suites). ` +
-        `The continuation is scored teacher-forced, ${cfg.chunk} token(s) per forward pass, with the policy's decode step after each pass. Lower is better.`,
+        `The continuation is scored teacher-forced, ${cfg.chunk} token(s) per forward pass, with the policy's decode step after each pass. Lower is better. ` +
+        '`decode` says what that step does with the scored tokens (`held`: evicted or re-merged back to the budget; `prefill only`: kept); `final slots` is the mean number of slots per layer after the last pass, so compare rows at equal final slots.',
       '',
     );
     const full = m.variants.find((v) => v.variant.policy === 'full');
     out.push(
       table(
-        ['policy', 'budget', 'perplexity', ...(full ? ['vs full'] : []), 'tokens'],
-        m.variants.map((v) => [v.variant.label, String(v.variant.budget), num(v.perplexity), ...(full ? [full.perplexity > 0 ? `${num(v.perplexity / full.perplexity, 3)}x` : '–'] : []), String(v.tokens)]),
+        ['policy', 'budget', 'decode', 'slots after prefill', 'final slots', 'perplexity', ...(full ? ['vs full'] : []), 'tokens'],
+        m.variants.map((v) => [
+          v.variant.label,
+          String(v.variant.budget),
+          decodeSetting(v.variant),
+          num(v.keptSlots, 1),
+          num(v.finalSlots, 1),
+          num(v.perplexity),
+          ...(full ? [full.perplexity > 0 ? `${num(v.perplexity / full.perplexity, 3)}x` : '–'] : []),
+          String(v.tokens),
+        ]),
       ),
     );
     out.push('', '![perplexity vs budget](plots/perplexity-vs-budget.svg)', '');
