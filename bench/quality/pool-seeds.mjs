@@ -1,12 +1,24 @@
-// Pool the needle runs of seeds 0, 1, 2 (question after compression) kept in this folder: per row and
-// task, accuracy per seed and pooled with its Wilson interval; pooled exact McNemar for the claimed pairs
-// (items of different seeds are different prompts, so pooling keeps the pairs independent).
-//   node bench/quality/pool-seeds.mjs   (after pnpm build)
+// Pool the needle runs of seeds 0, 1, 2 kept in this folder, for one setting: per row and task, accuracy
+// per seed and pooled with its Wilson interval; pooled exact McNemar for the pairs the runs compare (their
+// config's `compare`; items of different seeds are different prompts, so pooling keeps the pairs independent).
+//   node bench/quality/pool-seeds.mjs [after|in-prompt]   (after pnpm build; default: after)
+//   after: question after compression (quality-needle, -seed1, -seed2)
+//   in-prompt: question inside the compressed prompt (quality-needle-in-prompt, -seed1, -seed2)
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { accuracyInterval, comparePaired, formatInterval } from '../../packages/bench/dist/stats.js';
 const root = fileURLToPath(new URL('.', import.meta.url));
-const ids = ['quality-needle', 'quality-needle-seed1', 'quality-needle-seed2'];
+const settings = { after: 'quality-needle', 'in-prompt': 'quality-needle-in-prompt' };
+const setting = process.argv[2] ?? 'after';
+if (!(setting in settings)) {
+  console.error(`setting: must be one of ${Object.keys(settings).join(', ')} (got ${setting})`);
+  process.exit(2);
+}
+const base = settings[setting];
+const ids = [base, `${base}-seed1`, `${base}-seed2`];
+const configs = ids.map((id) => JSON.parse(readFileSync(`${root}/${id}/config.json`, 'utf8')).document);
+const questions = new Set(configs.map((c) => c.bench.suites.needle.question ?? 'after-compression'));
+if (questions.size !== 1) throw new Error(`${ids.join(', ')}: the runs put the question in different places (${[...questions].join(', ')})`);
 const runs = ids.map((id) => readFileSync(`${root}/${id}/predictions.jsonl`, 'utf8').trim().split('\n').map((l) => JSON.parse(l)));
 const labels = [];
 const by = new Map(); // label@budget|task -> seed -> Map(itemKey -> correct)
@@ -35,11 +47,7 @@ for (const v of labels) {
   const [label, budget] = v.split('@');
   out.push(`| ${label} | ${budget} | ${cells.join(' | ')} |`);
 }
-const pairs = [
-  ...['random', 'window', 'knorm', 'snapkv', 'h2o', 'cam'].map((b) => ['kvmerger', `${b}-prefill`]),
-  ...['window', 'snapkv', 'h2o'].map((b) => ['kvmerger-held', b]),
-  ['kvmerger', 'kvmerger-nomerge'], ['kvmerger', 'kvmerger-proportional'], ['h2o', 'random'],
-];
+const pairs = configs[0].bench.suites.needle.compare.map((c) => [c.a, c.b]);
 out.push('', '| A | B | budget | task | A pooled | B pooled | only A | only B | p | verdict |', '| --- | --- | ---: | --- | --- | --- | ---: | ---: | ---: | --- |');
 for (const [a, b] of pairs) for (const budget of ['0.5', '0.35', '0.2']) for (const t of ['passkey', 'passkey-prose']) {
   const ma = by.get(`${a}@${budget}|${t}`); const mb = by.get(`${b}@${budget}|${t}`);
