@@ -1,4 +1,5 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -101,14 +102,28 @@ export async function openModel(source: string, engine: ModelEngine = 'auto'): P
   };
 }
 
-function weightsStamp(folder: string): string {
-  const parts = ['model.safetensors', 'model.safetensors.index.json'].filter((f) => existsSync(join(folder, f))).map((f) => {
-    const s = statSync(join(folder, f));
-    return `${f}:${s.size}:${s.mtimeMs}`;
-  });
-  let h = 0x811c9dc5;
-  for (const ch of parts.join('|')) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
-  return h.toString(16).padStart(8, '0');
+// The stamp hashes the weight files' bytes, not their size and mtime: a fresh clone or checkout of the same
+// weights must give the same stamp, or a resumed run folder would warn that its items mix model versions.
+// Streaming in 16 MiB chunks keeps memory bounded; the cost is one more read of bytes the loader reads anyway.
+/** Content hash (sha256, 12 hex digits) of a model folder's safetensors files and shard index. */
+export function weightsStamp(folder: string): string {
+  const files = readdirSync(folder)
+    .filter((f) => f.endsWith('.safetensors') || f === 'model.safetensors.index.json')
+    .sort();
+  const hash = createHash('sha256');
+  const chunk = Buffer.allocUnsafe(16 * 1024 * 1024);
+  for (const f of files) {
+    hash.update(`${f}\0`);
+    const fd = openSync(join(folder, f), 'r');
+    try {
+      for (let n = readSync(fd, chunk, 0, chunk.length, null); n > 0; n = readSync(fd, chunk, 0, chunk.length, null)) {
+        hash.update(chunk.subarray(0, n));
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return hash.digest('hex').slice(0, 12);
 }
 
 /** Observations of one forward pass, per layer, in host memory. */
