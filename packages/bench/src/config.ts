@@ -340,11 +340,25 @@ function specSchema(names: readonly string[], rules: JsonSchema[], kind: 'policy
   };
 }
 
-function optionRules(entries: readonly { readonly definition: { readonly name: string; readonly schema: JsonSchema } }[]): JsonSchema[] {
+function optionRules(entries: readonly { readonly definition: { readonly name: string; readonly schema: JsonSchema } }[], fillDefaults = true): JsonSchema[] {
   return entries.map(({ definition }) => ({
     if: { properties: { name: { const: definition.name } }, required: ['name'] },
-    then: { properties: { options: definition.schema } },
+    then: { properties: { options: fillDefaults ? definition.schema : withoutDefaults(definition.schema) } },
   }));
+}
+
+// Backend options are checked here but left as written: the backend fills its own defaults when it is
+// created, and labels such as `onnx(threads=1)` show only what the config chose, not every default.
+function withoutDefaults(schema: unknown): JsonSchema {
+  if (Array.isArray(schema)) return schema.map(withoutDefaults) as unknown as JsonSchema;
+  if (typeof schema !== 'object' || schema === null) return schema as JsonSchema;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(schema)) {
+    if (k === 'default') continue;
+    // Under `properties` the keys are option names (one may be called "default"), not keywords.
+    out[k] = k === 'properties' && typeof v === 'object' && v !== null ? Object.fromEntries(Object.entries(v).map(([n, p]) => [n, withoutDefaults(p)])) : withoutDefaults(v);
+  }
+  return out as JsonSchema;
 }
 
 /**
@@ -356,7 +370,7 @@ export function benchSectionSchema(policies: PolicyRegistry, backends: BackendRe
     label: { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9_.:+=-]+$', description: 'Unique label in tables and item keys.' },
     proportional: { type: 'boolean', description: "Proportional attention for this row (log(count) on merged slots' logits, in the model and the fidelity metric); default the section's proportional." },
   });
-  const backend = specSchema(backends.names(), optionRules(backends.list()), 'backend');
+  const backend = specSchema(backends.names(), optionRules(backends.list(), false), 'backend');
   const labels: JsonSchema = { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1, uniqueItems: true };
   // type [object, null] rather than anyOf: ajv fills defaults inside properties but not inside anyOf branches.
   const nullable = (s: JsonSchema): JsonSchema => ({ ...s, type: ['object', 'null'] });

@@ -105,8 +105,9 @@ export const PRESETS: { readonly [K in PresetName]: Record<string, unknown> } = 
       suites: {
         speed: {
           throughput: {
-            // reference(poolBytes=0): outputs in fresh memory every call (the default allocator's figure).
-            backends: ['reference', { name: 'reference', options: { poolBytes: 0 } }, 'tfjs', 'onnx'],
+            // reference(poolBytes=0): outputs in fresh memory every call (the default allocator's figure);
+            // onnx(threads=1): one ORT thread, like the single-threaded reference and tfjs-wasm rows.
+            backends: ['reference', { name: 'reference', options: { poolBytes: 0 } }, 'tfjs', 'onnx', { name: 'onnx', options: { threads: 1 } }],
             policies: ['h2o', 'cam', 'kvmerger'],
             heads: 32,
             length: 4096,
@@ -115,7 +116,7 @@ export const PRESETS: { readonly [K in PresetName]: Record<string, unknown> } = 
             budget: 0.5,
             reps: 5,
           },
-          step: { backends: ['reference', 'tfjs', 'onnx'], policies: ['h2o', 'cam', 'h2o-every64', 'cam-every64'], heads: 32, length: 4096, headDim: 128, group: 1, reps: 7 },
+          step: { backends: ['reference', 'tfjs', 'onnx', { name: 'onnx', options: { threads: 1 } }], policies: ['h2o', 'cam', 'h2o-every64', 'cam-every64'], heads: 32, length: 4096, headDim: 128, group: 1, reps: 7 },
           decode: null,
           scaling: { backend: 'reference', policies: ['h2o', 'cam', 'kvmerger'], lengths: [1024, 2048, 4096, 8192, 16384, 32768], heads: 8, headDim: 128, budget: 0.5, reps: 3 },
         },

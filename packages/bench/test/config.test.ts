@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, type KVFold } from '@kvfold/core';
-import { createKVFold, kvfoldSchema, preset, resolveBenchConfig, PRESET_NAMES } from '../src/index.js';
+import { backendLabel, createKVFold, kvfoldSchema, preset, resolveBenchConfig, PRESET_NAMES } from '../src/index.js';
 
 let kv: KVFold;
 beforeAll(async () => {
@@ -69,6 +69,15 @@ describe('benchmark config', () => {
     const c = resolveBenchConfig(kv, { bench: { budgets: [0.5] } }).hash;
     expect(a).toBe(b);
     expect(a).not.toBe(c);
+  });
+
+  it('keeps backend options as written (the backend fills its own defaults), so labels show only what was chosen', () => {
+    const cfg = resolveBenchConfig(kv, { bench: { suites: { speed: { throughput: { backends: ['reference', { name: 'tfjs', options: { observeBlock: 4096 } }] } } } } });
+    const backends = cfg.bench.suites.speed?.throughput?.backends ?? [];
+    expect(backends[1]).toEqual({ name: 'tfjs', options: { observeBlock: 4096 } });
+    expect(backends.map(backendLabel)).toEqual(['reference', 'tfjs(observeBlock=4096)']);
+    // still checked against the backend's schema
+    expect(issues({ bench: { suites: { speed: { throughput: { backends: [{ name: 'tfjs', options: { observeBlock: -1 } }] } } } } }).map((i) => i.path)).toContain('/bench/suites/speed/throughput/backends/0/options/observeBlock');
   });
 
   it('every preset is valid', () => {
