@@ -449,7 +449,9 @@ async function timeStep(kernels: KVKernels<unknown>, policy: KVCachePolicy, p: S
     };
     const q = kernels.fromHost(p.query);
     const qp = kernels.fromHost(p.queryPosition);
-    const ctx = createContext({ kernels, budget: length, promptLength: length, seed, step: 1, newTokens: 1 });
+    // The step owns its fresh upload, as a cache manager owns its caches: it may evict in place (H2O, CaM
+    // on writable backends; tfjs stays functional).
+    const ctx = createContext({ kernels, budget: length, promptLength: length, seed, step: 1, newTokens: 1, inPlace: true });
     flushCaches();
     const t0 = performance.now();
     const seen = kernels.observe(layer, q, qp);
