@@ -64,7 +64,7 @@ export class CaMPolicy extends ScorerPolicy<CaMOptions> {
     return this.chooser === undefined;
   }
 
-  /** The merge {@link evict} plans, for the one slot per head an in-place decode step drops. */
+  /** The merge `evict()` plans, for the one slot per head an in-place decode step drops. */
   protected override mergeEvictedInPlace<T>(views: LayerViews, evict: Int32Array, ctx: PolicyContext<T>): void {
     mergeEvictedInPlace(views, evict, this.options.mergeBudget, this.options.gate, ctx.rng);
   }
