@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   CacheManager,
+  ErrorCode,
   SPARE_POSITION,
   appendInPlace,
   compactLayer,
@@ -24,6 +25,7 @@ import {
 } from '@kvfold/core';
 import { createReferenceKernels } from '@kvfold/backend-reference';
 import { createOnnxKernels } from '@kvfold/backend-onnx';
+import { createTfjsKernels } from '@kvfold/backend-tfjs';
 import { H2OPolicy } from '@kvfold/policy-h2o';
 import { CaMPolicy } from '@kvfold/policy-cam';
 import { expectLayerClose, mulberry32, randomLayer } from '@kvfold/testkit';
@@ -232,4 +234,63 @@ describe('cache manager: in-place decoding equals functional decoding', () => {
       }
     });
   }
+});
+
+describe('who may run in place, and what the guard accepts', () => {
+  const cache = (k: KVKernels<unknown>, positions: number[]) =>
+    layerFromHost(k, {
+      keys: hostTensor('float32', [1, positions.length, 1], positions.map(() => 1)),
+      values: hostTensor('float32', [1, positions.length, 1], positions),
+      positions: hostTensor('int32', [1, positions.length], positions),
+      counts: hostTensor('int32', [1, positions.length], positions.map(() => 1)),
+      scores: hostTensor('float32', [1, positions.length], positions.map((p) => p / 10)),
+    });
+  const attention = (k: KVKernels<unknown>, n: number) => k.fromHost(hostTensor('float32', [1, n], new Float32Array(n)));
+  const ctx = (k: KVKernels<unknown>, inPlace: boolean) => createContext({ kernels: k, budget: 3, promptLength: 3, step: 1, inPlace });
+
+  it('tfjs (immutable tensors) has no hostView: ctx.inPlace changes nothing, the step is functional', async () => {
+    const k = (await createTfjsKernels()) as unknown as KVKernels<unknown>;
+    expect(k.hostView).toBeUndefined();
+    const layer = cache(k, [0, 1, 2, 3]);
+    const out = await new H2OPolicy({ recent: 1 }).step(layer, { attention: attention(k, 4) }, ctx(k, true));
+    expect(k.shapeOf(out.keys)).toEqual([1, 3, 1]);
+    expect(Array.from((await k.toHost(out.positions)).data)).toEqual([1, 2, 3]);
+    expect(Array.from((await k.toHost(layer.positions)).data)).toEqual([0, 1, 2, 3]);
+  });
+  it('without ctx.inPlace a writable backend never edits its input', async () => {
+    const k = reference as KVKernels<unknown>;
+    const layer = cache(k, [0, 1, 2, 3]);
+    const out = await new CaMPolicy({ recent: 1 }).step(layer, { attention: attention(k, 4) }, ctx(k, false));
+    expect(k.shapeOf(out.keys)).toEqual([1, 3, 1]);
+    expect(Array.from((await k.toHost(layer.values)).data)).toEqual([0, 1, 2, 3]);
+  });
+  it('the guard accepts an in-place cache only under ctx.inPlace, and refuses repeated positions with a typed error', async () => {
+    const k = reference as KVKernels<unknown>;
+    const guarded = guardPolicy(new H2OPolicy({ recent: 1 }));
+    await expect(guarded.step(cache(k, [0, 3, 2, 4]), { attention: attention(k, 4) }, ctx(k, false))).rejects.toMatchObject({ code: ErrorCode.Shape, details: { field: 'positions' } });
+    const out = await guarded.step(cache(k, [0, 3, 2, 4]), { attention: attention(k, 4) }, ctx(k, true));
+    expect(Array.from((await ordered(k, out)).positions.data)).toEqual([2, 3, 4]);
+    await expect(guarded.step(cache(k, [0, 3, 3, 4]), { attention: attention(k, 4) }, ctx(k, true))).rejects.toThrow(/position 3 appears twice in head 0/);
+  });
+  it('the cache manager counts live slots, and stops editing in place once a model replaces its caches', async () => {
+    const k = reference as KVKernels<unknown>;
+    const m = new CacheManager({ kernels: k, layers: 1, kvHeads: 1, headDim: 1, policy: new H2OPolicy({ recent: 1 }), budget: { tokens: 3 }, guard: false });
+    const feed = async (n: number) => {
+      const positions = Int32Array.from(m.reserve(n));
+      const kv = () => k.fromHost(hostTensor('float32', [1, n, 1], Array.from(positions, (p) => p)));
+      m.append(0, kv(), kv(), positions);
+      m.record(0, { queries: k.fromHost(hostTensor('float32', [1, n, 1], new Float32Array(n).fill(1))) });
+      await m.compress();
+    };
+    await feed(3);
+    await feed(1);
+    // 4 rows, the last spare: 3 slots, 4 rows of bytes.
+    expect(k.shapeOf(m.layer(0)!.keys)).toEqual([1, 4, 1]);
+    expect(m.lengths()).toEqual([3]);
+    expect(m.bytes()).toBe(4 * (2 * 4 + 3 * 4));
+    m.replace(0, compactLayer(k, m.layer(0)!));
+    await feed(1);
+    expect(k.shapeOf(m.layer(0)!.keys)).toEqual([1, 3, 1]);
+    m.dispose();
+  });
 });
