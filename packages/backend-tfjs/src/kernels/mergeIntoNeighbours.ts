@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelImplementation, LayerCache, MergeIntoNeighboursCall, ScreenResult } from '@kvfold/core';
-import { column, finiteMask, firstRows, flatIndex, headStarts, shiftDown, takeRows } from '../ops.js';
+import { column, FLOAT_EXACT, finiteMask, firstRows, flatIndex, headRowIndex, headStarts, indexPairs, shiftDown, takeRows } from '../ops.js';
 import { anyOf } from '../screen.js';
 import { gatherRows } from './gather.js';
 
@@ -48,13 +48,20 @@ function merge(call: MergeIntoNeighboursCall<tf.Tensor>, facts: PlanFacts = scre
     const active = tf.greater(count, tf.scalar(0, 'int32'));
     const gate = tf.reshape(plan.gate, [HS]);
     const factor = tf.where(active, tf.div(gate, tf.maximum(tf.cast(count, 'float32'), tf.scalar(1))), tf.zerosLike(gate));
-    const source = takeRows(tf.reshape(layer.values, [H * L, D]), flatIndex(plan.source, L));
-    const start = tf.reshape(plan.targetStart, [HS]);
     // The explicit spread writes sources x widest window rows, the cumulative sum runs over every kept
     // row; a spread row costs about 6 cumsum rows on wasm (speed preset, 4096 kept slots: 64 sources x
     // window 32 took 607-757 ms spread, 283 ms by cumsum). A decode step that evicts one slot per head
     // spreads 32 rows per head instead (the cumsum was 70% of that CaM step).
     const sparse = S * maxWindow * 8 <= K;
+    if (finite && !sparse && tf.getBackend() === 'wasm' && SCAN_BLOCK * (H * Math.ceil(K / SCAN_BLOCK) + 1) < FLOAT_EXACT) {
+      const added = scanAdd(layer.values, plan.source, factor, plan.targetStart, plan.targetCount, active, K);
+      const values = tf.add(out.values, added);
+      out.values.dispose();
+      added.dispose();
+      return { ...out, values };
+    }
+    const source = takeRows(tf.reshape(layer.values, [H * L, D]), flatIndex(plan.source, L));
+    const start = tf.reshape(plan.targetStart, [HS]);
     const added = finite && !sparse ? rangeAdd(tf.mul(source, column(factor, D)), start, count, active, H, K) : spreadExact(source, factor, start, count, H, K, maxWindow);
     return { ...out, values: tf.add(out.values, added) };
   });
@@ -75,6 +82,79 @@ function rangeAdd(update: tf.Tensor, start: tf.Tensor, count: tf.Tensor, active:
   const end = tf.where(tf.logicalAnd(active, tf.less(endT, tf.scalar(K, 'int32'))), flatIndex(tf.reshape(endT, [H, S]), K), tf.fill([HS], H * K, 'int32'));
   const diff = tf.scatterND(tf.reshape(tf.concat([first, end]), [2 * HS, 1]), tf.concat([update, tf.neg(update)]), [H * K + 1, D]);
   return tf.cumsum(tf.reshape(firstRows(diff, H * K), [H, K, D]), 1);
+}
+
+/** Kept slots per block of {@link scanAdd}'s blocked prefix sum. */
+const SCAN_BLOCK = 32;
+
+/**
+ * {@link rangeAdd} for wasm, whose `Cumsum` along any axis but the last transposes its input twice (244 of
+ * 410 ms of CaM at 32 x 4096 x 128 in the profile). The differences are scattered straight into a layout
+ * where the prefix sum over kept slots runs over whole rows: kept slot `t` of head `h` is row
+ * `(t mod B) * W + h * Jh + floor(t / B)` of a `[B * W, D]` grid (`B` = {@link SCAN_BLOCK}, `Jh` blocks per
+ * head, `W` = all blocks + one block that collects the ends past the last target). Seen as `[B, W * D]`,
+ * row `u` holds offset `u` of every block, so `B - 1` additions of consecutive rows give every block's
+ * running sum (a matMul with a triangular `[B, B]` did the same 4x slower: XNNPACK packs the big operand).
+ * The last row holds the block totals, whose exclusive cumsum within each head (`1 / B` of the data) is
+ * added as one row, and one gatherND takes the rows back to `[H, K, D]`. Each sum adds at most
+ * `B + K / B` terms in float32, fewer than the cumsum's `K`. Big intermediates are disposed as soon as
+ * they are used. Returns a tensor the caller owns (call inside `tf.tidy`).
+ */
+function scanAdd(values: tf.Tensor, source: tf.Tensor, factor: tf.Tensor, targetStart: tf.Tensor, targetCount: tf.Tensor, active: tf.Tensor, K: number): tf.Tensor {
+  const [H, S] = source.shape as [number, number];
+  const D = values.shape[2]!;
+  const B = SCAN_BLOCK;
+  const Jh = Math.ceil(K / B);
+  const J = H * Jh;
+  const W = J + 1;
+  // Grid rows as float32 (exact below 2^24, checked by the caller; wasm's int32 broadcasting is slow).
+  const headBase = tf.reshape(tf.mul(tf.range(0, H, 1, 'float32'), tf.scalar(Jh)), [H, 1]);
+  const rowOf = (t: tf.Tensor): tf.Tensor => tf.add(tf.add(tf.mul(tf.mod(t, tf.scalar(B)), tf.scalar(W)), headBase), tf.floor(tf.div(t, tf.scalar(B))));
+  const on = tf.reshape(active, [H, S]);
+  const startF = tf.cast(targetStart, 'float32');
+  const endF = tf.add(startF, tf.cast(targetCount, 'float32'));
+  const dump = tf.fill([H, S], J);
+  const first = tf.where(on, rowOf(startF), dump);
+  const last = tf.where(tf.logicalAnd(on, tf.less(endF, tf.scalar(K))), rowOf(endF), dump);
+  const rows = tf.reshape(tf.cast(tf.concat([first, last], 1), 'int32'), [2 * H * S, 1]);
+  // Each source's value twice per head (+ at its window's first target, - past its last), scaled.
+  const f = tf.reshape(factor, [H, S]);
+  const signed = tf.reshape(tf.concat([f, tf.neg(f)], 1), [H, 2 * S, 1]);
+  const taken = tf.gatherND(values, headRowIndex(tf.concat([source, source], 1)));
+  const update = tf.mul(taken, signed);
+  taken.dispose();
+  const flatUpdate = tf.reshape(update, [2 * H * S, D]);
+  update.dispose();
+  const diff = tf.scatterND(rows, flatUpdate, [B * W, D]);
+  flatUpdate.dispose();
+  const grid = tf.reshape(diff, [B, W * D]);
+  diff.dispose();
+  // Running sums over the offsets within each block: row u = row u - 1 + offset u's differences.
+  const running: tf.Tensor[] = [];
+  for (let u = 0; u < B; u++) {
+    const row = tf.gatherND(grid, tf.tensor2d([[u]], [1, 1], 'int32'));
+    if (u === 0) running.push(row);
+    else {
+      running.push(tf.add(running[u - 1]!, row));
+      row.dispose();
+    }
+  }
+  grid.dispose();
+  const totals = tf.reshape(running[B - 1]!, [W, D]);
+  const carry = tf.cumsum(tf.reshape(firstRows(totals, J), [H, Jh, D]), 1, true);
+  const carryRow = tf.concat([tf.reshape(carry, [1, J * D]), tf.zeros([1, D])], 1);
+  const blockSums = tf.concat(running);
+  for (const r of running) r.dispose();
+  const summed = tf.add(blockSums, carryRow);
+  blockSums.dispose();
+  const t = tf.range(0, K, 1, 'float32');
+  const offset = tf.reshape(tf.tile(tf.reshape(tf.mod(t, tf.scalar(B)), [1, K]), [H, 1]), [H * K]);
+  const block = tf.reshape(tf.add(headBase, tf.reshape(tf.floor(tf.div(t, tf.scalar(B))), [1, K])), [H * K]);
+  const grid3 = tf.reshape(summed, [B, W, D]);
+  summed.dispose();
+  const added = tf.gatherND(grid3, indexPairs(offset, block, [H, K]));
+  grid3.dispose();
+  return added;
 }
 
 /**
@@ -145,3 +225,4 @@ function screenPlan({ layer, plan, dims, kept: K, sources: S }: MergeIntoNeighbo
   }
   return { valid: bad === 0, note: { maxWindow, finite: finite === 1 } };
 }
+
