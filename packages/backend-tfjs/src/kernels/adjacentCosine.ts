@@ -45,7 +45,7 @@ function cosine({ keys, shape }: AdjacentCosineCall<tf.Tensor>): tf.Tensor {
 }
 
 /** Largest block of keys (elements) {@link unscaledCosine} materialises at once. */
-const COSINE_BLOCK = 1 << 21;
+const COSINE_BLOCK = 1 << 22;
 
 /** Squared norms at or above this need no scaling: squares too small to be represented weigh under 2^-39 of them. */
 const SAFE_SQUARED_NORM = 2 ** -80;
