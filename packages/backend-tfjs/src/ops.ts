@@ -89,13 +89,14 @@ export function flatIndex(index: tf.Tensor, L: number): tf.Tensor {
 /**
  * `[H, n]` int32 → `[H, n, 2]` gatherND indices `(h, index[h, j])`: with them one `gatherND` takes the rows
  * of a `[H, L, ...rest]` tensor straight into `[H, n, ...rest]`, with no reshaped view of the input or of
- * the output (tfjs counts every view's bytes in `tf.memory()` as if it were a new buffer).
+ * the output (tfjs counts every view's bytes in `tf.memory()` as if it were a new buffer). With `firstHead`,
+ * row `h` of `index` belongs to head `firstHead + h` (a block of heads).
  */
-export function headRowIndex(index: tf.Tensor): tf.Tensor {
+export function headRowIndex(index: tf.Tensor, firstHead = 0): tf.Tensor {
   const [H, n] = index.shape as [number, number];
   // floor(i / n) in float32 is exact with margin while H * n < 2^22.
-  if (H * n >= 1 << 22) return tf.stack([tf.tile(tf.reshape(tf.range(0, H, 1, 'int32'), [H, 1]), [1, n]), index], 2);
-  const head = tf.floor(tf.div(tf.range(0, H * n, 1, 'float32'), tf.scalar(n)));
+  if (H * n >= 1 << 22 || firstHead + H >= 1 << 22) return tf.stack([tf.tile(tf.reshape(tf.range(firstHead, firstHead + H, 1, 'int32'), [H, 1]), [1, n]), index], 2);
+  const head = tf.add(tf.floor(tf.div(tf.range(0, H * n, 1, 'float32'), tf.scalar(n))), tf.scalar(firstHead));
   return indexPairs(head, tf.cast(index, 'float32'), [H, n]);
 }
 
