@@ -12,6 +12,7 @@ import { PRESETS, TRAIN_USAGE, trainArgs, type Args } from './args.js';
 import { mixAccuracy, passkeyAccuracy, recallAccuracy } from './eval.js';
 import { forward, fromVariables, initParams, toVariables, weightedLoss, type Params } from './model.js';
 import { readTensors, type NamedTensor } from './tensors.js';
+import { loadInitWeights } from './init.js';
 
 /** Length curriculum: short rows first, then mixes that include 2048 so RoPE sees long distances. */
 export function lengthFor(step: number, total: number, rng: Rng): number {
@@ -81,14 +82,15 @@ async function main(): Promise<void> {
     }
     log(`resumed from ${ckptPath} at step ${st.step} (tokens ${st.tokensSeen}, last loss ${st.lastLoss.toFixed(4)}) args=${JSON.stringify({ ...a, stopAfter: String(a.stopAfter) })}`);
   } else {
-    params = toVariables(initParams(cfg, a.seed));
+    // A fine-tune starts from given weights with a fresh optimiser (its moments would belong to another run).
+    params = toVariables(a.init ? await loadInitWeights(a.init, cfg, a.preset) : initParams(cfg, a.seed));
     for (const [name, p] of params) {
       m.set(name, tf.variable(tf.zerosLike(p), false));
       v.set(name, tf.variable(tf.zerosLike(p), false));
     }
     st = { step: 0, tokensSeen: 0, lastLoss: NaN, config: cfg };
     const nParams = [...params.values()].reduce((s, p) => s + p.size, 0);
-    log(`new run preset=${a.preset} params=${nParams} config=${JSON.stringify(cfg)} args=${JSON.stringify({ ...a, stopAfter: String(a.stopAfter) })}`);
+    log(`new run preset=${a.preset} params=${nParams}${a.init ? ` init=${a.init}` : ''} config=${JSON.stringify(cfg)} args=${JSON.stringify({ ...a, stopAfter: String(a.stopAfter) })}`);
   }
   // Each step's data comes from its own stream of core's RNG (seed, step), so a resumed run draws exactly
   // what an uninterrupted one would, with no generator state in the checkpoint.
