@@ -7,6 +7,7 @@ import { createRng, type Rng } from '@kvfold/core';
 import { pick } from '../data/random.js';
 import { MIX_TASKS, mixedTrainingRow } from '../data/mix.js';
 import { ANSWER_WEIGHT, trainingRow } from '../data/training.js';
+import { copyTrainingRow } from '../data/copy.js';
 import { encodeSafetensors } from '@kvfold/runtime';
 import { PRESETS, TRAIN_USAGE, trainArgs, type Args } from './args.js';
 import { mixAccuracy, passkeyAccuracy, recallAccuracy } from './eval.js';
@@ -146,7 +147,7 @@ async function main(): Promise<void> {
     const rng = data.fork(st.step);
     const L = a.length > 0 ? a.length : a.lengths.length > 0 ? pick(rng, a.lengths) : lengthFor(st.step, a.steps, rng);
     const B = Math.max(1, Math.round(a.tokens / L));
-    const rows = Array.from({ length: B }, () => (a.mix ? mixedTrainingRow(rng, L, a.mix) : trainingRow(rng, L, a.recallShare)));
+    const rows = Array.from({ length: B }, () => (a.copyShare > 0 && rng.next() < a.copyShare ? copyTrainingRow(rng, L) : a.mix ? mixedTrainingRow(rng, L, a.mix) : trainingRow(rng, L, a.recallShare)));
     const inp = new Int32Array(B * L);
     const tgt = new Int32Array(B * L);
     const wts = new Float32Array(B * L);
