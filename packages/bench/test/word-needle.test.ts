@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { KVFold } from '@kvfold/core';
@@ -63,18 +62,4 @@ describe('the needle suite word-key task (filler "prose-words")', () => {
     expect(report).toMatch(/\| kvmerger \| 0\.5 \| prefill only \| \d+ \| \d+\.0 \| \d+\.\d \| \d+% \[\d+-\d+%\] n=2 \|/);
     expect(report).toContain('### word-needle accuracy by length (rows) and depth (columns)');
   }, 120_000);
-});
-
-describe('bench/word-needle.json and bench/word-needle-in-prompt.json', () => {
-  it.each([
-    ['word-needle', 'bench/default.json'],
-    ['word-needle-in-prompt', 'bench/default-in-prompt.json'],
-  ])('%s is %s\'s needle section on word-needle items of the fine-tuned weights, and validates', async (name, base) => {
-    const read = (f: string) => JSON.parse(readFileSync(fileURLToPath(new URL(`../../../${f}`, import.meta.url)), 'utf8')) as { bench: Record<string, unknown> & { suites: { needle: Record<string, unknown> } } };
-    const doc = read(`bench/${name}.json`);
-    const want = read(base);
-    want.bench = { ...want.bench, name, model: 'packages/model-tiny/weights-ft-word', suites: { needle: { ...want.bench.suites.needle, fillers: ['prose-words'] } } };
-    expect(doc).toEqual(want);
-    resolveBenchConfig(kv, doc);
-  });
 });
