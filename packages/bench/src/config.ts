@@ -59,6 +59,14 @@ export function backendLabel(ref: BackendRef): string {
 /** Where the passkey question goes relative to the compression. */
 export type QuestionPlacement = 'after-compression' | 'in-prompt';
 
+/** Filler (and, for `prose-words`, key) of the needle suite's passkey-style prompts; see {@link NeedleConfig.fillers}. */
+export type NeedleFiller = 'grammar' | 'prose' | 'prose-words';
+
+/** The needle task a filler's prompts make: `passkey`, `passkey-prose` or `word-needle`. */
+export function needleTaskOf(filler: NeedleFiller): 'passkey' | 'passkey-prose' | 'word-needle' {
+  return filler === 'prose' ? 'passkey-prose' : filler === 'prose-words' ? 'word-needle' : 'passkey';
+}
+
 /** Multi-key associative recall settings of the needle suite. */
 export interface RecallConfig {
   /** Prompt lengths in tokens (bytes for the embedded model). */
@@ -88,10 +96,12 @@ export interface NeedleConfig {
   /** Associative recall; `null` skips it. */
   readonly recall: RecallConfig | null;
   /**
-   * Filler of the passkey prompts: `grammar` (the tiny grammar the model was trained on; task `passkey`)
-   * and/or `prose` (held-out public-domain prose; task `passkey-prose`). Default `["grammar"]`.
+   * Filler of the passkey prompts: `grammar` (the tiny grammar the model was trained on; task `passkey`),
+   * `prose` (held-out public-domain prose; task `passkey-prose`) and/or `prose-words` (the same prose with a
+   * key of three words drawn from the filler's own frequent words, "The pass key is gentle harbor
+   * lantern."; task `word-needle`: the key's tokens do not stand out from the filler). Default `["grammar"]`.
    */
-  readonly fillers: ('grammar' | 'prose')[];
+  readonly fillers: NeedleFiller[];
   /** Pairs of policy labels whose rows are compared item by item (exact McNemar) at every budget; `null` = none. */
   readonly compare: LabelPair[] | null;
 }
@@ -425,11 +435,12 @@ export function benchSectionSchema(policies: PolicyRegistry, backends: BackendRe
               },
               fillers: {
                 type: 'array',
-                items: { enum: ['grammar', 'prose'] },
+                items: { enum: ['grammar', 'prose', 'prose-words'] },
                 minItems: 1,
                 uniqueItems: true,
                 default: ['grammar'],
-                description: 'Passkey filler: grammar (task passkey, the tiny training grammar) and/or prose (task passkey-prose, held-out public-domain prose).',
+                description:
+                  'Passkey filler: grammar (task passkey, the tiny training grammar), prose (task passkey-prose, held-out public-domain prose) and/or prose-words (task word-needle: held-out prose, key of 3 words frequent in the filler, so its tokens do not stand out).',
               },
               compare: {
                 type: ['array', 'null'],

@@ -7,6 +7,8 @@
  * Each is a plain config document: bench/<name>.json holds the same document for editors and CI.
  */
 
+import { needleTaskOf, type NeedleFiller } from './config.js';
+
 /** Names of the built-in presets. */
 export const PRESET_NAMES = ['default', 'demo', 'smoke', 'speed'] as const;
 
@@ -174,7 +176,7 @@ export function presetSampleSizes(name: PresetName): string {
   } | null;
   if (!needle) return 'no accuracy suite';
   const passkey = needle.lengths.length * needle.depths.length * needle.samples;
-  const parts = (needle.fillers ?? ['grammar']).map((f) => `${f === 'prose' ? 'passkey-prose' : 'passkey'} n=${passkey} per row`);
+  const parts = (needle.fillers ?? ['grammar']).map((f) => `${needleTaskOf(f as NeedleFiller)} n=${passkey} per row`);
   if (needle.recall) parts.push(`recall n=${needle.recall.lengths.length * needle.recall.pairs.length * needle.recall.samples} per row`);
   return parts.join(', ');
 }

@@ -1,5 +1,5 @@
 import { PASSKEY_QUESTION, passkeySample, recallSample, wordNeedleSample } from '@kvfold/model-tiny';
-import type { NeedleConfig, Variant } from '../config.js';
+import { needleTaskOf as taskOf, type NeedleConfig, type Variant } from '../config.js';
 import { accuracy, answerMatches } from '../metrics.js';
 import { accuracyInterval, comparePaired, formatInterval, type PairedComparison, type ProportionInterval } from '../stats.js';
 import { PolicyRun, capture, greedyDecode } from '../model.js';
@@ -9,7 +9,10 @@ import { num, pct, perVariant, policyColor, sweepLabels, table, tfjsVariants, va
 
 /** Result of one needle item (a line of predictions.jsonl). */
 export interface NeedleItem {
-  /** `passkey` (grammar filler), `passkey-prose` (the same needle in held-out prose) or `recall`. */
+  /**
+   * `passkey` (grammar filler), `passkey-prose` (the same needle in held-out prose), `word-needle` (held-out
+   * prose, key of three filler words) or `recall`.
+   */
   readonly task: NeedleTask;
   /** Prompt length in characters (= tokens for the byte-level embedded model). */
   readonly length: number;
@@ -39,8 +42,12 @@ export interface NeedleItem {
   readonly correct: boolean;
 }
 
-/** The needle suite's tasks: the classic passkey on grammar or prose filler, and associative recall. */
-export type NeedleTask = 'passkey' | 'passkey-prose' | 'recall';
+/** The needle suite's tasks: the classic passkey on grammar or prose filler, the word-key needle on prose, and associative recall. */
+export type NeedleTask = 'passkey' | 'passkey-prose' | 'word-needle' | 'recall';
+
+/** Passkey-style tasks, in report order. */
+const PASSKEY_TASKS = ['passkey', 'passkey-prose', 'word-needle'] as const;
+
 
 /** Accuracy of one passkey task for one variant. */
 export interface NeedleTaskMetrics {
@@ -86,11 +93,11 @@ export interface NeedleCell {
 export interface NeedleVariantMetrics {
   /** The variant. */
   readonly variant: Variant;
-  /** Passkey accuracy over every cell. */
+  /** Accuracy of the first filler's task (`passkey` with the default fillers) over every cell. */
   readonly passkey: number;
-  /** Passkey items. */
+  /** Items of that task. */
   readonly passkeyN: number;
-  /** Heatmap cells (length x depth). */
+  /** Heatmap cells (length x depth) of that task. */
   readonly cells: NeedleCell[];
   /** Per passkey task (filler), with Wilson intervals and the slots held. */
   readonly tasks: NeedleTaskMetrics[];
@@ -115,7 +122,7 @@ export interface NeedleMetrics {
 }
 
 const key = {
-  passkey: (task: 'passkey' | 'passkey-prose', length: number, depth: number, s: number, v: Variant) => `needle|${task}|L=${length}|d=${depth}|s=${s}|${v.id}`,
+  passkey: (task: Exclude<NeedleTask, 'recall'>, length: number, depth: number, s: number, v: Variant) => `needle|${task}|L=${length}|d=${depth}|s=${s}|${v.id}`,
   recall: (length: number, pairs: number, s: number, v: Variant) => `needle|recall|L=${length}|p=${pairs}|s=${s}|${v.id}`,
 };
 
@@ -197,7 +204,7 @@ export const needleSuite: Suite<NeedleMetrics> = {
     // so its partial accuracies are not skewed towards the first lengths.
     for (let s = 0; s < cfg.samples; s++) {
       for (const filler of cfg.fillers) {
-        const task = filler === 'prose' ? ('passkey-prose' as const) : ('passkey' as const);
+        const task = taskOf(filler);
         for (const length of cfg.lengths) {
           for (const depth of cfg.depths) {
             const keys = variants.map((v) => key.passkey(task, length, depth, s, v));
@@ -205,6 +212,11 @@ export const needleSuite: Suite<NeedleMetrics> = {
               if (task === 'passkey-prose') {
                 // The classic 5-digit passkey on held-out prose (real text: neighbouring sentences are not near-copies).
                 const p = wordNeedleSample({ length, depth, seed: itemSeed(seed, task, length, depth, s), value: 'digits', filler: 'prose', split: 'eval' });
+                return { prompt: p.prompt, answer: p.answer, questionAt: p.questionOffset };
+              }
+              if (task === 'word-needle') {
+                // The evaluation cell of model-tiny's word-needle task: 3 words frequent in the held-out prose.
+                const p = wordNeedleSample({ length, depth, seed: itemSeed(seed, task, length, depth, s), value: 'words', words: 3, filler: 'prose', split: 'eval' });
                 return { prompt: p.prompt, answer: p.answer, questionAt: p.questionOffset };
               }
               const p = passkeySample({ length, depth, seed: itemSeed(seed, 'passkey', length, depth, s), digits: cfg.digits });
@@ -234,9 +246,11 @@ export const needleSuite: Suite<NeedleMetrics> = {
     const byVariant = new Map<string, NeedleItem[]>();
     const variants = perVariant<NeedleItem, NeedleVariantMetrics>(records, config.variants, (variant, items) => {
       byVariant.set(variant.id, items);
-      const pk = items.filter((i) => i.task === 'passkey');
+      // The heatmap shows the first filler's task (passkey by default; word-needle in a word-needle-only sweep).
+      const first = taskOf(config.bench.suites.needle?.fillers[0] ?? 'grammar');
+      const pk = items.filter((i) => i.task === first);
       const rc = items.filter((i) => i.task === 'recall');
-      const tasks = (['passkey', 'passkey-prose'] as const).flatMap((task) => {
+      const tasks = PASSKEY_TASKS.flatMap((task) => {
         const its = items.filter((i) => i.task === task);
         if (its.length === 0) return [];
         const final = its.filter((i) => i.finalSlots !== undefined);
@@ -279,7 +293,7 @@ export const needleSuite: Suite<NeedleMetrics> = {
         '',
       );
     }
-    const taskNames = cfg.fillers.map((f) => (f === 'prose' ? 'passkey-prose' : 'passkey'));
+    const taskNames = cfg.fillers.map(taskOf);
     out.push(
       table(
         ['policy', 'budget', 'decode', 'prompt tokens', 'slots after prefill', 'final slots', ...taskNames, ...(cfg.recall ? ['recall', 'chance'] : [])],
@@ -328,7 +342,7 @@ export const needleSuite: Suite<NeedleMetrics> = {
         ),
       );
     }
-    out.push('', '### Passkey accuracy by length (rows) and depth (columns)', '');
+    out.push('', `### ${taskOf(cfg.fillers[0] ?? 'grammar') === 'passkey' ? 'Passkey' : taskOf(cfg.fillers[0] ?? 'grammar')} accuracy by length (rows) and depth (columns)`, '');
     out.push(
       table(
         ['policy', 'budget', 'length', ...cfg.depths.map((d) => pct(d)), 'mean'],
@@ -363,7 +377,7 @@ export const needleSuite: Suite<NeedleMetrics> = {
   plots(m, config) {
     const cfg = config.bench.suites.needle!;
     const points = m.variants.flatMap((v) => [
-      ...(v.passkeyN > 0 ? [{ policy: v.variant.label, budget: v.variant.budget, task: 'passkey', accuracy: v.passkey }] : []),
+      ...(v.passkeyN > 0 ? [{ policy: v.variant.label, budget: v.variant.budget, task: taskOf(cfg.fillers[0] ?? 'grammar'), accuracy: v.passkey }] : []),
       ...(v.recallN > 0 ? [{ policy: v.variant.label, budget: v.variant.budget, task: 'recall', accuracy: v.recall }] : []),
     ]);
     // Facet rows carry their sweep position in the value ("01 full"), and columns are numeric: sorting
@@ -430,23 +444,29 @@ export const needleSuite: Suite<NeedleMetrics> = {
   summary(m, config) {
     const cfg = config.bench.suites.needle!;
     const recall = cfg.recall != null;
-    const hasProse = cfg.fillers.includes('prose');
+    const taskNames = cfg.fillers.map(taskOf);
     const rows = new Map<string, SummaryCell[]>();
     for (const v of m.variants) {
-      const prose = v.tasks.find((t) => t.task === 'passkey-prose');
       rows.set(v.variant.id, [
-        { value: v.passkey, text: pct(v.passkey) },
-        ...(prose ? [{ value: prose.accuracy.p, text: pct(prose.accuracy.p) }] : hasProse ? [{ value: Number.NaN, text: '–' }] : []),
+        ...taskNames.map((name) => {
+          const t = v.tasks.find((x) => x.task === name);
+          return t ? { value: t.accuracy.p, text: pct(t.accuracy.p) } : { value: Number.NaN, text: '–' };
+        }),
         ...(recall ? [{ value: v.recall, text: pct(v.recall) }] : []),
       ]);
     }
     const where = cfg.question === 'after-compression' ? 'the question is read after the compression' : 'the question is part of the compressed prompt';
+    const what: Record<string, string> = { passkey: 'passkey prompts', 'passkey-prose': 'the same on held-out prose filler', 'word-needle': 'held-out prose with a key of three filler words' };
+    const n = (name: string) => nText(m.variants.map((v) => v.tasks.find((t) => t.task === name)?.accuracy.n ?? 0));
     const legend = [
-      `passkey: share of passkey prompts answered exactly (greedy), ${nText(m.variants.map((v) => v.passkeyN))} per row (${cfg.lengths.length} lengths x ${cfg.depths.length} depths x ${cfg.samples} samples); ${where}; report.md gives 95% intervals`,
-      ...(hasProse ? [`passkey-prose: the same on held-out prose filler, ${nText(m.variants.map((v) => v.tasks.find((t) => t.task === 'passkey-prose')?.accuracy.n ?? 0))} per row`] : []),
+      ...taskNames.map((name, i) =>
+        i === 0
+          ? `${name}: share of ${what[name]} answered exactly (greedy), ${n(name)} per row (${cfg.lengths.length} lengths x ${cfg.depths.length} depths x ${cfg.samples} samples); ${where}; report.md gives 95% intervals`
+          : `${name}: ${what[name]}, ${n(name)} per row`,
+      ),
       ...(recall ? [`recall: share of associative-recall prompts answered exactly, ${nText(m.variants.map((v) => v.recallN))} per row; chance ${pct(m.variants[0]?.recallChance ?? Number.NaN)}`] : []),
     ];
-    return { columns: ['passkey', ...(hasProse ? ['passkey-prose'] : []), ...(recall ? ['recall'] : [])], rows, legend };
+    return { columns: [...taskNames, ...(recall ? ['recall'] : [])], rows, legend };
   },
 };
 
@@ -490,7 +510,7 @@ function compareVariants(pairs: readonly { readonly a: string; readonly b: strin
       const vb = variants.find((v) => v.label === b && v.budget === va.budget && v.runtime === va.runtime);
       if (!vb) continue;
       const bItems = new Map((items.get(vb.id) ?? []).map((i) => [itemKey(i), i]));
-      for (const task of ['passkey', 'passkey-prose', 'recall'] as const) {
+      for (const task of [...PASSKEY_TASKS, 'recall'] as const) {
         const paired = (items.get(va.id) ?? []).filter((i) => i.task === task && bItems.has(itemKey(i)));
         if (paired.length === 0) continue;
         const result = comparePaired(

@@ -17,7 +17,7 @@ export const PRESETS: Record<string, TinyModelConfig> = {
 /** What the training script accepts. */
 export const TRAIN_USAGE =
   'usage: train.js [--preset tiny|main|wide|wide3] [--steps N] [--tokens N] [--lr X] [--warmup N] [--dir DIR] [--weights DIR|none] ' +
-  '[--ckpt-sec S] [--eval-every N] [--seed N] [--stop-after N] [--length N | --lengths a,b,c] [--recall-share X] [--mix task=w,...]';
+  '[--ckpt-sec S] [--eval-every N] [--seed N] [--stop-after N] [--length N | --lengths a,b,c] [--recall-share X] [--mix task=w,...] [--init WEIGHTS_DIR] [--copy-share X]';
 
 /** Options of the training script. */
 export interface Args {
@@ -37,6 +37,17 @@ export interface Args {
   recallShare: number;
   /** Task weights of the mixed training rows (`--mix`); null = the original passkey/recall rows. */
   mix: Mix | null;
+  /**
+   * A Hugging Face weights folder to start a new run from (`--init`; fine-tuning): its tensors replace the
+   * seeded initialisation and must match the preset; the optimiser state starts fresh. Ignored when the
+   * run folder already has a checkpoint (the run resumes from that). Null = seeded initialisation.
+   */
+  init: string | null;
+  /**
+   * Share of each step's rows that are copying rows (`--copy-share`, see copyTrainingRow: a random word
+   * sequence repeated, the repeat scored), drawn before the mix; default 0.
+   */
+  copyShare: number;
 }
 
 /** A number option: finite, and an integer >= `min` when `integer`; else an error naming the flag. */
@@ -58,7 +69,7 @@ export function trainArgs(argv: string[]): Args {
     allowPositionals: false,
     options: {
       preset: str, steps: str, tokens: str, lr: str, warmup: str, dir: str, weights: str, 'ckpt-sec': str,
-      'eval-every': str, seed: str, 'stop-after': str, length: str, lengths: str, 'recall-share': str, mix: str,
+      'eval-every': str, seed: str, 'stop-after': str, length: str, lengths: str, 'recall-share': str, mix: str, init: str, 'copy-share': str,
     },
   });
   const num = (flag: keyof typeof v, fallback: number, min: number, integer = true): number => (v[flag] === undefined ? fallback : numberOf(flag, v[flag]!, min, integer));
@@ -78,7 +89,10 @@ export function trainArgs(argv: string[]): Args {
     lengths: v.lengths === undefined ? [] : v.lengths.split(',').map((x) => numberOf('lengths', x, 1, true)),
     recallShare: num('recall-share', 0.5, 0, false),
     mix: v.mix === undefined ? null : parseMix(v.mix),
+    init: v.init === undefined ? null : resolve(v.init),
+    copyShare: num('copy-share', 0, 0, false),
   };
+  if (a.copyShare > 1) throw new Error(`--copy-share ${a.copyShare} must be in [0, 1]`);
   if (a.recallShare > 1) throw new Error(`--recall-share ${a.recallShare} must be in [0, 1]`);
   if (!PRESETS[a.preset]) throw new Error(`unknown preset ${a.preset}; use ${Object.keys(PRESETS).join(', ')}`);
   return a;

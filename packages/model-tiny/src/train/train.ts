@@ -7,11 +7,13 @@ import { createRng, type Rng } from '@kvfold/core';
 import { pick } from '../data/random.js';
 import { MIX_TASKS, mixedTrainingRow } from '../data/mix.js';
 import { ANSWER_WEIGHT, trainingRow } from '../data/training.js';
+import { copyTrainingRow } from '../data/copy.js';
 import { encodeSafetensors } from '@kvfold/runtime';
 import { PRESETS, TRAIN_USAGE, trainArgs, type Args } from './args.js';
 import { mixAccuracy, passkeyAccuracy, recallAccuracy } from './eval.js';
 import { forward, fromVariables, initParams, toVariables, weightedLoss, type Params } from './model.js';
 import { readTensors, type NamedTensor } from './tensors.js';
+import { loadInitWeights } from './init.js';
 
 /** Length curriculum: short rows first, then mixes that include 2048 so RoPE sees long distances. */
 export function lengthFor(step: number, total: number, rng: Rng): number {
@@ -81,14 +83,15 @@ async function main(): Promise<void> {
     }
     log(`resumed from ${ckptPath} at step ${st.step} (tokens ${st.tokensSeen}, last loss ${st.lastLoss.toFixed(4)}) args=${JSON.stringify({ ...a, stopAfter: String(a.stopAfter) })}`);
   } else {
-    params = toVariables(initParams(cfg, a.seed));
+    // A fine-tune starts from given weights with a fresh optimiser (its moments would belong to another run).
+    params = toVariables(a.init ? await loadInitWeights(a.init, cfg, a.preset) : initParams(cfg, a.seed));
     for (const [name, p] of params) {
       m.set(name, tf.variable(tf.zerosLike(p), false));
       v.set(name, tf.variable(tf.zerosLike(p), false));
     }
     st = { step: 0, tokensSeen: 0, lastLoss: NaN, config: cfg };
     const nParams = [...params.values()].reduce((s, p) => s + p.size, 0);
-    log(`new run preset=${a.preset} params=${nParams} config=${JSON.stringify(cfg)} args=${JSON.stringify({ ...a, stopAfter: String(a.stopAfter) })}`);
+    log(`new run preset=${a.preset} params=${nParams}${a.init ? ` init=${a.init}` : ''} config=${JSON.stringify(cfg)} args=${JSON.stringify({ ...a, stopAfter: String(a.stopAfter) })}`);
   }
   // Each step's data comes from its own stream of core's RNG (seed, step), so a resumed run draws exactly
   // what an uninterrupted one would, with no generator state in the checkpoint.
@@ -144,7 +147,7 @@ async function main(): Promise<void> {
     const rng = data.fork(st.step);
     const L = a.length > 0 ? a.length : a.lengths.length > 0 ? pick(rng, a.lengths) : lengthFor(st.step, a.steps, rng);
     const B = Math.max(1, Math.round(a.tokens / L));
-    const rows = Array.from({ length: B }, () => (a.mix ? mixedTrainingRow(rng, L, a.mix) : trainingRow(rng, L, a.recallShare)));
+    const rows = Array.from({ length: B }, () => (a.copyShare > 0 && rng.next() < a.copyShare ? copyTrainingRow(rng, L) : a.mix ? mixedTrainingRow(rng, L, a.mix) : trainingRow(rng, L, a.recallShare)));
     const inp = new Int32Array(B * L);
     const tgt = new Int32Array(B * L);
     const wts = new Float32Array(B * L);
