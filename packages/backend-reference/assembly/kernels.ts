@@ -101,39 +101,55 @@ export function adjacentCosine(k: usize, out: usize, H: i32, L: i32, D: i32): vo
       n0 += x * x;
     }
     let i = 0;
-    // Two neighbour pairs (a, b) and (b, c) at a time: four independent accumulator chains.
-    for (; i + 1 < M; i += 2) {
+    // Four neighbour pairs (a, b), (b, c), (c, d), (d, e) at a time: eight independent accumulator chains
+    // (each sum is a chain of D / 2 float64 adds in the oracle's order, so its latency is what limits).
+    for (; i + 3 < M; i += 4) {
       const a = base + <usize>i * row;
       const b = a + row;
       const c = b + row;
-      let dotA = f64x2.splat(0);
-      let sqA = f64x2.splat(0);
-      let dotB = f64x2.splat(0);
-      let sqB = f64x2.splat(0);
+      const e4 = c + row;
+      const g = e4 + row;
+      let dotA = f64x2.splat(0), sqA = f64x2.splat(0), dotB = f64x2.splat(0), sqB = f64x2.splat(0);
+      let dotC = f64x2.splat(0), sqC = f64x2.splat(0), dotD = f64x2.splat(0), sqD = f64x2.splat(0);
       for (let d = 0; d < D4; d += 4) {
         const off = <usize>d << 2;
         const va = v128.load(a + off);
         const vb = v128.load(b + off);
         const vc = v128.load(c + off);
+        const vd = v128.load(e4 + off);
+        const ve = v128.load(g + off);
         const al = lo(va), ah = hi(va), bl = lo(vb), bh = hi(vb), cl = lo(vc), ch = hi(vc);
+        const dl = lo(vd), dh = hi(vd), el = lo(ve), eh = hi(ve);
         dotA = f64x2.add(f64x2.add(dotA, f64x2.mul(al, bl)), f64x2.mul(ah, bh));
         sqA = f64x2.add(f64x2.add(sqA, f64x2.mul(bl, bl)), f64x2.mul(bh, bh));
         dotB = f64x2.add(f64x2.add(dotB, f64x2.mul(bl, cl)), f64x2.mul(bh, ch));
         sqB = f64x2.add(f64x2.add(sqB, f64x2.mul(cl, cl)), f64x2.mul(ch, ch));
+        dotC = f64x2.add(f64x2.add(dotC, f64x2.mul(cl, dl)), f64x2.mul(ch, dh));
+        sqC = f64x2.add(f64x2.add(sqC, f64x2.mul(dl, dl)), f64x2.mul(dh, dh));
+        dotD = f64x2.add(f64x2.add(dotD, f64x2.mul(dl, el)), f64x2.mul(dh, eh));
+        sqD = f64x2.add(f64x2.add(sqD, f64x2.mul(el, el)), f64x2.mul(eh, eh));
       }
       if (D4 < D) {
         dotA = tailDot(dotA, a, b, D4, D);
         sqA = tailDot(sqA, b, b, D4, D);
         dotB = tailDot(dotB, b, c, D4, D);
         sqB = tailDot(sqB, c, c, D4, D);
+        dotC = tailDot(dotC, c, e4, D4, D);
+        sqC = tailDot(sqC, e4, e4, D4, D);
+        dotD = tailDot(dotD, e4, g, D4, D);
+        sqD = tailDot(sqD, g, g, D4, D);
       }
       const n1 = sum2(sqA);
-      store<f32>(o + (<usize>i << 2), cosine(dotA, n0, n1));
       const n2 = sum2(sqB);
+      const n3 = sum2(sqC);
+      const n4 = sum2(sqD);
+      store<f32>(o + (<usize>i << 2), cosine(dotA, n0, n1));
       store<f32>(o + (<usize>(i + 1) << 2), cosine(dotB, n1, n2));
-      n0 = n2;
+      store<f32>(o + (<usize>(i + 2) << 2), cosine(dotC, n2, n3));
+      store<f32>(o + (<usize>(i + 3) << 2), cosine(dotD, n3, n4));
+      n0 = n4;
     }
-    if (i < M) {
+    for (; i < M; i++) {
       const a = base + <usize>i * row;
       const b = a + row;
       let dot = f64x2.splat(0);
@@ -150,7 +166,9 @@ export function adjacentCosine(k: usize, out: usize, H: i32, L: i32, D: i32): vo
         dot = tailDot(dot, a, b, D4, D);
         sq = tailDot(sq, b, b, D4, D);
       }
-      store<f32>(o + (<usize>i << 2), cosine(dot, n0, sum2(sq)));
+      const n1 = sum2(sq);
+      store<f32>(o + (<usize>i << 2), cosine(dot, n0, n1));
+      n0 = n1;
     }
   }
 }
@@ -271,6 +289,37 @@ function mergeRun(lk: usize, lv: usize, lc: usize, seg: usize, rowBase: usize, o
     m++;
   }
   let q = 0;
+  for (; q + 3 < m; q += 4) {
+    const x = lk + <usize>load<i32>(rows + (<usize>q << 2)) * row;
+    const y = lk + <usize>load<i32>(rows + (<usize>(q + 1) << 2)) * row;
+    const z = lk + <usize>load<i32>(rows + (<usize>(q + 2) << 2)) * row;
+    const u = lk + <usize>load<i32>(rows + (<usize>(q + 3) << 2)) * row;
+    let a = f64x2.splat(0), b = f64x2.splat(0), c = f64x2.splat(0), e = f64x2.splat(0);
+    for (let d = 0; d < D4; d += 4) {
+      const off = <usize>d << 2;
+      const vp = v128.load(pk + off);
+      const pl = lo(vp), ph = hi(vp);
+      const vx = v128.load(x + off), vy = v128.load(y + off), vz = v128.load(z + off), vu = v128.load(u + off);
+      const xl = f64x2.sub(pl, lo(vx)), xh = f64x2.sub(ph, hi(vx));
+      const yl = f64x2.sub(pl, lo(vy)), yh = f64x2.sub(ph, hi(vy));
+      const zl = f64x2.sub(pl, lo(vz)), zh = f64x2.sub(ph, hi(vz));
+      const ul = f64x2.sub(pl, lo(vu)), uh = f64x2.sub(ph, hi(vu));
+      a = f64x2.add(f64x2.add(a, f64x2.mul(xl, xl)), f64x2.mul(xh, xh));
+      b = f64x2.add(f64x2.add(b, f64x2.mul(yl, yl)), f64x2.mul(yh, yh));
+      c = f64x2.add(f64x2.add(c, f64x2.mul(zl, zl)), f64x2.mul(zh, zh));
+      e = f64x2.add(f64x2.add(e, f64x2.mul(ul, ul)), f64x2.mul(uh, uh));
+    }
+    if (D4 < D) {
+      a = tailDist(a, pk, x, D4, D);
+      b = tailDist(b, pk, y, D4, D);
+      c = tailDist(c, pk, z, D4, D);
+      e = tailDist(e, pk, u, D4, D);
+    }
+    store<f64>(weights + (<usize>q << 3), sum2(a));
+    store<f64>(weights + (<usize>(q + 1) << 3), sum2(b));
+    store<f64>(weights + (<usize>(q + 2) << 3), sum2(c));
+    store<f64>(weights + (<usize>(q + 3) << 3), sum2(e));
+  }
   for (; q + 1 < m; q += 2) {
     const x = lk + <usize>load<i32>(rows + (<usize>q << 2)) * row;
     const y = lk + <usize>load<i32>(rows + (<usize>(q + 1) << 2)) * row;
@@ -526,4 +575,61 @@ export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, 
       }
     }
   }
+}
+
+/**
+ * Whether a mergeSegments plan passes every content check of core's checkPlan (1) or not (0; core's host
+ * check then names the problem): ids -1 or non-decreasing from 0 without gaps and below M, every head's
+ * last id M - 1, each pivot a member of its run, sigma > 0, and in `count` mode every member count >= 1.
+ */
+export function screenSegments(seg: usize, piv: usize, sig: usize, counts: usize, H: i32, L: i32, M: i32, byCount: bool): i32 {
+  for (let h = 0; h < H; h++) {
+    let prev = -1;
+    const base = <usize>h * <usize>L;
+    for (let i = 0; i < L; i++) {
+      const s = load<i32>(seg + ((base + <usize>i) << 2));
+      if (s === -1) continue;
+      if (s !== prev) {
+        if (s !== prev + 1 || s >= M) return 0;
+        prev = s;
+      }
+      if (byCount && load<i32>(counts + ((base + <usize>i) << 2)) < 1) return 0;
+    }
+    if (prev !== M - 1) return 0;
+    for (let o = 0; o < M; o++) {
+      const at = (<usize>h * <usize>M + <usize>o) << 2;
+      const p = load<i32>(piv + at);
+      if (p < 0 || p >= L || load<i32>(seg + ((base + <usize>p) << 2)) !== o) return 0;
+      if (!(load<f32>(sig + at) > 0)) return 0;
+    }
+  }
+  return 1;
+}
+
+/**
+ * Whether a mergeIntoNeighbours plan passes every content check of core's checkPlan (1) or not (0): keep
+ * strictly ascending within [0, L), sources within [0, L), counts >= 0, each window with count > 0 inside
+ * keep, gates finite.
+ */
+export function screenNeighbours(keep: usize, source: usize, tStart: usize, tCount: usize, gate: usize, H: i32, L: i32, K: i32, S: i32): i32 {
+  for (let h = 0; h < H; h++) {
+    let prev = -1;
+    for (let j = 0; j < K; j++) {
+      const x = load<i32>(keep + ((<usize>h * <usize>K + <usize>j) << 2));
+      if (x < 0 || x >= L || x <= prev) return 0;
+      prev = x;
+    }
+  }
+  const ns = <usize>H * <usize>S;
+  for (let i: usize = 0; i < ns; i++) {
+    const src = load<i32>(source + (i << 2));
+    if (src < 0 || src >= L) return 0;
+    const c = load<i32>(tCount + (i << 2));
+    const st = load<i32>(tStart + (i << 2));
+    if (c < 0) return 0;
+    if (c > 0 && (st < 0 || <i64>st + <i64>c > <i64>K)) return 0;
+    const g = load<f32>(gate + (i << 2));
+    if (!(g - g === 0)) return 0;
+  }
+  return 1;
 }

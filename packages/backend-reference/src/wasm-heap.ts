@@ -11,6 +11,10 @@ export interface WasmKernelExports {
   mergeSegments(...args: number[]): void;
   /** core's mergeIntoNeighbours: layer, plan, sizes, output layer, scratch (see `assembly/kernels.ts`). */
   mergeIntoNeighbours(...args: number[]): void;
+  /** 1 when a mergeSegments plan passes core's content checks, else 0: seg, piv, sig, counts, H, L, M, byCount. */
+  screenSegments(...args: number[]): number;
+  /** 1 when a mergeIntoNeighbours plan passes core's content checks, else 0: keep, source, targetStart, targetCount, gate, H, L, K, S. */
+  screenNeighbours(...args: number[]): number;
 }
 
 /** The part of the WebAssembly JS API used here (this project's TypeScript libs declare none of it). */

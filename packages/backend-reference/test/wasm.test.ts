@@ -159,6 +159,52 @@ describe('reference backend: wasm kernels', () => {
     );
   });
 
+  it('plans with one corrupted entry are refused with the same error as on the TypeScript reference (the wasm screens)', () => {
+    /** The error message a call throws, or the bytes it returns. */
+    const seen = { refused: 0, accepted: 0 };
+    const outcome = (f: () => LayerCache<HostTensor>): unknown => {
+      try {
+        const out = bits(f());
+        seen.accepted++;
+        return out;
+      } catch (e) {
+        seen.refused++;
+        return (e as Error).message;
+      }
+    };
+    const bad = [-3, -1, 0, 1, 2, 1000, Number.NaN, Number.POSITIVE_INFINITY, -0.5];
+    fc.assert(
+      fc.property(shape, fc.nat(), fc.nat(), fc.constantFrom(...bad), fc.boolean(), (s, field, at, value, byCount) => {
+        const [w, j] = layers(s);
+        const seg = segmentPlan(s, byCount ? 'count' : 'none');
+        const fields = [seg.segment, seg.pivot, seg.sigma];
+        const t = fields[field % 3]!;
+        const data = Float64Array.from(t.data);
+        data[at % data.length] = value;
+        fields[field % 3] = t.dtype === 'int32' ? i32([...t.shape], Array.from(data, (x) => (Number.isFinite(x) ? Math.trunc(x) : -7))) : f32([...t.shape], data);
+        const plan = { segment: fields[0]!, pivot: fields[1]!, sigma: fields[2]!, valueScale: seg.valueScale };
+        const onWasm = { ...plan, segment: wasmKernels.fromHost(plan.segment), pivot: wasmKernels.fromHost(plan.pivot), sigma: wasmKernels.fromHost(plan.sigma) };
+        expect(outcome(() => wasmKernels.mergeSegments(w, onWasm))).toEqual(outcome(() => jsKernels.mergeSegments(j, plan)));
+
+        const cam = neighbourPlan(s) as Record<string, HostTensor>;
+        const key = ['keep', 'source', 'targetStart', 'targetCount', 'gate'][field % 5]!;
+        const c = cam[key]!;
+        if (c.data.length > 0) {
+          const cd = Float64Array.from(c.data);
+          cd[at % cd.length] = value;
+          cam[key] = c.dtype === 'int32' ? i32([...c.shape], Array.from(cd, (x) => (Number.isFinite(x) ? Math.trunc(x) : -7))) : f32([...c.shape], cd);
+        }
+        const camPlan = cam as unknown as ReturnType<typeof neighbourPlan>;
+        const camWasm = Object.fromEntries(Object.entries(camPlan).map(([name, x]) => [name, wasmKernels.fromHost(x)])) as typeof camPlan;
+        expect(outcome(() => wasmKernels.mergeIntoNeighbours(w, camWasm))).toEqual(outcome(() => jsKernels.mergeIntoNeighbours(j, camPlan)));
+      }),
+      { numRuns: 200 },
+    );
+    // Both kinds of outcome occur (each call counted once per backend).
+    expect(seen.refused).toBeGreaterThan(100);
+    expect(seen.accepted).toBeGreaterThan(100);
+  });
+
   it('non-finite keys give the same NaN and infinity results as the reference', () => {
     const host = randomLayer(2, 9, 6, 3);
     host.keys.data[7] = Number.NaN;

@@ -5,6 +5,14 @@ import { arraysOf, pointers, runLayerKernel } from './layer.js';
 /** mergeIntoNeighbours (CaM) in wasm SIMD, bit-identical to core's reference (which runs when an array is not in the heap). */
 export function wasmMergeIntoNeighbours(pool: WasmPool): KernelImplementation<MergeIntoNeighboursCall<HostTensor>, LayerCache<HostTensor>> {
   return {
+    // The plan's content checks in wasm, as in mergeSegments.
+    screen(call) {
+      const { plan } = call;
+      const p = pointers(pool.heap, [plan.keep, plan.source, plan.targetStart, plan.targetCount, plan.gate].map((t) => t.data as Int32Array | Float32Array));
+      if (p) return { valid: pool.heap.kernels.screenNeighbours(...p, call.dims.heads, call.dims.length, call.kept, call.sources) === 1 };
+      mergeIntoNeighboursKernel.contents!(call, (t) => t as HostTensor);
+      return { valid: true };
+    },
     run(call) {
       const { heads: H, length: L, headDim: D } = call.dims;
       const { kept: K, sources: S, plan } = call;

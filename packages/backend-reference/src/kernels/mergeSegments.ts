@@ -5,6 +5,15 @@ import { arraysOf, pointers, runLayerKernel } from './layer.js';
 /** mergeSegments (KVMerger) in wasm SIMD, bit-identical to core's reference (which runs when an array is not in the heap). */
 export function wasmMergeSegments(pool: WasmPool): KernelImplementation<MergeSegmentsCall<HostTensor>, LayerCache<HostTensor>> {
   return {
+    // The plan's content checks in wasm: core's TypeScript check costs about as much as the merge itself.
+    // Arrays outside the heap get core's check here (the reference backend reads its tensors in place).
+    screen(call) {
+      const { segment, pivot, sigma } = call.plan;
+      const p = pointers(pool.heap, [segment.data as Int32Array, pivot.data as Int32Array, sigma.data as Float32Array, call.layer.counts.data as Int32Array]);
+      if (p) return { valid: pool.heap.kernels.screenSegments(...p, call.dims.heads, call.dims.length, call.outLength, call.byCount ? 1 : 0) === 1 };
+      mergeSegmentsKernel.contents!(call, (t) => t as HostTensor);
+      return { valid: true };
+    },
     run(call) {
       const { heads: H, length: L, headDim: D } = call.dims;
       const M = call.outLength;
