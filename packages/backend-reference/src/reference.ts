@@ -28,7 +28,8 @@ export interface ReferenceBackendOptions {
   /**
    * Most bytes of disposed tensors kept for reuse by later kernel outputs and uploads (default 1 GiB;
    * 0 turns reuse off). Writing into memory touched before runs several times faster than into fresh
-   * memory; see {@link BufferPool}.
+   * memory; see {@link BufferPool}. In wasm mode (the default) freed blocks always stay in the wasm heap
+   * for reuse (wasm memory cannot shrink), so there only 0 changes anything: it selects the js mode.
    */
   readonly poolBytes?: number;
   /**
@@ -151,7 +152,7 @@ export const referenceBackend: BackendDefinition<ReferenceBackendOptions> = defi
         minimum: 0,
         maximum: 2 ** 40,
         default: DEFAULT_POOL_BYTES,
-        description: 'Most bytes of disposed tensors kept for reuse by later outputs (0 turns reuse off, and with it the wasm kernels); writing into reused memory avoids the page faults of fresh memory.',
+        description: 'Most bytes of disposed tensors kept for reuse by later outputs in js mode (0 turns reuse off, and with it the wasm kernels; the wasm heap always reuses freed memory); writing into reused memory avoids the page faults of fresh memory.',
       },
       kernels: {
         type: 'string',
