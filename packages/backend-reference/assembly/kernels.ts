@@ -173,8 +173,30 @@ export function adjacentCosine(k: usize, out: usize, H: i32, L: i32, D: i32): vo
   }
 }
 
+/** Copy one row of `bytes` (a multiple of 4) from `src` to `dst` (rows of one layer never overlap). */
+// @ts-ignore: decorator
+@inline function copyRow(dst: usize, src: usize, bytes: usize): void {
+  const b32 = bytes & ~31;
+  let o: usize = 0;
+  for (; o < b32; o += 32) {
+    v128.store(dst + o, v128.load(src + o));
+    v128.store(dst + o, v128.load(src + o, 16), 16);
+  }
+  for (; o < bytes; o += 4) store<i32>(dst + o, load<i32>(src + o));
+}
+
 /** Copy `n` consecutive slot rows of every field (core's copySlots). Rows are slot indices `h * length + slot`. */
 function copySlots(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, src: usize, ok: usize, ov: usize, op: usize, oc: usize, os: usize, dst: usize, n: usize, row: usize): void {
+  if (n === 1) {
+    // One slot (H2O's scattered heavy hitters): an inline vector copy of the two rows and plain moves of
+    // the three scalars cost less than five bulk-copy calls.
+    copyRow(ok + dst * row, lk + src * row, row);
+    copyRow(ov + dst * row, lv + src * row, row);
+    store<i32>(op + (dst << 2), load<i32>(lp + (src << 2)));
+    store<i32>(oc + (dst << 2), load<i32>(lc + (src << 2)));
+    store<i32>(os + (dst << 2), load<i32>(ls + (src << 2)));
+    return;
+  }
   memory.copy(ok + dst * row, lk + src * row, n * row);
   memory.copy(ov + dst * row, lv + src * row, n * row);
   memory.copy(op + (dst << 2), lp + (src << 2), n << 2);
