@@ -57,7 +57,7 @@ interface Block {
 export class WasmHeap {
   /** The memory every heap array is a view of. */
   private readonly memory: WasmMemory;
-  /** The kernels, instantiated over {@link memory}. */
+  /** The kernels, instantiated over the heap's memory. */
   readonly kernels: WasmKernelExports;
   private readonly buffers = new WeakSet<object>();
   private buffer: SharedArrayBuffer;
@@ -90,7 +90,7 @@ export class WasmHeap {
     return this.memory.buffer.byteLength;
   }
 
-  /** A block of `bytes` (rounded up to {@link ALIGN}), or -1 when the memory cannot grow that far. */
+  /** A block of `bytes` (rounded up to 64), or -1 when the memory cannot grow that far. */
   alloc(bytes: number): number {
     const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
     for (let i = 0; i < this.freeOffset.length; i++) {
@@ -239,8 +239,13 @@ export function wasmUnavailable(): string {
 export class WasmPool implements HostAllocator {
   private stats = { allocatedBytes: 0, reusedBytes: 0, pooledBytes: 0, liveBytes: 0, peakLiveBytes: 0 };
 
+  /** The process's heap this pool's tensors live in. */
+  readonly heap: WasmHeap;
+
   /** A pool over `heap`. */
-  constructor(readonly heap: WasmHeap) {}
+  constructor(heap: WasmHeap) {
+    this.heap = heap;
+  }
 
   /** A float32 array of `n` elements in the heap (an ordinary array when the heap is full); contents unspecified. */
   float32(n: number): Float32Array {
