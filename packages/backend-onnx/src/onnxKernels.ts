@@ -113,6 +113,8 @@ export function onnxKernelBackend(
     toHost: async (tensor) => hostTensor(tensor.type as 'float32' | 'int32', [...tensor.dims], (tensor.data as Float32Array | Int32Array).slice()),
     // CPU tensors: the view is the tensor's own buffer.
     read: (tensor) => ({ dtype: tensor.type, shape: tensor.dims, data: tensor.data }) as ReturnType<KernelBackend<OnnxTensor>['read']>,
+    // Every tensor owns its buffer (uploads copy, outputs get their own), so a decode step may edit a cache in place.
+    writable: true,
     dispose: (tensors) => {
       for (const t of tensors) {
         if (!(t instanceof ort.Tensor) || t.location === 'none') continue;

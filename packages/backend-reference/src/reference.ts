@@ -105,6 +105,8 @@ export function referenceKernelBackend(options: ReferenceBackendOptions = {}): K
     // A copy, so a caller editing the result can never change a tensor the backend (or a policy) still holds.
     toHost: async (tensor) => copyTensor(tensor),
     read: (tensor) => tensor,
+    // Every tensor owns its array (uploads and outputs never alias), so a decode step may edit a cache in place.
+    writable: true,
     dispose: (tensors) => {
       for (const t of tensors) {
         if (typeof t !== 'object' || t === null || disposed.has(t) || t.data === undefined) continue;

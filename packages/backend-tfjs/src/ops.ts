@@ -86,6 +86,36 @@ export function flatIndex(index: tf.Tensor, L: number): tf.Tensor {
   return tf.reshape(tf.add(index, intColumn(offsets, n)), [H * n]);
 }
 
+/**
+ * `[H, n]` int32 → `[H, n, 2]` gatherND indices `(h, index[h, j])`: with them one `gatherND` takes the rows
+ * of a `[H, L, ...rest]` tensor straight into `[H, n, ...rest]`, with no reshaped view of the input or of
+ * the output (tfjs counts every view's bytes in `tf.memory()` as if it were a new buffer). With `firstHead`,
+ * row `h` of `index` belongs to head `firstHead + h` (a block of heads).
+ */
+export function headRowIndex(index: tf.Tensor, firstHead = 0): tf.Tensor {
+  const [H, n] = index.shape as [number, number];
+  // floor(i / n) in float32 is exact with margin while H * n < 2^22.
+  if (H * n >= 1 << 22 || firstHead + H >= 1 << 22) return tf.stack([tf.tile(tf.reshape(tf.range(firstHead, firstHead + H, 1, 'int32'), [H, 1]), [1, n]), index], 2);
+  const head = tf.add(tf.floor(tf.div(tf.range(0, H * n, 1, 'float32'), tf.scalar(n))), tf.scalar(firstHead));
+  return indexPairs(head, tf.cast(index, 'float32'), [H, n]);
+}
+
+/**
+ * Two float32 tensors of whole numbers below 2^24 with `size(shape)` elements → int32 `[...shape, 2]`
+ * gatherND indices `(a, b)`. Two outer products with `[1, 0]` and `[0, 1]` build them: stacking along a
+ * last axis of 2 costs 25-40 ms at 64 K pairs on wasm (copied element by element), this about 1 ms.
+ */
+export function indexPairs(a: tf.Tensor, b: tf.Tensor, shape: readonly number[]): tf.Tensor {
+  const R = a.size;
+  const pairs = tf.add(tf.matMul(tf.reshape(a, [R, 1]), tf.tensor2d([[1, 0]])), tf.matMul(tf.reshape(b, [R, 1]), tf.tensor2d([[0, 1]])));
+  return tf.reshape(tf.cast(pairs, 'int32'), [...shape, 2]);
+}
+
+/** True on engines whose `gatherND` copies whole rows fast (wasm, tensorflow); cpu's computes an index per element. */
+export function rowGatherFast(): boolean {
+  return tf.getBackend() !== 'cpu';
+}
+
 /** `x [N, ...]` shifted down by one row along axis 0, with `fill` in row 0 (`y[0] = fill`, `y[i] = x[i - 1]`). */
 export function shiftDown(x: tf.Tensor, fill: number): tf.Tensor {
   const N = x.shape[0]!;
@@ -97,7 +127,9 @@ export function shiftDown(x: tf.Tensor, fill: number): tf.Tensor {
 
 /** Bool `[H * L]`: true at the first slot of each head (flat index a multiple of `L`). */
 export function headStarts(H: number, L: number): tf.Tensor {
-  return tf.equal(tf.mod(tf.range(0, H * L, 1, 'int32'), tf.scalar(L, 'int32')), tf.scalar(0, 'int32'));
+  // float32 while exact: wasm's int32 ops with a scalar run element by element (13 ms at 128 K slots).
+  const t = H * L < FLOAT_EXACT ? 'float32' : 'int32';
+  return tf.equal(tf.mod(tf.range(0, H * L, 1, t), tf.scalar(L, t)), tf.scalar(0, t));
 }
 
 /**

@@ -188,6 +188,27 @@ for (const engine of ENGINES) {
       );
     });
 
+    // wasm's scan and the cumsum would spread an infinity or NaN past its window (and 0 x infinity is NaN):
+    // with one such value anywhere in the layer the result must still be the reference's.
+    it('mergeIntoNeighbours with an infinite or NaN value', async () => {
+      const k = await kernelsFor(engine);
+      await fc.assert(
+        fc.asyncProperty(neighbourCases[0]!.cases.filter((c) => c.K > 0 && c.K < c.L), fc.constantFrom(NaN, Infinity, -Infinity), fc.nat(), async ({ H, L, D, seed, K, window }, special, at) => {
+          const r = rng(seed);
+          const base = randomLayer(H, L, D, r);
+          const p = randomNeighbourPlan(H, L, K, window, r);
+          // In a source's value when there is one (where spreading it matters), else anywhere.
+          const sources = p.source.data.length;
+          const i = sources > 0 ? at % sources : 0;
+          const slot = sources > 0 ? Math.floor(i / (sources / H)) * L + p.source.data[i]! : at % (H * L);
+          (base.values.data as Float32Array)[slot * D + (at % D)] = special;
+          const merge: LayerOp = (kk, l, [keep, source, targetStart, targetCount, gate]) => kk.mergeIntoNeighbours(l, { keep: keep!, source: source!, targetStart: targetStart!, targetCount: targetCount!, gate: gate! });
+          await expectLayerOpMatch(k, base, [p.keep, p.source, p.targetStart, p.targetCount, p.gate], merge, `mergeIntoNeighbours, a ${special} value`);
+        }),
+        { numRuns: 60 },
+      );
+    });
+
     it('observe (GQA groups, causal positions, reductions, proportional, custom scale)', async () => {
       const k = await kernelsFor(engine);
       await fc.assert(

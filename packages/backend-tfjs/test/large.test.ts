@@ -43,3 +43,32 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+// The wasm engine does adjacentCosine and mergeSegments in blocks of whole heads (about 4 M elements),
+// and skips the per-key scaling of adjacentCosine when every key's norm is safe. One head here is above
+// the block size, so both kernels run three blocks; and keys of norm 0, 1e-30 and 1e25 take the scaled
+// program, whose result must not change either.
+describe('tfjs wasm: head blocks and the unscaled cosine equal the reference', () => {
+  it('3 kv heads x 1,100 slots x 4,096 dims: one head per block', async () => {
+    await checkAllKernels(await kernelsFor('wasm'), 3, 1100, 4096);
+  });
+
+  for (const [what, factor] of [
+    ['a zero key', 0],
+    ['a key of norm about 1e-30', 1e-30],
+    ['a key of norm about 1e25', 1e25],
+  ] as const) {
+    it(`adjacentCosine with ${what} among ordinary ones`, async () => {
+      const k = await kernelsFor('wasm');
+      const [H, L, D] = [4, 300, 64];
+      const keys = randomF32([H, L, D], rng(11));
+      // One key in the second head, scaled (a zero key's cosines are 0 by definition).
+      const row = (1 * L + 17) * D;
+      for (let d = 0; d < D; d++) keys.data[row + d] = keys.data[row + d]! * factor;
+      const t = k.fromHost(keys);
+      const got = k.adjacentCosine(t);
+      expectClose(await k.toHost(got), ref.adjacentCosine(keys), `adjacentCosine, ${what}`);
+      k.dispose(t, got);
+    });
+  }
+});

@@ -6,6 +6,7 @@ import { layerToHost, type HostLayer } from './host.js';
 import { cacheShape, disposeLayer, type GroupReduction, type KVKernels, type LayerCache } from './kernels.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { KVCachePolicy, Observation, ObservationNeed } from './policy.js';
+import { appendInPlace, compactLayer, liveLength } from './scoring/in-place.js';
 import { hostTensor } from './tensor.js';
 
 /**
@@ -74,6 +75,16 @@ export interface CacheManagerOptions<T = unknown> {
    * the backend's `observe` kernel from the queries the model passes; `kernel` always uses `observe`.
    */
   readonly observation?: 'model' | 'kernel';
+  /**
+   * Let decode steps edit the caches in place on a writable backend (`KVKernels.hostView`: reference, onnx):
+   * a policy that supports it (H2O, CaM with decode `evict`) drops one slot per head by moving the newest
+   * row over it, and the next one-token {@link CacheManager.append} writes into the spare row it leaves, so
+   * no token copies the cache (see `evictInPlace`). Readers get caches in position order from
+   * {@link CacheManager.snapshot}; {@link CacheManager.layer} returns the cache as it is. Turned off for good
+   * by the first {@link CacheManager.replace} (a model that builds its caches itself would attend a spare
+   * row). Default true; no effect on backends without `hostView` (tfjs).
+   */
+  readonly inPlace?: boolean;
 }
 
 /** Bytes of one slot: float32 key and value vectors plus int32 position, int32 count and float32 score. */
@@ -123,6 +134,7 @@ export class CacheManager<T = unknown> implements AttentionHooks<T> {
   private peak = 0;
   private disposed = false;
   private readonly checkResults: boolean;
+  private inPlace: boolean;
 
   /** Create an empty cache for `layers` layers. */
   constructor(options: CacheManagerOptions<T>) {
@@ -143,6 +155,7 @@ export class CacheManager<T = unknown> implements AttentionHooks<T> {
     };
     this.groupReduction = options.groupReduction ?? 'mean';
     this.proportional = options.proportional ?? false;
+    this.inPlace = (options.inPlace ?? true) && options.kernels.hostView !== undefined;
     this.caches = Array.from({ length: options.layers }, () => undefined);
     this.pending = Array.from({ length: options.layers }, () => undefined);
   }
@@ -199,12 +212,19 @@ export class CacheManager<T = unknown> implements AttentionHooks<T> {
         counts: k.fromHost(hostTensor('int32', [h, n], new Int32Array(h * n).fill(1))),
         scores: k.fromHost(hostTensor('float32', [h, n])),
       };
+    } else if (this.inPlace && appendInPlace(k, old, keys, values, pos)) {
+      // The token went into the spare row an in-place step left: no copy of the cache.
+      k.dispose(keys, values);
+      next = old;
     } else {
+      // A cache edited in place goes back in position order before a functional append.
+      const base = this.inPlace ? compactLayer(k, old) : old;
       const posT = k.fromHost(hostTensor('int32', [h, n], pos));
       try {
-        next = k.append(old, keys, values, posT);
+        next = k.append(base, keys, values, posT);
       } finally {
         k.dispose(posT);
+        if (base !== old) disposeLayer(k, base);
       }
       disposeLayer(k, old, next);
       const held = new Set([next.keys, next.values]);
@@ -224,6 +244,7 @@ export class CacheManager<T = unknown> implements AttentionHooks<T> {
    */
   replace(layer: number, next: LayerCache<T>): void {
     this.check(layer);
+    this.inPlace = false;
     const old = this.caches[layer];
     if (old) disposeLayer(this.kernels, old, next);
     this.install(layer, next);
@@ -273,6 +294,7 @@ export class CacheManager<T = unknown> implements AttentionHooks<T> {
           newTokens,
           seed: this.options.seed ?? 0,
           logger: this.logger,
+          inPlace: this.inPlace,
         });
         const observed = this.observation(li, layer);
         const next = step === 0 ? await this.policy.prefill(layer, observed, ctx) : await this.policy.step(layer, observed, ctx);
@@ -305,15 +327,15 @@ export class CacheManager<T = unknown> implements AttentionHooks<T> {
     return this.caches[index];
   }
 
-  /** Slots per layer (0 for a layer not yet filled). */
+  /** Slots per layer (0 for a layer not yet filled); a spare row left by an in-place step is not a slot. */
   lengths(): number[] {
-    return this.caches.map((c) => (c ? cacheShape(this.kernels, c).length : 0));
+    return this.caches.map((c) => (c ? liveLength(this.kernels, c) : 0));
   }
 
-  /** Bytes the caches hold now (keys, values, positions, counts, scores). */
+  /** Bytes the caches hold now (keys, values, positions, counts, scores; a spare row included). */
   bytes(): number {
     const per = slotBytes(this.options.headDim) * this.options.kvHeads;
-    return this.lengths().reduce((s, n) => s + n * per, 0);
+    return this.caches.reduce((s, c) => s + (c ? cacheShape(this.kernels, c).length : 0) * per, 0);
   }
 
   /** Largest {@link bytes} seen so far (measured after every append and every compression). */
@@ -321,12 +343,17 @@ export class CacheManager<T = unknown> implements AttentionHooks<T> {
     return this.peak;
   }
 
-  /** Copy every layer's cache to host memory (for tests and inspection). */
+  /** Copy every layer's cache to host memory (for tests and inspection), its slots in position order. */
   async snapshot(): Promise<HostLayer[]> {
     return Promise.all(
-      this.caches.map((c, i) => {
+      this.caches.map(async (c, i) => {
         if (!c) throw new ModelError(`layer ${i} has no cache yet`, { layer: i });
-        return layerToHost(this.kernels, c);
+        const ordered = compactLayer(this.kernels, c);
+        try {
+          return await layerToHost(this.kernels, ordered);
+        } finally {
+          if (ordered !== c) disposeLayer(this.kernels, ordered);
+        }
       }),
     );
   }

@@ -23,6 +23,8 @@ export interface ContextInit<T> {
   readonly seed?: number;
   /** Logger; default silent. */
   readonly logger?: Logger;
+  /** See {@link PolicyContext.inPlace}; default false. */
+  readonly inPlace?: boolean;
 }
 
 /** Build the {@link PolicyContext} for one policy call. */
@@ -39,5 +41,6 @@ export function createContext<T>(init: ContextInit<T>): PolicyContext<T> {
     newTokens: init.newTokens ?? (step === 0 ? init.promptLength : 1),
     rng: createRng(init.seed ?? 0).fork(layerIndex).fork(step),
     logger: init.logger ?? silentLogger,
+    ...(init.inPlace ? { inPlace: true } : {}),
   };
 }

@@ -1,6 +1,7 @@
 import { DTypeError, EmptyCacheError, MissingObservationError, NonFiniteError, ShapeError, BudgetError, ValueRangeError } from './errors.js';
 import type { KVKernels, LayerCache } from './kernels.js';
 import type { KVCachePolicy, Observation, PolicyContext } from './policy.js';
+import { SPARE_POSITION } from './scoring/in-place.js';
 
 /**
  * Exclusive magnitude limit of every float a guarded policy receives (2^64, about 1.8e19). Below it, every
@@ -81,21 +82,26 @@ async function checkValues<T>(kernels: KVKernels<T>, tensor: T, field: string, w
 
 /**
  * Positions strictly increase along each head, counts are at least 1, and the counts of a head sum to at
- * most int32's maximum (the largest count any merge of them can produce).
+ * most int32's maximum (the largest count any merge of them can produce). With `inPlace` (a cache a decode
+ * step edited in place), positions are distinct in any order and a spare last row is allowed.
  * @throws ShapeError naming the head and slot.
  */
-async function checkSlots<T>(kernels: KVKernels<T>, layer: LayerCache<T>, h: number, n: number, where: string): Promise<void> {
+async function checkSlots<T>(kernels: KVKernels<T>, layer: LayerCache<T>, h: number, n: number, where: string, inPlace: boolean): Promise<void> {
   const [pos, cnt] = await Promise.all([kernels.toHost(layer.positions), kernels.toHost(layer.counts)]);
   const p = pos.data;
   const c = cnt.data;
+  let unordered = false;
   for (let head = 0; head < h; head++) {
     const base = head * n;
     let total = 0;
     for (let j = 0; j < n; j++) {
       const count = c[base + j]!;
+      if (inPlace && count === 0 && j === n - 1 && p[base + j] === SPARE_POSITION) continue;
       if (count < 1) throw new ShapeError(`${where}: counts[${head}, ${j}] = ${count} must be >= 1 (a slot stands for at least one token)`, { field: 'counts', head, index: j, value: count });
       total += count;
       if (j > 0 && p[base + j]! <= p[base + j - 1]!) {
+        unordered = true;
+        if (inPlace) continue;
         throw new ShapeError(`${where}: positions[${head}, ${j}] = ${p[base + j]} must be greater than positions[${head}, ${j - 1}] = ${p[base + j - 1]} (slots are sorted by position, without repeats)`, {
           field: 'positions',
           head,
@@ -110,6 +116,24 @@ async function checkSlots<T>(kernels: KVKernels<T>, layer: LayerCache<T>, h: num
         total,
         allowed: `sum <= ${INT32_MAX}`,
       });
+    }
+  }
+  // A cache edited in place (ctx.inPlace) need not be in position order, but its positions must be distinct.
+  if (unordered) checkDistinct(p as Int32Array, c as Int32Array, h, n, where);
+}
+
+/**
+ * Positions of each head distinct (spare rows aside), in any order: the check of an in-place cache.
+ * @throws ShapeError naming the head and the repeated position.
+ */
+function checkDistinct(p: Int32Array, c: Int32Array, h: number, n: number, where: string): void {
+  const row = new Int32Array(n);
+  for (let head = 0; head < h; head++) {
+    let m = 0;
+    for (let j = 0; j < n; j++) if (c[head * n + j] !== 0) row[m++] = p[head * n + j]!;
+    const live = row.subarray(0, m).sort();
+    for (let j = 1; j < m; j++) {
+      if (live[j] === live[j - 1]) throw new ShapeError(`${where}: position ${live[j]} appears twice in head ${head} (slots stand for distinct tokens)`, { field: 'positions', head, value: live[j] });
     }
   }
 }
@@ -179,7 +203,7 @@ export function guardPolicy(policy: KVCachePolicy, options: GuardOptions = {}): 
       const t = observed[f];
       if (t !== undefined) await checkValues(k, t, `observed.${f}`, where);
     }
-    await checkSlots(k, layer, h, n, where);
+    await checkSlots(k, layer, h, n, where, ctx.inPlace === true);
     const whole = finite === 'always' || phase === 'prefill';
     await checkKeysValues(k, layer, n, whole ? n : Math.min(fresh, n), where);
   };

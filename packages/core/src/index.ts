@@ -40,3 +40,5 @@ export * from './scoring/parts.js';
 export * from './scoring/scorer-policy.js';
 export * from './scoring/per-layer-budget.js';
 export * from './scoring/chain.js';
+export * from './scoring/in-place.js';
+export * from './scoring/in-place-select.js';

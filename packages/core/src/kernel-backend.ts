@@ -77,6 +77,13 @@ export interface KernelBackend<T = unknown> {
    * a view of the backend's memory: callers only read it.
    */
   read(tensor: T): HostTensor;
+  /**
+   * True when {@link read} returns the tensor's own memory and writes to it are allowed: in-place decode
+   * eviction (`KVKernels.hostView`) then moves single rows instead of copying the cache. Set it only when
+   * no two tensors share memory (the reference backend, the onnx backend's CPU tensors). tfjs tensors are
+   * immutable: it leaves this unset, and its caches stay functional.
+   */
+  readonly writable?: boolean;
   /** Release live or disposed tensors of this backend; disposing twice is harmless. */
   dispose(tensors: readonly T[]): void;
   /**

@@ -159,6 +159,8 @@ export function bindKernels<T>(backend: KernelBackend<T>, options: BindOptions =
     dtypeOf: (tensor) => check.meta(tensor, 'dtypeOf tensor').dtype,
     dispose: (...tensors) => backend.dispose(tensors.filter((t): t is T => t !== undefined)),
     run: <R>(kernel: string, ...args: readonly unknown[]) => run(kernel, args) as R,
+    // Checked like any argument: a disposed or foreign tensor is refused with a typed error.
+    ...(backend.writable ? { hostView: (tensor: T) => (check.meta(tensor, 'hostView tensor'), read(tensor)) } : {}),
     kernels: (): KernelInfo[] =>
       [...defs.keys()].map((name) => ({ name, runs: impls.has(name) ? 'backend' : 'reference' })),
   };

@@ -196,6 +196,14 @@ export interface KVKernels<T = unknown> {
 
   /** Every kernel these kernels can run, and whether the backend implements it or the reference runs through the host. */
   kernels(): readonly KernelInfo[];
+
+  /**
+   * The tensor's own memory, writable, on backends whose tensors live in host memory and may change in
+   * place (reference, onnx on CPU); absent elsewhere (tfjs tensors are immutable). Only the in-place decode
+   * path uses it (see `evictInPlace`), and only on a cache its caller handed over (`PolicyContext.inPlace`):
+   * every kernel above still treats its inputs as immutable.
+   */
+  hostView?(tensor: T): HostTensor;
 }
 
 /** Read the dimensions of a layer cache. */

@@ -9,11 +9,13 @@ import {
   uploadRows,
   type HostTensor,
   type LayerCache,
+  type LayerViews,
   type Observation,
   type PolicyContext,
   type Protection,
 } from '@kvfold/core';
 import { checkKeep, type KeepChooser } from './choosers.js';
+import { mergeEvictedInPlace } from './in-place.js';
 import { planNeighbourMerge } from './plan.js';
 import { camSchema, type CaMOptions } from './schema.js';
 
@@ -55,6 +57,16 @@ export class CaMPolicy extends ScorerPolicy<CaMOptions> {
     const { heads, length } = cacheShape(ctx.kernels, layer);
     const scores = rows(await ctx.kernels.toHost(layer.scores));
     return checkKeep(await this.chooser({ layer, scores, budget: ctx.budget, ctx }), heads, length, ctx.budget);
+  }
+
+  /** In place when the caller allows it, unless a custom chooser replaces the shared selection. */
+  protected override evictsInPlace(): boolean {
+    return this.chooser === undefined;
+  }
+
+  /** The merge `evict()` plans, for the one slot per head an in-place decode step drops. */
+  protected override mergeEvictedInPlace<T>(views: LayerViews, evict: Int32Array, ctx: PolicyContext<T>): void {
+    mergeEvictedInPlace(views, evict, this.options.mergeBudget, this.options.gate, ctx.rng);
   }
 
   /** Merge each evicted value into its kept successors, then drop it. */

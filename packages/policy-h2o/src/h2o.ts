@@ -19,6 +19,11 @@ export class H2OPolicy extends ScorerPolicy<H2OOptions> {
     return accumulateAttention(layer, observed, ctx, this.name);
   }
 
+  /** Scores do not depend on slot order (normalized scores use each slot's position), so a decode step may evict in place. */
+  protected override evictsInPlace(): boolean {
+    return true;
+  }
+
   protected override protect<T>(ctx: PolicyContext<T>): Protection {
     return { recent: resolveShare(this.options.recent, ctx.budget) };
   }
@@ -31,7 +36,7 @@ export class H2OPolicy extends ScorerPolicy<H2OOptions> {
 /**
  * Accumulated attention divided by how many queries could see each slot. Every token processed so far
  * was a query once, so a slot at position `p` was visible to the `newest - p + 1` queries at positions
- * `p..newest`, where `newest` is the position of the head's last slot (the token just appended).
+ * `p..newest`, where `newest` is the head's highest position (the token just appended).
  */
 async function normalizedScores<T>(k: KVKernels<T>, layer: LayerCache<T>): Promise<T> {
   const [scores, positions] = await Promise.all([k.toHost(layer.scores), k.toHost(layer.positions)]);
@@ -40,7 +45,9 @@ async function normalizedScores<T>(k: KVKernels<T>, layer: LayerCache<T>): Promi
   const out = new Float32Array(scores.data.length);
   let o = 0;
   for (let h = 0; h < s.length; h++) {
-    const newest = p[h][p[h].length - 1];
+    // The newest token is the head's last slot; max() also covers a cache in place, not in position order.
+    let newest = -Infinity;
+    for (const x of p[h]) if (x > newest) newest = x;
     for (let j = 0; j < s[h].length; j++) out[o++] = s[h][j] / Math.max(1, newest - p[h][j] + 1);
   }
   return k.fromHost(hostTensor('float32', scores.shape, out));

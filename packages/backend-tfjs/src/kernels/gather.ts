@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { GatherCall, KernelImplementation, LayerCache, ScreenResult } from '@kvfold/core';
-import { flatIndex, headStarts, shiftDown, takeDistinctRows, takeRows } from '../ops.js';
+import { flatIndex, headRowIndex, headStarts, rowGatherFast, shiftDown, takeDistinctRows, takeRows } from '../ops.js';
 
 /**
  * Gather every field of `layer` at int32 `index [kvHeads, k]` (per head; duplicates allowed, order kept).
@@ -38,14 +38,22 @@ export type LayerFields = { keys: tf.Tensor; values: tf.Tensor; positions: tf.Te
 
 /**
  * Gather without validation, for kernels that already checked `index` (in range, `[H, k]`; `distinct`
- * when no head repeats an index, which allows {@link takeDistinctRows}). Heads are
- * flattened into rows (`index + h * length`), so each field is one row take of `[H * length, ...]`
- * (wasm 4.22's `gather` with `batchDims = 1` returns wrong rows for every head after the first). Call inside `tf.tidy`.
+ * when no head repeats an index, which allows {@link takeDistinctRows} on cpu). On wasm and tensorflow each
+ * field is one `gatherND` with `(head, slot)` index pairs ({@link headRowIndex}); on cpu heads are flattened
+ * into rows (`index + h * length`) and each field is one row take of `[H * length, ...]` (wasm 4.22's
+ * `gather` with `batchDims = 1` returns wrong rows for every head after the first). Call inside `tf.tidy`.
  */
 export function gatherRows(layer: LayerCache<tf.Tensor>, index: tf.Tensor, distinct = false): LayerFields {
   const [H, L, D] = layer.keys.shape as [number, number, number];
   const k = index.shape[1]!;
   if (H === 0 || k === 0 || L === 0) return emptyLayer(H, k, D);
+  if (rowGatherFast()) {
+    // One gatherND per field from [H, L, ...] straight into [H, k, ...]: no flat views, whose bytes tfjs
+    // counts again (two views of the input and two of the output made the peak 4x the output).
+    const at = headRowIndex(index);
+    const take = (x: tf.Tensor): tf.Tensor => tf.gatherND(x, at);
+    return { keys: take(layer.keys), values: take(layer.values), positions: take(layer.positions), counts: take(layer.counts), scores: take(layer.scores) };
+  }
   const flat = flatIndex(index, L);
   const take = distinct ? takeDistinctRows : takeRows;
   const rows = (x: tf.Tensor, rest: number[]): tf.Tensor => tf.reshape(take(tf.reshape(x, [H * L, ...rest]), flat), [H, k, ...rest]);

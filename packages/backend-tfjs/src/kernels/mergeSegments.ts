@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelImplementation, LayerCache, MergeSegmentsCall, ScreenResult } from '@kvfold/core';
-import { column, firstRows, flatIndex, headStarts, shiftDown, takeRows } from '../ops.js';
+import { column, firstRows, FLOAT_EXACT, flatIndex, headRowIndex, headStarts, indexPairs, rowRange, shiftDown, takeRows } from '../ops.js';
 import { anyOf, screened } from '../screen.js';
-import { emptyLayer } from './gather.js';
+import { emptyLayer, type LayerFields } from './gather.js';
 
 /**
  * Collapse runs of slots into one slot each (KVMerger). For output slot `o` of head `h`, the members
@@ -23,6 +23,7 @@ export const mergeSegments: KernelImplementation<MergeSegmentsCall<tf.Tensor>, L
 function merge({ layer, plan, dims, outLength: M, byCount }: MergeSegmentsCall<tf.Tensor>): LayerCache<tf.Tensor> {
   const { heads: H, length: L, headDim: D } = dims;
 
+  if (H > 0 && M > 0 && L > 0 && D > 0 && tf.getBackend() === 'wasm' && H * L < 1 << 22 && H * (M + 1) < 1 << 22) return tf.tidy(() => mergeBlocked(layer, plan, H, L, D, M, byCount));
   return tf.tidy(() => {
     if (H === 0 || M === 0) return emptyLayer(H, M, D);
     const N = H * L;
@@ -60,6 +61,127 @@ function merge({ layer, plan, dims, outLength: M, byCount }: MergeSegmentsCall<t
       scores: tf.reshape(segSum(scores), [H, M]),
     };
   });
+}
+
+/** Largest block of keys or values (elements) {@link mergeBlocked} materialises at once. */
+const MERGE_BLOCK = 1 << 22;
+
+/**
+ * The merge on wasm, heads in blocks of at most {@link MERGE_BLOCK} elements: the program above holds
+ * about fifteen `[kvHeads * length, headDim]` intermediates until its tidy ends (966 MiB at 32 x 4096 x 128,
+ * 15x the output), this one a few blocks plus the output. A block's runs are all its own (runs never
+ * cross heads), so each block does the whole merge: distances to the pivots, weights, and the two-level
+ * run sums of {@link runSummer} on block-local rows. The weights are normalised per slot before the sums
+ * (`w_i = g_i / sum g`, times `C / c_i` for values), so the sums are the outputs with no pass after them.
+ * Index arithmetic is float32 (exact below 2^22, checked by the caller): wasm's int32 ops that broadcast
+ * run element by element. Call inside `tf.tidy`.
+ */
+function mergeBlocked(layer: LayerCache<tf.Tensor>, plan: MergeSegmentsCall<tf.Tensor>['plan'], H: number, L: number, D: number, M: number, byCount: boolean): LayerFields {
+  const B = Math.max(1, Math.min(H, Math.floor(MERGE_BLOCK / (L * D))));
+  const seg = tf.cast(plan.segment, 'float32');
+  const kept = tf.greaterEqual(seg, tf.scalar(0));
+  // Head and slot of every slot as [H, L] grids (arithmetic: wasm's Tile of these took 16-19 ms).
+  const flat = tf.range(0, H * L, 1, 'float32');
+  const heads = tf.reshape(tf.floor(tf.div(flat, tf.scalar(L))), [H, L]);
+  const slots = tf.sub(tf.reshape(flat, [H, L]), tf.mul(heads, tf.scalar(L)));
+  // Each slot's run (0 for dropped slots, whose values are never used) and that run's pivot and sigma.
+  const run = indexPairs(heads, tf.maximum(seg, tf.scalar(0)), [H, L]);
+  const pivot = tf.where(kept, tf.cast(tf.gatherND(plan.pivot, run), 'float32'), slots);
+  const sigma = tf.where(kept, tf.gatherND(plan.sigma, run), tf.onesLike(seg));
+  // A piece starts at a block boundary of its head or where the run changes; numbered within the head.
+  // Sums of 0/1 floats: a bool [L] row broadcast against [H, L] runs element by element on wasm.
+  const previous = tf.concat([tf.fill([H, 1], -2), tf.slice(seg, [0, 0], [H, L - 1])], 1);
+  const blockStart = tf.cast(tf.equal(tf.mod(tf.range(0, L, 1, 'float32'), tf.scalar(RUN_BLOCK)), tf.scalar(0)), 'float32');
+  const starts = tf.minimum(tf.add(tf.cast(tf.notEqual(seg, previous), 'float32'), blockStart), tf.scalar(1));
+  const piece = tf.sub(tf.cumsum(starts, 1), tf.scalar(1));
+  const countsF = tf.cast(layer.counts, 'float32');
+  const keys: tf.Tensor[] = [];
+  const values: tf.Tensor[] = [];
+  const counts: tf.Tensor[] = [];
+  const scores: tf.Tensor[] = [];
+  for (let h0 = 0; h0 < H; h0 += B) {
+    const b = Math.min(B, H - h0);
+    const [k, v, ct, sc] = tf.tidy(() => {
+      const part = (x: tf.Tensor): tf.Tensor => (b === H ? x : rowRange(x, h0, b));
+      const local = tf.reshape(tf.range(0, b, 1, 'float32'), [b, 1]);
+      const on = part(kept);
+      // Block rows: slot (h, j) is row (h - h0) * L + j; its piece (h - h0) * L + piece; its output row
+      // (h - h0) * M + segment, or b * M (dropped, sliced off).
+      const pieceRow = tf.reshape(tf.cast(tf.add(part(piece), tf.mul(local, tf.scalar(L))), 'int32'), [b * L, 1]);
+      const outRow = tf.where(on, tf.add(part(seg), tf.mul(local, tf.scalar(M))), tf.fill([b, L], b * M));
+      const startsB = part(starts);
+      // Output row + 1 of each piece, written by its first slot only; unused pieces go to the dump row.
+      const firstOut = tf.scatterND(pieceRow, tf.reshape(tf.mul(tf.add(outRow, tf.scalar(1)), startsB), [b * L]), [b * L]);
+      const pieceOut = tf.reshape(tf.cast(tf.where(tf.greater(firstOut, 0), tf.sub(firstOut, tf.scalar(1)), tf.fill([b * L], b * M)), 'int32'), [b * L, 1]);
+      const runSum = (x: tf.Tensor): tf.Tensor => {
+        const rest = x.shape.slice(1);
+        const pieces = tf.scatterND(pieceRow, x, [b * L, ...rest]);
+        const sums = tf.scatterND(pieceOut, pieces, [b * M + 1, ...rest]);
+        pieces.dispose();
+        return sums;
+      };
+      // ||k_p - k_i||^2 / (2 sigma^2), the difference divided by sigma before it is squared (see merge).
+      const own = b === H ? layer.keys : tf.gatherND(layer.keys, tf.reshape(tf.range(h0, h0 + b, 1, 'int32'), [b, 1]));
+      const pivotKeys = tf.gatherND(layer.keys, indexPairs(part(heads), part(pivot), [b, L]));
+      const diff = tf.sub(pivotKeys, own);
+      pivotKeys.dispose();
+      const z = tf.div(diff, tf.reshape(part(sigma), [b, L, 1]));
+      diff.dispose();
+      const squares = tf.square(z);
+      z.dispose();
+      const e = tf.mul(tf.sum(squares, -1), tf.scalar(0.5));
+      squares.dispose();
+      const g = tf.where(on, tf.where(tf.equal(e, 0), tf.onesLike(e), tf.exp(tf.neg(e))), tf.zerosLike(e));
+      // Per-slot weights g / sum g of its run (the pivot weighs exactly 1, so kept runs sum to >= 1).
+      const flatOut = tf.reshape(tf.cast(outRow, 'int32'), [b * L, 1]);
+      const perSlot = (sums: tf.Tensor): tf.Tensor => tf.reshape(tf.gatherND(sums, flatOut), [b, L]);
+      const sumG = perSlot(runSum(tf.reshape(g, [b * L])));
+      const w = tf.where(on, tf.div(g, tf.where(on, sumG, tf.onesLike(sumG))), tf.zerosLike(g));
+      const weighted = (x: tf.Tensor, weight: tf.Tensor): tf.Tensor => {
+        const scaled = tf.mul(x, tf.reshape(weight, [b, L, 1]));
+        if (x !== layer.keys && x !== layer.values) x.dispose();
+        const flat = tf.reshape(scaled, [b * L, D]);
+        scaled.dispose();
+        const sums = runSum(flat);
+        flat.dispose();
+        const out = firstRows(sums, b * M);
+        sums.dispose();
+        const shaped = tf.reshape(out, [b, M, D]);
+        out.dispose();
+        return shaped;
+      };
+      const outKeys = weighted(own, w);
+      // Value weights w * C / c (dropped slots' counts may be anything, even 0: they weigh 0).
+      const c = part(countsF);
+      const total = perSlot(runSum(tf.reshape(tf.where(on, c, tf.zerosLike(c)), [b * L])));
+      const vw = byCount ? tf.where(on, tf.div(tf.mul(w, total), tf.maximum(c, tf.scalar(1))), tf.zerosLike(w)) : w;
+      const ownValues = b === H ? layer.values : tf.gatherND(layer.values, tf.reshape(tf.range(h0, h0 + b, 1, 'int32'), [b, 1]));
+      const outValues = weighted(ownValues, vw);
+      // Counts: exact integer sums (one scatter); scores: two-level float sums like the rows.
+      const ci = part(layer.counts);
+      const outCounts = tf.reshape(firstRows(tf.scatterND(flatOut, tf.reshape(tf.where(on, ci, tf.zerosLike(ci)), [b * L]), [b * M + 1]), b * M), [b, M]);
+      const sc = part(layer.scores);
+      const outScores = tf.reshape(firstRows(runSum(tf.reshape(tf.where(on, sc, tf.zerosLike(sc)), [b * L])), b * M), [b, M]);
+      return [outKeys, outValues, outCounts, outScores];
+    });
+    keys.push(k);
+    values.push(v);
+    counts.push(ct);
+    scores.push(sc);
+  }
+  const join = (parts: tf.Tensor[]): tf.Tensor => {
+    if (parts.length === 1) return parts[0]!;
+    const out = tf.concat(parts);
+    for (const p of parts) p.dispose();
+    return out;
+  };
+  return {
+    keys: join(keys),
+    values: join(values),
+    positions: tf.gatherND(layer.positions, headRowIndex(plan.pivot)),
+    counts: join(counts),
+    scores: join(scores),
+  };
 }
 
 /** Slots per first-level block of {@link runSummer}. */
@@ -106,27 +228,33 @@ function screenPlan({ layer, plan, dims, outLength: M, byCount }: MergeSegmentsC
   // No slots: only a plan with no output slot is valid; the host check names the problem otherwise.
   if (L === 0) return { valid: M === 0 };
   const N = H * L;
+  // Index arithmetic in float32 while every value is an exact float32 integer: wasm's int32 ops with a
+  // scalar run element by element (5-13 ms each at 128 K slots, most of this screen).
+  const t = N + 1 < FLOAT_EXACT && M + 1 < FLOAT_EXACT ? 'float32' : 'int32';
+  const c = (v: number): tf.Tensor => tf.scalar(v, t);
   return screened(() => {
-    const seg = plan.segment;
-    const flags: tf.Tensor[] = [tf.logicalOr(tf.less(seg, tf.scalar(-1, 'int32')), tf.greaterEqual(seg, tf.scalar(M, 'int32')))];
-    const kept = tf.greaterEqual(seg, tf.scalar(0, 'int32'));
+    const seg = tf.cast(plan.segment, t);
+    const flags: tf.Tensor[] = [tf.logicalOr(tf.less(seg, c(-1)), tf.greaterEqual(seg, c(M)))];
+    const kept = tf.greaterEqual(seg, c(0));
     // Where each kept slot lands when the kept slots of a head are packed to its front.
     const dest = tf.where(tf.reshape(kept, [N]), flatIndex(tf.cumsum(tf.cast(kept, 'int32'), 1, true), L), tf.fill([N], N, 'int32'));
     // compact[h, j] = 1 + id of the j-th kept slot of head h, 0 past the last one.
-    const compact = firstRows(tf.scatterND(tf.reshape(dest, [N, 1]), tf.reshape(tf.add(seg, tf.scalar(1, 'int32')), [N]), [N + 1]), N);
-    const previous = tf.mul(shiftDown(compact, 0), tf.cast(tf.logicalNot(headStarts(H, L)), 'int32'));
+    const compact = firstRows(tf.scatterND(tf.reshape(dest, [N, 1]), tf.reshape(tf.add(seg, c(1)), [N]), [N + 1]), N);
+    const previous = tf.mul(shiftDown(compact, 0), tf.cast(tf.logicalNot(headStarts(H, L)), t));
     const step = tf.sub(compact, previous);
-    flags.push(tf.logicalAnd(tf.greater(compact, tf.scalar(0, 'int32')), tf.logicalOr(tf.less(step, tf.scalar(0, 'int32')), tf.greater(step, tf.scalar(1, 'int32')))));
+    flags.push(tf.logicalAnd(tf.greater(compact, c(0)), tf.logicalOr(tf.less(step, c(0)), tf.greater(step, c(1)))));
     // Ids are non-decreasing, so the largest is the last: it must be M (ids + 1).
-    flags.push(tf.notEqual(tf.max(tf.reshape(compact, [H, L]), 1), tf.scalar(M, 'int32')));
+    flags.push(tf.notEqual(tf.max(tf.reshape(compact, [H, L]), 1), c(M)));
     if (M > 0) {
       const p = plan.pivot;
-      const inRange = tf.logicalAnd(tf.greaterEqual(p, tf.scalar(0, 'int32')), tf.less(p, tf.scalar(L, 'int32')));
+      // Casting to float32 keeps every comparison with 0 and L (exact) right, even for huge ids.
+      const pt = tf.cast(p, t);
+      const inRange = tf.logicalAnd(tf.greaterEqual(pt, c(0)), tf.less(pt, c(L)));
       const runOfPivot = tf.reshape(takeRows(tf.reshape(seg, [N]), flatIndex(tf.clipByValue(p, 0, L - 1), L)), [H, M]);
-      flags.push(tf.logicalNot(tf.logicalAnd(inRange, tf.equal(runOfPivot, tf.range(0, M, 1, 'int32')))));
+      flags.push(tf.logicalNot(tf.logicalAnd(inRange, tf.equal(runOfPivot, tf.range(0, M, 1, t)))));
       flags.push(tf.logicalNot(tf.greater(plan.sigma, tf.scalar(0))));
     }
-    if (byCount) flags.push(tf.logicalAnd(kept, tf.less(layer.counts, tf.scalar(1, 'int32'))));
+    if (byCount) flags.push(tf.logicalAnd(kept, tf.less(tf.cast(layer.counts, t), c(1))));
     return anyOf(flags);
   });
 }

@@ -49,9 +49,11 @@ export class ChainPolicy implements KVCachePolicy {
 
   private async run<T>(layer: LayerCache<T>, observed: Observation<T>, ctx: PolicyContext<T>, prefill: boolean): Promise<LayerCache<T>> {
     let current = layer;
+    // The chain hands each policy a cache the next one reads in position order: nothing runs in place.
+    const inner: PolicyContext<T> = ctx.inPlace ? { ...ctx, inPlace: false } : ctx;
     for (const [i, p] of this.policies.entries()) {
       const seen = i === 0 ? observed : {};
-      const next = prefill ? await p.prefill(current, seen, ctx) : await p.step(current, seen, ctx);
+      const next = prefill ? await p.prefill(current, seen, inner) : await p.step(current, seen, inner);
       // The chain owns intermediate caches (never the caller's `layer`): release what the next one dropped.
       if (current !== layer) {
         const kept = new Set(layerTensors(next));

@@ -40,9 +40,22 @@ export function requireObservation<T>(observed: Observation<T>, need: Observatio
 
 /**
  * H2O's score state: the layer with `scores + attention` (every query's attention summed into each slot),
- * the update H2O, CaM and KVMerger share. The new `scores` tensor is owned by the result.
+ * the update H2O, CaM and KVMerger share. The new `scores` tensor is owned by the result. A decode step
+ * with `ctx.inPlace` on a writable backend adds into `layer.scores` itself and returns `layer`.
  * @throws MissingObservationError when `observed.attention` is missing.
  */
 export function accumulateAttention<T>(layer: LayerCache<T>, observed: Observation<T>, ctx: PolicyContext<T>, policy: string): LayerCache<T> {
-  return { ...layer, scores: ctx.kernels.accumulate(layer.scores, requireObservation(observed, 'attention', policy)) };
+  const k = ctx.kernels;
+  const attention = requireObservation(observed, 'attention', policy);
+  const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+  // Anything unusual (shapes, dtypes) goes to the kernel, which refuses it with its typed error.
+  if (ctx.inPlace === true && ctx.step > 0 && k.hostView && k.dtypeOf(attention) === 'float32' && k.dtypeOf(layer.scores) === 'float32' && same(k.shapeOf(attention), k.shapeOf(layer.scores))) {
+    // A decode step on a cache handed over (see PolicyContext.inPlace): add into its scores, no new tensor
+    // and no kernel launch (one ORT session run on onnx). float32 sums, as the accumulate kernel's.
+    const s = k.hostView(layer.scores).data as Float32Array;
+    const a = k.hostView(attention).data as Float32Array;
+    for (let i = 0; i < s.length; i++) s[i] = s[i]! + a[i]!;
+    return layer;
+  }
+  return { ...layer, scores: k.accumulate(layer.scores, attention) };
 }

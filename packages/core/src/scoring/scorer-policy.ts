@@ -2,6 +2,8 @@ import { validateOptions } from '../config.js';
 import { cacheShape, layerTensors, type LayerCache } from '../kernels.js';
 import { SPECIFICATION_VERSION, type JsonSchema, type KVCachePolicy, type Observation, type ObservationNeed, type PolicyContext } from '../policy.js';
 import { evictsAtStep, type DecodeMode } from './decode.js';
+import { compactLayer, evictInPlace, hasSpareRow, isOrdered, layerViews, type LayerViews } from './in-place.js';
+import { chooseEvicted, reorderObservation } from './in-place-select.js';
 import { keepSlots, selectSlots } from './select.js';
 
 /** Options every {@link ScorerPolicy} accepts besides its own. */
@@ -82,6 +84,24 @@ export abstract class ScorerPolicy<Options extends ScorerOptions = ScorerOptions
     return keepSlots(ctx.kernels, layer, keep);
   }
 
+  /**
+   * Whether this policy's decode step may evict in place when the caller allows it (`ctx.inPlace`, a
+   * writable backend, decode mode `evict`, one slot over the budget): the slot the shared selection drops
+   * is then found on the host and replaced by the newest row ({@link evictInPlace}), with the same result
+   * as {@link evict} once put back in order. Default false: a policy opts in only when its {@link score}
+   * does not depend on slot order (H2O, CaM) and {@link mergeEvictedInPlace} does what its {@link evict} does.
+   */
+  protected evictsInPlace(): boolean {
+    return false;
+  }
+
+  /**
+   * What {@link evict} does to the kept slots besides dropping `evict[h]` of each head, done in place on
+   * the layer's views before the evicted rows are overwritten (default nothing; CaM merges the evicted value
+   * into its successors). `scores` holds the row of each head's scores the selection ranked.
+   */
+  protected mergeEvictedInPlace<T>(_views: LayerViews, _evict: Int32Array, _ctx: PolicyContext<T>): void {}
+
   /** The slots kept per head (protected first, then the top scores): the shared selection. */
   protected async select<T>(layer: LayerCache<T>, observed: Observation<T>, ctx: PolicyContext<T>): Promise<Int32Array> {
     const k = ctx.kernels;
@@ -109,8 +129,20 @@ export abstract class ScorerPolicy<Options extends ScorerOptions = ScorerOptions
     return this.compress(layer, observed, ctx, false);
   }
 
-  private async compress<T>(layer: LayerCache<T>, observed: Observation<T>, ctx: PolicyContext<T>, prefill: boolean): Promise<LayerCache<T>> {
+  private async compress<T>(input: LayerCache<T>, observedInput: Observation<T>, ctx: PolicyContext<T>, prefill: boolean): Promise<LayerCache<T>> {
     const k = ctx.kernels;
+    let layer = input;
+    let observed = observedInput;
+    const views = ctx.inPlace === true ? layerViews(k, input) : undefined;
+    if (views && !prefill && this.evictsInPlace() && this.options.decode === 'evict' && views.length === ctx.budget + 1 && !hasSpareRow(views)) {
+      return this.stepInPlace(input, observed, ctx);
+    }
+    if (views && !isOrdered(views) && views.length - (hasSpareRow(views) ? 1 : 0) > ctx.budget) {
+      // An in-place cache this path cannot evict from: back in position order (with its observations) first.
+      const compacted = compactLayer(k, input);
+      observed = await reorderObservation(k, input, compacted, observedInput);
+      layer = compacted;
+    }
     const updated = this.update(layer, observed, ctx);
     const { length } = cacheShape(k, updated);
     if (length <= ctx.budget || (!prefill && !evictsAtStep(this.options.decode, length, ctx.budget))) return updated;
@@ -122,6 +154,44 @@ export abstract class ScorerPolicy<Options extends ScorerOptions = ScorerOptions
       return out;
     } finally {
       if (updated.scores !== layer.scores && !(out && layerTensors(out).includes(updated.scores))) k.dispose(updated.scores);
+      if (layer !== input) {
+        const kept = new Set(out ? layerTensors(out) : []);
+        k.dispose(...layerTensors(layer).filter((t) => !kept.has(t)));
+        for (const f of ['attention', 'lastAttention'] as const) if (observed[f] !== observedInput[f]) k.dispose(observed[f]);
+      }
+    }
+  }
+
+  /**
+   * A decode step that drops one slot per head, in place: update the scores, find each head's dropped slot
+   * as the shared selection would ({@link chooseEvicted}), let the policy merge it ({@link mergeEvictedInPlace}),
+   * then move the newest row over it ({@link evictInPlace}). Returns the input's tensors (edited) with the
+   * updated scores; O(heads x length) host work on scores and positions, O(heads x headDim) on keys and values.
+   */
+  private async stepInPlace<T>(layer: LayerCache<T>, observed: Observation<T>, ctx: PolicyContext<T>): Promise<LayerCache<T>> {
+    const k = ctx.kernels;
+    const updated = this.update(layer, observed, ctx);
+    try {
+      const { sink = 0, recent: protectedRecent = 0 } = this.protect(ctx);
+      const recent = ctx.step > 0 ? Math.max(1, protectedRecent) : protectedRecent;
+      const scored = ctx.budget - Math.min(ctx.budget, sink + recent) > 0;
+      const scores = scored ? await this.score(updated, observed, ctx) : undefined;
+      let evict: Int32Array;
+      try {
+        const views = layerViews(k, updated)!;
+        const s = scores === undefined ? undefined : { data: k.hostView!(scores).data as Float32Array, rows: k.shapeOf(scores)[0]! };
+        evict = chooseEvicted(views, s, ctx.budget, sink, recent);
+        ctx.logger.debug(`${this.name}: evicted slots in place`, { layer: ctx.layerIndex, step: ctx.step, evicted: 1 });
+        this.mergeEvictedInPlace(views, evict, ctx);
+        evictInPlace(views, evict);
+      } finally {
+        const borrowed = [...layerTensors(updated), observed.attention, observed.lastAttention, observed.queries];
+        if (scores !== undefined && !borrowed.includes(scores)) k.dispose(scores);
+      }
+      return updated;
+    } catch (e) {
+      if (updated.scores !== layer.scores) k.dispose(updated.scores);
+      throw e;
     }
   }
 }
