@@ -8,7 +8,8 @@
 import { definePlugin } from '@kvfold/core';
 import { referenceBackend } from './reference.js';
 
-export { createReferenceKernels, referenceBackend, referenceKernelBackend, type ReferenceBackendOptions, type ReferenceKernels } from './reference.js';
+export { WASM_KERNELS, createReferenceKernels, referenceBackend, referenceKernelBackend, type ReferenceBackendOptions, type ReferenceKernels } from './reference.js';
+export { WasmHeap, WasmPool, type WasmKernelExports } from './wasm-heap.js';
 
 /** The plugin: contributes the `reference` backend. */
 export default definePlugin({ name: '@kvfold/backend-reference', backends: [referenceBackend] });

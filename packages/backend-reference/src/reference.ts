@@ -12,6 +12,11 @@ import {
   type KVKernels,
   type TensorMeta,
 } from '@kvfold/core';
+import { wasmAdjacentCosine } from './kernels/adjacentCosine.js';
+import { wasmGather } from './kernels/gather.js';
+import { wasmMergeIntoNeighbours } from './kernels/mergeIntoNeighbours.js';
+import { wasmMergeSegments } from './kernels/mergeSegments.js';
+import { WasmPool, wasmHeap, wasmUnavailable } from './wasm-heap.js';
 
 /** A copy (shape and data), so no two owners ever share memory. */
 function copyTensor(t: HostTensor): HostTensor {
@@ -23,10 +28,22 @@ export interface ReferenceBackendOptions {
   /**
    * Most bytes of disposed tensors kept for reuse by later kernel outputs and uploads (default 1 GiB;
    * 0 turns reuse off). Writing into memory touched before runs several times faster than into fresh
-   * memory; see {@link BufferPool}.
+   * memory; see {@link BufferPool}. In wasm mode (the default) freed blocks always stay in the wasm heap
+   * for reuse (wasm memory cannot shrink), so there only 0 changes anything: it selects the js mode.
    */
   readonly poolBytes?: number;
+  /**
+   * `wasm` (default): tensors live in one shared `WebAssembly.Memory` per process and adjacentCosine,
+   * gather, mergeSegments and mergeIntoNeighbours run as WebAssembly SIMD kernels on them in place, with
+   * results bit-identical to the TypeScript reference (the other kernels, and any call whose arrays are
+   * not in that memory, run the TypeScript). `js`: every kernel in plain TypeScript on ordinary typed
+   * arrays. Both are single-threaded. With `poolBytes: 0` (fresh memory per output) the backend runs `js`.
+   */
+  readonly kernels?: 'wasm' | 'js';
 }
+
+/** The names of the kernels the wasm mode implements. */
+export const WASM_KERNELS = ['adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours'] as const;
 
 /**
  * What a value is to the reference backend: a well-formed host tensor (float32 or int32 typed array that
@@ -66,7 +83,11 @@ function inspect(value: unknown): TensorMeta | string {
  * can no longer be used (kernels refuse it with a typed error naming the argument).
  */
 export function referenceKernelBackend(options: ReferenceBackendOptions = {}): KernelBackend<HostTensor> {
-  const pool = new BufferPool(options.poolBytes ?? DEFAULT_POOL_BYTES);
+  const poolBytes = options.poolBytes ?? DEFAULT_POOL_BYTES;
+  const heap = options.kernels !== 'js' && poolBytes > 0 ? wasmHeap() : undefined;
+  const wasm = heap ? new WasmPool(heap) : undefined;
+  const pool = wasm ?? new BufferPool(poolBytes);
+  const why = options.kernels === 'js' ? '' : poolBytes === 0 ? '; wasm kernels off with poolBytes 0' : heap ? '' : `; wasm kernels unavailable: ${wasmUnavailable()}`;
   const disposed = new WeakSet<object>();
   const upload = (t: HostTensor): HostTensor => {
     const data = t.dtype === 'float32' ? pool.float32(t.data.length) : pool.int32(t.data.length);
@@ -75,7 +96,10 @@ export function referenceKernelBackend(options: ReferenceBackendOptions = {}): K
   };
   return defineKernelBackend<HostTensor>({
     name: 'reference',
-    describe: () => 'reference (plain TypeScript, Float32Array)',
+    describe: () =>
+      wasm
+        ? `reference (WebAssembly SIMD for ${WASM_KERNELS.join(', ')} on tensors in a shared WebAssembly.Memory; plain TypeScript for the rest)`
+        : `reference (plain TypeScript, Float32Array${why})`,
     inspect: inspector(disposed),
     fromHost: upload,
     // A copy, so a caller editing the result can never change a tensor the backend (or a policy) still holds.
@@ -92,7 +116,10 @@ export function referenceKernelBackend(options: ReferenceBackendOptions = {}): K
     },
     hostTensors: true,
     allocator: pool,
-    extensions: { pool },
+    ...(wasm
+      ? { kernels: { adjacentCosine: wasmAdjacentCosine(wasm), gather: wasmGather(wasm), mergeSegments: wasmMergeSegments(wasm), mergeIntoNeighbours: wasmMergeIntoNeighbours(wasm) } }
+      : {}),
+    extensions: { pool, wasm: wasm !== undefined },
   });
 }
 
@@ -108,8 +135,10 @@ export function createReferenceKernels(options: BindOptions & ReferenceBackendOp
 
 /** The reference backend's kernels: every kernel of {@link KVKernels}, plus the buffer pool its outputs come from. */
 export interface ReferenceKernels extends KVKernels<HostTensor> {
-  /** Buffers of disposed tensors kept for reuse (statistics: `pool.snapshot()`). */
-  readonly pool: BufferPool;
+  /** Where its tensors' arrays come from: the wasm heap, or buffers of disposed tensors kept for reuse (statistics: `pool.snapshot()`). */
+  readonly pool: BufferPool | WasmPool;
+  /** Whether the wasm kernels run (see {@link ReferenceBackendOptions.kernels}). */
+  readonly wasm: boolean;
 }
 
 /** The reference backend's registration; see {@link ReferenceBackendOptions}. */
@@ -125,7 +154,13 @@ export const referenceBackend: BackendDefinition<ReferenceBackendOptions> = defi
         minimum: 0,
         maximum: 2 ** 40,
         default: DEFAULT_POOL_BYTES,
-        description: 'Most bytes of disposed tensors kept for reuse by later outputs (0 turns reuse off); writing into reused memory avoids the page faults of fresh memory.',
+        description: 'Most bytes of disposed tensors kept for reuse by later outputs in js mode (0 turns reuse off, and with it the wasm kernels; the wasm heap always reuses freed memory); writing into reused memory avoids the page faults of fresh memory.',
+      },
+      kernels: {
+        type: 'string',
+        enum: ['wasm', 'js'],
+        default: 'wasm',
+        description: 'wasm: WebAssembly SIMD kernels for adjacentCosine, gather, mergeSegments and mergeIntoNeighbours on tensors in a shared WebAssembly.Memory (bit-identical to the TypeScript); js: every kernel in plain TypeScript.',
       },
     },
   },

@@ -1,13 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { KVFold, assertPlugin, hostTensor, silentLogger } from '@kvfold/core';
-import plugin, { createReferenceKernels, referenceBackend } from '@kvfold/backend-reference';
+import plugin, { WASM_KERNELS, createReferenceKernels, referenceBackend } from '@kvfold/backend-reference';
 import { f32 } from './util.js';
 
 describe('reference backend', () => {
   it('identifies itself', () => {
     const k = createReferenceKernels();
     expect(k.backend).toBe('reference');
-    expect(k.describe()).toBe('reference (plain TypeScript, Float32Array)');
+    expect(k.describe()).toMatch(/^reference \(WebAssembly SIMD for adjacentCosine, gather, mergeSegments, mergeIntoNeighbours/);
+    expect(createReferenceKernels({ kernels: 'js' }).describe()).toBe('reference (plain TypeScript, Float32Array)');
+    expect(createReferenceKernels({ poolBytes: 0 }).describe()).toBe('reference (plain TypeScript, Float32Array; wasm kernels off with poolBytes 0)');
   });
 
   it('copies on fromHost and toHost', async () => {
@@ -32,8 +34,9 @@ describe('reference backend', () => {
     expect(Array.from(t.data)).toEqual([1]);
   });
 
+  // The js mode's buffer pool; the wasm mode's heap reuse is checked in wasm.test.ts.
   it('reuses the buffer of a disposed tensor for the next output of its size, and refuses the disposed tensor', () => {
-    const k = createReferenceKernels();
+    const k = createReferenceKernels({ kernels: 'js' });
     const n = 32 * 1024; // 128 KiB: large enough to be pooled
     const a = k.fromHost(hostTensor('float32', [1, n], new Float32Array(n).fill(1)));
     const b = k.fromHost(hostTensor('float32', [1, n], new Float32Array(n).fill(2)));
@@ -56,7 +59,7 @@ describe('reference backend', () => {
     const buffer = a.data.buffer;
     off.dispose(a);
     expect(off.fromHost(hostTensor('float32', [1, n], new Float32Array(n))).data.buffer).not.toBe(buffer);
-    const small = createReferenceKernels({ poolBytes: n * 4 });
+    const small = createReferenceKernels({ poolBytes: n * 4, kernels: 'js' });
     const x = small.fromHost(hostTensor('float32', [1, n], new Float32Array(n)));
     const y = small.fromHost(hostTensor('float32', [1, n], new Float32Array(n)));
     small.dispose(x, y); // y pushes x out: only the newest fits
@@ -77,8 +80,11 @@ describe('reference backend', () => {
     expect(kv.backends.names()).toContain('reference');
     const k = await kv.backend('reference');
     expect(k.backend).toBe('reference');
-    // Every defined kernel is listed, and on the reference backend every one is the reference itself.
+    // Every defined kernel is listed; the wasm ones run the backend's implementation, every other one the reference itself.
     expect(k.kernels().map((i) => i.name).sort()).toEqual(kv.kernelRegistry.names());
-    expect(new Set(k.kernels().map((i) => i.runs))).toEqual(new Set(['reference']));
+    const wasm = new Set<string>(WASM_KERNELS);
+    for (const i of k.kernels()) expect([i.name, i.runs]).toEqual([i.name, wasm.has(i.name) ? 'backend' : 'reference']);
+    const js = await kv.backend('reference', { kernels: 'js' });
+    expect(new Set(js.kernels().map((i) => i.runs))).toEqual(new Set(['reference']));
   });
 });

@@ -5,7 +5,8 @@ import type { OrtTensorLike } from './model.js';
 /**
  * Moves float32 tensors between transformers.js's onnxruntime session and a kvfold backend. On the
  * reference backend (tensors are `{dtype, shape, data}`) and the ONNX backend (tensors are onnxruntime
- * tensors) nothing is copied: a batch-1 `present` `[1, kvHeads, L, headDim]` already is the
+ * tensors) nothing is copied (except, on the reference backend, tensors its wasm kernels wrote into its
+ * shared memory, which onnxruntime does not take as inputs): a batch-1 `present` `[1, kvHeads, L, headDim]` already is the
  * `[kvHeads, L, headDim]` layout of a kvfold cache, so the same array is handed over under new
  * dimensions. Other backends (tfjs) go through `fromHost`/`toHost`, which copy.
  */
@@ -27,7 +28,9 @@ function referenceBridge(): TensorBridge<HostTensor> {
   return {
     zeroCopy: true,
     adopt: (t, shape) => ({ dtype: 'float32', shape: [...shape], data: t.data as Float32Array }),
-    feed: async (t, shape) => ortTensor('float32', t.data as Float32Array, shape),
+    // The reference backend's wasm mode keeps kernel outputs in a shared WebAssembly.Memory, and
+    // onnxruntime refuses SharedArrayBuffer-backed inputs: those (compressed caches) are copied.
+    feed: async (t, shape) => ortTensor('float32', t.data.buffer instanceof SharedArrayBuffer ? (t.data.slice() as Float32Array) : (t.data as Float32Array), shape),
   };
 }
 

@@ -54,6 +54,8 @@ function append({ layer, keys, values, positions, dims, n }: AppendCall<HostTens
     outC.set(l.counts.subarray(h * L, (h + 1) * L), h * M);
     outC.fill(1, h * M + L, (h + 1) * M);
     outS.set(l.scores.subarray(h * L, (h + 1) * L), h * M);
+    // Reused output memory holds old contents (the allocator's arrays are not zeroed), so new slots' scores are set, not assumed.
+    outS.fill(0, h * M + L, (h + 1) * M);
   }
   return hostLayerOf(H, M, D, { keys: outK, values: outV, positions: outP, counts: outC, scores: outS });
 }

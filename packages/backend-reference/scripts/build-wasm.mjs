@@ -1,0 +1,22 @@
+// Build wasm/kernels.wasm from assembly/kernels.ts with AssemblyScript (a dev dependency).
+// The .wasm is committed so the package works without this step; test/wasm.test.ts rebuilds it and
+// checks the bytes match. Usage: node scripts/build-wasm.mjs [outFile]
+import { main } from 'assemblyscript/asc';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+const pkg = join(dirname(fileURLToPath(import.meta.url)), '..');
+const out = process.argv[2] ?? join(pkg, 'wasm/kernels.wasm');
+const { error, stderr } = await main([
+  join(pkg, 'assembly/kernels.ts'),
+  '--outFile', out,
+  '-O3', '--noAssert',
+  '--runtime', 'stub',
+  '--importMemory', '--sharedMemory', '--initialMemory', '1', '--maximumMemory', '65536',
+  '--enable', 'simd,threads',
+]);
+if (error) {
+  console.error(stderr.toString());
+  console.error(error.message);
+  process.exit(1);
+}

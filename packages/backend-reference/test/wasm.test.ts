@@ -1,0 +1,256 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { layerFromHost, type HostTensor, type LayerCache } from '@kvfold/core';
+import { createReferenceKernels } from '@kvfold/backend-reference';
+import { f32, i32, randomLayer, rng } from './util.js';
+
+const pkg = resolve(import.meta.dirname, '..');
+const wasmKernels = createReferenceKernels();
+const jsKernels = createReferenceKernels({ kernels: 'js' });
+const runs = { numRuns: 60 };
+
+/** The bytes of every field, so equality means bit-identical (signs of zeros and NaN payloads included). */
+function bits(t: HostTensor | LayerCache<HostTensor>): number[][] {
+  const ts = 'keys' in t ? [t.keys, t.values, t.positions, t.counts, t.scores] : [t];
+  return ts.map((x) => [...x.shape, ...new Uint8Array(x.data.buffer, x.data.byteOffset, x.data.byteLength)]);
+}
+
+const shape = fc.record({
+  heads: fc.integer({ min: 1, max: 4 }),
+  length: fc.integer({ min: 1, max: 48 }),
+  headDim: fc.integer({ min: 1, max: 19 }),
+  seed: fc.integer({ min: 0, max: 0x7fffffff }),
+});
+type Shape = { heads: number; length: number; headDim: number; seed: number };
+
+/** The same random layer on both backends. */
+function layers(s: Shape): [LayerCache<HostTensor>, LayerCache<HostTensor>] {
+  const host = randomLayer(s.heads, s.length, s.headDim, s.seed);
+  return [layerFromHost(wasmKernels, host), layerFromHost(jsKernels, host)];
+}
+
+/** A KVMerger plan: runs of 1-6 members with dropped slots between, sigma from tiny (weights underflow to 0) to wide. */
+function segmentPlan(s: Shape, valueScale: 'count' | 'none') {
+  const r = rng(s.seed + 11);
+  const lens: number[] = [];
+  let total = 0;
+  while (total < s.length) {
+    const n = Math.min(s.length - total, 1 + Math.floor(r() * r() * 6));
+    lens.push(n);
+    total += n;
+  }
+  const segment: number[] = [];
+  const pivot: number[] = [];
+  const sigma: number[] = [];
+  const M = lens.length;
+  for (let h = 0; h < s.heads; h++) {
+    let at = 0;
+    lens.forEach((n, o) => {
+      const members: number[] = [];
+      for (let j = 0; j < n; j++) {
+        // Drop an inner slot now and then (never the first, so the run keeps a member).
+        const drop = j > 0 && r() < 0.15;
+        segment.push(drop ? -1 : o);
+        if (!drop) members.push(at + j);
+      }
+      pivot.push(members[Math.floor(r() * members.length)]!);
+      sigma.push([1e-30, 0.05, 0.5, 2, 50][Math.floor(r() * 5)]!);
+      at += n;
+    });
+  }
+  return { segment: i32([s.heads, s.length], segment), pivot: i32([s.heads, M], pivot), sigma: f32([s.heads, M], sigma), valueScale };
+}
+
+/** A CaM plan: random kept sets, sources with windows of any width inside the kept set (some not reaching their block's end). */
+function neighbourPlan(s: Shape) {
+  const r = rng(s.seed + 13);
+  const K = Math.max(1, Math.floor(s.length * (0.2 + 0.7 * r())));
+  const S = Math.floor(r() * 2 * s.length);
+  const keep: number[] = [];
+  const source: number[] = [];
+  const targetStart: number[] = [];
+  const targetCount: number[] = [];
+  const gate: number[] = [];
+  for (let h = 0; h < s.heads; h++) {
+    keep.push(...[...Array(s.length).keys()].sort(() => r() - 0.5).slice(0, K).sort((a, b) => a - b));
+    for (let q = 0; q < S; q++) {
+      const c = Math.floor(r() * Math.min(K, 6));
+      source.push(Math.floor(r() * s.length));
+      targetStart.push(Math.floor(r() * (K - c + 1)));
+      targetCount.push(c);
+      gate.push(r() < 0.2 ? 0 : r() * 3 - 1);
+    }
+  }
+  return {
+    keep: i32([s.heads, K], keep),
+    source: i32([s.heads, S], source),
+    targetStart: i32([s.heads, S], targetStart),
+    targetCount: i32([s.heads, S], targetCount),
+    gate: f32([s.heads, S], gate),
+  };
+}
+
+describe('reference backend: wasm kernels', () => {
+  it('run by default, and the js mode runs none', () => {
+    expect(wasmKernels.wasm).toBe(true);
+    expect(wasmKernels.describe()).toContain('WebAssembly SIMD');
+    expect(jsKernels.wasm).toBe(false);
+    expect(createReferenceKernels({ poolBytes: 0 }).wasm).toBe(false);
+  });
+
+  it('the committed wasm/kernels.wasm is what assembly/kernels.ts builds to', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kvfold-wasm-'));
+    try {
+      execFileSync(process.execPath, [join(pkg, 'scripts/build-wasm.mjs'), join(dir, 'kernels.wasm')], { cwd: pkg, stdio: 'pipe' });
+      expect(Buffer.compare(readFileSync(join(dir, 'kernels.wasm')), readFileSync(join(pkg, 'wasm/kernels.wasm')))).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('adjacentCosine is bit-identical to the TypeScript reference (so KVMerger never decides otherwise)', () => {
+    fc.assert(
+      fc.property(shape, (s) => {
+        const [w, j] = layers(s);
+        expect(bits(wasmKernels.adjacentCosine(w.keys))).toEqual(bits(jsKernels.adjacentCosine(j.keys)));
+      }),
+      runs,
+    );
+  });
+
+  it('gather is bit-identical to the TypeScript reference (runs, single slots, duplicates)', () => {
+    fc.assert(
+      fc.property(shape, fc.integer({ min: 1, max: 60 }), (s, k) => {
+        const [w, j] = layers(s);
+        const r = rng(s.seed + 5);
+        const idx = Array.from({ length: s.heads * k }, (_, q) => (r() < 0.5 ? (q % k) % s.length : Math.floor(r() * s.length)));
+        const index = i32([s.heads, k], idx);
+        expect(bits(wasmKernels.gather(w, wasmKernels.fromHost(index)))).toEqual(bits(jsKernels.gather(j, index)));
+      }),
+      runs,
+    );
+  });
+
+  it('mergeSegments is bit-identical to the TypeScript reference in both value scales', () => {
+    fc.assert(
+      fc.property(shape, fc.constantFrom<'count' | 'none'>('count', 'none'), (s, scale) => {
+        const [w, j] = layers(s);
+        const plan = segmentPlan(s, scale);
+        const onWasm = { ...plan, segment: wasmKernels.fromHost(plan.segment), pivot: wasmKernels.fromHost(plan.pivot), sigma: wasmKernels.fromHost(plan.sigma) };
+        expect(bits(wasmKernels.mergeSegments(w, onWasm))).toEqual(bits(jsKernels.mergeSegments(j, plan)));
+      }),
+      runs,
+    );
+  });
+
+  it('mergeIntoNeighbours is bit-identical to the TypeScript reference', () => {
+    fc.assert(
+      fc.property(shape, (s) => {
+        const [w, j] = layers(s);
+        const plan = neighbourPlan(s);
+        const onWasm = Object.fromEntries(Object.entries(plan).map(([key, t]) => [key, wasmKernels.fromHost(t)])) as typeof plan;
+        expect(bits(wasmKernels.mergeIntoNeighbours(w, onWasm))).toEqual(bits(jsKernels.mergeIntoNeighbours(j, plan)));
+      }),
+      runs,
+    );
+  });
+
+  it('plans with one corrupted entry are refused with the same error as on the TypeScript reference (the wasm screens)', () => {
+    /** The error message a call throws, or the bytes it returns. */
+    const seen = { refused: 0, accepted: 0 };
+    const outcome = (f: () => LayerCache<HostTensor>): unknown => {
+      try {
+        const out = bits(f());
+        seen.accepted++;
+        return out;
+      } catch (e) {
+        seen.refused++;
+        return (e as Error).message;
+      }
+    };
+    const bad = [-3, -1, 0, 1, 2, 1000, Number.NaN, Number.POSITIVE_INFINITY, -0.5];
+    fc.assert(
+      fc.property(shape, fc.nat(), fc.nat(), fc.constantFrom(...bad), fc.boolean(), (s, field, at, value, byCount) => {
+        const [w, j] = layers(s);
+        const seg = segmentPlan(s, byCount ? 'count' : 'none');
+        const fields = [seg.segment, seg.pivot, seg.sigma];
+        const t = fields[field % 3]!;
+        const data = Float64Array.from(t.data);
+        data[at % data.length] = value;
+        fields[field % 3] = t.dtype === 'int32' ? i32([...t.shape], Array.from(data, (x) => (Number.isFinite(x) ? Math.trunc(x) : -7))) : f32([...t.shape], data);
+        const plan = { segment: fields[0]!, pivot: fields[1]!, sigma: fields[2]!, valueScale: seg.valueScale };
+        const onWasm = { ...plan, segment: wasmKernels.fromHost(plan.segment), pivot: wasmKernels.fromHost(plan.pivot), sigma: wasmKernels.fromHost(plan.sigma) };
+        expect(outcome(() => wasmKernels.mergeSegments(w, onWasm))).toEqual(outcome(() => jsKernels.mergeSegments(j, plan)));
+
+        const cam = neighbourPlan(s) as Record<string, HostTensor>;
+        const key = ['keep', 'source', 'targetStart', 'targetCount', 'gate'][field % 5]!;
+        const c = cam[key]!;
+        if (c.data.length > 0) {
+          const cd = Float64Array.from(c.data);
+          cd[at % cd.length] = value;
+          cam[key] = c.dtype === 'int32' ? i32([...c.shape], Array.from(cd, (x) => (Number.isFinite(x) ? Math.trunc(x) : -7))) : f32([...c.shape], cd);
+        }
+        const camPlan = cam as unknown as ReturnType<typeof neighbourPlan>;
+        const camWasm = Object.fromEntries(Object.entries(camPlan).map(([name, x]) => [name, wasmKernels.fromHost(x)])) as typeof camPlan;
+        expect(outcome(() => wasmKernels.mergeIntoNeighbours(w, camWasm))).toEqual(outcome(() => jsKernels.mergeIntoNeighbours(j, camPlan)));
+      }),
+      { numRuns: 200 },
+    );
+    // Both kinds of outcome occur (each call counted once per backend).
+    expect(seen.refused).toBeGreaterThan(100);
+    expect(seen.accepted).toBeGreaterThan(100);
+  });
+
+  it('non-finite keys give the same NaN and infinity results as the reference', () => {
+    const host = randomLayer(2, 9, 6, 3);
+    host.keys.data[7] = Number.NaN;
+    host.keys.data[20] = Number.POSITIVE_INFINITY;
+    const w = layerFromHost(wasmKernels, host);
+    const j = layerFromHost(jsKernels, host);
+    expect(bits(wasmKernels.adjacentCosine(w.keys))).toEqual(bits(jsKernels.adjacentCosine(j.keys)));
+    const plan = segmentPlan({ heads: 2, length: 9, headDim: 6, seed: 3 }, 'count');
+    const onWasm = { ...plan, segment: wasmKernels.fromHost(plan.segment), pivot: wasmKernels.fromHost(plan.pivot), sigma: wasmKernels.fromHost(plan.sigma) };
+    expect(bits(wasmKernels.mergeSegments(w, onWasm))).toEqual(bits(jsKernels.mergeSegments(j, plan)));
+  });
+
+  it('a tensor outside the heap (from another pool) runs the TypeScript reference with the same result', () => {
+    const host = randomLayer(2, 7, 5, 9);
+    const j = layerFromHost(jsKernels, host);
+    // A js-mode tensor is a valid host tensor to the wasm-mode backend but not in its heap.
+    expect(bits(wasmKernels.adjacentCosine(j.keys))).toEqual(bits(jsKernels.adjacentCosine(j.keys)));
+    const index = i32([2, 3], [0, 1, 6, 5, 5, 2]);
+    expect(bits(wasmKernels.gather(j, index))).toEqual(bits(jsKernels.gather(j, index)));
+  });
+
+  it('append sets the scores of new slots in reused (not zeroed) heap memory', () => {
+    const k = createReferenceKernels();
+    const layer = layerFromHost(k, randomLayer(2, 3, 4, 1));
+    const newKeys = k.fromHost(f32([2, 1, 4], new Float32Array(8).fill(0.5)));
+    const newPos = k.fromHost(i32([2, 1], [50, 50]));
+    // Leave old contents where the next outputs go: first-fit hands this block out again.
+    const junk = k.fromHost(f32([1 << 12], new Float32Array(1 << 12).fill(77)));
+    k.dispose(junk);
+    const out = k.append(layer, newKeys, newKeys, newPos);
+    expect(Array.from(out.scores.data.subarray(3, 4))).toEqual([0]);
+    expect(Array.from(out.scores.data.subarray(7, 8))).toEqual([0]);
+  });
+
+  it('heap tensors survive the memory growing, and disposed blocks are reused', () => {
+    const k = createReferenceKernels();
+    const a = k.fromHost(f32([4], [1, 2, 3, 4]));
+    // Grow the memory well past its size: an unshared memory would detach `a` here.
+    const big = k.fromHost(f32([1 << 24], new Float32Array(1 << 24)));
+    expect(Array.from(a.data)).toEqual([1, 2, 3, 4]);
+    const before = k.pool.snapshot().liveBytes;
+    k.dispose(big);
+    expect(k.pool.snapshot().liveBytes).toBe(before - (1 << 26));
+    const again = k.fromHost(f32([1 << 24], new Float32Array(1 << 24)));
+    expect(again.data.byteOffset).toBe(big.data.byteOffset);
+    k.dispose(again, a);
+    expect(k.pool.snapshot().liveBytes).toBe(0);
+  });
+});
