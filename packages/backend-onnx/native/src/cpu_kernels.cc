@@ -120,17 +120,32 @@ void gather_slots_cpu(const LayerIn& in, const int32_t* index, int64_t K, const 
   const int64_t H = in.H, L = in.L, D = in.D;
   for (int64_t h = 0; h < H; ++h) {
     const int32_t* idx = index + h * K;
-    // Runs of consecutive source slots (kept sets are sorted) move as one memcpy of whole rows.
+    // Runs of consecutive source slots (kept sets are sorted) move as one memcpy of whole rows; the
+    // one-value fields take a plain indexed loop (three memcpy calls per short run cost more than their bytes).
+    const int64_t src = h * L, dst = h * K;
     for (int64_t j = 0; j < K;) {
       int64_t e = j + 1;
       while (e < K && idx[e] == idx[j] + (e - j)) ++e;
-      copy_slots(in, h * L + idx[j], out, h * K + j, e - j);
+      const size_t bytes = static_cast<size_t>((e - j) * D) * sizeof(float);
+      std::memcpy(out.keys + (dst + j) * D, in.keys + (src + idx[j]) * D, bytes);
+      std::memcpy(out.values + (dst + j) * D, in.values + (src + idx[j]) * D, bytes);
       j = e;
+    }
+    for (int64_t j = 0; j < K; ++j) {
+      const int64_t i = src + idx[j];
+      out.positions[dst + j] = in.positions[i];
+      out.counts[dst + j] = in.counts[i];
+      out.scores[dst + j] = in.scores[i];
     }
   }
 }
 
-void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t* pivot, const float* sigma, int64_t O, int value_scale,
+// The merge kernels in one clone per ISA (AVX-512 / AVX2 / baseline, picked at load time): their float64
+// loops are element-wise, so wider vectors give the same bits, and fp-contract=off keeps the compiler from
+// fusing multiply-adds (one rounding instead of two), so results stay those of the reference's kernels.
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+__attribute__((target_clones("avx512f", "avx2", "default"))) void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t* pivot, const float* sigma, int64_t O, int value_scale,
                         const LayerOut& out) {
   const int64_t H = in.H, L = in.L, D = in.D;
   std::vector<int64_t> start(static_cast<size_t>(O)), end(static_cast<size_t>(O));
@@ -205,7 +220,7 @@ void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t
   }
 }
 
-void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K, const int32_t* source, const int32_t* target_start,
+__attribute__((target_clones("avx512f", "avx2", "default"))) void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K, const int32_t* source, const int32_t* target_start,
                                const int32_t* target_count, const float* gate, int64_t S, const LayerOut& out) {
   const int64_t H = in.H, L = in.L, D = in.D;
   gather_slots_cpu(in, keep, K, out);
@@ -274,6 +289,8 @@ void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K
     }
   }
 }
+
+#pragma GCC pop_options
 
 void observe_cpu(const LayerIn& in, const float* queries, int64_t QH, int64_t N, const int32_t* query_positions, float scale, int reduction,
                  int proportional, float* sums, float* last) {
