@@ -145,7 +145,8 @@ void gather_slots_cpu(const LayerIn& in, const int32_t* index, int64_t K, const 
 // fusing multiply-adds (one rounding instead of two), so results stay those of the reference's kernels.
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
-__attribute__((target_clones("avx512f", "avx2", "default"))) void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t* pivot, const float* sigma, int64_t O, int value_scale,
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t* pivot, const float* sigma, int64_t O, int value_scale,
                         const LayerOut& out) {
   const int64_t H = in.H, L = in.L, D = in.D;
   std::vector<int64_t> start(static_cast<size_t>(O)), end(static_cast<size_t>(O));
@@ -220,7 +221,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void merge_segments
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K, const int32_t* source, const int32_t* target_start,
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K, const int32_t* source, const int32_t* target_start,
                                const int32_t* target_count, const float* gate, int64_t S, const LayerOut& out) {
   const int64_t H = in.H, L = in.L, D = in.D;
   gather_slots_cpu(in, keep, K, out);
