@@ -435,13 +435,22 @@ async function prepareStep(kernels: KVKernels<unknown>, heads: number, length: n
 }
 
 /**
+ * Untimed steps before the timed ones. A step takes about a millisecond, too short for one call to get its
+ * loops optimised, so with a single warm-up the first timed steps ran unoptimised code (10-40 ms against a
+ * steady 1 ms on reference and onnx alike); a decode loop runs the step once per token, so the steady
+ * state is what a token costs.
+ */
+const STEP_WARMUPS = 3;
+
+/**
  * Median time of `policy.step` on fresh uploads of the prepared cache (budget `length`), and of the
- * newest token's attention over the same upload just before it (upload not timed).
+ * newest token's attention over the same upload just before it (upload not timed), after
+ * {@link STEP_WARMUPS} untimed steps.
  */
 async function timeStep(kernels: KVKernels<unknown>, policy: KVCachePolicy, p: StepPrepared, length: number, reps: number, seed: number): Promise<{ step: number[]; attention: number[] }> {
   const step: number[] = [];
   const attention: number[] = [];
-  for (let r = 0; r <= reps; r++) {
+  for (let r = 0; r < reps + STEP_WARMUPS; r++) {
     const layer = layerFromHost(kernels, p.layer);
     const obs: Observation<unknown> = {
       ...(policy.needs.includes('attention') ? { attention: kernels.fromHost(p.attention) } : {}),
@@ -463,7 +472,7 @@ async function timeStep(kernels: KVKernels<unknown>, policy: KVCachePolicy, p: S
     kernels.dispose(q, qp, seen.attention, seen.lastAttention, obs.attention, obs.lastAttention);
     disposeLayer(kernels, out, layer);
     disposeLayer(kernels, layer);
-    if (r > 0) {
+    if (r >= STEP_WARMUPS) {
       attention.push(t1 - t0);
       step.push(t2 - t1);
     }
@@ -487,7 +496,7 @@ function stepUnits(ctx: SuiteContext): WorkUnit[] {
     const keys = labels.map((p) => `speed|step|${label}|H=${cfg.heads}|L=${cfg.length}|D=${cfg.headDim}|G=${cfg.group}|${p}`);
     return {
       keys,
-      cost: keys.length * ((2 * cfg.reps + 3) * cfg.length * cfg.heads * cfg.headDim * (1 + cfg.group)) / 2e7,
+      cost: keys.length * ((2 * (cfg.reps + STEP_WARMUPS) + 1) * cfg.length * cfg.heads * cfg.headDim * (1 + cfg.group)) / 2e7,
       async run(pending, emit) {
         const kernels = await ctx.backend(ref);
         const base = { kind: 'step' as const, backend: label, heads: cfg.heads, length: cfg.length, headDim: cfg.headDim, queryHeads: cfg.heads * cfg.group };
@@ -740,7 +749,7 @@ export const speedSuite: Suite<SpeedMetrics> = {
       out.push('### Decode step: one eviction against that step\'s attention', '');
       out.push(
         `A cache at its budget of ${st.length} slots (${st.heads} kv heads x ${st.headDim} dims) plus the token just appended, its scores the attention of 16 earlier queries: the policy's step (decode mode "evict": accumulate the new token's attention, select, evict one slot per head; in place on reference and onnx, where the step owns the cache as a cache manager does: the newest row replaces the evicted one, no cache copy; functional on tfjs, whose tensors are immutable) against that token's attention on the same backend ` +
-          `(the observe kernel for ${st.heads * st.group} query heads: logits and softmax over the ${st.length + 1} slots; the product with the values, as large again, is not counted, so the ratio errs against the step). Median of ${st.reps}, interleaved on the same upload.`,
+          `(the observe kernel for ${st.heads * st.group} query heads: logits and softmax over the ${st.length + 1} slots; the product with the values, as large again, is not counted, so the ratio errs against the step). Median of ${st.reps} after ${STEP_WARMUPS} untimed steps, interleaved on the same upload.`,
         '',
       );
       out.push(
