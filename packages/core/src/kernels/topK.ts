@@ -36,8 +36,9 @@ export function checkWindow(kernel: string, length: number, k: number, from: num
  * number, ties with `-Infinity` broken by index), so a non-finite score never makes the result
  * depend on the algorithm.
  *
- * Per head: quickselect (median-of-three, Hoare partition) on a reused index buffer, then one numeric
- * sort of the `k` winners — O(m + k log k) on average for `m = to - from`, against O(m log m) for a full sort.
+ * Per head: the `k`-th best value is found by quickselect on a copy of the window's values (no index
+ * indirection), then one pass in slot order keeps every slot above it and the first slots equal to it
+ * (ties to the lower slot), already ascending: O(m) on average for `m = to - from`, with no sort.
  * @throws ShapeError unless `0 <= from <= to <= length` and `0 <= k <= to - from` are integers.
  */
 export const topKKernel = defineKernel({
@@ -61,20 +62,74 @@ function topK({ scores, k, from, to, heads: H, length: L }: TopKCall<HostTensor>
     return i32([H, k], out);
   }
   const val = new Float64Array(m);
-  const idx = new Int32Array(m);
-  const winners = idx.subarray(0, k);
+  const work = new Float64Array(m);
   for (let h = 0; h < H; h++) {
     const base = h * L + from;
     for (let i = 0; i < m; i++) {
       const x = s[base + i]!;
       val[i] = x === x ? x : -Infinity;
-      idx[i] = i;
     }
-    selectBest(idx, val, k);
-    winners.sort();
-    for (let j = 0; j < k; j++) out[h * k + j] = from + winners[j]!;
+    work.set(val);
+    const t = kthLargest(work, k);
+    // Slots strictly above the threshold all win; the rest of the k are its equals, lowest slots first.
+    let above = 0;
+    for (let i = 0; i < m; i++) if (val[i]! > t) above++;
+    let ties = k - above;
+    let j = h * k;
+    for (let i = 0; i < m; i++) {
+      const v = val[i]!;
+      if (v > t || (v === t && ties-- > 0)) out[j++] = from + i;
+    }
   }
   return i32([H, k], out);
+}
+
+/**
+ * The `k`-th largest of `a` (`1 <= k <= a.length`, no NaN), rearranging `a`: Wirth/Hoare quickselect
+ * on the values themselves with a median-of-three pivot, O(n) on average.
+ */
+export function kthLargest(a: Float64Array, k: number): number {
+  const target = k - 1;
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo < hi) {
+    if (hi === lo + 1) {
+      // Two left: order them (the median-of-three below needs three distinct cells).
+      if (a[hi]! > a[lo]!) {
+        const t = a[lo]!;
+        a[lo] = a[hi]!;
+        a[hi] = t;
+      }
+      break;
+    }
+    const mid = (lo + hi) >>> 1;
+    // Median of three (descending order): guards against sorted or reverse-sorted inputs.
+    let x = a[lo]!;
+    let y = a[mid]!;
+    let z = a[hi]!;
+    if (y > x) { const t = x; x = y; y = t; }
+    if (z > y) { const t = y; y = z; z = t; if (y > x) { const u = x; x = y; y = u; } }
+    a[lo] = x;
+    a[mid] = y;
+    a[hi] = z;
+    const pivot = y;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i]! > pivot) i++;
+      while (pivot > a[j]!) j--;
+      if (i <= j) {
+        const t = a[i]!;
+        a[i] = a[j]!;
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (j < target) lo = i;
+    if (target < i) hi = j;
+  }
+  return a[target]!;
 }
 
 /** Strict total order of the ranking: higher value first, then lower index. */
