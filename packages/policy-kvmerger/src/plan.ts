@@ -1,4 +1,4 @@
-import { kthLargest } from '@kvfold/core';
+import { selectBest } from '@kvfold/core';
 
 /**
  * Host-side planning of KVMerger: which slots are protected, which adjacent links merge, which slots
@@ -95,28 +95,14 @@ function eligibleLinks(cos: ArrayLike<number>, prot: ArrayLike<number>, minSimil
 }
 
 /**
- * The `count` best of the eligible `links` (highest cosine, ties to the lower index), ascending by index:
- * the `count`-th best cosine by a linear-time selection on the values, then one pass in link order that
- * keeps every link above it and the lowest-indexed links equal to it.
+ * The `count` best of the eligible `links` (highest cosine, ties to the lower index), in any order: a
+ * linear-time selection, since the plan only needs the set.
  */
 function bestLinks(links: Int32Array, cos: Float64Array, count: number): Int32Array {
   if (count >= links.length) return links;
-  if (count <= 0) return links.subarray(0, 0);
-  const n = links.length;
-  const v = new Float64Array(n);
-  for (let j = 0; j < n; j++) v[j] = cos[links[j]!]!;
-  const t = kthLargest(v, count);
-  let above = 0;
-  for (let j = 0; j < n; j++) if (cos[links[j]!]! > t) above++;
-  let ties = count - above;
-  const out = new Int32Array(count);
-  let m = 0;
-  for (let j = 0; j < n; j++) {
-    const i = links[j]!;
-    const c = cos[i]!;
-    if (c > t || (c === t && ties-- > 0)) out[m++] = i;
-  }
-  return out;
+  const idx = links.slice();
+  selectBest(idx, cos, count);
+  return idx.subarray(0, count);
 }
 
 /** One head's layout: merged links and evicted slots. */
@@ -213,46 +199,39 @@ export function planLayer(input: PlanInput): LayerPlan {
   const layouts = prots.map((p, l) => layoutRow(length, layoutCos[l]!, layoutScores[l]!, p, cands[l]!, count, target));
 
   const segment = new Int32Array(heads * length);
-  const outLengths = new Int32Array(heads);
-  // Each head's pivots at [h * length, h * length + outLength): packed into `pivot` once every head is planned.
-  const pivots = new Int32Array(heads * length);
-  const sc = input.scores;
+  const outLengths: number[] = [];
+  const pivots: number[][] = [];
   for (let h = 0; h < heads; h++) {
     const lay = layouts[shared ? 0 : h]!;
-    const links = lay.links;
-    const evicted = lay.evicted;
+    const sc = input.scores;
     const base = h * length;
+    const piv: number[] = [];
     let id = 0;
     for (let s = 0; s < length; ) {
       let e = s;
-      while (e < length - 1 && links[e] === 1) e++;
-      if (evicted[s] === 1) {
-        segment.fill(-1, base + s, base + e + 1);
+      while (e < length - 1 && lay.links[e] === 1) e++;
+      if (lay.evicted[s] === 1) {
+        for (let i = s; i <= e; i++) segment[base + i] = -1;
       } else {
         let p = s;
-        let best = val(sc[base + s]!);
-        segment[base + s] = id;
-        for (let i = s + 1; i <= e; i++) {
+        for (let i = s; i <= e; i++) {
           segment[base + i] = id;
-          const v = val(sc[base + i]!);
-          if (v > best) {
-            best = v;
-            p = i;
-          }
+          if (val(sc[base + i]!) > val(sc[base + p]!)) p = i;
         }
-        pivots[base + id] = p;
+        piv.push(p);
         id++;
       }
       s = e + 1;
     }
-    outLengths[h] = id;
+    outLengths.push(id);
+    pivots.push(piv);
   }
   const outLength = outLengths[0] ?? 0;
   if (outLengths.some((o) => o !== outLength)) {
     throw new Error(`kvmerger: internal error, heads planned different lengths [${outLengths.join(', ')}]`);
   }
   const pivot = new Int32Array(heads * outLength);
-  for (let h = 0; h < heads; h++) pivot.set(pivots.subarray(h * length, h * length + outLength), h * outLength);
+  pivots.forEach((p, h) => pivot.set(p, h * outLength));
   const pick = <K extends keyof RowLayout>(key: K): RowLayout[K][] => Array.from({ length: heads }, (_, h) => layouts[shared ? 0 : h]![key]);
   return { heads, length, outLength, segment, pivot, merged: pick('merged'), evicted: pick('evictedSlots'), effectiveEps: pick('effectiveEps') };
 }
