@@ -109,54 +109,6 @@ function rankKey(b: number): number {
   return (b & 0x80000000 ? ~b : b | 0x80000000) >>> 0;
 }
 
-/**
- * The `k`-th largest of `a` (`1 <= k <= a.length`, no NaN), rearranging `a`: Wirth/Hoare quickselect
- * on the values themselves with a median-of-three pivot, O(n) on average.
- */
-export function kthLargest(a: Float64Array, k: number): number {
-  const target = k - 1;
-  let lo = 0;
-  let hi = a.length - 1;
-  while (lo < hi) {
-    if (hi === lo + 1) {
-      // Two left: order them (the median-of-three below needs three distinct cells).
-      if (a[hi]! > a[lo]!) {
-        const t = a[lo]!;
-        a[lo] = a[hi]!;
-        a[hi] = t;
-      }
-      break;
-    }
-    const mid = (lo + hi) >>> 1;
-    // Median of three (descending order): guards against sorted or reverse-sorted inputs.
-    let x = a[lo]!;
-    let y = a[mid]!;
-    let z = a[hi]!;
-    if (y > x) { const t = x; x = y; y = t; }
-    if (z > y) { const t = y; y = z; z = t; if (y > x) { const u = x; x = y; y = u; } }
-    a[lo] = x;
-    a[mid] = y;
-    a[hi] = z;
-    const pivot = y;
-    let i = lo;
-    let j = hi;
-    while (i <= j) {
-      while (a[i]! > pivot) i++;
-      while (pivot > a[j]!) j--;
-      if (i <= j) {
-        const t = a[i]!;
-        a[i] = a[j]!;
-        a[j] = t;
-        i++;
-        j--;
-      }
-    }
-    if (j < target) lo = i;
-    if (target < i) hi = j;
-  }
-  return a[target]!;
-}
-
 /** Strict total order of the ranking: higher value first, then lower index. */
 function better(val: Float64Array, a: number, b: number): boolean {
   const x = val[a]!;
