@@ -159,4 +159,33 @@ describe('planLayer properties', () => {
       { numRuns: 200 },
     );
   });
+
+  it('merges exactly the best-ranked candidate links (a full sort, ties to the lower index) and pivots on the first highest score', async () => {
+    // Cosines on few levels, so ties between links decide as often as values do.
+    const tied = input.map((inp) => ({ ...inp, sets: 'per-head' as const, cosine: Array.from(inp.cosine ?? [], (c) => Math.round(c * 4) / 4) }));
+    await fc.assert(
+      fc.asyncProperty(tied, async (inp) => {
+        const protection = await protect(Array.from(inp.scores), inp.heads, inp.length, inp.recent, inp.heavy);
+        const plan = planLayer({ ...inp, protection });
+        const { heads, length } = plan;
+        const n1 = Math.max(0, length - 1);
+        const ranked = protection.map((prot, h) => candidateLinks(inp.cosine!.slice(h * n1, (h + 1) * n1), prot, inp.minSimilarity, inp.mode === 'paper' ? inp.eps : undefined));
+        const count = inp.mode === 'paper' ? Math.min(...ranked.map((r) => r.length)) : Math.max(0, length - inp.target);
+        // With too few candidates exact mode merges them all and trims: the ranking no longer decides.
+        fc.pre(ranked.every((r) => r.length >= count));
+        for (let h = 0; h < heads; h++) {
+          const seg = plan.segment.subarray(h * length, (h + 1) * length);
+          const merged = Array.from({ length: n1 }, (_, i) => i).filter((i) => seg[i] === seg[i + 1]);
+          expect(merged).toEqual(ranked[h]!.slice(0, count).sort((a, b) => a - b));
+          for (let o = 0; o < plan.outLength; o++) {
+            const members = Array.from({ length }, (_, i) => i).filter((i) => seg[i] === o);
+            const sc = (i: number) => inp.scores[h * length + i]!;
+            const best = members.reduce((b, i) => (sc(i) > sc(b) ? i : b), members[0]!);
+            expect(plan.pivot[h * plan.outLength + o]).toBe(best);
+          }
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
 });

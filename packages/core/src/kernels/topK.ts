@@ -36,8 +36,10 @@ export function checkWindow(kernel: string, length: number, k: number, from: num
  * number, ties with `-Infinity` broken by index), so a non-finite score never makes the result
  * depend on the algorithm.
  *
- * Per head: quickselect (median-of-three, Hoare partition) on a reused index buffer, then one numeric
- * sort of the `k` winners — O(m + k log k) on average for `m = to - from`, against O(m log m) for a full sort.
+ * Per head: every score becomes an order-preserving uint32 key (NaN as `-Infinity`, `-0` as `0`), a radix
+ * selection (three histogram passes of 11, 11 and 10 bits) finds the `k`-th best key, and one pass in slot
+ * order keeps every slot above it and the first slots equal to it (ties to the lower slot), already
+ * ascending: O(m) for `m = to - from`, with no sort and no comparison-based selection.
  * @throws ShapeError unless `0 <= from <= to <= length` and `0 <= k <= to - from` are integers.
  */
 export const topKKernel = defineKernel({
@@ -60,21 +62,51 @@ function topK({ scores, k, from, to, heads: H, length: L }: TopKCall<HostTensor>
     for (let h = 0; h < H; h++) for (let j = 0; j < k; j++) out[h * k + j] = from + j;
     return i32([H, k], out);
   }
-  const val = new Float64Array(m);
-  const idx = new Int32Array(m);
-  const winners = idx.subarray(0, k);
+  const bits = new Uint32Array(s.buffer, s.byteOffset, s.length);
+  const key = new Uint32Array(m);
+  const hist = new Int32Array(RADIX_BINS);
   for (let h = 0; h < H; h++) {
     const base = h * L + from;
-    for (let i = 0; i < m; i++) {
-      const x = s[base + i]!;
-      val[i] = x === x ? x : -Infinity;
-      idx[i] = i;
+    for (let i = 0; i < m; i++) key[i] = rankKey(bits[base + i]!);
+    // Radix selection of the k-th largest key: `need` counts the winners still to place at or below the
+    // current prefix; what is left after the last digit is how many keys equal to the threshold win.
+    let prefix = 0;
+    let mask = 0;
+    let need = k;
+    for (let shift = 21; shift >= 0; shift -= shift === 21 ? 11 : 10) {
+      const width = shift === 0 ? 1023 : 2047;
+      hist.fill(0);
+      for (let i = 0; i < m; i++) {
+        const x = key[i]!;
+        if ((x & mask) === prefix) hist[(x >>> shift) & width]!++;
+      }
+      let b = width;
+      while (hist[b]! < need) need -= hist[b--]!;
+      prefix |= b << shift;
+      mask |= width << shift;
     }
-    selectBest(idx, val, k);
-    winners.sort();
-    for (let j = 0; j < k; j++) out[h * k + j] = from + winners[j]!;
+    const t = prefix >>> 0;
+    let ties = need;
+    let j = h * k;
+    for (let i = 0; i < m; i++) {
+      const x = key[i]!;
+      if (x > t || (x === t && ties-- > 0)) out[j++] = from + i;
+    }
   }
   return i32([H, k], out);
+}
+
+/** Histogram size of {@link topK}'s widest radix digit (11 bits). */
+const RADIX_BINS = 2048;
+
+/**
+ * A float32's bit pattern as a uint32 whose order is the ranking's: NaN as `-Infinity` (lowest), `-0` as
+ * `0` (equal scores tie), negative values below positive ones.
+ */
+function rankKey(b: number): number {
+  if ((b & 0x7fffffff) > 0x7f800000) b = 0xff800000;
+  else if (b === 0x80000000) b = 0;
+  return (b & 0x80000000 ? ~b : b | 0x80000000) >>> 0;
 }
 
 /** Strict total order of the ranking: higher value first, then lower index. */
