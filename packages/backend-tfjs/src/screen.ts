@@ -41,3 +41,17 @@ export function screened(flag: () => tf.Tensor): { readonly valid: boolean } {
     t.dispose();
   }
 }
+
+/**
+ * Whether every per-block boolean scalar in `flags` is true, read back with one scalar download for all
+ * blocks; disposes the flags. Block-wise kernels use it to confirm a fast path held everywhere.
+ */
+export function allOf(flags: readonly tf.Tensor[]): boolean {
+  const all = tf.tidy(() => tf.all(tf.stack([...flags])));
+  try {
+    return all.dataSync()[0] === 1;
+  } finally {
+    all.dispose();
+    for (const f of flags) f.dispose();
+  }
+}

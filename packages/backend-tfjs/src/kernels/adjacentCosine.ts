@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { AdjacentCosineCall, KernelImplementation } from '@kvfold/core';
 import { column, indexPairs, rowRange, rowScales, takeRows } from '../ops.js';
+import { allOf } from '../screen.js';
 
 /**
  * Cosine similarity of each key with the next one, float32 `[kvHeads, length - 1]` (`[kvHeads, 0]` when
@@ -90,10 +91,7 @@ function unscaledCosine(keys: tf.Tensor, H: number, L: number, D: number): tf.Te
     parts.push(cos);
     flags.push(ok);
   }
-  const all = tf.tidy(() => tf.all(tf.stack(flags)));
-  const safe = all.dataSync()[0] === 1;
-  all.dispose();
-  for (const f of flags) f.dispose();
+  const safe = allOf(flags);
   if (!safe) {
     for (const p of parts) p.dispose();
     return undefined;

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelImplementation, LayerCache, MergeIntoNeighboursCall, ScreenResult } from '@kvfold/core';
 import { column, FLOAT_EXACT, finiteMask, firstRows, flatIndex, headRowIndex, headStarts, indexPairs, rowRange, shiftDown, takeRows } from '../ops.js';
-import { anyOf } from '../screen.js';
+import { allOf, anyOf } from '../screen.js';
 import { gatherRows } from './gather.js';
 
 /** What the plan's screen learns on the way: the largest target window, and whether the values are all finite. */
@@ -123,10 +123,7 @@ function mergeScanned({ layer, plan, dims, kept: K }: MergeIntoNeighboursCall<tf
     flags.push(ok);
   }
   factor.dispose();
-  const all = tf.tidy(() => tf.all(tf.stack(flags)));
-  const finite = all.dataSync()[0] === 1;
-  all.dispose();
-  for (const f of flags) f.dispose();
+  const finite = allOf(flags);
   if (!finite) {
     for (const v of blocks) v.dispose();
     return undefined;
