@@ -1,7 +1,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', 'docs/api/**', 'bench/runs/**', '.tmp/**', '**/checkpoints/**', '**/build-train/**', 'packages/backend-onnx/native/build/**', '**/*.d.ts', 'packages/backend-reference/assembly/**'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', 'docs/api/**', 'bench/runs/**', '.tmp/**', '**/checkpoints/**', '**/build-train/**', 'packages/backend-onnx/native/build/**', '**/*.d.ts', 'packages/wasm-kernels/assembly/**'] },
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],

@@ -9,7 +9,8 @@ import { definePlugin } from '@kvfold/core';
 import { referenceBackend } from './reference.js';
 
 export { WASM_KERNELS, createReferenceKernels, referenceBackend, referenceKernelBackend, type ReferenceBackendOptions, type ReferenceKernels } from './reference.js';
-export { WasmHeap, WasmPool, type WasmKernelExports } from './wasm-heap.js';
+export { WasmHeap, WasmPool } from './wasm-heap.js';
+export type { WasmKernelExports } from '@kvfold/wasm-kernels';
 
 /** The plugin: contributes the `reference` backend. */
 export default definePlugin({ name: '@kvfold/backend-reference', backends: [referenceBackend] });

@@ -1,21 +1,5 @@
-import { readFileSync } from 'node:fs';
 import type { HostAllocator, PoolStats } from '@kvfold/core';
-
-/** What `wasm/kernels.wasm` exports (built from `assembly/kernels.ts`); every pointer is a byte offset into the heap. */
-export interface WasmKernelExports {
-  /** core's adjacentCosine: keys `[H, L, D]` at `k` into `[H, L - 1]` at `out`. */
-  adjacentCosine(k: number, out: number, H: number, L: number, D: number): void;
-  /** core's gather: the five layer arrays, the index, H, L, D, k, the five output arrays. */
-  gather(...args: number[]): void;
-  /** core's mergeSegments: layer, plan, sizes, value scale, output layer, scratch (see `assembly/kernels.ts`). */
-  mergeSegments(...args: number[]): void;
-  /** core's mergeIntoNeighbours: layer, plan, sizes, output layer, scratch (see `assembly/kernels.ts`). */
-  mergeIntoNeighbours(...args: number[]): void;
-  /** 1 when a mergeSegments plan passes core's content checks, else 0: seg, piv, sig, counts, H, L, M, byCount. */
-  screenSegments(...args: number[]): number;
-  /** 1 when a mergeIntoNeighbours plan passes core's content checks, else 0: keep, source, targetStart, targetCount, gate, H, L, K, S. */
-  screenNeighbours(...args: number[]): number;
-}
+import { kernelModule, type WasmKernelExports } from '@kvfold/wasm-kernels';
 
 /** The part of the WebAssembly JS API used here (this project's TypeScript libs declare none of it). */
 interface WasmMemory {
@@ -24,7 +8,6 @@ interface WasmMemory {
 }
 interface WasmApi {
   Memory: new (descriptor: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
-  Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { readonly exports: Record<string, unknown> };
 }
 const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
@@ -70,7 +53,7 @@ export class WasmHeap {
     this.free(block.offset, block.bytes);
   });
 
-  /** A heap over a new shared memory, with `module` (the compiled `wasm/kernels.wasm`) instantiated over it. */
+  /** A heap over a new shared memory, with `module` (@kvfold/wasm-kernels' shared-memory module) instantiated over it. */
   constructor(module: object) {
     this.memory = new WA.Memory({ initial: 16, maximum: MAX_PAGES, shared: true });
     // The kernels call back into the very `Math.exp` the TypeScript reference uses, so weights match bit for bit.
@@ -214,8 +197,7 @@ let shared: WasmHeap | null | undefined;
 export function wasmHeap(): WasmHeap | undefined {
   if (shared === undefined) {
     try {
-      const bytes = readFileSync(new URL('../wasm/kernels.wasm', import.meta.url));
-      shared = new WasmHeap(new WA.Module(bytes));
+      shared = new WasmHeap(kernelModule('shared'));
     } catch (e) {
       shared = null;
       unavailable = (e as Error).message;

@@ -1,0 +1,66 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { instantiateKernels, kernelModule, unsharedMemoryImport } from '@kvfold/wasm-kernels';
+
+const pkg = resolve(import.meta.dirname, '..');
+const committed = (): Uint8Array => new Uint8Array(readFileSync(join(pkg, 'wasm/kernels.wasm')));
+
+interface WasmApi {
+  Memory: new (d: { initial: number; maximum?: number; shared?: boolean }) => { buffer: ArrayBufferLike };
+  Module: { imports(m: object): { module: string; name: string; kind: string }[]; exports(m: object): { name: string; kind: string }[] };
+}
+const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
+/** Build assembly/kernels.ts with scripts/build-wasm.mjs and extra asc flags into a temporary file; its bytes. */
+function build(...flags: string[]): Uint8Array {
+  const dir = mkdtempSync(join(tmpdir(), 'kvfold-wasm-'));
+  try {
+    execFileSync(process.execPath, [join(pkg, 'scripts/build-wasm.mjs'), join(dir, 'kernels.wasm'), ...flags], { cwd: pkg, stdio: 'pipe' });
+    return new Uint8Array(readFileSync(join(dir, 'kernels.wasm')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('@kvfold/wasm-kernels', () => {
+  it('the committed wasm/kernels.wasm is what assembly/kernels.ts builds to', () => {
+    expect(Buffer.compare(build(), committed())).toBe(0);
+  }, 120_000);
+
+  it('the unshared module is exactly what AssemblyScript builds for an unshared memory with no maximum', () => {
+    expect(Buffer.compare(unsharedMemoryImport(committed()), build('--unshared'))).toBe(0);
+  }, 120_000);
+
+  it('imports only a memory and exp, so it never touches memory it is not handed', () => {
+    for (const kind of ['shared', 'unshared'] as const) {
+      const imports = WA.Module.imports(kernelModule(kind)).map((i) => `${i.module}.${i.name}:${i.kind}`);
+      expect(imports.sort()).toEqual(['env.exp:function', 'env.memory:memory']);
+      const exported = WA.Module.exports(kernelModule(kind)).map((e) => e.name);
+      expect(exported).toEqual(expect.arrayContaining(['adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours', 'screenSegments', 'screenNeighbours']));
+    }
+  });
+
+  it('instantiates over a memory of its kind and computes there', () => {
+    // An unshared memory with no maximum (what an Emscripten heap may be), and a shared one.
+    const plain = new WA.Memory({ initial: 1 });
+    const shared = new WA.Memory({ initial: 1, maximum: 4, shared: true });
+    for (const [memory, kind] of [[plain, 'unshared'], [shared, 'shared']] as const) {
+      const k = instantiateKernels(memory, kind);
+      // Two slots of one head, headDim 2: keys (1, 0) and (2, 0) have cosine 1.
+      const f = new Float32Array(memory.buffer, 64, 6);
+      f.set([1, 0, 2, 0, -7, -7]);
+      k.adjacentCosine(64, 64 + 16, 1, 2, 2);
+      expect(f[4]).toBe(1);
+      expect(f[5]).toBe(-7);
+    }
+    expect(() => instantiateKernels(plain, 'shared')).toThrow();
+  });
+
+  it('refuses a binary without a shared env.memory import', () => {
+    expect(() => unsharedMemoryImport(unsharedMemoryImport(committed()))).toThrow(/not shared/);
+    expect(() => unsharedMemoryImport(new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]))).toThrow(/no env.memory import/);
+  });
+});
