@@ -8,7 +8,7 @@
 import { definePlugin } from '@kvfold/core';
 import { tfjsBackend } from './tfjs.js';
 
-export { createTfjsKernels, tfjsBackend, tfjsKernelBackend, tfjsOptionsSchema, type CreateTfjsKernelsOptions, type TfjsBackendOptions, type TfjsKernels } from './tfjs.js';
+export { TFJS_WASM_KERNELS, createTfjsKernels, tfjsBackend, tfjsKernelBackend, tfjsOptionsSchema, type CreateTfjsKernelsOptions, type TfjsBackendOptions, type TfjsKernelMode, type TfjsKernels } from './tfjs.js';
 export { ENGINE_CHOICES, TENSORFLOW_INSTALL, TENSORFLOW_PACKAGES, type TfjsEngine, type TfjsEngineChoice } from './engine.js';
 export { OBSERVE_BLOCK } from './kernels/observe.js';
 

@@ -27,6 +27,12 @@ import { mergeSegments } from './kernels/mergeSegments.js';
 import { OBSERVE_BLOCK, observeKernelFor } from './kernels/observe.js';
 import { topK } from './kernels/topK.js';
 import { inspectTensor, isTensor } from './screen.js';
+import { wasmAdjacentCosine } from './wasm/adjacentCosine.js';
+import { wasmGather } from './wasm/gather.js';
+import { engineKernels } from './wasm/heap.js';
+import { wasmMergeIntoNeighbours } from './wasm/mergeIntoNeighbours.js';
+import { wasmMergeSegments } from './wasm/mergeSegments.js';
+import { wasmTopK } from './wasm/topK.js';
 
 /** Options of the tfjs backend (JSON Schema: {@link tfjsOptionsSchema}). */
 export interface TfjsBackendOptions {
@@ -40,7 +46,26 @@ export interface TfjsBackendOptions {
    * memory (16 MiB by default) at the cost of more, smaller matMuls. Default 4,194,304.
    */
   readonly observeBlock?: number;
+  /**
+   * `wasm` (default): on the wasm engine, gather, adjacentCosine, mergeSegments and mergeIntoNeighbours
+   * run as kvfold's own WebAssembly SIMD kernels (@kvfold/wasm-kernels, bit-identical to the reference
+   * backend) and topK as core's radix selection, registered as custom tfjs kernels of the `wasm` backend
+   * and run in place on the engine's heap ({@link TFJS_WASM_KERNELS}); the other kernels, and every
+   * kernel on other engines, are tfjs op programs. `tfjs`: every
+   * kernel a tfjs op program on every engine (what ran before; kept to compare and for engines kvfold's
+   * kernels cannot run in).
+   */
+  readonly kernels?: TfjsKernelMode;
 }
+
+/** What the `kernels` option accepts: see {@link TfjsBackendOptions.kernels}. */
+export type TfjsKernelMode = 'wasm' | 'tfjs';
+
+/**
+ * The kernels that run as kvfold's own kernels in the wasm engine's heap in `kernels: 'wasm'` mode: the
+ * @kvfold/wasm-kernels SIMD kernels, and topK as core's radix selection on the scores where they lie.
+ */
+export const TFJS_WASM_KERNELS = ['topK', 'gather', 'adjacentCosine', 'mergeSegments', 'mergeIntoNeighbours'] as const;
 
 /** Options of {@link createTfjsKernels}: the backend options plus where to report the engine chosen. */
 export interface CreateTfjsKernelsOptions extends TfjsBackendOptions {
@@ -65,6 +90,12 @@ export const tfjsOptionsSchema: JsonSchema = {
       default: OBSERVE_BLOCK,
       description: 'Largest block of attention logits (float32 elements) observe materialises at once: bounds its memory (default 16 MiB).',
     },
+    kernels: {
+      type: 'string',
+      enum: ['wasm', 'tfjs'],
+      default: 'wasm',
+      description: "wasm: on tfjs's wasm engine, gather, adjacentCosine, mergeSegments and mergeIntoNeighbours run as kvfold's WebAssembly SIMD kernels and topK as core's radix selection (custom tfjs kernels, in place on the engine's heap, same results as the reference backend); tfjs: every kernel a tfjs op program (the only mode on other engines).",
+    },
   },
 };
 
@@ -74,6 +105,8 @@ export interface TfjsKernels extends KVKernels<tf.Tensor> {
   readonly engine: TfjsEngine;
   /** wasm only: whether the SIMD build runs; undefined on other engines. */
   readonly simd: boolean | undefined;
+  /** Which kernels run: `wasm` when kvfold's wasm kernels do ({@link TfjsBackendOptions.kernels}), else `tfjs`. */
+  readonly kernelMode: TfjsKernelMode;
   /**
    * Peak tensor bytes of this engine while `f` runs, above those live when it starts (`tf.profile`; its
    * bookkeeping slows `f`, so benchmarks measure it on an untimed call).
@@ -113,7 +146,7 @@ export async function createTfjsKernels(options?: CreateTfjsKernelsOptions): Pro
  * @throws BackendUnavailableError, ConfigError as {@link createTfjsKernels}.
  */
 export async function tfjsKernelBackend(options?: CreateTfjsKernelsOptions): Promise<KernelBackend<tf.Tensor>> {
-  const { engine: choice, observeBlock } = checkOptions(options);
+  const { engine: choice, observeBlock, kernels: mode } = checkOptions(options);
   const logger = options?.logger ?? silentLogger;
   const loaded = await loadEngine(choice, logger);
   const engine = loaded.engine;
@@ -126,16 +159,17 @@ export async function tfjsKernelBackend(options?: CreateTfjsKernelsOptions): Pro
       logger.debug(`tfjs: switched the global tfjs backend back to "${engine}" for these kernels`, { engine });
     }
   };
+  const wasm = mode === 'wasm' && engine === 'wasm' ? wasmKernelsHere(logger) : false;
   const implementations: Record<string, AnyKernelImplementation> = {
     allFinite,
     append,
     accumulate,
-    topK,
-    gather,
-    adjacentCosine,
+    topK: wasm ? wasmTopK : topK,
+    gather: wasm ? wasmGather : gather,
+    adjacentCosine: wasm ? wasmAdjacentCosine : adjacentCosine,
     keyNorms,
-    mergeSegments,
-    mergeIntoNeighbours,
+    mergeSegments: wasm ? wasmMergeSegments : mergeSegments,
+    mergeIntoNeighbours: wasm ? wasmMergeIntoNeighbours : mergeIntoNeighbours,
     observe: observeKernelFor(observeBlock),
   };
   // Every kernel first makes this object's engine current (see createTfjsKernels).
@@ -151,17 +185,20 @@ export async function tfjsKernelBackend(options?: CreateTfjsKernelsOptions): Pro
   }
   return defineKernelBackend<tf.Tensor>({
     name: 'tfjs',
-    describe: () => `tfjs ${tf.version_core} on ${loaded.detail}`,
+    describe: () => `tfjs ${tf.version_core} on ${loaded.detail}${wasm ? `; kvfold wasm kernels for ${TFJS_WASM_KERNELS.join(', ')}` : ''}`,
     inspect: inspectTensor,
     fromHost: (tensor: HostTensor) => {
       on();
-      // A copy, so the tfjs tensor never aliases caller memory.
-      return tf.tensor(tensor.data.slice(), [...tensor.shape], tensor.dtype);
+      // The tfjs tensor must never alias caller memory: the wasm engine copies into its heap itself, the
+      // others keep the array they are given, so they get a copy.
+      return tf.tensor(engine === 'wasm' ? tensor.data : tensor.data.slice(), [...tensor.shape], tensor.dtype);
     },
     toHost: async (tensor) => {
       on();
-      // A copy: the cpu engine hands out its own storage, which a caller must never be able to edit.
-      const data = (await tensor.data<'float32' | 'int32'>()).slice();
+      // A copy: the cpu engine hands out its own storage, which a caller must never be able to edit (the
+      // wasm engine's read is already a fresh copy of its heap).
+      const read = await tensor.data<'float32' | 'int32'>();
+      const data = engine === 'wasm' ? read : read.slice();
       return { dtype: tensor.dtype, shape: [...tensor.shape], data } as HostTensor;
     },
     read: (tensor) => {
@@ -175,6 +212,7 @@ export async function tfjsKernelBackend(options?: CreateTfjsKernelsOptions): Pro
     extensions: {
       engine,
       simd: loaded.simd,
+      kernelMode: wasm ? 'wasm' : 'tfjs',
       peakBytesOf: async (f: () => Promise<unknown>) => {
         const start = tf.memory().numBytes;
         const info = await tf.profile(async () => {
@@ -186,7 +224,21 @@ export async function tfjsKernelBackend(options?: CreateTfjsKernelsOptions): Pro
   });
 }
 
-/** The tfjs backend's registration: options `engine` (`auto` | `wasm` | `cpu` | `tensorflow`) and `observeBlock`. */
+/**
+ * Whether kvfold's wasm kernels can run in the current tfjs backend (the wasm engine, just made current);
+ * logs why not when they cannot, and the kernels then stay tfjs programs.
+ */
+function wasmKernelsHere(logger: Logger): boolean {
+  try {
+    engineKernels(tf.backend());
+    return true;
+  } catch (e) {
+    logger.warn(`tfjs: kvfold's wasm kernels cannot run in this wasm engine (${(e as Error).message}); every kernel runs as tfjs ops`);
+    return false;
+  }
+}
+
+/** The tfjs backend's registration: options `engine` (`auto` | `wasm` | `cpu` | `tensorflow`), `observeBlock` and `kernels` (`wasm` | `tfjs`). */
 export const tfjsBackend: BackendDefinition<TfjsBackendOptions> = defineBackend<TfjsBackendOptions>({
   name: 'tfjs',
   description: 'TensorFlow.js kernels: wasm (SIMD) by default, cpu as fallback, tensorflow (libtensorflow) when @tensorflow/tfjs-node is installed.',

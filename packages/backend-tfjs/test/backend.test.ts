@@ -25,7 +25,8 @@ describe('tfjs engines', () => {
     expect(k.engine).toBe('wasm');
     expect(k.backend).toBe('tfjs');
     expect(k.simd).toBe(true);
-    expect(k.describe()).toBe(`tfjs ${tf.version_core} on wasm (XNNPACK, SIMD on, 1 thread)`);
+    expect(k.kernelMode).toBe('wasm');
+    expect(k.describe()).toBe(`tfjs ${tf.version_core} on wasm (XNNPACK, SIMD on, 1 thread); kvfold wasm kernels for topK, gather, adjacentCosine, mergeSegments, mergeIntoNeighbours`);
     expect(logger.lines.some((l) => l.startsWith('info: tfjs backend: wasm'))).toBe(true);
   });
 
@@ -34,6 +35,8 @@ describe('tfjs engines', () => {
     const wasm = await createTfjsKernels({ engine: 'wasm' });
     expect(cpu.describe()).toBe(`tfjs ${tf.version_core} on cpu (plain JavaScript kernels)`);
     expect(cpu.simd).toBeUndefined();
+    // kvfold's wasm kernels run inside the wasm engine only: cpu runs tfjs op programs whatever the option.
+    expect(cpu.kernelMode).toBe('tfjs');
     const a = cpu.fromHost(hostTensor('float32', [1, 2], [1, 2]));
     expect(tf.getBackend()).toBe('cpu');
     const b = wasm.fromHost(hostTensor('float32', [1, 2], [3, 4]));
@@ -71,6 +74,10 @@ describe('tfjs engines', () => {
     expect(small.message).toContain('1024');
     const frac = await errorOf(createTfjsKernels({ observeBlock: 4096.5 }));
     expect(frac.message).toContain('/observeBlock');
+    const mode = await errorOf(createTfjsKernels({ kernels: 'js' as 'tfjs' }));
+    expect(mode).toBeInstanceOf(ConfigError);
+    expect(mode.message).toContain('/kernels');
+    expect(mode.message).toContain('"wasm", "tfjs"');
   });
 });
 
@@ -79,6 +86,7 @@ describe('tfjs registration and config schema', () => {
     const props = (tfjsOptionsSchema as { properties: Record<string, Record<string, unknown>> }).properties;
     expect(props.engine).toMatchObject({ enum: ['auto', 'wasm', 'cpu', 'tensorflow'], default: 'auto' });
     expect(props.observeBlock).toMatchObject({ type: 'integer', minimum: 1024, maximum: 268435456, default: 4194304 });
+    expect(props.kernels).toMatchObject({ type: 'string', enum: ['wasm', 'tfjs'], default: 'wasm' });
     expect((tfjsOptionsSchema as { additionalProperties: boolean }).additionalProperties).toBe(false);
     expect(tfjsBackend.schema).toBe(tfjsOptionsSchema);
   });
@@ -99,7 +107,7 @@ describe('tfjs registration and config schema', () => {
     }
     expect(composed).toBeInstanceOf(ConfigError);
     expect((composed as Error).message).toContain('/backend/options/observeBlock');
-    expect(kv.validate({ backend: { name: 'tfjs', options: {} }, policy: { name: 'window', budget: 0.5 } }).backend).toEqual({ name: 'tfjs', options: { engine: 'auto', observeBlock: 4194304 } });
+    expect(kv.validate({ backend: { name: 'tfjs', options: {} }, policy: { name: 'window', budget: 0.5 } }).backend).toEqual({ name: 'tfjs', options: { engine: 'auto', observeBlock: 4194304, kernels: 'wasm' } });
   });
 
   it('a small observeBlock gives the same attention (it only bounds memory)', async () => {

@@ -2,20 +2,31 @@ import { createReferenceKernels } from '@kvfold/backend-reference';
 import * as tf from '@tensorflow/tfjs-core';
 import { hostTensor, type HostLayer, type HostTensor, type KVKernels } from '@kvfold/core';
 import { expectClose, expectLayerClose, layerHost, mulberry32 as rng, randomF32, randomLayer, randomNeighbourPlan, randomSegmentPlan, upload } from '@kvfold/testkit';
-import { createTfjsKernels, type TfjsKernels } from '../src/index.js';
+import { createTfjsKernels, type TfjsBackendOptions, type TfjsKernels } from '../src/index.js';
 
 /** The reference kernels: ground truth. */
 export const ref = createReferenceKernels();
 
-/** Engines every parity test runs on (both ship with the package). */
-export const ENGINES = ['wasm', 'cpu'] as const;
+/**
+ * Configurations every parity test runs on (both engines ship with the package): the wasm engine with
+ * kvfold's wasm kernels (the default), the wasm engine with tfjs op programs only (`kernels: 'tfjs'`), and cpu.
+ */
+export const ENGINES = ['wasm', 'wasm(kernels=tfjs)', 'cpu'] as const;
+
+/** One of {@link ENGINES}. */
+export type EngineCase = (typeof ENGINES)[number];
+
+/** The backend options of a configuration. */
+export function optionsFor(c: EngineCase): TfjsBackendOptions {
+  return c === 'wasm(kernels=tfjs)' ? { engine: 'wasm', kernels: 'tfjs' } : { engine: c };
+}
 
 const cache = new Map<string, Promise<TfjsKernels>>();
-/** Kernels for an engine, created once per test file. */
-export function kernelsFor(engine: 'wasm' | 'cpu'): Promise<TfjsKernels> {
+/** Kernels for a configuration, created once per test file. */
+export function kernelsFor(engine: EngineCase): Promise<TfjsKernels> {
   let k = cache.get(engine);
   if (!k) {
-    k = createTfjsKernels({ engine });
+    k = createTfjsKernels(optionsFor(engine));
     cache.set(engine, k);
   }
   return k;

@@ -24,7 +24,7 @@ import cam from '@kvfold/policy-cam';
 import kvmerger from '@kvfold/policy-kvmerger';
 import { syntheticLayer } from '@kvfold/testkit';
 import tfjs from '../src/index.js';
-import { ENGINES, expectLayerClose } from './helpers.js';
+import { ENGINES, expectLayerClose, optionsFor, type EngineCase } from './helpers.js';
 
 const kv = KVFold.create({ plugins: [reference, tfjs, baselines, h2o, cam, kvmerger] });
 
@@ -86,8 +86,8 @@ function token(x: HostTensor, t: number): HostTensor {
  * step). Both backends receive the same attention (computed by the reference's observe on its own cache),
  * so every decision rests on the same scores. Returns both backends' recorded decisions.
  */
-async function lockstep(engine: 'wasm' | 'cpu', spec: (typeof POLICIES)[number], c: Case): Promise<{ tfjs: Decisions; reference: Decisions }> {
-  const t = (await kv.backend('tfjs', { engine })) as KVKernels<tf.Tensor>;
+async function lockstep(engine: EngineCase, spec: (typeof POLICIES)[number], c: Case): Promise<{ tfjs: Decisions; reference: Decisions }> {
+  const t = (await kv.backend('tfjs', { ...optionsFor(engine) })) as KVKernels<tf.Tensor>;
   const r = (await kv.backend('reference')) as KVKernels<HostTensor>;
   const tfDecisions: Decisions = { neighbourGates: [], segments: [] };
   const refDecisions: Decisions = { neighbourGates: [], segments: [] };

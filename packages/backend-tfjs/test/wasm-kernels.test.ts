@@ -1,0 +1,133 @@
+// kvfold's own kernels inside the tfjs wasm engine (kernels: 'wasm'): they run as custom tfjs kernels (seen
+// in tf.profile), give the reference backend's results bit for bit (the same wasm code and Math.exp, and
+// core's radix topK), allocate exactly their outputs in the engine's heap, and accept tensors that live in
+// another engine.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import * as tf from '@tensorflow/tfjs-core';
+import { hostTensor, type HostLayer, type HostTensor, type KVKernels, type LayerCache } from '@kvfold/core';
+import { createTfjsKernels, TFJS_WASM_KERNELS } from '../src/index.js';
+import { kernelsFor, layerHost, randInt, randomLayer, randomNeighbourPlan, randomSegmentPlan, ref, rng, upload } from './helpers.js';
+
+/** The bytes of every field, so equality means bit-identical (signs of zeros and NaN payloads included). */
+function bits(t: HostTensor | HostLayer | LayerCache<HostTensor>): number[][] {
+  const ts = 'keys' in t ? [t.keys, t.values, t.positions, t.counts, t.scores] : [t];
+  return ts.map((x) => [...x.shape, ...new Uint8Array(x.data.buffer, x.data.byteOffset, x.data.byteLength)]);
+}
+
+/** Dispose every field of a layer. */
+function free(k: KVKernels<tf.Tensor>, l: LayerCache<tf.Tensor>): void {
+  k.dispose(l.keys, l.values, l.positions, l.counts, l.scores);
+}
+
+/** Run `f` under tf.profile; the names of the tfjs kernels it ran. */
+async function kernelNames(f: () => Promise<unknown>): Promise<string[]> {
+  const info = await tf.profile(async () => {
+    await f();
+  });
+  return info.kernelNames;
+}
+
+const dims = fc.record({ H: fc.integer({ min: 1, max: 4 }), L: fc.integer({ min: 1, max: 40 }), D: fc.integer({ min: 1, max: 19 }), seed: fc.integer() });
+
+/** One random case of every kernel kvfold runs in the wasm engine, on kernels `k`, as host results. */
+async function everyKernel<T>(k: KVKernels<T>, base: HostLayer, r: () => number): Promise<(HostTensor | HostLayer)[]> {
+  const [H, L] = base.scores.shape as [number, number];
+  const layer = upload(k, base);
+  const owned: T[] = [];
+  const put = (t: HostTensor): T => {
+    const x = k.fromHost(t);
+    owned.push(x);
+    return x;
+  };
+  const n = randInt(r, 0, 2 * L);
+  const index = put(hostTensor('int32', [H, n], Array.from({ length: H * n }, () => randInt(r, 0, L - 1))));
+  const sp = randomSegmentPlan(H, L, r, 0.2, 4);
+  const np = randomNeighbourPlan(H, L, randInt(r, 1, L), 4, r);
+  const from = randInt(r, 0, L);
+  const to = randInt(r, from, L);
+  const results: (T | LayerCache<T>)[] = [
+    k.topK(layer.scores, randInt(r, 0, to - from), from, to),
+    k.gather(layer, index),
+    k.adjacentCosine(layer.keys),
+    k.mergeSegments(layer, { segment: put(sp.segment), pivot: put(sp.pivot), sigma: put(sp.sigma), valueScale: 'count' }),
+    k.mergeSegments(layer, { segment: put(sp.segment), pivot: put(sp.pivot), sigma: put(sp.sigma), valueScale: 'none' }),
+    k.mergeIntoNeighbours(layer, { keep: put(np.keep), source: put(np.source), targetStart: put(np.targetStart), targetCount: put(np.targetCount), gate: put(np.gate) }),
+  ];
+  const out: (HostTensor | HostLayer)[] = [];
+  for (const x of results) {
+    if (typeof x === 'object' && x !== null && 'keys' in x) {
+      out.push(await layerHost(k, x));
+      k.dispose(x.keys, x.values, x.positions, x.counts, x.scores);
+    } else {
+      out.push(await k.toHost(x as T));
+      k.dispose(x as T);
+    }
+  }
+  k.dispose(layer.keys, layer.values, layer.positions, layer.counts, layer.scores, ...owned);
+  return out;
+}
+
+describe("tfjs kernels: 'wasm' (kvfold's kernels in the wasm engine's heap)", () => {
+  it('run as the custom tfjs kernels registered for the wasm backend; the tfjs mode runs none of them', async () => {
+    const k = await kernelsFor('wasm');
+    const t = await kernelsFor('wasm(kernels=tfjs)');
+    expect(k.kernelMode).toBe('wasm');
+    expect(t.kernelMode).toBe('tfjs');
+    const base = randomLayer(2, 12, 8, rng(1));
+    const custom = ['KvfoldTopK', 'KvfoldGather', 'KvfoldAdjacentCosine', 'KvfoldMergeSegments', 'KvfoldMergeIntoNeighbours'];
+    for (const name of custom) expect(tf.getKernel(name, 'wasm')).toBeDefined();
+    expect(custom.length).toBe(TFJS_WASM_KERNELS.length);
+    const ran = await kernelNames(() => everyKernel(k, base, rng(2)));
+    const ranTfjs = await kernelNames(() => everyKernel(t, base, rng(2)));
+    expect(ran).toEqual(expect.arrayContaining(custom));
+    expect(ranTfjs.filter((n) => n.startsWith('Kvfold'))).toEqual([]);
+  });
+
+  it('give the reference backend results bit for bit on random shapes and plans', async () => {
+    const k = await kernelsFor('wasm');
+    await fc.assert(
+      fc.asyncProperty(dims, async ({ H, L, D, seed }) => {
+        const base = randomLayer(H, L, D, rng(seed));
+        const got = await everyKernel(k, base, rng(seed + 1));
+        const want = await everyKernel(ref, base, rng(seed + 1));
+        expect(got.map(bits)).toEqual(want.map(bits));
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('allocate exactly their outputs: no copy of the layer in or out', async () => {
+    const k = await createTfjsKernels({ engine: 'wasm' });
+    const [H, L, D, n] = [4, 256, 64, 100];
+    const r = rng(3);
+    const layer = upload(k, randomLayer(H, L, D, r));
+    const index = k.fromHost(hostTensor('int32', [H, n], Array.from({ length: H * n }, () => randInt(r, 0, L - 1))));
+    const sp = randomSegmentPlan(H, L, r, 0.2, 4);
+    const plan = { segment: k.fromHost(sp.segment), pivot: k.fromHost(sp.pivot), sigma: k.fromHost(sp.sigma), valueScale: 'count' as const };
+    const M = sp.pivot.shape[1]!;
+    const layerBytes = (slots: number): number => H * slots * (2 * D + 3) * 4;
+    let out: LayerCache<tf.Tensor> | undefined;
+    expect(await k.peakBytesOf(async () => void (out = k.gather(layer, index)))).toBe(layerBytes(n));
+    free(k, out!);
+    expect(await k.peakBytesOf(async () => void (out = k.mergeSegments(layer, plan)))).toBe(layerBytes(M));
+    free(k, out!);
+    free(k, layer);
+    k.dispose(index, plan.segment, plan.pivot, plan.sigma);
+  });
+
+  it('take tensors of another engine (tfjs moves them into the wasm heap first)', async () => {
+    const cpu = await createTfjsKernels({ engine: 'cpu' });
+    const k = await kernelsFor('wasm');
+    const base = randomLayer(2, 16, 8, rng(5));
+    const onCpu = upload(cpu, base);
+    const index = cpu.fromHost(hostTensor('int32', [2, 3], [0, 5, 15, 1, 1, 2]));
+    const gathered = k.gather(onCpu, index);
+    const cosine = k.adjacentCosine(onCpu.keys);
+    expect(bits(await layerHost(k, gathered))).toEqual(bits(ref.gather(upload(ref, base), ref.fromHost(hostTensor('int32', [2, 3], [0, 5, 15, 1, 1, 2])))));
+    expect(bits(await k.toHost(cosine))).toEqual(bits(ref.adjacentCosine(ref.fromHost(base.keys))));
+    free(k, gathered);
+    free(cpu, onCpu);
+    k.dispose(cosine, index);
+  });
+});
