@@ -109,8 +109,17 @@ export const PRESETS: { readonly [K in PresetName]: Record<string, unknown> } = 
           throughput: {
             // reference(kernels=js): every kernel in TypeScript (the wasm kernels off), same pooled memory;
             // reference(poolBytes=0): outputs in fresh memory every call (the default allocator's figure; js kernels);
+            // tfjs(kernels=tfjs): every kernel a tfjs op program (kvfold's wasm kernels in the engine off);
             // onnx(threads=1): one ORT thread, like the single-threaded reference and tfjs-wasm rows.
-            backends: ['reference', { name: 'reference', options: { kernels: 'js' } }, { name: 'reference', options: { poolBytes: 0 } }, 'tfjs', 'onnx', { name: 'onnx', options: { threads: 1 } }],
+            backends: [
+              'reference',
+              { name: 'reference', options: { kernels: 'js' } },
+              { name: 'reference', options: { poolBytes: 0 } },
+              'tfjs',
+              { name: 'tfjs', options: { kernels: 'tfjs' } },
+              'onnx',
+              { name: 'onnx', options: { threads: 1 } },
+            ],
             policies: ['h2o', 'cam', 'kvmerger'],
             heads: 32,
             length: 4096,
