@@ -54,7 +54,7 @@ export interface ReferenceBackendOptions {
   readonly threads?: number;
   /**
    * Smallest call, in bytes of keys (`H * L * D * 4`), that {@link threads} splits (default
-   * {@link THREAD_MIN_BYTES}, 1 MiB: below it the handoff to a worker costs more than it saves).
+   * {@link THREAD_MIN_BYTES}, 4 MiB: below it the handoff to a worker costs more than it saves).
    */
   readonly threadMinBytes?: number;
 }

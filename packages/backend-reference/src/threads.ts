@@ -72,8 +72,12 @@ for (;;) {
 }
 `;
 
-/** Smallest call (bytes of keys, `H * L * D * 4`) worth handing to the workers; below it one thread runs it. */
-export const THREAD_MIN_BYTES = 1 << 20;
+/**
+ * Smallest call (bytes of keys, `H * L * D * 4`) worth handing to the workers; below it one thread runs it.
+ * Measured on the 2-core machine (bench/RESULTS.md, issue 12, "worker threads"): waking a worker costs
+ * 50-100 us there, and adjacentCosine and gather on cached data broke even between 2 and 6 MiB.
+ */
+export const THREAD_MIN_BYTES = 4 << 20;
 
 /** What {@link KernelThreads.close} must release once every worker has exited. */
 interface Owned {
@@ -112,23 +116,32 @@ const finalizer = new FinalizationRegistry<Owned>(shutDown);
 export class KernelThreads {
   /** Threads a large call runs on, the caller's included (1: no workers). */
   readonly count: number;
-  private readonly owned: Owned | undefined;
-  private broken = false;
+  private owned: Owned | undefined;
+  /** Set when the workers are closed, failed, or could not get their control block: calls stay here. */
+  private off: boolean;
 
-  /** `count` threads over `heap` (`count - 1` workers; 1 starts none) for calls of at least `minBytes` bytes of keys. */
+  /**
+   * `count` threads over `heap` for calls of at least `minBytes` bytes of keys. The `count - 1` workers
+   * start with the first such call (that call does not wait for them), so a backend that only ever sees
+   * small calls starts no thread.
+   */
   constructor(
     private readonly heap: WasmHeap,
     count: number,
     private readonly minBytes = THREAD_MIN_BYTES,
   ) {
     this.count = count;
-    if (count <= 1) return;
+    this.off = count <= 1;
+  }
+
+  private start(): Owned | undefined {
+    const { heap, count } = this;
     const ctl = heap.scratch32(CTL_WORDS);
     const argv = heap.scratch64(2 * MAX_ARGS + MAX_SCRATCH * count);
     if (!ctl || !argv) {
       heap.release(ctl, argv);
-      this.count = 1;
-      return;
+      this.off = true;
+      return undefined;
     }
     ctl.fill(0);
     const workers: Worker[] = [];
@@ -144,6 +157,7 @@ export class KernelThreads {
     }
     this.owned = { heap, workers, ctl, argv };
     finalizer.register(this, this.owned, this);
+    return this.owned;
   }
 
   /**
@@ -151,7 +165,9 @@ export class KernelThreads {
    * will run on (1 when it is too small to pay for the handoff, or when the workers are closed).
    */
   slots(H: number, bytes: number): number {
-    return this.owned && !this.broken && H >= 2 && bytes >= this.minBytes ? Math.min(this.count, H) : 1;
+    if (this.off || H < 2 || bytes < this.minBytes) return 1;
+    if (!this.owned && !this.start()) return 1;
+    return Math.min(this.count, H);
   }
 
   /**
@@ -162,7 +178,7 @@ export class KernelThreads {
   run(kernel: SplitKernel, args: readonly number[], strides: readonly number[], hIndex: number, scratch: readonly (readonly number[])[]): void {
     const fn = this.heap.kernels[kernel] as (...a: number[]) => void;
     const o = this.owned;
-    if (scratch.length <= 1 || !o || this.broken) {
+    if (scratch.length <= 1 || !o || this.off) {
       fn(...args, ...(scratch[0] ?? []));
       return;
     }
@@ -205,7 +221,6 @@ export class KernelThreads {
     if (Atomics.load(ctl, ERROR) !== 0) {
       // A worker's kernel threw (it should not: the inputs were validated). Every kernel rewrites its whole
       // output, so one call here on all heads gives the right result; the workers are not used again.
-      this.broken = true;
       this.close();
       fn(...args, ...own);
     }
@@ -218,9 +233,9 @@ export class KernelThreads {
 
   /** Stop the workers (idempotent); later calls run on the calling thread alone. */
   close(): void {
+    this.off = true;
     if (!this.owned) return;
     finalizer.unregister(this);
     shutDown(this.owned);
-    this.broken = true;
   }
 }

@@ -274,8 +274,8 @@ describe('reference backend: wasm kernels on worker threads', () => {
     try {
       expect(kv.threads).toBe(2);
       expect(kv.describe()).toContain('on 2 threads');
-      // 8 x 512 x 64 float32 keys: 1 MiB, the default threshold, so the default split applies.
-      const s = { heads: 8, length: 512, headDim: 64, seed: 7 };
+      // 8 x 1024 x 128 float32 keys: 4 MiB, the default threshold, so the default split applies.
+      const s = { heads: 8, length: 1024, headDim: 128, seed: 7 };
       const host = randomLayer(s.heads, s.length, s.headDim, s.seed);
       const one = layerFromHost(wasmKernels, host);
       const two = layerFromHost(kv, host);
