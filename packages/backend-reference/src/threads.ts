@@ -23,6 +23,7 @@ const NSCRATCH = 7;
 const ERROR = 8; // set by a worker whose kernel threw
 const QUIT = 9;
 const WORKER_CHUNKS = 10; // chunks the workers ran, ever (tests and the bench check that workers work)
+const SLOTS = 11; // threads this job has scratch for: workers of a higher slot sit it out
 const CTL_WORDS = 16;
 
 /**
@@ -52,7 +53,7 @@ for (;;) {
     v = w;
   }
   if (!inside) continue;
-  try {
+  if (slot < ctl[${SLOTS}]) try {
     const fn = fns[ctl[${FN}]], n = ctl[${NARGS}], hIdx = ctl[${HIDX}], chunk = ctl[${CHUNK}], ns = ctl[${NSCRATCH}];
     const H = argv[hIdx];
     const args = new Array(n + ns);
@@ -79,72 +80,39 @@ for (;;) {
  */
 export const THREAD_MIN_BYTES = 4 << 20;
 
-/** What {@link KernelThreads.close} must release once every worker has exited. */
-interface Owned {
-  readonly heap: WasmHeap;
-  readonly workers: Worker[];
-  readonly ctl: Int32Array;
-  readonly argv: Float64Array;
-}
-
-function shutDown(o: Owned): void {
-  if (Atomics.exchange(o.ctl, QUIT, 1) === 1) return;
-  Atomics.add(o.ctl, SEQ, 1);
-  Atomics.notify(o.ctl, SEQ);
-  // The control block goes back to the heap only when no worker can read it any more.
-  let left = o.workers.length;
-  const exited = (): void => {
-    if (--left === 0) o.heap.release(o.ctl, o.argv);
-  };
-  for (const w of o.workers) {
-    w.once('exit', exited);
-    void w.terminate();
-  }
-}
-
-const finalizer = new FinalizationRegistry<Owned>(shutDown);
-
 /**
- * Worker threads that run the reference backend's wasm kernels together with the calling thread, split by
- * heads: the tensors are head-major (`[H, L, D]`, `[H, L]`), so a range of heads is the same kernel on offset
- * pointers and a smaller `H`, and every head is computed by the same code as on one thread, so results are
- * bit-identical. The API stays synchronous: the caller posts a job in a control block in the shared heap,
- * claims chunks of heads itself, and waits (`Atomics.wait`) only for chunks a worker has already taken.
- * Workers are unref'd (they never keep the process alive) and stop on {@link close}, or when this object is
- * garbage collected.
+ * The workers of one thread count in this process (the heap is per process, so they are too): shared by
+ * every backend handle with that count, started with the first call a handle splits, stopped when the last
+ * handle closes or is garbage collected. Calls never interleave (the API is synchronous on the thread
+ * that owns the heap), so one control block serves them all.
  */
-export class KernelThreads {
-  /** Threads a large call runs on, the caller's included (1: no workers). */
-  readonly count: number;
-  private owned: Owned | undefined;
-  /** Set when the workers are closed, failed, or could not get their control block: calls stay here. */
-  private off: boolean;
+class WorkerPool {
+  private workers: Worker[] = [];
+  private ctl: Int32Array | undefined;
+  private argv: Float64Array | undefined;
+  /** Handles using this pool. */
+  refs = 0;
+  /** Set when the pool is stopped, failed, or could not get its control block. */
+  off = false;
 
-  /**
-   * `count` threads over `heap` for calls of at least `minBytes` bytes of keys. The `count - 1` workers
-   * start with the first such call (that call does not wait for them), so a backend that only ever sees
-   * small calls starts no thread.
-   */
   constructor(
     private readonly heap: WasmHeap,
-    count: number,
-    private readonly minBytes = THREAD_MIN_BYTES,
-  ) {
-    this.count = count;
-    this.off = count <= 1;
-  }
+    readonly count: number,
+  ) {}
 
-  private start(): Owned | undefined {
+  /** Whether calls may be split: workers started (now, on the first call) and not stopped. */
+  ready(): boolean {
+    if (this.off) return false;
+    if (this.ctl) return true;
     const { heap, count } = this;
     const ctl = heap.scratch32(CTL_WORDS);
     const argv = heap.scratch64(2 * MAX_ARGS + MAX_SCRATCH * count);
     if (!ctl || !argv) {
       heap.release(ctl, argv);
       this.off = true;
-      return undefined;
+      return false;
     }
     ctl.fill(0);
-    const workers: Worker[] = [];
     for (let slot = 1; slot < count; slot++) {
       const w = new Worker(WORKER_SOURCE, {
         eval: true,
@@ -153,40 +121,21 @@ export class KernelThreads {
       // A worker that fails to start never claims a chunk, so the caller simply runs everything.
       w.on('error', () => undefined);
       w.unref();
-      workers.push(w);
+      this.workers.push(w);
     }
-    this.owned = { heap, workers, ctl, argv };
-    finalizer.register(this, this.owned, this);
-    return this.owned;
+    this.ctl = ctl;
+    this.argv = argv;
+    return true;
   }
 
-  /**
-   * How many per-thread scratch sets a call of `H` heads over `bytes` bytes of keys needs: the threads it
-   * will run on (1 when it is too small to pay for the handoff, or when the workers are closed).
-   */
-  slots(H: number, bytes: number): number {
-    if (this.off || H < 2 || bytes < this.minBytes) return 1;
-    if (!this.owned && !this.start()) return 1;
-    return Math.min(this.count, H);
-  }
-
-  /**
-   * Run `kernel` on `args` (its arguments up to its scratch, with `args[hIndex]` the number of heads), each
-   * pointer argument advancing by `strides[i]` bytes per head (0 for scalars), with `scratch[t]` appended
-   * as the scratch of thread `t`. `scratch.length` is what {@link slots} returned; 1 runs it here, as one call.
-   */
-  run(kernel: SplitKernel, args: readonly number[], strides: readonly number[], hIndex: number, scratch: readonly (readonly number[])[]): void {
-    const fn = this.heap.kernels[kernel] as (...a: number[]) => void;
-    const o = this.owned;
-    if (scratch.length <= 1 || !o || this.off) {
-      fn(...args, ...(scratch[0] ?? []));
-      return;
-    }
-    const { ctl, argv } = o;
+  /** See {@link KernelThreads.run}; returns the chunks the workers ran. `scratch.length` is at least 2. */
+  run(fn: (...a: number[]) => void, id: number, args: readonly number[], strides: readonly number[], hIndex: number, scratch: readonly (readonly number[])[]): number {
+    const ctl = this.ctl!;
+    const argv = this.argv!;
     const H = args[hIndex]!;
     const n = args.length;
     const ns = scratch[0]!.length;
-    if (n > MAX_ARGS || ns > MAX_SCRATCH) throw new RangeError(`${kernel}: ${n} arguments and ${ns} scratch pointers exceed the thread block (${MAX_ARGS}, ${MAX_SCRATCH})`);
+    if (n > MAX_ARGS || ns > MAX_SCRATCH) throw new RangeError(`kernel ${id}: ${n} arguments and ${ns} scratch pointers exceed the thread block (${MAX_ARGS}, ${MAX_SCRATCH})`);
     for (let i = 0; i < n; i++) {
       argv[i] = args[i]!;
       argv[MAX_ARGS + i] = strides[i] ?? 0;
@@ -194,11 +143,13 @@ export class KernelThreads {
     for (let t = 0; t < scratch.length; t++) for (let j = 0; j < ns; j++) argv[2 * MAX_ARGS + t * MAX_SCRATCH + j] = scratch[t]![j]!;
     // About eight chunks per thread: enough to even out a worker that starts late, few enough to cost nothing.
     const chunk = Math.max(1, Math.ceil(H / (scratch.length * 8)));
-    ctl[FN] = SPLIT_KERNELS.indexOf(kernel);
+    ctl[FN] = id;
     ctl[NARGS] = n;
     ctl[HIDX] = hIndex;
     ctl[CHUNK] = chunk;
     ctl[NSCRATCH] = ns;
+    ctl[SLOTS] = scratch.length;
+    const before = Atomics.load(ctl, WORKER_CHUNKS);
     Atomics.store(ctl, NEXT, 0);
     Atomics.store(ctl, ENTRY, 1);
     Atomics.add(ctl, SEQ, 1);
@@ -221,21 +172,110 @@ export class KernelThreads {
     if (Atomics.load(ctl, ERROR) !== 0) {
       // A worker's kernel threw (it should not: the inputs were validated). Every kernel rewrites its whole
       // output, so one call here on all heads gives the right result; the workers are not used again.
-      this.close();
+      this.stop();
       fn(...args, ...own);
+      return 0;
+    }
+    return Atomics.load(ctl, WORKER_CHUNKS) - before;
+  }
+
+  /** Stop the workers (idempotent); the control block goes back to the heap once no worker can read it. */
+  stop(): void {
+    this.off = true;
+    const { ctl, argv, workers, heap } = this;
+    if (!ctl || Atomics.exchange(ctl, QUIT, 1) === 1) return;
+    Atomics.add(ctl, SEQ, 1);
+    Atomics.notify(ctl, SEQ);
+    let left = workers.length;
+    const exited = (): void => {
+      if (--left === 0) heap.release(ctl, argv);
+    };
+    for (const w of workers) {
+      w.once('exit', exited);
+      void w.terminate();
     }
   }
+}
 
-  /** Chunks of heads the workers have run since they started (0 without workers). */
-  get workerChunks(): number {
-    return this.owned ? Atomics.load(this.owned.ctl, WORKER_CHUNKS) : 0;
+const pools = new Map<number, WorkerPool>();
+
+/** One handle fewer on `pool`; the last one stops it. */
+function release(pool: WorkerPool): void {
+  if (--pool.refs > 0) return;
+  pool.stop();
+  if (pools.get(pool.count) === pool) pools.delete(pool.count);
+}
+
+const finalizer = new FinalizationRegistry<WorkerPool>(release);
+
+/**
+ * Worker threads that run the reference backend's wasm kernels together with the calling thread, split by
+ * heads: the tensors are head-major (`[H, L, D]`, `[H, L]`), so a range of heads is the same kernel on offset
+ * pointers and a smaller `H`, and every head is computed by the same code as on one thread, so results are
+ * bit-identical. The API stays synchronous: the caller posts a job in a control block in the shared heap,
+ * claims chunks of heads itself, and waits (`Atomics.wait`) only for chunks a worker has already taken.
+ * The workers are shared by every backend of the process with the same thread count, start with the first
+ * call that is split, are unref'd (they never keep the process alive), and stop when the last backend using
+ * them calls {@link close} or is garbage collected.
+ */
+export class KernelThreads {
+  /** Threads a large call runs on, the caller's included (1: no workers). */
+  readonly count: number;
+  private pool: WorkerPool | undefined;
+  private chunks = 0;
+
+  /** `count` threads over `heap` (`count - 1` shared workers; 1 uses none) for calls of at least `minBytes` bytes of keys. */
+  constructor(
+    private readonly heap: WasmHeap,
+    count: number,
+    private readonly minBytes = THREAD_MIN_BYTES,
+  ) {
+    this.count = count;
+    if (count <= 1) return;
+    let pool = pools.get(count);
+    if (!pool || pool.off) {
+      pool = new WorkerPool(heap, count);
+      pools.set(count, pool);
+    }
+    pool.refs++;
+    this.pool = pool;
+    finalizer.register(this, pool, this);
   }
 
-  /** Stop the workers (idempotent); later calls run on the calling thread alone. */
+  /**
+   * How many per-thread scratch sets a call of `H` heads over `bytes` bytes of keys needs: the threads it
+   * will run on (1 when it is too small to pay for the handoff, or when the workers are stopped).
+   */
+  slots(H: number, bytes: number): number {
+    if (!this.pool || H < 2 || bytes < this.minBytes || !this.pool.ready()) return 1;
+    return Math.min(this.count, H);
+  }
+
+  /**
+   * Run `kernel` on `args` (its arguments up to its scratch, with `args[hIndex]` the number of heads), each
+   * pointer argument advancing by `strides[i]` bytes per head (0 for scalars), with `scratch[t]` appended
+   * as the scratch of thread `t`. `scratch.length` is what {@link slots} returned; 1 runs it here, as one call.
+   */
+  run(kernel: SplitKernel, args: readonly number[], strides: readonly number[], hIndex: number, scratch: readonly (readonly number[])[]): void {
+    const fn = this.heap.kernels[kernel] as (...a: number[]) => void;
+    if (scratch.length <= 1 || !this.pool || this.pool.off) {
+      fn(...args, ...(scratch[0] ?? []));
+      return;
+    }
+    this.chunks += this.pool.run(fn, SPLIT_KERNELS.indexOf(kernel), args, strides, hIndex, scratch);
+  }
+
+  /** Chunks of heads the workers have run for this handle's calls (0 without workers). */
+  get workerChunks(): number {
+    return this.chunks;
+  }
+
+  /** Stop using the workers (idempotent; the last handle stops them); later calls run on the calling thread. */
   close(): void {
-    this.off = true;
-    if (!this.owned) return;
+    const pool = this.pool;
+    if (!pool) return;
+    this.pool = undefined;
     finalizer.unregister(this);
-    shutDown(this.owned);
+    release(pool);
   }
 }
