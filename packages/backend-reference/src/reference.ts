@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import {
   BufferPool,
   ConfigError,
@@ -44,12 +45,14 @@ export interface ReferenceBackendOptions {
    */
   readonly kernels?: 'wasm' | 'js';
   /**
-   * Threads the wasm kernels run on, the calling thread included (default 1; at most
-   * {@link MAX_REFERENCE_THREADS}). With more than 1, the backend starts `threads - 1` worker threads that
-   * instantiate the same kernels over the same shared memory; a large call is split by heads between them
-   * and the caller, which waits for them (the API stays synchronous). Results are bit-identical to one
-   * thread. Calls under {@link threadMinBytes}, the `js` mode and the TypeScript kernels stay on one thread. Stop
-   * the workers with the kernels' `close()` (they never keep the process alive).
+   * Threads the wasm kernels run on, the calling thread included (default {@link defaultReferenceThreads}:
+   * 2, or 1 on a one-core machine; at most {@link MAX_REFERENCE_THREADS}; 1 is the single-threaded mode).
+   * With more than 1, a call large enough (see {@link threadMinBytes}) is split by heads between the caller
+   * and `threads - 1` worker threads that run the same kernels over the same shared memory; the caller
+   * waits for them, so the API stays synchronous, and results are bit-identical to one thread. The
+   * workers are shared by the process's backends with the same count, start with the first split call,
+   * never keep the process alive, and stop when the last such backend calls `close()` (or is garbage
+   * collected). The `js` mode, the TypeScript kernels and the plan screens run on the calling thread.
    */
   readonly threads?: number;
   /**
@@ -57,6 +60,16 @@ export interface ReferenceBackendOptions {
    * {@link THREAD_MIN_BYTES}, 4 MiB: below it the handoff to a worker costs more than it saves).
    */
   readonly threadMinBytes?: number;
+}
+
+/**
+ * The `threads` a reference backend gets when its options name none: 2 where the machine has two cores or
+ * more, else 1. Two because on this project's 2-core machine every policy at 32 x 4k and 32 x 16k ran
+ * faster split over two threads than on one in each of three bench runs (bench/RESULTS.md, issue 12,
+ * "Worker threads on the reference backend"); more than the cores would only queue.
+ */
+export function defaultReferenceThreads(): number {
+  return Math.min(2, availableParallelism());
 }
 
 /** Most threads the reference backend's `threads` option accepts. */
@@ -117,7 +130,7 @@ export function referenceKernelBackend(options: ReferenceBackendOptions = {}): K
   const heap = options.kernels !== 'js' && poolBytes > 0 ? wasmHeap() : undefined;
   const wasm = heap ? new WasmPool(heap) : undefined;
   const pool = wasm ?? new BufferPool(poolBytes);
-  const threads = heap ? new KernelThreads(heap, options.threads ?? 1, options.threadMinBytes ?? THREAD_MIN_BYTES) : undefined;
+  const threads = heap ? new KernelThreads(heap, options.threads ?? defaultReferenceThreads(), options.threadMinBytes ?? THREAD_MIN_BYTES) : undefined;
   const why = options.kernels === 'js' ? '' : poolBytes === 0 ? '; wasm kernels off with poolBytes 0' : heap ? '' : `; wasm kernels unavailable: ${wasmUnavailable()}`;
   const disposed = new WeakSet<object>();
   const upload = (t: HostTensor): HostTensor => {
@@ -210,8 +223,7 @@ export const referenceBackend: BackendDefinition<ReferenceBackendOptions> = defi
         type: 'integer',
         minimum: 1,
         maximum: MAX_REFERENCE_THREADS,
-        default: 1,
-        description: 'Threads the wasm kernels run on, the caller included: more than 1 starts worker threads over the same shared memory and splits large calls by heads (bit-identical results).',
+        description: 'Threads the wasm kernels run on, the caller included (default 2, or 1 on a one-core machine; 1 is the single-threaded mode): more than 1 splits large calls by heads between the caller and worker threads over the same shared memory (bit-identical results).',
       },
       threadMinBytes: {
         type: 'integer',

@@ -1,15 +1,15 @@
 import { execFileSync } from 'node:child_process';
+import { availableParallelism, tmpdir } from 'node:os';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ConfigError, layerFromHost, type HostTensor, type LayerCache } from '@kvfold/core';
-import { MAX_REFERENCE_THREADS, createReferenceKernels } from '@kvfold/backend-reference';
+import { MAX_REFERENCE_THREADS, createReferenceKernels, defaultReferenceThreads } from '@kvfold/backend-reference';
 import { f32, i32, randomLayer, rng } from './util.js';
 
 const pkg = resolve(import.meta.dirname, '..');
-const wasmKernels = createReferenceKernels();
+const wasmKernels = createReferenceKernels({ threads: 1 });
 const jsKernels = createReferenceKernels({ kernels: 'js' });
 // Two and three threads splitting every call (threadMinBytes 0), so the head ranges and the per-thread
 // scratch are exercised on the property tests' small shapes too.
@@ -313,6 +313,11 @@ describe('reference backend: wasm kernels on worker threads', () => {
     const one = createReferenceKernels({ threads: 1 });
     expect([one.threads, one.workerChunks(), jsKernels.threads]).toEqual([1, 0, 1]);
     expect(one.describe()).not.toContain('threads');
+    // The default: two threads where there are two cores.
+    expect(defaultReferenceThreads()).toBe(Math.min(2, availableParallelism()));
+    const byDefault = createReferenceKernels();
+    expect(byDefault.threads).toBe(defaultReferenceThreads());
+    byDefault.close();
   });
 
   it('refuses a bad threads or threadMinBytes with a ConfigError naming the field and the allowed range', () => {
