@@ -107,10 +107,11 @@ export const PRESETS: { readonly [K in PresetName]: Record<string, unknown> } = 
       suites: {
         speed: {
           throughput: {
+            // reference: the wasm kernels on two threads (the default on two cores); reference(threads=1): on one;
             // reference(kernels=js): every kernel in TypeScript (the wasm kernels off), same pooled memory;
             // reference(poolBytes=0): outputs in fresh memory every call (the default allocator's figure; js kernels);
-            // onnx(threads=1): one ORT thread, like the single-threaded reference and tfjs-wasm rows.
-            backends: ['reference', { name: 'reference', options: { kernels: 'js' } }, { name: 'reference', options: { poolBytes: 0 } }, 'tfjs', 'onnx', { name: 'onnx', options: { threads: 1 } }],
+            // onnx(threads=1): one ORT thread, like reference(threads=1) and the single-threaded tfjs-wasm row.
+            backends: ['reference', { name: 'reference', options: { threads: 1 } }, { name: 'reference', options: { kernels: 'js' } }, { name: 'reference', options: { poolBytes: 0 } }, 'tfjs', 'onnx', { name: 'onnx', options: { threads: 1 } }],
             policies: ['h2o', 'cam', 'kvmerger'],
             heads: 32,
             length: 4096,
