@@ -22,7 +22,7 @@ const CHUNK = 6; // heads per chunk
 const NSCRATCH = 7;
 const ERROR = 8; // set by a worker whose kernel threw
 const QUIT = 9;
-const WORKER_CHUNKS = 10; // chunks the workers ran, ever (tests and the bench check that workers work)
+const WORKER_CHUNKS = 10; // chunks the workers ran, ever (the tests check that workers take part)
 const SLOTS = 11; // threads this job has scratch for: workers of a higher slot sit it out
 const CTL_WORDS = 16;
 
@@ -75,8 +75,9 @@ for (;;) {
 
 /**
  * Smallest call (bytes of keys, `H * L * D * 4`) worth handing to the workers; below it one thread runs it.
- * Measured on the 2-core machine (bench/RESULTS.md, issue 12, "worker threads"): waking a worker costs
- * 50-100 us there, and adjacentCosine and gather on cached data broke even between 2 and 6 MiB.
+ * Measured on the 2-core machine (bench/RESULTS.md, issue 12, "Worker threads on the reference backend"):
+ * waking a worker costs 50-100 us there, and adjacentCosine and gather on cached data broke even between 2
+ * and 6 MiB.
  */
 export const THREAD_MIN_BYTES = 4 << 20;
 
