@@ -300,6 +300,27 @@ describe('reference backend: wasm kernels on worker threads', () => {
     }
   });
 
+  it('backends with the same thread count share the workers: closing one leaves the other split', async () => {
+    const host = randomLayer(8, 1024, 128, 3);
+    const want = bits(wasmKernels.adjacentCosine(layerFromHost(wasmKernels, host).keys));
+    const a = createReferenceKernels({ threads: 4 });
+    const b = createReferenceKernels({ threads: 4 });
+    const keysA = layerFromHost(a, host).keys;
+    const keysB = layerFromHost(b, host).keys;
+    expect(bits(a.adjacentCosine(keysA))).toEqual(want);
+    a.close();
+    const deadline = Date.now() + 20_000;
+    while (b.workerChunks() === 0 && Date.now() < deadline) {
+      expect(bits(b.adjacentCosine(keysB))).toEqual(want);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(b.workerChunks()).toBeGreaterThan(0);
+    const before = a.workerChunks();
+    expect(bits(a.adjacentCosine(keysA))).toEqual(want);
+    expect(a.workerChunks()).toBe(before);
+    b.close();
+  });
+
   it('small calls stay on the calling thread; close() stops the workers and the kernels keep working', async () => {
     const kv = createReferenceKernels({ threads: 2 });
     const host = randomLayer(3, 16, 8, 1);
