@@ -64,8 +64,8 @@ export interface ReferenceBackendOptions {
 
 /**
  * The `threads` a reference backend gets when its options name none: 2 where the machine has two cores or
- * more, else 1. Two because on this project's shared 2-core machine, over five bench runs of H2O, CaM and
- * KVMerger at 32 x 4k and 32 x 16k, two threads had the lower median in 23 of 30 rows (up to 2-3x lower
+ * more, else 1. Two because on this project's shared 2-core machine, over six bench runs of H2O, CaM and
+ * KVMerger at 32 x 4k and 32 x 16k, two threads had the lower median in 29 of 36 rows (1.4-2.3x lower
  * when the second core was free, within noise when another process held it; bench/RESULTS.md, issue 12,
  * "Worker threads on the reference backend"); more threads than cores would only queue.
  */
