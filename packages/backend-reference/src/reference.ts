@@ -1,6 +1,9 @@
+import { availableParallelism } from 'node:os';
 import {
   BufferPool,
+  ConfigError,
   DEFAULT_POOL_BYTES,
+  type ConfigIssue,
   bindKernels,
   defineBackend,
   defineKernelBackend,
@@ -16,6 +19,7 @@ import { wasmAdjacentCosine } from './kernels/adjacentCosine.js';
 import { wasmGather } from './kernels/gather.js';
 import { wasmMergeIntoNeighbours } from './kernels/mergeIntoNeighbours.js';
 import { wasmMergeSegments } from './kernels/mergeSegments.js';
+import { KernelThreads, THREAD_MIN_BYTES } from './threads.js';
 import { WasmPool, wasmHeap, wasmUnavailable } from './wasm-heap.js';
 
 /** A copy (shape and data), so no two owners ever share memory. */
@@ -37,9 +41,48 @@ export interface ReferenceBackendOptions {
    * gather, mergeSegments and mergeIntoNeighbours run as WebAssembly SIMD kernels on them in place, with
    * results bit-identical to the TypeScript reference (the other kernels, and any call whose arrays are
    * not in that memory, run the TypeScript). `js`: every kernel in plain TypeScript on ordinary typed
-   * arrays. Both are single-threaded. With `poolBytes: 0` (fresh memory per output) the backend runs `js`.
+   * arrays. With `poolBytes: 0` (fresh memory per output) the backend runs `js`.
    */
   readonly kernels?: 'wasm' | 'js';
+  /**
+   * Threads the wasm kernels run on, the calling thread included (default {@link defaultReferenceThreads}:
+   * 2, or 1 on a one-core machine; at most {@link MAX_REFERENCE_THREADS}; 1 is the single-threaded mode).
+   * With more than 1, a call large enough (see {@link threadMinBytes}) is split by heads between the caller
+   * and `threads - 1` worker threads that run the same kernels over the same shared memory; the caller
+   * waits for them, so the API stays synchronous, and results are bit-identical to one thread. The
+   * workers are shared by the process's backends with the same count, start with the first split call,
+   * never keep the process alive, and stop when the last such backend calls `close()` (or is garbage
+   * collected). The `js` mode, the TypeScript kernels and the plan screens run on the calling thread.
+   */
+  readonly threads?: number;
+  /**
+   * Smallest call, in bytes of keys (`H * L * D * 4`), that {@link threads} splits (default
+   * {@link THREAD_MIN_BYTES}, 4 MiB: below it the handoff to a worker costs more than it saves).
+   */
+  readonly threadMinBytes?: number;
+}
+
+/**
+ * The `threads` a reference backend gets when its options name none: 2 where the machine has two cores or
+ * more, else 1. Two because on this project's shared 2-core machine, over six bench runs of H2O, CaM and
+ * KVMerger at 32 x 4k and 32 x 16k, two threads had the lower median in 29 of 36 rows (1.4-2.3x lower
+ * when the second core was free, within noise when another process held it; bench/RESULTS.md, issue 12,
+ * "Worker threads on the reference backend"); more threads than cores would only queue.
+ */
+export function defaultReferenceThreads(): number {
+  return Math.min(2, availableParallelism());
+}
+
+/** Most threads the reference backend's `threads` option accepts. */
+export const MAX_REFERENCE_THREADS = 64;
+
+function checkOptions(o: ReferenceBackendOptions): void {
+  const issues: ConfigIssue[] = [];
+  for (const [k, min, max] of [['threads', 1, MAX_REFERENCE_THREADS], ['threadMinBytes', 0, 2 ** 40]] as const) {
+    const v = o[k];
+    if (v !== undefined && (!Number.isInteger(v) || v < min || v > max)) issues.push({ path: `/${k}`, rule: 'range', message: `must be an integer in [${min}, ${max}], got ${String(v)}`, allowed: [min, max] });
+  }
+  if (issues.length) throw new ConfigError(issues, 'reference backend options');
 }
 
 /** The names of the kernels the wasm mode implements. */
@@ -83,10 +126,12 @@ function inspect(value: unknown): TensorMeta | string {
  * can no longer be used (kernels refuse it with a typed error naming the argument).
  */
 export function referenceKernelBackend(options: ReferenceBackendOptions = {}): KernelBackend<HostTensor> {
+  checkOptions(options);
   const poolBytes = options.poolBytes ?? DEFAULT_POOL_BYTES;
   const heap = options.kernels !== 'js' && poolBytes > 0 ? wasmHeap() : undefined;
   const wasm = heap ? new WasmPool(heap) : undefined;
   const pool = wasm ?? new BufferPool(poolBytes);
+  const threads = heap ? new KernelThreads(heap, options.threads ?? defaultReferenceThreads(), options.threadMinBytes ?? THREAD_MIN_BYTES) : undefined;
   const why = options.kernels === 'js' ? '' : poolBytes === 0 ? '; wasm kernels off with poolBytes 0' : heap ? '' : `; wasm kernels unavailable: ${wasmUnavailable()}`;
   const disposed = new WeakSet<object>();
   const upload = (t: HostTensor): HostTensor => {
@@ -98,7 +143,7 @@ export function referenceKernelBackend(options: ReferenceBackendOptions = {}): K
     name: 'reference',
     describe: () =>
       wasm
-        ? `reference (WebAssembly SIMD for ${WASM_KERNELS.join(', ')} on tensors in a shared WebAssembly.Memory; plain TypeScript for the rest)`
+        ? `reference (WebAssembly SIMD for ${WASM_KERNELS.join(', ')} on tensors in a shared WebAssembly.Memory${threads && threads.count > 1 ? `, on ${threads.count} threads` : ''}; plain TypeScript for the rest)`
         : `reference (plain TypeScript, Float32Array${why})`,
     inspect: inspector(disposed),
     fromHost: upload,
@@ -116,10 +161,17 @@ export function referenceKernelBackend(options: ReferenceBackendOptions = {}): K
     },
     hostTensors: true,
     allocator: pool,
-    ...(wasm
-      ? { kernels: { adjacentCosine: wasmAdjacentCosine(wasm), gather: wasmGather(wasm), mergeSegments: wasmMergeSegments(wasm), mergeIntoNeighbours: wasmMergeIntoNeighbours(wasm) } }
+    ...(wasm && threads
+      ? {
+          kernels: {
+            adjacentCosine: wasmAdjacentCosine(wasm, threads),
+            gather: wasmGather(wasm, threads),
+            mergeSegments: wasmMergeSegments(wasm, threads),
+            mergeIntoNeighbours: wasmMergeIntoNeighbours(wasm, threads),
+          },
+        }
       : {}),
-    extensions: { pool, wasm: wasm !== undefined },
+    extensions: { pool, wasm: wasm !== undefined, threads: threads?.count ?? 1, workerChunks: () => threads?.workerChunks ?? 0, close: () => threads?.close() },
   });
 }
 
@@ -139,6 +191,12 @@ export interface ReferenceKernels extends KVKernels<HostTensor> {
   readonly pool: BufferPool | WasmPool;
   /** Whether the wasm kernels run (see {@link ReferenceBackendOptions.kernels}). */
   readonly wasm: boolean;
+  /** Threads the wasm kernels run on (1 in `js` mode; see {@link ReferenceBackendOptions.threads}). */
+  readonly threads: number;
+  /** Chunks of heads the worker threads have run so far (0 on one thread): whether the split happens at all. */
+  workerChunks(): number;
+  /** Stop the worker threads, if any (idempotent); the kernels keep working on the calling thread. */
+  close(): void;
 }
 
 /** The reference backend's registration; see {@link ReferenceBackendOptions}. */
@@ -161,6 +219,19 @@ export const referenceBackend: BackendDefinition<ReferenceBackendOptions> = defi
         enum: ['wasm', 'js'],
         default: 'wasm',
         description: 'wasm: WebAssembly SIMD kernels for adjacentCosine, gather, mergeSegments and mergeIntoNeighbours on tensors in a shared WebAssembly.Memory (bit-identical to the TypeScript); js: every kernel in plain TypeScript.',
+      },
+      threads: {
+        type: 'integer',
+        minimum: 1,
+        maximum: MAX_REFERENCE_THREADS,
+        description: 'Threads the wasm kernels run on, the caller included (default 2, or 1 on a one-core machine; 1 is the single-threaded mode): more than 1 splits large calls by heads between the caller and worker threads over the same shared memory (bit-identical results).',
+      },
+      threadMinBytes: {
+        type: 'integer',
+        minimum: 0,
+        maximum: 2 ** 40,
+        default: THREAD_MIN_BYTES,
+        description: 'Smallest call, in bytes of keys (H x L x D x 4), that threads > 1 splits; smaller calls run on the calling thread.',
       },
     },
   },

@@ -40,6 +40,8 @@ interface Block {
 export class WasmHeap {
   /** The memory every heap array is a view of. */
   private readonly memory: WasmMemory;
+  /** The compiled kernels, kept so worker threads can instantiate them over the same memory. */
+  readonly module: object;
   /** The kernels, instantiated over the heap's memory. */
   readonly kernels: WasmKernelExports;
   private readonly buffers = new WeakSet<object>();
@@ -55,12 +57,18 @@ export class WasmHeap {
 
   /** A heap over a new shared memory, with `module` (@kvfold/wasm-kernels' shared-memory module) instantiated over it. */
   constructor(module: object) {
+    this.module = module;
     this.memory = new WA.Memory({ initial: 16, maximum: MAX_PAGES, shared: true });
     // The kernels call back into the very `Math.exp` the TypeScript reference uses, so weights match bit for bit.
     const instance = new WA.Instance(module, { env: { memory: this.memory, exp: Math.exp } });
     this.kernels = instance.exports as unknown as WasmKernelExports;
     this.buffer = this.memory.buffer as unknown as SharedArrayBuffer;
     this.buffers.add(this.buffer);
+  }
+
+  /** The heap's `WebAssembly.Memory`, to post to worker threads that instantiate {@link module} over it. */
+  get sharedMemory(): object {
+    return this.memory;
   }
 
   /** Byte offset of a heap array (any view this heap handed out), or -1 when `a` lives elsewhere. */

@@ -1,11 +1,16 @@
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { layerFromHost, type HostTensor, type LayerCache } from '@kvfold/core';
-import { createReferenceKernels } from '@kvfold/backend-reference';
+import { ConfigError, layerFromHost, type HostTensor, type LayerCache } from '@kvfold/core';
+import { MAX_REFERENCE_THREADS, createReferenceKernels, defaultReferenceThreads } from '@kvfold/backend-reference';
 import { f32, i32, randomLayer, rng } from './util.js';
 
-const wasmKernels = createReferenceKernels();
+const wasmKernels = createReferenceKernels({ threads: 1 });
 const jsKernels = createReferenceKernels({ kernels: 'js' });
+// Two and three threads splitting every call (threadMinBytes 0), so the head ranges and the per-thread
+// scratch are exercised on the property tests' small shapes too.
+const threaded = [createReferenceKernels({ threads: 2, threadMinBytes: 0 }), createReferenceKernels({ threads: 3, threadMinBytes: 0 })];
+const onAll = [wasmKernels, ...threaded];
 const runs = { numRuns: 60 };
 
 /** The bytes of every field, so equality means bit-identical (signs of zeros and NaN payloads included). */
@@ -15,17 +20,17 @@ function bits(t: HostTensor | LayerCache<HostTensor>): number[][] {
 }
 
 const shape = fc.record({
-  heads: fc.integer({ min: 1, max: 4 }),
+  heads: fc.integer({ min: 1, max: 7 }),
   length: fc.integer({ min: 1, max: 48 }),
   headDim: fc.integer({ min: 1, max: 19 }),
   seed: fc.integer({ min: 0, max: 0x7fffffff }),
 });
 type Shape = { heads: number; length: number; headDim: number; seed: number };
 
-/** The same random layer on both backends. */
-function layers(s: Shape): [LayerCache<HostTensor>, LayerCache<HostTensor>] {
+/** The same random layer on the wasm backends (one thread, then the threaded ones) and the js one (last). */
+function layers(s: Shape): LayerCache<HostTensor>[] {
   const host = randomLayer(s.heads, s.length, s.headDim, s.seed);
-  return [layerFromHost(wasmKernels, host), layerFromHost(jsKernels, host)];
+  return [...onAll.map((kv) => layerFromHost(kv, host)), layerFromHost(jsKernels, host)];
 }
 
 /** A KVMerger plan: runs of 1-6 members with dropped slots between, sigma from tiny (weights underflow to 0) to wide. */
@@ -100,8 +105,9 @@ describe('reference backend: wasm kernels', () => {
   it('adjacentCosine is bit-identical to the TypeScript reference (so KVMerger never decides otherwise)', () => {
     fc.assert(
       fc.property(shape, (s) => {
-        const [w, j] = layers(s);
-        expect(bits(wasmKernels.adjacentCosine(w.keys))).toEqual(bits(jsKernels.adjacentCosine(j.keys)));
+        const ls = layers(s);
+        const want = bits(jsKernels.adjacentCosine(ls.at(-1)!.keys));
+        onAll.forEach((kv, b) => expect(bits(kv.adjacentCosine(ls[b]!.keys))).toEqual(want));
       }),
       runs,
     );
@@ -110,11 +116,12 @@ describe('reference backend: wasm kernels', () => {
   it('gather is bit-identical to the TypeScript reference (runs, single slots, duplicates)', () => {
     fc.assert(
       fc.property(shape, fc.integer({ min: 1, max: 60 }), (s, k) => {
-        const [w, j] = layers(s);
+        const ls = layers(s);
         const r = rng(s.seed + 5);
         const idx = Array.from({ length: s.heads * k }, (_, q) => (r() < 0.5 ? (q % k) % s.length : Math.floor(r() * s.length)));
         const index = i32([s.heads, k], idx);
-        expect(bits(wasmKernels.gather(w, wasmKernels.fromHost(index)))).toEqual(bits(jsKernels.gather(j, index)));
+        const want = bits(jsKernels.gather(ls.at(-1)!, index));
+        onAll.forEach((kv, b) => expect(bits(kv.gather(ls[b]!, kv.fromHost(index)))).toEqual(want));
       }),
       runs,
     );
@@ -123,10 +130,13 @@ describe('reference backend: wasm kernels', () => {
   it('mergeSegments is bit-identical to the TypeScript reference in both value scales', () => {
     fc.assert(
       fc.property(shape, fc.constantFrom<'count' | 'none'>('count', 'none'), (s, scale) => {
-        const [w, j] = layers(s);
+        const ls = layers(s);
         const plan = segmentPlan(s, scale);
-        const onWasm = { ...plan, segment: wasmKernels.fromHost(plan.segment), pivot: wasmKernels.fromHost(plan.pivot), sigma: wasmKernels.fromHost(plan.sigma) };
-        expect(bits(wasmKernels.mergeSegments(w, onWasm))).toEqual(bits(jsKernels.mergeSegments(j, plan)));
+        const want = bits(jsKernels.mergeSegments(ls.at(-1)!, plan));
+        onAll.forEach((kv, b) => {
+          const onWasm = { ...plan, segment: kv.fromHost(plan.segment), pivot: kv.fromHost(plan.pivot), sigma: kv.fromHost(plan.sigma) };
+          expect(bits(kv.mergeSegments(ls[b]!, onWasm))).toEqual(want);
+        });
       }),
       runs,
     );
@@ -135,10 +145,13 @@ describe('reference backend: wasm kernels', () => {
   it('mergeIntoNeighbours is bit-identical to the TypeScript reference', () => {
     fc.assert(
       fc.property(shape, (s) => {
-        const [w, j] = layers(s);
+        const ls = layers(s);
         const plan = neighbourPlan(s);
-        const onWasm = Object.fromEntries(Object.entries(plan).map(([key, t]) => [key, wasmKernels.fromHost(t)])) as typeof plan;
-        expect(bits(wasmKernels.mergeIntoNeighbours(w, onWasm))).toEqual(bits(jsKernels.mergeIntoNeighbours(j, plan)));
+        const want = bits(jsKernels.mergeIntoNeighbours(ls.at(-1)!, plan));
+        onAll.forEach((kv, b) => {
+          const onWasm = Object.fromEntries(Object.entries(plan).map(([key, t]) => [key, kv.fromHost(t)])) as typeof plan;
+          expect(bits(kv.mergeIntoNeighbours(ls[b]!, onWasm))).toEqual(want);
+        });
       }),
       runs,
     );
@@ -160,7 +173,8 @@ describe('reference backend: wasm kernels', () => {
     const bad = [-3, -1, 0, 1, 2, 1000, Number.NaN, Number.POSITIVE_INFINITY, -0.5];
     fc.assert(
       fc.property(shape, fc.nat(), fc.nat(), fc.constantFrom(...bad), fc.boolean(), (s, field, at, value, byCount) => {
-        const [w, j] = layers(s);
+        const ls = layers(s);
+        const [w, j] = [ls[0]!, ls.at(-1)!];
         const seg = segmentPlan(s, byCount ? 'count' : 'none');
         const fields = [seg.segment, seg.pivot, seg.sigma];
         const t = fields[field % 3]!;
@@ -237,5 +251,88 @@ describe('reference backend: wasm kernels', () => {
     expect(again.data.byteOffset).toBe(big.data.byteOffset);
     k.dispose(again, a);
     expect(k.pool.snapshot().liveBytes).toBe(0);
+  });
+});
+
+describe('reference backend: wasm kernels on worker threads', () => {
+  it('workers run chunks of heads, with results bit-identical to one thread', async () => {
+    const kv = createReferenceKernels({ threads: 2 });
+    try {
+      expect(kv.threads).toBe(2);
+      expect(kv.describe()).toContain('on 2 threads');
+      // 8 x 1024 x 128 float32 keys: 4 MiB, the default threshold, so the default split applies.
+      const s = { heads: 8, length: 1024, headDim: 128, seed: 7 };
+      const host = randomLayer(s.heads, s.length, s.headDim, s.seed);
+      const one = layerFromHost(wasmKernels, host);
+      const two = layerFromHost(kv, host);
+      const plan = segmentPlan(s, 'count');
+      const onOne = { ...plan, segment: wasmKernels.fromHost(plan.segment), pivot: wasmKernels.fromHost(plan.pivot), sigma: wasmKernels.fromHost(plan.sigma) };
+      const onTwo = { ...plan, segment: kv.fromHost(plan.segment), pivot: kv.fromHost(plan.pivot), sigma: kv.fromHost(plan.sigma) };
+      const cosine = bits(wasmKernels.adjacentCosine(one.keys));
+      const merged = bits(wasmKernels.mergeSegments(one, onOne));
+      // The worker starts asynchronously and a call never waits for it, so try until it has taken part.
+      const deadline = Date.now() + 20_000;
+      let calls = 0;
+      while (kv.workerChunks() === 0 && Date.now() < deadline) {
+        expect(bits(kv.adjacentCosine(two.keys))).toEqual(cosine);
+        expect(bits(kv.mergeSegments(two, onTwo))).toEqual(merged);
+        calls++;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      expect(kv.workerChunks()).toBeGreaterThan(0);
+      expect(calls).toBeGreaterThan(0);
+    } finally {
+      kv.close();
+    }
+  });
+
+  it('backends with the same thread count share the workers: closing one leaves the other split', async () => {
+    const host = randomLayer(8, 1024, 128, 3);
+    const want = bits(wasmKernels.adjacentCosine(layerFromHost(wasmKernels, host).keys));
+    const a = createReferenceKernels({ threads: 4 });
+    const b = createReferenceKernels({ threads: 4 });
+    const keysA = layerFromHost(a, host).keys;
+    const keysB = layerFromHost(b, host).keys;
+    expect(bits(a.adjacentCosine(keysA))).toEqual(want);
+    a.close();
+    const deadline = Date.now() + 20_000;
+    while (b.workerChunks() === 0 && Date.now() < deadline) {
+      expect(bits(b.adjacentCosine(keysB))).toEqual(want);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(b.workerChunks()).toBeGreaterThan(0);
+    const before = a.workerChunks();
+    expect(bits(a.adjacentCosine(keysA))).toEqual(want);
+    expect(a.workerChunks()).toBe(before);
+    b.close();
+  });
+
+  it('small calls stay on the calling thread; close() stops the workers and the kernels keep working', async () => {
+    const kv = createReferenceKernels({ threads: 2 });
+    const host = randomLayer(3, 16, 8, 1);
+    const want = bits(wasmKernels.adjacentCosine(layerFromHost(wasmKernels, host).keys));
+    await new Promise((r) => setTimeout(r, 200));
+    for (let i = 0; i < 20; i++) expect(bits(kv.adjacentCosine(layerFromHost(kv, host).keys))).toEqual(want);
+    expect(kv.workerChunks()).toBe(0);
+    kv.close();
+    kv.close();
+    expect(bits(kv.adjacentCosine(layerFromHost(kv, host).keys))).toEqual(want);
+    const one = createReferenceKernels({ threads: 1 });
+    expect([one.threads, one.workerChunks(), jsKernels.threads]).toEqual([1, 0, 1]);
+    expect(one.describe()).not.toContain('threads');
+    // The default: two threads where there are two cores.
+    expect(defaultReferenceThreads()).toBe(Math.min(2, availableParallelism()));
+    const byDefault = createReferenceKernels();
+    expect(byDefault.threads).toBe(defaultReferenceThreads());
+    byDefault.close();
+  });
+
+  it('refuses a bad threads or threadMinBytes with a ConfigError naming the field and the allowed range', () => {
+    for (const threads of [0, 1.5, 65, -1, Number.NaN]) {
+      expect(() => createReferenceKernels({ threads })).toThrow(ConfigError);
+      expect(() => createReferenceKernels({ threads })).toThrow(/\/threads: must be an integer in \[1, 64\]/);
+    }
+    expect(() => createReferenceKernels({ threadMinBytes: -1 })).toThrow(/\/threadMinBytes: must be an integer in \[0, /);
+    expect(MAX_REFERENCE_THREADS).toBe(64);
   });
 });

@@ -107,12 +107,14 @@ export const PRESETS: { readonly [K in PresetName]: Record<string, unknown> } = 
       suites: {
         speed: {
           throughput: {
+            // reference: the wasm kernels on two threads (the default on two cores); reference(threads=1): on one;
             // reference(kernels=js): every kernel in TypeScript (the wasm kernels off), same pooled memory;
             // reference(poolBytes=0): outputs in fresh memory every call (the default allocator's figure; js kernels);
             // tfjs(kernels=tfjs): every kernel a tfjs op program (kvfold's wasm kernels in the engine off);
-            // onnx(threads=1): one ORT thread, like the single-threaded reference and tfjs-wasm rows.
+            // onnx(threads=1): one ORT thread, like reference(threads=1) and the single-threaded tfjs-wasm row.
             backends: [
               'reference',
+              { name: 'reference', options: { threads: 1 } },
               { name: 'reference', options: { kernels: 'js' } },
               { name: 'reference', options: { poolBytes: 0 } },
               'tfjs',

@@ -1,8 +1,12 @@
 import { adjacentCosineKernel, type AdjacentCosineCall, type HostTensor, type KernelImplementation } from '@kvfold/core';
+import type { KernelThreads } from '../threads.js';
 import type { WasmPool } from '../wasm-heap.js';
 
-/** adjacentCosine in wasm SIMD (bit-identical to core's reference, which runs when the keys are not in the heap). */
-export function wasmAdjacentCosine(pool: WasmPool): KernelImplementation<AdjacentCosineCall<HostTensor>, HostTensor> {
+/**
+ * adjacentCosine in wasm SIMD (bit-identical to core's reference, which runs when the keys are not in the
+ * heap), split by heads over `threads`.
+ */
+export function wasmAdjacentCosine(pool: WasmPool, threads: KernelThreads): KernelImplementation<AdjacentCosineCall<HostTensor>, HostTensor> {
   return {
     run(call) {
       const [H, L, D] = call.shape;
@@ -12,7 +16,8 @@ export function wasmAdjacentCosine(pool: WasmPool): KernelImplementation<Adjacen
         const out = pool.float32(H * M);
         const o = pool.heap.pointer(out);
         if (o >= 0) {
-          pool.heap.kernels.adjacentCosine(k, o, H, L, D);
+          const slots = threads.slots(H, H * L * D * 4);
+          threads.run('adjacentCosine', [k, o, H, L, D], [L * D * 4, M * 4, 0, 0, 0], 2, Array.from({ length: slots }, () => []));
           return { dtype: 'float32', shape: [H, M], data: out };
         }
         pool.release(out);

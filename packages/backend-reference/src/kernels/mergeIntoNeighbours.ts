@@ -1,9 +1,13 @@
 import { mergeIntoNeighboursKernel, type HostTensor, type KernelImplementation, type LayerCache, type MergeIntoNeighboursCall } from '@kvfold/core';
+import type { KernelThreads } from '../threads.js';
 import type { WasmPool } from '../wasm-heap.js';
-import { arraysOf, pointers, runLayerKernel } from './layer.js';
+import { arraysOf, layerStrides, pointers, runLayerKernel } from './layer.js';
 
-/** mergeIntoNeighbours (CaM) in wasm SIMD, bit-identical to core's reference (which runs when an array is not in the heap). */
-export function wasmMergeIntoNeighbours(pool: WasmPool): KernelImplementation<MergeIntoNeighboursCall<HostTensor>, LayerCache<HostTensor>> {
+/**
+ * mergeIntoNeighbours (CaM) in wasm SIMD, bit-identical to core's reference (which runs when an array is not
+ * in the heap), split by heads over `threads` (each thread with its own block-sum scratch).
+ */
+export function wasmMergeIntoNeighbours(pool: WasmPool, threads: KernelThreads): KernelImplementation<MergeIntoNeighboursCall<HostTensor>, LayerCache<HostTensor>> {
   return {
     // The plan's content checks in wasm, as in mergeSegments.
     screen(call) {
@@ -17,22 +21,22 @@ export function wasmMergeIntoNeighbours(pool: WasmPool): KernelImplementation<Me
       const { heads: H, length: L, headDim: D } = call.dims;
       const { kept: K, sources: S, plan } = call;
       const { heap } = pool;
-      // Block sums are at most K slots wide (a window never leaves the kept set).
-      const order = heap.scratch32(S);
-      const firstOf = heap.scratch32(K + 1);
-      const fill = heap.scratch32(K + 1);
-      const forward = heap.scratch64(K * D);
-      const backward = heap.scratch64(K * D);
+      const slots = threads.slots(H, H * L * D * 4);
+      // Block sums are at most K slots wide (a window never leaves the kept set); one set per thread.
+      const perThread: (Int32Array | Float64Array | undefined)[] = [];
+      for (let t = 0; t < slots; t++) perThread.push(heap.scratch32(S), heap.scratch32(K + 1), heap.scratch32(K + 1), heap.scratch64(K * D), heap.scratch64(K * D));
       try {
-        const scratch = order && firstOf && fill && forward && backward ? pointers(heap, [order, firstOf, fill, forward, backward]) : undefined;
-        if (!scratch) return mergeIntoNeighboursKernel.reference(call, pool);
+        const own = perThread.every((a) => a !== undefined) ? pointers(heap, perThread as (Int32Array | Float64Array)[]) : undefined;
+        if (!own) return mergeIntoNeighboursKernel.reference(call, pool);
         const inputs = [...arraysOf(call.layer), ...[plan.keep, plan.source, plan.targetStart, plan.targetCount].map((t) => t.data as Int32Array), plan.gate.data as Float32Array];
         const out = runLayerKernel(pool, inputs, H, K, D, (i, o) => {
-          heap.kernels.mergeIntoNeighbours(...i, H, L, D, K, S, ...o, ...scratch);
+          const strides = [...layerStrides(L, D), K * 4, S * 4, S * 4, S * 4, S * 4, 0, 0, 0, 0, 0, ...layerStrides(K, D)];
+          const scratch = Array.from({ length: slots }, (_, t) => own.slice(5 * t, 5 * t + 5));
+          threads.run('mergeIntoNeighbours', [...i, H, L, D, K, S, ...o], strides, 10, scratch);
         });
         return out ?? mergeIntoNeighboursKernel.reference(call, pool);
       } finally {
-        heap.release(order, firstOf, fill, forward, backward);
+        heap.release(...perThread);
       }
     },
   };

@@ -1,9 +1,13 @@
 import { mergeSegmentsKernel, type HostTensor, type KernelImplementation, type LayerCache, type MergeSegmentsCall } from '@kvfold/core';
+import type { KernelThreads } from '../threads.js';
 import type { WasmPool } from '../wasm-heap.js';
-import { arraysOf, pointers, runLayerKernel } from './layer.js';
+import { arraysOf, layerStrides, pointers, runLayerKernel } from './layer.js';
 
-/** mergeSegments (KVMerger) in wasm SIMD, bit-identical to core's reference (which runs when an array is not in the heap). */
-export function wasmMergeSegments(pool: WasmPool): KernelImplementation<MergeSegmentsCall<HostTensor>, LayerCache<HostTensor>> {
+/**
+ * mergeSegments (KVMerger) in wasm SIMD, bit-identical to core's reference (which runs when an array is not
+ * in the heap), split by heads over `threads` (each thread with its own row scratch).
+ */
+export function wasmMergeSegments(pool: WasmPool, threads: KernelThreads): KernelImplementation<MergeSegmentsCall<HostTensor>, LayerCache<HostTensor>> {
   return {
     // The plan's content checks in wasm: core's TypeScript check costs about as much as the merge itself.
     // Arrays outside the heap get core's check here (the reference backend reads its tensors in place).
@@ -18,22 +22,26 @@ export function wasmMergeSegments(pool: WasmPool): KernelImplementation<MergeSeg
       const { heads: H, length: L, headDim: D } = call.dims;
       const M = call.outLength;
       const { heap } = pool;
+      const slots = threads.slots(H, H * L * D * 4);
+      // Run bounds are per head ([H, M]); the row lists and weights are per thread.
       const start = heap.scratch32(H * M);
       const end = heap.scratch32(H * M);
-      const rows = heap.scratch32(L);
-      const weights = heap.scratch64(L);
-      const valueWeights = heap.scratch64(L);
+      const perThread: (Int32Array | Float64Array | undefined)[] = [];
+      for (let t = 0; t < slots; t++) perThread.push(heap.scratch32(L), heap.scratch64(L), heap.scratch64(L));
       try {
-        const scratch = start && end && rows && weights && valueWeights ? pointers(heap, [start, end, rows, weights, valueWeights]) : undefined;
-        if (!scratch) return mergeSegmentsKernel.reference(call, pool);
+        const shared = start && end ? pointers(heap, [start, end]) : undefined;
+        const own = perThread.every((a) => a !== undefined) ? pointers(heap, perThread as (Int32Array | Float64Array)[]) : undefined;
+        if (!shared || !own) return mergeSegmentsKernel.reference(call, pool);
         const { segment, pivot, sigma } = call.plan;
         const inputs = [...arraysOf(call.layer), segment.data as Int32Array, pivot.data as Int32Array, sigma.data as Float32Array];
         const out = runLayerKernel(pool, inputs, H, M, D, (i, o) => {
-          heap.kernels.mergeSegments(...i, H, L, D, M, call.byCount ? 1 : 0, ...o, ...scratch);
+          const strides = [...layerStrides(L, D), L * 4, M * 4, M * 4, 0, 0, 0, 0, 0, ...layerStrides(M, D), M * 4, M * 4];
+          const scratch = Array.from({ length: slots }, (_, t) => own.slice(3 * t, 3 * t + 3));
+          threads.run('mergeSegments', [...i, H, L, D, M, call.byCount ? 1 : 0, ...o, ...shared], strides, 8, scratch);
         });
         return out ?? mergeSegmentsKernel.reference(call, pool);
       } finally {
-        heap.release(start, end, rows, weights, valueWeights);
+        heap.release(start, end, ...perThread);
       }
     },
   };
