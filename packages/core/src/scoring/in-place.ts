@@ -86,8 +86,9 @@ function moveRow(v: LayerViews, h: number, from: number, to: number): void {
   const { length: L, headDim: D } = v;
   const a = h * L + from;
   const b = h * L + to;
-  v.keys.set(v.keys.subarray(a * D, (a + 1) * D), b * D);
-  v.values.set(v.values.subarray(a * D, (a + 1) * D), b * D);
+  // copyWithin: one row, no subarray views made per call.
+  v.keys.copyWithin(b * D, a * D, (a + 1) * D);
+  v.values.copyWithin(b * D, a * D, (a + 1) * D);
   v.positions[b] = v.positions[a]!;
   v.counts[b] = v.counts[a]!;
   v.scores[b] = v.scores[a]!;
