@@ -16,6 +16,7 @@ import {
   disposeLayer,
   evictInPlace,
   guardPolicy,
+  isOrdered,
   hostTensor,
   layerFromHost,
   layerToHost,
@@ -234,6 +235,23 @@ describe('chooseEvicted: the slot the shared selection drops, by any path', () =
         },
       ),
       { numRuns: 2000, seed: 7 },
+    );
+  });
+  it('isOrdered: every row live and positions strictly increasing per head, as a plain check says', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 8 }), fc.integer({ min: 0, max: 1_000_000 }), (H, L, seed) => {
+        const r = mulberry32(seed);
+        const positions = Int32Array.from({ length: H * L }, (_, i) => (i % Math.max(1, L)) * 2 + (r() < 0.15 ? -2 : 0));
+        const counts = Int32Array.from({ length: H * L }, () => (r() < 0.1 ? 0 : 1));
+        let want = true;
+        for (let h = 0; h < H; h++)
+          for (let j = 0; j < L; j++) {
+            if (counts[h * L + j] === 0) want = false;
+            if (j > 0 && positions[h * L + j]! <= positions[h * L + j - 1]!) want = false;
+          }
+        expect(isOrdered({ positions, counts, heads: H, length: L, headDim: 1 } as unknown as LayerViews)).toBe(want);
+      }),
+      { numRuns: 500, seed: 5 },
     );
   });
   it('by hand: a guess from the last row that is not the highest position still finds the ranked window', () => {
