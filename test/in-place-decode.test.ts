@@ -189,7 +189,7 @@ describe('chooseEvicted: the slot the shared selection drops, by any path', () =
   // Positions as a decode cache holds them (sinks in row 0, newest in the last row), shuffled, with
   // repeats, and with the first and last rows swapped away: the one-pass guess, its exact retry and the
   // ranked fallback all run.
-  const layouts = fc.constantFrom('dense' as const, 'decode' as const, 'shuffled' as const, 'repeats' as const, 'gaps' as const);
+  const layouts = fc.constantFrom('dense' as const, 'decode' as const, 'shuffled' as const, 'repeats' as const, 'gaps' as const, 'extreme' as const);
   it('equals the ranked oracle on random positions, scores (ties, NaN, infinities), sinks and windows', () => {
     fc.assert(
       fc.property(
@@ -206,7 +206,10 @@ describe('chooseEvicted: the slot the shared selection drops, by any path', () =
           const r = mulberry32(seed);
           const positions = new Int32Array(H * L);
           for (let h = 0; h < H; h++) {
-            const row = Array.from({ length: L }, (_, j) => (layout === 'repeats' ? Math.floor(r() * (L / 2 + 1)) : layout === 'gaps' ? j * 3 + Math.floor(r() * 3) : j));
+            // extreme: any int32, the ends included (the guessed thresholds leave the int32 range there).
+            const ends = [-2_147_483_648, -2_147_483_647, 2_147_483_646, 2_147_483_647];
+            const int32 = () => (r() < 0.5 ? ends[Math.floor(r() * 4)]! : Math.floor(r() * 2 ** 32) - 2 ** 31);
+            const row = Array.from({ length: L }, (_, j) => (layout === 'extreme' ? int32() : layout === 'repeats' ? Math.floor(r() * (L / 2 + 1)) : layout === 'gaps' ? j * 3 + Math.floor(r() * 3) : j));
             if (layout === 'shuffled' || layout === 'repeats')
               for (let j = L - 1; j > 0; j--) {
                 const i = Math.floor(r() * (j + 1));

@@ -23,13 +23,15 @@ export function mergeEvictedInPlace(v: LayerViews, evict: Int32Array, m: number,
     const pe = positions[base + e]!;
     const ke = pe * ROW_SPAN + e;
     let n = 0;
-    // Position of the m-th smallest successor once m are held: a row above it cannot enter. Starts at the
-    // largest int32 (no position is above it), which keeps the compare on integers.
-    let limit = 2_147_483_647;
+    // Rows outside [pe, limit] cannot enter: before the evicted one, or past the m-th smallest successor
+    // once m are held (limit starts at the largest int32). Tested as one unsigned compare,
+    // (p - pe) >>> 0 > limit - pe, exact for int32 positions and limit >= pe: a p below pe maps to
+    // 2^32 + p - pe, above the span since p > limit - 2^32. One branch instead of two matters once in-place
+    // steps have put the rows out of position order (a random p < pe mispredicts half the time).
+    let span = 2_147_483_647 - pe;
     for (let j = 0; j < L; j++) {
       const p = positions[base + j]!;
-      // Integer prefilter: rows before the evicted one or past the m held need no key (most rows stop here).
-      if (p < pe || p > limit) continue;
+      if ((p - pe) >>> 0 > span) continue;
       const key = p * ROW_SPAN + j;
       if (key <= ke) continue;
       if (n === best.length && key >= best[n - 1]!) continue;
@@ -42,7 +44,7 @@ export function mergeEvictedInPlace(v: LayerViews, evict: Int32Array, m: number,
       }
       best[at] = key;
       rows[at] = j;
-      if (n === best.length) limit = positions[base + rows[n - 1]!]!;
+      if (n === best.length) span = positions[base + rows[n - 1]!]! - pe;
     }
     if (n === 0) continue;
     let sum = 0;

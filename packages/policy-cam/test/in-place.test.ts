@@ -38,13 +38,16 @@ describe('mergeEvictedInPlace', () => {
         fc.integer({ min: 1, max: 9 }),
         fc.integer({ min: 1, max: 30 }),
         fc.constantFrom('expected' as const, 'bernoulli' as const),
-        fc.constantFrom('ordered' as const, 'shuffled' as const, 'repeats' as const),
+        fc.constantFrom('ordered' as const, 'shuffled' as const, 'repeats' as const, 'extreme' as const),
         fc.integer({ min: 0, max: 1_000_000 }),
         (H, L, D, m, gate, layout, seed) => {
           const r = mulberry32(seed);
           const positions = new Int32Array(H * L);
           for (let h = 0; h < H; h++) {
-            const row = Array.from({ length: L }, (_, j) => (layout === 'repeats' ? Math.floor(r() * (L / 2 + 1)) : j * 2));
+            // extreme: any int32, the ends included (the unsigned range test's edge).
+            const ends = [-2_147_483_648, -2_147_483_647, 2_147_483_646, 2_147_483_647];
+            const int32 = () => (r() < 0.5 ? ends[Math.floor(r() * 4)]! : Math.floor(r() * 2 ** 32) - 2 ** 31);
+            const row = Array.from({ length: L }, (_, j) => (layout === 'extreme' ? int32() : layout === 'repeats' ? Math.floor(r() * (L / 2 + 1)) : j * 2));
             if (layout !== 'ordered')
               for (let j = L - 1; j > 0; j--) {
                 const i = Math.floor(r() * (j + 1));
