@@ -8,12 +8,15 @@ import {
   CacheManager,
   ErrorCode,
   SPARE_POSITION,
+  ROW_SPAN,
   appendInPlace,
+  chooseEvicted,
   compactLayer,
   createContext,
   disposeLayer,
   evictInPlace,
   guardPolicy,
+  isOrdered,
   hostTensor,
   layerFromHost,
   layerToHost,
@@ -22,6 +25,7 @@ import {
   type KVCachePolicy,
   type KVKernels,
   type LayerCache,
+  type LayerViews,
 } from '@kvfold/core';
 import { createReferenceKernels } from '@kvfold/backend-reference';
 import { createOnnxKernels } from '@kvfold/backend-onnx';
@@ -154,6 +158,118 @@ describe('in-place decode eviction keeps what the functional step keeps', () => 
       );
     });
   }
+});
+
+/**
+ * The rule chooseEvicted implements, the slow way: per head, rows ranked by key (position, then row); the
+ * `sink` lowest and `recent` highest are protected; of the rest, the lowest score (NaN as -Infinity) goes,
+ * ties to the highest key.
+ */
+function evictedByOracle(positions: Int32Array, H: number, L: number, scores: Float32Array | undefined, rowsOfScores: number, sinkOption: number, recentOption: number): number[] {
+  const budget = L - 1;
+  const sink = Math.max(0, Math.min(sinkOption, budget));
+  const recent = Math.max(0, Math.min(recentOption, budget - sink));
+  const out: number[] = [];
+  for (let h = 0; h < H; h++) {
+    const order = Array.from({ length: L }, (_, j) => j).sort((a, b) => positions[h * L + a]! * ROW_SPAN + a - (positions[h * L + b]! * ROW_SPAN + b));
+    const candidates = order.slice(sink, L - recent);
+    const score = (j: number) => {
+      const x = scores === undefined ? 0 : scores[(rowsOfScores === 1 ? 0 : h) * L + j]!;
+      return Number.isNaN(x) ? -Infinity : x;
+    };
+    // Candidates ascend by key: the last of the lowest scores is the highest key among them.
+    let best = candidates[0]!;
+    for (const j of candidates) if (score(j) <= score(best)) best = j;
+    out.push(best);
+  }
+  return out;
+}
+
+describe('chooseEvicted: the slot the shared selection drops, by any path', () => {
+  // Positions as a decode cache holds them (sinks in row 0, newest in the last row), shuffled, with
+  // repeats, and with the first and last rows swapped away: the one-pass guess, its exact retry and the
+  // ranked fallback all run.
+  const layouts = fc.constantFrom('dense' as const, 'decode' as const, 'shuffled' as const, 'repeats' as const, 'gaps' as const, 'extreme' as const);
+  it('equals the ranked oracle on random positions, scores (ties, NaN, infinities), sinks and windows', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 24 }),
+        layouts,
+        fc.integer({ min: 0, max: 6 }),
+        fc.integer({ min: 0, max: 30 }),
+        fc.constantFrom('plain' as const, 'ties' as const, 'special' as const),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 1_000_000 }),
+        (H, budget, layout, sinkOption, recentOption, kind, shared, seed) => {
+          const L = budget + 1;
+          const r = mulberry32(seed);
+          const positions = new Int32Array(H * L);
+          for (let h = 0; h < H; h++) {
+            // extreme: any int32, the ends included (the guessed thresholds leave the int32 range there).
+            const ends = [-2_147_483_648, -2_147_483_647, 2_147_483_646, 2_147_483_647];
+            const int32 = () => (r() < 0.5 ? ends[Math.floor(r() * 4)]! : Math.floor(r() * 2 ** 32) - 2 ** 31);
+            const row = Array.from({ length: L }, (_, j) => (layout === 'extreme' ? int32() : layout === 'repeats' ? Math.floor(r() * (L / 2 + 1)) : layout === 'gaps' ? j * 3 + Math.floor(r() * 3) : j));
+            if (layout === 'shuffled' || layout === 'repeats')
+              for (let j = L - 1; j > 0; j--) {
+                const i = Math.floor(r() * (j + 1));
+                [row[i], row[j]] = [row[j]!, row[i]!];
+              }
+            if (layout === 'decode') {
+              // Rows 1..L-2 shuffled: an in-place cache after some steps; row 0 a sink, the last row newest.
+              for (let j = L - 2; j > 1; j--) {
+                const i = 1 + Math.floor(r() * j);
+                [row[i], row[j]] = [row[j]!, row[i]!];
+              }
+            }
+            positions.set(row, h * L);
+          }
+          const sink = Math.min(sinkOption, budget);
+          const recent = Math.min(recentOption, budget - sink);
+          const rowsOfScores = shared ? 1 : H;
+          const special = [Number.NaN, Infinity, -Infinity, 0, 0.5];
+          const scores =
+            budget - sink - recent === 0 && r() < 0.5
+              ? undefined
+              : Float32Array.from({ length: rowsOfScores * L }, () => (kind === 'ties' ? Math.floor(r() * 3) / 4 : kind === 'special' && r() < 0.3 ? special[Math.floor(r() * special.length)]! : r()));
+          const views = { positions, heads: H, length: L, headDim: 1 } as unknown as LayerViews;
+          const got = chooseEvicted(views, scores === undefined ? undefined : { data: scores, rows: rowsOfScores }, budget, sinkOption, recentOption);
+          expect(Array.from(got)).toEqual(evictedByOracle(positions, H, L, scores, rowsOfScores, sinkOption, recentOption));
+        },
+      ),
+      { numRuns: 2000, seed: 7 },
+    );
+  });
+  it('isOrdered: every row live and positions strictly increasing per head, as a plain check says', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 8 }), fc.integer({ min: 0, max: 1_000_000 }), (H, L, seed) => {
+        const r = mulberry32(seed);
+        const positions = Int32Array.from({ length: H * L }, (_, i) => (i % Math.max(1, L)) * 2 + (r() < 0.15 ? -2 : 0));
+        const counts = Int32Array.from({ length: H * L }, () => (r() < 0.1 ? 0 : 1));
+        let want = true;
+        for (let h = 0; h < H; h++)
+          for (let j = 0; j < L; j++) {
+            if (counts[h * L + j] === 0) want = false;
+            if (j > 0 && positions[h * L + j]! <= positions[h * L + j - 1]!) want = false;
+          }
+        expect(isOrdered({ positions, counts, heads: H, length: L, headDim: 1 } as unknown as LayerViews)).toBe(want);
+      }),
+      { numRuns: 500, seed: 5 },
+    );
+  });
+  it('by hand: a guess from the last row that is not the highest position still finds the ranked window', () => {
+    // Positions 0, 100, 10, 20, 50 (the newest, 50, is not the highest); recent 2 protects 100 and 50. The
+    // first row's scores would pick row 1 (position 100) if the window were wrong.
+    const positions = Int32Array.of(0, 100, 10, 20, 50);
+    const views = { positions, heads: 1, length: 5, headDim: 1 } as unknown as LayerViews;
+    const scores = Float32Array.of(0.3, 0, 0.2, 0.2, 0.1);
+    // Candidates 0, 10, 20: lowest score 0.2 at 10 and 20, ties to the later position (row 3).
+    expect(Array.from(chooseEvicted(views, { data: scores, rows: 1 }, 4, 0, 2))).toEqual([3]);
+    // With a sink of 1 (position 0) as well: the same.
+    expect(Array.from(chooseEvicted(views, { data: scores, rows: 1 }, 4, 1, 2))).toEqual([3]);
+    // NaN ranks lowest: row 0 (position 0) goes when it is not a sink.
+    expect(Array.from(chooseEvicted(views, { data: Float32Array.of(Number.NaN, 0, 0.2, 0.2, 0.1), rows: 1 }, 4, 0, 2))).toEqual([0]);
+  });
 });
 
 describe('in-place layout, by hand', () => {

@@ -65,11 +65,52 @@ function byRank(positions: Int32Array, base: number, L: number, keys: Float64Arr
 }
 
 /**
+ * One pass over a head's rows: count the rows below `lowP` (sinks) and at or above `highP` (the recent
+ * window), and among the others find the lowest score (NaN as -Infinity), ties to the latest position, then
+ * the later row. Returns that row, or -1 when the counts are not `sink` and `recent` (or no row is left):
+ * with the counts right, the rows below `lowP` are the `sink` lowest keys and those at or above `highP` the
+ * `recent` highest, whatever the thresholds were (every row of a position falls on the same side of either),
+ * so the answer is the ranked selection's.
+ */
+function scanHead(positions: Int32Array, base: number, L: number, row: Float32Array, off: number, lowP: number, highP: number, sink: number, recent: number): number {
+  let below = 0;
+  let above = 0;
+  let best = -1;
+  let bestScore = Infinity;
+  let bestP = -Infinity;
+  const end = base + L;
+  const shift = off - base;
+  for (let i = base; i < end; i++) {
+    const p = positions[i]!;
+    if (p < lowP) {
+      below++;
+      continue;
+    }
+    if (p >= highP) {
+      above++;
+      continue;
+    }
+    const s = row[i + shift]!;
+    // Most rows score above the lowest so far: one compare (false for NaN, which goes on to the exact test).
+    if (s > bestScore) continue;
+    const x = s !== s ? -Infinity : s;
+    // Ties to the latest position, then the later row (rows only grow). The first row always passes
+    // (x <= Infinity, p >= -Infinity).
+    if (x < bestScore || (x === bestScore && p >= bestP)) {
+      best = i - base;
+      bestScore = x;
+      bestP = p;
+    }
+  }
+  return below === sink && above === recent ? best : -1;
+}
+
+/**
  * The slot of each head that the shared selection (`selectSlots` with `length = budget + 1`) drops, found
  * on the host without ordering the cache: among the rows that are neither the `sink` first nor the
  * `recent` last by position, the lowest score (NaN as -Infinity, like `topK`), ties to the latest
  * position (`topK` keeps the lower slot). `scores` has one row per head or one shared row.
- * O(heads x length) on average.
+ * O(heads x length) on average; one pass per head on a decode cache.
  * @throws ShapeError when the cache does not hold exactly `budget + 1` rows, or scores are needed and missing.
  */
 export function chooseEvicted(v: LayerViews, scores: { readonly data: Float32Array; readonly rows: number } | undefined, budget: number, sinkOption: number, recentOption: number): Int32Array {
@@ -81,45 +122,31 @@ export function chooseEvicted(v: LayerViews, scores: { readonly data: Float32Arr
   const top = budget - sink - recent;
   if (top > 0 && scores === undefined) throw new ShapeError(`chooseEvicted: ${top} slots per head are chosen by score, but no scores were given`, { field: 'scores' });
   const evict = new Int32Array(heads);
+  // Without scores every candidate scores 0 (the rule then drops the latest unprotected slot).
+  const data = scores === undefined ? new Float32Array(L) : scores.data;
   let keys: Float64Array | undefined;
   for (let h = 0; h < heads; h++) {
     const base = h * L;
-    const row = scores === undefined ? undefined : scores.data.subarray((scores.rows === 1 ? 0 : h) * L, ((scores.rows === 1 ? 0 : h) + 1) * L);
-    // The common case, two passes: the sinks are the positions below min + sink and the recent window the
-    // positions from max - recent + 1, which holds whenever those positions are all present (a decode cache
-    // keeps its sinks and newest tokens). The counts prove it; otherwise rank by key (quickselect).
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (let j = 0; j < L; j++) {
-      const p = positions[base + j]!;
-      if (p < lo) lo = p;
-      if (p > hi) hi = p;
-    }
-    const lowP = lo + sink;
-    const highP = hi - recent + 1;
-    let below = 0;
-    let above = 0;
-    let best = -1;
-    let bestScore = Infinity;
-    let bestP = -Infinity;
-    for (let j = 0; j < L; j++) {
-      const p = positions[base + j]!;
-      if (p < lowP) below++;
-      else if (p >= highP) above++;
-      else {
-        let x = row === undefined ? 0 : row[j]!;
-        if (x !== x) x = -Infinity;
-        // Ties to the latest position, then the later row (`j` only grows).
-        if (best < 0 || x < bestScore || (x === bestScore && p >= bestP)) {
-          best = j;
-          bestScore = x;
-          bestP = p;
-        }
+    const off = scores === undefined || scores.rows === 1 ? 0 : h * L;
+    // First guess, no extra pass: the thresholds from the head's first row (a sink, which an in-place step
+    // never moves) and last row (the token just appended), as a decode cache holds them. The counts check
+    // the guess (see scanHead), so a wrong one costs a second try, never a different answer.
+    let best = scanHead(positions, base, L, data, off, sink === 0 ? -Infinity : positions[base]! + sink, recent === 0 ? Infinity : positions[base + L - 1]! - recent + 1, sink, recent);
+    if (best < 0) {
+      // The thresholds from the head's lowest and highest positions: right whenever those positions are all
+      // present (a decode cache keeps its sinks and newest tokens). Otherwise rank by key (quickselect).
+      let lo = Infinity;
+      let hi = -Infinity;
+      for (let j = 0; j < L; j++) {
+        const p = positions[base + j]!;
+        if (p < lo) lo = p;
+        if (p > hi) hi = p;
       }
+      best = scanHead(positions, base, L, data, off, lo + sink, hi - recent + 1, sink, recent);
     }
-    if (best < 0 || below !== sink || above !== recent) {
+    if (best < 0) {
       keys ??= new Float64Array(L);
-      best = byRank(positions, base, L, keys, sink, recent, row);
+      best = byRank(positions, base, L, keys, sink, recent, scores === undefined ? undefined : data.subarray(off, off + L));
     }
     evict[h] = best;
   }

@@ -71,11 +71,17 @@ export function hasSpareRow(v: LayerViews): boolean {
  */
 export function isOrdered(v: LayerViews): boolean {
   const { heads, length, positions, counts } = v;
+  if (length === 0) return true;
   for (let h = 0; h < heads; h++) {
     const base = h * length;
-    for (let j = 0; j < length; j++) {
-      if (counts[base + j] === 0) return false;
-      if (j > 0 && positions[base + j]! <= positions[base + j - 1]!) return false;
+    const end = base + length;
+    // The previous position kept in a local: every decode step that does not evict in place runs this scan.
+    let prev = positions[base]!;
+    if (counts[base] === 0) return false;
+    for (let i = base + 1; i < end; i++) {
+      const p = positions[i]!;
+      if (p <= prev || counts[i] === 0) return false;
+      prev = p;
     }
   }
   return true;
@@ -86,8 +92,9 @@ function moveRow(v: LayerViews, h: number, from: number, to: number): void {
   const { length: L, headDim: D } = v;
   const a = h * L + from;
   const b = h * L + to;
-  v.keys.set(v.keys.subarray(a * D, (a + 1) * D), b * D);
-  v.values.set(v.values.subarray(a * D, (a + 1) * D), b * D);
+  // copyWithin: one row, no subarray views made per call.
+  v.keys.copyWithin(b * D, a * D, (a + 1) * D);
+  v.values.copyWithin(b * D, a * D, (a + 1) * D);
   v.positions[b] = v.positions[a]!;
   v.counts[b] = v.counts[a]!;
   v.scores[b] = v.scores[a]!;

@@ -137,7 +137,8 @@ export abstract class ScorerPolicy<Options extends ScorerOptions = ScorerOptions
     if (views && !prefill && this.evictsInPlace() && this.options.decode === 'evict' && views.length === ctx.budget + 1 && !hasSpareRow(views)) {
       return this.stepInPlace(input, observed, ctx);
     }
-    if (views && !isOrdered(views) && views.length - (hasSpareRow(views) ? 1 : 0) > ctx.budget) {
+    // The O(heads) length test first: the order scan reads every position and count.
+    if (views && views.length - (hasSpareRow(views) ? 1 : 0) > ctx.budget && !isOrdered(views)) {
       // An in-place cache this path cannot evict from: back in position order (with its observations) first.
       const compacted = compactLayer(k, input);
       observed = await reorderObservation(k, input, compacted, observedInput);
