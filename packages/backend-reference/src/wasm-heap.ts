@@ -73,8 +73,7 @@ export class WasmHeap {
   /** A heap over a new shared memory, with `module` (the compiled `wasm/kernels.wasm`) instantiated over it. */
   constructor(module: object) {
     this.memory = new WA.Memory({ initial: 16, maximum: MAX_PAGES, shared: true });
-    // The kernels call back into the very `Math.exp` the TypeScript reference uses, so weights match bit for bit.
-    const instance = new WA.Instance(module, { env: { memory: this.memory, exp: Math.exp } });
+    const instance = new WA.Instance(module, { env: { memory: this.memory } });
     this.kernels = instance.exports as unknown as WasmKernelExports;
     this.buffer = this.memory.buffer as unknown as SharedArrayBuffer;
     this.buffers.add(this.buffer);

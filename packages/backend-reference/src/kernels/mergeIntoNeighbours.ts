@@ -21,8 +21,8 @@ export function wasmMergeIntoNeighbours(pool: WasmPool): KernelImplementation<Me
       const order = heap.scratch32(S);
       const firstOf = heap.scratch32(K + 1);
       const fill = heap.scratch32(K + 1);
-      const forward = heap.scratch64(K * D);
-      const backward = heap.scratch64(K * D);
+      const forward = heap.scratch32(K * D);
+      const backward = heap.scratch32(K * D);
       try {
         const scratch = order && firstOf && fill && forward && backward ? pointers(heap, [order, firstOf, fill, forward, backward]) : undefined;
         if (!scratch) return mergeIntoNeighboursKernel.reference(call, pool);
