@@ -2,7 +2,7 @@ import { mergeIntoNeighboursKernel, type HostTensor, type KernelImplementation, 
 import type { WasmPool } from '../wasm-heap.js';
 import { arraysOf, pointers, runLayerKernel } from './layer.js';
 
-/** mergeIntoNeighbours (CaM) in wasm SIMD, bit-identical to core's reference (which runs when an array is not in the heap). */
+/** mergeIntoNeighbours (CaM) in wasm SIMD, float32 lanes within 1e-5 of core's float64 reference (which runs when an array is not in the heap). */
 export function wasmMergeIntoNeighbours(pool: WasmPool): KernelImplementation<MergeIntoNeighboursCall<HostTensor>, LayerCache<HostTensor>> {
   return {
     // The plan's content checks in wasm, as in mergeSegments.
@@ -17,7 +17,7 @@ export function wasmMergeIntoNeighbours(pool: WasmPool): KernelImplementation<Me
       const { heads: H, length: L, headDim: D } = call.dims;
       const { kept: K, sources: S, plan } = call;
       const { heap } = pool;
-      // Block sums are at most K slots wide (a window never leaves the kept set).
+      // Block sums (float32) are at most K slots wide (a window never leaves the kept set).
       const order = heap.scratch32(S);
       const firstOf = heap.scratch32(K + 1);
       const fill = heap.scratch32(K + 1);

@@ -2,7 +2,7 @@ import { mergeSegmentsKernel, type HostTensor, type KernelImplementation, type L
 import type { WasmPool } from '../wasm-heap.js';
 import { arraysOf, pointers, runLayerKernel } from './layer.js';
 
-/** mergeSegments (KVMerger) in wasm SIMD, bit-identical to core's reference (which runs when an array is not in the heap). */
+/** mergeSegments (KVMerger) in wasm SIMD, float32 lanes within 1e-5 of core's float64 reference (which runs when an array is not in the heap). */
 export function wasmMergeSegments(pool: WasmPool): KernelImplementation<MergeSegmentsCall<HostTensor>, LayerCache<HostTensor>> {
   return {
     // The plan's content checks in wasm: core's TypeScript check costs about as much as the merge itself.
