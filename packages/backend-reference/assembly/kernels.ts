@@ -28,12 +28,6 @@
   return f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 2, 3));
 }
 
-/** Two float64x2 rounded to one float32x4 (a's lanes first). */
-// @ts-ignore: decorator
-@inline function demote2(a: v128, b: v128): v128 {
-  return v128.shuffle<f32>(f32x4.demote_f64x2_zero(a), f32x4.demote_f64x2_zero(b), 0, 1, 4, 5);
-}
-
 /** Two float32 at `p` as float64x2. */
 // @ts-ignore: decorator
 @inline function pair(p: usize): v128 {
@@ -225,7 +219,7 @@ export function gather(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, id
   }
 }
 
-/** Squared distance of rows x and y (two lanes: even and odd elements, as the oracle's two accumulators). */
+/** Squared distance of rows x and y in float64 (the fallback of {@link checkedDist}: float32 lanes widened, even and odd elements in two lanes). */
 // @ts-ignore: decorator
 @inline function distance(x: usize, y: usize, D: i32, D4: i32): f64 {
   let acc = f64x2.splat(0);
@@ -296,7 +290,7 @@ export function mergeSegments(lk: usize, lv: usize, lp: usize, lc: usize, ls: us
   }
 }
 
-/** Squared float32 distance of rows x and y in four lanes (exact float64 when out of the float32 range, see below). */
+/** The four float32 lanes of `v` summed in float64 (pairwise). */
 // @ts-ignore: decorator
 @inline function sumLanes(v: v128): f64 {
   return (<f64>f32x4.extract_lane(v, 0) + <f64>f32x4.extract_lane(v, 1)) + (<f64>f32x4.extract_lane(v, 2) + <f64>f32x4.extract_lane(v, 3));
