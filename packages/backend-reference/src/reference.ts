@@ -38,10 +38,12 @@ export interface ReferenceBackendOptions {
   readonly poolBytes?: number;
   /**
    * `wasm` (default): tensors live in one shared `WebAssembly.Memory` per process and adjacentCosine,
-   * gather, mergeSegments and mergeIntoNeighbours run as WebAssembly SIMD kernels on them in place, with
-   * results bit-identical to the TypeScript reference (the other kernels, and any call whose arrays are
-   * not in that memory, run the TypeScript). `js`: every kernel in plain TypeScript on ordinary typed
-   * arrays. With `poolBytes: 0` (fresh memory per output) the backend runs `js`.
+   * gather, mergeSegments and mergeIntoNeighbours run as WebAssembly SIMD kernels on them in place:
+   * adjacentCosine and gather bit-identical to the TypeScript reference (so KVMerger plans the same), the
+   * two merges summed in float32 lanes, within 1e-5 of it (the other kernels, and any call whose arrays
+   * are not in that memory, run the TypeScript). `js`: every kernel in plain TypeScript on ordinary typed
+   * arrays, float64 accumulation: the ground truth. With `poolBytes: 0` (fresh memory per output) the
+   * backend runs `js`.
    */
   readonly kernels?: 'wasm' | 'js';
   /**
@@ -218,7 +220,7 @@ export const referenceBackend: BackendDefinition<ReferenceBackendOptions> = defi
         type: 'string',
         enum: ['wasm', 'js'],
         default: 'wasm',
-        description: 'wasm: WebAssembly SIMD kernels for adjacentCosine, gather, mergeSegments and mergeIntoNeighbours on tensors in a shared WebAssembly.Memory (bit-identical to the TypeScript); js: every kernel in plain TypeScript.',
+        description: 'wasm: WebAssembly SIMD kernels for adjacentCosine, gather, mergeSegments and mergeIntoNeighbours on tensors in a shared WebAssembly.Memory (adjacentCosine and gather bit-identical to the TypeScript, the two merges in float32 lanes within 1e-5 of it); js: every kernel in plain TypeScript (float64 accumulation, the ground truth).',
       },
       threads: {
         type: 'integer',

@@ -59,7 +59,7 @@ export class WasmHeap {
   constructor(module: object) {
     this.module = module;
     this.memory = new WA.Memory({ initial: 16, maximum: MAX_PAGES, shared: true });
-    // The kernels call back into the very `Math.exp` the TypeScript reference uses, so weights match bit for bit.
+    // KVMerger's Gaussian weights call the host's Math.exp (the module carries no exp table of its own).
     const instance = new WA.Instance(module, { env: { memory: this.memory, exp: Math.exp } });
     this.kernels = instance.exports as unknown as WasmKernelExports;
     this.buffer = this.memory.buffer as unknown as SharedArrayBuffer;

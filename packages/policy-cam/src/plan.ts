@@ -43,9 +43,16 @@ export function planNeighbourMerge(keep: Int32Array, scores: readonly ArrayLike<
   const targetCount = new Int32Array(heads * sources);
   const weights = new Float32Array(heads * sources);
   const probability = new Float32Array(heads * sources);
+  // The kept slots' scores of one head in kept order (NaN as 0): window sums then read them contiguously,
+  // the same values added in the same order as through `keep`.
+  const keptScores = new Float64Array(kept);
   for (let h = 0; h < heads; h++) {
     const a = scores[h]!;
     const k0 = h * kept;
+    for (let t = 0; t < kept; t++) {
+      const x = a[keep[k0 + t]!]!;
+      keptScores[t] = x === x ? x : 0;
+    }
     let s = h * sources;
     let before = 0; // kept slots with a lower index than the current slot
     let windowOf = -1; // `before` value whose target mean is in `mean`
@@ -61,10 +68,7 @@ export function planNeighbourMerge(keep: Int32Array, scores: readonly ArrayLike<
         // Every source between the same two kept slots has the same targets: their mean is summed once.
         if (windowOf !== before) {
           let sum = 0;
-          for (let t = before; t < before + count; t++) {
-            const x = a[keep[k0 + t]!]!;
-            sum += x === x ? x : 0;
-          }
+          for (let t = before; t < before + count; t++) sum += keptScores[t]!;
           mean = sum / count;
           windowOf = before;
         }

@@ -1,16 +1,25 @@
 // WebAssembly SIMD versions of the reference backend's hot loops (AssemblyScript; built by
 // `pnpm run build:wasm` into ../wasm/kernels.wasm, which is committed and checked by test/wasm.test.ts).
 //
-// Every function here computes exactly what core's TypeScript kernel of the same name computes
+// adjacentCosine and gather compute exactly what core's TypeScript kernel of the same name computes
 // (packages/core/src/kernels), bit for bit: the same float64 operations in the same order. The oracle's
 // sums over headDim keep two accumulators (even and odd elements); an f64x2 lane pair is exactly that, so
-// lane 0 adds the even elements and lane 1 the odd ones in the oracle's order. Element-wise sums (merged
-// rows, CaM's block sums) are the oracle's expressions on two elements at a time. No fused multiply-add,
-// no reassociation: adjacentCosine's values, and so KVMerger's segment decisions, are the oracle's.
-// Independent dependency chains (two neighbour pairs, two run members) are interleaved for throughput,
-// each chain keeping its own order.
+// lane 0 adds the even elements and lane 1 the odd ones in the oracle's order. No fused multiply-add, no
+// reassociation: adjacentCosine's values, and so KVMerger's segment decisions, are the oracle's (KVMerger
+// ranks every link by its cosine value, so only exact values keep its plans; see docs/architecture.md).
+//
+// mergeSegments and mergeIntoNeighbours compute their value arithmetic in float32 lanes (f32x4, four
+// elements per operation, no float64 conversions): their outputs are float32 anyway, and they stay within
+// the project's 1e-5 parity tolerance of the float64 oracle (test/wasm.test.ts measures the difference),
+// not bit-identical to it. Plan decisions never depend on those values.
+// Independent dependency chains (neighbour pairs, run members) are interleaved for throughput.
 //
 // Pointers are byte offsets into the imported (shared) memory where the backend's tensors live.
+//
+// exp is the host's (Math.exp), not AssemblyScript's: the library's exp brings a 2 KiB lookup table as an
+// active data segment, which instantiation would write at a fixed address of whatever memory the module is
+// given (the tfjs backend gives it the tfjs-backend-wasm engine's heap). test/wasm.test.ts checks the module
+// has no data, global or start section.
 
 @external("env", "exp")
 declare function jsExp(x: f64): f64;
@@ -25,12 +34,6 @@ declare function jsExp(x: f64): f64;
 // @ts-ignore: decorator
 @inline function hi(v: v128): v128 {
   return f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 2, 3));
-}
-
-/** Two float64x2 rounded to one float32x4 (a's lanes first). */
-// @ts-ignore: decorator
-@inline function demote2(a: v128, b: v128): v128 {
-  return v128.shuffle<f32>(f32x4.demote_f64x2_zero(a), f32x4.demote_f64x2_zero(b), 0, 1, 4, 5);
 }
 
 /** Two float32 at `p` as float64x2. */
@@ -224,7 +227,7 @@ export function gather(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, id
   }
 }
 
-/** Squared distance of rows x and y (two lanes: even and odd elements, as the oracle's two accumulators). */
+/** Squared distance of rows x and y in float64 (the fallback of {@link checkedDist}: float32 lanes widened, even and odd elements in two lanes). */
 // @ts-ignore: decorator
 @inline function distance(x: usize, y: usize, D: i32, D4: i32): f64 {
   let acc = f64x2.splat(0);
@@ -295,14 +298,45 @@ export function mergeSegments(lk: usize, lv: usize, lp: usize, lc: usize, ls: us
   }
 }
 
-/** The oracle's mergeRun: Gaussian weights of the run's members around pivot row `p`, then the weighted rows. */
+/** The four float32 lanes of `v` summed in float64 (pairwise). */
+// @ts-ignore: decorator
+@inline function sumLanes(v: v128): f64 {
+  return (<f64>f32x4.extract_lane(v, 0) + <f64>f32x4.extract_lane(v, 1)) + (<f64>f32x4.extract_lane(v, 2) + <f64>f32x4.extract_lane(v, 3));
+}
+
+/** Lane sums of squared differences of rows x and y over the tail elements `[d, D)`, in float32, added to lane 0. */
+function tailDist32(acc: v128, x: usize, y: usize, d: i32, D: i32): v128 {
+  let s: f32 = 0;
+  for (; d < D; d++) {
+    const o = <usize>d << 2;
+    const t = load<f32>(x + o) - load<f32>(y + o);
+    s += t * t;
+  }
+  return f32x4.replace_lane(acc, 0, f32x4.extract_lane(acc, 0) + s);
+}
+
+/**
+ * A squared distance summed in float32 lanes, checked: below 2^-100 (where float32 squares may have
+ * underflowed, which could turn a tiny distance into 0 and a vanishing weight into 1) or at infinity
+ * (float32 overflow) it is recomputed in float64 from the rows, as the oracle does.
+ */
+// @ts-ignore: decorator
+@inline function checkedDist(d2: f64, x: usize, y: usize, D: i32, D4: i32): f64 {
+  // The pivot's own distance is exactly 0 in both precisions (NaN for a non-finite row, recomputed below).
+  return (d2 >= 7.888609052210118e-31 && d2 < Infinity) || (x === y && d2 === 0) ? d2 : distance(x, y, D, D4);
+}
+
+/**
+ * The oracle's mergeRun in float32 lanes: Gaussian weights of the run's members around pivot row `p`
+ * (distances summed in float32 lanes, weights in float64), then the weighted rows with weights already
+ * divided by their sum, summed in float32. Not bit-identical to the oracle (which sums in float64): within
+ * 1e-5 relative (test/wasm.test.ts measures it).
+ */
 function mergeRun(lk: usize, lv: usize, lc: usize, seg: usize, rowBase: usize, o: i32, st: i32, en: i32, p: usize, sigma: f64, total: i32, outK: usize, outV: usize, D: i32, rows: usize, weights: usize, valueWeights: usize): void {
   const row = <usize>D << 2;
   const D4 = D & ~3;
   const pk = lk + p * row;
   const twoSigma2 = 2 * sigma * sigma;
-  // Members first, then their squared distances two at a time (independent chains), then the weights
-  // in member order, as the oracle adds them.
   let m = 0;
   for (let i = st; i < en; i++) {
     const r = rowBase + <usize>i;
@@ -310,62 +344,38 @@ function mergeRun(lk: usize, lv: usize, lc: usize, seg: usize, rowBase: usize, o
     store<i32>(rows + (<usize>m << 2), <i32>r);
     m++;
   }
+  // Squared distances to the pivot, two members at a time (independent chains).
   let q = 0;
-  for (; q + 3 < m; q += 4) {
-    const x = lk + <usize>load<i32>(rows + (<usize>q << 2)) * row;
-    const y = lk + <usize>load<i32>(rows + (<usize>(q + 1) << 2)) * row;
-    const z = lk + <usize>load<i32>(rows + (<usize>(q + 2) << 2)) * row;
-    const u = lk + <usize>load<i32>(rows + (<usize>(q + 3) << 2)) * row;
-    let a = f64x2.splat(0), b = f64x2.splat(0), c = f64x2.splat(0), e = f64x2.splat(0);
-    for (let d = 0; d < D4; d += 4) {
-      const off = <usize>d << 2;
-      const vp = v128.load(pk + off);
-      const pl = lo(vp), ph = hi(vp);
-      const vx = v128.load(x + off), vy = v128.load(y + off), vz = v128.load(z + off), vu = v128.load(u + off);
-      const xl = f64x2.sub(pl, lo(vx)), xh = f64x2.sub(ph, hi(vx));
-      const yl = f64x2.sub(pl, lo(vy)), yh = f64x2.sub(ph, hi(vy));
-      const zl = f64x2.sub(pl, lo(vz)), zh = f64x2.sub(ph, hi(vz));
-      const ul = f64x2.sub(pl, lo(vu)), uh = f64x2.sub(ph, hi(vu));
-      a = f64x2.add(f64x2.add(a, f64x2.mul(xl, xl)), f64x2.mul(xh, xh));
-      b = f64x2.add(f64x2.add(b, f64x2.mul(yl, yl)), f64x2.mul(yh, yh));
-      c = f64x2.add(f64x2.add(c, f64x2.mul(zl, zl)), f64x2.mul(zh, zh));
-      e = f64x2.add(f64x2.add(e, f64x2.mul(ul, ul)), f64x2.mul(uh, uh));
-    }
-    if (D4 < D) {
-      a = tailDist(a, pk, x, D4, D);
-      b = tailDist(b, pk, y, D4, D);
-      c = tailDist(c, pk, z, D4, D);
-      e = tailDist(e, pk, u, D4, D);
-    }
-    store<f64>(weights + (<usize>q << 3), sum2(a));
-    store<f64>(weights + (<usize>(q + 1) << 3), sum2(b));
-    store<f64>(weights + (<usize>(q + 2) << 3), sum2(c));
-    store<f64>(weights + (<usize>(q + 3) << 3), sum2(e));
-  }
   for (; q + 1 < m; q += 2) {
     const x = lk + <usize>load<i32>(rows + (<usize>q << 2)) * row;
     const y = lk + <usize>load<i32>(rows + (<usize>(q + 1) << 2)) * row;
-    let a = f64x2.splat(0);
-    let b = f64x2.splat(0);
+    let a = f32x4.splat(0), b = f32x4.splat(0);
     for (let d = 0; d < D4; d += 4) {
       const off = <usize>d << 2;
       const vp = v128.load(pk + off);
-      const vx = v128.load(x + off);
-      const vy = v128.load(y + off);
-      const pl = lo(vp), ph = hi(vp);
-      const xl = f64x2.sub(pl, lo(vx)), xh = f64x2.sub(ph, hi(vx));
-      const yl = f64x2.sub(pl, lo(vy)), yh = f64x2.sub(ph, hi(vy));
-      a = f64x2.add(f64x2.add(a, f64x2.mul(xl, xl)), f64x2.mul(xh, xh));
-      b = f64x2.add(f64x2.add(b, f64x2.mul(yl, yl)), f64x2.mul(yh, yh));
+      const tx = f32x4.sub(vp, v128.load(x + off));
+      const ty = f32x4.sub(vp, v128.load(y + off));
+      a = f32x4.add(a, f32x4.mul(tx, tx));
+      b = f32x4.add(b, f32x4.mul(ty, ty));
     }
     if (D4 < D) {
-      a = tailDist(a, pk, x, D4, D);
-      b = tailDist(b, pk, y, D4, D);
+      a = tailDist32(a, pk, x, D4, D);
+      b = tailDist32(b, pk, y, D4, D);
     }
-    store<f64>(weights + (<usize>q << 3), sum2(a));
-    store<f64>(weights + (<usize>(q + 1) << 3), sum2(b));
+    store<f64>(weights + (<usize>q << 3), checkedDist(sumLanes(a), pk, x, D, D4));
+    store<f64>(weights + (<usize>(q + 1) << 3), checkedDist(sumLanes(b), pk, y, D, D4));
   }
-  if (q < m) store<f64>(weights + (<usize>q << 3), distance(pk, lk + <usize>load<i32>(rows + (<usize>q << 2)) * row, D, D4));
+  if (q < m) {
+    const x = lk + <usize>load<i32>(rows + (<usize>q << 2)) * row;
+    let a = f32x4.splat(0);
+    for (let d = 0; d < D4; d += 4) {
+      const off = <usize>d << 2;
+      const t = f32x4.sub(v128.load(pk + off), v128.load(x + off));
+      a = f32x4.add(a, f32x4.mul(t, t));
+    }
+    if (D4 < D) a = tailDist32(a, pk, x, D4, D);
+    store<f64>(weights + (<usize>q << 3), checkedDist(sumLanes(a), pk, x, D, D4));
+  }
   let n = 0;
   let sumG: f64 = 0;
   for (let j = 0; j < m; j++) {
@@ -380,130 +390,127 @@ function mergeRun(lk: usize, lv: usize, lc: usize, seg: usize, rowBase: usize, o
     store<f64>(valueWeights + (<usize>n << 3), total > 0 ? g / <f64>load<i32>(lc + (<usize>r << 2)) : g);
     n++;
   }
+  // Weights divided by their sum (values: times C / sum), rounded to float32 in place (entry j's float32
+  // lands below entry j + 1's float64, so the forward pass never overwrites an unread weight).
   const kScale = 1 / sumG;
   const vScale = total > 0 ? <f64>total / sumG : kScale;
+  for (let j = 0; j < n; j++) {
+    store<f32>(weights + (<usize>j << 2), <f32>(load<f64>(weights + (<usize>j << 3)) * kScale));
+    store<f32>(valueWeights + (<usize>j << 2), <f32>(load<f64>(valueWeights + (<usize>j << 3)) * vScale));
+  }
+  if (n === 1) {
+    const r0 = <usize>load<i32>(rows);
+    weightedRows1(outK, lk + r0, f32x4.splat(load<f32>(weights)), D, D4);
+    weightedRows1(outV, lv + r0, f32x4.splat(load<f32>(valueWeights)), D, D4);
+    return;
+  }
   if (n === 2) {
     const r0 = <usize>load<i32>(rows);
     const r1 = <usize>load<i32>(rows, 4);
-    const w0 = f64x2.splat(load<f64>(weights)), w1 = f64x2.splat(load<f64>(weights, 8));
-    const v0 = f64x2.splat(load<f64>(valueWeights)), v1 = f64x2.splat(load<f64>(valueWeights, 8));
-    const ks = f64x2.splat(kScale), vs = f64x2.splat(vScale);
-    for (let d = 0; d < D4; d += 4) {
-      const off = <usize>d << 2;
-      const k0 = v128.load(lk + r0 + off), k1 = v128.load(lk + r1 + off);
-      const x0 = v128.load(lv + r0 + off), x1 = v128.load(lv + r1 + off);
-      const kl = f64x2.mul(f64x2.add(f64x2.mul(w0, lo(k0)), f64x2.mul(w1, lo(k1))), ks);
-      const kh = f64x2.mul(f64x2.add(f64x2.mul(w0, hi(k0)), f64x2.mul(w1, hi(k1))), ks);
-      v128.store(outK + off, demote2(kl, kh));
-      const vl = f64x2.mul(f64x2.add(f64x2.mul(v0, lo(x0)), f64x2.mul(v1, lo(x1))), vs);
-      const vh = f64x2.mul(f64x2.add(f64x2.mul(v0, hi(x0)), f64x2.mul(v1, hi(x1))), vs);
-      v128.store(outV + off, demote2(vl, vh));
-    }
-    const sw0 = load<f64>(weights), sw1 = load<f64>(weights, 8);
-    const sv0 = load<f64>(valueWeights), sv1 = load<f64>(valueWeights, 8);
-    for (let d = D4; d < D; d++) {
-      const off = <usize>d << 2;
-      store<f32>(outK + off, <f32>((sw0 * f(lk + r0 + off) + sw1 * f(lk + r1 + off)) * kScale));
-      store<f32>(outV + off, <f32>((sv0 * f(lv + r0 + off) + sv1 * f(lv + r1 + off)) * vScale));
-    }
+    weightedRows2(outK, lk + r0, lk + r1, f32x4.splat(load<f32>(weights)), f32x4.splat(load<f32>(weights, 4)), D, D4);
+    weightedRows2(outV, lv + r0, lv + r1, f32x4.splat(load<f32>(valueWeights)), f32x4.splat(load<f32>(valueWeights, 4)), D, D4);
     return;
   }
-  if (n === 3) {
-    const r0 = <usize>load<i32>(rows);
-    const r1 = <usize>load<i32>(rows, 4);
-    const r2 = <usize>load<i32>(rows, 8);
-    const w0 = f64x2.splat(load<f64>(weights)), w1 = f64x2.splat(load<f64>(weights, 8)), w2 = f64x2.splat(load<f64>(weights, 16));
-    const v0 = f64x2.splat(load<f64>(valueWeights)), v1 = f64x2.splat(load<f64>(valueWeights, 8)), v2 = f64x2.splat(load<f64>(valueWeights, 16));
-    const ks = f64x2.splat(kScale), vs = f64x2.splat(vScale);
-    for (let d = 0; d < D4; d += 4) {
-      const off = <usize>d << 2;
-      const k0 = v128.load(lk + r0 + off), k1 = v128.load(lk + r1 + off), k2 = v128.load(lk + r2 + off);
-      const x0 = v128.load(lv + r0 + off), x1 = v128.load(lv + r1 + off), x2 = v128.load(lv + r2 + off);
-      const kl = f64x2.mul(f64x2.add(f64x2.add(f64x2.mul(w0, lo(k0)), f64x2.mul(w1, lo(k1))), f64x2.mul(w2, lo(k2))), ks);
-      const kh = f64x2.mul(f64x2.add(f64x2.add(f64x2.mul(w0, hi(k0)), f64x2.mul(w1, hi(k1))), f64x2.mul(w2, hi(k2))), ks);
-      v128.store(outK + off, demote2(kl, kh));
-      const vl = f64x2.mul(f64x2.add(f64x2.add(f64x2.mul(v0, lo(x0)), f64x2.mul(v1, lo(x1))), f64x2.mul(v2, lo(x2))), vs);
-      const vh = f64x2.mul(f64x2.add(f64x2.add(f64x2.mul(v0, hi(x0)), f64x2.mul(v1, hi(x1))), f64x2.mul(v2, hi(x2))), vs);
-      v128.store(outV + off, demote2(vl, vh));
-    }
-    const sw0 = load<f64>(weights), sw1 = load<f64>(weights, 8), sw2 = load<f64>(weights, 16);
-    const sv0 = load<f64>(valueWeights), sv1 = load<f64>(valueWeights, 8), sv2 = load<f64>(valueWeights, 16);
-    for (let d = D4; d < D; d++) {
-      const off = <usize>d << 2;
-      store<f32>(outK + off, <f32>((sw0 * f(lk + r0 + off) + sw1 * f(lk + r1 + off) + sw2 * f(lk + r2 + off)) * kScale));
-      store<f32>(outV + off, <f32>((sv0 * f(lv + r0 + off) + sv1 * f(lv + r1 + off) + sv2 * f(lv + r2 + off)) * vScale));
-    }
-    return;
+  // Three or more: member pairs added into the output row (it stays in L1), the first pair storing.
+  const r0 = <usize>load<i32>(rows);
+  const r1 = <usize>load<i32>(rows, 4);
+  weightedRows2(outK, lk + r0, lk + r1, f32x4.splat(load<f32>(weights)), f32x4.splat(load<f32>(weights, 4)), D, D4);
+  weightedRows2(outV, lv + r0, lv + r1, f32x4.splat(load<f32>(valueWeights)), f32x4.splat(load<f32>(valueWeights, 4)), D, D4);
+  let j = 2;
+  for (; j + 1 < n; j += 2) {
+    const ra = <usize>load<i32>(rows + (<usize>j << 2));
+    const rb = <usize>load<i32>(rows + (<usize>(j + 1) << 2));
+    addWeighted2(outK, lk + ra, lk + rb, f32x4.splat(load<f32>(weights + (<usize>j << 2))), f32x4.splat(load<f32>(weights + (<usize>(j + 1) << 2))), D, D4);
+    addWeighted2(outV, lv + ra, lv + rb, f32x4.splat(load<f32>(valueWeights + (<usize>j << 2))), f32x4.splat(load<f32>(valueWeights + (<usize>(j + 1) << 2))), D, D4);
   }
-  const ks = f64x2.splat(kScale), vs = f64x2.splat(vScale);
-  for (let d = 0; d < D4; d += 4) {
-    const off = <usize>d << 2;
-    let kl = f64x2.splat(0), kh = f64x2.splat(0), vl = f64x2.splat(0), vh = f64x2.splat(0);
-    for (let j = 0; j < n; j++) {
-      const r = <usize>load<i32>(rows + (<usize>j << 2));
-      const w = f64x2.splat(load<f64>(weights + (<usize>j << 3)));
-      const v = f64x2.splat(load<f64>(valueWeights + (<usize>j << 3)));
-      const k4 = v128.load(lk + r + off);
-      const x4 = v128.load(lv + r + off);
-      kl = f64x2.add(kl, f64x2.mul(w, lo(k4)));
-      kh = f64x2.add(kh, f64x2.mul(w, hi(k4)));
-      vl = f64x2.add(vl, f64x2.mul(v, lo(x4)));
-      vh = f64x2.add(vh, f64x2.mul(v, hi(x4)));
-    }
-    v128.store(outK + off, demote2(f64x2.mul(kl, ks), f64x2.mul(kh, ks)));
-    v128.store(outV + off, demote2(f64x2.mul(vl, vs), f64x2.mul(vh, vs)));
-  }
-  for (let d = D4; d < D; d++) {
-    const off = <usize>d << 2;
-    let k: f64 = 0;
-    let v: f64 = 0;
-    for (let j = 0; j < n; j++) {
-      const r = <usize>load<i32>(rows + (<usize>j << 2));
-      k += load<f64>(weights + (<usize>j << 3)) * f(lk + r + off);
-      v += load<f64>(valueWeights + (<usize>j << 3)) * f(lv + r + off);
-    }
-    store<f32>(outK + off, <f32>(k * kScale));
-    store<f32>(outV + off, <f32>(v * vScale));
+  if (j < n) {
+    const ra = <usize>load<i32>(rows + (<usize>j << 2));
+    addScaled(outK, lk + ra, load<f32>(weights + (<usize>j << 2)), D);
+    addScaled(outV, lv + ra, load<f32>(valueWeights + (<usize>j << 2)), D);
   }
 }
 
-/** `acc[0 .. D) += s * x[0 .. D)` (float64 acc, float32 x). */
-function addScaled(acc: usize, x: usize, s: f64, D: i32): void {
+/** `out = w0 * x` over one row of D float32. */
+function weightedRows1(out: usize, x: usize, w0: v128, D: i32, D4: i32): void {
+  for (let d = 0; d < D4; d += 4) {
+    const off = <usize>d << 2;
+    v128.store(out + off, f32x4.mul(w0, v128.load(x + off)));
+  }
+  const s0 = f32x4.extract_lane(w0, 0);
+  for (let d = D4; d < D; d++) {
+    const off = <usize>d << 2;
+    store<f32>(out + off, s0 * load<f32>(x + off));
+  }
+}
+
+/** `out = w0 * x + w1 * y` over one row of D float32. */
+function weightedRows2(out: usize, x: usize, y: usize, w0: v128, w1: v128, D: i32, D4: i32): void {
+  for (let d = 0; d < D4; d += 4) {
+    const off = <usize>d << 2;
+    v128.store(out + off, f32x4.add(f32x4.mul(w0, v128.load(x + off)), f32x4.mul(w1, v128.load(y + off))));
+  }
+  const s0 = f32x4.extract_lane(w0, 0), s1 = f32x4.extract_lane(w1, 0);
+  for (let d = D4; d < D; d++) {
+    const off = <usize>d << 2;
+    store<f32>(out + off, s0 * load<f32>(x + off) + s1 * load<f32>(y + off));
+  }
+}
+
+/** `out += w0 * x + w1 * y` over one row of D float32. */
+function addWeighted2(out: usize, x: usize, y: usize, w0: v128, w1: v128, D: i32, D4: i32): void {
+  for (let d = 0; d < D4; d += 4) {
+    const off = <usize>d << 2;
+    v128.store(out + off, f32x4.add(v128.load(out + off), f32x4.add(f32x4.mul(w0, v128.load(x + off)), f32x4.mul(w1, v128.load(y + off)))));
+  }
+  const s0 = f32x4.extract_lane(w0, 0), s1 = f32x4.extract_lane(w1, 0);
+  for (let d = D4; d < D; d++) {
+    const off = <usize>d << 2;
+    store<f32>(out + off, load<f32>(out + off) + (s0 * load<f32>(x + off) + s1 * load<f32>(y + off)));
+  }
+}
+
+/** `acc[0 .. D) += s * x[0 .. D)` (float32). */
+function addScaled(acc: usize, x: usize, s: f32, D: i32): void {
   const D4 = D & ~3;
-  const sv = f64x2.splat(s);
+  const sv = f32x4.splat(s);
   for (let d = 0; d < D4; d += 4) {
-    const v = v128.load(x + (<usize>d << 2));
-    const a = acc + (<usize>d << 3);
-    v128.store(a, f64x2.add(v128.load(a), f64x2.mul(sv, lo(v))));
-    v128.store(a, f64x2.add(v128.load(a, 16), f64x2.mul(sv, hi(v))), 16);
+    const off = <usize>d << 2;
+    v128.store(acc + off, f32x4.add(v128.load(acc + off), f32x4.mul(sv, v128.load(x + off))));
   }
   for (let d = D4; d < D; d++) {
-    const a = acc + (<usize>d << 3);
-    store<f64>(a, load<f64>(a) + s * f(x + (<usize>d << 2)));
+    const off = <usize>d << 2;
+    store<f32>(acc + off, load<f32>(acc + off) + s * load<f32>(x + off));
   }
 }
 
-/** `acc[0 .. n) += y[0 .. n)` (float64). */
+/** `acc[0 .. n) += y[0 .. n)` (float32). */
 function addRow(acc: usize, y: usize, n: i32): void {
-  const n2 = n & ~1;
-  for (let i = 0; i < n2; i += 2) {
-    const o = <usize>i << 3;
-    v128.store(acc + o, f64x2.add(v128.load(acc + o), v128.load(y + o)));
+  const n4 = n & ~3;
+  for (let i = 0; i < n4; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(acc + o, f32x4.add(v128.load(acc + o), v128.load(y + o)));
   }
-  if (n2 < n) {
-    const o = <usize>n2 << 3;
-    store<f64>(acc + o, load<f64>(acc + o) + load<f64>(y + o));
+  for (let i = n4; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(acc + o, load<f32>(acc + o) + load<f32>(y + o));
   }
+}
+
+/** gather of head `h`'s output slots `[j0, j1)` (of `K` per head). */
+function gatherHead(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, keep: usize, h: i32, j0: i32, j1: i32, L: i32, D: i32, K: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize): void {
+  const row = <usize>D << 2;
+  const inRows = <usize>h * <usize>L;
+  const outRows = <usize>h * <usize>K + <usize>j0;
+  gather(lk + inRows * row, lv + inRows * row, lp + (inRows << 2), lc + (inRows << 2), ls + (inRows << 2), keep + (outRows << 2), 1, L, D, j1 - j0, ok + outRows * row, ov + outRows * row, op + (outRows << 2), oc + (outRows << 2), os + (outRows << 2));
 }
 
 /**
  * core's mergeIntoNeighbours (CaM) after validation: gather the kept slots (`keep` int32 [H, K]) into the
  * output layer, then add each source's gated value to its window of kept neighbours with the oracle's
  * block sums. Plan: `source`, `tStart`, `tCount` int32 [H, S], `gate` float32 [H, S]. Scratch: `order`
- * int32 [S], `firstOf` and `fill` int32 [K + 1], `forward` and `backward` float64 [K * D].
+ * int32 [S], `firstOf` and `fill` int32 [K + 1], `forward` and `backward` float32 [K * D].
  */
 export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, keep: usize, source: usize, tStart: usize, tCount: usize, gate: usize, H: i32, L: i32, D: i32, K: i32, S: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize, order: usize, firstOf: usize, fill: usize, forward: usize, backward: usize): void {
-  gather(lk, lv, lp, lc, ls, keep, H, L, D, K, ok, ov, op, oc, os);
   const row = <usize>D << 2;
   for (let h = 0; h < H; h++) {
     const s0 = h * S;
@@ -512,7 +519,10 @@ export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, 
       const c = load<i32>(tCount + (<usize>s << 2));
       if (load<f32>(gate + (<usize>s << 2)) !== 0 && c > B) B = c;
     }
-    if (B === 0) continue;
+    if (B === 0) {
+      gatherHead(lk, lv, lp, lc, ls, keep, h, 0, K, L, D, K, ok, ov, op, oc, os);
+      continue;
+    }
     const blocks = (K + B - 1) / B;
     memory.fill(firstOf, 0, <usize>(blocks + 1) << 2);
     for (let s = s0; s < s0 + S; s++) {
@@ -538,8 +548,10 @@ export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, 
       const b0 = x * B;
       const b1 = min(K, b0 + B);
       const width = (b1 - b0) * D;
-      memory.fill(forward, 0, <usize>width << 3);
-      memory.fill(backward, 0, <usize>width << 3);
+      // This block's kept slots are gathered just before their values are added to, so the rows are in cache.
+      gatherHead(lk, lv, lp, lc, ls, keep, h, b0, b1, L, D, K, ok, ov, op, oc, os);
+      memory.fill(forward, 0, <usize>width << 2);
+      memory.fill(backward, 0, <usize>width << 2);
       let touched = false;
       if (x > 0) {
         for (let q = load<i32>(firstOf + (<usize>(x - 1) << 2)); q < load<i32>(firstOf + (<usize>x << 2)); q++) {
@@ -548,7 +560,7 @@ export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, 
           const end = load<i32>(tStart + s) + c;
           if (end <= b0) continue;
           const src = lv + (<usize>h * <usize>L + <usize>load<i32>(source + s)) * row;
-          addScaled(backward + ((<usize>(end - 1 - b0) * <usize>D) << 3), src, <f64>load<f32>(gate + s) / <f64>c, D);
+          addScaled(backward + ((<usize>(end - 1 - b0) * <usize>D) << 2), src, <f32>(<f64>load<f32>(gate + s) / <f64>c), D);
           touched = true;
         }
       }
@@ -562,11 +574,11 @@ export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, 
           continue;
         }
         const src = lv + (<usize>h * <usize>L + <usize>load<i32>(source + s)) * row;
-        addScaled(forward + ((<usize>(a - b0) * <usize>D) << 3), src, <f64>load<f32>(gate + s) / <f64>c, D);
+        addScaled(forward + ((<usize>(a - b0) * <usize>D) << 2), src, <f32>(<f64>load<f32>(gate + s) / <f64>c), D);
         touched = true;
       }
       if (!touched && !inside) continue;
-      const rowBytes = <usize>D << 3;
+      const rowBytes = <usize>D << 2;
       for (let t = 1; t < b1 - b0; t++) addRow(forward + <usize>t * rowBytes, forward + <usize>(t - 1) * rowBytes, D);
       for (let t = b1 - b0 - 2; t >= 0; t--) addRow(backward + <usize>t * rowBytes, backward + <usize>(t + 1) * rowBytes, D);
       if (inside) {
@@ -576,24 +588,20 @@ export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, 
           const c = load<i32>(tCount + s);
           if (a + c >= b1) continue;
           const src = lv + (<usize>h * <usize>L + <usize>load<i32>(source + s)) * row;
-          const g = <f64>load<f32>(gate + s) / <f64>c;
-          for (let t = a; t < a + c; t++) addScaled(forward + ((<usize>(t - b0) * <usize>D) << 3), src, g, D);
+          const g = <f32>(<f64>load<f32>(gate + s) / <f64>c);
+          for (let t = a; t < a + c; t++) addScaled(forward + ((<usize>(t - b0) * <usize>D) << 2), src, g, D);
         }
       }
-      // outV = (outV + forward) + backward, rounded to float32 once.
+      // outV = (outV + forward) + backward.
       const at = ov + ((<usize>(h * K + b0) * <usize>D) << 2);
       const w4 = width & ~3;
       for (let i = 0; i < w4; i += 4) {
-        const v = v128.load(at + (<usize>i << 2));
-        const fo = forward + (<usize>i << 3);
-        const ba = backward + (<usize>i << 3);
-        const l = f64x2.add(f64x2.add(lo(v), v128.load(fo)), v128.load(ba));
-        const h2 = f64x2.add(f64x2.add(hi(v), v128.load(fo, 16)), v128.load(ba, 16));
-        v128.store(at + (<usize>i << 2), demote2(l, h2));
+        const o4 = <usize>i << 2;
+        v128.store(at + o4, f32x4.add(f32x4.add(v128.load(at + o4), v128.load(forward + o4)), v128.load(backward + o4)));
       }
       for (let i = w4; i < width; i++) {
-        const p = at + (<usize>i << 2);
-        store<f32>(p, <f32>(<f64>load<f32>(p) + load<f64>(forward + (<usize>i << 3)) + load<f64>(backward + (<usize>i << 3))));
+        const o4 = <usize>i << 2;
+        store<f32>(at + o4, load<f32>(at + o4) + load<f32>(forward + o4) + load<f32>(backward + o4));
       }
     }
   }

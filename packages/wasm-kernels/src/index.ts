@@ -2,8 +2,9 @@
  * @packageDocumentation
  * kvfold's WebAssembly SIMD kernels: `adjacentCosine`, `gather`, `mergeSegments`, `mergeIntoNeighbours` and
  * the two merge plans' content checks, written in AssemblyScript (`assembly/kernels.ts`) and committed built
- * (`wasm/kernels.wasm`). They compute exactly what core's TypeScript kernels of the same names compute, bit
- * for bit, on tensors that live in a `WebAssembly.Memory` the caller owns: the module imports its memory
+ * (`wasm/kernels.wasm`). They compute what core's TypeScript kernels of the same names compute (adjacentCosine
+ * and gather bit for bit, the two merges in float32 lanes within 1e-5), on tensors that live in a
+ * `WebAssembly.Memory` the caller owns: the module imports its memory
  * (`env.memory`) and `env.exp` (given `Math.exp`), has no data segments, no globals and no allocator, so it
  * never writes outside the arrays it is handed. Every pointer argument is a byte offset into that memory.
  *
@@ -66,8 +67,8 @@ export function kernelModule(kind: KernelMemoryKind): object {
 }
 
 /**
- * The kernels instantiated over `memory` (a `WebAssembly.Memory` of the given kind). They call back into the
- * very `Math.exp` core's TypeScript kernels use, so their weights match bit for bit.
+ * The kernels instantiated over `memory` (a `WebAssembly.Memory` of the given kind). KVMerger's Gaussian
+ * weights call back into the host's `Math.exp`, the one core's TypeScript kernels use.
  * @throws Error as {@link kernelModule}, or when `memory` is not a `WebAssembly.Memory` of that kind.
  */
 export function instantiateKernels(memory: KernelMemory, kind: KernelMemoryKind): WasmKernelExports {

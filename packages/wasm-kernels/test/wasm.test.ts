@@ -43,6 +43,28 @@ describe('@kvfold/wasm-kernels', () => {
     }
   });
 
+  it('has no data, global or start section, so instantiating it writes nothing into the memory it is given', () => {
+    // An active data segment (AssemblyScript's own Math.exp brings a 2 KiB table) would be written at a fixed
+    // address of the tfjs engine's heap on instantiation. Section ids: 6 global, 8 start, 11 data, 12 data count.
+    const ids = new Set<number>();
+    const b = committed();
+    let at = 8;
+    while (at < b.length) {
+      const id = b[at++]!;
+      let size = 0;
+      for (let shift = 0; ; shift += 7) {
+        const byte = b[at++]!;
+        size += (byte & 0x7f) * 2 ** shift;
+        if (byte < 0x80) break;
+      }
+      ids.add(id);
+      at += size;
+    }
+    expect(at).toBe(b.length);
+    expect(ids.has(10)).toBe(true);
+    for (const forbidden of [6, 8, 11, 12]) expect(ids.has(forbidden), `section ${forbidden}`).toBe(false);
+  });
+
   it('instantiates over a memory of its kind and computes there', () => {
     // An unshared memory with no maximum (what an Emscripten heap may be), and a shared one.
     const plain = new WA.Memory({ initial: 1 });

@@ -4,8 +4,8 @@ import type { WasmPool } from '../wasm-heap.js';
 import { arraysOf, layerStrides, pointers, runLayerKernel } from './layer.js';
 
 /**
- * mergeIntoNeighbours (CaM) in wasm SIMD, bit-identical to core's reference (which runs when an array is not
- * in the heap), split by heads over `threads` (each thread with its own block-sum scratch).
+ * mergeIntoNeighbours (CaM) in wasm SIMD, float32 lanes within 1e-5 of core's float64 reference (which runs when
+ * an array is not in the heap), split by heads over `threads` (each thread with its own block-sum scratch).
  */
 export function wasmMergeIntoNeighbours(pool: WasmPool, threads: KernelThreads): KernelImplementation<MergeIntoNeighboursCall<HostTensor>, LayerCache<HostTensor>> {
   return {
@@ -22,9 +22,9 @@ export function wasmMergeIntoNeighbours(pool: WasmPool, threads: KernelThreads):
       const { kept: K, sources: S, plan } = call;
       const { heap } = pool;
       const slots = threads.slots(H, H * L * D * 4);
-      // Block sums are at most K slots wide (a window never leaves the kept set); one set per thread.
+      // Block sums (float32) are at most K slots wide (a window never leaves the kept set); one set per thread.
       const perThread: (Int32Array | Float64Array | undefined)[] = [];
-      for (let t = 0; t < slots; t++) perThread.push(heap.scratch32(S), heap.scratch32(K + 1), heap.scratch32(K + 1), heap.scratch64(K * D), heap.scratch64(K * D));
+      for (let t = 0; t < slots; t++) perThread.push(heap.scratch32(S), heap.scratch32(K + 1), heap.scratch32(K + 1), heap.scratch32(K * D), heap.scratch32(K * D));
       try {
         const own = perThread.every((a) => a !== undefined) ? pointers(heap, perThread as (Int32Array | Float64Array)[]) : undefined;
         if (!own) return mergeIntoNeighboursKernel.reference(call, pool);

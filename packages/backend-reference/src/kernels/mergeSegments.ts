@@ -4,8 +4,8 @@ import type { WasmPool } from '../wasm-heap.js';
 import { arraysOf, layerStrides, pointers, runLayerKernel } from './layer.js';
 
 /**
- * mergeSegments (KVMerger) in wasm SIMD, bit-identical to core's reference (which runs when an array is not
- * in the heap), split by heads over `threads` (each thread with its own row scratch).
+ * mergeSegments (KVMerger) in wasm SIMD, float32 lanes within 1e-5 of core's float64 reference (which runs when
+ * an array is not in the heap), split by heads over `threads` (each thread with its own row scratch).
  */
 export function wasmMergeSegments(pool: WasmPool, threads: KernelThreads): KernelImplementation<MergeSegmentsCall<HostTensor>, LayerCache<HostTensor>> {
   return {

@@ -14,8 +14,8 @@ registerWasmKernel(KVFOLD_MERGE_INTO_NEIGHBOURS, ({ engine, kernels }, inputs) =
   const K = keep!.shape[1]!;
   const S = source!.shape[1]!;
   // Sources in window order, block starts and fill per kept slot, and the forward / backward block sums
-  // (float64, at most K slots wide: a window never leaves the kept set), as the reference kernel uses.
-  return withScratch(engine, [S * 4, (K + 1) * 4, (K + 1) * 4, K * D * 8, K * D * 8], (scratch) => {
+  // (float32, at most K slots wide: a window never leaves the kept set), as the reference kernel uses.
+  return withScratch(engine, [S * 4, (K + 1) * 4, (K + 1) * 4, K * D * 4, K * D * 4], (scratch) => {
     const out = layerOutputs(engine, H, K, D);
     const at = (t: tf.TensorInfo): number => offsetOf(engine, t);
     const ins = [keys!, values!, positions!, counts!, scores!, keep!, source!, targetStart!, targetCount!, gate!].map(at);
