@@ -148,7 +148,9 @@ export class OrtNodeSessionFactory implements SessionFactory {
   /** ORT session options for this configuration. */
   sessionOptions(): Record<string, unknown> {
     const ep = this.config.executionProvider === 'cuda' ? [{ name: 'cuda', deviceId: this.config.deviceId }] : ['cpu'];
-    const o: Record<string, unknown> = { executionProviders: ep, graphOptimizationLevel: 'all', logSeverityLevel: 3 };
+    // Intra-op workers block instead of spinning: one session per kernel means one pool per kernel, and a
+    // spinning pool competes with the next kernel's (see the native addon's CreateSession).
+    const o: Record<string, unknown> = { executionProviders: ep, graphOptimizationLevel: 'all', logSeverityLevel: 3, extra: { session: { intra_op: { allow_spinning: '0' } } } };
     if (this.config.threads > 0) o.intraOpNumThreads = this.config.threads;
     return o;
   }

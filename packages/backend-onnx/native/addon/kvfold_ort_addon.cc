@@ -190,6 +190,11 @@ napi_value CreateSession(napi_env e, napi_callback_info info) {
     s->options->SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
     s->options->SetLogSeverityLevel(3);
     if (threads > 0) s->options->SetIntraOpNumThreads(static_cast<int>(threads));
+    // Every kernel has its own session, so its own intra-op pool: a pool whose workers spin after its op
+    // (ORT's default) takes the cores from the next kernel's pool and from the JS planning between ops.
+    // On 2 shared cores that made 2 threads slower than 1 (bench/RESULTS.md, issue 12, "intra-op pools
+    // that block"). A blocked worker wakes in microseconds; the ops take milliseconds.
+    s->options->AddConfigEntry("session.intra_op.allow_spinning", "0");
     if (ep == "cuda") {
       Ort::CUDAProviderOptions cuda;
       cuda.Update({{"device_id", std::to_string(device)}});
