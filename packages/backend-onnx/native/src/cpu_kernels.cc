@@ -78,6 +78,45 @@ inline void copy_slots(const LayerIn& in, int64_t src, const LayerOut& out, int6
   std::memcpy(out.scores + dst, in.scores + src, static_cast<size_t>(n) * sizeof(float));
 }
 
+/**
+ * Rows `idx[0..n)` of `src` (rows of `D` floats) to rows `0..n` of `dst`: runs of consecutive source rows
+ * (kept sets are sorted) move as one memcpy.
+ */
+inline void gather_rows(const float* src, const int32_t* idx, int64_t n, int64_t D, float* dst) {
+  for (int64_t j = 0; j < n;) {
+    int64_t e = j + 1;
+    while (e < n && idx[e] == idx[j] + (e - j)) ++e;
+    std::memcpy(dst + j * D, src + static_cast<int64_t>(idx[j]) * D, static_cast<size_t>((e - j) * D) * sizeof(float));
+    j = e;
+  }
+}
+
+/** gather_slots_cpu, the values left out unless `with_values` (mergeIntoNeighbours gathers them block by block). */
+void gather_slots(const LayerIn& in, const int32_t* index, int64_t K, const LayerOut& out, bool with_values) {
+  const int64_t H = in.H, L = in.L, D = in.D;
+  for (int64_t h = 0; h < H; ++h) {
+    const int32_t* idx = index + h * K;
+    // Runs of consecutive source slots (kept sets are sorted) move as one memcpy of whole rows, keys and
+    // values of a run together; the one-value fields take a plain indexed loop (three memcpy calls per short
+    // run cost more than their bytes).
+    const int64_t src = h * L, dst = h * K;
+    for (int64_t j = 0; j < K;) {
+      int64_t e = j + 1;
+      while (e < K && idx[e] == idx[j] + (e - j)) ++e;
+      const size_t bytes = static_cast<size_t>((e - j) * D) * sizeof(float);
+      std::memcpy(out.keys + (dst + j) * D, in.keys + (src + idx[j]) * D, bytes);
+      if (with_values) std::memcpy(out.values + (dst + j) * D, in.values + (src + idx[j]) * D, bytes);
+      j = e;
+    }
+    for (int64_t j = 0; j < K; ++j) {
+      const int64_t i = src + idx[j];
+      out.positions[dst + j] = in.positions[i];
+      out.counts[dst + j] = in.counts[i];
+      out.scores[dst + j] = in.scores[i];
+    }
+  }
+}
+
 }  // namespace
 
 void adjacent_cosine_cpu(const float* keys, float* out, int64_t H, int64_t L, int64_t D) {
@@ -117,27 +156,7 @@ void accumulate_select_cpu(const float* scores, const float* attention, float* a
 }
 
 void gather_slots_cpu(const LayerIn& in, const int32_t* index, int64_t K, const LayerOut& out) {
-  const int64_t H = in.H, L = in.L, D = in.D;
-  for (int64_t h = 0; h < H; ++h) {
-    const int32_t* idx = index + h * K;
-    // Runs of consecutive source slots (kept sets are sorted) move as one memcpy of whole rows; the
-    // one-value fields take a plain indexed loop (three memcpy calls per short run cost more than their bytes).
-    const int64_t src = h * L, dst = h * K;
-    for (int64_t j = 0; j < K;) {
-      int64_t e = j + 1;
-      while (e < K && idx[e] == idx[j] + (e - j)) ++e;
-      const size_t bytes = static_cast<size_t>((e - j) * D) * sizeof(float);
-      std::memcpy(out.keys + (dst + j) * D, in.keys + (src + idx[j]) * D, bytes);
-      std::memcpy(out.values + (dst + j) * D, in.values + (src + idx[j]) * D, bytes);
-      j = e;
-    }
-    for (int64_t j = 0; j < K; ++j) {
-      const int64_t i = src + idx[j];
-      out.positions[dst + j] = in.positions[i];
-      out.counts[dst + j] = in.counts[i];
-      out.scores[dst + j] = in.scores[i];
-    }
-  }
+  gather_slots(in, index, K, out, true);
 }
 
 // The merge kernels in one clone per ISA (AVX-512 / AVX2 / baseline, picked at load time): their float64
@@ -225,7 +244,9 @@ __attribute__((target_clones("avx512f", "avx2", "default")))
 void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K, const int32_t* source, const int32_t* target_start,
                                const int32_t* target_count, const float* gate, int64_t S, const LayerOut& out) {
   const int64_t H = in.H, L = in.L, D = in.D;
-  gather_slots_cpu(in, keep, K, out);
+  // Keys and the one-value fields now; each block of kept values just before its sums are added, so the
+  // add reads them from cache instead of a second pass over the output.
+  gather_slots(in, keep, K, out, false);
   // Each kept value plus what it receives, summed in double, as the TypeScript reference does: with B the
   // widest window, a window reaching its block's end is a suffix of that block plus a prefix of the next,
   // so a source is added once where it starts (running sum forward) and once where it ends (running sum
@@ -237,7 +258,13 @@ void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K
     int64_t B = 0;
     for (int64_t s = s0; s < s0 + S; ++s)
       if (gate[s] != 0 && target_count[s] > B) B = target_count[s];
-    if (B == 0) continue;
+    const float* values = in.values + h * L * D;
+    float* outv = out.values + h * K * D;
+    const int32_t* kept = keep + h * K;
+    if (B == 0) {
+      gather_rows(values, kept, K, D, outv);
+      continue;
+    }
     const int64_t blocks = (K + B - 1) / B;
     first.assign(static_cast<size_t>(blocks + 1), 0);
     fwd.resize(static_cast<size_t>(B * D));
@@ -248,14 +275,13 @@ void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K
     std::vector<int64_t> fill(first.begin(), first.end() - 1);
     for (int64_t s = s0; s < s0 + S; ++s)
       if (gate[s] != 0 && target_count[s] > 0) order[fill[target_start[s] / B]++] = s;
-    const float* values = in.values + h * L * D;
-    float* outv = out.values + h * K * D;
     auto add = [&](double* acc, int64_t s, double f) {
       const float* v = values + static_cast<int64_t>(source[s]) * D;
       for (int64_t d = 0; d < D; ++d) acc[d] += f * v[d];
     };
     for (int64_t x = 0; x < blocks; ++x) {
       const int64_t b0 = x * B, b1 = std::min(K, b0 + B), width = b1 - b0;
+      gather_rows(values, kept + b0, width, D, outv + b0 * D);
       std::fill(fwd.begin(), fwd.begin() + width * D, 0.0);
       std::fill(bwd.begin(), bwd.begin() + width * D, 0.0);
       bool touched = false, inside = false;
