@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { hostTensor, topKKernel } from '../src/index.js';
+import { hostTensor, selectTopFloat32, topKKernel } from '../src/index.js';
 
 describe('topK (reference, radix selection on float32 keys)', () => {
   /** Scores on few levels or continuous, with NaN, both zeros, both infinities and subnormals. */
@@ -29,5 +29,18 @@ describe('topK (reference, radix selection on float32 keys)', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('selectTopFloat32 picks what the kernel picks on a one-row window, for any k (clamped)', () => {
+    fc.assert(
+      fc.property(row, fc.integer({ min: -3, max: 2600 }), (r, k) => {
+        const data = Float32Array.from(r);
+        const n = Math.max(0, Math.min(data.length, k));
+        const expected = topKKernel.reference({ scores: hostTensor('float32', [1, data.length], data), k: n, from: 0, to: data.length, heads: 1, length: data.length });
+        expect(Array.from(selectTopFloat32(data, k))).toEqual(Array.from(expected.data));
+      }),
+      { numRuns: 200 },
+    );
+    expect(Array.from(selectTopFloat32(Float32Array.of(1, Number.NaN, -0, 0, 2), 3))).toEqual([0, 2, 4]);
   });
 });

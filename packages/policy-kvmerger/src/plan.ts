@@ -1,4 +1,4 @@
-import { selectBest } from '@kvfold/core';
+import { selectBest, selectTopFloat32 } from '@kvfold/core';
 
 /**
  * Host-side planning of KVMerger: which slots are protected, which adjacent links merge, which slots
@@ -96,10 +96,18 @@ function eligibleLinks(cos: ArrayLike<number>, prot: ArrayLike<number>, minSimil
 
 /**
  * The `count` best of the eligible `links` (highest cosine, ties to the lower index), in any order: a
- * linear-time selection, since the plan only needs the set.
+ * linear-time selection, since the plan only needs the set. A float32 row (the backends' cosines) takes the
+ * topK kernel's radix selection over the row with every other link ranked lowest; float64 values (the
+ * head-mean of `shared`) a comparison quickselect. Both pick the same set for the same values.
  */
-function bestLinks(links: Int32Array, cos: Float64Array, count: number): Int32Array {
+function bestLinks(links: Int32Array, cos: Float32Array | Float64Array, count: number): Int32Array {
   if (count >= links.length) return links;
+  if (cos instanceof Float32Array) {
+    // NaN ranks below every number in the radix order; eligible cosines are finite, so only links win.
+    const masked = new Float32Array(cos.length).fill(Number.NaN);
+    for (let j = 0; j < links.length; j++) masked[links[j]!] = cos[links[j]!]!;
+    return selectTopFloat32(masked, count);
+  }
   const idx = links.slice();
   selectBest(idx, cos, count);
   return idx.subarray(0, count);
@@ -111,11 +119,13 @@ interface RowLayout {
   readonly evicted: Uint8Array;
   readonly merged: number;
   readonly evictedSlots: number;
+  /** Groups (output slots) left after merging and trimming. */
+  readonly groups: number;
   readonly effectiveEps: number | null;
 }
 
 /** Merge the `count` best of `candidates`, then (when `target` is given) trim groups beyond it. */
-function layoutRow(length: number, cos: Float64Array, scores: ArrayLike<number>, prot: ArrayLike<number>, candidates: Int32Array, count: number, target: number | null): RowLayout {
+function layoutRow(length: number, cos: Float32Array | Float64Array, scores: ArrayLike<number>, prot: ArrayLike<number>, candidates: Int32Array, count: number, target: number | null): RowLayout {
   const links = new Uint8Array(Math.max(0, length - 1));
   let eps: number | null = null;
   const chosen = bestLinks(candidates, cos, count);
@@ -127,7 +137,7 @@ function layoutRow(length: number, cos: Float64Array, scores: ArrayLike<number>,
   }
   const evicted = new Uint8Array(length);
   let evictedSlots = 0;
-  const groups = length - take;
+  let groups = length - take;
   if (target !== null && groups > target) {
     // Group score = sum of members (a merged slot carries the sum); merged groups never hold a protected slot.
     const list: { start: number; end: number; score: number; cls: number }[] = [];
@@ -146,11 +156,12 @@ function layoutRow(length: number, cos: Float64Array, scores: ArrayLike<number>,
       for (const g of cands.slice(0, excess)) {
         for (let i = g.start; i <= g.end; i++) evicted[i] = 1;
         evictedSlots += g.end - g.start + 1;
+        groups--;
         excess--;
       }
     }
   }
-  return { links, evicted, merged: take, evictedSlots, effectiveEps: eps };
+  return { links, evicted, merged: take, evictedSlots, groups, effectiveEps: eps };
 }
 
 /** Mean over heads of a `[heads, n]` row-major array. */
@@ -183,11 +194,12 @@ export function planLayer(input: PlanInput): LayerPlan {
   const shared = input.sets === 'shared' && heads > 1;
   const layoutCount = shared ? 1 : heads;
   const layoutScores: ArrayLike<number>[] = [];
-  const layoutCos: Float64Array[] = [];
+  const layoutCos: (Float32Array | Float64Array)[] = [];
   for (let l = 0; l < layoutCount; l++) {
     layoutScores.push(shared ? headMean(input.scores, heads, length) : row(input.scores, l, length));
-    // float64 rows: what the selection ranks (a float32 row converts exactly).
-    layoutCos.push(cosine ? (shared ? headMean(cosine, heads, n1) : Float64Array.from(row(cosine, l, n1))) : new Float64Array(n1));
+    // What the selection ranks: a backend's float32 row as it is, anything else as float64 (exact for float32).
+    const c = !cosine ? new Float64Array(n1) : shared ? headMean(cosine, heads, n1) : cosine instanceof Float32Array ? cosine.subarray(l * n1, (l + 1) * n1) : Float64Array.from(row(cosine, l, n1));
+    layoutCos.push(c);
   }
   const prots = input.protection;
   if (prots.length !== layoutCount || prots.some((p) => p.length !== length)) {
@@ -199,39 +211,40 @@ export function planLayer(input: PlanInput): LayerPlan {
   const layouts = prots.map((p, l) => layoutRow(length, layoutCos[l]!, layoutScores[l]!, p, cands[l]!, count, target));
 
   const segment = new Int32Array(heads * length);
-  const outLengths: number[] = [];
-  const pivots: number[][] = [];
+  // Every head keeps the same number of groups (checked below); pivots go straight into their rows.
+  const lay0 = layouts[0];
+  const outLength = lay0 ? lay0.groups : 0;
+  const pivot = new Int32Array(heads * outLength);
+  const sc = input.scores;
   for (let h = 0; h < heads; h++) {
     const lay = layouts[shared ? 0 : h]!;
-    const sc = input.scores;
+    const { links, evicted } = lay;
     const base = h * length;
-    const piv: number[] = [];
     let id = 0;
     for (let s = 0; s < length; ) {
       let e = s;
-      while (e < length - 1 && lay.links[e] === 1) e++;
-      if (lay.evicted[s] === 1) {
-        for (let i = s; i <= e; i++) segment[base + i] = -1;
+      while (e < length - 1 && links[e] === 1) e++;
+      if (evicted[s] === 1) {
+        segment.fill(-1, base + s, base + e + 1);
       } else {
         let p = s;
-        for (let i = s; i <= e; i++) {
+        let best = val(sc[base + s]!);
+        segment[base + s] = id;
+        for (let i = s + 1; i <= e; i++) {
           segment[base + i] = id;
-          if (val(sc[base + i]!) > val(sc[base + p]!)) p = i;
+          const v = val(sc[base + i]!);
+          if (v > best) {
+            best = v;
+            p = i;
+          }
         }
-        piv.push(p);
+        if (id < outLength) pivot[h * outLength + id] = p;
         id++;
       }
       s = e + 1;
     }
-    outLengths.push(id);
-    pivots.push(piv);
+    if (id !== outLength) throw new Error(`kvmerger: internal error, head ${h} planned ${id} slots, head 0 ${outLength}`);
   }
-  const outLength = outLengths[0] ?? 0;
-  if (outLengths.some((o) => o !== outLength)) {
-    throw new Error(`kvmerger: internal error, heads planned different lengths [${outLengths.join(', ')}]`);
-  }
-  const pivot = new Int32Array(heads * outLength);
-  pivots.forEach((p, h) => pivot.set(p, h * outLength));
   const pick = <K extends keyof RowLayout>(key: K): RowLayout[K][] => Array.from({ length: heads }, (_, h) => layouts[shared ? 0 : h]![key]);
   return { heads, length, outLength, segment, pivot, merged: pick('merged'), evicted: pick('evictedSlots'), effectiveEps: pick('effectiveEps') };
 }

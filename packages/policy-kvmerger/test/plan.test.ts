@@ -188,4 +188,30 @@ describe('planLayer properties', () => {
       { numRuns: 200 },
     );
   });
+
+  it('plans the same from a float32 cosine row (radix selection) as from the same values as numbers (quickselect)', async () => {
+    // Targets between a quarter and all of the cache (the ranking decides there), few cosine levels (ties
+    // decide often), both zeros, and every mode and layout.
+    const levels = [-1, -0.5, -0, 0, 0.25, 0.5, 0.75, 0.8, 1];
+    const f32 = fc
+      .tuple(input, fc.integer({ min: 8, max: 64 }), fc.integer({ min: 25, max: 100 }))
+      .map(([inp, length, percent]) => {
+        let s = length * 7919 + percent;
+        const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) | 0) >>> 0) / 4294967296;
+        const cosine = Array.from({ length: inp.heads * (length - 1) }, (_, i) => Math.fround(i % 3 === 0 ? levels[Math.floor(rand() * levels.length)]! : rand() * 2 - 1));
+        const scores = Array.from({ length: inp.heads * length }, () => Math.floor(rand() * 8) / 4);
+        return { ...inp, length, target: Math.max(1, Math.round((percent / 100) * length)), cosine, scores };
+      });
+    await fc.assert(
+      fc.asyncProperty(f32, async (inp) => {
+        const protection = await protect(Array.from(inp.scores), inp.heads, inp.length, inp.recent, inp.heavy, inp.sets === 'shared');
+        const a = planLayer({ ...inp, protection });
+        const b = planLayer({ ...inp, protection, cosine: Float32Array.from(inp.cosine!) });
+        expect(Array.from(b.segment)).toEqual(Array.from(a.segment));
+        expect(Array.from(b.pivot)).toEqual(Array.from(a.pivot));
+        expect([b.merged, b.evicted, b.effectiveEps, b.outLength]).toEqual([a.merged, a.evicted, a.effectiveEps, a.outLength]);
+      }),
+      { numRuns: 300 },
+    );
+  });
 });

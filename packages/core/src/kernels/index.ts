@@ -19,7 +19,7 @@ export { keyNormsKernel, type KeyNormsCall } from './keyNorms.js';
 export { mergeIntoNeighboursKernel, type MergeIntoNeighboursCall } from './mergeIntoNeighbours.js';
 export { mergeSegmentsKernel, type MergeSegmentsCall } from './mergeSegments.js';
 export { observeKernel, type ObserveCall } from './observe.js';
-export { topKKernel, checkWindow, selectBest, type TopKCall } from './topK.js';
+export { topKKernel, checkWindow, selectBest, selectTopFloat32, type TopKCall } from './topK.js';
 export { freshAllocator, type HostAllocator, type KeysCall, type LayerCall } from './host.js';
 
 /**

@@ -62,37 +62,10 @@ function topK({ scores, k, from, to, heads: H, length: L }: TopKCall<HostTensor>
     for (let h = 0; h < H; h++) for (let j = 0; j < k; j++) out[h * k + j] = from + j;
     return i32([H, k], out);
   }
-  const bits = new Uint32Array(s.buffer, s.byteOffset, s.length);
-  const key = new Uint32Array(m);
+  const bits = new Int32Array(s.buffer, s.byteOffset, s.length);
+  const key = new Int32Array(m);
   const hist = new Int32Array(RADIX_BINS);
-  for (let h = 0; h < H; h++) {
-    const base = h * L + from;
-    for (let i = 0; i < m; i++) key[i] = rankKey(bits[base + i]!);
-    // Radix selection of the k-th largest key: `need` counts the winners still to place at or below the
-    // current prefix; what is left after the last digit is how many keys equal to the threshold win.
-    let prefix = 0;
-    let mask = 0;
-    let need = k;
-    for (let shift = 21; shift >= 0; shift -= shift === 21 ? 11 : 10) {
-      const width = shift === 0 ? 1023 : 2047;
-      hist.fill(0);
-      for (let i = 0; i < m; i++) {
-        const x = key[i]!;
-        if ((x & mask) === prefix) hist[(x >>> shift) & width]!++;
-      }
-      let b = width;
-      while (hist[b]! < need) need -= hist[b--]!;
-      prefix |= b << shift;
-      mask |= width << shift;
-    }
-    const t = prefix >>> 0;
-    let ties = need;
-    let j = h * k;
-    for (let i = 0; i < m; i++) {
-      const x = key[i]!;
-      if (x > t || (x === t && ties-- > 0)) out[j++] = from + i;
-    }
-  }
+  for (let h = 0; h < H; h++) radixSelect(bits, h * L + from, m, k, from, out, h * k, key, hist);
   return i32([H, k], out);
 }
 
@@ -100,13 +73,80 @@ function topK({ scores, k, from, to, heads: H, length: L }: TopKCall<HostTensor>
 const RADIX_BINS = 2048;
 
 /**
- * A float32's bit pattern as a uint32 whose order is the ranking's: NaN as `-Infinity` (lowest), `-0` as
- * `0` (equal scores tie), negative values below positive ones.
+ * Radix selection of the `k` best of the `m` float32 values whose bit patterns (as int32) start at
+ * `bits[base]` (`0 < k < m`): writes `offset + i` for each winner `i`, ascending, to `out` from `at`.
+ * `key` (length >= m) and `hist` (RADIX_BINS) are scratch.
+ *
+ * Keys are the uint32 rank keys ({@link rankKey}) held in int32 lanes: V8 keeps int32 values unboxed,
+ * while uint32 values above 2^31 become doubles in every bitwise step. Only the final comparison needs
+ * the unsigned order, which flipping the top bit gives in signed arithmetic.
+ */
+function radixSelect(bits: Int32Array, base: number, m: number, k: number, offset: number, out: Int32Array, at: number, key: Int32Array, hist: Int32Array): void {
+  // Keys and the first (top 11 bits) histogram in one pass.
+  hist.fill(0);
+  for (let i = 0; i < m; i++) {
+    const x = rankKey(bits[base + i]!);
+    key[i] = x;
+    hist[x >>> 21]!++;
+  }
+  // Radix selection of the k-th largest key: `need` counts the winners still to place at or below the
+  // current prefix; what is left after the last digit is how many keys equal to the threshold win.
+  let b = 2047;
+  let need = k;
+  while (hist[b]! < need) need -= hist[b--]!;
+  let prefix = b << 21;
+  let mask = 2047 << 21;
+  for (let shift = 10; shift >= 0; shift -= 10) {
+    const width = shift === 0 ? 1023 : 2047;
+    hist.fill(0, 0, width + 1);
+    for (let i = 0; i < m; i++) {
+      const x = key[i]!;
+      if ((x & mask) === prefix) hist[(x >>> shift) & width]!++;
+    }
+    b = width;
+    while (hist[b]! < need) need -= hist[b--]!;
+    prefix |= b << shift;
+    mask |= width << shift;
+  }
+  const t = prefix ^ SIGN;
+  let ties = need;
+  let j = at;
+  for (let i = 0; i < m; i++) {
+    const x = key[i]! ^ SIGN;
+    if (x > t || (x === t && ties-- > 0)) out[j++] = offset + i;
+  }
+}
+
+/** The int32 sign bit: xor with it maps unsigned order onto signed order. */
+const SIGN = 0x80000000 | 0;
+
+/**
+ * Indices of the `k` highest of `values`, ascending by index: the topK kernel's ranking (ties to the lower
+ * index, NaN lowest, `-0` equal to `0`) and its O(n) radix selection, for host planning over float32 rows.
+ * `k` is clamped to `[0, values.length]`.
+ */
+export function selectTopFloat32(values: Float32Array, k: number): Int32Array {
+  const m = values.length;
+  const n = Math.max(0, Math.min(m, Math.floor(k)));
+  const out = new Int32Array(n);
+  if (n === m) {
+    for (let i = 0; i < n; i++) out[i] = i;
+    return out;
+  }
+  if (n === 0) return out;
+  radixSelect(new Int32Array(values.buffer, values.byteOffset, m), 0, m, n, 0, out, 0, new Int32Array(m), new Int32Array(RADIX_BINS));
+  return out;
+}
+
+/**
+ * A float32's bit pattern (as int32) as a rank key: uint32 bits, held in an int32, whose unsigned order
+ * is the ranking's: NaN as `-Infinity` (lowest), `-0` as `0` (equal scores tie), negative values below
+ * positive ones.
  */
 function rankKey(b: number): number {
-  if ((b & 0x7fffffff) > 0x7f800000) b = 0xff800000;
-  else if (b === 0x80000000) b = 0;
-  return (b & 0x80000000 ? ~b : b | 0x80000000) >>> 0;
+  if ((b & 0x7fffffff) > 0x7f800000) b = 0xff800000 | 0;
+  else if (b === SIGN) b = 0;
+  return b < 0 ? ~b : b | SIGN;
 }
 
 /** Strict total order of the ranking: higher value first, then lower index. */
