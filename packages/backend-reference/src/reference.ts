@@ -19,6 +19,7 @@ import { wasmAdjacentCosine } from './kernels/adjacentCosine.js';
 import { wasmGather } from './kernels/gather.js';
 import { wasmMergeIntoNeighbours } from './kernels/mergeIntoNeighbours.js';
 import { wasmMergeSegments } from './kernels/mergeSegments.js';
+import { wasmTopK } from './kernels/topK.js';
 import { KernelThreads, THREAD_MIN_BYTES } from './threads.js';
 import { WasmPool, wasmHeap, wasmUnavailable } from './wasm-heap.js';
 
@@ -38,9 +39,10 @@ export interface ReferenceBackendOptions {
   readonly poolBytes?: number;
   /**
    * `wasm` (default): tensors live in one shared `WebAssembly.Memory` per process and adjacentCosine,
-   * gather, mergeSegments and mergeIntoNeighbours run as WebAssembly SIMD kernels on them in place:
-   * adjacentCosine and gather bit-identical to the TypeScript reference (so KVMerger plans the same), the
-   * two merges summed in float32 lanes, within 1e-5 of it (the other kernels, and any call whose arrays
+   * gather, mergeSegments, mergeIntoNeighbours and topK run as WebAssembly SIMD kernels on them in place:
+   * adjacentCosine and gather bit-identical to the TypeScript reference (so KVMerger plans the same), topK
+   * the same winners (core's radix selection), the two merges summed in float32 lanes, within 1e-5 of it
+   * (the other kernels, and any call whose arrays
    * are not in that memory, run the TypeScript). `js`: every kernel in plain TypeScript on ordinary typed
    * arrays, float64 accumulation: the ground truth. With `poolBytes: 0` (fresh memory per output) the
    * backend runs `js`.
@@ -59,7 +61,9 @@ export interface ReferenceBackendOptions {
   readonly threads?: number;
   /**
    * Smallest call, in bytes of keys (`H * L * D * 4`), that {@link threads} splits (default
-   * {@link THREAD_MIN_BYTES}, 4 MiB: below it the handoff to a worker costs more than it saves).
+   * {@link THREAD_MIN_BYTES}, 4 MiB: below it the handoff to a worker costs more than it saves). topK
+   * counts 64 bytes per score of its window (`H * (to - from) * 64`: per score it costs about what 64
+   * bytes of keys cost the other kernels), so by default it splits from 65,536 scores.
    */
   readonly threadMinBytes?: number;
 }
@@ -88,7 +92,7 @@ function checkOptions(o: ReferenceBackendOptions): void {
 }
 
 /** The names of the kernels the wasm mode implements. */
-export const WASM_KERNELS = ['adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours'] as const;
+export const WASM_KERNELS = ['adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours', 'topK'] as const;
 
 /**
  * What a value is to the reference backend: a well-formed host tensor (float32 or int32 typed array that
@@ -170,6 +174,7 @@ export function referenceKernelBackend(options: ReferenceBackendOptions = {}): K
             gather: wasmGather(wasm, threads),
             mergeSegments: wasmMergeSegments(wasm, threads),
             mergeIntoNeighbours: wasmMergeIntoNeighbours(wasm, threads),
+            topK: wasmTopK(wasm, threads),
           },
         }
       : {}),
@@ -220,7 +225,7 @@ export const referenceBackend: BackendDefinition<ReferenceBackendOptions> = defi
         type: 'string',
         enum: ['wasm', 'js'],
         default: 'wasm',
-        description: 'wasm: WebAssembly SIMD kernels for adjacentCosine, gather, mergeSegments and mergeIntoNeighbours on tensors in a shared WebAssembly.Memory (adjacentCosine and gather bit-identical to the TypeScript, the two merges in float32 lanes within 1e-5 of it); js: every kernel in plain TypeScript (float64 accumulation, the ground truth).',
+        description: 'wasm: WebAssembly SIMD kernels for adjacentCosine, gather, mergeSegments, mergeIntoNeighbours and topK on tensors in a shared WebAssembly.Memory (adjacentCosine and gather bit-identical to the TypeScript, topK the same winners, the two merges in float32 lanes within 1e-5 of it); js: every kernel in plain TypeScript (float64 accumulation, the ground truth).',
       },
       threads: {
         type: 'integer',
@@ -233,7 +238,7 @@ export const referenceBackend: BackendDefinition<ReferenceBackendOptions> = defi
         minimum: 0,
         maximum: 2 ** 40,
         default: THREAD_MIN_BYTES,
-        description: 'Smallest call, in bytes of keys (H x L x D x 4), that threads > 1 splits; smaller calls run on the calling thread.',
+        description: 'Smallest call, in bytes of keys (H x L x D x 4; topK counts 64 bytes per score of its window), that threads > 1 splits; smaller calls run on the calling thread.',
       },
     },
   },

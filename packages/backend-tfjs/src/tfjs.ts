@@ -47,9 +47,9 @@ export interface TfjsBackendOptions {
    */
   readonly observeBlock?: number;
   /**
-   * `wasm` (default): on the wasm engine, gather, adjacentCosine, mergeSegments and mergeIntoNeighbours
-   * run as kvfold's own WebAssembly SIMD kernels (@kvfold/wasm-kernels, bit-identical to the reference
-   * backend) and topK as core's radix selection, registered as custom tfjs kernels of the `wasm` backend
+   * `wasm` (default): on the wasm engine, gather, adjacentCosine, mergeSegments, mergeIntoNeighbours and
+   * topK run as kvfold's own WebAssembly SIMD kernels (@kvfold/wasm-kernels, bit-identical to the reference
+   * backend; topK is core's radix selection), registered as custom tfjs kernels of the `wasm` backend
    * and run in place on the engine's heap ({@link TFJS_WASM_KERNELS}); the other kernels, and every
    * kernel on other engines, are tfjs op programs. `tfjs`: every
    * kernel a tfjs op program on every engine (what ran before; kept to compare and for engines kvfold's
@@ -63,7 +63,7 @@ export type TfjsKernelMode = 'wasm' | 'tfjs';
 
 /**
  * The kernels that run as kvfold's own kernels in the wasm engine's heap in `kernels: 'wasm'` mode: the
- * @kvfold/wasm-kernels SIMD kernels, and topK as core's radix selection on the scores where they lie.
+ * @kvfold/wasm-kernels SIMD kernels (topK: core's radix selection), on the tensors where they lie.
  */
 export const TFJS_WASM_KERNELS = ['topK', 'gather', 'adjacentCosine', 'mergeSegments', 'mergeIntoNeighbours'] as const;
 
@@ -94,7 +94,7 @@ export const tfjsOptionsSchema: JsonSchema = {
       type: 'string',
       enum: ['wasm', 'tfjs'],
       default: 'wasm',
-      description: "wasm: on tfjs's wasm engine, gather, adjacentCosine, mergeSegments and mergeIntoNeighbours run as kvfold's WebAssembly SIMD kernels and topK as core's radix selection (custom tfjs kernels, in place on the engine's heap, same results as the reference backend); tfjs: every kernel a tfjs op program (the only mode on other engines).",
+      description: "wasm: on tfjs's wasm engine, gather, adjacentCosine, mergeSegments, mergeIntoNeighbours and topK (core's radix selection) run as kvfold's WebAssembly SIMD kernels (custom tfjs kernels, in place on the engine's heap, same results as the reference backend); tfjs: every kernel a tfjs op program (the only mode on other engines).",
     },
   },
 };

@@ -200,8 +200,9 @@ export interface KVKernels<T = unknown> {
   /**
    * The tensor's own memory, writable, on backends whose tensors live in host memory and may change in
    * place (reference, onnx on CPU); absent elsewhere (tfjs tensors are immutable). Only the in-place decode
-   * path uses it (see `evictInPlace`), and only on a cache its caller handed over (`PolicyContext.inPlace`):
-   * every kernel above still treats its inputs as immutable.
+   * path writes through it (see `evictInPlace`), and only on a cache its caller handed over
+   * (`PolicyContext.inPlace`): every kernel above still treats its inputs as immutable. `selectSlots` reads
+   * topK's winners through it (instead of downloading a copy) before disposing them.
    */
   hostView?(tensor: T): HostTensor;
 }

@@ -663,3 +663,186 @@ export function screenNeighbours(keep: usize, source: usize, tStart: usize, tCou
   }
   return 1;
 }
+
+// topK: core's radix selection (packages/core/src/kernels/topK.ts). A selection has one right answer (the
+// k best slots by key, ties to the lower slot, ascending), so the output is core's exactly whatever the
+// route: the keys are core's rankKey, four lanes at a time; the first digit (key bits 21..31) is counted in
+// four histograms, one per lane, so runs of scores in the same bin (common: the digit is the sign, the
+// exponent and two mantissa bits) do not serialise on one counter; the keys whose first digit is the
+// threshold's are compacted in place, and the two lower digits (bits 10..20, 0..9) are counted over those
+// only; the last pass compares the scores with the threshold's float. Compaction and output go four lanes
+// per store through a shuffle table built in the scratch, with no branch per slot (a mispredicted branch
+// per slot would cost more than the rest).
+
+/** core's rankKey on four float32 bit patterns: NaN as -Infinity, -0 as 0, then sign-flipped so unsigned order is score order. */
+// @ts-ignore: decorator
+@inline function rankKeys(b: v128): v128 {
+  const nan = i32x4.gt_s(v128.and(b, i32x4.splat(0x7fffffff)), i32x4.splat(0x7f800000));
+  b = v128.bitselect(i32x4.splat(0xff800000), b, nan);
+  b = v128.andnot(b, i32x4.eq(b, i32x4.splat(0x80000000)));
+  return v128.xor(b, v128.or(i32x4.shr_s(b, 31), i32x4.splat(0x80000000)));
+}
+
+/** core's rankKey on one float32 bit pattern. */
+// @ts-ignore: decorator
+@inline function rankKey(b: u32): u32 {
+  if ((b & 0x7fffffff) > 0x7f800000) b = 0xff800000;
+  else if (b === 0x80000000) b = 0;
+  return b ^ (<u32>(<i32>b >> 31) | 0x80000000);
+}
+
+// @ts-ignore: decorator
+@inline function bump(at: usize): void {
+  store<i32>(at, load<i32>(at) + 1);
+}
+
+/** Int32 words of topK's `hist` scratch: four 2048-bin histograms, then the 16-entry shuffle table. */
+// @ts-ignore: decorator
+@inline const TOPK_TABLE: usize = 4 * 2048 * 4;
+
+/**
+ * core's topK after validation: scores float32 [H, L] at `scores`, the indices of each head's `k` best
+ * slots among `[from, to)` (ascending) into int32 [H, k] at `out`. Scratch: `keys` int32 [to - from],
+ * `hist` int32 [8192 + 64].
+ */
+export function topK(scores: usize, out: usize, H: i32, L: i32, from: i32, to: i32, k: i32, keys: usize, hist: usize): void {
+  const m = to - from;
+  if (k === 0) return;
+  // Entry `mask` of the table: the byte shuffle that moves the int32 lanes set in `mask` to the front, in order.
+  const table = hist + TOPK_TABLE;
+  for (let mask = 0; mask < 16; mask++) {
+    let p: usize = 0;
+    for (let l = 0; l < 4; l++) {
+      if (((mask >> l) & 1) === 0) continue;
+      store<u32>(table + (<usize>mask << 4) + (p << 2), 0x03020100 + 0x04040404 * <u32>l);
+      p++;
+    }
+    for (; p < 4; p++) store<u32>(table + (<usize>mask << 4) + (p << 2), 0);
+  }
+  for (let h = 0; h < H; h++) {
+    const o = out + ((<usize>h * <usize>k) << 2);
+    if (k === m) {
+      for (let j = 0; j < k; j++) store<i32>(o + (<usize>j << 2), from + j);
+      continue;
+    }
+    topKHead(scores + ((<usize>h * <usize>L + <usize>from) << 2), o, m, k, from, keys, hist, table);
+  }
+}
+
+/** One head of {@link topK}: `m` scores at `s`, `0 < k < m`. */
+function topKHead(s: usize, o: usize, m: i32, k: i32, from: i32, keys: usize, hist: usize, table: usize): void {
+  const m4 = m & ~3;
+  // First digit (bits 21..31): lane l counts into hist[l * 2048 ..].
+  memory.fill(hist, 0, TOPK_TABLE);
+  for (let i = 0; i < m4; i += 4) {
+    const key = rankKeys(v128.load(s + (<usize>i << 2)));
+    v128.store(keys + (<usize>i << 2), key);
+    const d = i32x4.shr_u(key, 21);
+    bump(hist + (<usize>i32x4.extract_lane(d, 0) << 2));
+    bump(hist + 8192 + (<usize>i32x4.extract_lane(d, 1) << 2));
+    bump(hist + 16384 + (<usize>i32x4.extract_lane(d, 2) << 2));
+    bump(hist + 24576 + (<usize>i32x4.extract_lane(d, 3) << 2));
+  }
+  for (let i = m4; i < m; i++) {
+    const x = rankKey(load<u32>(s + (<usize>i << 2)));
+    store<u32>(keys + (<usize>i << 2), x);
+    bump(hist + (<usize>(x >>> 21) << 2));
+  }
+  // `need`: winners still to place at or below the current prefix (core's).
+  let found = findBin(hist, 4, 2048, k);
+  const b1 = <i32>found;
+  let need = <i32>(found >> 32);
+  // The keys in the threshold's first bin, compacted in place (the store never passes the keys not yet read).
+  const want = i32x4.splat(b1);
+  let n = 0;
+  for (let i = 0; i < m4; i += 4) {
+    const key = v128.load(keys + (<usize>i << 2));
+    const hit = i32x4.bitmask(i32x4.eq(i32x4.shr_u(key, 21), want));
+    v128.store(keys + (<usize>n << 2), i8x16.swizzle(key, v128.load(table + (<usize>hit << 4))));
+    n += <i32>popcnt(hit);
+  }
+  for (let i = m4; i < m; i++) {
+    const x = load<u32>(keys + (<usize>i << 2));
+    store<u32>(keys + (<usize>n << 2), x);
+    n += <i32>(x >>> 21 === <u32>b1);
+  }
+  // Second digit (bits 10..20) over the candidates.
+  memory.fill(hist, 0, 2048 * 4);
+  for (let q = 0; q < n; q++) bump(hist + (<usize>((load<u32>(keys + (<usize>q << 2)) >>> 10) & 2047) << 2));
+  found = findBin(hist, 1, 2048, need);
+  const b2 = <i32>found;
+  need = <i32>(found >> 32);
+  // Third digit (bits 0..9) over the candidates with the second digit too; the others count into bin 1024.
+  memory.fill(hist, 0, 1025 * 4);
+  for (let q = 0; q < n; q++) {
+    const x = load<u32>(keys + (<usize>q << 2));
+    bump(hist + (<usize>select<u32>(x & 1023, 1024, ((x >>> 10) & 2047) === <u32>b2) << 2));
+  }
+  found = findBin(hist, 1, 1024, need);
+  const b3 = <i32>found;
+  need = <i32>(found >> 32);
+  // The threshold key t as a score: t is some slot's key, so it is neither NaN nor -0, and for every score x,
+  // key(x) > t exactly when x > tf, and key(x) = t exactly when x = tf, or x is NaN and tf is -Infinity.
+  const t = (<u32>b1 << 21) | (<u32>b2 << 10) | <u32>b3;
+  const tf = reinterpret<f32>(t & 0x80000000 ? t ^ 0x80000000 : ~t);
+  const tv = f32x4.splat(tf);
+  const nanTies = i32x4.splat(tf === -Infinity ? -1 : 0);
+  // Every slot above t wins, and the first `need` equal to it. Four slots per store while four more winners
+  // fit, then one at a time.
+  let ties = need;
+  let j = 0;
+  let i = 0;
+  for (; i < m4 && j + 4 <= k; i += 4) {
+    const v = v128.load(s + (<usize>i << 2));
+    let take = i32x4.bitmask(f32x4.gt(v, tv));
+    let eq = i32x4.bitmask(v128.or(f32x4.eq(v, tv), v128.and(f32x4.ne(v, v), nanTies)));
+    if (eq !== 0) {
+      const c = <i32>popcnt(eq);
+      // Keep the lowest `ties` equal lanes (ties to the lower slot).
+      for (let drop = c - max(ties, 0); drop > 0; drop--) eq ^= 1 << (31 - clz(eq));
+      take |= eq;
+      ties -= c;
+    }
+    const idx = i32x4.add(i32x4.splat(from + i), i32x4(0, 1, 2, 3));
+    v128.store(o + (<usize>j << 2), i8x16.swizzle(idx, v128.load(table + (<usize>take << 4))));
+    j += <i32>popcnt(take);
+  }
+  for (; i < m && j < k; i++) {
+    const x = load<f32>(s + (<usize>i << 2));
+    if (x > tf || ((x === tf || (x !== x && tf === -Infinity)) && ties-- > 0)) {
+      store<i32>(o + (<usize>j << 2), from + i);
+      j++;
+    }
+  }
+}
+
+/**
+ * core's threshold search over `bins` bins (a multiple of 16) of `copies` histograms 2048 bins apart (summed):
+ * the highest bin `b` whose count reaches `need` after the counts above it are taken off `need` (core's
+ * `while (hist[b] < need) need -= hist[b--]`), as `b | need << 32`. Sixteen bins at a time, then one by one
+ * inside the block that holds it. `need` is at least 1 and at most the counts' total.
+ */
+function findBin(hist: usize, copies: i32, bins: i32, need: i32): i64 {
+  let b = bins;
+  for (;;) {
+    b -= 16;
+    const at = hist + (<usize>b << 2);
+    let v = i32x4.splat(0);
+    for (let c = 0; c < copies; c++) {
+      const a = at + <usize>c * 8192;
+      v = i32x4.add(v, i32x4.add(i32x4.add(v128.load(a), v128.load(a, 16)), i32x4.add(v128.load(a, 32), v128.load(a, 48))));
+    }
+    const sum = i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1) + i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3);
+    if (sum >= need) break;
+    need -= sum;
+  }
+  let x = b + 15;
+  for (;;) {
+    let c = 0;
+    for (let y = 0; y < copies; y++) c += load<i32>(hist + (<usize>x << 2) + <usize>y * 8192);
+    if (c >= need) break;
+    need -= c;
+    x--;
+  }
+  return (<i64>need << 32) | <i64>x;
+}

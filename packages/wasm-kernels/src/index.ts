@@ -1,9 +1,9 @@
 /**
  * @packageDocumentation
- * kvfold's WebAssembly SIMD kernels: `adjacentCosine`, `gather`, `mergeSegments`, `mergeIntoNeighbours` and
- * the two merge plans' content checks, written in AssemblyScript (`assembly/kernels.ts`) and committed built
+ * kvfold's WebAssembly SIMD kernels: `adjacentCosine`, `gather`, `mergeSegments`, `mergeIntoNeighbours`, `topK`
+ * and the two merge plans' content checks, written in AssemblyScript (`assembly/kernels.ts`) and committed built
  * (`wasm/kernels.wasm`). They compute what core's TypeScript kernels of the same names compute (adjacentCosine
- * and gather bit for bit, the two merges in float32 lanes within 1e-5), on tensors that live in a
+ * and gather bit for bit, topK the same winners, the two merges in float32 lanes within 1e-5), on tensors that live in a
  * `WebAssembly.Memory` the caller owns: the module imports its memory
  * (`env.memory`) and `env.exp` (given `Math.exp`), has no data segments, no globals and no allocator, so it
  * never writes outside the arrays it is handed. Every pointer argument is a byte offset into that memory.
@@ -27,6 +27,8 @@ export interface WasmKernelExports {
   screenSegments(...args: number[]): number;
   /** 1 when a mergeIntoNeighbours plan passes core's content checks, else 0: keep, source, targetStart, targetCount, gate, H, L, K, S. */
   screenNeighbours(...args: number[]): number;
+  /** core's topK: scores, out, H, L, from, to, k, then scratch `cand` (int32 `[to - from]`) and `hist` (int32 `[8192]`). */
+  topK(scores: number, out: number, H: number, L: number, from: number, to: number, k: number, cand: number, hist: number): void;
 }
 
 /** The part of a `WebAssembly.Memory` the kernels need (this project's TypeScript libs declare no WebAssembly types). */

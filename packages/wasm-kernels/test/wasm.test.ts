@@ -39,7 +39,7 @@ describe('@kvfold/wasm-kernels', () => {
       const imports = WA.Module.imports(kernelModule(kind)).map((i) => `${i.module}.${i.name}:${i.kind}`);
       expect(imports.sort()).toEqual(['env.exp:function', 'env.memory:memory']);
       const exported = WA.Module.exports(kernelModule(kind)).map((e) => e.name);
-      expect(exported).toEqual(expect.arrayContaining(['adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours', 'screenSegments', 'screenNeighbours']));
+      expect(exported).toEqual(expect.arrayContaining(['adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours', 'screenSegments', 'screenNeighbours', 'topK']));
     }
   });
 
@@ -79,6 +79,34 @@ describe('@kvfold/wasm-kernels', () => {
       expect(f[5]).toBe(-7);
     }
     expect(() => instantiateKernels(plain, 'shared')).toThrow();
+  });
+
+  it('topK picks what a full sort picks (score descending, NaN as -Infinity, -0 as 0, ties to the lower slot), ascending', () => {
+    const memory = new WA.Memory({ initial: 4 });
+    const k = instantiateKernels(memory, 'unshared');
+    let seed = 12345;
+    const r = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+    const specials = [Number.NaN, -0, 0, Infinity, -Infinity, 1e-45, -1e-45, 3.4e38, -3.4e38];
+    const rank = (x: number): number => (Number.isNaN(x) ? -Infinity : x);
+    for (let run = 0; run < 300; run++) {
+      const H = 1 + Math.floor(r() * 3);
+      const L = Math.floor(r() * 600);
+      const from = Math.floor(r() * (L + 1));
+      const to = from + Math.floor(r() * (L - from + 1));
+      const K = Math.floor(r() * (to - from + 1));
+      const scores = new Float32Array(memory.buffer, 0, H * L);
+      for (let i = 0; i < H * L; i++) scores[i] = run % 2 === 0 ? Math.floor(r() * 5) - 2 : r() < 0.3 ? specials[Math.floor(r() * specials.length)]! : r() - 0.5;
+      const out = H * L * 4;
+      const keys = out + H * K * 4;
+      const hist = keys + L * 4;
+      k.topK(0, out, H, L, from, to, K, keys, hist);
+      const got = new Int32Array(memory.buffer, out, H * K);
+      for (let h = 0; h < H; h++) {
+        const idx = Array.from({ length: to - from }, (_, i) => from + i);
+        idx.sort((p, q) => rank(scores[h * L + q]!) - rank(scores[h * L + p]!) || p - q);
+        expect(Array.from(got.subarray(h * K, (h + 1) * K))).toEqual(idx.slice(0, K).sort((p, q) => p - q));
+      }
+    }
   });
 
   it('refuses a binary without a shared env.memory import', () => {

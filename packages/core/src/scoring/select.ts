@@ -35,24 +35,25 @@ export async function selectSlots<T>(k: KVKernels<T>, scores: T | undefined, hea
   const top = budget - sink - recent;
   const end = length - recent;
   const keep = new Int32Array(heads * budget);
-  let chosen: ArrayLike<number> = [];
-  let rows = heads;
+  // The sink and recent slots are the same in every head: written once into the first row, copied to the others.
+  for (let j = 0; j < sink && heads > 0; j++) keep[j] = j;
+  for (let j = 0; j < recent && heads > 0; j++) keep[sink + top + j] = end + j;
+  for (let h = 1; h < heads; h++) keep.copyWithin(h * budget, 0, budget);
   if (top > 0) {
     if (scores === undefined) throw new ShapeError(`selectSlots: ${top} slots per head are chosen by score, but no scores were given`, { field: 'scores' });
-    rows = k.shapeOf(scores)[0]!;
+    const rows = k.shapeOf(scores)[0]!;
     const index = k.topK(scores, top, sink, end);
     try {
-      chosen = (await k.toHost(index)).data;
+      // Where the backend's tensors are host memory (reference, onnx on CPU), the winners are read in place:
+      // they are copied into `keep` here, before the index is disposed, so the download's copy is not needed.
+      const chosen = (k.hostView ? k.hostView(index) : await k.toHost(index)).data;
+      for (let h = 0; h < heads; h++) {
+        const from = (rows === 1 ? 0 : h) * top;
+        keep.set(chosen.subarray(from, from + top), h * budget + sink);
+      }
     } finally {
       k.dispose(index);
     }
-  }
-  for (let h = 0; h < heads; h++) {
-    const row = h * budget;
-    for (let j = 0; j < sink; j++) keep[row + j] = j;
-    const from = (rows === 1 ? 0 : h) * top;
-    for (let j = 0; j < top; j++) keep[row + sink + j] = chosen[from + j]!;
-    for (let j = 0; j < recent; j++) keep[row + sink + top + j] = end + j;
   }
   return keep;
 }

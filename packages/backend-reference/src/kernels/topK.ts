@@ -1,0 +1,52 @@
+import { topKKernel, type HostTensor, type KernelImplementation, type TopKCall } from '@kvfold/core';
+import type { KernelThreads } from '../threads.js';
+import type { WasmPool } from '../wasm-heap.js';
+import { pointers } from './layer.js';
+
+/** Int32 words of the wasm topK's `hist` scratch: four 2048-bin histograms of the first digit, then its 16-entry shuffle table. */
+const TOPK_HIST_WORDS = 8192 + 64;
+
+/**
+ * What one score of the window counts for in {@link KernelThreads.slots}'s threshold (calibrated in bytes of
+ * keys that gather and adjacentCosine move): topK spends several such bytes per score (four passes, one
+ * scalar histogram update). Measured on the 2-core machine with 32 heads, calls back to back: two threads
+ * broke even at about 3072 scores per head (0.23 ms on one thread) and won 1.5x at 6144 and 1.7x at 12288,
+ * so the default 4 MiB splits calls from 65536 scores up. Between other work (an H2O prefill) the worker
+ * is often asleep when topK starts and the gain is smaller (about 1.1x at 32 x 12288).
+ */
+export const TOPK_BYTES_PER_SCORE = 64;
+
+/**
+ * topK in wasm SIMD: core's radix selection (a selection, so the result is exactly the reference's, which
+ * runs when the scores are not in the heap), split by heads over `threads` (each thread with its own
+ * candidate and histogram scratch).
+ */
+export function wasmTopK(pool: WasmPool, threads: KernelThreads): KernelImplementation<TopKCall<HostTensor>, HostTensor> {
+  return {
+    run(call) {
+      const { heads: H, length: L, k, from, to } = call;
+      const { heap } = pool;
+      const s = heap.pointer(call.scores.data as Float32Array);
+      if (s < 0 || k === 0 || H === 0) return topKKernel.reference(call, pool);
+      const m = to - from;
+      const slots = threads.slots(H, H * m * TOPK_BYTES_PER_SCORE);
+      const perThread: (Int32Array | undefined)[] = [];
+      for (let t = 0; t < slots; t++) perThread.push(heap.scratch32(m), heap.scratch32(TOPK_HIST_WORDS));
+      try {
+        const own = perThread.every((a) => a !== undefined) ? pointers(heap, perThread as Int32Array[]) : undefined;
+        if (!own) return topKKernel.reference(call, pool);
+        const out = pool.int32(H * k);
+        const o = heap.pointer(out);
+        if (o < 0) {
+          pool.release(out);
+          return topKKernel.reference(call, pool);
+        }
+        const scratch = Array.from({ length: slots }, (_, t) => own.slice(2 * t, 2 * t + 2));
+        threads.run('topK', [s, o, H, L, from, to, k], [L * 4, k * 4, 0, 0, 0, 0, 0], 2, scratch);
+        return { dtype: 'int32', shape: [H, k], data: out };
+      } finally {
+        heap.release(...perThread);
+      }
+    },
+  };
+}
