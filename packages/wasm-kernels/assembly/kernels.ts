@@ -188,20 +188,23 @@ export function adjacentCosine(k: usize, out: usize, H: i32, L: i32, D: i32): vo
   for (; o < bytes; o += 4) store<i32>(dst + o, load<i32>(src + o));
 }
 
-/** Copy `n` consecutive slot rows of every field (core's copySlots). Rows are slot indices `h * length + slot`. */
-function copySlots(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, src: usize, ok: usize, ov: usize, op: usize, oc: usize, os: usize, dst: usize, n: usize, row: usize): void {
+/**
+ * Copy `n` consecutive slot rows of every field (core's copySlots), or of every field but the values when
+ * `values` is false (mergeIntoNeighbours writes those itself). Rows are slot indices `h * length + slot`.
+ */
+function copySlots(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, src: usize, ok: usize, ov: usize, op: usize, oc: usize, os: usize, dst: usize, n: usize, row: usize, values: bool): void {
   if (n === 1) {
     // One slot (H2O's scattered heavy hitters): an inline vector copy of the two rows and plain moves of
     // the three scalars cost less than five bulk-copy calls.
     copyRow(ok + dst * row, lk + src * row, row);
-    copyRow(ov + dst * row, lv + src * row, row);
+    if (values) copyRow(ov + dst * row, lv + src * row, row);
     store<i32>(op + (dst << 2), load<i32>(lp + (src << 2)));
     store<i32>(oc + (dst << 2), load<i32>(lc + (src << 2)));
     store<i32>(os + (dst << 2), load<i32>(ls + (src << 2)));
     return;
   }
   memory.copy(ok + dst * row, lk + src * row, n * row);
-  memory.copy(ov + dst * row, lv + src * row, n * row);
+  if (values) memory.copy(ov + dst * row, lv + src * row, n * row);
   memory.copy(op + (dst << 2), lp + (src << 2), n << 2);
   memory.copy(oc + (dst << 2), lc + (src << 2), n << 2);
   memory.copy(os + (dst << 2), ls + (src << 2), n << 2);
@@ -212,6 +215,11 @@ function copySlots(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, src: u
  * [H, k] into the output layer of k slots per head. Runs of consecutive source slots move as one copy.
  */
 export function gather(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, idx: usize, H: i32, L: i32, D: i32, k: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize): void {
+  gatherRuns(lk, lv, lp, lc, ls, idx, H, L, D, k, ok, ov, op, oc, os, true);
+}
+
+/** {@link gather}, of the values too when `values` is true. */
+function gatherRuns(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, idx: usize, H: i32, L: i32, D: i32, k: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize, values: bool): void {
   const row = <usize>D << 2;
   for (let h = 0; h < H; h++) {
     const rowBase = <usize>h * <usize>L;
@@ -221,7 +229,7 @@ export function gather(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, id
       const first = load<i32>(idx + ((outBase + <usize>j) << 2));
       let e = j + 1;
       while (e < k && load<i32>(idx + ((outBase + <usize>e) << 2)) === first + (e - j)) e++;
-      copySlots(lk, lv, lp, lc, ls, rowBase + <usize>first, ok, ov, op, oc, os, outBase + <usize>j, <usize>(e - j), row);
+      copySlots(lk, lv, lp, lc, ls, rowBase + <usize>first, ok, ov, op, oc, os, outBase + <usize>j, <usize>(e - j), row, values);
       j = e;
     }
   }
@@ -276,7 +284,7 @@ export function mergeSegments(lk: usize, lv: usize, lp: usize, lc: usize, ls: us
       if (en - st === 1) {
         let n = 1;
         while (o + n < M && load<i32>(end + ((ho + <usize>n) << 2)) - load<i32>(start + ((ho + <usize>n) << 2)) === 1 && load<i32>(start + ((ho + <usize>n) << 2)) === st + n) n++;
-        copySlots(lk, lv, lp, lc, ls, rowBase + <usize>st, ok, ov, op, oc, os, ho, <usize>n, row);
+        copySlots(lk, lv, lp, lc, ls, rowBase + <usize>st, ok, ov, op, oc, os, ho, <usize>n, row, true);
         o += n;
         continue;
       }
@@ -496,19 +504,79 @@ function addRow(acc: usize, y: usize, n: i32): void {
   }
 }
 
-/** gather of head `h`'s output slots `[j0, j1)` (of `K` per head). */
-function gatherHead(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, keep: usize, h: i32, j0: i32, j1: i32, L: i32, D: i32, K: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize): void {
+/** gather of head `h`'s output slots `[j0, j1)` (of `K` per head), of the values too when `values` is true. */
+function gatherHead(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, keep: usize, h: i32, j0: i32, j1: i32, L: i32, D: i32, K: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize, values: bool): void {
   const row = <usize>D << 2;
   const inRows = <usize>h * <usize>L;
   const outRows = <usize>h * <usize>K + <usize>j0;
-  gather(lk + inRows * row, lv + inRows * row, lp + (inRows << 2), lc + (inRows << 2), ls + (inRows << 2), keep + (outRows << 2), 1, L, D, j1 - j0, ok + outRows * row, ov + outRows * row, op + (outRows << 2), oc + (outRows << 2), os + (outRows << 2));
+  gatherRuns(lk + inRows * row, lv + inRows * row, lp + (inRows << 2), lc + (inRows << 2), ls + (inRows << 2), keep + (outRows << 2), 1, L, D, j1 - j0, ok + outRows * row, ov + outRows * row, op + (outRows << 2), oc + (outRows << 2), os + (outRows << 2), values);
 }
+
+/** `acc[0 .. D) = s * x[0 .. D)` (float32): the first term of a block-sum row, which is therefore never cleared first. */
+function storeScaled(acc: usize, x: usize, s: f32, D: i32): void {
+  const D4 = D & ~3;
+  const sv = f32x4.splat(s);
+  for (let d = 0; d < D4; d += 4) {
+    const off = <usize>d << 2;
+    v128.store(acc + off, f32x4.mul(sv, v128.load(x + off)));
+  }
+  for (let d = D4; d < D; d++) {
+    const off = <usize>d << 2;
+    store<f32>(acc + off, s * load<f32>(x + off));
+  }
+}
+
+/** `out[0 .. D) = x[0 .. D) + y[0 .. D)` (float32). */
+function sumRows2(out: usize, x: usize, y: usize, D: i32): void {
+  const D4 = D & ~3;
+  for (let d = 0; d < D4; d += 4) {
+    const off = <usize>d << 2;
+    v128.store(out + off, f32x4.add(v128.load(x + off), v128.load(y + off)));
+  }
+  for (let d = D4; d < D; d++) {
+    const off = <usize>d << 2;
+    store<f32>(out + off, load<f32>(x + off) + load<f32>(y + off));
+  }
+}
+
+/** `out[0 .. D) = (x[0 .. D) + y[0 .. D)) + z[0 .. D)` (float32). */
+function sumRows3(out: usize, x: usize, y: usize, z: usize, D: i32): void {
+  const D4 = D & ~3;
+  for (let d = 0; d < D4; d += 4) {
+    const off = <usize>d << 2;
+    v128.store(out + off, f32x4.add(f32x4.add(v128.load(x + off), v128.load(y + off)), v128.load(z + off)));
+  }
+  for (let d = D4; d < D; d++) {
+    const off = <usize>d << 2;
+    store<f32>(out + off, load<f32>(x + off) + load<f32>(y + off) + load<f32>(z + off));
+  }
+}
+
+// Per-row marks of the block being merged (int32, in the `fill` scratch, which the counting sort is done
+// with by then): a window starts at the row (so its `forward` row holds that row's own terms), a window
+// ends at the row (likewise `backward`), and from bit 2 up, 1 + the row whose `backward` row holds this
+// row's backward running sum (0: none, the sum is zero).
+const STARTS = 1;
+const ENDS = 2;
+const BACK_SHIFT = 2;
 
 /**
  * core's mergeIntoNeighbours (CaM) after validation: gather the kept slots (`keep` int32 [H, K]) into the
  * output layer, then add each source's gated value to its window of kept neighbours with the oracle's
  * block sums. Plan: `source`, `tStart`, `tCount` int32 [H, S], `gate` float32 [H, S]. Scratch: `order`
  * int32 [S], `firstOf` and `fill` int32 [K + 1], `forward` and `backward` float32 [K * D].
+ *
+ * Per block of B kept slots the values are written in one pass, `out[t] = (v[keep[t]] + forward[t]) +
+ * backward[t]`, instead of gathering them and adding the sums to the gathered rows afterwards; keys,
+ * positions, counts and scores are gathered by runs as in {@link gather}. The block sums are the oracle's
+ * without clearing two B x D blocks first: a row's first term is stored rather than added to zero, a row
+ * no window starts (or ends) at is not written, and the running sums skip such rows, reading the last
+ * written row instead (`forward` ascending, `backward` descending, through the marks above). Adding zero
+ * is exact, so every float32 value is the one the cleared blocks would give, in the same order: the
+ * terms of a row in the order of `order`, the forward sum `forward[t] = terms(t) + forward[t - 1]`, the
+ * backward sum `backward[t] = terms(t) + backward[t + 1]`, and `(v + forward) + backward`. A block with a
+ * window that neither reaches its end nor leaves it (CaM's plans have none) takes the oracle's general
+ * path on cleared blocks ({@link mergeBlockGeneral}).
  */
 export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, keep: usize, source: usize, tStart: usize, tCount: usize, gate: usize, H: i32, L: i32, D: i32, K: i32, S: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize, order: usize, firstOf: usize, fill: usize, forward: usize, backward: usize): void {
   const row = <usize>D << 2;
@@ -520,7 +588,7 @@ export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, 
       if (load<f32>(gate + (<usize>s << 2)) !== 0 && c > B) B = c;
     }
     if (B === 0) {
-      gatherHead(lk, lv, lp, lc, ls, keep, h, 0, K, L, D, K, ok, ov, op, oc, os);
+      gatherHead(lk, lv, lp, lc, ls, keep, h, 0, K, L, D, K, ok, ov, op, oc, os, true);
       continue;
     }
     const blocks = (K + B - 1) / B;
@@ -544,66 +612,167 @@ export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, 
         store<i32>(order + (<usize>q << 2), s);
       }
     }
+    const inRows = <usize>h * <usize>L;
+    const outRows = <usize>h * <usize>K;
+    const marks = fill;
+    // The forward running sum and the terms of one row (when it has several and the sum is not empty).
+    const sum = forward;
+    const terms = forward + row;
     for (let x = 0; x < blocks; x++) {
       const b0 = x * B;
       const b1 = min(K, b0 + B);
-      const width = (b1 - b0) * D;
-      // This block's kept slots are gathered just before their values are added to, so the rows are in cache.
-      gatherHead(lk, lv, lp, lc, ls, keep, h, b0, b1, L, D, K, ok, ov, op, oc, os);
-      memory.fill(forward, 0, <usize>width << 2);
-      memory.fill(backward, 0, <usize>width << 2);
-      let touched = false;
-      if (x > 0) {
-        for (let q = load<i32>(firstOf + (<usize>(x - 1) << 2)); q < load<i32>(firstOf + (<usize>x << 2)); q++) {
-          const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
-          const c = load<i32>(tCount + s);
-          const end = load<i32>(tStart + s) + c;
-          if (end <= b0) continue;
-          const src = lv + (<usize>h * <usize>L + <usize>load<i32>(source + s)) * row;
-          addScaled(backward + ((<usize>(end - 1 - b0) * <usize>D) << 2), src, <f32>(<f64>load<f32>(gate + s) / <f64>c), D);
-          touched = true;
-        }
+      const n = b1 - b0;
+      const prev0 = x > 0 ? load<i32>(firstOf + (<usize>(x - 1) << 2)) : 0;
+      const here0 = load<i32>(firstOf + (<usize>x << 2));
+      const here1 = load<i32>(firstOf + (<usize>(x + 1) << 2));
+      // The sweep below takes this block's windows in the order they start; CaM's are (sources ascending).
+      let general = false;
+      let at = b0;
+      for (let q = here0; q < here1; q++) {
+        const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
+        const a = load<i32>(tStart + s);
+        if (a + load<i32>(tCount + s) < b1 || a < at) general = true;
+        at = a;
       }
-      let inside = false;
-      for (let q = load<i32>(firstOf + (<usize>x << 2)); q < load<i32>(firstOf + (<usize>(x + 1) << 2)); q++) {
+      if (general) {
+        mergeBlockGeneral(lk, lv, lp, lc, ls, keep, source, tStart, tCount, gate, h, L, D, K, ok, ov, op, oc, os, order, prev0, here0, here1, b0, b1, forward, backward);
+        continue;
+      }
+      let ends = false;
+      for (let q = prev0; q < here0; q++) {
+        const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
+        if (load<i32>(tStart + s) + load<i32>(tCount + s) > b0) ends = true;
+      }
+      // Blocks no window reaches: a plain gather.
+      if (!ends && here0 === here1) {
+        gatherHead(lk, lv, lp, lc, ls, keep, h, b0, b1, L, D, K, ok, ov, op, oc, os, true);
+        continue;
+      }
+      memory.fill(marks, 0, <usize>n << 2);
+      // Windows that started in the previous block and run into this one: their prefix part, a term at the
+      // row they end at (their values were read one block ago, so they are in cache).
+      for (let q = prev0; q < here0; q++) {
         const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
         const c = load<i32>(tCount + s);
-        const a = load<i32>(tStart + s);
-        if (a + c < b1) {
-          inside = true;
-          continue;
-        }
-        const src = lv + (<usize>h * <usize>L + <usize>load<i32>(source + s)) * row;
-        addScaled(forward + ((<usize>(a - b0) * <usize>D) << 2), src, <f32>(<f64>load<f32>(gate + s) / <f64>c), D);
-        touched = true;
-      }
-      if (!touched && !inside) continue;
-      const rowBytes = <usize>D << 2;
-      for (let t = 1; t < b1 - b0; t++) addRow(forward + <usize>t * rowBytes, forward + <usize>(t - 1) * rowBytes, D);
-      for (let t = b1 - b0 - 2; t >= 0; t--) addRow(backward + <usize>t * rowBytes, backward + <usize>(t + 1) * rowBytes, D);
-      if (inside) {
-        for (let q = load<i32>(firstOf + (<usize>x << 2)); q < load<i32>(firstOf + (<usize>(x + 1) << 2)); q++) {
-          const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
-          const a = load<i32>(tStart + s);
-          const c = load<i32>(tCount + s);
-          if (a + c >= b1) continue;
-          const src = lv + (<usize>h * <usize>L + <usize>load<i32>(source + s)) * row;
-          const g = <f32>(<f64>load<f32>(gate + s) / <f64>c);
-          for (let t = a; t < a + c; t++) addScaled(forward + ((<usize>(t - b0) * <usize>D) << 2), src, g, D);
+        const end = load<i32>(tStart + s) + c;
+        if (end <= b0) continue;
+        const r = <usize>(end - 1 - b0);
+        const src = lv + (inRows + <usize>load<i32>(source + s)) * row;
+        const g = <f32>(<f64>load<f32>(gate + s) / <f64>c);
+        const m = load<i32>(marks + (r << 2));
+        if ((m & ENDS) !== 0) addScaled(backward + r * row, src, g, D);
+        else {
+          storeScaled(backward + r * row, src, g, D);
+          store<i32>(marks + (r << 2), m | ENDS);
         }
       }
-      // outV = (outV + forward) + backward.
-      const at = ov + ((<usize>(h * K + b0) * <usize>D) << 2);
-      const w4 = width & ~3;
-      for (let i = 0; i < w4; i += 4) {
-        const o4 = <usize>i << 2;
-        v128.store(at + o4, f32x4.add(f32x4.add(v128.load(at + o4), v128.load(forward + o4)), v128.load(backward + o4)));
+      // The backward running sum, descending over the rows with terms; every row notes which row holds its sum.
+      let last = -1;
+      for (let t = n - 1; t >= 0; t--) {
+        const p = marks + (<usize>t << 2);
+        const m = load<i32>(p);
+        if ((m & ENDS) !== 0) {
+          if (last >= 0) addRow(backward + <usize>t * row, backward + <usize>last * row, D);
+          last = t;
+        }
+        store<i32>(p, m | ((last + 1) << BACK_SHIFT));
       }
-      for (let i = w4; i < width; i++) {
-        const o4 = <usize>i << 2;
-        store<f32>(at + o4, load<f32>(at + o4) + load<f32>(forward + o4) + load<f32>(backward + o4));
+      // One ascending sweep: the terms of the windows starting at a row (CaM's sources just before that kept
+      // slot, so the values are read in address order), the forward sum, and the row's output.
+      let q = here0;
+      let started = false;
+      for (let t = 0; t < n; t++) {
+        const j = outRows + <usize>(b0 + t);
+        const i = inRows + <usize>load<i32>(keep + (j << 2));
+        if (q < here1 && load<i32>(tStart + (<usize>load<i32>(order + (<usize>q << 2)) << 2)) === b0 + t) {
+          // The row's terms in the order of `order`, then added to the running sum (terms(t) + forward[t - 1]).
+          const acc = started ? terms : sum;
+          let first = true;
+          for (; q < here1; q++) {
+            const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
+            if (load<i32>(tStart + s) !== b0 + t) break;
+            const src = lv + (inRows + <usize>load<i32>(source + s)) * row;
+            const g = <f32>(<f64>load<f32>(gate + s) / <f64>load<i32>(tCount + s));
+            if (first) {
+              if (started && (q + 1 === here1 || load<i32>(tStart + (<usize>load<i32>(order + (<usize>(q + 1) << 2)) << 2)) !== b0 + t)) {
+                // A single term: sum + g * v is terms(t) + forward[t - 1] with one rounding less to do.
+                addScaled(sum, src, g, D);
+                q++;
+                break;
+              }
+              storeScaled(acc, src, g, D);
+              first = false;
+            } else addScaled(acc, src, g, D);
+          }
+          if (started && !first) addRow(sum, terms, D);
+          started = true;
+        }
+        copyRow(ok + j * row, lk + i * row, row);
+        store<i32>(op + (j << 2), load<i32>(lp + (i << 2)));
+        store<i32>(oc + (j << 2), load<i32>(lc + (i << 2)));
+        store<i32>(os + (j << 2), load<i32>(ls + (i << 2)));
+        const back = (load<i32>(marks + (<usize>t << 2)) >> BACK_SHIFT) - 1;
+        const out = ov + j * row;
+        const v = lv + i * row;
+        if (started) {
+          if (back >= 0) sumRows3(out, v, sum, backward + <usize>back * row, D);
+          else sumRows2(out, v, sum, D);
+        } else if (back >= 0) sumRows2(out, v, backward + <usize>back * row, D);
+        else copyRow(out, v, row);
       }
     }
+  }
+}
+
+/**
+ * One block of {@link mergeIntoNeighbours} as the oracle does it, on cleared `forward` and `backward` blocks:
+ * for blocks with a window inside them, whose terms go to every target after the running sums.
+ * `order[prev0 .. here0)` are the previous block's sources, `order[here0 .. here1)` this block's.
+ */
+function mergeBlockGeneral(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, keep: usize, source: usize, tStart: usize, tCount: usize, gate: usize, h: i32, L: i32, D: i32, K: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize, order: usize, prev0: i32, here0: i32, here1: i32, b0: i32, b1: i32, forward: usize, backward: usize): void {
+  const row = <usize>D << 2;
+  const width = (b1 - b0) * D;
+  gatherHead(lk, lv, lp, lc, ls, keep, h, b0, b1, L, D, K, ok, ov, op, oc, os, true);
+  memory.fill(forward, 0, <usize>width << 2);
+  memory.fill(backward, 0, <usize>width << 2);
+  for (let q = prev0; q < here0; q++) {
+    const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
+    const c = load<i32>(tCount + s);
+    const end = load<i32>(tStart + s) + c;
+    if (end <= b0) continue;
+    const src = lv + (<usize>h * <usize>L + <usize>load<i32>(source + s)) * row;
+    addScaled(backward + ((<usize>(end - 1 - b0) * <usize>D) << 2), src, <f32>(<f64>load<f32>(gate + s) / <f64>c), D);
+  }
+  for (let q = here0; q < here1; q++) {
+    const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
+    const c = load<i32>(tCount + s);
+    const a = load<i32>(tStart + s);
+    if (a + c < b1) continue;
+    const src = lv + (<usize>h * <usize>L + <usize>load<i32>(source + s)) * row;
+    addScaled(forward + ((<usize>(a - b0) * <usize>D) << 2), src, <f32>(<f64>load<f32>(gate + s) / <f64>c), D);
+  }
+  for (let t = 1; t < b1 - b0; t++) addRow(forward + <usize>t * row, forward + <usize>(t - 1) * row, D);
+  for (let t = b1 - b0 - 2; t >= 0; t--) addRow(backward + <usize>t * row, backward + <usize>(t + 1) * row, D);
+  // Windows that neither reach their block's end nor leave it: added to each target.
+  for (let q = here0; q < here1; q++) {
+    const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
+    const a = load<i32>(tStart + s);
+    const c = load<i32>(tCount + s);
+    if (a + c >= b1) continue;
+    const src = lv + (<usize>h * <usize>L + <usize>load<i32>(source + s)) * row;
+    const g = <f32>(<f64>load<f32>(gate + s) / <f64>c);
+    for (let t = a; t < a + c; t++) addScaled(forward + ((<usize>(t - b0) * <usize>D) << 2), src, g, D);
+  }
+  // outV = (outV + forward) + backward.
+  const at = ov + ((<usize>(h * K + b0) * <usize>D) << 2);
+  const w4 = width & ~3;
+  for (let i = 0; i < w4; i += 4) {
+    const o4 = <usize>i << 2;
+    v128.store(at + o4, f32x4.add(f32x4.add(v128.load(at + o4), v128.load(forward + o4)), v128.load(backward + o4)));
+  }
+  for (let i = w4; i < width; i++) {
+    const o4 = <usize>i << 2;
+    store<f32>(at + o4, load<f32>(at + o4) + load<f32>(forward + o4) + load<f32>(backward + o4));
   }
 }
 
