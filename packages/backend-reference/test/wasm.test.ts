@@ -234,27 +234,6 @@ describe('reference backend: wasm kernels', () => {
     );
   });
 
-  it("mergeIntoNeighbours on CaM's own windows (every window reaching its block's end, starts ascending) is within 1e-5 of the TypeScript reference", () => {
-    // The wasm kernel sweeps such blocks in one pass (neighbourPlan's random windows mostly take its general path).
-    fc.assert(
-      fc.property(shape, fc.integer({ min: 1, max: 8 }), fc.double({ min: 0.05, max: 1, noNaN: true }), fc.boolean(), (s, m, keptShare, fractional) => {
-        const K = Math.max(1, Math.round(s.length * keptShare));
-        const ls = layers(s);
-        const plan = camWindowPlan(s, K, m, fractional);
-        const want = jsKernels.mergeIntoNeighbours(ls.at(-1)!, plan);
-        let one: ReturnType<typeof bits> | undefined;
-        onAll.forEach((kv, b) => {
-          const onWasm = Object.fromEntries(Object.entries(plan).map(([key, t]) => [key, kv.fromHost(t)])) as typeof plan;
-          const got = kv.mergeIntoNeighbours(ls[b]!, onWasm);
-          expectNear(got, want, 'mergeIntoNeighbours');
-          if (one === undefined) one = bits(got);
-          else expect(bits(got)).toEqual(one);
-        });
-      }),
-      runs,
-    );
-  });
-
   it('both merges stay within 1e-5 at the benchmark head size (headDim 128, runs and windows as KVMerger and CaM make them)', () => {
     for (const seed of [1, 2, 3]) {
       const s = { heads: 3, length: 700, headDim: 128, seed };
@@ -274,6 +253,28 @@ describe('reference backend: wasm kernels', () => {
     expect(worst.mergeIntoNeighbours).toBeGreaterThan(0);
     expect(worst.mergeSegments).toBeLessThan(1e-6);
     expect(worst.mergeIntoNeighbours).toBeLessThan(1e-6);
+  });
+
+  it("mergeIntoNeighbours on CaM's own windows (every window reaching its block's end, starts ascending) is within 1e-5 of the TypeScript reference", () => {
+    // The wasm kernel sweeps such blocks in one pass (neighbourPlan's random windows mostly take its general path).
+    // After the benchmark-size test, whose bound on the worst difference seen is about realistic shapes.
+    fc.assert(
+      fc.property(shape, fc.integer({ min: 1, max: 8 }), fc.double({ min: 0.05, max: 1, noNaN: true }), fc.boolean(), (s, m, keptShare, fractional) => {
+        const K = Math.max(1, Math.round(s.length * keptShare));
+        const ls = layers(s);
+        const plan = camWindowPlan(s, K, m, fractional);
+        const want = jsKernels.mergeIntoNeighbours(ls.at(-1)!, plan);
+        let one: ReturnType<typeof bits> | undefined;
+        onAll.forEach((kv, b) => {
+          const onWasm = Object.fromEntries(Object.entries(plan).map(([key, t]) => [key, kv.fromHost(t)])) as typeof plan;
+          const got = kv.mergeIntoNeighbours(ls[b]!, onWasm);
+          expectNear(got, want, 'mergeIntoNeighbours');
+          if (one === undefined) one = bits(got);
+          else expect(bits(got)).toEqual(one);
+        });
+      }),
+      runs,
+    );
   });
 
   it('plans with one corrupted entry are refused with the same error as on the TypeScript reference (the wasm screens)', () => {

@@ -552,11 +552,9 @@ function sumRows3(out: usize, x: usize, y: usize, z: usize, D: i32): void {
   }
 }
 
-// Per-row marks of the block being merged (int32, in the `fill` scratch, which the counting sort is done
-// with by then): a window starts at the row (so its `forward` row holds that row's own terms), a window
-// ends at the row (likewise `backward`), and from bit 2 up, 1 + the row whose `backward` row holds this
-// row's backward running sum (0: none, the sum is zero).
-const STARTS = 1;
+// Per-row marks of a block (int32, in the `fill` scratch, which the counting sort is done with by then):
+// some window ends at the row (its `backward` row holds the row's terms), and from bit 2 up, 1 + the row
+// whose `backward` row holds this row's backward running sum (0: none, the sum is zero).
 const ENDS = 2;
 const BACK_SHIFT = 2;
 
@@ -566,17 +564,25 @@ const BACK_SHIFT = 2;
  * block sums. Plan: `source`, `tStart`, `tCount` int32 [H, S], `gate` float32 [H, S]. Scratch: `order`
  * int32 [S], `firstOf` and `fill` int32 [K + 1], `forward` and `backward` float32 [K * D].
  *
- * Per block of B kept slots the values are written in one pass, `out[t] = (v[keep[t]] + forward[t]) +
- * backward[t]`, instead of gathering them and adding the sums to the gathered rows afterwards; keys,
- * positions, counts and scores are gathered by runs as in {@link gather}. The block sums are the oracle's
- * without clearing two B x D blocks first: a row's first term is stored rather than added to zero, a row
- * no window starts (or ends) at is not written, and the running sums skip such rows, reading the last
- * written row instead (`forward` ascending, `backward` descending, through the marks above). Adding zero
- * is exact, so every float32 value is the one the cleared blocks would give, in the same order: the
- * terms of a row in the order of `order`, the forward sum `forward[t] = terms(t) + forward[t - 1]`, the
- * backward sum `backward[t] = terms(t) + backward[t + 1]`, and `(v + forward) + backward`. A block with a
- * window that neither reaches its end nor leaves it (CaM's plans have none) takes the oracle's general
- * path on cleared blocks ({@link mergeBlockGeneral}).
+ * Per block of B kept slots, one ascending sweep writes each row's key, position, count, score and value
+ * `out[t] = (v[keep[t]] + forward[t]) + backward[t]` together (the input rows are read in address order,
+ * keys and values side by side, instead of gathering them and read-modify-writing the values afterwards),
+ * adding the terms of the windows that start at a row as it gets there: CaM's sources lie just before the
+ * kept slot their window starts at, so their values are read in the same ascending pass.
+ *
+ * The block sums are the oracle's without clearing B x D blocks first: a row's first term is stored rather
+ * than added to zero, rows no window ends at are not written, and the running sums skip such rows, reading
+ * the last written row instead (`forward`: the row of the sum so far; `backward`: through the marks above).
+ * A row's terms that run into the next block are left in the row of that block's `backward` they end at
+ * (two sets of rows, alternating by block), so the next block reads neither those values nor their gates
+ * again; that needs all of the row's windows to end at one row, and when another row's windows end there
+ * too (CaM's near the end of the kept set) the terms are added there one by one instead. Adding zero is
+ * exact, so every float32 value is the one cleared blocks would give, in the same order: the terms of a
+ * row in the order of `order`, `forward[t] = terms(t) + forward[t - 1]`, `backward[t] = terms(t) +
+ * backward[t + 1]`, and `(v + forward) + backward` (float32 addition is commutative, so `forward[t - 1] +
+ * terms(t)` is the same value). A block with a window that neither reaches its end nor leaves it, or
+ * with windows out of order (CaM's plans have neither), takes the oracle's path on cleared blocks
+ * ({@link mergeBlockGeneral}).
  */
 export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, keep: usize, source: usize, tStart: usize, tCount: usize, gate: usize, H: i32, L: i32, D: i32, K: i32, S: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize, order: usize, firstOf: usize, fill: usize, forward: usize, backward: usize): void {
   const row = <usize>D << 2;
@@ -614,17 +620,29 @@ export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, 
     }
     const inRows = <usize>h * <usize>L;
     const outRows = <usize>h * <usize>K;
-    const marks = fill;
-    // The forward running sum and the terms of one row (when it has several and the sum is not empty).
+    // The forward running sum, and the terms of a row that go nowhere else.
     const sum = forward;
     const terms = forward + row;
+    const marks = fill;
+    // Whether this block's backward terms and marks were left by the previous block's sweep, and whether any were.
+    let ready = false;
+    let readyEnds = false;
     for (let x = 0; x < blocks; x++) {
       const b0 = x * B;
       const b1 = min(K, b0 + B);
       const n = b1 - b0;
+      const n1 = x + 1 < blocks ? min(K, b1 + B) - b1 : 0;
       const prev0 = x > 0 ? load<i32>(firstOf + (<usize>(x - 1) << 2)) : 0;
       const here0 = load<i32>(firstOf + (<usize>x << 2));
       const here1 = load<i32>(firstOf + (<usize>(x + 1) << 2));
+      // Backward rows and marks of this block and the next, alternating between the first B rows and the
+      // next ones (block x at row (x & 1) * B: an odd block starts at b0 >= B, so b0 + n <= K bounds both).
+      const cur = <usize>(x & 1) * <usize>B;
+      const nxt = <usize>B - cur;
+      const back = backward + cur * row;
+      const mark = marks + (cur << 2);
+      const backNext = backward + nxt * row;
+      const markNext = marks + (nxt << 2);
       // The sweep below takes this block's windows in the order they start; CaM's are (sources ascending).
       let general = false;
       let at = b0;
@@ -636,90 +654,127 @@ export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, 
       }
       if (general) {
         mergeBlockGeneral(lk, lv, lp, lc, ls, keep, source, tStart, tCount, gate, h, L, D, K, ok, ov, op, oc, os, order, prev0, here0, here1, b0, b1, forward, backward);
+        ready = false;
         continue;
       }
-      let ends = false;
-      for (let q = prev0; q < here0; q++) {
-        const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
-        if (load<i32>(tStart + s) + load<i32>(tCount + s) > b0) ends = true;
+      let ends = readyEnds;
+      if (!ready) {
+        ends = false;
+        for (let q = prev0; q < here0; q++) {
+          const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
+          if (load<i32>(tStart + s) + load<i32>(tCount + s) > b0) ends = true;
+        }
       }
       // Blocks no window reaches: a plain gather.
       if (!ends && here0 === here1) {
         gatherHead(lk, lv, lp, lc, ls, keep, h, b0, b1, L, D, K, ok, ov, op, oc, os, true);
+        ready = false;
         continue;
       }
-      memory.fill(marks, 0, <usize>n << 2);
-      // Windows that started in the previous block and run into this one: their prefix part, a term at the
-      // row they end at (their values were read one block ago, so they are in cache).
-      for (let q = prev0; q < here0; q++) {
-        const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
-        const c = load<i32>(tCount + s);
-        const end = load<i32>(tStart + s) + c;
-        if (end <= b0) continue;
-        const r = <usize>(end - 1 - b0);
-        const src = lv + (inRows + <usize>load<i32>(source + s)) * row;
-        const g = <f32>(<f64>load<f32>(gate + s) / <f64>c);
-        const m = load<i32>(marks + (r << 2));
-        if ((m & ENDS) !== 0) addScaled(backward + r * row, src, g, D);
-        else {
-          storeScaled(backward + r * row, src, g, D);
-          store<i32>(marks + (r << 2), m | ENDS);
+      if (!ready) {
+        // Windows that started in the previous block and run into this one: their prefix part, a term at the
+        // row they end at (their values were read one block ago, so they are in cache).
+        memory.fill(mark, 0, <usize>n << 2);
+        for (let q = prev0; q < here0; q++) {
+          const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
+          const c = load<i32>(tCount + s);
+          const end = load<i32>(tStart + s) + c;
+          if (end <= b0) continue;
+          const r = <usize>(end - 1 - b0);
+          const src = lv + (inRows + <usize>load<i32>(source + s)) * row;
+          const g = <f32>(<f64>load<f32>(gate + s) / <f64>c);
+          const m = load<i32>(mark + (r << 2));
+          if ((m & ENDS) !== 0) addScaled(back + r * row, src, g, D);
+          else {
+            storeScaled(back + r * row, src, g, D);
+            store<i32>(mark + (r << 2), m | ENDS);
+          }
         }
       }
       // The backward running sum, descending over the rows with terms; every row notes which row holds its sum.
       let last = -1;
       for (let t = n - 1; t >= 0; t--) {
-        const p = marks + (<usize>t << 2);
+        const p = mark + (<usize>t << 2);
         const m = load<i32>(p);
         if ((m & ENDS) !== 0) {
-          if (last >= 0) addRow(backward + <usize>t * row, backward + <usize>last * row, D);
+          if (last >= 0) addRow(back + <usize>t * row, back + <usize>last * row, D);
           last = t;
         }
         store<i32>(p, m | ((last + 1) << BACK_SHIFT));
       }
       // One ascending sweep: the terms of the windows starting at a row (CaM's sources just before that kept
-      // slot, so the values are read in address order), the forward sum, and the row's output.
+      // slot, so the values are read in address order), the forward sum, and the row's output. The terms of
+      // windows that run into the next block are written where that block's backward sum wants them (the row
+      // they end at), so it need not read those values again, when all windows of the row end at the same
+      // row (CaM's do) and no other row's windows do (else they are added there one by one, in order).
+      if (n1 > 0) memory.fill(markNext, 0, <usize>n1 << 2);
+      let complete = n1 > 0;
+      let nextEnds = false;
       let q = here0;
-      let started = false;
+      let started = false; // whether a window has started in this block yet
+      let sumAt = sum; // the row holding the forward sum once one has
       for (let t = 0; t < n; t++) {
         const j = outRows + <usize>(b0 + t);
         const i = inRows + <usize>load<i32>(keep + (j << 2));
         if (q < here1 && load<i32>(tStart + (<usize>load<i32>(order + (<usize>q << 2)) << 2)) === b0 + t) {
-          // The row's terms in the order of `order`, then added to the running sum (terms(t) + forward[t - 1]).
-          const acc = started ? terms : sum;
-          let first = true;
-          for (; q < here1; q++) {
-            const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
+          // The windows starting here: order[q .. q2), all `c` wide or not (`uniform`).
+          const c = load<i32>(tCount + (<usize>load<i32>(order + (<usize>q << 2)) << 2));
+          let q2 = q + 1;
+          let uniform = true;
+          for (; q2 < here1; q2++) {
+            const s = <usize>load<i32>(order + (<usize>q2 << 2)) << 2;
             if (load<i32>(tStart + s) !== b0 + t) break;
+            if (load<i32>(tCount + s) !== c) uniform = false;
+          }
+          const e = b0 + t + c - 1 - b1; // the row of the next block they end at (when uniform and >= 0)
+          let dst = started ? terms : sum;
+          let shared = false; // another row's windows end at row e too
+          if (!uniform) complete = false;
+          else if (e >= 0 && complete) {
+            if ((load<i32>(markNext + (<usize>e << 2)) & ENDS) === 0) {
+              dst = backNext + <usize>e * row;
+              store<i32>(markNext + (<usize>e << 2), ENDS);
+              nextEnds = true;
+            } else shared = true;
+          }
+          // terms(t) in the order of `order`, then forward[t] = terms(t) + forward[t - 1].
+          for (let p = q; p < q2; p++) {
+            const s = <usize>load<i32>(order + (<usize>p << 2)) << 2;
             const src = lv + (inRows + <usize>load<i32>(source + s)) * row;
             const g = <f32>(<f64>load<f32>(gate + s) / <f64>load<i32>(tCount + s));
-            if (first) {
-              if (started && (q + 1 === here1 || load<i32>(tStart + (<usize>load<i32>(order + (<usize>(q + 1) << 2)) << 2)) !== b0 + t)) {
-                // A single term: sum + g * v is terms(t) + forward[t - 1] with one rounding less to do.
-                addScaled(sum, src, g, D);
-                q++;
-                break;
-              }
-              storeScaled(acc, src, g, D);
-              first = false;
-            } else addScaled(acc, src, g, D);
+            if (p === q) storeScaled(dst, src, g, D);
+            else addScaled(dst, src, g, D);
           }
-          if (started && !first) addRow(sum, terms, D);
+          if (!started) sumAt = dst;
+          else {
+            sumRows2(sum, sumAt, dst, D);
+            sumAt = sum;
+          }
           started = true;
+          if (shared) {
+            const r = backNext + <usize>e * row;
+            for (let p = q; p < q2; p++) {
+              const s = <usize>load<i32>(order + (<usize>p << 2)) << 2;
+              addScaled(r, lv + (inRows + <usize>load<i32>(source + s)) * row, <f32>(<f64>load<f32>(gate + s) / <f64>load<i32>(tCount + s)), D);
+            }
+          }
+          q = q2;
         }
         copyRow(ok + j * row, lk + i * row, row);
         store<i32>(op + (j << 2), load<i32>(lp + (i << 2)));
         store<i32>(oc + (j << 2), load<i32>(lc + (i << 2)));
         store<i32>(os + (j << 2), load<i32>(ls + (i << 2)));
-        const back = (load<i32>(marks + (<usize>t << 2)) >> BACK_SHIFT) - 1;
+        const b = (load<i32>(mark + (<usize>t << 2)) >> BACK_SHIFT) - 1;
         const out = ov + j * row;
         const v = lv + i * row;
         if (started) {
-          if (back >= 0) sumRows3(out, v, sum, backward + <usize>back * row, D);
-          else sumRows2(out, v, sum, D);
-        } else if (back >= 0) sumRows2(out, v, backward + <usize>back * row, D);
+          if (b >= 0) sumRows3(out, v, sumAt, back + <usize>b * row, D);
+          else sumRows2(out, v, sumAt, D);
+        } else if (b >= 0) sumRows2(out, v, back + <usize>b * row, D);
         else copyRow(out, v, row);
       }
+      ready = complete;
+      readyEnds = nextEnds;
     }
   }
 }
