@@ -526,10 +526,17 @@ function storeScaled(acc: usize, x: usize, s: f32, D: i32): void {
   }
 }
 
-/** `out[0 .. D) = x[0 .. D) + y[0 .. D)` (float32). */
+/** `out[0 .. D) = x[0 .. D) + y[0 .. D)` (float32; two vectors a step, as {@link copyRow}: the sweep's per-row work). */
 function sumRows2(out: usize, x: usize, y: usize, D: i32): void {
   const D4 = D & ~3;
-  for (let d = 0; d < D4; d += 4) {
+  const D8 = D & ~7;
+  let d0 = 0;
+  for (; d0 < D8; d0 += 8) {
+    const off = <usize>d0 << 2;
+    v128.store(out + off, f32x4.add(v128.load(x + off), v128.load(y + off)));
+    v128.store(out + off, f32x4.add(v128.load(x + off, 16), v128.load(y + off, 16)), 16);
+  }
+  for (let d = d0; d < D4; d += 4) {
     const off = <usize>d << 2;
     v128.store(out + off, f32x4.add(v128.load(x + off), v128.load(y + off)));
   }
@@ -539,10 +546,17 @@ function sumRows2(out: usize, x: usize, y: usize, D: i32): void {
   }
 }
 
-/** `out[0 .. D) = (x[0 .. D) + y[0 .. D)) + z[0 .. D)` (float32). */
+/** `out[0 .. D) = (x[0 .. D) + y[0 .. D)) + z[0 .. D)` (float32; two vectors a step). */
 function sumRows3(out: usize, x: usize, y: usize, z: usize, D: i32): void {
   const D4 = D & ~3;
-  for (let d = 0; d < D4; d += 4) {
+  const D8 = D & ~7;
+  let d0 = 0;
+  for (; d0 < D8; d0 += 8) {
+    const off = <usize>d0 << 2;
+    v128.store(out + off, f32x4.add(f32x4.add(v128.load(x + off), v128.load(y + off)), v128.load(z + off)));
+    v128.store(out + off, f32x4.add(f32x4.add(v128.load(x + off, 16), v128.load(y + off, 16)), v128.load(z + off, 16)), 16);
+  }
+  for (let d = d0; d < D4; d += 4) {
     const off = <usize>d << 2;
     v128.store(out + off, f32x4.add(f32x4.add(v128.load(x + off), v128.load(y + off)), v128.load(z + off)));
   }
