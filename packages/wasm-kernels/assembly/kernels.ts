@@ -188,23 +188,20 @@ export function adjacentCosine(k: usize, out: usize, H: i32, L: i32, D: i32): vo
   for (; o < bytes; o += 4) store<i32>(dst + o, load<i32>(src + o));
 }
 
-/**
- * Copy `n` consecutive slot rows of every field (core's copySlots), or of every field but the values when
- * `values` is false (mergeIntoNeighbours writes those itself). Rows are slot indices `h * length + slot`.
- */
-function copySlots(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, src: usize, ok: usize, ov: usize, op: usize, oc: usize, os: usize, dst: usize, n: usize, row: usize, values: bool): void {
+/** Copy `n` consecutive slot rows of every field (core's copySlots). Rows are slot indices `h * length + slot`. */
+function copySlots(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, src: usize, ok: usize, ov: usize, op: usize, oc: usize, os: usize, dst: usize, n: usize, row: usize): void {
   if (n === 1) {
     // One slot (H2O's scattered heavy hitters): an inline vector copy of the two rows and plain moves of
     // the three scalars cost less than five bulk-copy calls.
     copyRow(ok + dst * row, lk + src * row, row);
-    if (values) copyRow(ov + dst * row, lv + src * row, row);
+    copyRow(ov + dst * row, lv + src * row, row);
     store<i32>(op + (dst << 2), load<i32>(lp + (src << 2)));
     store<i32>(oc + (dst << 2), load<i32>(lc + (src << 2)));
     store<i32>(os + (dst << 2), load<i32>(ls + (src << 2)));
     return;
   }
   memory.copy(ok + dst * row, lk + src * row, n * row);
-  if (values) memory.copy(ov + dst * row, lv + src * row, n * row);
+  memory.copy(ov + dst * row, lv + src * row, n * row);
   memory.copy(op + (dst << 2), lp + (src << 2), n << 2);
   memory.copy(oc + (dst << 2), lc + (src << 2), n << 2);
   memory.copy(os + (dst << 2), ls + (src << 2), n << 2);
@@ -215,11 +212,6 @@ function copySlots(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, src: u
  * [H, k] into the output layer of k slots per head. Runs of consecutive source slots move as one copy.
  */
 export function gather(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, idx: usize, H: i32, L: i32, D: i32, k: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize): void {
-  gatherRuns(lk, lv, lp, lc, ls, idx, H, L, D, k, ok, ov, op, oc, os, true);
-}
-
-/** {@link gather}, of the values too when `values` is true. */
-function gatherRuns(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, idx: usize, H: i32, L: i32, D: i32, k: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize, values: bool): void {
   const row = <usize>D << 2;
   for (let h = 0; h < H; h++) {
     const rowBase = <usize>h * <usize>L;
@@ -229,7 +221,7 @@ function gatherRuns(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, idx: 
       const first = load<i32>(idx + ((outBase + <usize>j) << 2));
       let e = j + 1;
       while (e < k && load<i32>(idx + ((outBase + <usize>e) << 2)) === first + (e - j)) e++;
-      copySlots(lk, lv, lp, lc, ls, rowBase + <usize>first, ok, ov, op, oc, os, outBase + <usize>j, <usize>(e - j), row, values);
+      copySlots(lk, lv, lp, lc, ls, rowBase + <usize>first, ok, ov, op, oc, os, outBase + <usize>j, <usize>(e - j), row);
       j = e;
     }
   }
@@ -284,7 +276,7 @@ export function mergeSegments(lk: usize, lv: usize, lp: usize, lc: usize, ls: us
       if (en - st === 1) {
         let n = 1;
         while (o + n < M && load<i32>(end + ((ho + <usize>n) << 2)) - load<i32>(start + ((ho + <usize>n) << 2)) === 1 && load<i32>(start + ((ho + <usize>n) << 2)) === st + n) n++;
-        copySlots(lk, lv, lp, lc, ls, rowBase + <usize>st, ok, ov, op, oc, os, ho, <usize>n, row, true);
+        copySlots(lk, lv, lp, lc, ls, rowBase + <usize>st, ok, ov, op, oc, os, ho, <usize>n, row);
         o += n;
         continue;
       }
@@ -504,12 +496,24 @@ function addRow(acc: usize, y: usize, n: i32): void {
   }
 }
 
-/** gather of head `h`'s output slots `[j0, j1)` (of `K` per head), of the values too when `values` is true. */
-function gatherHead(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, keep: usize, h: i32, j0: i32, j1: i32, L: i32, D: i32, K: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize, values: bool): void {
+/**
+ * gather of head `h`'s output slots `[j0, j1)` (of `K` per head), slot by slot, each slot's key, scalars and
+ * value together: keys and values then stream side by side, which measured faster here than {@link gather}'s
+ * bulk copies of a run's keys and then its values (a tenth less mergeIntoNeighbours time on the benchmark's
+ * CaM plans, half of whose blocks no window reaches).
+ */
+function gatherHead(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, keep: usize, h: i32, j0: i32, j1: i32, L: i32, D: i32, K: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize): void {
   const row = <usize>D << 2;
   const inRows = <usize>h * <usize>L;
-  const outRows = <usize>h * <usize>K + <usize>j0;
-  gatherRuns(lk + inRows * row, lv + inRows * row, lp + (inRows << 2), lc + (inRows << 2), ls + (inRows << 2), keep + (outRows << 2), 1, L, D, j1 - j0, ok + outRows * row, ov + outRows * row, op + (outRows << 2), oc + (outRows << 2), os + (outRows << 2), values);
+  for (let t = j0; t < j1; t++) {
+    const j = <usize>h * <usize>K + <usize>t;
+    const i = inRows + <usize>load<i32>(keep + (j << 2));
+    copyRow(ok + j * row, lk + i * row, row);
+    store<i32>(op + (j << 2), load<i32>(lp + (i << 2)));
+    store<i32>(oc + (j << 2), load<i32>(lc + (i << 2)));
+    store<i32>(os + (j << 2), load<i32>(ls + (i << 2)));
+    copyRow(ov + j * row, lv + i * row, row);
+  }
 }
 
 /** `acc[0 .. D) = s * x[0 .. D)` (float32): the first term of a block-sum row, which is therefore never cleared first. */
@@ -608,7 +612,7 @@ export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, 
       if (load<f32>(gate + (<usize>s << 2)) !== 0 && c > B) B = c;
     }
     if (B === 0) {
-      gatherHead(lk, lv, lp, lc, ls, keep, h, 0, K, L, D, K, ok, ov, op, oc, os, true);
+      gatherHead(lk, lv, lp, lc, ls, keep, h, 0, K, L, D, K, ok, ov, op, oc, os);
       continue;
     }
     const blocks = (K + B - 1) / B;
@@ -681,7 +685,7 @@ export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, 
       }
       // Blocks no window reaches: a plain gather.
       if (!ends && here0 === here1) {
-        gatherHead(lk, lv, lp, lc, ls, keep, h, b0, b1, L, D, K, ok, ov, op, oc, os, true);
+        gatherHead(lk, lv, lp, lc, ls, keep, h, b0, b1, L, D, K, ok, ov, op, oc, os);
         ready = false;
         continue;
       }
@@ -801,7 +805,7 @@ export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, 
 function mergeBlockGeneral(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, keep: usize, source: usize, tStart: usize, tCount: usize, gate: usize, h: i32, L: i32, D: i32, K: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize, order: usize, prev0: i32, here0: i32, here1: i32, b0: i32, b1: i32, forward: usize, backward: usize): void {
   const row = <usize>D << 2;
   const width = (b1 - b0) * D;
-  gatherHead(lk, lv, lp, lc, ls, keep, h, b0, b1, L, D, K, ok, ov, op, oc, os, true);
+  gatherHead(lk, lv, lp, lc, ls, keep, h, b0, b1, L, D, K, ok, ov, op, oc, os);
   memory.fill(forward, 0, <usize>width << 2);
   memory.fill(backward, 0, <usize>width << 2);
   for (let q = prev0; q < here0; q++) {
