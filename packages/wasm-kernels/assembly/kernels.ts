@@ -496,19 +496,111 @@ function addRow(acc: usize, y: usize, n: i32): void {
   }
 }
 
-/** gather of head `h`'s output slots `[j0, j1)` (of `K` per head). */
+/**
+ * gather of head `h`'s output slots `[j0, j1)` (of `K` per head), slot by slot, each slot's key, scalars and
+ * value together: keys and values then stream side by side, which measured faster here than {@link gather}'s
+ * bulk copies of a run's keys and then its values (a tenth less mergeIntoNeighbours time on the benchmark's
+ * CaM plans, half of whose blocks no window reaches).
+ */
 function gatherHead(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, keep: usize, h: i32, j0: i32, j1: i32, L: i32, D: i32, K: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize): void {
   const row = <usize>D << 2;
   const inRows = <usize>h * <usize>L;
-  const outRows = <usize>h * <usize>K + <usize>j0;
-  gather(lk + inRows * row, lv + inRows * row, lp + (inRows << 2), lc + (inRows << 2), ls + (inRows << 2), keep + (outRows << 2), 1, L, D, j1 - j0, ok + outRows * row, ov + outRows * row, op + (outRows << 2), oc + (outRows << 2), os + (outRows << 2));
+  for (let t = j0; t < j1; t++) {
+    const j = <usize>h * <usize>K + <usize>t;
+    const i = inRows + <usize>load<i32>(keep + (j << 2));
+    copyRow(ok + j * row, lk + i * row, row);
+    store<i32>(op + (j << 2), load<i32>(lp + (i << 2)));
+    store<i32>(oc + (j << 2), load<i32>(lc + (i << 2)));
+    store<i32>(os + (j << 2), load<i32>(ls + (i << 2)));
+    copyRow(ov + j * row, lv + i * row, row);
+  }
 }
+
+/** `acc[0 .. D) = s * x[0 .. D)` (float32): the first term of a block-sum row, which is therefore never cleared first. */
+function storeScaled(acc: usize, x: usize, s: f32, D: i32): void {
+  const D4 = D & ~3;
+  const sv = f32x4.splat(s);
+  for (let d = 0; d < D4; d += 4) {
+    const off = <usize>d << 2;
+    v128.store(acc + off, f32x4.mul(sv, v128.load(x + off)));
+  }
+  for (let d = D4; d < D; d++) {
+    const off = <usize>d << 2;
+    store<f32>(acc + off, s * load<f32>(x + off));
+  }
+}
+
+/** `out[0 .. D) = x[0 .. D) + y[0 .. D)` (float32; two vectors a step, as {@link copyRow}: the sweep's per-row work). */
+function sumRows2(out: usize, x: usize, y: usize, D: i32): void {
+  const D4 = D & ~3;
+  const D8 = D & ~7;
+  let d0 = 0;
+  for (; d0 < D8; d0 += 8) {
+    const off = <usize>d0 << 2;
+    v128.store(out + off, f32x4.add(v128.load(x + off), v128.load(y + off)));
+    v128.store(out + off, f32x4.add(v128.load(x + off, 16), v128.load(y + off, 16)), 16);
+  }
+  for (let d = d0; d < D4; d += 4) {
+    const off = <usize>d << 2;
+    v128.store(out + off, f32x4.add(v128.load(x + off), v128.load(y + off)));
+  }
+  for (let d = D4; d < D; d++) {
+    const off = <usize>d << 2;
+    store<f32>(out + off, load<f32>(x + off) + load<f32>(y + off));
+  }
+}
+
+/** `out[0 .. D) = (x[0 .. D) + y[0 .. D)) + z[0 .. D)` (float32; two vectors a step). */
+function sumRows3(out: usize, x: usize, y: usize, z: usize, D: i32): void {
+  const D4 = D & ~3;
+  const D8 = D & ~7;
+  let d0 = 0;
+  for (; d0 < D8; d0 += 8) {
+    const off = <usize>d0 << 2;
+    v128.store(out + off, f32x4.add(f32x4.add(v128.load(x + off), v128.load(y + off)), v128.load(z + off)));
+    v128.store(out + off, f32x4.add(f32x4.add(v128.load(x + off, 16), v128.load(y + off, 16)), v128.load(z + off, 16)), 16);
+  }
+  for (let d = d0; d < D4; d += 4) {
+    const off = <usize>d << 2;
+    v128.store(out + off, f32x4.add(f32x4.add(v128.load(x + off), v128.load(y + off)), v128.load(z + off)));
+  }
+  for (let d = D4; d < D; d++) {
+    const off = <usize>d << 2;
+    store<f32>(out + off, load<f32>(x + off) + load<f32>(y + off) + load<f32>(z + off));
+  }
+}
+
+// Per-row marks of a block (int32, in the `fill` scratch, which the counting sort is done with by then):
+// some window ends at the row (its `backward` row holds the row's terms), and from bit 2 up, 1 + the row
+// whose `backward` row holds this row's backward running sum (0: none, the sum is zero).
+const ENDS = 2;
+const BACK_SHIFT = 2;
 
 /**
  * core's mergeIntoNeighbours (CaM) after validation: gather the kept slots (`keep` int32 [H, K]) into the
  * output layer, then add each source's gated value to its window of kept neighbours with the oracle's
  * block sums. Plan: `source`, `tStart`, `tCount` int32 [H, S], `gate` float32 [H, S]. Scratch: `order`
  * int32 [S], `firstOf` and `fill` int32 [K + 1], `forward` and `backward` float32 [K * D].
+ *
+ * Per block of B kept slots, one ascending sweep writes each row's key, position, count, score and value
+ * `out[t] = (v[keep[t]] + forward[t]) + backward[t]` together (the input rows are read in address order,
+ * keys and values side by side, instead of gathering them and read-modify-writing the values afterwards),
+ * adding the terms of the windows that start at a row as it gets there: CaM's sources lie just before the
+ * kept slot their window starts at, so their values are read in the same ascending pass.
+ *
+ * The block sums are the oracle's without clearing B x D blocks first: a row's first term is stored rather
+ * than added to zero, rows no window ends at are not written, and the running sums skip such rows, reading
+ * the last written row instead (`forward`: the row of the sum so far; `backward`: through the marks above).
+ * A row's terms that run into the next block are left in the row of that block's `backward` they end at
+ * (two sets of rows, alternating by block), so the next block reads neither those values nor their gates
+ * again; that needs all of the row's windows to end at one row, and when another row's windows end there
+ * too (CaM's near the end of the kept set) the terms are added there one by one instead. Adding zero is
+ * exact, so every float32 value is the one cleared blocks would give, in the same order: the terms of a
+ * row in the order of `order`, `forward[t] = terms(t) + forward[t - 1]`, `backward[t] = terms(t) +
+ * backward[t + 1]`, and `(v + forward) + backward` (float32 addition is commutative, so `forward[t - 1] +
+ * terms(t)` is the same value). A block with a window that neither reaches its end nor leaves it, or
+ * with windows out of order (CaM's plans have neither), takes the oracle's path on cleared blocks
+ * ({@link mergeBlockGeneral}).
  */
 export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, keep: usize, source: usize, tStart: usize, tCount: usize, gate: usize, H: i32, L: i32, D: i32, K: i32, S: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize, order: usize, firstOf: usize, fill: usize, forward: usize, backward: usize): void {
   const row = <usize>D << 2;
@@ -544,66 +636,216 @@ export function mergeIntoNeighbours(lk: usize, lv: usize, lp: usize, lc: usize, 
         store<i32>(order + (<usize>q << 2), s);
       }
     }
+    const inRows = <usize>h * <usize>L;
+    const outRows = <usize>h * <usize>K;
+    // The forward running sum, and the terms of a row that go nowhere else.
+    const sum = forward;
+    const terms = forward + row;
+    const marks = fill;
+    // Whether this block's backward terms and marks were left by the previous block's sweep, and whether any were.
+    let ready = false;
+    let readyEnds = false;
     for (let x = 0; x < blocks; x++) {
       const b0 = x * B;
       const b1 = min(K, b0 + B);
-      const width = (b1 - b0) * D;
-      // This block's kept slots are gathered just before their values are added to, so the rows are in cache.
-      gatherHead(lk, lv, lp, lc, ls, keep, h, b0, b1, L, D, K, ok, ov, op, oc, os);
-      memory.fill(forward, 0, <usize>width << 2);
-      memory.fill(backward, 0, <usize>width << 2);
-      let touched = false;
-      if (x > 0) {
-        for (let q = load<i32>(firstOf + (<usize>(x - 1) << 2)); q < load<i32>(firstOf + (<usize>x << 2)); q++) {
+      const n = b1 - b0;
+      const n1 = x + 1 < blocks ? min(K, b1 + B) - b1 : 0;
+      const prev0 = x > 0 ? load<i32>(firstOf + (<usize>(x - 1) << 2)) : 0;
+      const here0 = load<i32>(firstOf + (<usize>x << 2));
+      const here1 = load<i32>(firstOf + (<usize>(x + 1) << 2));
+      // Backward rows and marks of this block and the next, alternating between the first B rows and the
+      // next ones (block x at row (x & 1) * B: an odd block starts at b0 >= B, so b0 + n <= K bounds both).
+      const cur = <usize>(x & 1) * <usize>B;
+      const nxt = <usize>B - cur;
+      const back = backward + cur * row;
+      const mark = marks + (cur << 2);
+      const backNext = backward + nxt * row;
+      const markNext = marks + (nxt << 2);
+      // The sweep below takes this block's windows in the order they start; CaM's are (sources ascending).
+      let general = false;
+      let at = b0;
+      for (let q = here0; q < here1; q++) {
+        const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
+        const a = load<i32>(tStart + s);
+        if (a + load<i32>(tCount + s) < b1 || a < at) general = true;
+        at = a;
+      }
+      if (general) {
+        mergeBlockGeneral(lk, lv, lp, lc, ls, keep, source, tStart, tCount, gate, h, L, D, K, ok, ov, op, oc, os, order, prev0, here0, here1, b0, b1, forward, backward);
+        ready = false;
+        continue;
+      }
+      let ends = readyEnds;
+      if (!ready) {
+        ends = false;
+        for (let q = prev0; q < here0; q++) {
+          const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
+          if (load<i32>(tStart + s) + load<i32>(tCount + s) > b0) ends = true;
+        }
+      }
+      // Blocks no window reaches: a plain gather.
+      if (!ends && here0 === here1) {
+        gatherHead(lk, lv, lp, lc, ls, keep, h, b0, b1, L, D, K, ok, ov, op, oc, os);
+        ready = false;
+        continue;
+      }
+      if (!ready) {
+        // Windows that started in the previous block and run into this one: their prefix part, a term at the
+        // row they end at (their values were read one block ago, so they are in cache).
+        memory.fill(mark, 0, <usize>n << 2);
+        for (let q = prev0; q < here0; q++) {
           const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
           const c = load<i32>(tCount + s);
           const end = load<i32>(tStart + s) + c;
           if (end <= b0) continue;
-          const src = lv + (<usize>h * <usize>L + <usize>load<i32>(source + s)) * row;
-          addScaled(backward + ((<usize>(end - 1 - b0) * <usize>D) << 2), src, <f32>(<f64>load<f32>(gate + s) / <f64>c), D);
-          touched = true;
-        }
-      }
-      let inside = false;
-      for (let q = load<i32>(firstOf + (<usize>x << 2)); q < load<i32>(firstOf + (<usize>(x + 1) << 2)); q++) {
-        const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
-        const c = load<i32>(tCount + s);
-        const a = load<i32>(tStart + s);
-        if (a + c < b1) {
-          inside = true;
-          continue;
-        }
-        const src = lv + (<usize>h * <usize>L + <usize>load<i32>(source + s)) * row;
-        addScaled(forward + ((<usize>(a - b0) * <usize>D) << 2), src, <f32>(<f64>load<f32>(gate + s) / <f64>c), D);
-        touched = true;
-      }
-      if (!touched && !inside) continue;
-      const rowBytes = <usize>D << 2;
-      for (let t = 1; t < b1 - b0; t++) addRow(forward + <usize>t * rowBytes, forward + <usize>(t - 1) * rowBytes, D);
-      for (let t = b1 - b0 - 2; t >= 0; t--) addRow(backward + <usize>t * rowBytes, backward + <usize>(t + 1) * rowBytes, D);
-      if (inside) {
-        for (let q = load<i32>(firstOf + (<usize>x << 2)); q < load<i32>(firstOf + (<usize>(x + 1) << 2)); q++) {
-          const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
-          const a = load<i32>(tStart + s);
-          const c = load<i32>(tCount + s);
-          if (a + c >= b1) continue;
-          const src = lv + (<usize>h * <usize>L + <usize>load<i32>(source + s)) * row;
+          const r = <usize>(end - 1 - b0);
+          const src = lv + (inRows + <usize>load<i32>(source + s)) * row;
           const g = <f32>(<f64>load<f32>(gate + s) / <f64>c);
-          for (let t = a; t < a + c; t++) addScaled(forward + ((<usize>(t - b0) * <usize>D) << 2), src, g, D);
+          const m = load<i32>(mark + (r << 2));
+          if ((m & ENDS) !== 0) addScaled(back + r * row, src, g, D);
+          else {
+            storeScaled(back + r * row, src, g, D);
+            store<i32>(mark + (r << 2), m | ENDS);
+          }
         }
       }
-      // outV = (outV + forward) + backward.
-      const at = ov + ((<usize>(h * K + b0) * <usize>D) << 2);
-      const w4 = width & ~3;
-      for (let i = 0; i < w4; i += 4) {
-        const o4 = <usize>i << 2;
-        v128.store(at + o4, f32x4.add(f32x4.add(v128.load(at + o4), v128.load(forward + o4)), v128.load(backward + o4)));
+      // The backward running sum, descending over the rows with terms; every row notes which row holds its sum.
+      let last = -1;
+      for (let t = n - 1; t >= 0; t--) {
+        const p = mark + (<usize>t << 2);
+        const m = load<i32>(p);
+        if ((m & ENDS) !== 0) {
+          if (last >= 0) addRow(back + <usize>t * row, back + <usize>last * row, D);
+          last = t;
+        }
+        store<i32>(p, m | ((last + 1) << BACK_SHIFT));
       }
-      for (let i = w4; i < width; i++) {
-        const o4 = <usize>i << 2;
-        store<f32>(at + o4, load<f32>(at + o4) + load<f32>(forward + o4) + load<f32>(backward + o4));
+      // One ascending sweep: the terms of the windows starting at a row (CaM's sources just before that kept
+      // slot, so the values are read in address order), the forward sum, and the row's output. The terms of
+      // windows that run into the next block are written where that block's backward sum wants them (the row
+      // they end at), so it need not read those values again, when all windows of the row end at the same
+      // row (CaM's do) and no other row's windows do (else they are added there one by one, in order).
+      if (n1 > 0) memory.fill(markNext, 0, <usize>n1 << 2);
+      let complete = n1 > 0;
+      let nextEnds = false;
+      let q = here0;
+      let started = false; // whether a window has started in this block yet
+      let sumAt = sum; // the row holding the forward sum once one has
+      for (let t = 0; t < n; t++) {
+        const j = outRows + <usize>(b0 + t);
+        const i = inRows + <usize>load<i32>(keep + (j << 2));
+        if (q < here1 && load<i32>(tStart + (<usize>load<i32>(order + (<usize>q << 2)) << 2)) === b0 + t) {
+          // The windows starting here: order[q .. q2), all `c` wide or not (`uniform`).
+          const c = load<i32>(tCount + (<usize>load<i32>(order + (<usize>q << 2)) << 2));
+          let q2 = q + 1;
+          let uniform = true;
+          for (; q2 < here1; q2++) {
+            const s = <usize>load<i32>(order + (<usize>q2 << 2)) << 2;
+            if (load<i32>(tStart + s) !== b0 + t) break;
+            if (load<i32>(tCount + s) !== c) uniform = false;
+          }
+          const e = b0 + t + c - 1 - b1; // the row of the next block they end at (when uniform and >= 0)
+          let dst = started ? terms : sum;
+          let shared = false; // another row's windows end at row e too
+          if (!uniform) complete = false;
+          else if (e >= 0 && complete) {
+            if ((load<i32>(markNext + (<usize>e << 2)) & ENDS) === 0) {
+              dst = backNext + <usize>e * row;
+              store<i32>(markNext + (<usize>e << 2), ENDS);
+              nextEnds = true;
+            } else shared = true;
+          }
+          // terms(t) in the order of `order`, then forward[t] = terms(t) + forward[t - 1].
+          for (let p = q; p < q2; p++) {
+            const s = <usize>load<i32>(order + (<usize>p << 2)) << 2;
+            const src = lv + (inRows + <usize>load<i32>(source + s)) * row;
+            const g = <f32>(<f64>load<f32>(gate + s) / <f64>load<i32>(tCount + s));
+            if (p === q) storeScaled(dst, src, g, D);
+            else addScaled(dst, src, g, D);
+          }
+          if (!started) sumAt = dst;
+          else {
+            sumRows2(sum, sumAt, dst, D);
+            sumAt = sum;
+          }
+          started = true;
+          if (shared) {
+            const r = backNext + <usize>e * row;
+            for (let p = q; p < q2; p++) {
+              const s = <usize>load<i32>(order + (<usize>p << 2)) << 2;
+              addScaled(r, lv + (inRows + <usize>load<i32>(source + s)) * row, <f32>(<f64>load<f32>(gate + s) / <f64>load<i32>(tCount + s)), D);
+            }
+          }
+          q = q2;
+        }
+        copyRow(ok + j * row, lk + i * row, row);
+        store<i32>(op + (j << 2), load<i32>(lp + (i << 2)));
+        store<i32>(oc + (j << 2), load<i32>(lc + (i << 2)));
+        store<i32>(os + (j << 2), load<i32>(ls + (i << 2)));
+        const b = (load<i32>(mark + (<usize>t << 2)) >> BACK_SHIFT) - 1;
+        const out = ov + j * row;
+        const v = lv + i * row;
+        if (started) {
+          if (b >= 0) sumRows3(out, v, sumAt, back + <usize>b * row, D);
+          else sumRows2(out, v, sumAt, D);
+        } else if (b >= 0) sumRows2(out, v, back + <usize>b * row, D);
+        else copyRow(out, v, row);
       }
+      ready = complete;
+      readyEnds = nextEnds;
     }
+  }
+}
+
+/**
+ * One block of {@link mergeIntoNeighbours} as the oracle does it, on cleared `forward` and `backward` blocks:
+ * for blocks with a window inside them, whose terms go to every target after the running sums.
+ * `order[prev0 .. here0)` are the previous block's sources, `order[here0 .. here1)` this block's.
+ */
+function mergeBlockGeneral(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, keep: usize, source: usize, tStart: usize, tCount: usize, gate: usize, h: i32, L: i32, D: i32, K: i32, ok: usize, ov: usize, op: usize, oc: usize, os: usize, order: usize, prev0: i32, here0: i32, here1: i32, b0: i32, b1: i32, forward: usize, backward: usize): void {
+  const row = <usize>D << 2;
+  const width = (b1 - b0) * D;
+  gatherHead(lk, lv, lp, lc, ls, keep, h, b0, b1, L, D, K, ok, ov, op, oc, os);
+  memory.fill(forward, 0, <usize>width << 2);
+  memory.fill(backward, 0, <usize>width << 2);
+  for (let q = prev0; q < here0; q++) {
+    const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
+    const c = load<i32>(tCount + s);
+    const end = load<i32>(tStart + s) + c;
+    if (end <= b0) continue;
+    const src = lv + (<usize>h * <usize>L + <usize>load<i32>(source + s)) * row;
+    addScaled(backward + ((<usize>(end - 1 - b0) * <usize>D) << 2), src, <f32>(<f64>load<f32>(gate + s) / <f64>c), D);
+  }
+  for (let q = here0; q < here1; q++) {
+    const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
+    const c = load<i32>(tCount + s);
+    const a = load<i32>(tStart + s);
+    if (a + c < b1) continue;
+    const src = lv + (<usize>h * <usize>L + <usize>load<i32>(source + s)) * row;
+    addScaled(forward + ((<usize>(a - b0) * <usize>D) << 2), src, <f32>(<f64>load<f32>(gate + s) / <f64>c), D);
+  }
+  for (let t = 1; t < b1 - b0; t++) addRow(forward + <usize>t * row, forward + <usize>(t - 1) * row, D);
+  for (let t = b1 - b0 - 2; t >= 0; t--) addRow(backward + <usize>t * row, backward + <usize>(t + 1) * row, D);
+  // Windows that neither reach their block's end nor leave it: added to each target.
+  for (let q = here0; q < here1; q++) {
+    const s = <usize>load<i32>(order + (<usize>q << 2)) << 2;
+    const a = load<i32>(tStart + s);
+    const c = load<i32>(tCount + s);
+    if (a + c >= b1) continue;
+    const src = lv + (<usize>h * <usize>L + <usize>load<i32>(source + s)) * row;
+    const g = <f32>(<f64>load<f32>(gate + s) / <f64>c);
+    for (let t = a; t < a + c; t++) addScaled(forward + ((<usize>(t - b0) * <usize>D) << 2), src, g, D);
+  }
+  // outV = (outV + forward) + backward.
+  const at = ov + ((<usize>(h * K + b0) * <usize>D) << 2);
+  const w4 = width & ~3;
+  for (let i = 0; i < w4; i += 4) {
+    const o4 = <usize>i << 2;
+    v128.store(at + o4, f32x4.add(f32x4.add(v128.load(at + o4), v128.load(forward + o4)), v128.load(backward + o4)));
+  }
+  for (let i = w4; i < width; i++) {
+    const o4 = <usize>i << 2;
+    store<f32>(at + o4, load<f32>(at + o4) + load<f32>(forward + o4) + load<f32>(backward + o4));
   }
 }
 
