@@ -235,6 +235,9 @@ describe('reference backend: wasm kernels', () => {
   });
 
   it('both merges stay within 1e-5 at the benchmark head size (headDim 128, runs and windows as KVMerger and CaM make them)', () => {
+    // The bound below is about these fixed seeds only: the property tests before it draw new cases every run.
+    worst.mergeSegments = 0;
+    worst.mergeIntoNeighbours = 0;
     for (const seed of [1, 2, 3]) {
       const s = { heads: 3, length: 700, headDim: 128, seed };
       const ls = layers(s);
@@ -257,7 +260,6 @@ describe('reference backend: wasm kernels', () => {
 
   it("mergeIntoNeighbours on CaM's own windows (every window reaching its block's end, starts ascending) is within 1e-5 of the TypeScript reference", () => {
     // The wasm kernel sweeps such blocks in one pass (neighbourPlan's random windows mostly take its general path).
-    // After the benchmark-size test, whose bound on the worst difference seen is about realistic shapes.
     fc.assert(
       fc.property(shape, fc.integer({ min: 1, max: 8 }), fc.double({ min: 0.05, max: 1, noNaN: true }), fc.boolean(), (s, m, keptShare, fractional) => {
         const K = Math.max(1, Math.round(s.length * keptShare));
