@@ -4,7 +4,7 @@ import type { WasmPool } from '../wasm-heap.js';
 import { arraysOf, layerStrides, runLayerKernel } from './layer.js';
 
 /**
- * gather in wasm: runs of consecutive slots as one `memory.copy` per field (core's reference runs when an
+ * gather in wasm: runs of consecutive slots found once, key and value rows copied side by side, scalars as one `memory.copy` (core's reference runs when an
  * array is not in the heap), split by heads over `threads`.
  */
 export function wasmGather(pool: WasmPool, threads: KernelThreads): KernelImplementation<GatherCall<HostTensor>, LayerCache<HostTensor>> {

@@ -17,8 +17,8 @@ registerWasmKernel(KVFOLD_GATHER, ({ engine, kernels }, inputs, attrs) => {
 });
 
 /**
- * gather as kvfold's wasm kernel on the engine's heap (runs of consecutive slots as one `memory.copy` per
- * field). The index check is core's own, on a view of the index in the heap (no download); the composite
+ * gather as kvfold's wasm kernel on the engine's heap (key and value rows copied side by side, the scalars of
+ * a run of consecutive slots as one `memory.copy`). The index check is core's own, on a view of the index in the heap (no download); the composite
  * tfjs program runs for empty layers and tensors that live in another engine.
  */
 export const wasmGather: KernelImplementation<GatherCall<tf.Tensor>, LayerCache<tf.Tensor>, boolean> = {
