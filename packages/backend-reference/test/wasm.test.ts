@@ -64,6 +64,19 @@ function layers(s: Shape): LayerCache<HostTensor>[] {
   return [...onAll.map((kv) => layerFromHost(kv, host)), layerFromHost(jsKernels, host)];
 }
 
+/** mergeIntoNeighbours of `plan` on every wasm backend: within 1e-5 of the js one, and bit-identical across thread counts. */
+function expectNeighboursOnAll(ls: LayerCache<HostTensor>[], plan: ReturnType<typeof neighbourPlan>): void {
+  const want = jsKernels.mergeIntoNeighbours(ls.at(-1)!, plan);
+  let one: ReturnType<typeof bits> | undefined;
+  onAll.forEach((kv, b) => {
+    const onWasm = Object.fromEntries(Object.entries(plan).map(([key, t]) => [key, kv.fromHost(t)])) as typeof plan;
+    const got = kv.mergeIntoNeighbours(ls[b]!, onWasm);
+    expectNear(got, want, 'mergeIntoNeighbours');
+    if (one === undefined) one = bits(got);
+    else expect(bits(got)).toEqual(one);
+  });
+}
+
 /** A KVMerger plan: runs of 1-6 members with dropped slots between, sigma from tiny (weights underflow to 0) to wide. */
 function segmentPlan(s: Shape, valueScale: 'count' | 'none') {
   const r = rng(s.seed + 11);
@@ -220,15 +233,7 @@ describe('reference backend: wasm kernels', () => {
       fc.property(shape, (s) => {
         const ls = layers(s);
         const plan = neighbourPlan(s);
-        const want = jsKernels.mergeIntoNeighbours(ls.at(-1)!, plan);
-        let one: ReturnType<typeof bits> | undefined;
-        onAll.forEach((kv, b) => {
-          const onWasm = Object.fromEntries(Object.entries(plan).map(([key, t]) => [key, kv.fromHost(t)])) as typeof plan;
-          const got = kv.mergeIntoNeighbours(ls[b]!, onWasm);
-          expectNear(got, want, 'mergeIntoNeighbours');
-          if (one === undefined) one = bits(got);
-          else expect(bits(got)).toEqual(one);
-        });
+        expectNeighboursOnAll(ls, plan);
       }),
       runs,
     );
@@ -265,15 +270,7 @@ describe('reference backend: wasm kernels', () => {
         const K = Math.max(1, Math.round(s.length * keptShare));
         const ls = layers(s);
         const plan = camWindowPlan(s, K, m, fractional);
-        const want = jsKernels.mergeIntoNeighbours(ls.at(-1)!, plan);
-        let one: ReturnType<typeof bits> | undefined;
-        onAll.forEach((kv, b) => {
-          const onWasm = Object.fromEntries(Object.entries(plan).map(([key, t]) => [key, kv.fromHost(t)])) as typeof plan;
-          const got = kv.mergeIntoNeighbours(ls[b]!, onWasm);
-          expectNear(got, want, 'mergeIntoNeighbours');
-          if (one === undefined) one = bits(got);
-          else expect(bits(got)).toEqual(one);
-        });
+        expectNeighboursOnAll(ls, plan);
       }),
       runs,
     );
