@@ -134,6 +134,23 @@ for (const variant of variants()) {
       );
     });
 
+    it('topK over special values (NaN payloads, -0 and 0, infinities, subnormals, ties) picks the reference set', async () => {
+      const specials = [NaN, -NaN, Infinity, -Infinity, 0, -0, 1e-45, -1e-45, 1, -1, 0.5, 3.4e38, -3.4e38];
+      const nanPayload = new Float32Array(new Uint32Array([0x7fc00001, 0xffa00000]).buffer);
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 300 }), fc.integer(), async (H, L, seed) => {
+          const r = rng(seed);
+          const data = Float32Array.from({ length: H * L }, () => (r() < 0.1 ? nanPayload[randInt(r, 0, 1)]! : specials[randInt(r, 0, specials.length - 1)]!));
+          const s = hostTensor('float32', [H, L], data);
+          const from = randInt(r, 0, L);
+          const to = randInt(r, from, L);
+          const kk = randInt(r, 0, to - from);
+          await sameTensor(k, k.topK(k.fromHost(s), kk, from, to), ref.topK(s, kk, from, to), `topK k=${kk} [${from}, ${to})`);
+        }),
+        { numRuns: RUNS },
+      );
+    });
+
     it('topK ranks NaN as -Infinity and breaks ties by slot', async () => {
       const s = hostTensor('float32', [2, 5], [0.5, NaN, 0.5, -Infinity, 0.1, NaN, NaN, 1, NaN, -Infinity]);
       for (const kk of [1, 2, 3, 4, 5]) await sameTensor(k, k.topK(k.fromHost(s), kk, 0, 5), ref.topK(s, kk, 0, 5), `topK k=${kk}`);

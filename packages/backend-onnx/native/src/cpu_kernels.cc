@@ -115,19 +115,75 @@ void adjacent_cosine_cpu(const float* keys, float* out, int64_t H, int64_t L, in
   }
 }
 
+namespace {
+
+/**
+ * A float32 as a uint32 rank key whose unsigned order is the ranking's: NaN as -Infinity (lowest), -0 as
+ * 0 (equal scores tie), negative values below positive ones (core's topK rankKey).
+ */
+inline uint32_t rank_key(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, sizeof b);
+  if ((b & 0x7fffffffu) > 0x7f800000u) b = 0xff800000u;
+  else if (b == 0x80000000u) b = 0;
+  return (b & 0x80000000u) ? ~b : b | 0x80000000u;
+}
+
+/**
+ * Digit `b` of `hist` holding the `need`-th best key counting down from the top bin; `need` becomes the
+ * winners still to place inside that bin.
+ */
+inline uint32_t threshold_bin(const int32_t* hist, uint32_t top, int64_t& need) {
+  uint32_t b = top;
+  while (hist[b] < need) need -= hist[b--];
+  return b;
+}
+
+}  // namespace
+
+// Core's topK radix selection, O(m) per head instead of nth_element + sort: order-preserving uint32 keys,
+// the k-th best key found digit by digit (11, 11 and 10 bits; the two lower digits counted over the keys of
+// the threshold's top bin only, compacted after the first pass), then one pass in slot order keeps every
+// slot above the threshold and the first `need` equal to it (ties to the lower slot), already ascending.
 void select_topk_cpu(const float* scores, int32_t* index, int64_t H, int64_t L, int64_t k, int64_t from, int64_t to) {
-  std::vector<int32_t> idx(static_cast<size_t>(to - from));
-  std::vector<float> val(static_cast<size_t>(to - from));
+  const int64_t m = to - from;
+  std::vector<uint32_t> key(static_cast<size_t>(m)), cand(static_cast<size_t>(m));
+  int32_t hist[2048];
   for (int64_t h = 0; h < H; ++h) {
-    const float* row = scores + h * L;
-    for (int64_t i = from; i < to; ++i) val[i - from] = std::isnan(row[i]) ? -std::numeric_limits<float>::infinity() : row[i];
-    std::iota(idx.begin(), idx.end(), static_cast<int32_t>(from));
-    // Higher score first; the lower slot wins a tie, which makes the order total. NaN ranks as -Infinity.
-    const float* s = val.data() - from;
-    auto better = [s](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); };
-    if (k < static_cast<int64_t>(idx.size())) std::nth_element(idx.begin(), idx.begin() + k, idx.end(), better);
-    std::sort(idx.begin(), idx.begin() + k);
-    std::copy(idx.begin(), idx.begin() + k, index + h * k);
+    const float* row = scores + h * L + from;
+    int32_t* out = index + h * k;
+    if (k == 0) continue;
+    if (k == m) {
+      for (int64_t j = 0; j < k; ++j) out[j] = static_cast<int32_t>(from + j);
+      continue;
+    }
+    std::fill(hist, hist + 2048, 0);
+    for (int64_t i = 0; i < m; ++i) {
+      const uint32_t x = rank_key(row[i]);
+      key[i] = x;
+      ++hist[x >> 21];
+    }
+    int64_t need = k;
+    const uint32_t top = threshold_bin(hist, 2047, need);
+    int64_t c = 0;
+    for (int64_t i = 0; i < m; ++i) {
+      cand[c] = key[i];
+      c += (key[i] >> 21) == top;
+    }
+    uint32_t prefix = top << 21;
+    std::fill(hist, hist + 2048, 0);
+    for (int64_t i = 0; i < c; ++i) ++hist[(cand[i] >> 10) & 2047];
+    const uint32_t mid = threshold_bin(hist, 2047, need);
+    prefix |= mid << 10;
+    std::fill(hist, hist + 1024, 0);
+    for (int64_t i = 0; i < c; ++i)
+      if ((cand[i] >> 10) == (prefix >> 10)) ++hist[cand[i] & 1023];
+    prefix |= threshold_bin(hist, 1023, need);
+    int64_t ties = need, j = 0;
+    for (int64_t i = 0; i < m; ++i) {
+      const uint32_t x = key[i];
+      if (x > prefix || (x == prefix && ties-- > 0)) out[j++] = static_cast<int32_t>(from + i);
+    }
   }
 }
 
