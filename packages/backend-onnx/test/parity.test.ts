@@ -18,6 +18,49 @@ function neighbourPlan(H: number, L: number, r: () => number) {
   return randomNeighbourPlan(H, L, K, L, r, randInt(r, 0, L - K));
 }
 
+/**
+ * A CaM-shaped plan, the native kernel's one-sweep path: each source's window starts at the first kept slot
+ * after it (starts ascending, several sources may share one) and is `window` wide or runs to the end of the
+ * kept set, so every window reaches its block's end; with `mixed`, some windows are narrower (blocks with a
+ * window inside them take the general path). Gates 0, 1 or in [0, 1].
+ */
+function camPlan(H: number, L: number, r: () => number, mixed: boolean) {
+  const K = randInt(r, 0, L);
+  const S = randInt(r, 0, L - K);
+  const window = randInt(r, 1, 4);
+  const keep = new Int32Array(H * K);
+  const source = new Int32Array(H * S);
+  const targetStart = new Int32Array(H * S);
+  const targetCount = new Int32Array(H * S);
+  const gate = new Float32Array(H * S);
+  for (let h = 0; h < H; h++) {
+    const order = Array.from({ length: L }, (_, i) => i);
+    for (let i = L - 1; i > 0; i--) {
+      const j = randInt(r, 0, i);
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    const kept = order.slice(0, K).sort((a, b) => a - b);
+    keep.set(kept, h * K);
+    const sources = order.slice(K, K + S).sort((a, b) => a - b);
+    source.set(sources, h * S);
+    for (let s = 0; s < S; s++) {
+      const start = kept.filter((x) => x < sources[s]!).length;
+      const st = Math.min(start, Math.max(0, K - 1));
+      const c = Math.min(window, K - st);
+      targetStart[h * S + s] = st;
+      targetCount[h * S + s] = mixed && c > 0 && r() < 0.2 ? randInt(r, 0, c) : c;
+      gate[h * S + s] = r() < 0.3 ? (r() < 0.5 ? 0 : 1) : r();
+    }
+  }
+  return {
+    keep: hostTensor('int32', [H, K], keep),
+    source: hostTensor('int32', [H, S], source),
+    targetStart: hostTensor('int32', [H, S], targetStart),
+    targetCount: hostTensor('int32', [H, S], targetCount),
+    gate: hostTensor('float32', [H, S], gate),
+  };
+}
+
 const ref = createReferenceKernels();
 const RUNS = Number(process.env.KVFOLD_RUNS ?? 40);
 const shape = fc.record({ H: fc.integer({ min: 1, max: 3 }), L: fc.integer({ min: 0, max: 9 }), D: fc.integer({ min: 1, max: 6 }), seed: fc.integer() });
@@ -91,6 +134,23 @@ for (const variant of variants()) {
       );
     });
 
+    it('topK over special values (NaN payloads, -0 and 0, infinities, subnormals, ties) picks the reference set', async () => {
+      const specials = [NaN, -NaN, Infinity, -Infinity, 0, -0, 1e-45, -1e-45, 1, -1, 0.5, 3.4e38, -3.4e38];
+      const nanPayload = new Float32Array(new Uint32Array([0x7fc00001, 0xffa00000]).buffer);
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 300 }), fc.integer(), async (H, L, seed) => {
+          const r = rng(seed);
+          const data = Float32Array.from({ length: H * L }, () => (r() < 0.1 ? nanPayload[randInt(r, 0, 1)]! : specials[randInt(r, 0, specials.length - 1)]!));
+          const s = hostTensor('float32', [H, L], data);
+          const from = randInt(r, 0, L);
+          const to = randInt(r, from, L);
+          const kk = randInt(r, 0, to - from);
+          await sameTensor(k, k.topK(k.fromHost(s), kk, from, to), ref.topK(s, kk, from, to), `topK k=${kk} [${from}, ${to})`);
+        }),
+        { numRuns: RUNS },
+      );
+    });
+
     it('topK ranks NaN as -Infinity and breaks ties by slot', async () => {
       const s = hostTensor('float32', [2, 5], [0.5, NaN, 0.5, -Infinity, 0.1, NaN, NaN, 1, NaN, -Infinity]);
       for (const kk of [1, 2, 3, 4, 5]) await sameTensor(k, k.topK(k.fromHost(s), kk, 0, 5), ref.topK(s, kk, 0, 5), `topK k=${kk}`);
@@ -139,6 +199,13 @@ for (const variant of variants()) {
       {
         name: 'mergeIntoNeighbours (shared targets, zero counts and gates)',
         check: (ol: LayerCache<OnnxTensor>, rl: LayerCache<HostTensor>, H: number, L: number, r: () => number) => expectNeighboursMatch(k, ol, rl, neighbourPlan(H, L, r), 'mergeIntoNeighbours'),
+      },
+      {
+        name: 'mergeIntoNeighbours, CaM-shaped windows (ascending starts, each reaching its block end; some narrower)',
+        check: async (ol: LayerCache<OnnxTensor>, rl: LayerCache<HostTensor>, H: number, L: number, r: () => number) => {
+          await expectNeighboursMatch(k, ol, rl, camPlan(H, L, r, false), 'mergeIntoNeighbours CaM-shaped');
+          await expectNeighboursMatch(k, ol, rl, camPlan(H, L, r, true), 'mergeIntoNeighbours CaM-shaped, mixed');
+        },
       },
     ])('$name', async ({ check }) => {
       await fc.assert(
@@ -223,6 +290,7 @@ for (const variant of variants()) {
       expectLayerClose(await layerHost(k, k.gather(ol, k.fromHost(idx))), await layerHost(ref, ref.gather(rl, idx)), 'gather');
       await expectSegmentsMatch(k, ol, rl, { ...segmentPlan(H, L, r), valueScale: 'count' }, 'mergeSegments');
       await expectNeighboursMatch(k, ol, rl, neighbourPlan(H, L, r), 'mergeIntoNeighbours');
+      for (let i = 0; i < 4; i++) await expectNeighboursMatch(k, ol, rl, camPlan(H, L, r, i % 2 === 1), `mergeIntoNeighbours CaM-shaped ${i}`);
       const q = randomF32([2 * H, 16, D], r);
       const qp = hostTensor('int32', [16], Int32Array.from({ length: 16 }, (_, i) => 100 * i + 50));
       for (const groupReduction of ['mean', 'max'] as const) {

@@ -78,43 +78,25 @@ inline void copy_slots(const LayerIn& in, int64_t src, const LayerOut& out, int6
   std::memcpy(out.scores + dst, in.scores + src, static_cast<size_t>(n) * sizeof(float));
 }
 
-/**
- * Rows `idx[0..n)` of `src` (rows of `D` floats) to rows `0..n` of `dst`: runs of consecutive source rows
- * (kept sets are sorted) move as one memcpy.
- */
-inline void gather_rows(const float* src, const int32_t* idx, int64_t n, int64_t D, float* dst) {
-  for (int64_t j = 0; j < n;) {
-    int64_t e = j + 1;
-    while (e < n && idx[e] == idx[j] + (e - j)) ++e;
-    std::memcpy(dst + j * D, src + static_cast<int64_t>(idx[j]) * D, static_cast<size_t>((e - j) * D) * sizeof(float));
-    j = e;
-  }
+/** Slot `i` (row of `in`) to slot `j` (row of `out`): key, scalars and value together. */
+inline void copy_slot(const LayerIn& in, int64_t i, const LayerOut& out, int64_t j) {
+  const int64_t D = in.D;
+  std::memcpy(out.keys + j * D, in.keys + i * D, static_cast<size_t>(D) * sizeof(float));
+  out.positions[j] = in.positions[i];
+  out.counts[j] = in.counts[i];
+  out.scores[j] = in.scores[i];
+  std::memcpy(out.values + j * D, in.values + i * D, static_cast<size_t>(D) * sizeof(float));
 }
 
-/** gather_slots_cpu, the values left out unless `with_values` (mergeIntoNeighbours gathers them block by block). */
-void gather_slots(const LayerIn& in, const int32_t* index, int64_t K, const LayerOut& out, bool with_values) {
-  const int64_t H = in.H, L = in.L, D = in.D;
-  for (int64_t h = 0; h < H; ++h) {
-    const int32_t* idx = index + h * K;
-    // Runs of consecutive source slots (kept sets are sorted) move as one memcpy of whole rows, keys and
-    // values of a run together; the one-value fields take a plain indexed loop (three memcpy calls per short
-    // run cost more than their bytes).
-    const int64_t src = h * L, dst = h * K;
-    for (int64_t j = 0; j < K;) {
-      int64_t e = j + 1;
-      while (e < K && idx[e] == idx[j] + (e - j)) ++e;
-      const size_t bytes = static_cast<size_t>((e - j) * D) * sizeof(float);
-      std::memcpy(out.keys + (dst + j) * D, in.keys + (src + idx[j]) * D, bytes);
-      if (with_values) std::memcpy(out.values + (dst + j) * D, in.values + (src + idx[j]) * D, bytes);
-      j = e;
-    }
-    for (int64_t j = 0; j < K; ++j) {
-      const int64_t i = src + idx[j];
-      out.positions[dst + j] = in.positions[i];
-      out.counts[dst + j] = in.counts[i];
-      out.scores[dst + j] = in.scores[i];
-    }
-  }
+/**
+ * gather_slots_cpu for output slots `[j0, j1)` of head `h` (`K` per head): slot by slot, each slot's key
+ * and value rows side by side. The two streams of rows then advance together, which measured faster than
+ * one memcpy of a run's keys and then one of its values (as in the wasm kernels' gather).
+ */
+void gather_slots(const LayerIn& in, const int32_t* index, int64_t K, const LayerOut& out, int64_t h, int64_t j0, int64_t j1) {
+  const int64_t src = h * in.L, dst = h * K;
+  const int32_t* idx = index + h * K;
+  for (int64_t j = j0; j < j1; ++j) copy_slot(in, src + idx[j], out, dst + j);
 }
 
 }  // namespace
@@ -133,19 +115,75 @@ void adjacent_cosine_cpu(const float* keys, float* out, int64_t H, int64_t L, in
   }
 }
 
+namespace {
+
+/**
+ * A float32 as a uint32 rank key whose unsigned order is the ranking's: NaN as -Infinity (lowest), -0 as
+ * 0 (equal scores tie), negative values below positive ones (core's topK rankKey).
+ */
+inline uint32_t rank_key(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, sizeof b);
+  if ((b & 0x7fffffffu) > 0x7f800000u) b = 0xff800000u;
+  else if (b == 0x80000000u) b = 0;
+  return (b & 0x80000000u) ? ~b : b | 0x80000000u;
+}
+
+/**
+ * Digit `b` of `hist` holding the `need`-th best key counting down from the top bin; `need` becomes the
+ * winners still to place inside that bin.
+ */
+inline uint32_t threshold_bin(const int32_t* hist, uint32_t top, int64_t& need) {
+  uint32_t b = top;
+  while (hist[b] < need) need -= hist[b--];
+  return b;
+}
+
+}  // namespace
+
+// Core's topK radix selection, O(m) per head instead of nth_element + sort: order-preserving uint32 keys,
+// the k-th best key found digit by digit (11, 11 and 10 bits; the two lower digits counted over the keys of
+// the threshold's top bin only, compacted after the first pass), then one pass in slot order keeps every
+// slot above the threshold and the first `need` equal to it (ties to the lower slot), already ascending.
 void select_topk_cpu(const float* scores, int32_t* index, int64_t H, int64_t L, int64_t k, int64_t from, int64_t to) {
-  std::vector<int32_t> idx(static_cast<size_t>(to - from));
-  std::vector<float> val(static_cast<size_t>(to - from));
+  const int64_t m = to - from;
+  std::vector<uint32_t> key(static_cast<size_t>(m)), cand(static_cast<size_t>(m));
+  int32_t hist[2048];
   for (int64_t h = 0; h < H; ++h) {
-    const float* row = scores + h * L;
-    for (int64_t i = from; i < to; ++i) val[i - from] = std::isnan(row[i]) ? -std::numeric_limits<float>::infinity() : row[i];
-    std::iota(idx.begin(), idx.end(), static_cast<int32_t>(from));
-    // Higher score first; the lower slot wins a tie, which makes the order total. NaN ranks as -Infinity.
-    const float* s = val.data() - from;
-    auto better = [s](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); };
-    if (k < static_cast<int64_t>(idx.size())) std::nth_element(idx.begin(), idx.begin() + k, idx.end(), better);
-    std::sort(idx.begin(), idx.begin() + k);
-    std::copy(idx.begin(), idx.begin() + k, index + h * k);
+    const float* row = scores + h * L + from;
+    int32_t* out = index + h * k;
+    if (k == 0) continue;
+    if (k == m) {
+      for (int64_t j = 0; j < k; ++j) out[j] = static_cast<int32_t>(from + j);
+      continue;
+    }
+    std::fill(hist, hist + 2048, 0);
+    for (int64_t i = 0; i < m; ++i) {
+      const uint32_t x = rank_key(row[i]);
+      key[i] = x;
+      ++hist[x >> 21];
+    }
+    int64_t need = k;
+    const uint32_t top = threshold_bin(hist, 2047, need);
+    int64_t c = 0;
+    for (int64_t i = 0; i < m; ++i) {
+      cand[c] = key[i];
+      c += (key[i] >> 21) == top;
+    }
+    uint32_t prefix = top << 21;
+    std::fill(hist, hist + 2048, 0);
+    for (int64_t i = 0; i < c; ++i) ++hist[(cand[i] >> 10) & 2047];
+    const uint32_t mid = threshold_bin(hist, 2047, need);
+    prefix |= mid << 10;
+    std::fill(hist, hist + 1024, 0);
+    for (int64_t i = 0; i < c; ++i)
+      if ((cand[i] >> 10) == (prefix >> 10)) ++hist[cand[i] & 1023];
+    prefix |= threshold_bin(hist, 1023, need);
+    int64_t ties = need, j = 0;
+    for (int64_t i = 0; i < m; ++i) {
+      const uint32_t x = key[i];
+      if (x > prefix || (x == prefix && ties-- > 0)) out[j++] = static_cast<int32_t>(from + i);
+    }
   }
 }
 
@@ -156,7 +194,7 @@ void accumulate_select_cpu(const float* scores, const float* attention, float* a
 }
 
 void gather_slots_cpu(const LayerIn& in, const int32_t* index, int64_t K, const LayerOut& out) {
-  gather_slots(in, index, K, out, true);
+  for (int64_t h = 0; h < in.H; ++h) gather_slots(in, index, K, out, h, 0, K);
 }
 
 // The merge kernels in one clone per ISA (AVX-512 / AVX2 / baseline, picked at load time): their float64
@@ -240,80 +278,205 @@ void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t
   }
 }
 
+namespace {
+
+/** `acc[0 .. D) = f * v[0 .. D)` in double: a block-sum row's first term, stored so the row is never cleared. */
+inline void store_scaled(double* acc, const float* v, double f, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) acc[d] = f * v[d];
+}
+
+/** `acc[0 .. D) += f * v[0 .. D)` in double. */
+inline void add_scaled(double* acc, const float* v, double f, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) acc[d] += f * v[d];
+}
+
+/** Head `h` of a layer as a one-head layer (slots `[h * L, (h + 1) * L)`). */
+inline LayerIn one_head(const LayerIn& in, int64_t h) {
+  const int64_t r = h * in.L;
+  return LayerIn{in.keys + r * in.D, in.values + r * in.D, in.positions + r, in.counts + r, in.scores + r, 1, in.L, in.D};
+}
+
+/** Output slots `[h * K, (h + 1) * K)` of a layer. */
+inline LayerOut one_head(const LayerOut& out, int64_t h, int64_t K, int64_t D) {
+  const int64_t r = h * K;
+  return LayerOut{out.keys + r * D, out.values + r * D, out.positions + r, out.counts + r, out.scores + r};
+}
+
+/** The plan arrays of one head's merge_into_neighbours_cpu call, with its block width and block order. */
+struct NeighbourPlan {
+  const int32_t* source;
+  const int32_t* start;
+  const int32_t* count;
+  const float* gate;
+  const int64_t* order;  // sources by the block their window starts in (counting sort, stable)
+  const int64_t* first;  // order[first[x] .. first[x + 1]): block x's sources
+  /** A source's gated share of each of its targets, as the reference computes it. */
+  double share(int64_t s) const { return static_cast<double>(gate[s]) / count[s]; }
+};
+
+/**
+ * Block `x` (output slots `[b0, b1)` of head `h`) the old way, on cleared double blocks `fwd` and `bwd`
+ * (`B x D` each): for blocks with a window inside them or windows out of order, whose terms go to every
+ * target after the running sums.
+ */
+void merge_block_general(const LayerIn& in, const int32_t* keep, int64_t K, const NeighbourPlan& p, const LayerOut& out, int64_t x,
+                         int64_t b0, int64_t b1, double* fwd, double* bwd) {
+  const int64_t D = in.D, width = b1 - b0;
+  const float* values = in.values;
+  gather_slots(in, keep, K, out, 0, b0, b1);
+  std::fill(fwd, fwd + width * D, 0.0);
+  std::fill(bwd, bwd + width * D, 0.0);
+  if (x > 0)
+    for (int64_t q = p.first[x - 1]; q < p.first[x]; ++q) {
+      const int64_t s = p.order[q], stop = p.start[s] + p.count[s];
+      if (stop <= b0) continue;
+      add_scaled(bwd + (stop - 1 - b0) * D, values + static_cast<int64_t>(p.source[s]) * D, p.share(s), D);
+    }
+  for (int64_t q = p.first[x]; q < p.first[x + 1]; ++q) {
+    const int64_t s = p.order[q];
+    if (p.start[s] + p.count[s] < b1) continue;
+    add_scaled(fwd + (p.start[s] - b0) * D, values + static_cast<int64_t>(p.source[s]) * D, p.share(s), D);
+  }
+  for (int64_t t = 1; t < width; ++t)
+    for (int64_t d = 0; d < D; ++d) fwd[t * D + d] += fwd[(t - 1) * D + d];
+  for (int64_t t = width - 2; t >= 0; --t)
+    for (int64_t d = 0; d < D; ++d) bwd[t * D + d] += bwd[(t + 1) * D + d];
+  for (int64_t q = p.first[x]; q < p.first[x + 1]; ++q) {
+    const int64_t s = p.order[q], a = p.start[s], c = p.count[s];
+    if (a + c >= b1) continue;
+    for (int64_t t = a; t < a + c; ++t) add_scaled(fwd + (t - b0) * D, values + static_cast<int64_t>(p.source[s]) * D, p.share(s), D);
+  }
+  float* o = out.values + b0 * D;
+  for (int64_t i = 0; i < width * D; ++i) o[i] = static_cast<float>(static_cast<double>(o[i]) + fwd[i] + bwd[i]);
+}
+
+}  // namespace
+
+/**
+ * Each kept value plus what it receives, summed in double, as the TypeScript reference does. With B the
+ * widest window, a window reaching its block's end is a suffix of that block plus a prefix of the next, so
+ * a source is added once where it starts (running sum forward) and once at the row it ends at (running sum
+ * backward). Per block, one ascending sweep writes each slot's key, scalars and merged value
+ * `(v + forward) + backward` together (keys and values read side by side, and CaM's sources, just before
+ * the slot their window starts at, read in the same pass), without clearing B x D block sums: a row's first
+ * term is stored, rows with no term are skipped (the forward sum stays in one row; each row notes the row
+ * holding its backward sum). Adding zero is exact, so the doubles are those of cleared blocks in the same
+ * order. Blocks with a window inside them or windows out of order take merge_block_general; blocks no
+ * window reaches are a plain gather.
+ */
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K, const int32_t* source, const int32_t* target_start,
                                const int32_t* target_count, const float* gate, int64_t S, const LayerOut& out) {
-  const int64_t H = in.H, L = in.L, D = in.D;
-  // Keys and the one-value fields now; each block of kept values just before its sums are added, so the
-  // add reads them from cache instead of a second pass over the output.
-  gather_slots(in, keep, K, out, false);
-  // Each kept value plus what it receives, summed in double, as the TypeScript reference does: with B the
-  // widest window, a window reaching its block's end is a suffix of that block plus a prefix of the next,
-  // so a source is added once where it starts (running sum forward) and once where it ends (running sum
-  // backward), block by block so the sums stay in cache. Other windows are added to each target.
-  std::vector<double> fwd, bwd;
-  std::vector<int64_t> order(static_cast<size_t>(S)), first;
+  const int64_t H = in.H, D = in.D;
+  std::vector<double> sum(static_cast<size_t>(2 * D)), back, fwd_general, bwd_general;
+  std::vector<int64_t> order(static_cast<size_t>(S)), first, fill, backref;
+  std::vector<char> ends;
   for (int64_t h = 0; h < H; ++h) {
     const int64_t s0 = h * S;
     int64_t B = 0;
     for (int64_t s = s0; s < s0 + S; ++s)
       if (gate[s] != 0 && target_count[s] > B) B = target_count[s];
-    const float* values = in.values + h * L * D;
-    float* outv = out.values + h * K * D;
-    const int32_t* kept = keep + h * K;
     if (B == 0) {
-      gather_rows(values, kept, K, D, outv);
+      gather_slots(in, keep, K, out, h, 0, K);
       continue;
     }
     const int64_t blocks = (K + B - 1) / B;
     first.assign(static_cast<size_t>(blocks + 1), 0);
-    fwd.resize(static_cast<size_t>(B * D));
-    bwd.resize(static_cast<size_t>(B * D));
     for (int64_t s = s0; s < s0 + S; ++s)
       if (gate[s] != 0 && target_count[s] > 0) ++first[target_start[s] / B + 1];
     for (int64_t x = 0; x < blocks; ++x) first[x + 1] += first[x];
-    std::vector<int64_t> fill(first.begin(), first.end() - 1);
+    fill.assign(first.begin(), first.end() - 1);
     for (int64_t s = s0; s < s0 + S; ++s)
-      if (gate[s] != 0 && target_count[s] > 0) order[fill[target_start[s] / B]++] = s;
-    auto add = [&](double* acc, int64_t s, double f) {
-      const float* v = values + static_cast<int64_t>(source[s]) * D;
-      for (int64_t d = 0; d < D; ++d) acc[d] += f * v[d];
-    };
+      if (gate[s] != 0 && target_count[s] > 0) order[fill[target_start[s] / B]++] = s - s0;
+    back.resize(static_cast<size_t>(B * D));
+    backref.resize(static_cast<size_t>(B));
+    ends.resize(static_cast<size_t>(B));
+    const NeighbourPlan p{source + s0, target_start + s0, target_count + s0, gate + s0, order.data(), first.data()};
+    // This head's rows, so row indices below are per head.
+    const LayerIn hin = one_head(in, h);
+    const LayerOut hout = one_head(out, h, K, D);
+    const int32_t* kept = keep + h * K;
+    const float* values = hin.values;
     for (int64_t x = 0; x < blocks; ++x) {
-      const int64_t b0 = x * B, b1 = std::min(K, b0 + B), width = b1 - b0;
-      gather_rows(values, kept + b0, width, D, outv + b0 * D);
-      std::fill(fwd.begin(), fwd.begin() + width * D, 0.0);
-      std::fill(bwd.begin(), bwd.begin() + width * D, 0.0);
-      bool touched = false, inside = false;
-      if (x > 0)
-        for (int64_t q = first[x - 1]; q < first[x]; ++q) {
-          const int64_t s = order[q], stop = target_start[s] + target_count[s];
-          if (stop <= b0) continue;
-          add(bwd.data() + (stop - 1 - b0) * D, s, static_cast<double>(gate[s]) / target_count[s]);
-          touched = true;
-        }
-      for (int64_t q = first[x]; q < first[x + 1]; ++q) {
-        const int64_t s = order[q];
-        if (target_start[s] + target_count[s] < b1) {
-          inside = true;
-          continue;
-        }
-        add(fwd.data() + (target_start[s] - b0) * D, s, static_cast<double>(gate[s]) / target_count[s]);
-        touched = true;
+      const int64_t b0 = x * B, b1 = std::min(K, b0 + B), n = b1 - b0;
+      const int64_t prev0 = x > 0 ? first[x - 1] : 0, here0 = first[x], here1 = first[x + 1];
+      // The sweep takes this block's windows in the order they start, each reaching the block's end.
+      bool general = false;
+      for (int64_t q = here0, at = b0; q < here1; ++q) {
+        const int64_t s = order[q], a = p.start[s];
+        if (a + p.count[s] < b1 || a < at) general = true;
+        at = a;
       }
-      if (!touched && !inside) continue;
-      for (int64_t t = 1; t < width; ++t)
-        for (int64_t d = 0; d < D; ++d) fwd[t * D + d] += fwd[(t - 1) * D + d];
-      for (int64_t t = width - 2; t >= 0; --t)
-        for (int64_t d = 0; d < D; ++d) bwd[t * D + d] += bwd[(t + 1) * D + d];
-      if (inside)
-        for (int64_t q = first[x]; q < first[x + 1]; ++q) {
-          const int64_t s = order[q], a = target_start[s], c = target_count[s];
-          if (a + c >= b1) continue;
-          for (int64_t t = a; t < a + c; ++t) add(fwd.data() + (t - b0) * D, s, static_cast<double>(gate[s]) / c);
+      if (general) {
+        if (fwd_general.empty()) {
+          fwd_general.resize(static_cast<size_t>(B * D));
+          bwd_general.resize(static_cast<size_t>(B * D));
         }
-      float* o = outv + b0 * D;
-      for (int64_t i = 0; i < width * D; ++i) o[i] = static_cast<float>(static_cast<double>(o[i]) + fwd[i] + bwd[i]);
+        merge_block_general(hin, kept, K, p, hout, x, b0, b1, fwd_general.data(), bwd_general.data());
+        continue;
+      }
+      // Backward terms: windows that started in the previous block and end in this one, at the row they end at.
+      bool any_back = false;
+      std::fill(ends.begin(), ends.begin() + n, 0);
+      for (int64_t q = prev0; q < here0; ++q) {
+        const int64_t s = order[q], stop = p.start[s] + p.count[s];
+        if (stop <= b0) continue;
+        const int64_t r = stop - 1 - b0;
+        const float* v = values + static_cast<int64_t>(p.source[s]) * D;
+        if (ends[r]) add_scaled(back.data() + r * D, v, p.share(s), D);
+        else store_scaled(back.data() + r * D, v, p.share(s), D);
+        ends[r] = 1;
+        any_back = true;
+      }
+      if (!any_back && here0 == here1) {  // no window reaches this block
+        gather_slots(hin, kept, K, hout, 0, b0, b1);
+        continue;
+      }
+      // The backward running sum over the rows with terms, descending; each row notes the row holding its sum.
+      for (int64_t t = n - 1, last = -1; t >= 0; --t) {
+        if (ends[t]) {
+          if (last >= 0)
+            for (int64_t d = 0; d < D; ++d) back[t * D + d] += back[last * D + d];
+          last = t;
+        }
+        backref[t] = last;
+      }
+      // The ascending sweep: terms of the windows starting at a row, the forward sum, the row's output.
+      double* fsum = sum.data();
+      double* terms = sum.data() + D;
+      bool started = false;
+      int64_t q = here0;
+      for (int64_t t = 0; t < n; ++t) {
+        if (q < here1 && p.start[order[q]] == b0 + t) {
+          double* dst = started ? terms : fsum;
+          store_scaled(dst, values + static_cast<int64_t>(p.source[order[q]]) * D, p.share(order[q]), D);
+          for (++q; q < here1 && p.start[order[q]] == b0 + t; ++q)
+            add_scaled(dst, values + static_cast<int64_t>(p.source[order[q]]) * D, p.share(order[q]), D);
+          // forward[t] = terms(t) + forward[t - 1] (the old kernel's order of operands).
+          if (started)
+            for (int64_t d = 0; d < D; ++d) fsum[d] = terms[d] + fsum[d];
+          started = true;
+        }
+        const int64_t j = b0 + t, i = kept[j];
+        std::memcpy(hout.keys + j * D, hin.keys + i * D, static_cast<size_t>(D) * sizeof(float));
+        hout.positions[j] = hin.positions[i];
+        hout.counts[j] = hin.counts[i];
+        hout.scores[j] = hin.scores[i];
+        const float* v = values + i * D;
+        float* o = hout.values + j * D;
+        const int64_t b = backref[t];
+        if (started && b >= 0) {
+          const double* bk = back.data() + b * D;
+          for (int64_t d = 0; d < D; ++d) o[d] = static_cast<float>(static_cast<double>(v[d]) + fsum[d] + bk[d]);
+        } else if (started) {
+          for (int64_t d = 0; d < D; ++d) o[d] = static_cast<float>(static_cast<double>(v[d]) + fsum[d]);
+        } else if (b >= 0) {
+          const double* bk = back.data() + b * D;
+          for (int64_t d = 0; d < D; ++d) o[d] = static_cast<float>(static_cast<double>(v[d]) + bk[d]);
+        } else {
+          std::memcpy(o, v, static_cast<size_t>(D) * sizeof(float));
+        }
+      }
     }
   }
 }
