@@ -8,7 +8,7 @@ import { createOnnxKernels, defaultNativeDir, readManifest, type OnnxKernels, ty
 import { loadAddon, NativeSessionFactory } from '../src/session.js';
 import { adjacentCosineModel } from '../src/kernels/adjacentCosine.js';
 import { expectClose, expectLayerClose, layerHost, nativeBuilt, randInt, randomF32, randomLayer, rng, variants } from './helpers.js';
-import { randomNeighbourPlan, randomSegmentPlan } from '@kvfold/testkit';
+import { camNeighbourPlan, randomNeighbourPlan, randomSegmentPlan } from '@kvfold/testkit';
 
 /** A random segment plan with a random value scale. */
 const segmentPlan = (H: number, L: number, r: () => number) => ({ ...randomSegmentPlan(H, L, r), valueScale: r() < 0.5 ? ('count' as const) : ('none' as const) });
@@ -18,47 +18,10 @@ function neighbourPlan(H: number, L: number, r: () => number) {
   return randomNeighbourPlan(H, L, K, L, r, randInt(r, 0, L - K));
 }
 
-/**
- * A CaM-shaped plan, the native kernel's one-sweep path: each source's window starts at the first kept slot
- * after it (starts ascending, several sources may share one) and is `window` wide or runs to the end of the
- * kept set, so every window reaches its block's end; with `mixed`, some windows are narrower (blocks with a
- * window inside them take the general path). Gates 0, 1 or in [0, 1].
- */
+/** A CaM-shaped plan of random size (testkit's camNeighbourPlan): the native kernel's one-sweep path, or with `mixed` also its general one. */
 function camPlan(H: number, L: number, r: () => number, mixed: boolean) {
   const K = randInt(r, 0, L);
-  const S = randInt(r, 0, L - K);
-  const window = randInt(r, 1, 4);
-  const keep = new Int32Array(H * K);
-  const source = new Int32Array(H * S);
-  const targetStart = new Int32Array(H * S);
-  const targetCount = new Int32Array(H * S);
-  const gate = new Float32Array(H * S);
-  for (let h = 0; h < H; h++) {
-    const order = Array.from({ length: L }, (_, i) => i);
-    for (let i = L - 1; i > 0; i--) {
-      const j = randInt(r, 0, i);
-      [order[i], order[j]] = [order[j]!, order[i]!];
-    }
-    const kept = order.slice(0, K).sort((a, b) => a - b);
-    keep.set(kept, h * K);
-    const sources = order.slice(K, K + S).sort((a, b) => a - b);
-    source.set(sources, h * S);
-    for (let s = 0; s < S; s++) {
-      const start = kept.filter((x) => x < sources[s]!).length;
-      const st = Math.min(start, Math.max(0, K - 1));
-      const c = Math.min(window, K - st);
-      targetStart[h * S + s] = st;
-      targetCount[h * S + s] = mixed && c > 0 && r() < 0.2 ? randInt(r, 0, c) : c;
-      gate[h * S + s] = r() < 0.3 ? (r() < 0.5 ? 0 : 1) : r();
-    }
-  }
-  return {
-    keep: hostTensor('int32', [H, K], keep),
-    source: hostTensor('int32', [H, S], source),
-    targetStart: hostTensor('int32', [H, S], targetStart),
-    targetCount: hostTensor('int32', [H, S], targetCount),
-    gate: hostTensor('float32', [H, S], gate),
-  };
+  return camNeighbourPlan(H, L, K, randInt(r, 0, L - K), randInt(r, 1, 4), r, mixed);
 }
 
 const ref = createReferenceKernels();

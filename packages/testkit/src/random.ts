@@ -150,7 +150,29 @@ export interface HostNeighbourPlan {
  * as sources with random windows up to `window` (some empty) and gates 0/1 or in [0, 1].
  */
 export function randomNeighbourPlan(H: number, L: number, K: number, window: number, r: () => number, sources = L - K): HostNeighbourPlan {
-  const S = sources;
+  return neighbourPlan(H, L, K, sources, r, () => {
+    const st = randInt(r, 0, K);
+    return [st, randInt(r, 0, Math.min(window, K - st))];
+  }, () => (r() < 0.5 ? (r() < 0.5 ? 0 : 1) : r()));
+}
+
+/**
+ * A CaM-shaped plan of `sources` sources for `H` heads of `L` slots keeping `K`: each source's window starts at the
+ * first kept slot after it (starts ascending, several sources may share one) and is `window` wide or runs to the end
+ * of the kept set, so every window reaches its block's end (the merge kernels' one-sweep path); with `mixed`, a fifth
+ * of the windows are narrower (blocks with a window inside them take the general path). Gates 0, 1 or in [0, 1].
+ */
+export function camNeighbourPlan(H: number, L: number, K: number, sources: number, window: number, r: () => number, mixed = false): HostNeighbourPlan {
+  return neighbourPlan(H, L, K, sources, r, (kept, slot) => {
+    const start = kept.filter((x) => x < slot).length;
+    const st = Math.min(start, Math.max(0, K - 1));
+    const c = Math.min(window, K - st);
+    return [st, mixed && c > 0 && r() < 0.2 ? randInt(r, 0, c) : c];
+  }, () => (r() < 0.3 ? (r() < 0.5 ? 0 : 1) : r()));
+}
+
+/** Random kept and source slots per head (ascending), each source's window from `windowOf(kept, sourceSlot)` and gate from `gateOf()`. */
+function neighbourPlan(H: number, L: number, K: number, S: number, r: () => number, windowOf: (kept: number[], slot: number) => [number, number], gateOf: () => number): HostNeighbourPlan {
   const keep = new Int32Array(H * K);
   const source = new Int32Array(H * S);
   const targetStart = new Int32Array(H * S);
@@ -158,13 +180,15 @@ export function randomNeighbourPlan(H: number, L: number, K: number, window: num
   const gate = new Float32Array(H * S);
   for (let h = 0; h < H; h++) {
     const order = shuffled(L, r);
-    keep.set(order.slice(0, K).sort((a, b) => a - b), h * K);
-    source.set(order.slice(K, K + S).sort((a, b) => a - b), h * S);
+    const kept = order.slice(0, K).sort((a, b) => a - b);
+    const src = order.slice(K, K + S).sort((a, b) => a - b);
+    keep.set(kept, h * K);
+    source.set(src, h * S);
     for (let s = 0; s < S; s++) {
-      const st = randInt(r, 0, K);
+      const [st, c] = windowOf(kept, src[s]!);
       targetStart[h * S + s] = st;
-      targetCount[h * S + s] = randInt(r, 0, Math.min(window, K - st));
-      gate[h * S + s] = r() < 0.5 ? (r() < 0.5 ? 0 : 1) : r();
+      targetCount[h * S + s] = c;
+      gate[h * S + s] = gateOf();
     }
   }
   return {
