@@ -42,8 +42,7 @@ export interface ReferenceBackendOptions {
    * gather, mergeSegments, mergeIntoNeighbours and topK run as WebAssembly SIMD kernels on them in place:
    * adjacentCosine and gather bit-identical to the TypeScript reference (so KVMerger plans the same), topK
    * the same winners (core's radix selection), the two merges summed in float32 lanes, within 1e-5 of it
-   * (the other kernels, and any call whose arrays
-   * are not in that memory, run the TypeScript). `js`: every kernel in plain TypeScript on ordinary typed
+   * (the other kernels, and any call whose arrays are not in that memory, run the TypeScript). `js`: every kernel in plain TypeScript on ordinary typed
    * arrays, float64 accumulation: the ground truth. With `poolBytes: 0` (fresh memory per output) the
    * backend runs `js`.
    */

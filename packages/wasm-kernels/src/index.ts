@@ -27,9 +27,15 @@ export interface WasmKernelExports {
   screenSegments(...args: number[]): number;
   /** 1 when a mergeIntoNeighbours plan passes core's content checks, else 0: keep, source, targetStart, targetCount, gate, H, L, K, S. */
   screenNeighbours(...args: number[]): number;
-  /** core's topK: scores, out, H, L, from, to, k, then scratch `cand` (int32 `[to - from]`) and `hist` (int32 `[8192]`). */
+  /** core's topK: scores, out, H, L, from, to, k, then scratch `cand` (int32 `[to - from]`) and `hist` (int32 `[TOPK_HIST_WORDS]`). */
   topK(scores: number, out: number, H: number, L: number, from: number, to: number, k: number, cand: number, hist: number): void;
 }
+
+/**
+ * Int32 words of {@link WasmKernelExports.topK}'s `hist` scratch: four 2048-bin histograms of the first digit, then
+ * the 16-entry shuffle table (four words an entry) the kernel builds in it.
+ */
+export const TOPK_HIST_WORDS = 4 * 2048 + 16 * 4;
 
 /** The part of a `WebAssembly.Memory` the kernels need (this project's TypeScript libs declare no WebAssembly types). */
 export interface KernelMemory {

@@ -1,10 +1,8 @@
 import { topKKernel, type HostTensor, type KernelImplementation, type TopKCall } from '@kvfold/core';
+import { TOPK_HIST_WORDS } from '@kvfold/wasm-kernels';
 import type { KernelThreads } from '../threads.js';
 import type { WasmPool } from '../wasm-heap.js';
 import { pointers } from './layer.js';
-
-/** Int32 words of the wasm topK's `hist` scratch: four 2048-bin histograms of the first digit, then its 16-entry shuffle table. */
-const TOPK_HIST_WORDS = 8192 + 64;
 
 /**
  * What one score of the window counts for in {@link KernelThreads.slots}'s threshold (calibrated in bytes of

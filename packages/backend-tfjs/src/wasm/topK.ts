@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelImplementation, TopKCall } from '@kvfold/core';
+import { TOPK_HIST_WORDS } from '@kvfold/wasm-kernels';
 import { topK as composite } from '../kernels/topK.js';
 import { offsetOf, registerWasmKernel, withScratch } from './heap.js';
 
@@ -12,8 +13,8 @@ registerWasmKernel(KVFOLD_TOP_K, ({ engine, kernels }, inputs, attrs) => {
   const k = attrs.k as number;
   const from = attrs.from as number;
   const to = attrs.to as number;
-  // One head's keys, and the histograms with the shuffle table (int32 [8192 + 64]), as the reference backend uses.
-  return withScratch(engine, [(to - from) * 4, (8192 + 64) * 4], ([keys, hist]) => {
+  // One head's keys, and the histograms with the shuffle table.
+  return withScratch(engine, [(to - from) * 4, TOPK_HIST_WORDS * 4], ([keys, hist]) => {
     const out = engine.makeOutput([H, k], 'int32');
     kernels.topK(offsetOf(engine, scores), offsetOf(engine, out), H, L, from, to, k, keys!, hist!);
     return out;
