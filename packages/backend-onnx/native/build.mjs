@@ -132,7 +132,8 @@ const apiVersion = Number(/#define ORT_API_VERSION (\d+)/.exec(execFileSync('gre
 mkdirSync(build, { recursive: true });
 rmSync(join(build, 'manifest.json'), { force: true });
 const inc = ['-I', join(here, 'include'), '-I', ortInclude];
-const common = ['-O3', '-std=c++17', '-fPIC', '-fvisibility=hidden', '-Wall', '-Wextra'];
+// -ffp-contract=off: no fused multiply-add, so adjacentCosine's float32 lanes round as the reference's do.
+const common = ['-O3', '-std=c++17', '-ffp-contract=off', '-fPIC', '-fvisibility=hidden', '-Wall', '-Wextra'];
 const src = (f) => join(here, 'src', f);
 const out = (f) => join(build, f);
 

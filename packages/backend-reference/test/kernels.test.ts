@@ -107,6 +107,44 @@ describe('adjacentCosine', () => {
     close(out.data, [0.70710678, 0, 0, -1]);
   });
 
+  it('sums tiny and huge rows in float64, where float32 squares would underflow or overflow', () => {
+    // Each pair is [s,0] next to [s,s]: cos = 1/sqrt(2) at every scale s. In float32 (1e-30)^2 underflows to 0
+    // and (1e30)^2 overflows, so only the float64 fallback outside the lane range gets 0.70710678.
+    for (const s of [1e-30, 1e-20, 1, 1e20, 1e30]) {
+      const out = k.adjacentCosine(f32([1, 2, 2], [s, 0, s, s]));
+      close(out.data, [0.70710678], 1e-7);
+    }
+    // A row with one NaN element has no defined norm: 0, as for a zero norm.
+    close(k.adjacentCosine(f32([1, 2, 2], [1, Number.NaN, 1, 1])).data, [0]);
+  });
+
+  it('is within 1e-6 of a float64 cosine on random rows (float32 lane sums)', () => {
+    const r = rng(7);
+    let worst = 0;
+    for (let t = 0; t < 60; t++) {
+      const L = 20;
+      const D = 1 + Math.floor(r() * 200);
+      const shift = t % 2 === 0 ? 0 : 2; // shifted rows: cosines near 1, where KVMerger's threshold lies
+      const data = Float32Array.from({ length: L * D }, () => r() * 4 - 2 + shift);
+      const got = k.adjacentCosine(f32([1, L, D], data)).data;
+      for (let i = 0; i + 1 < L; i++) {
+        let dot = 0;
+        let na = 0;
+        let nb = 0;
+        for (let d = 0; d < D; d++) {
+          const x = data[i * D + d]!;
+          const y = data[(i + 1) * D + d]!;
+          dot += x * y;
+          na += x * x;
+          nb += y * y;
+        }
+        worst = Math.max(worst, Math.abs(got[i]! - Math.max(-1, Math.min(1, dot / Math.sqrt(na * nb)))));
+      }
+    }
+    expect(worst).toBeLessThan(1e-6);
+    expect(worst).toBeGreaterThan(0); // float32 sums: not the float64 values
+  });
+
   it('returns [heads, 0] for a single slot', () => {
     expect(k.adjacentCosine(f32([2, 1, 3], [1, 2, 3, 4, 5, 6])).shape).toEqual([2, 0]);
   });

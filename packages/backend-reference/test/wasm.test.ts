@@ -194,6 +194,26 @@ describe('reference backend: wasm kernels', () => {
     );
   });
 
+  it('adjacentCosine is bit-identical on rows outside the float32 lane range (float64 fallback) and special values', () => {
+    // Row scales around both ends of the lane range [2^-60, 2^100] of the squared norm, zero rows, subnormal
+    // elements, and NaN or infinite elements: pairs with such a row take the float64 sums in both kernels.
+    const scales = [1, 0, 1e-30, 2 ** -31, 2 ** -29, 1e-20, 2 ** 49, 2 ** 51, 1e25, 1e-42, Number.NaN, Number.POSITIVE_INFINITY, -1];
+    fc.assert(
+      fc.property(shape, (s) => {
+        const r = rng(s.seed + 11);
+        const host = randomLayer(s.heads, s.length, s.headDim, s.seed);
+        const keys = host.keys.data as Float32Array;
+        for (let row = 0; row < s.heads * s.length; row++) {
+          const scale = scales[Math.floor(r() * scales.length)]!;
+          for (let d = 0; d < s.headDim; d++) keys[row * s.headDim + d] = keys[row * s.headDim + d]! * (r() < 0.1 ? 1 : scale);
+        }
+        const want = bits(jsKernels.adjacentCosine(f32(host.keys.shape as number[], keys)));
+        onAll.forEach((kv) => expect(bits(kv.adjacentCosine(layerFromHost(kv, host).keys))).toEqual(want));
+      }),
+      runs,
+    );
+  });
+
   it('gather is bit-identical to the TypeScript reference (runs, single slots, duplicates)', () => {
     fc.assert(
       fc.property(shape, fc.integer({ min: 1, max: 60 }), (s, k) => {

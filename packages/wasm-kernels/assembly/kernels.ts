@@ -2,11 +2,12 @@
 // `pnpm run build:wasm` into ../wasm/kernels.wasm, which is committed and checked by test/wasm.test.ts).
 //
 // adjacentCosine and gather compute exactly what core's TypeScript kernel of the same name computes
-// (packages/core/src/kernels), bit for bit: the same float64 operations in the same order. The oracle's
-// sums over headDim keep two accumulators (even and odd elements); an f64x2 lane pair is exactly that, so
-// lane 0 adds the even elements and lane 1 the odd ones in the oracle's order. No fused multiply-add, no
-// reassociation: adjacentCosine's values, and so KVMerger's segment decisions, are the oracle's (KVMerger
-// ranks every link by its cosine value, so only exact values keep its plans; see docs/architecture.md).
+// (packages/core/src/kernels), bit for bit: the same operations in the same order. adjacentCosine's oracle
+// sums in four float32 lanes (element d in lane d mod 4), which is one f32x4 accumulator, and falls back to
+// float64 sums (even and odd elements: one f64x2 accumulator) for norms outside its lane range. No fused
+// multiply-add, no reassociation: adjacentCosine's values, and so KVMerger's segment decisions, are the
+// oracle's (KVMerger ranks every link by its cosine value, so only exact values keep its plans; see
+// docs/architecture.md).
 //
 // mergeSegments and mergeIntoNeighbours compute their value arithmetic in float32 lanes (f32x4, four
 // elements per operation, no float64 conversions): their outputs are float32 anyway, and they stay within
@@ -80,16 +81,53 @@ function tailDist(acc: v128, x: usize, y: usize, d: i32, D: i32): v128 {
   return f64x2.extract_lane(v, 0) + f64x2.extract_lane(v, 1);
 }
 
+/** core's ADJACENT_COSINE_LANE_RANGE: squared norms in [2^-60, 2^100] take the float32 lane sums. */
+const LANE_LO: f64 = 8.673617379884035e-19;
+const LANE_HI: f64 = 1.2676506002282294e30;
+
 // @ts-ignore: decorator
-@inline function cosine(dot: v128, n0: f64, n1: f64): f32 {
+@inline function inLanes(n: f64): bool {
+  return n >= LANE_LO && n <= LANE_HI;
+}
+
+/** core's clampedCosine. */
+// @ts-ignore: decorator
+@inline function clamped(dot: f64, n0: f64, n1: f64): f32 {
   const den = Math.sqrt(n0) * Math.sqrt(n1);
-  let c = den > 0 ? sum2(dot) / den : 0.0;
+  let c = den > 0 ? dot / den : 0.0;
   if (c > 1) c = 1;
   else if (c < -1) c = -1;
   return <f32>c;
 }
 
-/** core's adjacentCosine: keys float32 [H, L, D] at `k`, out float32 [H, L - 1] at `out`. */
+/** core's cosine64: float64 sums, even elements in lane 0 and odd ones in lane 1. */
+function cosine64(a: usize, b: usize, D: i32): f32 {
+  const z = f64x2.splat(0);
+  return clamped(sum2(tailDot(z, a, b, 0, D)), sum2(tailDot(z, a, a, 0, D)), sum2(tailDot(z, b, b, 0, D)));
+}
+
+/** `acc + x * y` for the tail elements `[D4, D)` (fewer than 4) in lanes 0, 1, 2; the other lanes add +0. */
+function tailLanes(acc: v128, x: usize, y: usize, D4: i32, D: i32): v128 {
+  const o = <usize>D4 << 2;
+  let px = f32x4.replace_lane(f32x4.splat(0), 0, load<f32>(x + o));
+  let py = f32x4.replace_lane(f32x4.splat(0), 0, load<f32>(y + o));
+  if (D4 + 1 < D) {
+    px = f32x4.replace_lane(px, 1, load<f32>(x + o, 4));
+    py = f32x4.replace_lane(py, 1, load<f32>(y + o, 4));
+  }
+  if (D4 + 2 < D) {
+    px = f32x4.replace_lane(px, 2, load<f32>(x + o, 8));
+    py = f32x4.replace_lane(py, 2, load<f32>(y + o, 8));
+  }
+  // A lane accumulator is never -0 (it starts at +0), so adding +0 leaves it as it is.
+  return f32x4.add(acc, f32x4.mul(px, py));
+}
+
+/**
+ * core's adjacentCosine: keys float32 [H, L, D] at `k`, out float32 [H, L - 1] at `out`. Dot products and
+ * squared norms in float32 lanes (element d in lane d mod 4), lanes summed pairwise in float64; a pair
+ * with a norm outside the lane range is recomputed in float64 ({@link cosine64}), as the oracle does.
+ */
 export function adjacentCosine(k: usize, out: usize, H: i32, L: i32, D: i32): void {
   if (L === 0) return;
   const M = L - 1;
@@ -98,79 +136,34 @@ export function adjacentCosine(k: usize, out: usize, H: i32, L: i32, D: i32): vo
   for (let h = 0; h < H; h++) {
     const base = k + <usize>h * <usize>L * row;
     const o = out + ((<usize>h * <usize>M) << 2);
-    let n0: f64 = 0;
-    for (let d = 0; d < D; d++) {
-      const x = f(base + (<usize>d << 2));
-      n0 += x * x;
+    let sq0 = f32x4.splat(0);
+    for (let d = 0; d < D4; d += 4) {
+      const v = v128.load(base + (<usize>d << 2));
+      sq0 = f32x4.add(sq0, f32x4.mul(v, v));
     }
-    let i = 0;
-    // Four neighbour pairs (a, b), (b, c), (c, d), (d, e) at a time: eight independent accumulator chains
-    // (each sum is a chain of D / 2 float64 adds in the oracle's order, so its latency is what limits).
-    for (; i + 3 < M; i += 4) {
+    if (D4 < D) sq0 = tailLanes(sq0, base, base, D4, D);
+    let n0 = sumLanes(sq0);
+    // One pair at a time, rows in address order: the left row is still in L1 from the previous pair, so
+    // memory sees one sequential stream (interleaving four pairs, five row streams 512 bytes apart, measured
+    // three times slower), and out-of-order execution overlaps consecutive pairs' accumulator chains.
+    for (let i = 0; i < M; i++) {
       const a = base + <usize>i * row;
       const b = a + row;
-      const c = b + row;
-      const e4 = c + row;
-      const g = e4 + row;
-      let dotA = f64x2.splat(0), sqA = f64x2.splat(0), dotB = f64x2.splat(0), sqB = f64x2.splat(0);
-      let dotC = f64x2.splat(0), sqC = f64x2.splat(0), dotD = f64x2.splat(0), sqD = f64x2.splat(0);
+      let dot = f32x4.splat(0);
+      let sq = f32x4.splat(0);
       for (let d = 0; d < D4; d += 4) {
         const off = <usize>d << 2;
         const va = v128.load(a + off);
         const vb = v128.load(b + off);
-        const vc = v128.load(c + off);
-        const vd = v128.load(e4 + off);
-        const ve = v128.load(g + off);
-        const al = lo(va), ah = hi(va), bl = lo(vb), bh = hi(vb), cl = lo(vc), ch = hi(vc);
-        const dl = lo(vd), dh = hi(vd), el = lo(ve), eh = hi(ve);
-        dotA = f64x2.add(f64x2.add(dotA, f64x2.mul(al, bl)), f64x2.mul(ah, bh));
-        sqA = f64x2.add(f64x2.add(sqA, f64x2.mul(bl, bl)), f64x2.mul(bh, bh));
-        dotB = f64x2.add(f64x2.add(dotB, f64x2.mul(bl, cl)), f64x2.mul(bh, ch));
-        sqB = f64x2.add(f64x2.add(sqB, f64x2.mul(cl, cl)), f64x2.mul(ch, ch));
-        dotC = f64x2.add(f64x2.add(dotC, f64x2.mul(cl, dl)), f64x2.mul(ch, dh));
-        sqC = f64x2.add(f64x2.add(sqC, f64x2.mul(dl, dl)), f64x2.mul(dh, dh));
-        dotD = f64x2.add(f64x2.add(dotD, f64x2.mul(dl, el)), f64x2.mul(dh, eh));
-        sqD = f64x2.add(f64x2.add(sqD, f64x2.mul(el, el)), f64x2.mul(eh, eh));
+        dot = f32x4.add(dot, f32x4.mul(va, vb));
+        sq = f32x4.add(sq, f32x4.mul(vb, vb));
       }
       if (D4 < D) {
-        dotA = tailDot(dotA, a, b, D4, D);
-        sqA = tailDot(sqA, b, b, D4, D);
-        dotB = tailDot(dotB, b, c, D4, D);
-        sqB = tailDot(sqB, c, c, D4, D);
-        dotC = tailDot(dotC, c, e4, D4, D);
-        sqC = tailDot(sqC, e4, e4, D4, D);
-        dotD = tailDot(dotD, e4, g, D4, D);
-        sqD = tailDot(sqD, g, g, D4, D);
+        dot = tailLanes(dot, a, b, D4, D);
+        sq = tailLanes(sq, b, b, D4, D);
       }
-      const n1 = sum2(sqA);
-      const n2 = sum2(sqB);
-      const n3 = sum2(sqC);
-      const n4 = sum2(sqD);
-      store<f32>(o + (<usize>i << 2), cosine(dotA, n0, n1));
-      store<f32>(o + (<usize>(i + 1) << 2), cosine(dotB, n1, n2));
-      store<f32>(o + (<usize>(i + 2) << 2), cosine(dotC, n2, n3));
-      store<f32>(o + (<usize>(i + 3) << 2), cosine(dotD, n3, n4));
-      n0 = n4;
-    }
-    for (; i < M; i++) {
-      const a = base + <usize>i * row;
-      const b = a + row;
-      let dot = f64x2.splat(0);
-      let sq = f64x2.splat(0);
-      for (let d = 0; d < D4; d += 4) {
-        const off = <usize>d << 2;
-        const va = v128.load(a + off);
-        const vb = v128.load(b + off);
-        const al = lo(va), ah = hi(va), bl = lo(vb), bh = hi(vb);
-        dot = f64x2.add(f64x2.add(dot, f64x2.mul(al, bl)), f64x2.mul(ah, bh));
-        sq = f64x2.add(f64x2.add(sq, f64x2.mul(bl, bl)), f64x2.mul(bh, bh));
-      }
-      if (D4 < D) {
-        dot = tailDot(dot, a, b, D4, D);
-        sq = tailDot(sq, b, b, D4, D);
-      }
-      const n1 = sum2(sq);
-      store<f32>(o + (<usize>i << 2), cosine(dot, n0, n1));
+      const n1 = sumLanes(sq);
+      store<f32>(o + (<usize>i << 2), inLanes(n0) && inLanes(n1) ? clamped(sumLanes(dot), n0, n1) : cosine64(a, b, D));
       n0 = n1;
     }
   }
@@ -349,28 +342,10 @@ function mergeRun(lk: usize, lv: usize, lc: usize, seg: usize, rowBase: usize, o
     store<i32>(rows + (<usize>m << 2), <i32>r);
     m++;
   }
-  // Squared distances to the pivot, two members at a time (independent chains).
-  let q = 0;
-  for (; q + 1 < m; q += 2) {
-    const x = lk + <usize>load<i32>(rows + (<usize>q << 2)) * row;
-    const y = lk + <usize>load<i32>(rows + (<usize>(q + 1) << 2)) * row;
-    let a = f32x4.splat(0), b = f32x4.splat(0);
-    for (let d = 0; d < D4; d += 4) {
-      const off = <usize>d << 2;
-      const vp = v128.load(pk + off);
-      const tx = f32x4.sub(vp, v128.load(x + off));
-      const ty = f32x4.sub(vp, v128.load(y + off));
-      a = f32x4.add(a, f32x4.mul(tx, tx));
-      b = f32x4.add(b, f32x4.mul(ty, ty));
-    }
-    if (D4 < D) {
-      a = tailDist32(a, pk, x, D4, D);
-      b = tailDist32(b, pk, y, D4, D);
-    }
-    store<f64>(weights + (<usize>q << 3), checkedDist(sumLanes(a), pk, x, D, D4));
-    store<f64>(weights + (<usize>(q + 1) << 3), checkedDist(sumLanes(b), pk, y, D, D4));
-  }
-  if (q < m) {
+  // Squared distances to the pivot, one member at a time in address order: the run's rows are read as one
+  // sequential stream (two members side by side measured slower), and out-of-order execution overlaps the
+  // members' independent chains.
+  for (let q = 0; q < m; q++) {
     const x = lk + <usize>load<i32>(rows + (<usize>q << 2)) * row;
     let a = f32x4.splat(0);
     for (let d = 0; d < D4; d += 4) {
@@ -403,36 +378,13 @@ function mergeRun(lk: usize, lv: usize, lc: usize, seg: usize, rowBase: usize, o
     store<f32>(weights + (<usize>j << 2), <f32>(load<f64>(weights + (<usize>j << 3)) * kScale));
     store<f32>(valueWeights + (<usize>j << 2), <f32>(load<f64>(valueWeights + (<usize>j << 3)) * vScale));
   }
-  if (n === 1) {
-    const r0 = <usize>load<i32>(rows);
-    weightedRows1(outK, lk + r0, f32x4.splat(load<f32>(weights)), D, D4);
-    weightedRows1(outV, lv + r0, f32x4.splat(load<f32>(valueWeights)), D, D4);
-    return;
-  }
-  if (n === 2) {
-    const r0 = <usize>load<i32>(rows);
-    const r1 = <usize>load<i32>(rows, 4);
-    weightedRows2(outK, lk + r0, lk + r1, f32x4.splat(load<f32>(weights)), f32x4.splat(load<f32>(weights, 4)), D, D4);
-    weightedRows2(outV, lv + r0, lv + r1, f32x4.splat(load<f32>(valueWeights)), f32x4.splat(load<f32>(valueWeights, 4)), D, D4);
-    return;
-  }
-  // Three or more: member pairs added into the output row (it stays in L1), the first pair storing.
+  // Members one at a time in address order, keys then values, into the output rows (which stay in L1): the
+  // value rows stream from memory sequentially, as the key rows did in the distance pass.
   const r0 = <usize>load<i32>(rows);
-  const r1 = <usize>load<i32>(rows, 4);
-  weightedRows2(outK, lk + r0, lk + r1, f32x4.splat(load<f32>(weights)), f32x4.splat(load<f32>(weights, 4)), D, D4);
-  weightedRows2(outV, lv + r0, lv + r1, f32x4.splat(load<f32>(valueWeights)), f32x4.splat(load<f32>(valueWeights, 4)), D, D4);
-  let j = 2;
-  for (; j + 1 < n; j += 2) {
-    const ra = <usize>load<i32>(rows + (<usize>j << 2));
-    const rb = <usize>load<i32>(rows + (<usize>(j + 1) << 2));
-    addWeighted2(outK, lk + ra, lk + rb, f32x4.splat(load<f32>(weights + (<usize>j << 2))), f32x4.splat(load<f32>(weights + (<usize>(j + 1) << 2))), D, D4);
-    addWeighted2(outV, lv + ra, lv + rb, f32x4.splat(load<f32>(valueWeights + (<usize>j << 2))), f32x4.splat(load<f32>(valueWeights + (<usize>(j + 1) << 2))), D, D4);
-  }
-  if (j < n) {
-    const ra = <usize>load<i32>(rows + (<usize>j << 2));
-    addScaled(outK, lk + ra, load<f32>(weights + (<usize>j << 2)), D);
-    addScaled(outV, lv + ra, load<f32>(valueWeights + (<usize>j << 2)), D);
-  }
+  weightedRows1(outK, lk + r0, f32x4.splat(load<f32>(weights)), D, D4);
+  for (let j = 1; j < n; j++) addScaled(outK, lk + <usize>load<i32>(rows + (<usize>j << 2)), load<f32>(weights + (<usize>j << 2)), D);
+  weightedRows1(outV, lv + r0, f32x4.splat(load<f32>(valueWeights)), D, D4);
+  for (let j = 1; j < n; j++) addScaled(outV, lv + <usize>load<i32>(rows + (<usize>j << 2)), load<f32>(valueWeights + (<usize>j << 2)), D);
 }
 
 /** `out = w0 * x` over one row of D float32. */
@@ -445,32 +397,6 @@ function weightedRows1(out: usize, x: usize, w0: v128, D: i32, D4: i32): void {
   for (let d = D4; d < D; d++) {
     const off = <usize>d << 2;
     store<f32>(out + off, s0 * load<f32>(x + off));
-  }
-}
-
-/** `out = w0 * x + w1 * y` over one row of D float32. */
-function weightedRows2(out: usize, x: usize, y: usize, w0: v128, w1: v128, D: i32, D4: i32): void {
-  for (let d = 0; d < D4; d += 4) {
-    const off = <usize>d << 2;
-    v128.store(out + off, f32x4.add(f32x4.mul(w0, v128.load(x + off)), f32x4.mul(w1, v128.load(y + off))));
-  }
-  const s0 = f32x4.extract_lane(w0, 0), s1 = f32x4.extract_lane(w1, 0);
-  for (let d = D4; d < D; d++) {
-    const off = <usize>d << 2;
-    store<f32>(out + off, s0 * load<f32>(x + off) + s1 * load<f32>(y + off));
-  }
-}
-
-/** `out += w0 * x + w1 * y` over one row of D float32. */
-function addWeighted2(out: usize, x: usize, y: usize, w0: v128, w1: v128, D: i32, D4: i32): void {
-  for (let d = 0; d < D4; d += 4) {
-    const off = <usize>d << 2;
-    v128.store(out + off, f32x4.add(v128.load(out + off), f32x4.add(f32x4.mul(w0, v128.load(x + off)), f32x4.mul(w1, v128.load(y + off)))));
-  }
-  const s0 = f32x4.extract_lane(w0, 0), s1 = f32x4.extract_lane(w1, 0);
-  for (let d = D4; d < D; d++) {
-    const off = <usize>d << 2;
-    store<f32>(out + off, load<f32>(out + off) + (s0 * load<f32>(x + off) + s1 * load<f32>(y + off)));
   }
 }
 

@@ -1,5 +1,6 @@
 // CPU implementations of the ai.kvfold ops. Accumulations are in double, like the reference backend's
-// JavaScript numbers, so results agree with it to float32 rounding.
+// JavaScript numbers, so results agree with it to float32 rounding; adjacentCosine sums the reference's
+// float32 lanes, bit for bit.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -11,21 +12,6 @@
 
 namespace kvfold {
 namespace {
-
-// Four independent double accumulators: exact enough for the reference's float64 sums, and they break the
-// add latency chain (strict IEEE order forbids the compiler from reassociating a single accumulator).
-inline double dot(const float* a, const float* b, int64_t n) {
-  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += static_cast<double>(a[i]) * b[i];
-    s1 += static_cast<double>(a[i + 1]) * b[i + 1];
-    s2 += static_cast<double>(a[i + 2]) * b[i + 2];
-    s3 += static_cast<double>(a[i + 3]) * b[i + 3];
-  }
-  for (; i < n; ++i) s0 += static_cast<double>(a[i]) * b[i];
-  return (s0 + s1) + (s2 + s3);
-}
 
 // Query-key products, observe's only compute-bound loop, as a small GEMM micro-kernel: keys transposed in
 // blocks of 16 slots ([L/16][D][16]) so 16 consecutive slots share each query element (no horizontal sums), float products summed over
@@ -101,16 +87,83 @@ void gather_slots(const LayerIn& in, const int32_t* index, int64_t K, const Laye
 
 }  // namespace
 
+namespace {
+
+typedef float F4 __attribute__((vector_size(16)));  // GCC vector extension: four float32 lanes
+
+/** Core's ADJACENT_COSINE_LANE_RANGE: squared norms in [2^-60, 2^100] take the float32 lane sums. */
+constexpr double kLaneLo = 0x1p-60, kLaneHi = 0x1p100;
+
+inline bool in_lanes(double n) { return n >= kLaneLo && n <= kLaneHi; }
+
+/** Core's clampedCosine (a NaN stays NaN, as in the TypeScript). */
+inline float clamped_cosine(double dot, double na, double nb) {
+  const double den = std::sqrt(na) * std::sqrt(nb);
+  const double c = den > 0 ? dot / den : 0.0;
+  return static_cast<float>(c > 1 ? 1.0 : c < -1 ? -1.0 : c);
+}
+
+/**
+ * Core's laneSums: a·b and b·b in four float32 lanes (element d in lane d mod 4, in index order), each
+ * lane pair summed in double. Element-wise vector adds, so the lanes keep the oracle's order exactly
+ * (the build passes -ffp-contract=off: no fused multiply-add).
+ */
+inline void lane_sums(const float* a, const float* b, int64_t D, double& dot, double& sq) {
+  F4 p = {}, q = {};
+  int64_t d = 0;
+  for (; d + 4 <= D; d += 4) {
+    F4 x, y;
+    std::memcpy(&x, a + d, sizeof x);
+    std::memcpy(&y, b + d, sizeof y);
+    p += x * y;
+    q += y * y;
+  }
+  for (int j = 0; d + j < D; ++j) {
+    const float y = b[d + j];
+    p[j] += a[d + j] * y;
+    q[j] += y * y;
+  }
+  dot = (static_cast<double>(p[0]) + p[1]) + (static_cast<double>(p[2]) + p[3]);
+  sq = (static_cast<double>(q[0]) + q[1]) + (static_cast<double>(q[2]) + q[3]);
+}
+
+/** Core's cosine64: double sums, even and odd elements in two accumulators each. */
+inline float cosine64(const float* a, const float* b, int64_t D) {
+  double dot0 = 0, dot1 = 0, na0 = 0, na1 = 0, nb0 = 0, nb1 = 0;
+  int64_t d = 0;
+  for (; d + 1 < D; d += 2) {
+    const double x0 = a[d], x1 = a[d + 1], y0 = b[d], y1 = b[d + 1];
+    dot0 += x0 * y0;
+    dot1 += x1 * y1;
+    na0 += x0 * x0;
+    na1 += x1 * x1;
+    nb0 += y0 * y0;
+    nb1 += y1 * y1;
+  }
+  if (d < D) {
+    const double x = a[d], y = b[d];
+    dot0 += x * y;
+    na0 += x * x;
+    nb0 += y * y;
+  }
+  return clamped_cosine(dot0 + dot1, na0 + na1, nb0 + nb1);
+}
+
+}  // namespace
+
+// Core's adjacentCosine bit for bit: float32 lane sums (double outside the lane range), one neighbour pair
+// at a time in address order, the right row's squared norm carried to the next pair.
 void adjacent_cosine_cpu(const float* keys, float* out, int64_t H, int64_t L, int64_t D) {
   const int64_t M = L > 0 ? L - 1 : 0;
-  std::vector<double> norm(static_cast<size_t>(L));
-  for (int64_t h = 0; h < H; ++h) {
+  for (int64_t h = 0; h < H && L > 0; ++h) {
     const float* k = keys + h * L * D;
-    for (int64_t i = 0; i < L; ++i) norm[i] = std::sqrt(dot(k + i * D, k + i * D, D));
+    double dot, n0, n1;
+    lane_sums(k, k, D, dot, n0);
     for (int64_t i = 0; i < M; ++i) {
-      const double den = norm[i] * norm[i + 1];
-      const double c = den > 0 ? dot(k + i * D, k + (i + 1) * D, D) / den : 0.0;
-      out[h * M + i] = static_cast<float>(std::min(1.0, std::max(-1.0, c)));
+      const float* a = k + i * D;
+      lane_sums(a, a + D, D, dot, n1);
+      out[h * M + i] = in_lanes(n0) && in_lanes(n1) ? clamped_cosine(dot, n0, n1) : cosine64(a, a + D, D);
+      n0 = n1;
     }
   }
 }

@@ -11,7 +11,7 @@ import { observeKernel } from './observe.js';
 import { topKKernel } from './topK.js';
 
 export { accumulateKernel, type AccumulateCall } from './accumulate.js';
-export { adjacentCosineKernel, type AdjacentCosineCall } from './adjacentCosine.js';
+export { ADJACENT_COSINE_LANE_RANGE, adjacentCosineKernel, type AdjacentCosineCall } from './adjacentCosine.js';
 export { allFiniteKernel, type AllFiniteCall } from './allFinite.js';
 export { appendKernel, type AppendCall } from './append.js';
 export { gatherKernel, type GatherCall } from './gather.js';
