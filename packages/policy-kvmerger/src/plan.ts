@@ -100,8 +100,9 @@ function eligibleLinks(cos: ArrayLike<number>, prot: ArrayLike<number>, minSimil
  * topK kernel's radix selection over the row with every other link ranked lowest; float64 values (the
  * head-mean of `shared`) a comparison quickselect. Both pick the same set for the same values.
  */
-function bestLinks(links: Int32Array, cos: Float32Array | Float64Array, count: number): Int32Array {
+function bestLinks(links: Int32Array, cos: Float32Array | Float64Array, count: number, selected: Int32Array | undefined): Int32Array {
   if (count >= links.length) return links;
+  if (selected) return selected;
   if (cos instanceof Float32Array) {
     // NaN ranks below every number in the radix order; eligible cosines are finite, so only links win.
     const masked = new Float32Array(cos.length).fill(Number.NaN);
@@ -125,10 +126,10 @@ interface RowLayout {
 }
 
 /** Merge the `count` best of `candidates`, then (when `target` is given) trim groups beyond it. */
-function layoutRow(length: number, cos: Float32Array | Float64Array, scores: ArrayLike<number>, prot: ArrayLike<number>, candidates: Int32Array, count: number, target: number | null): RowLayout {
+function layoutRow(length: number, cos: Float32Array | Float64Array, scores: ArrayLike<number>, prot: ArrayLike<number>, candidates: Int32Array, count: number, target: number | null, selected: Int32Array | undefined): RowLayout {
   const links = new Uint8Array(Math.max(0, length - 1));
   let eps: number | null = null;
-  const chosen = bestLinks(candidates, cos, count);
+  const chosen = bestLinks(candidates, cos, count, selected);
   const take = chosen.length;
   for (let j = 0; j < take; j++) {
     const i = chosen[j]!;
@@ -178,6 +179,49 @@ function row(a: ArrayLike<number>, h: number, n: number): ArrayLike<number> {
 }
 
 /**
+ * The per-head link ranking {@link planLayer} would run, for a backend's `topK` kernel to run instead: each
+ * head's eligible links' cosines with every other link NaN (ranked lowest), float32 `[heads, length - 1]`,
+ * and how many links each head merges. Null when nothing needs ranking: shared sets, no float32 cosines,
+ * or no head with more eligible links than it merges.
+ */
+export function linkRanking(input: PlanInput): { readonly rows: Float32Array; readonly count: number } | null {
+  const { heads, length, mode, cosine } = input;
+  const n1 = Math.max(0, length - 1);
+  if ((input.sets === 'shared' && heads > 1) || !(cosine instanceof Float32Array) || cosine.length !== heads * n1 || input.protection.length !== heads) return null;
+  // One pass per head writes the masked row and counts the eligible links (eligibleLinks's rule).
+  const rows = new Float32Array(heads * n1);
+  const eligible = new Int32Array(heads);
+  const above = mode === 'paper' ? input.eps : -Infinity;
+  const floor = input.minSimilarity;
+  for (let h = 0; h < heads; h++) {
+    const prot = input.protection[h]!;
+    const row = h * n1;
+    let n = 0;
+    for (let i = 0; i < n1; i++) {
+      const c = cosine[row + i]!;
+      const ok = prot[i] === UNPROTECTED && prot[i + 1] === UNPROTECTED && Number.isFinite(c) && c >= floor && c > above;
+      rows[row + i] = ok ? c : Number.NaN;
+      n += ok ? 1 : 0;
+    }
+    eligible[h] = n;
+  }
+  const count = mode === 'paper' ? Math.min(...eligible) : Math.max(0, length - input.target);
+  if (eligible.every((n) => count >= n)) return null;
+  return { rows, count };
+}
+
+/**
+ * The winners of a {@link linkRanking}: the `count` best links of each head, ascending, row-major
+ * `[heads, count]` (what `selectSlots` returns for the ranking's rows with a budget of `count`).
+ */
+export interface LinkSelection {
+  /** Links merged per head. */
+  readonly count: number;
+  /** Link indices, `[heads, count]`. */
+  readonly links: Int32Array;
+}
+
+/**
  * Plan one layer: with the recent window and heavy hitters protected (`input.protection`), pick the links to merge (see
  * {@link PlanInput.mode}), trim in `exact` mode, and choose each output slot's pivot (highest score of
  * its head, ties to the lower index).
@@ -186,8 +230,11 @@ function row(a: ArrayLike<number>, h: number, n: number): ArrayLike<number> {
  * few, merge them all and evict the lowest-scored unprotected slots, then the lowest heavy hitters.
  * `paper`: each layout counts its eligible links above `eps`; all heads merge their top `M` links with
  * `M` the smallest count, because heads must keep the same number of slots. No trimming.
+ *
+ * `selected`, when given, is the backend's selection of the {@link linkRanking} of this same input (the
+ * same set the host selection picks: the topK kernel is core's radix selection), so the host does not rank.
  */
-export function planLayer(input: PlanInput): LayerPlan {
+export function planLayer(input: PlanInput, selected?: LinkSelection): LayerPlan {
   const { heads, length, mode } = input;
   const cosine = input.cosine && input.cosine.length === heads * Math.max(0, length - 1) ? input.cosine : undefined;
   const n1 = Math.max(0, length - 1);
@@ -208,7 +255,11 @@ export function planLayer(input: PlanInput): LayerPlan {
   const cands = prots.map((p, l) => (cosine ? eligibleLinks(layoutCos[l]!, p, input.minSimilarity, mode === 'paper' ? input.eps : undefined) : new Int32Array(0)));
   const count = mode === 'paper' ? Math.min(...cands.map((c) => c.length)) : Math.max(0, length - input.target);
   const target = mode === 'exact' ? input.target : null;
-  const layouts = prots.map((p, l) => layoutRow(length, layoutCos[l]!, layoutScores[l]!, p, cands[l]!, count, target));
+  if (selected && (shared || selected.count !== count || selected.links.length !== heads * count)) {
+    throw new Error(`kvmerger: internal error, a selection of ${selected.count} links per head for a plan that merges ${count} on ${shared ? 'one shared layout' : `${heads} heads`}`);
+  }
+  const rowOf = (l: number): Int32Array | undefined => selected?.links.subarray(l * count, (l + 1) * count);
+  const layouts = prots.map((p, l) => layoutRow(length, layoutCos[l]!, layoutScores[l]!, p, cands[l]!, count, target, rowOf(l)));
 
   const segment = new Int32Array(heads * length);
   // Every head keeps the same number of groups (checked below); pivots go straight into their rows.

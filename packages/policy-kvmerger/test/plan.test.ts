@@ -1,13 +1,15 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import { createReferenceKernels } from '@kvfold/backend-reference';
-import { hostTensor } from '@kvfold/core';
-import { HEAVY, RECENT, UNPROTECTED, candidateLinks, planLayer, protectSlots, type PlanInput } from '../src/index.js';
+import { hostTensor, selectSlots } from '@kvfold/core';
+import { HEAVY, RECENT, UNPROTECTED, candidateLinks, linkRanking, planLayer, protectSlots, type PlanInput } from '../src/index.js';
 
 const base = { heads: 1, eps: 0.75, minSimilarity: -1, sets: 'per-head' } as const;
 /** No slot protected, one layout per head (or one shared). */
 const none = (layouts: number, length: number) => Array.from({ length: layouts }, () => new Uint8Array(length));
 const ref = createReferenceKernels();
+/** Two threads splitting every call (the wasm topK's per-head split). */
+const refThreads = createReferenceKernels({ threads: 2, threadMinBytes: 0 });
 /** Protection by the policy's own rule (shared selection on the reference topK). */
 const protect = (scores: readonly number[], heads: number, length: number, recent: number, heavy: number, shared = false) =>
   protectSlots(ref, ref.fromHost(hostTensor('float32', [heads, length], scores)), scores, { heads, length, recent, heavy, shared });
@@ -193,6 +195,7 @@ describe('planLayer properties', () => {
     // Targets between a quarter and all of the cache (the ranking decides there), few cosine levels (ties
     // decide often), both zeros, and every mode and layout.
     const levels = [-1, -0.5, -0, 0, 0.25, 0.5, 0.75, 0.8, 1];
+    let rankedCases = 0;
     const f32 = fc
       .tuple(input, fc.integer({ min: 8, max: 64 }), fc.integer({ min: 25, max: 100 }))
       .map(([inp, length, percent]) => {
@@ -206,12 +209,35 @@ describe('planLayer properties', () => {
       fc.asyncProperty(f32, async (inp) => {
         const protection = await protect(Array.from(inp.scores), inp.heads, inp.length, inp.recent, inp.heavy, inp.sets === 'shared');
         const a = planLayer({ ...inp, protection });
-        const b = planLayer({ ...inp, protection, cosine: Float32Array.from(inp.cosine!) });
+        const f32Input = { ...inp, protection, cosine: Float32Array.from(inp.cosine!) };
+        const b = planLayer(f32Input);
         expect(Array.from(b.segment)).toEqual(Array.from(a.segment));
         expect(Array.from(b.pivot)).toEqual(Array.from(a.pivot));
         expect([b.merged, b.evicted, b.effectiveEps, b.outLength]).toEqual([a.merged, a.evicted, a.effectiveEps, a.outLength]);
+        // The policy's path: the ranking selected by the backend's topK kernel (wasm, one and two threads).
+        const ranking = linkRanking(f32Input);
+        if (inp.sets === 'shared' && inp.heads > 1) expect(ranking).toBeNull();
+        if (!ranking) return;
+        rankedCases++;
+        for (const kv of [ref, refThreads]) {
+          const rows = kv.fromHost(hostTensor('float32', [inp.heads, inp.length - 1], ranking.rows));
+          const links = await selectSlots(kv, rows, inp.heads, inp.length - 1, { budget: ranking.count });
+          const c = planLayer(f32Input, { count: ranking.count, links });
+          expect(Array.from(c.segment)).toEqual(Array.from(a.segment));
+          expect(Array.from(c.pivot)).toEqual(Array.from(a.pivot));
+          expect([c.merged, c.evicted, c.effectiveEps, c.outLength]).toEqual([a.merged, a.evicted, a.effectiveEps, a.outLength]);
+        }
       }),
       { numRuns: 300 },
     );
+    // The kernel path must actually have been exercised.
+    expect(rankedCases).toBeGreaterThan(30);
+  });
+
+  it('refuses a link selection that does not fit the plan', async () => {
+    const protection = await protect([1, 2, 3, 4], 1, 4, 0, 0);
+    const inp: PlanInput = { heads: 1, length: 4, scores: [1, 2, 3, 4], cosine: Float32Array.of(0.9, 0.8, 0.7), target: 2, protection, mode: 'exact', eps: 0.75, minSimilarity: -1, sets: 'per-head' };
+    expect(linkRanking(inp)?.count).toBe(2);
+    expect(() => planLayer(inp, { count: 1, links: Int32Array.of(0) })).toThrow(/internal error/);
   });
 });

@@ -54,6 +54,33 @@ inline double dist2(const float* a, const float* b, int64_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
+typedef float F8 __attribute__((vector_size(32)));  // eight float32 lanes: one AVX register, two SSE ones
+
+/**
+ * A squared distance summed in eight float32 lanes (the merge kernels' clones vectorise it), checked as the
+ * reference's wasm kernel checks its float32 lanes: below 2^-100 (float32 squares may have underflowed,
+ * turning a tiny distance into 0 and a vanishing weight into 1) or not finite, it is recomputed in double.
+ */
+inline double dist2_lanes(const float* a, const float* b, int64_t D) {
+  F8 acc = {};
+  int64_t d = 0;
+  for (; d + 8 <= D; d += 8) {
+    F8 x, y;
+    std::memcpy(&x, a + d, sizeof x);
+    std::memcpy(&y, b + d, sizeof y);
+    const F8 t = x - y;
+    acc += t * t;
+  }
+  double s = 0;
+  for (; d < D; ++d) {
+    const float t = a[d] - b[d];
+    s += static_cast<double>(t * t);
+  }
+  for (int j = 0; j < 8; ++j) s += acc[j];
+  // The pivot's own distance is exactly 0 in both precisions.
+  return (s >= 0x1p-100 && s < std::numeric_limits<double>::infinity()) || (a == b && s == 0) ? s : dist2(a, b, D);
+}
+
 /** Copy `n` consecutive slots of every field from slot row `src` of `in` to slot row `dst` of `out` (rows = h * slots + slot). */
 inline void copy_slots(const LayerIn& in, int64_t src, const LayerOut& out, int64_t dst, int64_t n) {
   const int64_t D = in.D;
@@ -250,9 +277,11 @@ void gather_slots_cpu(const LayerIn& in, const int32_t* index, int64_t K, const 
   for (int64_t h = 0; h < in.H; ++h) gather_slots(in, index, K, out, h, 0, K);
 }
 
-// The merge kernels in one clone per ISA (AVX-512 / AVX2 / baseline, picked at load time): their float64
-// loops are element-wise, so wider vectors give the same bits, and fp-contract=off keeps the compiler from
-// fusing multiply-adds (one rounding instead of two), so results stay those of the reference's kernels.
+// The merge kernels in one clone per ISA (AVX-512 / AVX2 / baseline, picked at load time): their loops are
+// element-wise (and mergeSegments's distance lanes are eight wide in every clone), so wider vectors give the
+// same bits, and fp-contract=off keeps the compiler from fusing multiply-adds (one rounding instead of two).
+// mergeIntoNeighbours sums in double like the reference; mergeSegments in float32 lanes like the reference's
+// wasm kernel, within the project's 1e-5 of the reference.
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
 __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -261,7 +290,7 @@ void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t
   const int64_t H = in.H, L = in.L, D = in.D;
   std::vector<int64_t> start(static_cast<size_t>(O)), end(static_cast<size_t>(O));
   std::vector<int64_t> rows(static_cast<size_t>(L));
-  std::vector<double> w(static_cast<size_t>(L)), wv(static_cast<size_t>(L)), kacc(static_cast<size_t>(D)), vacc(static_cast<size_t>(D));
+  std::vector<double> w(static_cast<size_t>(L)), wv(static_cast<size_t>(L));
   for (int64_t h = 0; h < H; ++h) {
     const int32_t* seg = segment + h * L;
     const float* keys = in.keys + h * L * D;
@@ -296,9 +325,12 @@ void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t
         total += in.counts[h * L + i];
         score += in.scores[h * L + i];
       }
+      // Members one at a time in address order (the wasm kernel's measured order): distances first, then
+      // the key rows (in L1 by then) and the value rows, each into its output row, in float32 lanes with
+      // weights already divided by their sum (within the project's 1e-5 of the reference, like the wasm kernel).
       for (int64_t i = start[o]; i < end[o]; ++i) {
         if (seg[i] != o) continue;
-        const double d2 = dist2(keys + p * D, keys + i * D, D);
+        const double d2 = dist2_lanes(keys + p * D, keys + i * D, D);
         const double g = d2 == 0 ? 1.0 : std::exp(-d2 / two_sigma2);  // the pivot weighs exactly 1
         if (g == 0) continue;
         gsum += g;
@@ -307,21 +339,21 @@ void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t
         wv[n] = value_scale == 1 ? g / in.counts[h * L + i] : g;
         ++n;
       }
-      std::fill(kacc.begin(), kacc.end(), 0.0);
-      std::fill(vacc.begin(), vacc.end(), 0.0);
-      for (int64_t m = 0; m < n; ++m) {
-        const float* k = keys + rows[m] * D;
-        const float* v = values + rows[m] * D;
-        for (int64_t d = 0; d < D; ++d) {
-          kacc[d] += w[m] * k[d];
-          vacc[d] += wv[m] * v[d];
-        }
-      }
       const double ks = 1 / gsum;
       const double vs = value_scale == 1 ? total / gsum : ks;
-      for (int64_t d = 0; d < D; ++d) {
-        out.keys[ho * D + d] = static_cast<float>(kacc[d] * ks);
-        out.values[ho * D + d] = static_cast<float>(vacc[d] * vs);
+      float* ok = out.keys + ho * D;
+      float* ov = out.values + ho * D;
+      for (int64_t m = 0; m < n; ++m) {
+        const float f = static_cast<float>(w[m] * ks);
+        const float* k = keys + rows[m] * D;
+        if (m == 0) for (int64_t d = 0; d < D; ++d) ok[d] = f * k[d];
+        else for (int64_t d = 0; d < D; ++d) ok[d] += f * k[d];
+      }
+      for (int64_t m = 0; m < n; ++m) {
+        const float f = static_cast<float>(wv[m] * vs);
+        const float* v = values + rows[m] * D;
+        if (m == 0) for (int64_t d = 0; d < D; ++d) ov[d] = f * v[d];
+        else for (int64_t d = 0; d < D; ++d) ov[d] += f * v[d];
       }
       out.positions[ho] = in.positions[h * L + p];
       out.counts[ho] = static_cast<int32_t>(total);
