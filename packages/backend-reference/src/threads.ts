@@ -29,15 +29,15 @@ const CTL_WORDS = 16;
 
 /**
  * The worker's program (a string: tests run the TypeScript sources, so there is no compiled file to point a
- * worker at). It instantiates the same compiled module over the same shared memory, with the same `Math.exp`
- * import, sleeps on the job counter, and claims chunks of heads until none are left. Chunks are claimed with
+ * worker at). It instantiates the same compiled module over the same shared memory (its only import), sleeps
+ * on the job counter, and claims chunks of heads until none are left. Chunks are claimed with
  * one atomic add, so a worker the scheduler runs late simply takes fewer of them: the caller never waits for
  * work that nobody started.
  */
 const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const { module, memory, ctlAt, argAt, slot } = workerData;
-const k = new WebAssembly.Instance(module, { env: { memory, exp: Math.exp } }).exports;
+const k = new WebAssembly.Instance(module, { env: { memory } }).exports;
 const fns = ${JSON.stringify(SPLIT_KERNELS)}.map((n) => k[n]);
 const ctl = new Int32Array(memory.buffer, ctlAt, ${CTL_WORDS});
 const argv = new Float64Array(memory.buffer, argAt, ${2 * MAX_ARGS} + ${MAX_SCRATCH} * (slot + 1));

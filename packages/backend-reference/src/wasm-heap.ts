@@ -59,8 +59,7 @@ export class WasmHeap {
   constructor(module: object) {
     this.module = module;
     this.memory = new WA.Memory({ initial: 16, maximum: MAX_PAGES, shared: true });
-    // KVMerger's Gaussian weights call the host's Math.exp (the module carries no exp table of its own).
-    const instance = new WA.Instance(module, { env: { memory: this.memory, exp: Math.exp } });
+    const instance = new WA.Instance(module, { env: { memory: this.memory } });
     this.kernels = instance.exports as unknown as WasmKernelExports;
     this.buffer = this.memory.buffer as unknown as SharedArrayBuffer;
     this.buffers.add(this.buffer);

@@ -5,7 +5,7 @@
  * (`wasm/kernels.wasm`). They compute what core's TypeScript kernels of the same names compute (adjacentCosine
  * and gather bit for bit, topK the same winners, the two merges in float32 lanes within 1e-5), on tensors that live in a
  * `WebAssembly.Memory` the caller owns: the module imports its memory
- * (`env.memory`) and `env.exp` (given `Math.exp`), has no data segments, no globals and no allocator, so it
+ * (`env.memory`) and nothing else, has no data segments, no globals and no allocator, so it
  * never writes outside the arrays it is handed. Every pointer argument is a byte offset into that memory.
  *
  * Used by the reference backend (tensors in a shared memory of its own) and by the tfjs backend (tensors in
@@ -29,6 +29,8 @@ export interface WasmKernelExports {
   screenNeighbours(...args: number[]): number;
   /** core's topK: scores, out, H, L, from, to, k, then scratch `cand` (int32 `[to - from]`) and `hist` (int32 `[TOPK_HIST_WORDS]`). */
   topK(scores: number, out: number, H: number, L: number, from: number, to: number, k: number, cand: number, hist: number): void;
+  /** e^x as mergeSegments's Gaussian weights compute it (within 1 ulp of `Math.exp`; exported for tests). */
+  gaussianExp(x: number): number;
 }
 
 /**
@@ -75,12 +77,11 @@ export function kernelModule(kind: KernelMemoryKind): object {
 }
 
 /**
- * The kernels instantiated over `memory` (a `WebAssembly.Memory` of the given kind). KVMerger's Gaussian
- * weights call back into the host's `Math.exp`, the one core's TypeScript kernels use.
+ * The kernels instantiated over `memory` (a `WebAssembly.Memory` of the given kind), its only import.
  * @throws Error as {@link kernelModule}, or when `memory` is not a `WebAssembly.Memory` of that kind.
  */
 export function instantiateKernels(memory: KernelMemory, kind: KernelMemoryKind): WasmKernelExports {
-  return new WA.Instance(kernelModule(kind), { env: { memory, exp: Math.exp } }).exports as unknown as WasmKernelExports;
+  return new WA.Instance(kernelModule(kind), { env: { memory } }).exports as unknown as WasmKernelExports;
 }
 
 /** An unsigned LEB128 number at `at`: its value and the offset after it. */
