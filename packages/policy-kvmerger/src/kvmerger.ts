@@ -1,5 +1,5 @@
 import { BudgetError, SPECIFICATION_VERSION, cacheShape, definePolicy, layerTensors, requireObservation, resolveShare, selectSlots, uploadRows } from '@kvfold/core';
-import type { KVCachePolicy, KVKernels, LayerCache, Observation, ObservationNeed, PolicyContext } from '@kvfold/core';
+import type { HostTensor, KVCachePolicy, KVKernels, LayerCache, Observation, ObservationNeed, PolicyContext } from '@kvfold/core';
 import { kvmergerSchema, resolveOptions, type KVMergerOptions, type ResolvedKVMergerOptions } from './options.js';
 import { isIdentity, linkRanking, planLayer, type LayerPlan, type LinkSelection, type PlanInput } from './plan.js';
 import { protectSlots } from './protect.js';
@@ -125,48 +125,49 @@ export class KVMergerPolicy implements KVCachePolicy {
   private async compress<T>(k: KVKernels<T>, layer: LayerCache<T>, scores: T, ctx: PolicyContext<T>, pass: Pass): Promise<{ result: LayerCache<T>; plan: LayerPlan }> {
     const { heads, length, headDim } = cacheShape(k, layer);
     const o = this.options;
-    const scoreHost = await k.toHost(scores);
-    let cosine: ArrayLike<number> | undefined;
-    if (pass.merge && length >= 2) {
-      const c = k.adjacentCosine(layer.keys);
-      try {
-        cosine = (await k.toHost(c)).data;
-      } finally {
-        k.dispose(c);
+    // Scores and cosines are read in place where the backend's tensors are host memory (no copy of the
+    // [heads, length] arrays); the cosine tensor is disposed once the plan is made.
+    const read = async (t: T): Promise<HostTensor['data']> => (k.hostView ? k.hostView(t) : await k.toHost(t)).data;
+    const scoreData = await read(scores);
+    const cosineT = pass.merge && length >= 2 ? k.adjacentCosine(layer.keys) : undefined;
+    let plan: LayerPlan;
+    try {
+      const cosine = cosineT === undefined ? undefined : await read(cosineT);
+      const protection = await protectSlots(k, scores, scoreData, {
+        heads,
+        length,
+        recent: resolveShare(o.recent, pass.target),
+        heavy: resolveShare(o.heavy, pass.target),
+        shared: o.sets === 'shared',
+      });
+      const input: PlanInput = {
+        heads,
+        length,
+        scores: scoreData,
+        cosine,
+        target: pass.target,
+        protection,
+        mode: pass.mode,
+        eps: o.eps,
+        minSimilarity: o.minSimilarity,
+        sets: o.sets,
+      };
+      // The links' ranking runs on the backend's topK kernel (the host's radix selection measured 1.6 ms of a
+      // 32 x 4,096 plan; the reference's wasm kernel does it in a sixth of that).
+      const ranking = linkRanking(input);
+      let selected: LinkSelection | undefined;
+      if (ranking) {
+        const rows = uploadRows(k, 'float32', heads, ranking.rows);
+        try {
+          selected = { count: ranking.count, links: await selectSlots(k, rows, heads, length - 1, { budget: ranking.count }) };
+        } finally {
+          k.dispose(rows);
+        }
       }
+      plan = planLayer(input, selected);
+    } finally {
+      if (cosineT !== undefined) k.dispose(cosineT);
     }
-    const protection = await protectSlots(k, scores, scoreHost.data, {
-      heads,
-      length,
-      recent: resolveShare(o.recent, pass.target),
-      heavy: resolveShare(o.heavy, pass.target),
-      shared: o.sets === 'shared',
-    });
-    const input: PlanInput = {
-      heads,
-      length,
-      scores: scoreHost.data,
-      cosine,
-      target: pass.target,
-      protection,
-      mode: pass.mode,
-      eps: o.eps,
-      minSimilarity: o.minSimilarity,
-      sets: o.sets,
-    };
-    // The links' ranking runs on the backend's topK kernel (the host's radix selection measured 1.6 ms of a
-    // 32 x 4,096 plan; the reference's wasm kernel does it in a sixth of that).
-    const ranking = linkRanking(input);
-    let selected: LinkSelection | undefined;
-    if (ranking) {
-      const rows = uploadRows(k, 'float32', heads, ranking.rows);
-      try {
-        selected = { count: ranking.count, links: await selectSlots(k, rows, heads, length - 1, { budget: ranking.count }) };
-      } finally {
-        k.dispose(rows);
-      }
-    }
-    const plan = planLayer(input, selected);
     if (isIdentity(plan)) return { result: { ...layer, scores }, plan };
     const keys = o.sigma.mode === 'fixed' ? undefined : { data: (await k.toHost(layer.keys)).data, headDim };
     const sigma = planSigmas(plan, o.sigma, keys);

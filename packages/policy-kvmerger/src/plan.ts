@@ -117,6 +117,8 @@ function bestLinks(links: Int32Array, cos: Float32Array | Float64Array, count: n
 /** One head's layout: merged links and evicted slots. */
 interface RowLayout {
   readonly links: Uint8Array;
+  /** The merged links' indices, ascending. */
+  readonly chosen: Int32Array;
   readonly evicted: Uint8Array;
   readonly merged: number;
   readonly evictedSlots: number;
@@ -129,7 +131,9 @@ interface RowLayout {
 function layoutRow(length: number, cos: Float32Array | Float64Array, scores: ArrayLike<number>, prot: ArrayLike<number>, candidates: Int32Array, count: number, target: number | null, selected: Int32Array | undefined): RowLayout {
   const links = new Uint8Array(Math.max(0, length - 1));
   let eps: number | null = null;
-  const chosen = bestLinks(candidates, cos, count, selected);
+  // Ascending already from the radix selection, the kernel and the candidate list; the quickselect's is not.
+  const picked = bestLinks(candidates, cos, count, selected);
+  const chosen = cos instanceof Float32Array ? picked : picked.slice().sort();
   const take = chosen.length;
   for (let j = 0; j < take; j++) {
     const i = chosen[j]!;
@@ -162,7 +166,7 @@ function layoutRow(length: number, cos: Float32Array | Float64Array, scores: Arr
       }
     }
   }
-  return { links, evicted, merged: take, evictedSlots, groups, effectiveEps: eps };
+  return { links, chosen, evicted, merged: take, evictedSlots, groups, effectiveEps: eps };
 }
 
 /** Mean over heads of a `[heads, n]` row-major array. */
@@ -271,6 +275,11 @@ export function planLayer(input: PlanInput, selected?: LinkSelection): LayerPlan
     const lay = layouts[shared ? 0 : h]!;
     const { links, evicted } = lay;
     const base = h * length;
+    if (lay.evictedSlots === 0) {
+      segmentRow(lay.chosen, input.scores, base, length, segment, pivot, h * outLength);
+      if (length - lay.merged !== outLength) throw new Error(`kvmerger: internal error, head ${h} planned ${length - lay.merged} slots, head 0 ${outLength}`);
+      continue;
+    }
     let id = 0;
     for (let s = 0; s < length; ) {
       let e = s;
@@ -298,6 +307,44 @@ export function planLayer(input: PlanInput, selected?: LinkSelection): LayerPlan
   }
   const pick = <K extends keyof RowLayout>(key: K): RowLayout[K][] => Array.from({ length: heads }, (_, h) => layouts[shared ? 0 : h]![key]);
   return { heads, length, outLength, segment, pivot, merged: pick('merged'), evicted: pick('evictedSlots'), effectiveEps: pick('effectiveEps') };
+}
+
+/**
+ * One head's segment ids and pivots when nothing is evicted, walking the merged links (ascending) instead of
+ * every slot's link flag: the slots between runs are singletons (their own pivots, no comparison), and only a
+ * run's members compare scores (highest, ties to the lower index). Measured about twice as fast as the
+ * per-slot walk on the benchmark's plans, whose link flags are too irregular for branch prediction.
+ */
+function segmentRow(chosen: Int32Array, sc: ArrayLike<number>, base: number, length: number, segment: Int32Array, pivot: Int32Array, prow: number): void {
+  let id = 0;
+  let s = 0;
+  for (let j = 0; j < chosen.length; ) {
+    const first = chosen[j]!;
+    for (let i = s; i < first; i++, id++) {
+      segment[base + i] = id;
+      pivot[prow + id] = i;
+    }
+    let last = first + 1;
+    for (j++; j < chosen.length && chosen[j] === last; j++) last++;
+    let p = first;
+    let best = val(sc[base + first]!);
+    segment[base + first] = id;
+    for (let i = first + 1; i <= last; i++) {
+      segment[base + i] = id;
+      const v = val(sc[base + i]!);
+      if (v > best) {
+        best = v;
+        p = i;
+      }
+    }
+    pivot[prow + id] = p;
+    id++;
+    s = last + 1;
+  }
+  for (let i = s; i < length; i++, id++) {
+    segment[base + i] = id;
+    pivot[prow + id] = i;
+  }
 }
 
 /** True when the plan keeps every slot unmerged (the cache would come back unchanged). */
