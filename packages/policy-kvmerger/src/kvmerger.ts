@@ -159,7 +159,7 @@ export class KVMergerPolicy implements KVCachePolicy {
       if (ranking) {
         const rows = uploadRows(k, 'float32', heads, ranking.rows);
         try {
-          selected = { count: ranking.count, links: await selectSlots(k, rows, heads, length - 1, { budget: ranking.count }) };
+          selected = { count: ranking.count, eligible: ranking.eligible, links: await selectSlots(k, rows, heads, length - 1, { budget: ranking.count }) };
         } finally {
           k.dispose(rows);
         }

@@ -101,8 +101,8 @@ function eligibleLinks(cos: ArrayLike<number>, prot: ArrayLike<number>, minSimil
  * head-mean of `shared`) a comparison quickselect. Both pick the same set for the same values.
  */
 function bestLinks(links: Int32Array, cos: Float32Array | Float64Array, count: number, selected: Int32Array | undefined): Int32Array {
-  if (count >= links.length) return links;
   if (selected) return selected;
+  if (count >= links.length) return links;
   if (cos instanceof Float32Array) {
     // NaN ranks below every number in the radix order; eligible cosines are finite, so only links win.
     const masked = new Float32Array(cos.length).fill(Number.NaN);
@@ -185,10 +185,10 @@ function row(a: ArrayLike<number>, h: number, n: number): ArrayLike<number> {
 /**
  * The per-head link ranking {@link planLayer} would run, for a backend's `topK` kernel to run instead: each
  * head's eligible links' cosines with every other link NaN (ranked lowest), float32 `[heads, length - 1]`,
- * and how many links each head merges. Null when nothing needs ranking: shared sets, no float32 cosines,
+ * how many links each head merges, and how many are eligible on each head. Null when nothing needs ranking: shared sets, no float32 cosines,
  * or no head with more eligible links than it merges.
  */
-export function linkRanking(input: PlanInput): { readonly rows: Float32Array; readonly count: number } | null {
+export function linkRanking(input: PlanInput): { readonly rows: Float32Array; readonly count: number; readonly eligible: Int32Array } | null {
   const { heads, length, mode, cosine } = input;
   const n1 = Math.max(0, length - 1);
   if ((input.sets === 'shared' && heads > 1) || !(cosine instanceof Float32Array) || cosine.length !== heads * n1 || input.protection.length !== heads) return null;
@@ -211,7 +211,7 @@ export function linkRanking(input: PlanInput): { readonly rows: Float32Array; re
   }
   const count = mode === 'paper' ? Math.min(...eligible) : Math.max(0, length - input.target);
   if (eligible.every((n) => count >= n)) return null;
-  return { rows, count };
+  return { rows, count, eligible };
 }
 
 /**
@@ -223,6 +223,8 @@ export interface LinkSelection {
   readonly count: number;
   /** Link indices, `[heads, count]`. */
   readonly links: Int32Array;
+  /** The ranking's eligible links per head (a head with no more than `count` merges them all). */
+  readonly eligible: Int32Array;
 }
 
 /**
@@ -256,13 +258,15 @@ export function planLayer(input: PlanInput, selected?: LinkSelection): LayerPlan
   if (prots.length !== layoutCount || prots.some((p) => p.length !== length)) {
     throw new Error(`kvmerger: internal error, protection for ${prots.length} layouts of ${prots[0]?.length} slots; the plan has ${layoutCount} of ${length}`);
   }
-  const cands = prots.map((p, l) => (cosine ? eligibleLinks(layoutCos[l]!, p, input.minSimilarity, mode === 'paper' ? input.eps : undefined) : new Int32Array(0)));
-  const count = mode === 'paper' ? Math.min(...cands.map((c) => c.length)) : Math.max(0, length - input.target);
-  const target = mode === 'exact' ? input.target : null;
-  if (selected && (shared || selected.count !== count || selected.links.length !== heads * count)) {
-    throw new Error(`kvmerger: internal error, a selection of ${selected.count} links per head for a plan that merges ${count} on ${shared ? 'one shared layout' : `${heads} heads`}`);
+  if (selected && (shared || !cosine || (mode === 'exact' ? selected.count !== Math.max(0, length - input.target) : selected.count !== Math.min(...selected.eligible)) || selected.links.length !== heads * selected.count || selected.eligible.length !== heads)) {
+    throw new Error(`kvmerger: internal error, a selection of ${selected.count} links per head on ${selected.eligible.length} heads for a plan of ${shared ? 'one shared layout' : `${heads} heads`}`);
   }
-  const rowOf = (l: number): Int32Array | undefined => selected?.links.subarray(l * count, (l + 1) * count);
+  // A head whose links the backend ranked needs no candidate list: the selection is its merged set.
+  const ranked = (l: number): boolean => selected !== undefined && selected.eligible[l]! > selected.count;
+  const cands = prots.map((p, l) => (cosine && !ranked(l) ? eligibleLinks(layoutCos[l]!, p, input.minSimilarity, mode === 'paper' ? input.eps : undefined) : new Int32Array(0)));
+  const count = selected ? selected.count : mode === 'paper' ? Math.min(...cands.map((c) => c.length)) : Math.max(0, length - input.target);
+  const target = mode === 'exact' ? input.target : null;
+  const rowOf = (l: number): Int32Array | undefined => (ranked(l) ? selected!.links.subarray(l * count, (l + 1) * count) : undefined);
   const layouts = prots.map((p, l) => layoutRow(length, layoutCos[l]!, layoutScores[l]!, p, cands[l]!, count, target, rowOf(l)));
 
   const segment = new Int32Array(heads * length);

@@ -222,7 +222,7 @@ describe('planLayer properties', () => {
         for (const kv of [ref, refThreads]) {
           const rows = kv.fromHost(hostTensor('float32', [inp.heads, inp.length - 1], ranking.rows));
           const links = await selectSlots(kv, rows, inp.heads, inp.length - 1, { budget: ranking.count });
-          const c = planLayer(f32Input, { count: ranking.count, links });
+          const c = planLayer(f32Input, { count: ranking.count, eligible: ranking.eligible, links });
           expect(Array.from(c.segment)).toEqual(Array.from(a.segment));
           expect(Array.from(c.pivot)).toEqual(Array.from(a.pivot));
           expect([c.merged, c.evicted, c.effectiveEps, c.outLength]).toEqual([a.merged, a.evicted, a.effectiveEps, a.outLength]);
@@ -238,6 +238,6 @@ describe('planLayer properties', () => {
     const protection = await protect([1, 2, 3, 4], 1, 4, 0, 0);
     const inp: PlanInput = { heads: 1, length: 4, scores: [1, 2, 3, 4], cosine: Float32Array.of(0.9, 0.8, 0.7), target: 2, protection, mode: 'exact', eps: 0.75, minSimilarity: -1, sets: 'per-head' };
     expect(linkRanking(inp)?.count).toBe(2);
-    expect(() => planLayer(inp, { count: 1, links: Int32Array.of(0) })).toThrow(/internal error/);
+    expect(() => planLayer(inp, { count: 1, eligible: Int32Array.of(3), links: Int32Array.of(0) })).toThrow(/internal error/);
   });
 });
