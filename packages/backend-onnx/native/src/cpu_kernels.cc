@@ -280,8 +280,8 @@ void gather_slots_cpu(const LayerIn& in, const int32_t* index, int64_t K, const 
 // The merge kernels in one clone per ISA (AVX-512 / AVX2 / baseline, picked at load time): their loops are
 // element-wise (and mergeSegments's distance lanes are eight wide in every clone), so wider vectors give the
 // same bits, and fp-contract=off keeps the compiler from fusing multiply-adds (one rounding instead of two).
-// mergeIntoNeighbours sums in double like the reference; mergeSegments in float32 lanes like the reference's
-// wasm kernel, within the project's 1e-5 of the reference.
+// Both merges sum in float32 like the reference's wasm kernels, within the project's 1e-5 of the reference's
+// double sums.
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
 __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -365,13 +365,18 @@ void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t
 
 namespace {
 
-/** `acc[0 .. D) = f * v[0 .. D)` in double: a block-sum row's first term, stored so the row is never cleared. */
-inline void store_scaled(double* acc, const float* v, double f, int64_t D) {
+// CaM's block sums are float32 (Acc), like the reference's wasm kernel's: the outputs are float32, and
+// float sums within the project's 1e-5 of the reference's double ones (the parity tests measure it) take half
+// the vector work of double ones and half the scratch.
+using Acc = float;
+
+/** `acc[0 .. D) = f * v[0 .. D)`: a block-sum row's first term, stored so the row is never cleared. */
+inline void store_scaled(Acc* acc, const float* v, Acc f, int64_t D) {
   for (int64_t d = 0; d < D; ++d) acc[d] = f * v[d];
 }
 
-/** `acc[0 .. D) += f * v[0 .. D)` in double. */
-inline void add_scaled(double* acc, const float* v, double f, int64_t D) {
+/** `acc[0 .. D) += f * v[0 .. D)`. */
+inline void add_scaled(Acc* acc, const float* v, Acc f, int64_t D) {
   for (int64_t d = 0; d < D; ++d) acc[d] += f * v[d];
 }
 
@@ -395,22 +400,22 @@ struct NeighbourPlan {
   const float* gate;
   const int64_t* order;  // sources by the block their window starts in (counting sort, stable)
   const int64_t* first;  // order[first[x] .. first[x + 1]): block x's sources
-  /** A source's gated share of each of its targets, as the reference computes it. */
-  double share(int64_t s) const { return static_cast<double>(gate[s]) / count[s]; }
+  /** A source's gated share of each of its targets: computed in double as the reference does, then rounded. */
+  Acc share(int64_t s) const { return static_cast<Acc>(static_cast<double>(gate[s]) / count[s]); }
 };
 
 /**
- * Block `x` (output slots `[b0, b1)` of head `h`) the old way, on cleared double blocks `fwd` and `bwd`
+ * Block `x` (output slots `[b0, b1)` of head `h`) the old way, on cleared float blocks `fwd` and `bwd`
  * (`B x D` each): for blocks with a window inside them or windows out of order, whose terms go to every
  * target after the running sums.
  */
 void merge_block_general(const LayerIn& in, const int32_t* keep, int64_t K, const NeighbourPlan& p, const LayerOut& out, int64_t x,
-                         int64_t b0, int64_t b1, double* fwd, double* bwd) {
+                         int64_t b0, int64_t b1, Acc* fwd, Acc* bwd) {
   const int64_t D = in.D, width = b1 - b0;
   const float* values = in.values;
   gather_slots(in, keep, K, out, 0, b0, b1);
-  std::fill(fwd, fwd + width * D, 0.0);
-  std::fill(bwd, bwd + width * D, 0.0);
+  std::fill(fwd, fwd + width * D, Acc{0});
+  std::fill(bwd, bwd + width * D, Acc{0});
   if (x > 0)
     for (int64_t q = p.first[x - 1]; q < p.first[x]; ++q) {
       const int64_t s = p.order[q], stop = p.start[s] + p.count[s];
@@ -432,20 +437,21 @@ void merge_block_general(const LayerIn& in, const int32_t* keep, int64_t K, cons
     for (int64_t t = a; t < a + c; ++t) add_scaled(fwd + (t - b0) * D, values + static_cast<int64_t>(p.source[s]) * D, p.share(s), D);
   }
   float* o = out.values + b0 * D;
-  for (int64_t i = 0; i < width * D; ++i) o[i] = static_cast<float>(static_cast<double>(o[i]) + fwd[i] + bwd[i]);
+  for (int64_t i = 0; i < width * D; ++i) o[i] = (o[i] + fwd[i]) + bwd[i];
 }
 
 }  // namespace
 
 /**
- * Each kept value plus what it receives, summed in double, as the TypeScript reference does. With B the
+ * Each kept value plus what it receives, summed in float32 like the reference's wasm kernel (within 1e-5 of
+ * the TypeScript reference's double sums). With B the
  * widest window, a window reaching its block's end is a suffix of that block plus a prefix of the next, so
  * a source is added once where it starts (running sum forward) and once at the row it ends at (running sum
  * backward). Per block, one ascending sweep writes each slot's key, scalars and merged value
  * `(v + forward) + backward` together (keys and values read side by side, and CaM's sources, just before
  * the slot their window starts at, read in the same pass), without clearing B x D block sums: a row's first
  * term is stored, rows with no term are skipped (the forward sum stays in one row; each row notes the row
- * holding its backward sum). Adding zero is exact, so the doubles are those of cleared blocks in the same
+ * holding its backward sum). Adding zero is exact, so the sums are those of cleared blocks in the same
  * order. Blocks with a window inside them or windows out of order take merge_block_general; blocks no
  * window reaches are a plain gather.
  */
@@ -453,7 +459,7 @@ __attribute__((target_clones("avx512f", "avx2", "default")))
 void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K, const int32_t* source, const int32_t* target_start,
                                const int32_t* target_count, const float* gate, int64_t S, const LayerOut& out) {
   const int64_t H = in.H, D = in.D;
-  std::vector<double> sum(static_cast<size_t>(2 * D)), back, fwd_general, bwd_general;
+  std::vector<Acc> sum(static_cast<size_t>(2 * D)), back, fwd_general, bwd_general;
   std::vector<int64_t> order(static_cast<size_t>(S)), first, fill, backref;
   std::vector<char> ends;
   for (int64_t h = 0; h < H; ++h) {
@@ -527,13 +533,13 @@ void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K
         backref[t] = last;
       }
       // The ascending sweep: terms of the windows starting at a row, the forward sum, the row's output.
-      double* fsum = sum.data();
-      double* terms = sum.data() + D;
+      Acc* fsum = sum.data();
+      Acc* terms = sum.data() + D;
       bool started = false;
       int64_t q = here0;
       for (int64_t t = 0; t < n; ++t) {
         if (q < here1 && p.start[order[q]] == b0 + t) {
-          double* dst = started ? terms : fsum;
+          Acc* dst = started ? terms : fsum;
           store_scaled(dst, values + static_cast<int64_t>(p.source[order[q]]) * D, p.share(order[q]), D);
           for (++q; q < here1 && p.start[order[q]] == b0 + t; ++q)
             add_scaled(dst, values + static_cast<int64_t>(p.source[order[q]]) * D, p.share(order[q]), D);
@@ -551,13 +557,13 @@ void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K
         float* o = hout.values + j * D;
         const int64_t b = backref[t];
         if (started && b >= 0) {
-          const double* bk = back.data() + b * D;
-          for (int64_t d = 0; d < D; ++d) o[d] = static_cast<float>(static_cast<double>(v[d]) + fsum[d] + bk[d]);
+          const Acc* bk = back.data() + b * D;
+          for (int64_t d = 0; d < D; ++d) o[d] = (v[d] + fsum[d]) + bk[d];
         } else if (started) {
-          for (int64_t d = 0; d < D; ++d) o[d] = static_cast<float>(static_cast<double>(v[d]) + fsum[d]);
+          for (int64_t d = 0; d < D; ++d) o[d] = v[d] + fsum[d];
         } else if (b >= 0) {
-          const double* bk = back.data() + b * D;
-          for (int64_t d = 0; d < D; ++d) o[d] = static_cast<float>(static_cast<double>(v[d]) + bk[d]);
+          const Acc* bk = back.data() + b * D;
+          for (int64_t d = 0; d < D; ++d) o[d] = v[d] + bk[d];
         } else {
           std::memcpy(o, v, static_cast<size_t>(D) * sizeof(float));
         }
