@@ -224,7 +224,7 @@ export const referenceBackend: BackendDefinition<ReferenceBackendOptions> = defi
         type: 'string',
         enum: ['wasm', 'js'],
         default: 'wasm',
-        description: 'wasm: WebAssembly SIMD kernels for adjacentCosine, gather, mergeSegments, mergeIntoNeighbours and topK on tensors in a shared WebAssembly.Memory (adjacentCosine and gather bit-identical to the TypeScript, topK the same winners, the two merges in float32 lanes within 1e-5 of it); js: every kernel in plain TypeScript (float64 accumulation, the ground truth).',
+        description: 'wasm: WebAssembly SIMD kernels for adjacentCosine, gather, mergeSegments, mergeIntoNeighbours and topK on tensors in a shared WebAssembly.Memory (adjacentCosine and gather bit-identical to the TypeScript, topK the same winners, the two merges in float32 lanes within 1e-5 of it); js: every kernel in plain TypeScript (the ground truth: float64 sums, adjacentCosine in float32 lanes).',
       },
       threads: {
         type: 'integer',
