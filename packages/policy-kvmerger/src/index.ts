@@ -19,7 +19,7 @@ export {
   type RmsSigma,
   type Eq4Sigma,
 } from './options.js';
-export { planLayer, linkRanking, candidateLinks, headMean, isIdentity, UNPROTECTED, RECENT, HEAVY, type PlanInput, type LayerPlan, type LinkSelection } from './plan.js';
+export { planLayer, linkRanking, candidateLinks, headMean, isIdentity, UNPROTECTED, RECENT, HEAVY, type PlanInput, type LayerPlan, type LinkRanking, type LinkSelection } from './plan.js';
 export { protectSlots, type ProtectInput } from './protect.js';
 export { planSigmas, rmsSigma, eq4Sigma, MIN_SIGMA, type HostKeys } from './sigma.js';
 

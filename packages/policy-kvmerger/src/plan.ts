@@ -182,13 +182,23 @@ function row(a: ArrayLike<number>, h: number, n: number): ArrayLike<number> {
   return Array.from({ length: n }, (_, i) => a[h * n + i]!);
 }
 
+/** What {@link linkRanking} hands to a backend's `topK` kernel. */
+export interface LinkRanking {
+  /** Each head's eligible links' cosines, every other link NaN (ranked lowest), float32 `[heads, length - 1]`. */
+  readonly rows: Float32Array;
+  /** Links each head merges (the `topK` budget). */
+  readonly count: number;
+  /** Eligible links per head, `[heads]`. */
+  readonly eligible: Int32Array;
+}
+
 /**
  * The per-head link ranking {@link planLayer} would run, for a backend's `topK` kernel to run instead: each
  * head's eligible links' cosines with every other link NaN (ranked lowest), float32 `[heads, length - 1]`,
  * how many links each head merges, and how many are eligible on each head. Null when nothing needs ranking: shared sets, no float32 cosines,
  * or no head with more eligible links than it merges.
  */
-export function linkRanking(input: PlanInput): { readonly rows: Float32Array; readonly count: number; readonly eligible: Int32Array } | null {
+export function linkRanking(input: PlanInput): LinkRanking | null {
   const { heads, length, mode, cosine } = input;
   const n1 = Math.max(0, length - 1);
   if ((input.sets === 'shared' && heads > 1) || !(cosine instanceof Float32Array) || cosine.length !== heads * n1 || input.protection.length !== heads) return null;
