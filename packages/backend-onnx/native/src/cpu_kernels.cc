@@ -284,6 +284,32 @@ void gather_slots_cpu(const LayerIn& in, const int32_t* index, int64_t K, const 
 // double sums.
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
+
+namespace {
+
+// The merges' sums are float32 (Acc), like the reference's wasm kernels': the outputs are float32, and
+// float sums within the project's 1e-5 of the reference's double ones (the parity tests measure it) take half
+// the vector work of double ones and half the scratch.
+using Acc = float;
+
+/** `acc[0 .. D) = f * v[0 .. D)`: a sum's first term, stored so the row is never cleared. */
+inline void store_scaled(Acc* acc, const float* v, Acc f, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) acc[d] = f * v[d];
+}
+
+/** `acc[0 .. D) += f * v[0 .. D)`. */
+inline void add_scaled(Acc* acc, const float* v, Acc f, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) acc[d] += f * v[d];
+}
+
+/** `out = sum_m (weight[m] * scale) * src[row[m]]` over `n >= 1` rows of D, member by member in address order. */
+inline void weighted_rows(Acc* out, const float* src, const int64_t* row, const double* weight, double scale, int64_t n, int64_t D) {
+  store_scaled(out, src + row[0] * D, static_cast<Acc>(weight[0] * scale), D);
+  for (int64_t m = 1; m < n; ++m) add_scaled(out, src + row[m] * D, static_cast<Acc>(weight[m] * scale), D);
+}
+
+}  // namespace
+
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t* pivot, const float* sigma, int64_t O, int value_scale,
                         const LayerOut& out) {
@@ -341,20 +367,9 @@ void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t
       }
       const double ks = 1 / gsum;
       const double vs = value_scale == 1 ? total / gsum : ks;
-      float* ok = out.keys + ho * D;
-      float* ov = out.values + ho * D;
-      for (int64_t m = 0; m < n; ++m) {
-        const float f = static_cast<float>(w[m] * ks);
-        const float* k = keys + rows[m] * D;
-        if (m == 0) for (int64_t d = 0; d < D; ++d) ok[d] = f * k[d];
-        else for (int64_t d = 0; d < D; ++d) ok[d] += f * k[d];
-      }
-      for (int64_t m = 0; m < n; ++m) {
-        const float f = static_cast<float>(wv[m] * vs);
-        const float* v = values + rows[m] * D;
-        if (m == 0) for (int64_t d = 0; d < D; ++d) ov[d] = f * v[d];
-        else for (int64_t d = 0; d < D; ++d) ov[d] += f * v[d];
-      }
+      // Keys first: their rows are in L1 by now.
+      weighted_rows(out.keys + ho * D, keys, rows.data(), w.data(), ks, n, D);
+      weighted_rows(out.values + ho * D, values, rows.data(), wv.data(), vs, n, D);
       out.positions[ho] = in.positions[h * L + p];
       out.counts[ho] = static_cast<int32_t>(total);
       out.scores[ho] = static_cast<float>(score);
@@ -364,21 +379,6 @@ void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t
 }
 
 namespace {
-
-// CaM's block sums are float32 (Acc), like the reference's wasm kernel's: the outputs are float32, and
-// float sums within the project's 1e-5 of the reference's double ones (the parity tests measure it) take half
-// the vector work of double ones and half the scratch.
-using Acc = float;
-
-/** `acc[0 .. D) = f * v[0 .. D)`: a block-sum row's first term, stored so the row is never cleared. */
-inline void store_scaled(Acc* acc, const float* v, Acc f, int64_t D) {
-  for (int64_t d = 0; d < D; ++d) acc[d] = f * v[d];
-}
-
-/** `acc[0 .. D) += f * v[0 .. D)`. */
-inline void add_scaled(Acc* acc, const float* v, Acc f, int64_t D) {
-  for (int64_t d = 0; d < D; ++d) acc[d] += f * v[d];
-}
 
 /** Head `h` of a layer as a one-head layer (slots `[h * L, (h + 1) * L)`). */
 inline LayerIn one_head(const LayerIn& in, int64_t h) {
