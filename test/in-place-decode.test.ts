@@ -32,12 +32,13 @@ import { createOnnxKernels } from '@kvfold/backend-onnx';
 import { createTfjsKernels } from '@kvfold/backend-tfjs';
 import { H2OPolicy } from '@kvfold/policy-h2o';
 import { CaMPolicy } from '@kvfold/policy-cam';
-import { expectLayerClose, mulberry32, randomLayer } from '@kvfold/testkit';
+import { expectLayerClose, mulberry32, positionsLayer, randomLayer } from '@kvfold/testkit';
 
 const reference = createReferenceKernels();
 const backends: [string, KVKernels<unknown>][] = [
   ['reference', reference as KVKernels<unknown>],
   ['onnx', createOnnxKernels({ threads: 1 }) as KVKernels<unknown>],
+  ['tfjs', (await createTfjsKernels()) as unknown as KVKernels<unknown>],
 ];
 
 /** Attention a head's slot at `pos` receives at `step`: a function of the token, so both layouts see the same. */
@@ -353,25 +354,21 @@ describe('cache manager: in-place decoding equals functional decoding', () => {
 });
 
 describe('who may run in place, and what the guard accepts', () => {
-  const cache = (k: KVKernels<unknown>, positions: number[]) =>
-    layerFromHost(k, {
-      keys: hostTensor('float32', [1, positions.length, 1], positions.map(() => 1)),
-      values: hostTensor('float32', [1, positions.length, 1], positions),
-      positions: hostTensor('int32', [1, positions.length], positions),
-      counts: hostTensor('int32', [1, positions.length], positions.map(() => 1)),
-      scores: hostTensor('float32', [1, positions.length], positions.map((p) => p / 10)),
-    });
+  const cache = (k: KVKernels<unknown>, positions: number[]) => layerFromHost(k, positionsLayer(positions));
   const attention = (k: KVKernels<unknown>, n: number) => k.fromHost(hostTensor('float32', [1, n], new Float32Array(n)));
   const ctx = (k: KVKernels<unknown>, inPlace: boolean) => createContext({ kernels: k, budget: 3, promptLength: 3, step: 1, inPlace });
 
-  it('tfjs (immutable tensors) has no hostView: ctx.inPlace changes nothing, the step is functional', async () => {
-    const k = (await createTfjsKernels()) as unknown as KVKernels<unknown>;
+  it('tfjs edits in place through views of its wasm heap, and never a tensor that shares its memory', async () => {
+    const k = backends.find(([n]) => n === 'tfjs')![1];
+    // Its views move when the heap grows: it offers editView, not the long-lived hostView.
     expect(k.hostView).toBeUndefined();
-    const layer = cache(k, [0, 1, 2, 3]);
-    const out = await new H2OPolicy({ recent: 1 }).step(layer, { attention: attention(k, 4) }, ctx(k, true));
-    expect(k.shapeOf(out.keys)).toEqual([1, 3, 1]);
-    expect(Array.from((await k.toHost(out.positions)).data)).toEqual([1, 2, 3]);
-    expect(Array.from((await k.toHost(layer.positions)).data)).toEqual([0, 1, 2, 3]);
+    const own = cache(k, [0, 1, 2, 3]);
+    const out = await new H2OPolicy({ recent: 1 }).step(own, { attention: attention(k, 4) }, ctx(k, true));
+    // In place: the same tensors; the lowest score (position 0) replaced by the newest row, a spare last row.
+    expect(out.keys).toBe(own.keys);
+    expect(Array.from((await k.toHost(out.positions)).data)).toEqual([3, 1, 2, SPARE_POSITION]);
+    disposeLayer(k, out);
+    // A cache that shares memory with another tensor stays functional: packages/backend-tfjs/test/backend.test.ts.
   });
   it('without ctx.inPlace a writable backend never edits its input', async () => {
     const k = reference as KVKernels<unknown>;

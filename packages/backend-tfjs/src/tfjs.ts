@@ -29,7 +29,7 @@ import { topK } from './kernels/topK.js';
 import { inspectTensor, isTensor } from './screen.js';
 import { wasmAdjacentCosine } from './wasm/adjacentCosine.js';
 import { wasmGather } from './wasm/gather.js';
-import { engineKernels } from './wasm/heap.js';
+import { editableView, engineKernels } from './wasm/heap.js';
 import { wasmMergeIntoNeighbours } from './wasm/mergeIntoNeighbours.js';
 import { wasmMergeSegments } from './wasm/mergeSegments.js';
 import { wasmTopK } from './wasm/topK.js';
@@ -208,6 +208,8 @@ export async function tfjsKernelBackend(options?: CreateTfjsKernelsOptions): Pro
     dispose: (tensors) => {
       for (const t of tensors) if (isTensor(t)) t.dispose();
     },
+    // In-place decode on the wasm engine: views of its heap, refused for memory two tensors share.
+    ...(wasm ? { view: (tensor: tf.Tensor, write: boolean) => (on(), editableView(engineKernels(tf.backend()).engine, tensor, write)) } : {}),
     kernels: kernels as KernelImplementations<tf.Tensor>,
     extensions: {
       engine,

@@ -3,10 +3,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { BackendUnavailableError, ConfigError, ErrorCode, KVFold, hostTensor, type Logger } from '@kvfold/core';
+import { BackendUnavailableError, ConfigError, ErrorCode, KVFold, SPARE_POSITION, createContext, hostTensor, layerFromHost, layerViews, type LayerCache, type Logger } from '@kvfold/core';
+import { H2OPolicy } from '@kvfold/policy-h2o';
 import reference from '@kvfold/backend-reference';
 import baselines from '@kvfold/policy-baselines';
-import { thrown } from '@kvfold/testkit';
+import { positionsLayer, thrown } from '@kvfold/testkit';
 import tfjs, { createTfjsKernels, TENSORFLOW_INSTALL, tfjsBackend, tfjsOptionsSchema, type TfjsKernels } from '../src/index.js';
 
 /** A logger that keeps every message. */
@@ -139,5 +140,44 @@ describe('package manifest', () => {
       expect(pkg.peerDependenciesMeta?.[name]).toEqual({ optional: true });
       for (const field of ['dependencies', 'devDependencies', 'optionalDependencies']) expect(pkg[field]?.[name]).toBeUndefined();
     }
+  });
+});
+
+describe('in-place decode on the wasm engine (KVKernels.editView)', () => {
+  const layerOf = (k: TfjsKernels, positions: number[]) => layerFromHost(k, positionsLayer(positions));
+  const step = (k: TfjsKernels, layer: LayerCache<tf.Tensor>) =>
+    new H2OPolicy({ recent: 1 }).step(layer, { attention: k.fromHost(hostTensor('float32', [1, 4], new Float32Array(4))) }, createContext({ kernels: k, budget: 3, promptLength: 3, step: 1, inPlace: true }));
+
+  it('views a tensor heap memory: writes through it are the tensor contents', async () => {
+    const k = await createTfjsKernels();
+    const t = k.fromHost(hostTensor('float32', [2, 2], [1, 2, 3, 4]));
+    const v = k.editView!(t)!;
+    (v.data as Float32Array)[3] = 9;
+    expect(Array.from((await k.toHost(t)).data)).toEqual([1, 2, 3, 9]);
+    k.dispose(t);
+  });
+
+  it('refuses to write memory another tensor shares (a reshape), so the step stays functional and edits nothing', async () => {
+    const k = await createTfjsKernels();
+    const layer = layerOf(k, [0, 1, 2, 3]);
+    const kept = tf.reshape(layer.values, [4]);
+    expect(k.editView!(layer.values)).toBeUndefined();
+    expect(k.editView!(layer.values, false)?.data.length).toBe(4);
+    expect(layerViews(k, layer)).toBeUndefined();
+    const out = await step(k, layer);
+    expect(k.shapeOf(out.keys)).toEqual([1, 3, 1]);
+    expect(Array.from((await k.toHost(out.positions)).data)).toEqual([1, 2, 3]);
+    expect(Array.from(await kept.data())).toEqual([0, 1, 2, 3]);
+    expect(Array.from((await k.toHost(layer.positions)).data)).toEqual([0, 1, 2, 3]);
+    // Once the reshape is gone, the same cache is edited in place: the same tensors come back.
+    kept.dispose();
+    const again = await step(k, layer);
+    expect(again.values).toBe(layer.values);
+    expect(Array.from((await k.toHost(again.positions)).data)).toEqual([3, 1, 2, SPARE_POSITION]);
+  });
+
+  it('is absent on the cpu engine and with kernels "tfjs": those steps stay functional', async () => {
+    expect((await createTfjsKernels({ engine: 'cpu' })).editView).toBeUndefined();
+    expect((await createTfjsKernels({ kernels: 'tfjs' })).editView).toBeUndefined();
   });
 });

@@ -57,7 +57,13 @@ describe('bench on the transformers.js runtime, next to tfjs', () => {
     for (const [id, d] of decode) {
       expect(d.tokensPerSecond).toBeGreaterThan(0);
       const twin = decode.find(([x]) => x === `${id}@transformers.js`);
-      if (twin) expect(twin[1].finalBytes).toBe(d.finalBytes);
+      if (!twin) continue;
+      // The same kept slots. H2O's decode steps on tfjs evict in place (KVKernels.editView), which leaves one
+      // spare row per kv head and layer that the next token fills: physical bytes one row above the
+      // transformers.js cache, whose decoder builds its caches itself (no in-place path).
+      expect(twin[1].finalSlots).toBe(d.finalSlots);
+      const row = twin[1].finalBytes / twin[1].finalSlots;
+      expect(d.finalBytes).toBe(twin[1].finalBytes + (id.startsWith('h2o') ? row : 0));
     }
     const report = readFileSync(join(dir, 'report.md'), 'utf8');
     expect(report).toContain('| kvmerger (transformers.js) | 0.5 |');

@@ -76,13 +76,14 @@ export interface CacheManagerOptions<T = unknown> {
    */
   readonly observation?: 'model' | 'kernel';
   /**
-   * Let decode steps edit the caches in place on a writable backend (`KVKernels.hostView`: reference, onnx):
+   * Let decode steps edit the caches in place on a backend that can (`KVKernels.editView`: reference, onnx
+   * on CPU, tfjs on its wasm engine):
    * a policy that supports it (H2O, CaM with decode `evict`) drops one slot per head by moving the newest
    * row over it, and the next one-token {@link CacheManager.append} writes into the spare row it leaves, so
    * no token copies the cache (see `evictInPlace`). Readers get caches in position order from
    * {@link CacheManager.snapshot}; {@link CacheManager.layer} returns the cache as it is. Turned off for good
    * by the first {@link CacheManager.replace} (a model that builds its caches itself would attend a spare
-   * row). Default true; no effect on backends without `hostView` (tfjs).
+   * row). Default true; no effect on backends without `editView` (tfjs on its cpu or tensorflow engines).
    */
   readonly inPlace?: boolean;
 }
@@ -155,7 +156,7 @@ export class CacheManager<T = unknown> implements AttentionHooks<T> {
     };
     this.groupReduction = options.groupReduction ?? 'mean';
     this.proportional = options.proportional ?? false;
-    this.inPlace = (options.inPlace ?? true) && options.kernels.hostView !== undefined;
+    this.inPlace = (options.inPlace ?? true) && options.kernels.editView !== undefined;
     this.caches = Array.from({ length: options.layers }, () => undefined);
     this.pending = Array.from({ length: options.layers }, () => undefined);
   }

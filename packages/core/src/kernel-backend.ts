@@ -80,10 +80,20 @@ export interface KernelBackend<T = unknown> {
   /**
    * True when {@link read} returns the tensor's own memory and writes to it are allowed: in-place decode
    * eviction (`KVKernels.hostView`) then moves single rows instead of copying the cache. Set it only when
-   * no two tensors share memory (the reference backend, the onnx backend's CPU tensors). tfjs tensors are
-   * immutable: it leaves this unset, and its caches stay functional.
+   * no two tensors share memory (the reference backend, the onnx backend's CPU tensors). tfjs, whose
+   * tensors may share memory and whose wasm heap moves when it grows, leaves this unset and offers
+   * {@link view} instead.
    */
   readonly writable?: boolean;
+  /**
+   * For backends whose {@link read} copies but whose tensors do live in host-addressable memory (tfjs on
+   * its wasm engine): a view of the tensor's own memory for the in-place decode path
+   * (`KVKernels.editView`), valid only until the backend next allocates (a growing WebAssembly heap moves).
+   * With `write` true, undefined when another tensor shares the memory (a tfjs reshape or clone), so an
+   * edit could never reach a tensor its caller did not hand over; undefined too when the tensor cannot be
+   * viewed. Backends with {@link writable} need not set it: their `read` serves.
+   */
+  view?(tensor: T, write: boolean): HostTensor | undefined;
   /** Release live or disposed tensors of this backend; disposing twice is harmless. */
   dispose(tensors: readonly T[]): void;
   /**

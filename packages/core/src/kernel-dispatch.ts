@@ -161,6 +161,11 @@ export function bindKernels<T>(backend: KernelBackend<T>, options: BindOptions =
     run: <R>(kernel: string, ...args: readonly unknown[]) => run(kernel, args) as R,
     // Checked like any argument: a disposed or foreign tensor is refused with a typed error.
     ...(backend.writable ? { hostView: (tensor: T) => (check.meta(tensor, 'hostView tensor'), read(tensor)) } : {}),
+    ...(backend.view
+      ? { editView: (tensor: T, write = true) => (check.meta(tensor, 'editView tensor'), backend.view!(tensor, write)) }
+      : backend.writable
+        ? { editView: (tensor: T) => (check.meta(tensor, 'editView tensor'), read(tensor)) }
+        : {}),
     kernels: (): KernelInfo[] =>
       [...defs.keys()].map((name) => ({ name, runs: impls.has(name) ? 'backend' : 'reference' })),
   };

@@ -199,12 +199,22 @@ export interface KVKernels<T = unknown> {
 
   /**
    * The tensor's own memory, writable, on backends whose tensors live in host memory and may change in
-   * place (reference, onnx on CPU); absent elsewhere (tfjs tensors are immutable). Only the in-place decode
-   * path writes through it (see `evictInPlace`), and only on a cache its caller handed over
-   * (`PolicyContext.inPlace`): every kernel above still treats its inputs as immutable. `selectSlots` reads
-   * topK's winners through it (instead of downloading a copy) before disposing them.
+   * place, and stays valid while the tensor lives (reference, onnx on CPU); absent elsewhere. Only the
+   * in-place decode path writes to a tensor's memory (see `evictInPlace` and {@link editView}), and only on
+   * a cache its caller handed over (`PolicyContext.inPlace`): every kernel above still treats its inputs as
+   * immutable. `selectSlots` and KVMerger read kernel results through it instead of downloading a copy.
    */
   hostView?(tensor: T): HostTensor;
+
+  /**
+   * The tensor's own memory for the in-place decode path (`PolicyContext.inPlace`), on every backend that
+   * can edit a tensor in place: reference and onnx on CPU (the same memory as {@link hostView}) and tfjs
+   * on its wasm engine (a view of its heap). Unlike `hostView`, the view is valid only until the next call
+   * to these kernels or the next upload (a WebAssembly heap that grows moves): take it, use it, drop it.
+   * With `write` true (the default), undefined when another tensor shares the memory (a tfjs reshape or
+   * clone of it); the in-place path then takes the functional one.
+   */
+  editView?(tensor: T, write?: boolean): HostTensor | undefined;
 }
 
 /** Read the dimensions of a layer cache. */

@@ -55,7 +55,7 @@ export interface PolicyContext<T> {
   readonly logger: Logger;
   /**
    * The caller hands the layer over (it will not read the input again): a decode step may then edit it in
-   * place on a writable backend (`KVKernels.hostView`) instead of copying it, and return a cache whose slots
+   * place on a backend that can (`KVKernels.editView`) instead of copying it, and return a cache whose slots
    * are not in position order and whose last row may be spare (see `evictInPlace`). Default false.
    */
   readonly inPlace?: boolean;

@@ -49,6 +49,24 @@ export function randomLayer(H: number, L: number, D: number, r: () => number, ti
   return hostLayer({ heads: H, length: L, headDim: D, keys, values, positions, counts, scores });
 }
 
+/**
+ * A one-head layer with headDim 1 for hand-made decode cases: slots at `positions` (in the order given),
+ * key 1, value = position, count 1, score = position / 10.
+ */
+export function positionsLayer(positions: readonly number[]): HostLayer {
+  const L = positions.length;
+  return hostLayer({
+    heads: 1,
+    length: L,
+    headDim: 1,
+    keys: new Float32Array(L).fill(1),
+    values: Float32Array.from(positions),
+    positions: Int32Array.from(positions),
+    counts: new Int32Array(L).fill(1),
+    scores: Float32Array.from(positions, (p) => p / 10),
+  });
+}
+
 /** Queries and their positions, for `observe`. */
 export interface RandomQueries {
   /** float32 `[queryHeads, n, headDim]`. */

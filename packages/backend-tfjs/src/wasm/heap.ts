@@ -31,6 +31,8 @@ export interface WasmEngine {
   };
   /** Tensor data by data id. */
   readonly dataIdMap: { has(dataId: object): boolean; get(dataId: object): EngineTensorData | undefined };
+  /** How many tensors share a data id's memory (a reshape or clone shares its input's). */
+  refCount(dataId: object): number;
   /** A new tensor in the engine's heap (contents unspecified). */
   makeOutput(shape: number[], dtype: 'float32' | 'int32'): tf.TensorInfo;
 }
@@ -49,7 +51,7 @@ const byEngine = new WeakMap<object, EngineKernels>();
 function memoryOf(backend: unknown): KernelMemory | undefined {
   const b = backend as Partial<WasmEngine> | undefined;
   const w = b?.wasm;
-  if (!w || typeof w._malloc !== 'function' || typeof w._free !== 'function' || typeof b.makeOutput !== 'function' || typeof b.dataIdMap?.get !== 'function') return undefined;
+  if (!w || typeof w._malloc !== 'function' || typeof w._free !== 'function' || typeof b.makeOutput !== 'function' || typeof b.refCount !== 'function' || typeof b.dataIdMap?.get !== 'function') return undefined;
   // The single-threaded builds export their memory (`asm.memory`); the threaded one creates it (`wasmMemory`).
   const memory = w.asm?.memory ?? w.wasmMemory;
   return memory !== undefined && typeof memory === 'object' && 'buffer' in memory ? memory : undefined;
@@ -90,6 +92,16 @@ export function heapView(engine: WasmEngine, t: tf.Tensor): HostTensor | undefin
   return t.dtype === 'int32'
     ? { dtype: 'int32', shape: t.shape, data: new Int32Array(buffer, at, t.size) }
     : { dtype: 'float32', shape: t.shape, data: new Float32Array(buffer, at, t.size) };
+}
+
+/**
+ * {@link heapView} for the in-place decode path (`KernelBackend.view`): with `write`, undefined when
+ * another tensor shares the memory (tfjs's reshape and clone share their input's), so an edit reaches no
+ * tensor but the one handed over.
+ */
+export function editableView(engine: WasmEngine, t: tf.Tensor, write: boolean): HostTensor | undefined {
+  if (write && (!engine.dataIdMap.has(t.dataId) || engine.refCount(t.dataId) !== 1)) return undefined;
+  return heapView(engine, t);
 }
 
 /** Heap offsets of `tensors`, or undefined when any of them lives in another engine. */

@@ -459,7 +459,7 @@ async function timeStep(kernels: KVKernels<unknown>, policy: KVCachePolicy, p: S
     const q = kernels.fromHost(p.query);
     const qp = kernels.fromHost(p.queryPosition);
     // The step owns its fresh upload, as a cache manager owns its caches: it may evict in place (H2O, CaM
-    // on writable backends; tfjs stays functional).
+    // on backends with KVKernels.editView: reference, onnx on CPU, tfjs on its wasm engine).
     const ctx = createContext({ kernels, budget: length, promptLength: length, seed, step: 1, newTokens: 1, inPlace: true });
     flushCaches();
     const t0 = performance.now();
@@ -748,7 +748,7 @@ export const speedSuite: Suite<SpeedMetrics> = {
       const st = cfg.step;
       out.push('### Decode step: one eviction against that step\'s attention', '');
       out.push(
-        `A cache at its budget of ${st.length} slots (${st.heads} kv heads x ${st.headDim} dims) plus the token just appended, its scores the attention of 16 earlier queries: the policy's step (decode mode "evict": accumulate the new token's attention, select, evict one slot per head; in place on reference and onnx, where the step owns the cache as a cache manager does: the newest row replaces the evicted one, no cache copy; functional on tfjs, whose tensors are immutable) against that token's attention on the same backend ` +
+        `A cache at its budget of ${st.length} slots (${st.heads} kv heads x ${st.headDim} dims) plus the token just appended, its scores the attention of 16 earlier queries: the policy's step (decode mode "evict": accumulate the new token's attention, select, evict one slot per head; in place on every backend here that can edit its tensors (reference, onnx on CPU, tfjs on its wasm engine; \`KVKernels.editView\`), where the step owns the cache as a cache manager does: the newest row replaces the evicted one, no cache copy; functional elsewhere) against that token's attention on the same backend ` +
           `(the observe kernel for ${st.heads * st.group} query heads: logits and softmax over the ${st.length + 1} slots; the product with the values, as large again, is not counted, so the ratio errs against the step). Median of ${st.reps} after ${STEP_WARMUPS} untimed steps, interleaved on the same upload.`,
         '',
       );

@@ -3,7 +3,7 @@ import { cacheShape, type KVKernels, type LayerCache } from '../kernels.js';
 import { hostTensor } from '../tensor.js';
 
 /**
- * In-place decode eviction (issue 12, target 4): on a writable backend (`KVKernels.hostView`), a decode
+ * In-place decode eviction (issue 12, target 4): on a backend that can edit tensors (`KVKernels.editView`), a decode
  * step that drops one slot per head moves the head's newest row into the evicted row and leaves the last
  * row spare, instead of writing a new cache of `budget` slots. The next one-token append writes into the
  * spare row. Both touch O(heads x headDim) memory per token.
@@ -21,7 +21,7 @@ import { hostTensor } from '../tensor.js';
 /** Position of a spare row: above any query position, so attention never sees it. */
 export const SPARE_POSITION = 2_147_483_647;
 
-/** Views of every field of a layer on a writable backend. */
+/** Views of every field of a layer on a backend that can edit tensors in place. */
 export interface LayerViews {
   /** `[heads, length, headDim]`. */
   readonly keys: Float32Array;
@@ -41,17 +41,26 @@ export interface LayerViews {
   readonly headDim: number;
 }
 
-/** The layer's own writable memory, or undefined when the backend's tensors cannot change in place. */
+/**
+ * The layer's own writable memory (`KVKernels.editView`), or undefined when the backend's tensors cannot
+ * change in place or one of the layer's shares its memory with another tensor. Valid until the next kernel
+ * call or upload (see `editView`).
+ */
 export function layerViews<T>(k: KVKernels<T>, layer: LayerCache<T>): LayerViews | undefined {
-  if (!k.hostView) return undefined;
-  const view = (t: T) => k.hostView!(t);
+  if (!k.editView) return undefined;
+  const keys = k.editView(layer.keys);
+  const values = k.editView(layer.values);
+  const positions = k.editView(layer.positions);
+  const counts = k.editView(layer.counts);
+  const scores = k.editView(layer.scores);
+  if (!keys || !values || !positions || !counts || !scores) return undefined;
   const { heads, length, headDim } = cacheShape(k, layer);
   return {
-    keys: view(layer.keys).data as Float32Array,
-    values: view(layer.values).data as Float32Array,
-    positions: view(layer.positions).data as Int32Array,
-    counts: view(layer.counts).data as Int32Array,
-    scores: view(layer.scores).data as Float32Array,
+    keys: keys.data as Float32Array,
+    values: values.data as Float32Array,
+    positions: positions.data as Int32Array,
+    counts: counts.data as Int32Array,
+    scores: scores.data as Float32Array,
     heads,
     length,
     headDim,
@@ -136,9 +145,12 @@ export function evictInPlace(v: LayerViews, evict: Int32Array): void {
 export function appendInPlace<T>(k: KVKernels<T>, layer: LayerCache<T>, keys: T, values: T, positions: Int32Array): boolean {
   const v = layerViews(k, layer);
   if (!v || !hasSpareRow(v) || positions.length !== v.heads || k.shapeOf(keys)[1] !== 1) return false;
-  const view = (t: T) => k.hostView!(t);
-  const kd = view(keys).data as Float32Array;
-  const vd = view(values).data as Float32Array;
+  // Only read: the new token's rows may share memory with the model's tensors.
+  const kv = k.editView!(keys, false);
+  const vv = k.editView!(values, false);
+  if (!kv || !vv) return false;
+  const kd = kv.data as Float32Array;
+  const vd = vv.data as Float32Array;
   const { heads, length: L, headDim: D } = v;
   for (let h = 0; h < heads; h++) {
     const i = h * L + L - 1;
@@ -154,7 +166,7 @@ export function appendInPlace<T>(k: KVKernels<T>, layer: LayerCache<T>, keys: T,
 /**
  * The slots of an in-place cache back in the order every other reader expects: live slots (count > 0)
  * sorted by position (ties keep row order), spare rows dropped, as one gather into a new layer. Returns
- * `layer` itself when it already is in order (always on backends without `hostView`). Every head must
+ * `layer` itself when it already is in order (always on backends without `editView`). Every head must
  * hold the same number of live slots.
  * @throws ShapeError when heads hold different numbers of live slots.
  */

@@ -41,7 +41,7 @@ export function requireObservation<T>(observed: Observation<T>, need: Observatio
 /**
  * H2O's score state: the layer with `scores + attention` (every query's attention summed into each slot),
  * the update H2O, CaM and KVMerger share. The new `scores` tensor is owned by the result. A decode step
- * with `ctx.inPlace` on a writable backend adds into `layer.scores` itself and returns `layer`.
+ * with `ctx.inPlace` on a backend that can edit tensors (`KVKernels.editView`) adds into `layer.scores` itself and returns `layer`.
  * @throws MissingObservationError when `observed.attention` is missing.
  */
 export function accumulateAttention<T>(layer: LayerCache<T>, observed: Observation<T>, ctx: PolicyContext<T>, policy: string): LayerCache<T> {
@@ -49,11 +49,14 @@ export function accumulateAttention<T>(layer: LayerCache<T>, observed: Observati
   const attention = requireObservation(observed, 'attention', policy);
   const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
   // Anything unusual (shapes, dtypes) goes to the kernel, which refuses it with its typed error.
-  if (ctx.inPlace === true && ctx.step > 0 && k.hostView && k.dtypeOf(attention) === 'float32' && k.dtypeOf(layer.scores) === 'float32' && same(k.shapeOf(attention), k.shapeOf(layer.scores))) {
+  const inPlace = ctx.inPlace === true && ctx.step > 0 && k.editView && k.dtypeOf(attention) === 'float32' && k.dtypeOf(layer.scores) === 'float32' && same(k.shapeOf(attention), k.shapeOf(layer.scores));
+  const sv = inPlace ? k.editView!(layer.scores) : undefined;
+  const av = sv ? k.editView!(attention, false) : undefined;
+  if (sv && av) {
     // A decode step on a cache handed over (see PolicyContext.inPlace): add into its scores, no new tensor
     // and no kernel launch (one ORT session run on onnx). float32 sums, as the accumulate kernel's.
-    const s = k.hostView(layer.scores).data as Float32Array;
-    const a = k.hostView(attention).data as Float32Array;
+    const s = sv.data as Float32Array;
+    const a = av.data as Float32Array;
     // Unrolled by four, the length read once: about 2.5x faster in V8 than the plain loop re-reading
     // s.length (issue 12, target 4); each element is the same float32 sum.
     const n = s.length;

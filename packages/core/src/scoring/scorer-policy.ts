@@ -179,8 +179,14 @@ export abstract class ScorerPolicy<Options extends ScorerOptions = ScorerOptions
       const scores = scored ? await this.score(updated, observed, ctx) : undefined;
       let evict: Int32Array;
       try {
-        const views = layerViews(k, updated)!;
-        const s = scores === undefined ? undefined : { data: k.hostView!(scores).data as Float32Array, rows: k.shapeOf(scores)[0]! };
+        // The scores first: a download (when they cannot be viewed) may come before the layer's views,
+        // which the next call to the kernels may move (see KVKernels.editView).
+        const sd = scores === undefined ? undefined : (k.editView!(scores, false) ?? (await k.toHost(scores))).data;
+        const s = scores === undefined ? undefined : { data: sd as Float32Array, rows: k.shapeOf(scores)[0]! };
+        const views = layerViews(k, updated);
+        // The layer's views were available at the start of this step (compress checked them) and nothing
+        // since has shared its tensors; a missing view here is a backend bug, not a user error.
+        if (!views) throw new Error(`${this.name}: the cache's tensors could not be viewed for the in-place step`);
         evict = chooseEvicted(views, s, ctx.budget, sink, recent);
         ctx.logger.debug(`${this.name}: evicted slots in place`, { layer: ctx.layerIndex, step: ctx.step, evicted: 1 });
         this.mergeEvictedInPlace(views, evict, ctx);
