@@ -436,11 +436,12 @@ async function prepareStep(kernels: KVKernels<unknown>, heads: number, length: n
 
 /**
  * Untimed steps before the timed ones. A step takes about a millisecond, too short for one call to get its
- * loops optimised, so with a single warm-up the first timed steps ran unoptimised code (10-40 ms against a
- * steady 1 ms on reference and onnx alike); a decode loop runs the step once per token, so the steady
- * state is what a token costs.
+ * loops optimised: with a single warm-up the first timed steps ran unoptimised code (10-40 ms against a
+ * steady 1 ms on reference and onnx alike), and with three, onnx's decode-step-only runs still gave 0.95-1.27
+ * ms for H2O where 200 timed steps settle at 0.70-0.75 ms (issue 12, fifth session: `bench/RESULTS.md`).
+ * A decode loop runs the step once per token, so the steady state is what a token costs.
  */
-const STEP_WARMUPS = 3;
+const STEP_WARMUPS = 20;
 
 /**
  * Median time of `policy.step` on fresh uploads of the prepared cache (budget `length`), and of the
@@ -451,33 +452,39 @@ async function timeStep(kernels: KVKernels<unknown>, policy: KVCachePolicy, p: S
   const step: number[] = [];
   const attention: number[] = [];
   for (let r = 0; r < reps + STEP_WARMUPS; r++) {
-    const layer = layerFromHost(kernels, p.layer);
-    const obs: Observation<unknown> = {
-      ...(policy.needs.includes('attention') ? { attention: kernels.fromHost(p.attention) } : {}),
-      ...(policy.needs.includes('lastAttention') ? { lastAttention: kernels.fromHost(p.attention) } : {}),
-    };
-    const q = kernels.fromHost(p.query);
-    const qp = kernels.fromHost(p.queryPosition);
-    // The step owns its fresh upload, as a cache manager owns its caches: it may evict in place (H2O, CaM
-    // on backends with KVKernels.editView: reference, onnx on CPU, tfjs on its wasm engine).
-    const ctx = createContext({ kernels, budget: length, promptLength: length, seed, step: 1, newTokens: 1, inPlace: true });
-    flushCaches();
-    const t0 = performance.now();
-    const seen = kernels.observe(layer, q, qp);
-    await kernels.toHost(seen.attention);
-    const t1 = performance.now();
-    const out = await policy.step(layer, obs, ctx);
-    await kernels.toHost(out.counts);
-    const t2 = performance.now();
-    kernels.dispose(q, qp, seen.attention, seen.lastAttention, obs.attention, obs.lastAttention);
-    disposeLayer(kernels, out, layer);
-    disposeLayer(kernels, layer);
+    const { stepMs, attentionMs } = await stepOnce(kernels, policy, p, length, seed);
     if (r >= STEP_WARMUPS) {
-      attention.push(t1 - t0);
-      step.push(t2 - t1);
+      attention.push(attentionMs);
+      step.push(stepMs);
     }
   }
   return { step, attention };
+}
+
+/** One decode step on a fresh upload of `p` (budget `length`), timed with the newest token's attention just before it. */
+async function stepOnce(kernels: KVKernels<unknown>, policy: KVCachePolicy, p: StepPrepared, length: number, seed: number): Promise<{ stepMs: number; attentionMs: number }> {
+  const layer = layerFromHost(kernels, p.layer);
+  const obs: Observation<unknown> = {
+    ...(policy.needs.includes('attention') ? { attention: kernels.fromHost(p.attention) } : {}),
+    ...(policy.needs.includes('lastAttention') ? { lastAttention: kernels.fromHost(p.attention) } : {}),
+  };
+  const q = kernels.fromHost(p.query);
+  const qp = kernels.fromHost(p.queryPosition);
+  // The step owns its fresh upload, as a cache manager owns its caches: it may evict in place (H2O, CaM
+  // on backends with KVKernels.editView: reference, onnx on CPU, tfjs on its wasm engine).
+  const ctx = createContext({ kernels, budget: length, promptLength: length, seed, step: 1, newTokens: 1, inPlace: true });
+  flushCaches();
+  const t0 = performance.now();
+  const seen = kernels.observe(layer, q, qp);
+  await kernels.toHost(seen.attention);
+  const t1 = performance.now();
+  const out = await policy.step(layer, obs, ctx);
+  await kernels.toHost(out.counts);
+  const t2 = performance.now();
+  kernels.dispose(q, qp, seen.attention, seen.lastAttention, obs.attention, obs.lastAttention);
+  disposeLayer(kernels, out, layer);
+  disposeLayer(kernels, layer);
+  return { stepMs: t2 - t1, attentionMs: t1 - t0 };
 }
 
 /** The `every` of a variant's `decode: { every: n }` option, or 1 (evict at every step). */
@@ -749,7 +756,7 @@ export const speedSuite: Suite<SpeedMetrics> = {
       out.push('### Decode step: one eviction against that step\'s attention', '');
       out.push(
         `A cache at its budget of ${st.length} slots (${st.heads} kv heads x ${st.headDim} dims) plus the token just appended, its scores the attention of 16 earlier queries: the policy's step (decode mode "evict": accumulate the new token's attention, select, evict one slot per head; in place on every backend here that can edit its tensors (reference, onnx on CPU, tfjs on its wasm engine; \`KVKernels.editView\`), where the step owns the cache as a cache manager does: the newest row replaces the evicted one, no cache copy; functional elsewhere) against that token's attention on the same backend ` +
-          `(the observe kernel for ${st.heads * st.group} query heads: logits and softmax over the ${st.length + 1} slots; the product with the values, as large again, is not counted, so the ratio errs against the step). Median of ${st.reps} after ${STEP_WARMUPS} untimed steps, interleaved on the same upload.`,
+          `(the observe kernel for ${st.heads * st.group} query heads: logits and softmax over the ${st.length + 1} slots; the product with the values, as large again, is not counted, so the ratio errs against the step). Median of ${st.reps} after ${STEP_WARMUPS} untimed steps (so V8 has optimised the step's code, as in a long decode), interleaved on the same upload.`,
         '',
       );
       out.push(
