@@ -883,7 +883,7 @@ export const speedSuite: Suite<SpeedMetrics> = {
     }
     const cfg = config.bench.suites.speed!.decode!;
     const legend = [
-      `decode tok/s: median over ${cfg.rounds} rounds of generating ${cfg.tokens} tokens after a ${cfg.prompt}-token prompt (forward pass + policy step + greedy pick); cache bytes: the cache at the end of that generation`,
+      `decode tok/s: median over ${cfg.rounds} rounds of generating ${cfg.tokens} tokens after a ${cfg.prompt}-token prompt (forward pass + policy step + greedy pick); cache bytes: the cache at the end of that generation (a policy that evicts in place, such as H2O or CaM, holds one spare row per kv head and layer there, which the next token fills)`,
       ...(marks.size > 0
         ? [`${OVER_BUDGET} ended over budget: more slots at the end of the generation than the budget allows (a policy that compresses only once, after the prompt, such as KVMerger with its default decodeInterval 0, keeps the generated tokens)`]
         : []),
