@@ -437,7 +437,7 @@ async function prepareStep(kernels: KVKernels<unknown>, heads: number, length: n
 /**
  * Untimed steps before the timed ones. A step takes about a millisecond, too short for one call to get its
  * loops optimised: with a single warm-up the first timed steps ran unoptimised code (10-40 ms against a
- * steady 1 ms on reference and onnx alike), and with three, onnx's decode-step-only runs still gave 0.95-1.27
+ * steady 1 ms on reference and onnx alike), and with three, onnx's decode-step-only runs still gave 1.04-1.27
  * ms for H2O where 200 timed steps settle at 0.70-0.75 ms (issue 12, fifth session: `bench/RESULTS.md`).
  * A decode loop runs the step once per token, so the steady state is what a token costs.
  */
