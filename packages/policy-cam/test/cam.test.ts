@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ErrorCode, KVFold, createContext, createRng, disposeLayer, hostLayer, hostTensor, layerToHost, rows, type HostTensor, type KVKernels, type LayerCache, type Rng } from '@kvfold/core';
-import plugin, { CaMPolicy, camPolicy, planNeighbourMerge, type KeepChooser } from '@kvfold/policy-cam';
+import plugin, { CaMPolicy, NeighbourMergeBuffers, camPolicy, planNeighbourMerge, type KeepChooser } from '@kvfold/policy-cam';
 import { attention, leaked, ramp, snapshot, trackedKernels, upload, type TrackedKernels } from '@kvfold/testkit';
 
 const ctxFor = (k: KVKernels<HostTensor>, budget: number, promptLength: number, step = 0, seed = 0) => createContext({ kernels: k, budget, promptLength, step, seed });
@@ -172,6 +172,29 @@ describe('cam: merge plan', () => {
     expect(rng.draws).toBe(4);
     // draws 0.1, 0.9 go to head 0's sources 1, 2; 0.6, 0.2 to head 1's sources 0, 2
     expect(Array.from(p.gate)).toEqual([1, 0, 0, 0, 1, 0]);
+  });
+
+  it('reused buffers give the fresh arrays\' plan, whatever the previous call left in them', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 2, max: 24 }), fc.integer({ min: 1, max: 6 }), fc.constantFrom('bernoulli' as const, 'expected' as const), fc.integer({ min: 0, max: 1_000_000 }), (H, L, m, gate, seed) => {
+        const buffers = new NeighbourMergeBuffers();
+        const r = createRng(seed);
+        const kept = 1 + Math.floor(r.next() * (L - 1));
+        // Three plans of the same size into the same buffers; each must equal the plan into fresh arrays.
+        for (let call = 0; call < 3; call++) {
+          const keep = new Int32Array(H * kept);
+          for (let h = 0; h < H; h++) {
+            const slots = Array.from({ length: L }, (_, i) => i).sort(() => r.next() - 0.5).slice(0, kept).sort((a, b) => a - b);
+            keep.set(slots, h * kept);
+          }
+          const scores = Array.from({ length: H }, () => Array.from({ length: L }, () => (r.next() < 0.1 ? NaN : r.next())));
+          const fresh = planNeighbourMerge(keep, scores, m, gate, createRng(call));
+          const reused = planNeighbourMerge(keep, scores, m, gate, createRng(call), buffers);
+          for (const f of ['keep', 'source', 'targetStart', 'targetCount', 'gate', 'probability'] as const) expect(Array.from(reused[f]), f).toEqual(Array.from(fresh[f]));
+        }
+      }),
+      { numRuns: 200, seed: 5 },
+    );
   });
 
   it('the Bernoulli gate fires with the stated probability', () => {
