@@ -89,7 +89,7 @@ export interface KernelBackend<T = unknown> {
    * For backends whose {@link read} copies but whose tensors do live in host-addressable memory (tfjs on
    * its wasm engine): a view of the tensor's own memory for the in-place decode path
    * (`KVKernels.editView`), valid only until the backend next allocates (a growing WebAssembly heap moves).
-   * With `write` true, undefined when another tensor shares the memory (a tfjs reshape or clone), so an
+   * With `write` true, undefined when another tensor shares the memory (a tfjs reshape of it), so an
    * edit could never reach a tensor its caller did not hand over; undefined too when the tensor cannot be
    * viewed. Backends with {@link writable} need not set it: their `read` serves.
    */

@@ -211,8 +211,8 @@ export interface KVKernels<T = unknown> {
    * can edit a tensor in place: reference and onnx on CPU (the same memory as {@link hostView}) and tfjs
    * on its wasm engine (a view of its heap). Unlike `hostView`, the view is valid only until the next call
    * to these kernels or the next upload (a WebAssembly heap that grows moves): take it, use it, drop it.
-   * With `write` true (the default), undefined when another tensor shares the memory (a tfjs reshape or
-   * clone of it); the in-place path then takes the functional one.
+   * With `write` true (the default), undefined when another tensor shares the memory (a tfjs reshape of
+   * it); the in-place path then takes the functional one.
    */
   editView?(tensor: T, write?: boolean): HostTensor | undefined;
 }

@@ -31,7 +31,7 @@ export interface WasmEngine {
   };
   /** Tensor data by data id. */
   readonly dataIdMap: { has(dataId: object): boolean; get(dataId: object): EngineTensorData | undefined };
-  /** How many tensors share a data id's memory (a reshape or clone shares its input's). */
+  /** How many tensors share a data id's memory (a reshape shares its input's; wasm clones copy). */
   refCount(dataId: object): number;
   /** A new tensor in the engine's heap (contents unspecified). */
   makeOutput(shape: number[], dtype: 'float32' | 'int32'): tf.TensorInfo;
@@ -96,7 +96,7 @@ export function heapView(engine: WasmEngine, t: tf.Tensor): HostTensor | undefin
 
 /**
  * {@link heapView} for the in-place decode path (`KernelBackend.view`): with `write`, undefined when
- * another tensor shares the memory (tfjs's reshape and clone share their input's), so an edit reaches no
+ * another tensor shares the memory (a reshape shares its input's), so an edit reaches no
  * tensor but the one handed over.
  */
 export function editableView(engine: WasmEngine, t: tf.Tensor, write: boolean): HostTensor | undefined {
