@@ -3,11 +3,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { BackendUnavailableError, ConfigError, ErrorCode, KVFold, SPARE_POSITION, createContext, hostTensor, layerFromHost, layerViews, type LayerCache, type Logger } from '@kvfold/core';
+import { BackendUnavailableError, CacheManager, ConfigError, ErrorCode, KVFold, SPARE_POSITION, createContext, hostTensor, layerFromHost, layerViews, type LayerCache, type Logger } from '@kvfold/core';
 import { H2OPolicy } from '@kvfold/policy-h2o';
 import reference from '@kvfold/backend-reference';
 import baselines from '@kvfold/policy-baselines';
-import { positionsLayer, thrown } from '@kvfold/testkit';
+import { expectLayerClose, mulberry32, positionsLayer, thrown } from '@kvfold/testkit';
 import tfjs, { createTfjsKernels, TENSORFLOW_INSTALL, tfjsBackend, tfjsOptionsSchema, type TfjsKernels } from '../src/index.js';
 
 /** A logger that keeps every message. */
@@ -179,5 +179,45 @@ describe('in-place decode on the wasm engine (KVKernels.editView)', () => {
   it('is absent on the cpu engine and with kernels "tfjs": those steps stay functional', async () => {
     expect((await createTfjsKernels({ engine: 'cpu' })).editView).toBeUndefined();
     expect((await createTfjsKernels({ kernels: 'tfjs' })).editView).toBeUndefined();
+  });
+});
+
+describe('in-place decode while the wasm heap grows', () => {
+  it('takes fresh heap views after every allocation: the same caches as functional decoding', async () => {
+    const k = await createTfjsKernels();
+    const heapBytes = () => (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.buffer.byteLength;
+    let grew = 0;
+    const run = async (inPlace: boolean) => {
+      const H = 2;
+      const D = 4;
+      const m = new CacheManager({ kernels: k, layers: 1, kvHeads: H, headDim: D, policy: new H2OPolicy({ recent: 2 }), budget: { tokens: 8 }, inPlace, seed: 3 });
+      const r = mulberry32(5);
+      const held: tf.Tensor[] = [];
+      const feed = async (n: number) => {
+        const positions = Int32Array.from(m.reserve(n));
+        const kv = () => k.fromHost(hostTensor('float32', [H, n, D], Float32Array.from({ length: H * n * D }, () => r() * 4 - 2)));
+        m.append(0, kv(), kv(), positions);
+        m.record(0, { queries: kv() });
+        await m.compress();
+        // 8 MiB more held after every token: the heap must grow (and its old buffer detach) between steps.
+        const before = heapBytes();
+        held.push(tf.zeros([2 << 20]));
+        if (heapBytes() > before) grew++;
+      };
+      await feed(12);
+      for (let i = 0; i < 12; i++) await feed(1);
+      const snap = await m.snapshot();
+      const physical = k.shapeOf(m.layer(0)!.keys)[1];
+      m.dispose();
+      tf.dispose(held);
+      return { snap: snap[0]!, physical };
+    };
+    const edited = await run(true);
+    const functional = await run(false);
+    // In place indeed (a spare row), and the heap grew while decoding.
+    expect(edited.physical).toBe(9);
+    expect(functional.physical).toBe(8);
+    expect(grew).toBeGreaterThan(0);
+    expectLayerClose(edited.snap, functional.snap, 'tfjs in place vs functional');
   });
 });
