@@ -1,8 +1,10 @@
 // The in-place decode step (issue 12, target 4) on the cache layout the speed suite times and on the one a
 // long in-place decode reaches. The suite's step runs on a fresh cache in position order; after many in-place
 // steps each head's rows hold positions in no order (every step moves the newest row into the evicted one),
-// which makes the host scans' branches unpredictable. Same timing as the suite's step: a fresh upload per rep,
-// caches flushed, the token's attention (observe) then the policy's step, 3 untimed reps first.
+// which makes the host scans' branches unpredictable. Timed as the suite's step (`stepOnce` in
+// packages/bench/src/suites/speed.ts): a fresh upload per rep, caches flushed, the token's attention (observe)
+// then the policy's step; 3 untimed reps first, as the suite had when the figures in bench/RESULTS.md were taken
+// (the suite now runs 20).
 //   node bench/step-layout.mjs [--backends reference,onnx,onnx1] [--policies h2o,cam] [--layouts ordered,permuted] [--reps 40]
 // onnx1 = onnx with one ORT thread. Build first (pnpm build). For the attention column run one backend per
 // process: with the reference backend created first in the same process, onnx's two-thread attention took

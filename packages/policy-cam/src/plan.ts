@@ -31,22 +31,29 @@ export interface HostNeighbourMergePlan {
  * it is valid until the next call with the same buffers.
  */
 export class NeighbourMergeBuffers {
-  private arrays: Omit<HostNeighbourMergePlan, 'kept' | 'sources'> | undefined;
+  private arrays: PlanArrays | undefined;
 
   /** Arrays for `keptSlots` kept and `sourceSlots` evicted slots over all heads; reallocated only when a size changes. */
-  sized(keptSlots: number, sourceSlots: number): Omit<HostNeighbourMergePlan, 'kept' | 'sources'> {
+  sized(keptSlots: number, sourceSlots: number): PlanArrays {
     const a = this.arrays;
     if (a && a.keep.length === keptSlots && a.source.length === sourceSlots) return a;
-    this.arrays = {
-      keep: new Int32Array(keptSlots),
-      source: new Int32Array(sourceSlots),
-      targetStart: new Int32Array(sourceSlots),
-      targetCount: new Int32Array(sourceSlots),
-      gate: new Float32Array(sourceSlots),
-      probability: new Float32Array(sourceSlots),
-    };
-    return this.arrays;
+    return (this.arrays = planArrays(keptSlots, sourceSlots));
   }
+}
+
+/** The arrays of a {@link HostNeighbourMergePlan}. */
+type PlanArrays = Omit<HostNeighbourMergePlan, 'kept' | 'sources'>;
+
+/** Fresh (zeroed) plan arrays for `keptSlots` kept and `sourceSlots` evicted slots over all heads. */
+function planArrays(keptSlots: number, sourceSlots: number): PlanArrays {
+  return {
+    keep: new Int32Array(keptSlots),
+    source: new Int32Array(sourceSlots),
+    targetStart: new Int32Array(sourceSlots),
+    targetCount: new Int32Array(sourceSlots),
+    gate: new Float32Array(sourceSlots),
+    probability: new Float32Array(sourceSlots),
+  };
 }
 
 /**
@@ -65,12 +72,8 @@ export function planNeighbourMerge(keep: Int32Array, scores: readonly ArrayLike<
   const length = heads === 0 ? 0 : scores[0]!.length;
   const kept = heads === 0 ? 0 : keep.length / heads;
   const sources = length - kept;
-  const out = buffers ? buffers.sized(heads * kept, heads * sources) : undefined;
-  const source = out?.source ?? new Int32Array(heads * sources);
-  const targetStart = out?.targetStart ?? new Int32Array(heads * sources);
-  const targetCount = out?.targetCount ?? new Int32Array(heads * sources);
-  const weights = out?.gate ?? new Float32Array(heads * sources);
-  const probability = out?.probability ?? new Float32Array(heads * sources);
+  const out = buffers ? buffers.sized(keep.length, heads * sources) : planArrays(keep.length, heads * sources);
+  const { source, targetStart, targetCount, gate: weights, probability } = out;
   // The kept slots' scores of one head in kept order (NaN as 0): window sums then read them contiguously,
   // the same values added in the same order as through `keep`.
   const keptScores = new Float64Array(kept);
@@ -117,10 +120,6 @@ export function planNeighbourMerge(keep: Int32Array, scores: readonly ArrayLike<
       s++;
     }
   }
-  let keepOut: Int32Array;
-  if (out) {
-    out.keep.set(keep);
-    keepOut = out.keep;
-  } else keepOut = keep.slice();
-  return { keep: keepOut, source, targetStart, targetCount, gate: weights, probability, kept, sources };
+  out.keep.set(keep);
+  return { ...out, kept, sources };
 }

@@ -181,8 +181,7 @@ export abstract class ScorerPolicy<Options extends ScorerOptions = ScorerOptions
       try {
         // The scores first: a download (when they cannot be viewed) may come before the layer's views,
         // which the next call to the kernels may move (see KVKernels.editView).
-        const sd = scores === undefined ? undefined : (k.editView!(scores, false) ?? (await k.toHost(scores))).data;
-        const s = scores === undefined ? undefined : { data: sd as Float32Array, rows: k.shapeOf(scores)[0]! };
+        const s = scores === undefined ? undefined : { data: (k.editView!(scores, false) ?? (await k.toHost(scores))).data as Float32Array, rows: k.shapeOf(scores)[0]! };
         const views = layerViews(k, updated);
         // The layer's views were available at the start of this step (compress checked them) and nothing
         // since has shared its tensors; a missing view here is a backend bug, not a user error.
