@@ -31,21 +31,18 @@ export interface HostNeighbourMergePlan {
  * it is valid until the next call with the same buffers.
  */
 export class NeighbourMergeBuffers {
-  private arrays: PlanArrays | undefined;
+  private arrays: Omit<HostNeighbourMergePlan, 'kept' | 'sources'> | undefined;
 
   /** Arrays for `keptSlots` kept and `sourceSlots` evicted slots over all heads; reallocated only when a size changes. */
-  sized(keptSlots: number, sourceSlots: number): PlanArrays {
+  sized(keptSlots: number, sourceSlots: number): Omit<HostNeighbourMergePlan, 'kept' | 'sources'> {
     const a = this.arrays;
     if (a && a.keep.length === keptSlots && a.source.length === sourceSlots) return a;
     return (this.arrays = planArrays(keptSlots, sourceSlots));
   }
 }
 
-/** The arrays of a {@link HostNeighbourMergePlan}. */
-type PlanArrays = Omit<HostNeighbourMergePlan, 'kept' | 'sources'>;
-
 /** Fresh (zeroed) plan arrays for `keptSlots` kept and `sourceSlots` evicted slots over all heads. */
-function planArrays(keptSlots: number, sourceSlots: number): PlanArrays {
+function planArrays(keptSlots: number, sourceSlots: number): Omit<HostNeighbourMergePlan, 'kept' | 'sources'> {
   return {
     keep: new Int32Array(keptSlots),
     source: new Int32Array(sourceSlots),
