@@ -59,6 +59,21 @@ describe('selectSlots: protect sink and recent, keep the top scores (topK kernel
     await expect(selectSlots(k, undefined, 1, 3, { budget: 3 })).rejects.toMatchObject({ code: ErrorCode.Shape });
     await expect(selectSlots(k, undefined, 1, 6, { budget: 3, recent: 1 })).rejects.toThrow(/no scores were given/);
   });
+  it('writes into a given array (the result a view of it, whatever it held before) and refuses one too short, naming into', async () => {
+    const scores = scoresOf([
+      [9, 1, 5, 7, 2, 8, 0, 3],
+      [0, 6, 6, 1, 9, 2, 4, 5],
+    ]);
+    const into = new Int32Array(12).fill(-7);
+    const keep = await selectSlots(k, scores, 2, 8, { budget: 5, sink: 1, recent: 2, into });
+    expect(keep.buffer).toBe(into.buffer);
+    expect(rowsOf(keep, 2)).toEqual([
+      [0, 3, 5, 6, 7],
+      [0, 1, 4, 6, 7],
+    ]);
+    expect(Array.from(into.subarray(10))).toEqual([-7, -7]);
+    await expect(selectSlots(k, scores, 2, 8, { budget: 5, into: new Int32Array(9) })).rejects.toMatchObject({ code: ErrorCode.Shape, details: { field: 'into', needed: 10 } });
+  });
   it('keepSlots gathers, uploading and releasing its index', async () => {
     const t = trackedKernels();
     const layer = upload(t, makeHostLayer(2, 5, 3));

@@ -128,7 +128,8 @@ export const PRESETS: { readonly [K in PresetName]: Record<string, unknown> } = 
             lengths: [4096, 16384],
             headDim: 128,
             budget: 0.5,
-            reps: 5,
+            // Median of 7 after 2 untimed calls, as the PyTorch yardstick measures.
+            reps: 7,
           },
           step: { backends: ['reference', 'tfjs', 'onnx', { name: 'onnx', options: { threads: 1 } }], policies: ['h2o', 'cam', 'h2o-every64', 'cam-every64'], heads: 32, length: 4096, headDim: 128, group: 1, reps: 7 },
           decode: null,

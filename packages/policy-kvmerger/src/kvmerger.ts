@@ -3,6 +3,7 @@ import type { HostTensor, KVCachePolicy, KVKernels, LayerCache, Observation, Obs
 import { kvmergerSchema, resolveOptions, type KVMergerOptions, type ResolvedKVMergerOptions } from './options.js';
 import { isIdentity, linkRanking, planLayer, type LayerPlan, type LinkSelection, type PlanInput } from './plan.js';
 import { protectSlots } from './protect.js';
+import { PlanScratchPool, type PlanScratch } from './scratch.js';
 import { planSigmas } from './sigma.js';
 
 /** How one compression runs: the slots to reach, the link rule, and whether merging is allowed at all. */
@@ -35,6 +36,7 @@ export class KVMergerPolicy implements KVCachePolicy {
   readonly options: ResolvedKVMergerOptions;
   private readonly ratios = new Map<number, number>();
   private readonly prefillLengths = new Map<number, number>();
+  private readonly scratch = new PlanScratchPool();
 
   /** @throws ConfigError when an option is unknown or out of bounds. */
   constructor(options: KVMergerOptions = {}) {
@@ -123,6 +125,16 @@ export class KVMergerPolicy implements KVCachePolicy {
   }
 
   private async compress<T>(k: KVKernels<T>, layer: LayerCache<T>, scores: T, ctx: PolicyContext<T>, pass: Pass): Promise<{ result: LayerCache<T>; plan: LayerPlan }> {
+    const scratch = this.scratch.acquire();
+    try {
+      return await this.compressWith(k, layer, scores, ctx, pass, scratch);
+    } finally {
+      this.scratch.release(scratch);
+    }
+  }
+
+  /** {@link compress} with the host arrays of `scratch` (held by this call only). */
+  private async compressWith<T>(k: KVKernels<T>, layer: LayerCache<T>, scores: T, ctx: PolicyContext<T>, pass: Pass, scratch: PlanScratch): Promise<{ result: LayerCache<T>; plan: LayerPlan }> {
     const { heads, length, headDim } = cacheShape(k, layer);
     const o = this.options;
     // Scores and cosines are read in place where the backend's tensors are host memory (no copy of the
@@ -139,7 +151,7 @@ export class KVMergerPolicy implements KVCachePolicy {
         recent: resolveShare(o.recent, pass.target),
         heavy: resolveShare(o.heavy, pass.target),
         shared: o.sets === 'shared',
-      });
+      }, scratch);
       const input: PlanInput = {
         heads,
         length,
@@ -154,23 +166,24 @@ export class KVMergerPolicy implements KVCachePolicy {
       };
       // The links' ranking runs on the backend's topK kernel (the host's radix selection measured 1.6 ms of a
       // 32 x 4,096 plan; the reference's wasm kernel does it in a sixth of that).
-      const ranking = linkRanking(input);
+      const ranking = linkRanking(input, scratch);
       let selected: LinkSelection | undefined;
       if (ranking) {
         const rows = uploadRows(k, 'float32', heads, ranking.rows);
         try {
-          selected = { count: ranking.count, eligible: ranking.eligible, links: await selectSlots(k, rows, heads, length - 1, { budget: ranking.count }) };
+          const links = await selectSlots(k, rows, heads, length - 1, { budget: ranking.count, into: scratch.int32('links', heads * ranking.count) });
+          selected = { count: ranking.count, eligible: ranking.eligible, links };
         } finally {
           k.dispose(rows);
         }
       }
-      plan = planLayer(input, selected);
+      plan = planLayer(input, selected, scratch);
     } finally {
       if (cosineT !== undefined) k.dispose(cosineT);
     }
     if (isIdentity(plan)) return { result: { ...layer, scores }, plan };
     const keys = o.sigma.mode === 'fixed' ? undefined : { data: (await k.toHost(layer.keys)).data, headDim };
-    const sigma = planSigmas(plan, o.sigma, keys);
+    const sigma = planSigmas(plan, o.sigma, keys, scratch);
     const segmentT = uploadRows(k, 'int32', heads, plan.segment);
     const pivotT = uploadRows(k, 'int32', heads, plan.pivot);
     const sigmaT = uploadRows(k, 'float32', heads, sigma);

@@ -1,5 +1,6 @@
 import { hostTensor, selectSlots, type KVKernels } from '@kvfold/core';
-import { HEAVY, RECENT, headMean } from './plan.js';
+import { HEAVY, RECENT, UNPROTECTED, headMean } from './plan.js';
+import type { PlanScratch } from './scratch.js';
 
 /** Input of {@link protectSlots}. */
 export interface ProtectInput {
@@ -20,13 +21,15 @@ export interface ProtectInput {
  * `recent` slots are {@link RECENT}, the `heavy` highest-scored of the others {@link HEAVY}. The heavy
  * hitters come from the shared selection on the backend's `topK` kernel (ties to the lower slot, NaN
  * lowest), on `scores` `[heads, length]`, or on the head-mean of `hostScores` (their host copy) when shared.
+ * With `scratch` the rows are views of its `protection` array (valid until it hands that out again).
  */
-export async function protectSlots<T>(k: KVKernels<T>, scores: T, hostScores: ArrayLike<number>, p: ProtectInput): Promise<Uint8Array[]> {
+export async function protectSlots<T>(k: KVKernels<T>, scores: T, hostScores: ArrayLike<number>, p: ProtectInput, scratch?: PlanScratch): Promise<Uint8Array[]> {
   const { heads, length } = p;
   const recent = Math.max(0, Math.min(p.recent, length));
   const heavy = Math.max(0, Math.min(p.heavy, length - recent));
   const layouts = p.shared && heads > 1 ? 1 : heads;
-  const out = Array.from({ length: layouts }, () => new Uint8Array(length).fill(RECENT, length - recent));
+  const classes = scratch ? scratch.uint8('protection', layouts * length) : new Uint8Array(layouts * length);
+  const out = Array.from({ length: layouts }, (_, l) => classes.subarray(l * length, (l + 1) * length).fill(UNPROTECTED, 0, length - recent).fill(RECENT, length - recent));
   if (heavy === 0) return out;
   if (recent + heavy === length) {
     for (const row of out) row.fill(HEAVY, 0, length - recent);
@@ -34,7 +37,7 @@ export async function protectSlots<T>(k: KVKernels<T>, scores: T, hostScores: Ar
   }
   const ranked = layouts === heads ? scores : k.fromHost(hostTensor('float32', [1, length], headMean(hostScores, heads, length)));
   try {
-    const keep = await selectSlots(k, ranked, layouts, length, { budget: recent + heavy, recent });
+    const keep = await selectSlots(k, ranked, layouts, length, { budget: recent + heavy, recent, ...(scratch ? { into: scratch.int32('heavy', layouts * (recent + heavy)) } : {}) });
     out.forEach((row, l) => {
       for (let j = 0; j < heavy; j++) row[keep[l * (recent + heavy) + j]!] = HEAVY;
     });

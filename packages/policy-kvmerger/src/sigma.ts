@@ -1,5 +1,6 @@
 import type { LayerPlan } from './plan.js';
 import type { ResolvedSigma } from './options.js';
+import type { PlanScratch } from './scratch.js';
 
 /** Keys in host memory, row-major `[heads, length, headDim]`. */
 export interface HostKeys {
@@ -68,10 +69,11 @@ export function eq4Sigma(d2: readonly number[], start: number, iterations: numbe
 /**
  * Bandwidth of every output slot of a plan, `[heads, outLength]`. `fixed` needs no keys; `rms` and
  * `eq4` need the keys on the host (the policy downloads them, one extra transfer per compression).
+ * With `scratch` the result is its `sigma` array (valid until it hands it out again).
  */
-export function planSigmas(plan: LayerPlan, spec: ResolvedSigma, keys?: HostKeys): Float32Array {
+export function planSigmas(plan: LayerPlan, spec: ResolvedSigma, keys?: HostKeys, scratch?: PlanScratch): Float32Array {
   const { heads, length, outLength } = plan;
-  const out = new Float32Array(heads * outLength).fill(spec.value);
+  const out = (scratch ? scratch.float32('sigma', heads * outLength) : new Float32Array(heads * outLength)).fill(spec.value);
   if (spec.mode === 'fixed') return out;
   if (!keys) throw new Error(`kvmerger: sigma mode "${spec.mode}" needs the keys on the host`);
   for (let h = 0; h < heads; h++) {

@@ -184,6 +184,45 @@ describe('exact mode properties', () => {
   });
 });
 
+describe('host arrays reused from call to call', () => {
+  const layerArb = fc.record({
+    heads: fc.integer({ min: 1, max: 3 }),
+    length: fc.integer({ min: 2, max: 40 }),
+    dim: fc.integer({ min: 2, max: 8 }),
+    budgetFrac: fc.double({ min: 0, max: 1, noNaN: true }),
+    seed: fc.integer({ min: 0, max: 1_000_000 }),
+  });
+  const optionsArb = fc.record({
+    mode: fc.constantFrom('exact' as const, 'paper' as const),
+    recent: fc.constantFrom(0, 0.1, 0.3, 2),
+    heavy: fc.constantFrom(0, 0.1, 0.3, 2),
+    sets: fc.constantFrom('per-head' as const, 'shared' as const),
+    sigma: fc.constantFrom<SigmaOption>(5, { mode: 'rms' }),
+  });
+
+  it('one policy over layers of changing shapes, one after another and all at once, gives what a fresh policy gives each', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(layerArb, { minLength: 2, maxLength: 4 }), optionsArb, async (specs, opts) => {
+        const { kernels: k } = tracked();
+        const cases = specs.map((p) => {
+          const host = hostLayer({ heads: p.heads, length: p.length, headDim: p.dim, keys: walkKeys(p.seed, p.heads, p.length, p.dim), values: uniform(p.seed + 1, p.heads * p.length * p.dim) });
+          return { ...upload(k, host, uniform(p.seed + 2, p.heads * p.length, 0, 1)), budget: Math.max(1, Math.round(p.budgetFrac * p.length)), length: p.length };
+        });
+        const fresh = [];
+        for (const c of cases) fresh.push(await snapshot(k, await new KVMergerPolicy(opts).prefill(c.layer, { attention: c.attention }, context(k, c.budget, c.length))));
+        const shared = new KVMergerPolicy(opts);
+        for (const [i, c] of cases.entries()) {
+          expect(await snapshot(k, await shared.prefill(c.layer, { attention: c.attention }, context(k, c.budget, c.length)))).toEqual(fresh[i]);
+        }
+        // Started together, the calls interleave at every await: each must plan in arrays of its own.
+        const together = await Promise.all(cases.map((c) => shared.prefill(c.layer, { attention: c.attention }, context(k, c.budget, c.length))));
+        for (const [i, out] of together.entries()) expect(await snapshot(k, out)).toEqual(fresh[i]);
+      }),
+      { numRuns: 60, seed: 11 },
+    );
+  });
+});
+
 /** Two heads whose similar runs lie in opposite halves; head 0 attends late slots, head 1 early ones. */
 function twoHeadLayer(): { host: HostLayer; attention: number[] } {
   const L = 12;

@@ -13,6 +13,12 @@ export interface Selection {
   readonly sink?: number;
   /** Trailing (most recent) slots always kept; clamped to what the sinks leave of the budget. Default 0. */
   readonly recent?: number;
+  /**
+   * An array of at least `heads * budget` entries to write the result into (its first `heads * budget`
+   * are returned as a view): a policy that selects on every call reuses one instead of a fresh array,
+   * whose first writes cost page faults. Default: a fresh array.
+   */
+  readonly into?: Int32Array;
 }
 
 /**
@@ -34,7 +40,10 @@ export async function selectSlots<T>(k: KVKernels<T>, scores: T | undefined, hea
   const recent = Math.max(0, Math.min(selection.recent ?? 0, budget - sink));
   const top = budget - sink - recent;
   const end = length - recent;
-  const keep = new Int32Array(heads * budget);
+  if (selection.into !== undefined && selection.into.length < heads * budget) {
+    throw new ShapeError(`selectSlots: into holds ${selection.into.length} entries; ${heads} heads x ${budget} slots need ${heads * budget}`, { field: 'into', length: selection.into.length, needed: heads * budget });
+  }
+  const keep = selection.into === undefined ? new Int32Array(heads * budget) : selection.into.subarray(0, heads * budget);
   // The sink and recent slots are the same in every head: written once into the first row, copied to the others.
   for (let j = 0; j < sink && heads > 0; j++) keep[j] = j;
   for (let j = 0; j < recent && heads > 0; j++) keep[sink + top + j] = end + j;
