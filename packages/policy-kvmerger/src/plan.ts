@@ -208,8 +208,6 @@ export interface LinkRanking {
  */
 export function linkRanking(input: PlanInput, scratch?: PlanScratch): LinkRanking | null {
   const { heads, length, cosine } = input;
-  // One comparison site for the mode: a second one after the loop, never reached before the loop's optimised
-  // code was compiled, made that code deoptimise on every call.
   const paper = input.mode === 'paper';
   const n1 = Math.max(0, length - 1);
   if ((input.sets === 'shared' && heads > 1) || !(cosine instanceof Float32Array) || cosine.length !== heads * n1 || input.protection.length !== heads) return null;
@@ -301,7 +299,7 @@ export function planLayer(input: PlanInput, selected?: LinkSelection, scratch?: 
   const rowOf = (l: number): Int32Array | undefined => (ranked(l) ? selected!.links.subarray(l * count, (l + 1) * count) : undefined);
   const layouts = prots.map((p, l) => layoutRow(length, layoutCos[l]!, layoutScores[l]!, p, cands[l]!, count, target, rowOf(l)));
 
-  // segmentRow writes every entry of both, so reused arrays need no clearing.
+  // segmentRuns and segmentRow write every entry of both, so reused arrays need no clearing.
   const segment = scratch ? scratch.int32('segment', heads * length) : new Int32Array(heads * length);
   // Every head keeps the same number of groups (checked below); pivots go straight into their rows.
   const lay0 = layouts[0];
