@@ -1,7 +1,7 @@
 // The in-place decode step (issue 12, target 4) on the cache layout the speed suite times and on the one a
 // long in-place decode reaches. The suite's step runs on a fresh cache in position order; after many in-place
 // steps each head's rows hold positions in no order (every step moves the newest row into the evicted one),
-// which makes the host scans' branches unpredictable. Timed as the suite's step (`stepOnce` in
+// which makes the host scans' branches unpredictable. Timed by the suite's own step (`stepOnce` in
 // packages/bench/src/suites/speed.ts): a fresh upload per rep, caches flushed, the token's attention (observe)
 // then the policy's step; 3 untimed reps first, as the suite had when the figures in bench/RESULTS.md were taken
 // (the suite now runs 20).
@@ -9,7 +9,8 @@
 // onnx1 = onnx with one ORT thread. Build first (pnpm build). For the attention column run one backend per
 // process: with the reference backend created first in the same process, onnx's two-thread attention took
 // 35-40 ms here instead of the 14 ms it takes alone (not investigated); the step column did not move.
-import { createContext, disposeLayer, hostTensor, layerFromHost } from '../packages/core/dist/index.js';
+import { disposeLayer, hostTensor, layerFromHost } from '../packages/core/dist/index.js';
+import { stepOnce } from '../packages/bench/dist/suites/speed.js';
 import { syntheticLayer } from '../packages/testkit/dist/index.js';
 import { createReferenceKernels } from '../packages/backend-reference/dist/index.js';
 import { createOnnxKernels } from '../packages/backend-onnx/dist/index.js';
@@ -28,7 +29,6 @@ const length = 4096;
 const headDim = 128;
 const queries = 17;
 const L = length + 1;
-const flush = new Float32Array(16 * 1024 * 1024);
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 
 /** The suite's step cache (budget + the token just appended), its scores 16 earlier queries' attention. */
@@ -56,31 +56,17 @@ async function prepare(kernels, layout) {
   }
   const query = new Float32Array(heads * headDim);
   for (let h = 0; h < heads; h++) query.set(data.queries.data.subarray((h * queries + queries - 1) * headDim, (h * queries + queries) * headDim), h * headDim);
-  return { layer: { ...data.layer, scores: history }, last, query: hostTensor('float32', [heads, 1, headDim], query), position: hostTensor('int32', [1], [L - 1]) };
+  return { layer: { ...data.layer, scores: history }, attention: last, query: hostTensor('float32', [heads, 1, headDim], query), queryPosition: hostTensor('int32', [1], [L - 1]) };
 }
 
 async function time(kernels, policy, p) {
   const steps = [];
   const attention = [];
   for (let r = 0; r < reps + WARMUPS; r++) {
-    const layer = layerFromHost(kernels, p.layer);
-    const obs = { attention: kernels.fromHost(p.last) };
-    const [q, qp] = [kernels.fromHost(p.query), kernels.fromHost(p.position)];
-    const ctx = createContext({ kernels, budget: length, promptLength: length, seed: 0, step: 1, newTokens: 1, inPlace: true });
-    flush.fill(Math.random());
-    const t0 = performance.now();
-    const seen = kernels.observe(layer, q, qp);
-    await kernels.toHost(seen.attention);
-    const t1 = performance.now();
-    const out = await policy.step(layer, obs, ctx);
-    await kernels.toHost(out.counts);
-    const t2 = performance.now();
-    kernels.dispose(q, qp, seen.attention, seen.lastAttention, obs.attention);
-    disposeLayer(kernels, out, layer);
-    disposeLayer(kernels, layer);
+    const { stepMs, attentionMs } = await stepOnce(kernels, policy, p, length, 0);
     if (r >= WARMUPS) {
-      attention.push(t1 - t0);
-      steps.push(t2 - t1);
+      attention.push(attentionMs);
+      steps.push(stepMs);
     }
   }
   return { step: median(steps), attention: median(attention) };

@@ -410,13 +410,15 @@ function throughputUnits(ctx: SuiteContext, shared: PreparedCache): WorkUnit[] {
   );
 }
 
-interface StepPrepared {
+/** A decode-step case on the host: what {@link stepOnce} uploads afresh for every step it times. */
+export interface StepPrepared {
   /** The cache at its budget plus `extra` new tokens, with scores accumulated over earlier queries. */
   readonly layer: HostLayer;
   /** The newest token's attention over every slot. */
   readonly attention: HostTensor;
   /** The newest token's queries `[queryHeads, 1, headDim]` and position `[1]`. */
   readonly query: HostTensor;
+  /** The newest token's position `[1]`. */
   readonly queryPosition: HostTensor;
 }
 
@@ -469,8 +471,11 @@ async function timeStep(kernels: KVKernels<unknown>, policy: KVCachePolicy, p: S
   return { step, attention };
 }
 
-/** One decode step on a fresh upload of `p` (budget `length`), timed with the newest token's attention just before it. */
-async function stepOnce(kernels: KVKernels<unknown>, policy: KVCachePolicy, p: StepPrepared, length: number, seed: number): Promise<{ stepMs: number; attentionMs: number }> {
+/**
+ * One decode step on a fresh upload of `p` (budget `length`), timed with the newest token's attention just before it.
+ * Exported from this module (not the package) for bench/step-layout.mjs, which times it on other cache layouts.
+ */
+export async function stepOnce(kernels: KVKernels<unknown>, policy: KVCachePolicy, p: StepPrepared, length: number, seed: number): Promise<{ stepMs: number; attentionMs: number }> {
   const layer = layerFromHost(kernels, p.layer);
   const obs: Observation<unknown> = {
     ...(policy.needs.includes('attention') ? { attention: kernels.fromHost(p.attention) } : {}),
