@@ -17,6 +17,7 @@ export * from './kernel-dispatch.js';
 export * from './kernels/index.js';
 export * from './host.js';
 export * from './buffer-pool.js';
+export * from './host-scratch.js';
 export * from './rng.js';
 export * from './logger.js';
 export * from './budget.js';

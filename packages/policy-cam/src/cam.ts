@@ -2,6 +2,7 @@ import {
   accumulateAttention,
   cacheShape,
   definePolicy,
+  HostScratch,
   resolveShare,
   rows,
   ScorerPolicy,
@@ -16,7 +17,7 @@ import {
 } from '@kvfold/core';
 import { checkKeep, type KeepChooser } from './choosers.js';
 import { mergeEvictedInPlace } from './in-place.js';
-import { NeighbourMergeBuffers, planNeighbourMerge } from './plan.js';
+import { planNeighbourMerge } from './plan.js';
 import { camSchema, type CaMOptions } from './schema.js';
 
 /**
@@ -32,7 +33,7 @@ import { camSchema, type CaMOptions } from './schema.js';
  */
 export class CaMPolicy extends ScorerPolicy<CaMOptions> {
   /** The merge plan's host arrays, reused from one eviction to the next (each plan is uploaded before the next is made). */
-  private readonly planBuffers = new NeighbourMergeBuffers();
+  private readonly planScratch = new HostScratch();
 
   /**
    * @param chooser replaces the `evict` option with a custom rule (code only; not expressible in JSON).
@@ -76,7 +77,7 @@ export class CaMPolicy extends ScorerPolicy<CaMOptions> {
   protected override async evict<T>(layer: LayerCache<T>, keep: Int32Array, ctx: PolicyContext<T>): Promise<LayerCache<T>> {
     const k = ctx.kernels;
     const heads = cacheShape(k, layer).heads;
-    const p = planNeighbourMerge(keep, headRows(await k.toHost(layer.scores)), this.options.mergeBudget, this.options.gate, ctx.rng, this.planBuffers);
+    const p = planNeighbourMerge(keep, headRows(await k.toHost(layer.scores)), this.options.mergeBudget, this.options.gate, ctx.rng, this.planScratch);
     const up = (dtype: 'int32' | 'float32', data: Int32Array | Float32Array) => uploadRows(k, dtype, heads, data);
     const plan = { keep: up('int32', p.keep), source: up('int32', p.source), targetStart: up('int32', p.targetStart), targetCount: up('int32', p.targetCount), gate: up('float32', p.gate) };
     try {

@@ -8,7 +8,7 @@ import { camPolicy } from './cam.js';
 export { CaMPolicy, camPolicy } from './cam.js';
 export { camSchema, type CaMOptions } from './schema.js';
 export { checkKeep, type KeepChooser, type KeepChooserInput } from './choosers.js';
-export { NeighbourMergeBuffers, planNeighbourMerge, type GateMode, type HostNeighbourMergePlan } from './plan.js';
+export { planNeighbourMerge, type GateMode, type HostNeighbourMergePlan } from './plan.js';
 
 /** The plugin registering `cam`. */
 export default definePlugin({ name: '@kvfold/policy-cam', policies: [camPolicy] });

@@ -1,4 +1,4 @@
-import type { Rng } from '@kvfold/core';
+import type { HostScratch, Rng } from '@kvfold/core';
 
 /** How a CaM merge gate turns the merge probability into a weight. */
 export type GateMode = 'bernoulli' | 'expected';
@@ -24,32 +24,19 @@ export interface HostNeighbourMergePlan {
 }
 
 /**
- * Output arrays {@link planNeighbourMerge} may reuse from one call to the next. The plans of repeated
- * calls (a policy compressing layer after layer) are the same size, and fresh multi-megabyte arrays cost
- * page faults as well as the writes: CaM's host work per prefill at 32 heads x 16k slots went from
- * 12.4-14.8 to 12.1-12.4 ms, and at 4k from 3.8-4.3 to 3.0-4.0 ms. A plan made with buffers holds them:
- * it is valid until the next call with the same buffers.
+ * Plan arrays for `keptSlots` kept and `sourceSlots` evicted slots over all heads: the arrays of `scratch`
+ * (every entry is written by the plan), or fresh ones.
  */
-export class NeighbourMergeBuffers {
-  private arrays: Omit<HostNeighbourMergePlan, 'kept' | 'sources'> | undefined;
-
-  /** Arrays for `keptSlots` kept and `sourceSlots` evicted slots over all heads; reallocated only when a size changes. */
-  sized(keptSlots: number, sourceSlots: number): Omit<HostNeighbourMergePlan, 'kept' | 'sources'> {
-    const a = this.arrays;
-    if (a && a.keep.length === keptSlots && a.source.length === sourceSlots) return a;
-    return (this.arrays = planArrays(keptSlots, sourceSlots));
-  }
-}
-
-/** Fresh (zeroed) plan arrays for `keptSlots` kept and `sourceSlots` evicted slots over all heads. */
-function planArrays(keptSlots: number, sourceSlots: number): Omit<HostNeighbourMergePlan, 'kept' | 'sources'> {
+function planArrays(keptSlots: number, sourceSlots: number, scratch: HostScratch | undefined): Omit<HostNeighbourMergePlan, 'kept' | 'sources'> {
+  const int32 = (name: string, n: number) => (scratch ? scratch.int32(name, n) : new Int32Array(n));
+  const float32 = (name: string, n: number) => (scratch ? scratch.float32(name, n) : new Float32Array(n));
   return {
-    keep: new Int32Array(keptSlots),
-    source: new Int32Array(sourceSlots),
-    targetStart: new Int32Array(sourceSlots),
-    targetCount: new Int32Array(sourceSlots),
-    gate: new Float32Array(sourceSlots),
-    probability: new Float32Array(sourceSlots),
+    keep: int32('keep', keptSlots),
+    source: int32('source', sourceSlots),
+    targetStart: int32('targetStart', sourceSlots),
+    targetCount: int32('targetCount', sourceSlots),
+    gate: float32('gate', sourceSlots),
+    probability: float32('probability', sourceSlots),
   };
 }
 
@@ -62,14 +49,17 @@ function planArrays(keptSlots: number, sourceSlots: number): Omit<HostNeighbourM
  *
  * @param keep kept slots per head, row-major `[heads, kept]`, ascending per head.
  * @param scores accumulated attention, one row of `length` entries per head (arrays or typed-array views).
- * @param buffers output arrays to reuse (see {@link NeighbourMergeBuffers}); fresh arrays without.
+ * @param scratch host arrays to reuse for the plan (a plan made with them is valid until the next call with the
+ *   same scratch); fresh arrays without. A policy compressing layer after layer reuses one: fresh multi-megabyte
+ *   arrays cost page faults as well as the writes (CaM's host work per prefill at 32 heads x 16k slots:
+ *   12.4-14.8 -> 12.1-12.4 ms; at 4k 3.8-4.3 -> 3.0-4.0 ms).
  */
-export function planNeighbourMerge(keep: Int32Array, scores: readonly ArrayLike<number>[], m: number, gate: GateMode, rng: Rng, buffers?: NeighbourMergeBuffers): HostNeighbourMergePlan {
+export function planNeighbourMerge(keep: Int32Array, scores: readonly ArrayLike<number>[], m: number, gate: GateMode, rng: Rng, scratch?: HostScratch): HostNeighbourMergePlan {
   const heads = scores.length;
   const length = heads === 0 ? 0 : scores[0]!.length;
   const kept = heads === 0 ? 0 : keep.length / heads;
   const sources = length - kept;
-  const out = buffers ? buffers.sized(keep.length, heads * sources) : planArrays(keep.length, heads * sources);
+  const out = planArrays(keep.length, heads * sources, scratch);
   const { source, targetStart, targetCount, gate: weights, probability } = out;
   // The kept slots' scores of one head in kept order (NaN as 0): window sums then read them contiguously,
   // the same values added in the same order as through `keep`.
@@ -108,7 +98,7 @@ export function planNeighbourMerge(keep: Int32Array, scores: readonly ArrayLike<
         probability[s] = p;
         weights[s] = gate === 'expected' ? p : rng.next() < p ? 1 : 0;
       } else {
-        // What fresh arrays hold: reused buffers carry the previous call's values.
+        // What fresh arrays hold: reused arrays carry the previous call's values.
         targetStart[s] = 0;
         targetCount[s] = 0;
         probability[s] = 0;

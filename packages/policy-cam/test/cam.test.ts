@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ErrorCode, KVFold, createContext, createRng, disposeLayer, hostLayer, hostTensor, layerToHost, rows, type HostTensor, type KVKernels, type LayerCache, type Rng } from '@kvfold/core';
-import plugin, { CaMPolicy, NeighbourMergeBuffers, camPolicy, planNeighbourMerge, type KeepChooser } from '@kvfold/policy-cam';
+import { ErrorCode, HostScratch, KVFold, createContext, createRng, disposeLayer, hostLayer, hostTensor, layerToHost, rows, type HostTensor, type KVKernels, type LayerCache, type Rng } from '@kvfold/core';
+import plugin, { CaMPolicy, camPolicy, planNeighbourMerge, type KeepChooser } from '@kvfold/policy-cam';
 import { attention, leaked, ramp, snapshot, trackedKernels, upload, type TrackedKernels } from '@kvfold/testkit';
 
 const ctxFor = (k: KVKernels<HostTensor>, budget: number, promptLength: number, step = 0, seed = 0) => createContext({ kernels: k, budget, promptLength, step, seed });
@@ -174,13 +174,13 @@ describe('cam: merge plan', () => {
     expect(Array.from(p.gate)).toEqual([1, 0, 0, 0, 1, 0]);
   });
 
-  it('reused buffers give the fresh arrays\' plan, whatever the previous call left in them', () => {
+  it('reused scratch arrays give the fresh arrays\' plan, whatever the previous call left in them', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 2, max: 24 }), fc.integer({ min: 1, max: 6 }), fc.constantFrom('bernoulli' as const, 'expected' as const), fc.integer({ min: 0, max: 1_000_000 }), (H, L, m, gate, seed) => {
-        const buffers = new NeighbourMergeBuffers();
+        const scratch = new HostScratch();
         const r = createRng(seed);
         const kept = 1 + Math.floor(r.next() * (L - 1));
-        // Three plans of the same size into the same buffers; each must equal the plan into fresh arrays.
+        // Three plans of the same size into the same scratch arrays; each must equal the plan into fresh arrays.
         for (let call = 0; call < 3; call++) {
           const keep = new Int32Array(H * kept);
           for (let h = 0; h < H; h++) {
@@ -189,7 +189,7 @@ describe('cam: merge plan', () => {
           }
           const scores = Array.from({ length: H }, () => Array.from({ length: L }, () => (r.next() < 0.1 ? NaN : r.next())));
           const fresh = planNeighbourMerge(keep, scores, m, gate, createRng(call));
-          const reused = planNeighbourMerge(keep, scores, m, gate, createRng(call), buffers);
+          const reused = planNeighbourMerge(keep, scores, m, gate, createRng(call), scratch);
           for (const f of ['keep', 'source', 'targetStart', 'targetCount', 'gate', 'probability'] as const) expect(Array.from(reused[f]), f).toEqual(Array.from(fresh[f]));
         }
       }),

@@ -22,7 +22,6 @@ export {
 export { planLayer, linkRanking, candidateLinks, headMean, isIdentity, UNPROTECTED, RECENT, HEAVY, type PlanInput, type LayerPlan, type LinkRanking, type LinkSelection } from './plan.js';
 export { protectSlots, type ProtectInput } from './protect.js';
 export { planSigmas, rmsSigma, eq4Sigma, MIN_SIGMA, type HostKeys } from './sigma.js';
-export { PlanScratch, PlanScratchPool } from './scratch.js';
 
 /** The plugin registering `kvmerger`. */
 export default definePlugin({ name: '@kvfold/policy-kvmerger', policies: [kvmergerPolicy] });

@@ -1,9 +1,8 @@
-import { BudgetError, SPECIFICATION_VERSION, cacheShape, definePolicy, layerTensors, requireObservation, resolveShare, selectSlots, uploadRows } from '@kvfold/core';
-import type { HostTensor, KVCachePolicy, KVKernels, LayerCache, Observation, ObservationNeed, PolicyContext } from '@kvfold/core';
+import { BudgetError, HostScratchPool, SPECIFICATION_VERSION, cacheShape, definePolicy, layerTensors, requireObservation, resolveShare, selectSlots, uploadRows } from '@kvfold/core';
+import type { HostScratch, HostTensor, KVCachePolicy, KVKernels, LayerCache, Observation, ObservationNeed, PolicyContext } from '@kvfold/core';
 import { kvmergerSchema, resolveOptions, type KVMergerOptions, type ResolvedKVMergerOptions } from './options.js';
 import { isIdentity, linkRanking, planLayer, type LayerPlan, type LinkSelection, type PlanInput } from './plan.js';
 import { protectSlots } from './protect.js';
-import { PlanScratchPool, type PlanScratch } from './scratch.js';
 import { planSigmas } from './sigma.js';
 
 /** How one compression runs: the slots to reach, the link rule, and whether merging is allowed at all. */
@@ -36,7 +35,7 @@ export class KVMergerPolicy implements KVCachePolicy {
   readonly options: ResolvedKVMergerOptions;
   private readonly ratios = new Map<number, number>();
   private readonly prefillLengths = new Map<number, number>();
-  private readonly scratch = new PlanScratchPool();
+  private readonly scratch = new HostScratchPool();
 
   /** @throws ConfigError when an option is unknown or out of bounds. */
   constructor(options: KVMergerOptions = {}) {
@@ -134,7 +133,7 @@ export class KVMergerPolicy implements KVCachePolicy {
   }
 
   /** {@link compress} with the host arrays of `scratch` (held by this call only). */
-  private async compressWith<T>(k: KVKernels<T>, layer: LayerCache<T>, scores: T, ctx: PolicyContext<T>, pass: Pass, scratch: PlanScratch): Promise<{ result: LayerCache<T>; plan: LayerPlan }> {
+  private async compressWith<T>(k: KVKernels<T>, layer: LayerCache<T>, scores: T, ctx: PolicyContext<T>, pass: Pass, scratch: HostScratch): Promise<{ result: LayerCache<T>; plan: LayerPlan }> {
     const { heads, length, headDim } = cacheShape(k, layer);
     const o = this.options;
     // Scores and cosines are read in place where the backend's tensors are host memory (no copy of the

@@ -1,5 +1,4 @@
-import { selectBest, selectTopFloat32 } from '@kvfold/core';
-import type { PlanScratch } from './scratch.js';
+import { selectBest, selectTopFloat32, type HostScratch } from '@kvfold/core';
 
 /**
  * Host-side planning of KVMerger: which slots are protected, which adjacent links merge, which slots
@@ -206,7 +205,7 @@ export interface LinkRanking {
  * or no head with more eligible links than it merges. With `scratch` the rows are its `ranking` array (valid
  * until the scratch hands it out again).
  */
-export function linkRanking(input: PlanInput, scratch?: PlanScratch): LinkRanking | null {
+export function linkRanking(input: PlanInput, scratch?: HostScratch): LinkRanking | null {
   const { heads, length, cosine } = input;
   const paper = input.mode === 'paper';
   const n1 = Math.max(0, length - 1);
@@ -270,7 +269,7 @@ export interface LinkSelection {
  * same set the host selection picks: the topK kernel is core's radix selection), so the host does not rank.
  * With `scratch` the plan's `segment` and `pivot` are its arrays (valid until it hands them out again).
  */
-export function planLayer(input: PlanInput, selected?: LinkSelection, scratch?: PlanScratch): LayerPlan {
+export function planLayer(input: PlanInput, selected?: LinkSelection, scratch?: HostScratch): LayerPlan {
   const { heads, length, mode } = input;
   const cosine = input.cosine && input.cosine.length === heads * Math.max(0, length - 1) ? input.cosine : undefined;
   const n1 = Math.max(0, length - 1);

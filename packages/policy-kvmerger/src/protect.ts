@@ -1,6 +1,5 @@
-import { hostTensor, selectSlots, type KVKernels } from '@kvfold/core';
+import { hostTensor, selectSlots, type HostScratch, type KVKernels } from '@kvfold/core';
 import { HEAVY, RECENT, UNPROTECTED, headMean } from './plan.js';
-import type { PlanScratch } from './scratch.js';
 
 /** Input of {@link protectSlots}. */
 export interface ProtectInput {
@@ -23,7 +22,7 @@ export interface ProtectInput {
  * lowest), on `scores` `[heads, length]`, or on the head-mean of `hostScores` (their host copy) when shared.
  * With `scratch` the rows are views of its `protection` array (valid until it hands that out again).
  */
-export async function protectSlots<T>(k: KVKernels<T>, scores: T, hostScores: ArrayLike<number>, p: ProtectInput, scratch?: PlanScratch): Promise<Uint8Array[]> {
+export async function protectSlots<T>(k: KVKernels<T>, scores: T, hostScores: ArrayLike<number>, p: ProtectInput, scratch?: HostScratch): Promise<Uint8Array[]> {
   const { heads, length } = p;
   const recent = Math.max(0, Math.min(p.recent, length));
   const heavy = Math.max(0, Math.min(p.heavy, length - recent));

@@ -1,6 +1,6 @@
+import type { HostScratch } from '@kvfold/core';
 import type { LayerPlan } from './plan.js';
 import type { ResolvedSigma } from './options.js';
-import type { PlanScratch } from './scratch.js';
 
 /** Keys in host memory, row-major `[heads, length, headDim]`. */
 export interface HostKeys {
@@ -71,7 +71,7 @@ export function eq4Sigma(d2: readonly number[], start: number, iterations: numbe
  * `eq4` need the keys on the host (the policy downloads them, one extra transfer per compression).
  * With `scratch` the result is its `sigma` array (valid until it hands it out again).
  */
-export function planSigmas(plan: LayerPlan, spec: ResolvedSigma, keys?: HostKeys, scratch?: PlanScratch): Float32Array {
+export function planSigmas(plan: LayerPlan, spec: ResolvedSigma, keys?: HostKeys, scratch?: HostScratch): Float32Array {
   const { heads, length, outLength } = plan;
   const out = (scratch ? scratch.float32('sigma', heads * outLength) : new Float32Array(heads * outLength)).fill(spec.value);
   if (spec.mode === 'fixed') return out;
