@@ -1,4 +1,4 @@
-import { ArgCheck, BufferPool, DEFAULT_POOL_BYTES, defineKernelBackend, hostTensor, type KernelBackend, type KVKernels } from '@kvfold/core';
+import { ArgCheck, BufferPool, ConfigError, DEFAULT_POOL_BYTES, defineKernelBackend, hostTensor, type KernelBackend, type KVKernels } from '@kvfold/core';
 import { ort } from './ort.js';
 import { SessionCache } from './cache.js';
 import { accumulate } from './kernels/accumulate.js';
@@ -46,6 +46,15 @@ export interface OnnxExtensions {
    * path). Diagnostics: it proves ORT picked the registered kernels over the function bodies.
    */
   nativeKernelCalls(): number | undefined;
+  /**
+   * Layer outputs (keys and values) of at least this many bytes are written by the native CPU kernels with
+   * non-temporal stores, past the cache: such an output cannot stay cached until attention reads it, and
+   * ordinary stores first read every output line they fill. By default the last-level cache's size.
+   * Process-wide (one custom-op library per process). Pass `bytes` (an integer >= 0) to set it, e.g. 0 to
+   * stream every output; returns the value in force before the call, or undefined on the function-body path
+   * (which has no threshold).
+   */
+  nativeStreamingMinBytes(bytes?: number): number | undefined;
   /** Sessions loaded so far, as `kernel:dtype` keys (diagnostics: one per kernel variant, never one per shape). */
   loadedKernels(): string[];
   /** Release every ORT session; the kernels create them again if used afterwards. */
@@ -93,6 +102,13 @@ export function onnxKernelBackend(
     info,
     accumulateTopK: (scores, attention, k, from, to) => accumulateTopK(cache, check, scores, attention, k, from, to),
     nativeKernelCalls: () => factory.nativeKernelCalls?.(),
+    nativeStreamingMinBytes: (bytes) => {
+      if (bytes !== undefined && !(Number.isSafeInteger(bytes) && bytes >= 0)) {
+        throw new ConfigError([{ path: '/bytes', rule: 'minimum', message: `must be an integer >= 0, got ${String(bytes)}`, allowed: { minimum: 0, type: 'integer' } }], 'nativeStreamingMinBytes');
+      }
+      const previous = factory.nativeStreamingMinBytes?.(bytes ?? -1);
+      return previous === undefined || previous < 0 ? undefined : previous;
+    },
     loadedKernels: () => [...new Set([...cache.keys(), ...observeCache.keys()])],
     release: () => {
       cache.releaseAll();

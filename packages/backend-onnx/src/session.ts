@@ -38,6 +38,11 @@ export interface SessionFactory {
   create(name: string, model: Uint8Array): KernelSession;
   /** Native `ai.kvfold` kernel invocations so far (only sessions with the custom-op library count them). */
   nativeKernelCalls?(): number;
+  /**
+   * The native CPU kernels' streaming threshold (see OnnxExtensions.nativeStreamingMinBytes): set when
+   * `bytes >= 0`, the value before the call returned; -1 when the custom-op library cannot be loaded.
+   */
+  nativeStreamingMinBytes?(bytes: number): number;
 }
 
 /**
@@ -200,6 +205,8 @@ export interface NativeAddon {
   release(session: object): void;
   /** Kernel invocations counted by the loaded custom-op library at `library` (-1 when ORT has not loaded it). */
   opsCalls(library: string): number;
+  /** The custom-op library's streaming threshold before the call, set when `bytes >= 0` (loads it; -1 when it cannot be loaded). */
+  streamingMinBytes(library: string, bytes: number): number;
 }
 
 /** Sessions created by the native addon, with the `ai.kvfold` CPU (and CUDA) kernels registered. */
@@ -212,6 +219,10 @@ export class NativeSessionFactory implements SessionFactory {
 
   nativeKernelCalls(): number {
     return this.addon.opsCalls(this.library);
+  }
+
+  nativeStreamingMinBytes(bytes: number): number {
+    return this.addon.streamingMinBytes(this.library, bytes);
   }
 
   create(name: string, model: Uint8Array): KernelSession {

@@ -12,6 +12,8 @@
 //       {type, dims, data}[]   (outputs given in `into` are written into those arrays and returned as given)
 //   release(session): void
 //   opsCalls(library): number   (kernel invocations counted by the loaded custom-op library; -1 if not loaded)
+//   streamingMinBytes(library, bytes): number   (the custom-op library's streaming threshold before the call, set
+//       when bytes >= 0; loads the library as createSession does; -1 if it cannot be loaded or lacks the entry point)
 #include <dlfcn.h>
 #include <node_api.h>
 
@@ -336,11 +338,31 @@ napi_value OpsCalls(napi_env e, napi_callback_info info) {
   });
 }
 
+napi_value StreamingMinBytes(napi_env e, napi_callback_info info) {
+  return guarded(e, [&] {
+    napi_value argv[2];
+    call_args(e, info, argv, 2, "streamingMinBytes(library, bytes)");
+    const std::string path = get_string(e, argv[0]);
+    const int64_t bytes = get_int(e, argv[1]);
+    double previous = -1;
+    // Loaded (and pinned) as CreateSession loads it, so a threshold set before the first session holds for
+    // the copy ORT then registers: dlopen of the same path returns the same instance.
+    if (void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_NODELETE)) {
+      if (auto f = reinterpret_cast<int64_t (*)(int64_t)>(dlsym(h, "KvfoldStreamingMinBytes"))) previous = static_cast<double>(f(bytes));
+      dlclose(h);
+    }
+    napi_value v;
+    NAPI_OK(napi_create_double(e, previous, &v));
+    return v;
+  });
+}
+
 napi_value Init(napi_env e, napi_value exports) {
   return guarded(e, [&] {
     if (api()) Ort::InitApi(api());
     const std::pair<const char*, napi_callback> functions[] = {
-        {"ortVersion", OrtVersion}, {"createSession", CreateSession}, {"run", Run}, {"release", Release}, {"opsCalls", OpsCalls},
+        {"ortVersion", OrtVersion}, {"createSession", CreateSession}, {"run", Run},
+        {"release", Release},       {"opsCalls", OpsCalls},           {"streamingMinBytes", StreamingMinBytes},
     };
     for (const auto& [name, callback] : functions) {
       napi_value fn;

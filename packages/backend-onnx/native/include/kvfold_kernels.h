@@ -28,12 +28,28 @@ struct LayerOut {
   int32_t* positions;
   int32_t* counts;
   float* scores;
+  /**
+   * CPU kernels write the key and value rows with non-temporal stores (see streams_output): set by the ORT
+   * ops for the whole output, carried into every per-head view. The CUDA kernels ignore it.
+   */
+  bool stream = false;
 };
 
 /** Group reduction codes (Observe attribute `group_reduction`). */
 enum GroupReduction : int { kMean = 0, kMax = 1, kSum = 2 };
 
 // ---------------------------------------------------------------------------------------------- CPU
+
+/**
+ * Whether a layer output of `bytes` key and value bytes is written past the cache: at least
+ * streaming_min_bytes(-1), by default the last-level cache's size. Such an output cannot stay cached for
+ * the attention that reads it next, and ordinary stores first read every output line they fill (a third
+ * more memory traffic for a merge or gather that reads two rows per row it writes).
+ */
+bool streams_output(int64_t bytes);
+
+/** Sets the streaming threshold of streams_output when `bytes >= 0` (process-wide); returns the previous value. */
+int64_t streaming_min_bytes(int64_t bytes);
 
 /** out[h, i] = cos(k[h, i], k[h, i + 1]) clipped to [-1, 1]; 0 when a norm is 0. out is [H, max(L - 1, 0)]. */
 void adjacent_cosine_cpu(const float* keys, float* out, int64_t H, int64_t L, int64_t D);

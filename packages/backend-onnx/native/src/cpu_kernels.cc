@@ -2,11 +2,20 @@
 // JavaScript numbers, so results agree with it to float32 rounding; adjacentCosine sums the reference's
 // float32 lanes, bit for bit.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <numeric>
+#include <string>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #include "kvfold_kernels.h"
 
@@ -81,11 +90,42 @@ inline double dist2_lanes(const float* a, const float* b, int64_t D) {
   return (s >= 0x1p-100 && s < std::numeric_limits<double>::infinity()) || (a == b && s == 0) ? s : dist2(a, b, D);
 }
 
+/**
+ * `n` floats from `src` to `dst` with non-temporal stores (16 bytes at a time from the first 16-byte boundary
+ * of `dst`; consecutive rows fill whole lines in the write-combining buffers), ordinary stores where the
+ * target has no SSE2. The kernel calls finish_stream before returning.
+ */
+inline void stream_floats(float* dst, const float* src, int64_t n) {
+#if defined(__SSE2__)
+  int64_t i = 0;
+  for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 15) != 0; ++i) dst[i] = src[i];
+  for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+#else
+  std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+#endif
+}
+
+/** `n` floats of output rows: streamed when the output streams (LayerOut::stream), copied otherwise. */
+inline void put_rows(const LayerOut& out, float* dst, const float* src, int64_t n) {
+  if (out.stream) stream_floats(dst, src, n);
+  else std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
+/** Orders a kernel's non-temporal stores before anything after it (they are weakly ordered otherwise). */
+inline void finish_stream(const LayerOut& out) {
+#if defined(__SSE2__)
+  if (out.stream) _mm_sfence();
+#else
+  (void)out;
+#endif
+}
+
 /** Copy `n` consecutive slots of every field from slot row `src` of `in` to slot row `dst` of `out` (rows = h * slots + slot). */
 inline void copy_slots(const LayerIn& in, int64_t src, const LayerOut& out, int64_t dst, int64_t n) {
   const int64_t D = in.D;
-  std::memcpy(out.keys + dst * D, in.keys + src * D, static_cast<size_t>(n * D) * sizeof(float));
-  std::memcpy(out.values + dst * D, in.values + src * D, static_cast<size_t>(n * D) * sizeof(float));
+  put_rows(out, out.keys + dst * D, in.keys + src * D, n * D);
+  put_rows(out, out.values + dst * D, in.values + src * D, n * D);
   std::memcpy(out.positions + dst, in.positions + src, static_cast<size_t>(n) * sizeof(int32_t));
   std::memcpy(out.counts + dst, in.counts + src, static_cast<size_t>(n) * sizeof(int32_t));
   std::memcpy(out.scores + dst, in.scores + src, static_cast<size_t>(n) * sizeof(float));
@@ -94,11 +134,11 @@ inline void copy_slots(const LayerIn& in, int64_t src, const LayerOut& out, int6
 /** Slot `i` (row of `in`) to slot `j` (row of `out`): key, scalars and value together. */
 inline void copy_slot(const LayerIn& in, int64_t i, const LayerOut& out, int64_t j) {
   const int64_t D = in.D;
-  std::memcpy(out.keys + j * D, in.keys + i * D, static_cast<size_t>(D) * sizeof(float));
+  put_rows(out, out.keys + j * D, in.keys + i * D, D);
   out.positions[j] = in.positions[i];
   out.counts[j] = in.counts[i];
   out.scores[j] = in.scores[i];
-  std::memcpy(out.values + j * D, in.values + i * D, static_cast<size_t>(D) * sizeof(float));
+  put_rows(out, out.values + j * D, in.values + i * D, D);
 }
 
 /**
@@ -297,8 +337,51 @@ void accumulate_select_cpu(const float* scores, const float* attention, float* a
   select_topk_cpu(acc, index, H, L, k, from, to);
 }
 
+namespace {
+
+/**
+ * The size of the largest cache the kernel's thread shares (the highest level listed for cpu0 in Linux's
+ * sysfs), 32 MiB where it is not listed. Not sysconf's LEVEL3_CACHE_SIZE: on AMD EPYC virtual machines
+ * glibc reports the whole package's L3 there (320 MiB on the machine this was written on, whose cores
+ * each see 32 MiB).
+ */
+int64_t last_level_cache_bytes() {
+  int64_t best = 0;
+  int best_level = 0;
+  for (int i = 0; i < 16; ++i) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
+    std::ifstream level_file(dir + "level"), size_file(dir + "size");
+    int level = 0;
+    std::string size;
+    if (!(level_file >> level) || !(size_file >> size) || size.empty()) continue;
+    // "32768K" (sysfs sizes are in K; M accepted too).
+    char* end = nullptr;
+    const long long n = std::strtoll(size.c_str(), &end, 10);
+    const int64_t bytes = n * (*end == 'M' ? (int64_t{1} << 20) : *end == 'K' ? 1024 : 1);
+    if (n > 0 && level > best_level) {
+      best_level = level;
+      best = bytes;
+    }
+  }
+  return best > 0 ? best : int64_t{32} << 20;
+}
+
+std::atomic<int64_t>& stream_min() {
+  static std::atomic<int64_t> v{last_level_cache_bytes()};
+  return v;
+}
+
+}  // namespace
+
+bool streams_output(int64_t bytes) { return bytes >= stream_min().load(std::memory_order_relaxed); }
+
+int64_t streaming_min_bytes(int64_t bytes) {
+  return bytes >= 0 ? stream_min().exchange(bytes, std::memory_order_relaxed) : stream_min().load(std::memory_order_relaxed);
+}
+
 void gather_slots_cpu(const LayerIn& in, const int32_t* index, int64_t K, const LayerOut& out) {
   for (int64_t h = 0; h < in.H; ++h) gather_slots(in, index, K, out, h, 0, K);
+  finish_stream(out);
 }
 
 // The merge kernels in one clone per ISA (AVX-512 / AVX2 / baseline, picked at load time): their loops are
@@ -341,6 +424,8 @@ void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t
   std::vector<int64_t> start(static_cast<size_t>(O)), end(static_cast<size_t>(O));
   std::vector<int64_t> rows(static_cast<size_t>(L));
   std::vector<double> w(static_cast<size_t>(L)), wv(static_cast<size_t>(L));
+  // A streamed output's merged row is summed here (in L1) and then streamed out in one pass.
+  std::vector<Acc> row(out.stream ? static_cast<size_t>(D) : 0);
   for (int64_t h = 0; h < H; ++h) {
     const int32_t* seg = segment + h * L;
     const float* keys = in.keys + h * L * D;
@@ -392,14 +477,22 @@ void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t
       const double ks = 1 / gsum;
       const double vs = value_scale == 1 ? total / gsum : ks;
       // Keys first: their rows are in L1 by now.
-      weighted_rows(out.keys + ho * D, keys, rows.data(), w.data(), ks, n, D);
-      weighted_rows(out.values + ho * D, values, rows.data(), wv.data(), vs, n, D);
+      if (out.stream) {
+        weighted_rows(row.data(), keys, rows.data(), w.data(), ks, n, D);
+        stream_floats(out.keys + ho * D, row.data(), D);
+        weighted_rows(row.data(), values, rows.data(), wv.data(), vs, n, D);
+        stream_floats(out.values + ho * D, row.data(), D);
+      } else {
+        weighted_rows(out.keys + ho * D, keys, rows.data(), w.data(), ks, n, D);
+        weighted_rows(out.values + ho * D, values, rows.data(), wv.data(), vs, n, D);
+      }
       out.positions[ho] = in.positions[h * L + p];
       out.counts[ho] = static_cast<int32_t>(total);
       out.scores[ho] = static_cast<float>(score);
       ++o;
     }
   }
+  finish_stream(out);
 }
 
 namespace {
@@ -413,7 +506,7 @@ inline LayerIn one_head(const LayerIn& in, int64_t h) {
 /** Output slots `[h * K, (h + 1) * K)` of a layer. */
 inline LayerOut one_head(const LayerOut& out, int64_t h, int64_t K, int64_t D) {
   const int64_t r = h * K;
-  return LayerOut{out.keys + r * D, out.values + r * D, out.positions + r, out.counts + r, out.scores + r};
+  return LayerOut{out.keys + r * D, out.values + r * D, out.positions + r, out.counts + r, out.scores + r, out.stream};
 }
 
 /** The plan arrays of one head's merge_into_neighbours_cpu call, with its block width and block order. */
@@ -484,6 +577,8 @@ void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K
                                const int32_t* target_count, const float* gate, int64_t S, const LayerOut& out) {
   const int64_t H = in.H, D = in.D;
   std::vector<Acc> sum(static_cast<size_t>(2 * D)), back, fwd_general, bwd_general;
+  // A streamed output's merged value row is summed here (in L1) and then streamed out.
+  std::vector<float> row(out.stream ? static_cast<size_t>(D) : 0);
   std::vector<int64_t> order(static_cast<size_t>(S)), first, fill, backref;
   std::vector<char> ends;
   for (int64_t h = 0; h < H; ++h) {
@@ -527,7 +622,10 @@ void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K
           fwd_general.resize(static_cast<size_t>(B * D));
           bwd_general.resize(static_cast<size_t>(B * D));
         }
-        merge_block_general(hin, kept, K, p, hout, x, b0, b1, fwd_general.data(), bwd_general.data());
+        // Ordinary stores: this path adds into the rows it has just gathered.
+        LayerOut cached = hout;
+        cached.stream = false;
+        merge_block_general(hin, kept, K, p, cached, x, b0, b1, fwd_general.data(), bwd_general.data());
         continue;
       }
       // Backward terms: windows that started in the previous block and end in this one, at the row they end at.
@@ -573,12 +671,12 @@ void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K
           started = true;
         }
         const int64_t j = b0 + t, i = kept[j];
-        std::memcpy(hout.keys + j * D, hin.keys + i * D, static_cast<size_t>(D) * sizeof(float));
+        put_rows(hout, hout.keys + j * D, hin.keys + i * D, D);
         hout.positions[j] = hin.positions[i];
         hout.counts[j] = hin.counts[i];
         hout.scores[j] = hin.scores[i];
         const float* v = values + i * D;
-        float* o = hout.values + j * D;
+        float* o = out.stream ? row.data() : hout.values + j * D;
         const int64_t b = backref[t];
         if (started && b >= 0) {
           const Acc* bk = back.data() + b * D;
@@ -591,9 +689,11 @@ void merge_into_neighbours_cpu(const LayerIn& in, const int32_t* keep, int64_t K
         } else {
           std::memcpy(o, v, static_cast<size_t>(D) * sizeof(float));
         }
+        if (out.stream) stream_floats(hout.values + j * D, o, D);
       }
     }
   }
+  finish_stream(out);
 }
 
 #pragma GCC pop_options

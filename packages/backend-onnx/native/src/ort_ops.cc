@@ -61,7 +61,7 @@ LayerIn head_of(const LayerIn& in, int64_t h) {
 /** Slots [h * slots, (h + 1) * slots) of a layer output. */
 LayerOut head_of(const LayerOut& out, int64_t h, int64_t slots, int64_t D) {
   const int64_t r = h * slots;
-  return LayerOut{out.keys + r * D, out.values + r * D, out.positions + r, out.counts + r, out.scores + r};
+  return LayerOut{out.keys + r * D, out.values + r * D, out.positions + r, out.counts + r, out.scores + r, out.stream};
 }
 
 /** The five layer inputs at positions 0..4. */
@@ -75,7 +75,8 @@ LayerIn layer_in(const Ort::KernelContext& ctx) {
 LayerOut layer_out(Ort::KernelContext& ctx, int64_t H, int64_t slots, int64_t D) {
   return LayerOut{ctx.GetOutput(0, {H, slots, D}).GetTensorMutableData<float>(), ctx.GetOutput(1, {H, slots, D}).GetTensorMutableData<float>(),
                   ctx.GetOutput(2, {H, slots}).GetTensorMutableData<int32_t>(), ctx.GetOutput(3, {H, slots}).GetTensorMutableData<int32_t>(),
-                  ctx.GetOutput(4, {H, slots}).GetTensorMutableData<float>()};
+                  ctx.GetOutput(4, {H, slots}).GetTensorMutableData<float>(),
+                  kvfold::streams_output(2 * H * slots * D * static_cast<int64_t>(sizeof(float)))};
 }
 
 // ------------------------------------------------------------------------------------------ kernels
@@ -340,3 +341,6 @@ extern "C" ORT_EXPORT const char* KvfoldOpsVariant() {
 
 /** Number of ai.kvfold kernel invocations since the library was loaded. */
 extern "C" ORT_EXPORT uint64_t KvfoldOpsCalls() { return g_calls.load(std::memory_order_relaxed); }
+
+/** kvfold::streaming_min_bytes for the addon: sets the threshold when `bytes >= 0`; returns the previous value. */
+extern "C" ORT_EXPORT int64_t KvfoldStreamingMinBytes(int64_t bytes) { return kvfold::streaming_min_bytes(bytes); }
