@@ -2,6 +2,7 @@ import type { AccumulateCall, KernelImplementation } from '@kvfold/core';
 import type { SessionCache } from '../cache.js';
 import { GraphBuilder } from '../graph.js';
 import type { OnnxTensor } from '../tensor.js';
+import { outputTensor } from './gather.js';
 
 /** The accumulate model: one Add. */
 export function accumulateModel(): Uint8Array {
@@ -15,5 +16,8 @@ export function accumulateModel(): Uint8Array {
 
 /** Element-wise `scores + attention` (H2O's score update). */
 export function accumulate(cache: SessionCache): KernelImplementation<AccumulateCall<OnnxTensor>, OnnxTensor> {
-  return { run: ({ scores, attention }) => cache.get('accumulate', 'float32', accumulateModel).run({ scores, attention }, ['out'])[0]! };
+  return {
+    run: ({ scores, attention, shape }) =>
+      cache.get('accumulate', 'float32', accumulateModel).run({ scores, attention }, ['out'], [outputTensor(cache.pool, 'float32', shape)])[0]!,
+  };
 }

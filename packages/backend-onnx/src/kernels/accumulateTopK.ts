@@ -2,6 +2,7 @@ import { accumulateKernel, checkWindow, type ArgCheck } from '@kvfold/core';
 import type { SessionCache } from '../cache.js';
 import { GraphBuilder, type FunctionDef } from '../graph.js';
 import { int64Scalar, type OnnxTensor } from '../tensor.js';
+import { outputTensor } from './gather.js';
 import { SELECT_TOP_K } from './topK.js';
 
 /**
@@ -52,6 +53,9 @@ export function accumulateTopK(cache: SessionCache, check: ArgCheck, scores: Onn
   checkWindow('accumulateTopK', shape[1]!, k, from, to);
   const [acc, index] = cache
     .get('accumulateTopK', 'float32', accumulateTopKModel)
-    .run({ scores, attention, k: int64Scalar(k), from: int64Scalar(from), to: int64Scalar(to) }, ['accumulated', 'index']);
+    .run({ scores, attention, k: int64Scalar(k), from: int64Scalar(from), to: int64Scalar(to) }, ['accumulated', 'index'], [
+      outputTensor(cache.pool, 'float32', shape),
+      outputTensor(cache.pool, 'int32', [shape[0]!, k]),
+    ]);
   return { scores: acc!, index: index! };
 }

@@ -3,6 +3,7 @@ import type { SessionCache } from '../cache.js';
 import { GraphBuilder, type FunctionDef } from '../graph.js';
 import { keyScale } from './scale.js';
 import type { OnnxTensor } from '../tensor.js';
+import { outputTensor } from './gather.js';
 
 /** "To the end" for Slice. */
 const END = 2 ** 62;
@@ -45,5 +46,10 @@ export function adjacentCosineModel(): Uint8Array {
 
 /** Cosine similarity of each key with the next, float32 `[kvHeads, length - 1]` (`[kvHeads, 0]` when empty). */
 export function adjacentCosine(cache: SessionCache): KernelImplementation<AdjacentCosineCall<OnnxTensor>, OnnxTensor> {
-  return { run: ({ keys }) => cache.get('adjacentCosine', 'float32', adjacentCosineModel).run({ keys }, ['cos'])[0]! };
+  return {
+    run: ({ keys, shape }) =>
+      cache
+        .get('adjacentCosine', 'float32', adjacentCosineModel)
+        .run({ keys }, ['cos'], [outputTensor(cache.pool, 'float32', [shape[0]!, Math.max(shape[1]! - 1, 0)])])[0]!,
+  };
 }

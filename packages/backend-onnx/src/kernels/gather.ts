@@ -50,6 +50,15 @@ export function layerOutputTensors(pool: BufferPool, H: number, slots: number, D
   ];
 }
 
+/**
+ * A pooled output tensor of one kernel (see {@link layerOutputTensors}): ORT writes it in place of an output
+ * it would allocate and the binding would copy into a fresh array.
+ */
+export function outputTensor(pool: BufferPool, dtype: 'float32' | 'int32', dims: readonly number[]): OnnxTensor {
+  const n = dims.reduce((a, b) => a * b, 1);
+  return dtype === 'float32' ? new ort.Tensor('float32', pool.float32(n), dims) : new ort.Tensor('int32', pool.int32(n), dims);
+}
+
 /** Run a layer-producing session and wrap its five outputs as a layer. */
 export function layerResult(r: OnnxTensor[]): LayerCache<OnnxTensor> {
   return { keys: r[0]!, values: r[1]!, positions: r[2]!, counts: r[3]!, scores: r[4]! };

@@ -2,6 +2,7 @@ import type { KernelImplementation, TopKCall } from '@kvfold/core';
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder, type FunctionDef } from '../graph.js';
 import { int64Scalar, type OnnxTensor } from '../tensor.js';
+import { outputTensor } from './gather.js';
 
 /**
  * `ai.kvfold::SelectTopK(scores f32[H,L], k i64[1], from i64[1], to i64[1]) -> index i32[H,k]`: the `k`
@@ -40,6 +41,9 @@ export function topKModel(): Uint8Array {
 /** Indices of the `k` highest scores of each head among slots `[from, to)`, ascending by slot (KVKernels.topK). */
 export function topK(cache: SessionCache): KernelImplementation<TopKCall<OnnxTensor>, OnnxTensor> {
   return {
-    run: ({ scores, k, from, to }) => cache.get('topK', 'float32', topKModel).run({ scores, k: int64Scalar(k), from: int64Scalar(from), to: int64Scalar(to) }, ['index'])[0]!,
+    run: ({ scores, k, from, to, heads }) =>
+      cache
+        .get('topK', 'float32', topKModel)
+        .run({ scores, k: int64Scalar(k), from: int64Scalar(from), to: int64Scalar(to) }, ['index'], [outputTensor(cache.pool, 'int32', [heads, k])])[0]!,
   };
 }

@@ -180,9 +180,13 @@ function scalingLabels(config: BenchConfig): string[] {
   return config.bench.suites.speed?.scaling?.policies ?? [...new Set(config.variants.filter((v) => ['h2o', 'cam', 'kvmerger'].includes(v.policy)).map((v) => v.label))];
 }
 
-interface Prepared {
+/** A synthetic cache with the attention its own queries observe (host copies), as the suite times it. */
+export interface Prepared {
+  /** The synthetic layer and its queries. */
   readonly data: SyntheticCase;
+  /** Attention the queries paid each slot, summed over queries ([heads, length]). */
   readonly attention: HostTensor;
+  /** Attention of the last query alone ([heads, length]). */
   readonly lastAttention: HostTensor;
 }
 
@@ -198,15 +202,21 @@ function prepare(cache: PreparedCache, kernels: KVKernels<unknown>, heads: numbe
   const key = `${heads}|${length}|${headDim}|${seed}`;
   let p = cache.get(key);
   if (!p) {
-    p = (async () => {
-      const data = syntheticLayer({ heads, length, headDim, queries: 16, seed });
-      return { data, ...(await observeOnce(kernels, data)) };
-    })();
+    p = prepareCase(kernels, heads, length, headDim, seed);
     cache.set(key, p);
     // A failed preparation is not kept: the next backend tries again.
     p.catch(() => cache.delete(key));
   }
   return p;
+}
+
+/**
+ * The suite's synthetic cache of one shape (16 queries), with the attention its queries observe on `kernels`
+ * (upload, observe, download; not timed). Exported for `bench/interleaved.mjs`.
+ */
+export async function prepareCase(kernels: KVKernels<unknown>, heads: number, length: number, headDim: number, seed: number): Promise<Prepared> {
+  const data = syntheticLayer({ heads, length, headDim, queries: 16, seed });
+  return { data, ...(await observeOnce(kernels, data)) };
 }
 
 /** The attention a synthetic case's own queries observe, as host tensors (upload, observe, download). */
@@ -256,28 +266,36 @@ function uploadObservation(kernels: KVKernels<unknown>, policy: KVCachePolicy, p
 const PREFILL_WARMUPS = 2;
 
 /**
- * Median time of `policy.prefill` on a fresh upload of the prepared cache (upload not timed), after
- * {@link PREFILL_WARMUPS} untimed calls. The result's counts are read back inside the timed region so
- * backends that run asynchronously finish.
+ * One timed `policy.prefill` on a fresh upload of the prepared cache, as the suite times it: the upload is
+ * not timed, the caches are flushed first, and the result's counts are read back inside the timed region so
+ * backends that run asynchronously finish. Exported for `bench/interleaved.mjs`, which alternates backends
+ * call by call with this very method.
+ * @returns the call's time (ms) and the slots it kept per head.
  */
+export async function prefillOnce(kernels: KVKernels<unknown>, policy: KVCachePolicy, p: Prepared, budget: number, seed: number): Promise<{ ms: number; kept: number }> {
+  const layer = layerFromHost(kernels, p.data.layer);
+  const obs = uploadObservation(kernels, policy, p);
+  const ctx = createContext({ kernels, budget, promptLength: p.data.layer.keys.shape[1]!, seed });
+  flushCaches();
+  const t0 = performance.now();
+  const out = await policy.prefill(layer, obs, ctx);
+  await kernels.toHost(out.counts);
+  const ms = performance.now() - t0;
+  const kept = kernels.shapeOf(out.keys)[1] ?? 0;
+  disposeLayer(kernels, out, layer);
+  disposeLayer(kernels, layer);
+  kernels.dispose(obs.attention, obs.lastAttention, obs.queries);
+  return { ms, kept };
+}
+
+/** Median-ready samples of {@link prefillOnce}, after {@link PREFILL_WARMUPS} untimed calls. */
 async function timePrefill(kernels: KVKernels<unknown>, policy: KVCachePolicy, p: Prepared, budget: number, reps: number, seed: number): Promise<{ samples: number[]; kept: number }> {
   const samples: number[] = [];
   let kept = 0;
-  const length = p.data.layer.keys.shape[1]!;
   for (let r = 0; r < reps + PREFILL_WARMUPS; r++) {
-    const layer = layerFromHost(kernels, p.data.layer);
-    const obs = uploadObservation(kernels, policy, p);
-    const ctx = createContext({ kernels, budget, promptLength: length, seed });
-    flushCaches();
-    const t0 = performance.now();
-    const out = await policy.prefill(layer, obs, ctx);
-    await kernels.toHost(out.counts);
-    const t = performance.now() - t0;
-    kept = kernels.shapeOf(out.keys)[1] ?? 0;
-    disposeLayer(kernels, out, layer);
-    disposeLayer(kernels, layer);
-    kernels.dispose(obs.attention, obs.lastAttention, obs.queries);
-    if (r >= PREFILL_WARMUPS) samples.push(t);
+    const one = await prefillOnce(kernels, policy, p, budget, seed);
+    kept = one.kept;
+    if (r >= PREFILL_WARMUPS) samples.push(one.ms);
   }
   return { samples, kept };
 }
