@@ -1,0 +1,44 @@
+// The measurement scripts in bench/ that bench/RESULTS.md quotes run against the built packages (`pnpm test`
+// builds first): a rename in the speed suite they import must fail here, not when someone re-measures.
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+/** Runs `node bench/<script> ...args` from the repository root; returns stdout, or the error's stderr. */
+function run(script: string, args: string[]): { ok: boolean; out: string } {
+  try {
+    return { ok: true, out: execFileSync(process.execPath, [`bench/${script}`, ...args], { cwd: root, encoding: 'utf8', stdio: 'pipe', timeout: 120_000 }) };
+  } catch (e) {
+    return { ok: false, out: String((e as { stderr?: string }).stderr ?? e) };
+  }
+}
+
+describe('bench/interleaved.mjs', () => {
+  it('times every backend on every policy, the first backend as the 1.00x reference', () => {
+    const { ok, out } = run('interleaved.mjs', ['--backends', 'reference,tfjs,onnx', '--policies', 'h2o,kvmerger', '--lengths', '64', '--reps', '2']);
+    expect(ok, out).toBe(true);
+    for (const policy of ['h2o', 'kvmerger']) {
+      const rows = out.split('\n').filter((l) => l.startsWith(policy) && l.includes(' median '));
+      expect(rows.map((l) => l.split(/\s+/)[2]), out).toEqual(['reference', 'tfjs', 'onnx']);
+      expect(rows[0]).toContain(' 1.00x reference ');
+      for (const row of rows) {
+        const ms = Number(/median\s+([\d.]+) ms/.exec(row)?.[1]);
+        expect(ms, row).toBeGreaterThan(0);
+        // Two timed calls per backend, listed.
+        expect(/\[([^\]]*)\]/.exec(row)?.[1]?.split(' ')).toHaveLength(2);
+      }
+      expect(out).toMatch(new RegExp(`^${policy}\\s+L=64\\s+floor [\\d.]+ ms`, 'm'));
+    }
+  });
+
+  it('refuses an unknown backend and a length out of range, naming the allowed values', () => {
+    const backend = run('interleaved.mjs', ['--backends', 'reference,gpu']);
+    expect(backend.ok).toBe(false);
+    expect(backend.out).toContain('--backends: unknown backend "gpu"; allowed: reference, reference1, tfjs, onnx, onnx1, onnx-cached');
+    const length = run('interleaved.mjs', ['--lengths', '1']);
+    expect(length.ok).toBe(false);
+    expect(length.out).toContain('--lengths: 1 is not an integer in [2, 65536]');
+  });
+});
