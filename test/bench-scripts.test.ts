@@ -42,3 +42,14 @@ describe('bench/interleaved.mjs', () => {
     expect(length.out).toContain('--lengths: 1 is not an integer in [2, 65536]');
   });
 });
+
+describe('bench/cam-plan.mjs', () => {
+  it('times the CaM merge plan at each length asked for', () => {
+    const { ok, out } = run('cam-plan.mjs', ['--lengths', '64,128', '--m', '4']);
+    expect(ok, out).toBe(true);
+    for (const L of [64, 128]) expect(out).toMatch(new RegExp(`planNeighbourMerge 32 heads x ${L} slots, ${L / 2} kept, m = 4: median [\\d.]+ ms \\(min [\\d.]+, n = 40\\)`));
+    const bad = run('cam-plan.mjs', ['--m', '0']);
+    expect(bad.ok).toBe(false);
+    expect(bad.out).toContain('--m: 0 is not an integer in [1, 1000000]');
+  });
+});

@@ -22,11 +22,16 @@ function mix(x: number): number {
  */
 export function createRng(seed: number): Rng {
   const base = mix(seed >>> 0);
-  let state = base;
+  // The state lives in an int32 array, not a closure variable: most int32 values fall outside V8's small
+  // integers, which a variable holds as a heap number (262,144 draws: 3.2 -> 2.4 ms here; CaM's merge plan
+  // draws once per evicted slot). Same int32 arithmetic, same sequence (test/rng.test.ts pins its values).
+  const state = new Int32Array(1);
+  state[0] = base;
   const rng: Rng = {
     next() {
-      state = (state + 0x6d2b79f5) | 0;
-      let t = state;
+      const t0 = (state[0]! + 0x6d2b79f5) | 0;
+      state[0] = t0;
+      let t = t0;
       t = Math.imul(t ^ (t >>> 15), t | 1);
       t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
       return ((t ^ (t >>> 14)) >>> 0) / 4294967296;

@@ -8,6 +8,13 @@ describe('createRng', () => {
     expect(Array.from({ length: 5 }, () => b.next())).toEqual(xs);
     expect(Array.from({ length: 5 }, () => c.next())).not.toEqual(xs);
   });
+  it('keeps its sequence: the values createRng(42) gave before its state moved into an int32 array', () => {
+    const r = createRng(42);
+    expect(Array.from({ length: 4 }, () => r.next())).toEqual([0.4777817411813885, 0.6772579706739634, 0.5981040478218347, 0.31909019127488136]);
+    // The 100,000th draw: the state wraps around 2^32 many times before it.
+    for (let i = 4; i < 99_999; i++) r.next();
+    expect(r.next()).toBe(0.7292314558289945);
+  });
   it('forks independent streams without advancing the parent', () => {
     const a = createRng(7);
     const f1 = a.fork(1).next();

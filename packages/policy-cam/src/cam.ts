@@ -81,23 +81,12 @@ export class CaMPolicy extends ScorerPolicy<CaMOptions> {
     const up = (dtype: 'int32' | 'float32', data: Int32Array | Float32Array) => uploadRows(k, dtype, heads, data);
     const plan = { keep: up('int32', p.keep), source: up('int32', p.source), targetStart: up('int32', p.targetStart), targetCount: up('int32', p.targetCount), gate: up('float32', p.gate) };
     try {
-      ctx.logger.debug('cam: merged', { layer: ctx.layerIndex, step: ctx.step, merged: countPositive(p.gate) / Math.max(1, heads) });
+      ctx.logger.debug('cam: merged', { layer: ctx.layerIndex, step: ctx.step, merged: p.open / Math.max(1, heads) });
       return k.mergeIntoNeighbours(layer, plan);
     } finally {
       k.dispose(...Object.values(plan));
     }
   }
-}
-
-/**
- * How many gates are open. A loop, not `filter(...).length`: the log line's argument is built on every
- * call whether or not debug logging is on, and filtering 32 x 8,192 gates cost 10-17 ms (a new array and
- * a callback per element) against under 2 ms.
- */
-function countPositive(gate: Float32Array): number {
-  let n = 0;
-  for (let i = 0; i < gate.length; i++) if (gate[i]! > 0) n++;
-  return n;
 }
 
 /** One view per head of a `[heads, n]` host tensor (no copy). */

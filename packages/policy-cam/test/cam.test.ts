@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ErrorCode, HostScratch, KVFold, createContext, createRng, disposeLayer, hostLayer, hostTensor, layerToHost, rows, type HostTensor, type KVKernels, type LayerCache, type Rng } from '@kvfold/core';
+import { ErrorCode, HostScratch, ShapeError, KVFold, createContext, createRng, disposeLayer, hostLayer, hostTensor, layerToHost, rows, type HostTensor, type KVKernels, type LayerCache, type Rng } from '@kvfold/core';
 import plugin, { CaMPolicy, camPolicy, planNeighbourMerge, type KeepChooser } from '@kvfold/policy-cam';
 import { attention, leaked, ramp, snapshot, trackedKernels, upload, type TrackedKernels } from '@kvfold/testkit';
 
@@ -195,6 +195,85 @@ describe('cam: merge plan', () => {
       }),
       { numRuns: 200, seed: 5 },
     );
+  });
+
+  it('equals the slot-by-slot definition on random plans (sources, targets, probabilities, gates, draws)', () => {
+    /** The plan walked slot by slot, as the rule is stated: an oracle independent of the kernel's passes. */
+    const oracle = (keep: Int32Array, scores: number[][], m: number, gate: 'bernoulli' | 'expected', rng: { next(): number }) => {
+      const H = scores.length, L = scores[0]!.length, K = keep.length / H;
+      const o = { source: [] as number[], targetStart: [] as number[], targetCount: [] as number[], probability: [] as number[], gate: [] as number[], open: 0 };
+      const score = (x: number) => (Number.isNaN(x) ? 0 : x);
+      for (let h = 0; h < H; h++) {
+        const kept = Array.from(keep.subarray(h * K, (h + 1) * K));
+        for (let i = 0; i < L; i++) {
+          if (kept.includes(i)) continue;
+          const first = kept.findIndex((j) => j > i);
+          const targets = first < 0 ? [] : kept.slice(first, first + m);
+          o.source.push(i);
+          if (targets.length === 0) {
+            o.targetStart.push(0), o.targetCount.push(0), o.probability.push(0), o.gate.push(0);
+            continue;
+          }
+          let sum = 0;
+          for (const j of targets) sum += score(scores[h]![j]!);
+          const mean = sum / targets.length;
+          const ai = score(scores[h]![i]!);
+          let p = mean === 0 ? (ai > 0 ? 1 : 0) : ai / mean;
+          p = Number.isNaN(p) ? 0 : Math.min(1, Math.max(0, p));
+          const w = gate === 'expected' ? p : rng.next() < p ? 1 : 0;
+          o.targetStart.push(first), o.targetCount.push(targets.length), o.probability.push(Math.fround(p)), o.gate.push(Math.fround(w));
+          if (w > 0) o.open++;
+        }
+      }
+      return o;
+    };
+    const value = fc.oneof(fc.double({ min: 0, max: 4, noNaN: true }), fc.constantFrom(0, NaN, Infinity, -1, 1e-300));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.constantFrom('bernoulli' as const, 'expected' as const),
+        fc.integer({ min: 0, max: 1_000_000 }),
+        fc.array(value, { minLength: 120, maxLength: 120 }),
+        (H, L, m, gate, seed, pool) => {
+          const r = createRng(seed);
+          const kept = Math.floor(r.next() * (L + 1));
+          const keep = new Int32Array(H * kept);
+          for (let h = 0; h < H; h++) {
+            const slots = Array.from({ length: L }, (_, i) => i).sort(() => r.next() - 0.5).slice(0, kept).sort((a, b) => a - b);
+            keep.set(slots, h * kept);
+          }
+          const scores = Array.from({ length: H }, () => Array.from({ length: L }, () => pool[Math.floor(r.next() * pool.length)]!));
+          const want = oracle(keep, scores, m, gate, createRng(seed + 1));
+          const got = planNeighbourMerge(keep, scores, m, gate, createRng(seed + 1), new HostScratch());
+          for (const f of ['source', 'targetStart', 'targetCount', 'probability', 'gate'] as const) expect(Array.from(got[f]), f).toEqual(want[f]);
+          expect(got.open).toBe(want.open);
+          expect(Array.from(got.keep)).toEqual(Array.from(keep));
+        },
+      ),
+      { numRuns: 400, seed: 11 },
+    );
+  });
+
+  it('sums each window in slot order (cancellation makes the order visible)', () => {
+    // Targets 1e16, -1e16, 1 in slot order sum to 1 (mean 1/3, p = 0.3); summed from the other end they give 0
+    // and p would be 1. Nine windows reach both summation loops (eight at a time, then one by one).
+    const row = [0.1, 1e16, -1e16, 1];
+    const p = planNeighbourMerge(Int32Array.from([1, 2, 3]), [row], 3, 'expected', createRng(0));
+    expect(Array.from(p.probability)).toEqual([Math.fround(0.1 / (1 / 3))]);
+    const long = [0.1, 1e16, -1e16, 1, 0.1, 1e16, -1e16, 1, 0.1, 1e16, -1e16, 1, 0.1, 1e16, -1e16, 1, 0.1, 1e16, -1e16, 1, 0.1, 1e16, -1e16, 1, 0.1, 1e16, -1e16, 1, 0.1, 1e16, -1e16, 1, 0.1, 1e16, -1e16, 1];
+    const keep = Int32Array.from(long.flatMap((_, i) => (i % 4 === 0 ? [] : [i])));
+    const q = planNeighbourMerge(keep, [long], 3, 'expected', createRng(0));
+    expect(Array.from(q.probability)).toEqual(Array.from({ length: 9 }, () => Math.fround(0.1 / (1 / 3))));
+  });
+
+  it('refuses kept slots that are not ascending, distinct and in range, naming keep', () => {
+    for (const bad of [[2, 1], [1, 1], [0, 5]]) {
+      const call = () => planNeighbourMerge(Int32Array.from(bad), [[1, 1, 1, 1, 1]], 2, 'expected', createRng(0));
+      expect(call, String(bad)).toThrow(ShapeError);
+      expect(call, String(bad)).toThrow(/ascending, distinct and in 0\.\.4/);
+    }
   });
 
   it('the Bernoulli gate fires with the stated probability', () => {
