@@ -211,7 +211,10 @@ describe('cam: merge plan', () => {
           const targets = first < 0 ? [] : kept.slice(first, first + m);
           o.source.push(i);
           if (targets.length === 0) {
-            o.targetStart.push(0), o.targetCount.push(0), o.probability.push(0), o.gate.push(0);
+            o.targetStart.push(0);
+            o.targetCount.push(0);
+            o.probability.push(0);
+            o.gate.push(0);
             continue;
           }
           let sum = 0;
@@ -221,7 +224,10 @@ describe('cam: merge plan', () => {
           let p = mean === 0 ? (ai > 0 ? 1 : 0) : ai / mean;
           p = Number.isNaN(p) ? 0 : Math.min(1, Math.max(0, p));
           const w = gate === 'expected' ? p : rng.next() < p ? 1 : 0;
-          o.targetStart.push(first), o.targetCount.push(targets.length), o.probability.push(Math.fround(p)), o.gate.push(Math.fround(w));
+          o.targetStart.push(first);
+          o.targetCount.push(targets.length);
+          o.probability.push(Math.fround(p));
+          o.gate.push(Math.fround(w));
           if (w > 0) o.open++;
         }
       }
