@@ -205,8 +205,11 @@ export interface NativeAddon {
   release(session: object): void;
   /** Kernel invocations counted by the loaded custom-op library at `library` (-1 when ORT has not loaded it). */
   opsCalls(library: string): number;
-  /** The custom-op library's streaming threshold before the call, set when `bytes >= 0` (loads it; -1 when it cannot be loaded). */
-  streamingMinBytes(library: string, bytes: number): number;
+  /**
+   * The custom-op library's streaming threshold before the call, set when `bytes >= 0` (loads it; -1 when it cannot
+   * be loaded). Absent from addons built before it existed.
+   */
+  streamingMinBytes?(library: string, bytes: number): number;
 }
 
 /** Sessions created by the native addon, with the `ai.kvfold` CPU (and CUDA) kernels registered. */
@@ -222,7 +225,8 @@ export class NativeSessionFactory implements SessionFactory {
   }
 
   nativeStreamingMinBytes(bytes: number): number {
-    return this.addon.streamingMinBytes(this.library, bytes);
+    // An addon from an older native build has no such call: report "no threshold" rather than throw.
+    return this.addon.streamingMinBytes?.(this.library, bytes) ?? -1;
   }
 
   create(name: string, model: Uint8Array): KernelSession {

@@ -4,9 +4,10 @@
 // odd number of floats start off the 16-byte boundary the stores need) and head count.
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ConfigError, hostTensor, layerFromHost, type HostTensor, type LayerCache } from '@kvfold/core';
+import { bindKernels, ConfigError, hostTensor, layerFromHost, type HostTensor, type LayerCache } from '@kvfold/core';
 import { randomNeighbourPlan, randomSegmentPlan } from '@kvfold/testkit';
-import { createOnnxKernels, type OnnxTensor } from '../src/index.js';
+import { createOnnxKernels, onnxKernelBackend, type OnnxKernels, type OnnxTensor } from '../src/index.js';
+import { NativeSessionFactory, type NativeAddon } from '../src/session.js';
 import { nativeBuilt, randInt, randomLayer, rng } from './helpers.js';
 
 const RUNS = Number(process.env.KVFOLD_RUNS ?? 40);
@@ -117,5 +118,17 @@ describe.skipIf(!nativeBuilt)('native CPU kernels: streamed layer outputs are th
         }),
       ),
     );
+  });
+});
+
+describe('nativeStreamingMinBytes without the entry point', () => {
+  it('reads undefined (no threshold) from an addon built before it existed, instead of throwing', () => {
+    // A stand-in for an older addon: every call but streamingMinBytes (no session is created here).
+    const older = { ortVersion: () => '1.30.0', apiVersion: 23, apiAvailable: true, createSession: () => ({}), run: () => [], release: () => {}, opsCalls: () => -1 } satisfies NativeAddon;
+    const factory = new NativeSessionFactory(older, '/nonexistent/libkvfold_ops.so', { executionProvider: 'cpu', threads: 1, deviceId: 0 });
+    expect(factory.nativeStreamingMinBytes(0)).toBe(-1);
+    const k = bindKernels(onnxKernelBackend(factory, { onnxruntimeNode: '1.30.0', executionProvider: 'cpu', kernelPath: 'native-cpu', observePath: 'function-bodies', fallbacks: [] })) as OnnxKernels;
+    expect(k.nativeStreamingMinBytes()).toBeUndefined();
+    expect(k.nativeStreamingMinBytes(0)).toBeUndefined();
   });
 });
