@@ -1,7 +1,10 @@
 // CaM's merge plan on the host (`planNeighbourMerge`, packages/policy-cam/src/plan.ts), alone: the host part of
 // every CaM compression on every backend (issue 12). 32 heads x L slots with random scores in [0, 1), the best
 // half kept per head (as the H2O rule would keep them), Bernoulli gates; one scratch set reused across calls,
-// as the policy does. Median of 40 calls after 5 untimed ones.
+// as the policy does. Median of 40 calls after 5 untimed ones. The selection here is a random half of each head;
+// a prefill's H2O selection keeps its recent window whole, and a plan that is faster here can be slower there
+// (bench/RESULTS.md, seventh session: a three-pass plan took 12.4 -> 10.5 ms here and made onnx's CaM prefill's
+// host part 1-2 ms slower). Check a change in a prefill too.
 //   node bench/cam-plan.mjs [--lengths 4096,16384] [--m 32]
 // Build first (pnpm build).
 import { createRng, HostScratch } from '../packages/core/dist/index.js';

@@ -1,4 +1,4 @@
-import { ShapeError, type HostScratch, type Rng } from '@kvfold/core';
+import type { HostScratch, Rng } from '@kvfold/core';
 
 /** How a CaM merge gate turns the merge probability into a weight. */
 export type GateMode = 'bernoulli' | 'expected';
@@ -49,17 +49,12 @@ function planArrays(keptSlots: number, sourceSlots: number, scratch: HostScratch
  * mean gives 1 when `A_i > 0`, else 0). The Bernoulli draws take one `rng.next()` per source that has
  * targets, head-major then source ascending, so every backend makes the same decisions.
  *
- * Written as three passes per head: the windows' means, the sources with the kept slots before each (no branch
- * per slot), then each source's probability and gate. 32 heads x 16,384 slots, half kept, m = 32: 12.4 -> 10.5
- * ms against one walk over the slots that tested every slot for being kept (`bench/cam-plan.mjs`).
- *
  * @param keep kept slots per head, row-major `[heads, kept]`, ascending per head.
  * @param scores accumulated attention, one row of `length` entries per head (arrays or typed-array views).
  * @param scratch host arrays to reuse for the plan (a plan made with them is valid until the next call with the
  *   same scratch); fresh arrays without. A policy compressing layer after layer reuses one: fresh multi-megabyte
  *   arrays cost page faults as well as the writes (CaM's host work per prefill at 32 heads x 16k slots:
  *   12.4-14.8 -> 12.1-12.4 ms; at 4k 3.8-4.3 -> 3.0-4.0 ms).
- * @throws ShapeError naming `keep` when a head's kept slots are not ascending, distinct and in range.
  */
 export function planNeighbourMerge(keep: Int32Array, scores: readonly ArrayLike<number>[], m: number, gate: GateMode, rng: Rng, scratch?: HostScratch): HostNeighbourMergePlan {
   const heads = scores.length;
@@ -68,103 +63,56 @@ export function planNeighbourMerge(keep: Int32Array, scores: readonly ArrayLike<
   const sources = length - kept;
   const out = planArrays(keep.length, heads * sources, scratch);
   const { source, targetStart, targetCount, gate: weights, probability } = out;
-  const expected = gate === 'expected';
+  // Gates that fire, for the policy's debug line: counted here rather than in a second pass over every gate.
   let open = 0;
-  // Per head: the kept slots' scores in kept order (NaN as 0), each window's mean, and the kept flags.
+  // The kept slots' scores of one head in kept order (NaN as 0): window sums then read them contiguously,
+  // the same values added in the same order as through `keep`.
   const keptScores = new Float64Array(kept);
-  const windowMean = new Float64Array(kept + 1);
-  const isKept = scratch ? scratch.uint8('isKept', length) : new Uint8Array(length);
   for (let h = 0; h < heads; h++) {
     const a = scores[h]!;
     const k0 = h * kept;
-    isKept.fill(0);
-    for (let t = 0, last = -1; t < kept; t++) {
-      const j = keep[k0 + t]!;
-      if (!(j > last && j < length)) throw new ShapeError(`cam: kept slots of head ${h} must be ascending, distinct and in 0..${length - 1}`, { field: 'keep', head: h });
-      last = j;
-      isKept[j] = 1;
-      const x = a[j]!;
+    for (let t = 0; t < kept; t++) {
+      const x = a[keep[k0 + t]!]!;
       keptScores[t] = x === x ? x : 0;
     }
-    windowMeans(keptScores, kept, m, windowMean);
-    // The sources and the kept slots before each, without a branch on whether a slot is kept (random for a
-    // score-based selection: it mispredicted about every other slot): every slot writes entry `s`, only a
-    // source advances `s`, so a kept slot's entry is overwritten by the next source. The loop ends at the
-    // head's last source, so no write lands past the head's entries.
-    let stop = length;
-    for (let t = kept - 1; t >= 0 && keep[k0 + t] === stop - 1; t--) stop--;
-    const s0 = h * sources;
-    for (let i = 0, s = s0, before = 0; i < stop; i++) {
-      const k = isKept[i]!;
-      source[s] = i;
-      targetStart[s] = before;
-      s += 1 - k;
-      before += k;
-    }
-    // Each source's targets, probability and gate, in source order (one draw per source with targets).
-    for (let q = s0; q < s0 + sources; q++) {
-      const before = targetStart[q]!;
-      const count = Math.min(m, kept - before);
-      if (count > 0) {
-        const x = a[source[q]!]!;
-        const ai = x === x ? x : 0;
-        const mean = windowMean[before]!;
-        let p = mean === 0 ? (ai > 0 ? 1 : 0) : ai / mean;
-        p = p === p ? Math.min(1, Math.max(0, p)) : 0;
-        targetCount[q] = count;
-        probability[q] = p;
-        const w = expected ? p : rng.next() < p ? 1 : 0;
-        weights[q] = w;
-        if (w > 0) open++;
-      } else {
-        // No kept slot follows: what fresh arrays hold (reused arrays carry the previous call's values).
-        targetStart[q] = 0;
-        targetCount[q] = 0;
-        probability[q] = 0;
-        weights[q] = 0;
+    let s = h * sources;
+    let before = 0; // kept slots with a lower index than the current slot
+    let windowOf = -1; // `before` value whose target mean is in `mean`
+    let mean = 0;
+    for (let i = 0; i < length; i++) {
+      if (before < kept && keep[k0 + before] === i) {
+        before++;
+        continue;
       }
+      const count = Math.min(m, kept - before);
+      source[s] = i;
+      if (count > 0) {
+        // Every source between the same two kept slots has the same targets: their mean is summed once.
+        if (windowOf !== before) {
+          let sum = 0;
+          for (let t = before; t < before + count; t++) sum += keptScores[t]!;
+          mean = sum / count;
+          windowOf = before;
+        }
+        const ai = a[i]! === a[i]! ? a[i]! : 0;
+        let p = mean === 0 ? (ai > 0 ? 1 : 0) : ai / mean;
+        p = Number.isNaN(p) ? 0 : Math.min(1, Math.max(0, p));
+        targetStart[s] = before;
+        targetCount[s] = count;
+        probability[s] = p;
+        const w = gate === 'expected' ? p : rng.next() < p ? 1 : 0;
+        weights[s] = w;
+        open += +(w > 0);
+      } else {
+        // What fresh arrays hold: reused arrays carry the previous call's values.
+        targetStart[s] = 0;
+        targetCount[s] = 0;
+        probability[s] = 0;
+        weights[s] = 0;
+      }
+      s++;
     }
   }
   out.keep.set(keep);
   return { ...out, kept, sources, open };
-}
-
-/**
- * `mean[b]` = the mean of `v[b .. b + min(m, kept - b))` for every `b < kept`, each window summed from 0 in
- * ascending order (every mean is the one a window-by-window loop gives, bit for bit), eight windows at a time:
- * one window's sum is a chain of dependent additions, and eight independent chains keep the adders busy
- * (all windows this way measured faster than only those with sources one at a time, or eight at a time
- * through a list of them). `mean[kept]` = 0: the slots after the last kept one have no targets.
- */
-function windowMeans(v: Float64Array, kept: number, m: number, mean: Float64Array): void {
-  const full = Math.max(0, kept - m + 1); // windows b < full have all m targets
-  let b = 0;
-  for (; b + 8 <= full; b += 8) {
-    let s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
-    for (let t = b; t < b + m; t++) {
-      s0 += v[t]!;
-      s1 += v[t + 1]!;
-      s2 += v[t + 2]!;
-      s3 += v[t + 3]!;
-      s4 += v[t + 4]!;
-      s5 += v[t + 5]!;
-      s6 += v[t + 6]!;
-      s7 += v[t + 7]!;
-    }
-    mean[b] = s0 / m;
-    mean[b + 1] = s1 / m;
-    mean[b + 2] = s2 / m;
-    mean[b + 3] = s3 / m;
-    mean[b + 4] = s4 / m;
-    mean[b + 5] = s5 / m;
-    mean[b + 6] = s6 / m;
-    mean[b + 7] = s7 / m;
-  }
-  for (; b < kept; b++) {
-    const count = Math.min(m, kept - b);
-    let sum = 0;
-    for (let t = b; t < b + count; t++) sum += v[t]!;
-    mean[b] = sum / count;
-  }
-  mean[kept] = 0;
 }

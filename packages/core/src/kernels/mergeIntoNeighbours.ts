@@ -70,18 +70,22 @@ function checkPlan({ plan, dims, kept: K, sources: S }: MergeIntoNeighboursCall,
   const tStart = read(plan.targetStart).data;
   const tCount = read(plan.targetCount).data;
   const gate = read(plan.gate).data;
-  for (let i = 0; i < H * S; i++) {
-    const h = Math.floor(i / S);
-    const c = tCount[i]!;
-    const st = tStart[i]!;
-    if (c < 0) throw new ShapeError(`mergeIntoNeighbours plan.targetCount[${h}, ${i - h * S}] = ${c} must be >= 0`, { field: 'plan.targetCount', head: h, index: i - h * S, value: c });
-    if (c > 0 && (st < 0 || st + c > K)) {
-      throw new ShapeError(`mergeIntoNeighbours plan.targetStart[${h}, ${i - h * S}] = ${st} with targetCount ${c} leaves plan.keep (targets must lie in [0, ${K - 1}])`, {
-        field: 'plan.targetStart', head: h, index: i - h * S, value: st, allowed: [0, K - c],
-      });
-    }
-    if (!Number.isFinite(gate[i]!)) {
-      throw new ShapeError(`mergeIntoNeighbours plan.gate[${h}, ${i - h * S}] = ${gate[i]} must be finite`, { field: 'plan.gate', head: h, index: i - h * S, value: gate[i] });
+  // Head by head, so the head of an entry is not a division per entry (this check runs on every host-validated
+  // call: 2.6 ms of onnx's CaM prefill at 32 x 16k with one flat loop).
+  for (let h = 0; h < H; h++) {
+    for (let i = h * S, end = i + S; i < end; i++) {
+      const c = tCount[i]!;
+      const st = tStart[i]!;
+      const g = gate[i]!;
+      // One test for the usual entry; the exact rule is reported below when it fails.
+      if (c >= 0 && (c === 0 || (st >= 0 && st + c <= K)) && g - g === 0) continue;
+      if (c < 0) throw new ShapeError(`mergeIntoNeighbours plan.targetCount[${h}, ${i - h * S}] = ${c} must be >= 0`, { field: 'plan.targetCount', head: h, index: i - h * S, value: c });
+      if (c > 0 && (st < 0 || st + c > K)) {
+        throw new ShapeError(`mergeIntoNeighbours plan.targetStart[${h}, ${i - h * S}] = ${st} with targetCount ${c} leaves plan.keep (targets must lie in [0, ${K - 1}])`, {
+          field: 'plan.targetStart', head: h, index: i - h * S, value: st, allowed: [0, K - c],
+        });
+      }
+      throw new ShapeError(`mergeIntoNeighbours plan.gate[${h}, ${i - h * S}] = ${g} must be finite`, { field: 'plan.gate', head: h, index: i - h * S, value: g });
     }
   }
 }
