@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { bindKernels, ConfigError, hostTensor, layerFromHost, type HostTensor, type LayerCache } from '@kvfold/core';
-import { randomNeighbourPlan, randomSegmentPlan } from '@kvfold/testkit';
+import { randomNeighbourPlan, randomSegmentPlan, uploadNeighbourPlan, uploadSegmentPlan } from '@kvfold/testkit';
 import { createOnnxKernels, onnxKernelBackend, type OnnxKernels, type OnnxTensor } from '../src/index.js';
 import { NativeSessionFactory, type NativeAddon } from '../src/session.js';
 import { nativeBuilt, randInt, randomLayer, rng } from './helpers.js';
@@ -76,20 +76,12 @@ describe.skipIf(!nativeBuilt)('native CPU kernels: streamed layer outputs are th
         const sp = randomSegmentPlan(H, L, r);
         const valueScale = r() < 0.5 ? ('count' as const) : ('none' as const);
         await same(`mergeSegments ${valueScale} ${tag}`, () =>
-          fields(k!.mergeSegments(layer(), { segment: k!.fromHost(sp.segment), pivot: k!.fromHost(sp.pivot), sigma: k!.fromHost(sp.sigma), valueScale })),
+          fields(k!.mergeSegments(layer(), uploadSegmentPlan(k!, sp, valueScale))),
         );
         const K = randInt(r, 0, L);
         const np = randomNeighbourPlan(H, L, K, L, r, randInt(r, 0, L - K));
         await same(`mergeIntoNeighbours K=${K} ${tag}`, () =>
-          fields(
-            k!.mergeIntoNeighbours(layer(), {
-              keep: k!.fromHost(np.keep),
-              source: k!.fromHost(np.source),
-              targetStart: k!.fromHost(np.targetStart),
-              targetCount: k!.fromHost(np.targetCount),
-              gate: k!.fromHost(np.gate),
-            }),
-          ),
+          fields(k!.mergeIntoNeighbours(layer(), uploadNeighbourPlan(k!, np))),
         );
       }),
       { numRuns: RUNS },
@@ -104,19 +96,11 @@ describe.skipIf(!nativeBuilt)('native CPU kernels: streamed layer outputs are th
     await same('gather', () => fields(k!.gather(layerFromHost(k!, host), k!.fromHost(idx))));
     const sp = randomSegmentPlan(H, L, r, 0.2, 4);
     await same('mergeSegments', () =>
-      fields(k!.mergeSegments(layerFromHost(k!, host), { segment: k!.fromHost(sp.segment), pivot: k!.fromHost(sp.pivot), sigma: k!.fromHost(sp.sigma), valueScale: 'count' })),
+      fields(k!.mergeSegments(layerFromHost(k!, host), uploadSegmentPlan(k!, sp, 'count'))),
     );
     const np = randomNeighbourPlan(H, L, 256, 8, r);
     await same('mergeIntoNeighbours', () =>
-      fields(
-        k!.mergeIntoNeighbours(layerFromHost(k!, host), {
-          keep: k!.fromHost(np.keep),
-          source: k!.fromHost(np.source),
-          targetStart: k!.fromHost(np.targetStart),
-          targetCount: k!.fromHost(np.targetCount),
-          gate: k!.fromHost(np.gate),
-        }),
-      ),
+      fields(k!.mergeIntoNeighbours(layerFromHost(k!, host), uploadNeighbourPlan(k!, np))),
     );
   });
 });

@@ -4,7 +4,7 @@
 import { describe, expect, it, afterAll } from 'vitest';
 import fc from 'fast-check';
 import { hostTensor, layerFromHost, type HostTensor, type LayerCache } from '@kvfold/core';
-import { randomNeighbourPlan, randomSegmentPlan } from '@kvfold/testkit';
+import { randomNeighbourPlan, randomSegmentPlan, uploadNeighbourPlan, uploadSegmentPlan } from '@kvfold/testkit';
 import { createOnnxKernels, type OnnxKernels, type OnnxTensor } from '../src/index.js';
 import { nativeBuilt, randInt, randomF32, randomLayer, rng } from './helpers.js';
 
@@ -63,20 +63,12 @@ describe.skipIf(!nativeBuilt)('native CPU kernels: 2 intra-op threads give the b
         const sp = randomSegmentPlan(H, L, r);
         const valueScale = r() < 0.5 ? ('count' as const) : ('none' as const);
         await same(`mergeSegments ${valueScale} ${tag}`, (k) =>
-          fields(k.mergeSegments(layer(k), { segment: k.fromHost(sp.segment), pivot: k.fromHost(sp.pivot), sigma: k.fromHost(sp.sigma), valueScale })),
+          fields(k.mergeSegments(layer(k), uploadSegmentPlan(k, sp, valueScale))),
         );
         const K = randInt(r, 0, L);
         const np = randomNeighbourPlan(H, L, K, L, r, randInt(r, 0, L - K));
         await same(`mergeIntoNeighbours K=${K} ${tag}`, (k) =>
-          fields(
-            k.mergeIntoNeighbours(layer(k), {
-              keep: k.fromHost(np.keep),
-              source: k.fromHost(np.source),
-              targetStart: k.fromHost(np.targetStart),
-              targetCount: k.fromHost(np.targetCount),
-              gate: k.fromHost(np.gate),
-            }),
-          ),
+          fields(k.mergeIntoNeighbours(layer(k), uploadNeighbourPlan(k, np))),
         );
         const G = randInt(r, 1, 3);
         const n = randInt(r, 1, 6);
@@ -101,19 +93,11 @@ describe.skipIf(!nativeBuilt)('native CPU kernels: 2 intra-op threads give the b
     await same('gather', (k) => fields(k.gather(layerFromHost(k, host), k.fromHost(idx))));
     const sp = randomSegmentPlan(H, L, r, 0.2, 4);
     await same('mergeSegments', (k) =>
-      fields(k.mergeSegments(layerFromHost(k, host), { segment: k.fromHost(sp.segment), pivot: k.fromHost(sp.pivot), sigma: k.fromHost(sp.sigma), valueScale: 'count' })),
+      fields(k.mergeSegments(layerFromHost(k, host), uploadSegmentPlan(k, sp, 'count'))),
     );
     const np = randomNeighbourPlan(H, L, 150, 8, r);
     await same('mergeIntoNeighbours', (k) =>
-      fields(
-        k.mergeIntoNeighbours(layerFromHost(k, host), {
-          keep: k.fromHost(np.keep),
-          source: k.fromHost(np.source),
-          targetStart: k.fromHost(np.targetStart),
-          targetCount: k.fromHost(np.targetCount),
-          gate: k.fromHost(np.gate),
-        }),
-      ),
+      fields(k.mergeIntoNeighbours(layerFromHost(k, host), uploadNeighbourPlan(k, np))),
     );
     await same('adjacentCosine', (k) => k.adjacentCosine(layerFromHost(k, host).keys));
   });

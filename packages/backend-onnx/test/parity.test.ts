@@ -8,7 +8,7 @@ import { createOnnxKernels, defaultNativeDir, readManifest, type OnnxKernels, ty
 import { loadAddon, NativeSessionFactory } from '../src/session.js';
 import { adjacentCosineModel } from '../src/kernels/adjacentCosine.js';
 import { expectClose, expectLayerClose, layerHost, nativeBuilt, randInt, randomF32, randomLayer, rng, variants } from './helpers.js';
-import { camNeighbourPlan, randomNeighbourPlan, randomSegmentPlan } from '@kvfold/testkit';
+import { camNeighbourPlan, randomNeighbourPlan, randomSegmentPlan, uploadNeighbourPlan, uploadSegmentPlan } from '@kvfold/testkit';
 
 /** A random segment plan with a random value scale. */
 const segmentPlan = (H: number, L: number, r: () => number) => ({ ...randomSegmentPlan(H, L, r), valueScale: r() < 0.5 ? ('count' as const) : ('none' as const) });
@@ -40,13 +40,13 @@ async function sameTensor(k: KVKernels<OnnxTensor>, a: OnnxTensor, e: HostTensor
 
 /** mergeSegments with plan `p` on both backends' copies of one layer gives the same layer. */
 async function expectSegmentsMatch(k: OnnxKernels, ol: LayerCache<OnnxTensor>, rl: LayerCache<HostTensor>, p: ReturnType<typeof segmentPlan>, what: string): Promise<void> {
-  const out = k.mergeSegments(ol, { segment: k.fromHost(p.segment), pivot: k.fromHost(p.pivot), sigma: k.fromHost(p.sigma), valueScale: p.valueScale });
+  const out = k.mergeSegments(ol, uploadSegmentPlan(k, p, p.valueScale));
   expectLayerClose(await layerHost(k, out), await layerHost(ref, ref.mergeSegments(rl, p)), what);
 }
 
 /** mergeIntoNeighbours with plan `p` on both backends' copies of one layer gives the same layer. */
 async function expectNeighboursMatch(k: OnnxKernels, ol: LayerCache<OnnxTensor>, rl: LayerCache<HostTensor>, p: ReturnType<typeof neighbourPlan>, what: string): Promise<void> {
-  const plan = { keep: k.fromHost(p.keep), source: k.fromHost(p.source), targetStart: k.fromHost(p.targetStart), targetCount: k.fromHost(p.targetCount), gate: k.fromHost(p.gate) };
+  const plan = uploadNeighbourPlan(k, p);
   expectLayerClose(await layerHost(k, k.mergeIntoNeighbours(ol, plan)), await layerHost(ref, ref.mergeIntoNeighbours(rl, p)), what);
 }
 

@@ -1,4 +1,4 @@
-import { hostLayer, hostTensor, type HostLayer, type HostTensor } from '@kvfold/core';
+import { hostLayer, hostTensor, type HostLayer, type HostTensor, type KVKernels, type NeighbourMergePlan, type SegmentPlan } from '@kvfold/core';
 
 /**
  * Random test data for kernel and policy tests: every generator takes a `() => number` uniform source, so
@@ -161,6 +161,16 @@ export interface HostNeighbourPlan {
   readonly targetCount: HostTensor;
   /** float32 `[H, S]`. */
   readonly gate: HostTensor;
+}
+
+/** A host segment plan's arrays uploaded to `k`, as `mergeSegments` takes them. */
+export function uploadSegmentPlan<T>(k: KVKernels<T>, p: Pick<HostSegmentPlan, 'segment' | 'pivot' | 'sigma'>, valueScale: SegmentPlan<T>['valueScale']): SegmentPlan<T> {
+  return { segment: k.fromHost(p.segment), pivot: k.fromHost(p.pivot), sigma: k.fromHost(p.sigma), valueScale };
+}
+
+/** A host neighbour-merge plan's arrays uploaded to `k`, as `mergeIntoNeighbours` takes them. */
+export function uploadNeighbourPlan<T>(k: KVKernels<T>, p: HostNeighbourPlan): NeighbourMergePlan<T> {
+  return { keep: k.fromHost(p.keep), source: k.fromHost(p.source), targetStart: k.fromHost(p.targetStart), targetCount: k.fromHost(p.targetCount), gate: k.fromHost(p.gate) };
 }
 
 /**

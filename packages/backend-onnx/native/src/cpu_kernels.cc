@@ -477,15 +477,13 @@ void merge_segments_cpu(const LayerIn& in, const int32_t* segment, const int32_t
       const double ks = 1 / gsum;
       const double vs = value_scale == 1 ? total / gsum : ks;
       // Keys first: their rows are in L1 by now.
-      if (out.stream) {
-        weighted_rows(row.data(), keys, rows.data(), w.data(), ks, n, D);
-        stream_floats(out.keys + ho * D, row.data(), D);
-        weighted_rows(row.data(), values, rows.data(), wv.data(), vs, n, D);
-        stream_floats(out.values + ho * D, row.data(), D);
-      } else {
-        weighted_rows(out.keys + ho * D, keys, rows.data(), w.data(), ks, n, D);
-        weighted_rows(out.values + ho * D, values, rows.data(), wv.data(), vs, n, D);
-      }
+      // Straight into the output row, or into `row` and then streamed.
+      Acc* k_row = out.stream ? row.data() : out.keys + ho * D;
+      weighted_rows(k_row, keys, rows.data(), w.data(), ks, n, D);
+      if (out.stream) stream_floats(out.keys + ho * D, k_row, D);
+      Acc* v_row = out.stream ? row.data() : out.values + ho * D;
+      weighted_rows(v_row, values, rows.data(), wv.data(), vs, n, D);
+      if (out.stream) stream_floats(out.values + ho * D, v_row, D);
       out.positions[ho] = in.positions[h * L + p];
       out.counts[ho] = static_cast<int32_t>(total);
       out.scores[ho] = static_cast<float>(score);

@@ -42,11 +42,11 @@ export function gatherRows(b: NodeList, index: string, fields: readonly string[]
  */
 export function layerOutputTensors(pool: BufferPool, H: number, slots: number, D: number): OnnxTensor[] {
   return [
-    new ort.Tensor('float32', pool.float32(H * slots * D), [H, slots, D]),
-    new ort.Tensor('float32', pool.float32(H * slots * D), [H, slots, D]),
-    new ort.Tensor('int32', pool.int32(H * slots), [H, slots]),
-    new ort.Tensor('int32', pool.int32(H * slots), [H, slots]),
-    new ort.Tensor('float32', pool.float32(H * slots), [H, slots]),
+    outputTensor(pool, 'float32', [H, slots, D]),
+    outputTensor(pool, 'float32', [H, slots, D]),
+    outputTensor(pool, 'int32', [H, slots]),
+    outputTensor(pool, 'int32', [H, slots]),
+    outputTensor(pool, 'float32', [H, slots]),
   ];
 }
 
