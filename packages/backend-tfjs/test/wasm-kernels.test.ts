@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { hostTensor, type HostLayer, type HostTensor, type KVKernels, type LayerCache } from '@kvfold/core';
 import { createTfjsKernels, TFJS_WASM_KERNELS } from '../src/index.js';
 import { kernelsFor, layerHost, randInt, randomLayer, randomNeighbourPlan, randomSegmentPlan, ref, rng, upload } from './helpers.js';
+import { uploadSegmentPlan } from '@kvfold/testkit';
 
 /** The bytes of every field, so equality means bit-identical (signs of zeros and NaN payloads included). */
 function bits(t: HostTensor | HostLayer | LayerCache<HostTensor>): number[][] {
@@ -104,7 +105,7 @@ describe("tfjs kernels: 'wasm' (kvfold's kernels in the wasm engine's heap)", ()
     const layer = upload(k, randomLayer(H, L, D, r));
     const index = k.fromHost(hostTensor('int32', [H, n], Array.from({ length: H * n }, () => randInt(r, 0, L - 1))));
     const sp = randomSegmentPlan(H, L, r, 0.2, 4);
-    const plan = { segment: k.fromHost(sp.segment), pivot: k.fromHost(sp.pivot), sigma: k.fromHost(sp.sigma), valueScale: 'count' as const };
+    const plan = uploadSegmentPlan(k, sp, 'count');
     const M = sp.pivot.shape[1]!;
     const layerBytes = (slots: number): number => H * slots * (2 * D + 3) * 4;
     let out: LayerCache<tf.Tensor> | undefined;
