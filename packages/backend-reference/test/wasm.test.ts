@@ -348,6 +348,31 @@ describe('reference backend: wasm kernels', () => {
     expect(seen.accepted).toBeGreaterThan(100);
   });
 
+  it('a merge by count over a layer with a count below 1 is refused as on the TypeScript reference (the wasm screen reads counts too)', () => {
+    let refused = 0;
+    fc.assert(
+      fc.property(shape, fc.nat(), fc.constantFrom(-3, -1, 0, 1, 2), fc.boolean(), (s, at, value, byCount) => {
+        const host = randomLayer(s.heads, s.length, s.headDim, s.seed);
+        host.counts.data[at % host.counts.data.length] = value;
+        const plan = segmentPlan(s, byCount ? 'count' : 'none');
+        const onWasm = { ...plan, segment: wasmKernels.fromHost(plan.segment), pivot: wasmKernels.fromHost(plan.pivot), sigma: wasmKernels.fromHost(plan.sigma) };
+        const message = (f: () => unknown): string | undefined => {
+          try {
+            f();
+            return undefined;
+          } catch (e) {
+            return (e as Error).message;
+          }
+        };
+        const want = message(() => jsKernels.mergeSegments(layerFromHost(jsKernels, host), plan));
+        expect(message(() => wasmKernels.mergeSegments(layerFromHost(wasmKernels, host), onWasm))).toEqual(want);
+        if (want !== undefined) refused++;
+      }),
+      { numRuns: 150 },
+    );
+    expect(refused).toBeGreaterThan(20);
+  });
+
   it('non-finite keys give the same NaN and infinity results as the reference (exactly for adjacentCosine, in the same places for mergeSegments)', () => {
     const host = randomLayer(2, 9, 6, 3);
     host.keys.data[7] = Number.NaN;
