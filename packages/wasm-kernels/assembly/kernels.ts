@@ -381,12 +381,28 @@ function mergeRun(lk: usize, lv: usize, lc: usize, seg: usize, rowBase: usize, o
   for (let q = 0; q < m; q++) {
     const x = lk + <usize>load<i32>(rows + (<usize>q << 2)) * row;
     let a = f32x4.splat(0);
-    for (let d = 0; d < D4; d += 4) {
-      const off = <usize>d << 2;
-      const t = f32x4.sub(v128.load(pk + off), v128.load(x + off));
-      a = f32x4.add(a, f32x4.mul(t, t));
+    if ((D & 15) === 0) {
+      let a1 = a, a2 = a, a3 = a;
+      for (let d = 0; d < D; d += 16) {
+        const off = <usize>d << 2;
+        const t0 = f32x4.sub(v128.load(pk + off), v128.load(x + off));
+        const t1 = f32x4.sub(v128.load(pk + off, 16), v128.load(x + off, 16));
+        const t2 = f32x4.sub(v128.load(pk + off, 32), v128.load(x + off, 32));
+        const t3 = f32x4.sub(v128.load(pk + off, 48), v128.load(x + off, 48));
+        a = f32x4.add(a, f32x4.mul(t0, t0));
+        a1 = f32x4.add(a1, f32x4.mul(t1, t1));
+        a2 = f32x4.add(a2, f32x4.mul(t2, t2));
+        a3 = f32x4.add(a3, f32x4.mul(t3, t3));
+      }
+      a = f32x4.add(f32x4.add(a, a1), f32x4.add(a2, a3));
+    } else {
+      for (let d = 0; d < D4; d += 4) {
+        const off = <usize>d << 2;
+        const t = f32x4.sub(v128.load(pk + off), v128.load(x + off));
+        a = f32x4.add(a, f32x4.mul(t, t));
+      }
+      if (D4 < D) a = tailDist32(a, pk, x, D4, D);
     }
-    if (D4 < D) a = tailDist32(a, pk, x, D4, D);
     store<f64>(weights + (<usize>q << 3), checkedDist(sumLanes(a), pk, x, D, D4));
   }
   let n = 0;
@@ -414,10 +430,43 @@ function mergeRun(lk: usize, lv: usize, lc: usize, seg: usize, rowBase: usize, o
   // Members one at a time in address order, keys then values, into the output rows (which stay in L1): the
   // value rows stream from memory sequentially, as the key rows did in the distance pass.
   const r0 = <usize>load<i32>(rows);
-  weightedRows1(outK, lk + r0, f32x4.splat(load<f32>(weights)), D, D4);
-  for (let j = 1; j < n; j++) addScaled(outK, lk + <usize>load<i32>(rows + (<usize>j << 2)), load<f32>(weights + (<usize>j << 2)), D);
+  if ((D & 15) === 0) weightedSum16(outK, lk, rows, weights, n, D);
+  else {
+    weightedRows1(outK, lk + r0, f32x4.splat(load<f32>(weights)), D, D4);
+    for (let j = 1; j < n; j++) addScaled(outK, lk + <usize>load<i32>(rows + (<usize>j << 2)), load<f32>(weights + (<usize>j << 2)), D);
+  }
   weightedRows1(outV, lv + r0, f32x4.splat(load<f32>(valueWeights)), D, D4);
   for (let j = 1; j < n; j++) addScaled(outV, lv + <usize>load<i32>(rows + (<usize>j << 2)), load<f32>(valueWeights + (<usize>j << 2)), D);
+}
+
+/**
+ * `out = sum_j w[j] * row_j` over rows of D float32 (D a multiple of 16) at byte offsets `rows[j]` from `base`,
+ * j in [0, n): 16 columns at a time in four registers across all members, each column summed in member order as
+ * {@link weightedRows1} then {@link addScaled} do (the same float32 operations in the same order), without
+ * storing and reloading the partial sums for every member.
+ */
+function weightedSum16(out: usize, base: usize, rows: usize, w: usize, n: i32, D: i32): void {
+  const x0 = base + <usize>load<i32>(rows);
+  const s0 = f32x4.splat(load<f32>(w));
+  for (let c = 0; c < D; c += 16) {
+    const off = <usize>c << 2;
+    let a0 = f32x4.mul(s0, v128.load(x0 + off));
+    let a1 = f32x4.mul(s0, v128.load(x0 + off, 16));
+    let a2 = f32x4.mul(s0, v128.load(x0 + off, 32));
+    let a3 = f32x4.mul(s0, v128.load(x0 + off, 48));
+    for (let j = 1; j < n; j++) {
+      const x = base + <usize>load<i32>(rows + (<usize>j << 2)) + off;
+      const s = f32x4.splat(load<f32>(w + (<usize>j << 2)));
+      a0 = f32x4.add(a0, f32x4.mul(s, v128.load(x)));
+      a1 = f32x4.add(a1, f32x4.mul(s, v128.load(x, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(s, v128.load(x, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(s, v128.load(x, 48)));
+    }
+    v128.store(out + off, a0);
+    v128.store(out + off, a1, 16);
+    v128.store(out + off, a2, 32);
+    v128.store(out + off, a3, 48);
+  }
 }
 
 /** `out = w0 * x` over one row of D float32. */
