@@ -53,3 +53,17 @@ describe('bench/cam-plan.mjs', () => {
     expect(bad.out).toContain('--m: 0 is not an integer in [1, 1000000]');
   });
 });
+
+describe('bench/kvmerger-kernels.mjs', () => {
+  it('times the screen, the cosines and the merge of each build asked for, and checks the builds agree', () => {
+    const wasm = 'packages/wasm-kernels/wasm/kernels.wasm';
+    const { ok, out } = run('kvmerger-kernels.mjs', ['--lengths', '64', '--threads', '1,2', '--reps', '2', '--wasm', `${wasm},${wasm}`]);
+    expect(ok, out).toBe(true);
+    for (const [kernel, threads] of [['screenSegments', 1], ['adjacentCosine', 1], ['mergeSegments', 1], ['adjacentCosine', 2], ['mergeSegments', 2]] as const) {
+      expect(out).toMatch(new RegExp(`^${kernel}\\s+L=64 threads=${threads}: \\S+ [\\d.]+ ms, \\S+ [\\d.]+ ms \\([\\d.]+x\\)  n=2$`, 'm'));
+    }
+    const bad = run('kvmerger-kernels.mjs', ['--lengths', '63']);
+    expect(bad.ok).toBe(false);
+    expect(bad.out).toContain('--lengths: 63 is not an even integer in [2, 65536]');
+  });
+});

@@ -311,16 +311,20 @@ export function mergeSegments(lk: usize, lv: usize, lp: usize, lc: usize, ls: us
         o += n;
         continue;
       }
+      // The run's members (its slots not evicted), their counts and scores, in one pass.
       let total: i32 = 0;
       let score: f64 = 0;
+      let m = 0;
       for (let i = st; i < en; i++) {
-        const r = (rowBase + <usize>i) << 2;
-        if (load<i32>(seg + r) !== o) continue;
-        total += load<i32>(lc + r);
-        score += <f64>load<f32>(ls + r);
+        const r = rowBase + <usize>i;
+        if (load<i32>(seg + (r << 2)) !== o) continue;
+        total += load<i32>(lc + (r << 2));
+        score += <f64>load<f32>(ls + (r << 2));
+        store<i32>(rows + (<usize>m << 2), <i32>r);
+        m++;
       }
       const p = rowBase + <usize>load<i32>(piv + (ho << 2));
-      mergeRun(lk, lv, lc, seg, rowBase, o, st, en, p, <f64>load<f32>(sig + (ho << 2)), byCount ? total : 0, ok + ho * row, ov + ho * row, D, rows, weights, valueWeights);
+      mergeRun(lk, lv, lc, m, p, <f64>load<f32>(sig + (ho << 2)), byCount ? total : 0, ok + ho * row, ov + ho * row, D, rows, weights, valueWeights);
       store<i32>(op + (ho << 2), load<i32>(lp + (p << 2)));
       store<i32>(oc + (ho << 2), total);
       store<f32>(os + (ho << 2), <f32>score);
@@ -358,23 +362,16 @@ function tailDist32(acc: v128, x: usize, y: usize, d: i32, D: i32): v128 {
 }
 
 /**
- * The oracle's mergeRun in float32 lanes: Gaussian weights of the run's members around pivot row `p`
- * (distances summed in float32 lanes, weights in float64), then the weighted rows with weights already
- * divided by their sum, summed in float32. Not bit-identical to the oracle (which sums in float64): within
- * 1e-5 relative (test/wasm.test.ts measures it).
+ * The oracle's mergeRun in float32 lanes over the run's `m` member rows listed in `rows` (row indices; the
+ * list is rewritten): Gaussian weights around pivot row `p` (distances summed in float32 lanes, weights in
+ * float64), then the weighted rows with weights already divided by their sum, summed in float32. Not
+ * bit-identical to the oracle (which sums in float64): within 1e-5 relative (test/wasm.test.ts measures it).
  */
-function mergeRun(lk: usize, lv: usize, lc: usize, seg: usize, rowBase: usize, o: i32, st: i32, en: i32, p: usize, sigma: f64, total: i32, outK: usize, outV: usize, D: i32, rows: usize, weights: usize, valueWeights: usize): void {
+function mergeRun(lk: usize, lv: usize, lc: usize, m: i32, p: usize, sigma: f64, total: i32, outK: usize, outV: usize, D: i32, rows: usize, weights: usize, valueWeights: usize): void {
   const row = <usize>D << 2;
   const D4 = D & ~3;
   const pk = lk + p * row;
   const twoSigma2 = 2 * sigma * sigma;
-  let m = 0;
-  for (let i = st; i < en; i++) {
-    const r = rowBase + <usize>i;
-    if (load<i32>(seg + (r << 2)) !== o) continue;
-    store<i32>(rows + (<usize>m << 2), <i32>r);
-    m++;
-  }
   // Squared distances to the pivot, one member at a time in address order: the run's rows are read as one
   // sequential stream (two members side by side measured slower), and out-of-order execution overlaps the
   // members' independent chains.
