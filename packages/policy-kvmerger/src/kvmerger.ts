@@ -137,13 +137,22 @@ export class KVMergerPolicy implements KVCachePolicy {
     const { heads, length, headDim } = cacheShape(k, layer);
     const o = this.options;
     // Scores and cosines are read in place where the backend's tensors are host memory (no copy of the
-    // [heads, length] arrays); the cosine tensor is disposed once the plan is made.
-    const read = async (t: T): Promise<HostTensor['data']> => (k.hostView ? k.hostView(t) : await k.toHost(t)).data;
-    const scoreData = await read(scores);
+    // [heads, length] arrays); the cosine tensor is disposed once the plan is made. Where the backend only lends
+    // a view until its next call (tfjs's wasm heap), they are copied into this call's scratch, which costs a
+    // tenth of a download's fresh array.
+    const read = async (t: T, name: string): Promise<HostTensor['data']> => {
+      if (k.hostView) return k.hostView(t).data;
+      const view = k.editView?.(t, false);
+      if (view === undefined || view.dtype !== 'float32') return (await k.toHost(t)).data;
+      const copy = scratch.float32(name, view.data.length);
+      copy.set(view.data);
+      return copy;
+    };
+    const scoreData = await read(scores, 'scoresRead');
     const cosineT = pass.merge && length >= 2 ? k.adjacentCosine(layer.keys) : undefined;
     let plan: LayerPlan;
     try {
-      const cosine = cosineT === undefined ? undefined : await read(cosineT);
+      const cosine = cosineT === undefined ? undefined : await read(cosineT, 'cosineRead');
       const protection = await protectSlots(k, scores, scoreData, {
         heads,
         length,
