@@ -3,7 +3,7 @@ import {
   cacheShape,
   definePolicy,
   HostScratch,
-  readNow,
+  viewNow,
   resolveShare,
   rows,
   ScorerPolicy,
@@ -79,7 +79,7 @@ export class CaMPolicy extends ScorerPolicy<CaMOptions> {
     const k = ctx.kernels;
     const heads = cacheShape(k, layer).heads;
     // The plan reads the scores before any other kernel call: in place where the backend allows it.
-    const p = planNeighbourMerge(keep, headRows(await readNow(k, layer.scores)), this.options.mergeBudget, this.options.gate, ctx.rng, this.planScratch);
+    const p = planNeighbourMerge(keep, headRows(viewNow(k, layer.scores) ?? (await k.toHost(layer.scores))), this.options.mergeBudget, this.options.gate, ctx.rng, this.planScratch);
     const up = (dtype: 'int32' | 'float32', data: Int32Array | Float32Array) => uploadRows(k, dtype, heads, data);
     const plan = { keep: up('int32', p.keep), source: up('int32', p.source), targetStart: up('int32', p.targetStart), targetCount: up('int32', p.targetCount), gate: up('float32', p.gate) };
     try {

@@ -1,4 +1,4 @@
-import { BudgetError, HostScratchPool, SPECIFICATION_VERSION, cacheShape, definePolicy, layerTensors, requireObservation, resolveShare, selectSlots, uploadRows } from '@kvfold/core';
+import { BudgetError, HostScratchPool, SPECIFICATION_VERSION, cacheShape, definePolicy, layerTensors, requireObservation, resolveShare, selectSlots, uploadRows, viewNow } from '@kvfold/core';
 import type { HostScratch, HostTensor, KVCachePolicy, KVKernels, LayerCache, Observation, ObservationNeed, PolicyContext } from '@kvfold/core';
 import { kvmergerSchema, resolveOptions, type KVMergerOptions, type ResolvedKVMergerOptions } from './options.js';
 import { isIdentity, linkRanking, planLayer, type LayerPlan, type LinkSelection, type PlanInput } from './plan.js';
@@ -142,7 +142,7 @@ export class KVMergerPolicy implements KVCachePolicy {
     // tenth of a download's fresh array.
     const read = async (t: T, name: string): Promise<HostTensor['data']> => {
       if (k.hostView) return k.hostView(t).data;
-      const view = k.editView?.(t, false);
+      const view = viewNow(k, t);
       if (view === undefined || view.dtype !== 'float32') return (await k.toHost(t)).data;
       const copy = scratch.float32(name, view.data.length);
       copy.set(view.data);

@@ -4,7 +4,7 @@ import { SPECIFICATION_VERSION, type JsonSchema, type KVCachePolicy, type Observ
 import { evictsAtStep, type DecodeMode } from './decode.js';
 import { compactLayer, evictInPlace, hasSpareRow, isOrdered, layerViews, type LayerViews } from './in-place.js';
 import { chooseEvicted, reorderObservation } from './in-place-select.js';
-import { keepSlots, selectSlots } from './select.js';
+import { keepSlots, selectSlots, viewNow } from './select.js';
 
 /** Options every {@link ScorerPolicy} accepts besides its own. */
 export interface ScorerOptions {
@@ -181,7 +181,7 @@ export abstract class ScorerPolicy<Options extends ScorerOptions = ScorerOptions
       try {
         // The scores first: a download (when they cannot be viewed) may come before the layer's views,
         // which the next call to the kernels may move (see KVKernels.editView).
-        const s = scores === undefined ? undefined : { data: (k.editView!(scores, false) ?? (await k.toHost(scores))).data as Float32Array, rows: k.shapeOf(scores)[0]! };
+        const s = scores === undefined ? undefined : { data: (viewNow(k, scores) ?? (await k.toHost(scores))).data as Float32Array, rows: k.shapeOf(scores)[0]! };
         const views = layerViews(k, updated);
         // The layer's views were available at the start of this step (compress checked them) and nothing
         // since has shared its tensors; a missing view here is a backend bug, not a user error.

@@ -3,14 +3,16 @@ import type { KVKernels, LayerCache } from '../kernels.js';
 import { hostTensor, type HostTensor } from '../tensor.js';
 
 /**
- * `tensor` to read on the host at once: its own memory where the backend exposes it ({@link KVKernels.hostView},
- * or a read-only {@link KVKernels.editView}: tfjs's wasm heap), else a downloaded copy. Read it before the next
- * kernel call or upload (a view of a WebAssembly heap that grows moves) and never write to it. A download
- * allocates a fresh array per call, whose first writes cost page faults: 1.0-1.4 ms for 32 x 16,384 float32
- * from tfjs's wasm heap, against 0.1 ms to copy from its view into a reused array.
+ * `tensor`'s own memory to read on the host, where the backend exposes it ({@link KVKernels.hostView}, or a
+ * read-only {@link KVKernels.editView}: tfjs's wasm heap); undefined elsewhere. Read it before the next kernel
+ * call, upload or `await` (a view of a WebAssembly heap that grows moves, and an `await` lets other work call
+ * the kernels), never write to it, and download only when there is no view: `viewNow(k, t) ?? (await
+ * k.toHost(t))`, which awaits nothing when a view exists. A download allocates a fresh array per call, whose
+ * first writes cost page faults: 1.0-1.4 ms for 32 x 16,384 float32 from tfjs's wasm heap, against 0.1 ms to
+ * copy from its view into a reused array.
  */
-export async function readNow<T>(k: KVKernels<T>, tensor: T): Promise<HostTensor> {
-  return k.hostView?.(tensor) ?? k.editView?.(tensor, false) ?? (await k.toHost(tensor));
+export function viewNow<T>(k: KVKernels<T>, tensor: T): HostTensor | undefined {
+  return k.hostView?.(tensor) ?? k.editView?.(tensor, false);
 }
 
 /**
@@ -66,7 +68,7 @@ export async function selectSlots<T>(k: KVKernels<T>, scores: T | undefined, hea
     try {
       // Where the backend exposes the index's memory (reference, onnx on CPU, tfjs's wasm heap), the winners are
       // read in place: copied into `keep` here, before any other call, so the download's copy is not needed.
-      const chosen = (await readNow(k, index)).data;
+      const chosen = (viewNow(k, index) ?? (await k.toHost(index))).data;
       for (let h = 0; h < heads; h++) {
         const from = (rows === 1 ? 0 : h) * top;
         keep.set(chosen.subarray(from, from + top), h * budget + sink);
