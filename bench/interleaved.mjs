@@ -9,7 +9,9 @@
 // through the caches and TLB in between), so its times run higher than the preset's: compare ratios, not ms.
 //   node bench/interleaved.mjs [--backends reference,onnx,tfjs] [--policies h2o,cam,kvmerger] [--lengths 4096,16384] [--reps 15]
 // Backends: reference, reference1 (one thread), tfjs, onnx, onnx1 (one ORT thread), onnx-cached (native
-// kernels with non-temporal stores off: `nativeStreamingMinBytes` set above any output before each call).
+// kernels with non-temporal stores off: `nativeStreamingMinBytes` set above any output before each call), and
+// reference-hostplan, tfjs-hostplan, onnx-hostplan: the same backends with `kernels()` reporting linkSegments as not
+// implemented, so KVMerger makes its segment plan on the host (what it did before the kernel existed).
 // Build first (pnpm build; `build:native` for the native onnx kernels). Prints one row per backend with the
 // median, its ratio to the first backend's median, and "x floor" (copy bandwidth measured in the process).
 import { createKVFold, measureCopyBandwidth } from '../packages/bench/dist/index.js';
@@ -35,7 +37,17 @@ const SPECS = {
   onnx: ['onnx', {}],
   onnx1: ['onnx', { threads: 1 }],
   'onnx-cached': ['onnx', {}],
+  'reference-hostplan': ['reference', {}, true],
+  'tfjs-hostplan': ['tfjs', {}, true],
+  'onnx-hostplan': ['onnx', {}, true],
 };
+
+/** `kernels` whose `kernels()` reports linkSegments as running the reference: KVMerger then plans on the host. */
+function hostPlanned(kernels) {
+  const hidden = Object.create(kernels);
+  hidden.kernels = () => kernels.kernels().map((i) => (i.name === 'linkSegments' ? { ...i, runs: 'reference' } : i));
+  return hidden;
+}
 for (const b of backendNames) if (!SPECS[b]) throw new Error(`--backends: unknown backend "${b}"; allowed: ${Object.keys(SPECS).join(', ')}`);
 for (const L of lengths) if (!(Number.isInteger(L) && L >= 2 && L <= 65536)) throw new Error(`--lengths: ${L} is not an integer in [2, 65536]`);
 
@@ -43,8 +55,9 @@ const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const kv = await createKVFold({});
 const backends = [];
 for (const name of backendNames) {
-  const [backend, options] = SPECS[name];
-  const kernels = await kv.backend(backend, options);
+  const [backend, options, hostPlan] = SPECS[name];
+  const bound = await kv.backend(backend, options);
+  const kernels = hostPlan ? hostPlanned(bound) : bound;
   // The streaming threshold is process-wide: remember the default and set it before every call.
   const streaming = kernels.nativeStreamingMinBytes?.();
   if (name === 'onnx-cached' && streaming === undefined) throw new Error('onnx-cached needs the native onnx kernels (pnpm --filter @kvfold/backend-onnx build:native)');

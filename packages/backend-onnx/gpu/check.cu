@@ -193,6 +193,30 @@ void check_select_cases(int64_t H, int64_t L) {
   check_select(H, L, false, 0, 0, L);
 }
 
+/** KVMerger's segment walk: C random links per head, scores with ties, NaN, infinities and signed zeros. */
+void check_link_segments(int64_t H, int64_t L, int64_t C) {
+  std::vector<int32_t> links(H * C);
+  for (int64_t h = 0; h < H; ++h) {
+    std::vector<int32_t> all(L > 1 ? L - 1 : 0);
+    std::iota(all.begin(), all.end(), 0);
+    std::shuffle(all.begin(), all.end(), g_rng);
+    std::sort(all.begin(), all.begin() + C);
+    std::copy(all.begin(), all.begin() + C, links.begin() + h * C);
+  }
+  std::vector<float> scores(H * L);
+  const float specials[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1.0f};
+  for (auto& x : scores) x = uniform(0, 1) < 0.3 ? specials[randint(0, 5)] : static_cast<float>(randint(0, 7)) / 4;
+  const int64_t M = L - C;
+  std::vector<int32_t> seg(H * L), piv(H * M);
+  link_segments_cpu(links.data(), scores.data(), seg.data(), piv.data(), H, L, C);
+  Dev<int32_t> dl(links), dseg(H * L), dpiv(H * M);
+  Dev<float> ds(scores);
+  launch_ok(link_segments_cuda(dl.p, ds.p, dseg.p, dpiv.p, H, L, C, nullptr), "link_segments_cuda");
+  cuda_ok(cudaDeviceSynchronize(), "sync");
+  compare("LinkSegments " + dims({H, L}) + " C=" + std::to_string(C) + " segment", dseg.get(), seg);
+  compare("LinkSegments " + dims({H, L}) + " C=" + std::to_string(C) + " pivot", dpiv.get(), piv);
+}
+
 /** Random valid segment plan (see test/plans.ts): O runs over the kept slots of each head. */
 void random_segment_plan(int64_t H, int64_t L, int64_t O, std::vector<int32_t>& seg, std::vector<int32_t>& pivot, std::vector<float>& sigma) {
   seg.assign(H * L, -1);
@@ -375,6 +399,15 @@ void bench() {
     report("AccumulateSelect", dims({H, L}) + " k=" + std::to_string(k), ms2, 4.0 * (2 * H * L + H * L + H * k));
   }
   {
+    const int64_t C = L / 2;
+    std::vector<int32_t> links(H * C);
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t j = 0; j < C; ++j) links[h * C + j] = static_cast<int32_t>(2 * j);
+    Dev<int32_t> dlinks(links), seg(H * L), piv(H * (L - C));
+    const double ms = time_ms([&] { launch_ok(link_segments_cuda(dlinks.p, dl.scores.p, seg.p, piv.p, H, L, C, nullptr), "link_segments"); }, 20);
+    report("LinkSegments", dims({H, L}) + " C=" + std::to_string(C), ms, 4.0 * (H * C + H * L + 2 * H * L + H * (L - C)));
+  }
+  {
     const int64_t O = L / 2;
     std::vector<int32_t> seg, pivot;
     std::vector<float> sigma;
@@ -426,6 +459,8 @@ int main(int argc, char** argv) {
   for (auto [H, L] : {std::array<int64_t, 2>{1, 1}, {1, 5}, {3, 100}, {2, 1025}, {8, 4096}, {4, 40000}}) check_select_cases(H, L);
   for (auto [H, L, D, K] : {std::array<int64_t, 4>{1, 1, 2, 1}, {2, 9, 3, 4}, {3, 64, 16, 20}, {8, 4096, 128, 2048}}) check_gather_slots(H, L, D, K);
   for (auto [H, L, D, O] : {std::array<int64_t, 4>{1, 1, 2, 1}, {2, 9, 3, 4}, {3, 64, 16, 20}, {8, 2048, 128, 700}}) check_merge_segments(H, L, D, O);
+  for (auto [H, L, C] : {std::array<int64_t, 3>{1, 1, 0}, {1, 2, 1}, {2, 9, 0}, {3, 100, 60}, {2, 3000, 2999}, {8, 4096, 2048}, {32, 16384, 8192}})
+    check_link_segments(H, L, C);
   for (auto [H, L, D, K, S, T] : {std::array<int64_t, 6>{1, 2, 1, 1, 1, 1}, {2, 10, 3, 4, 5, 4}, {3, 100, 16, 40, 50, 8}, {8, 4096, 128, 2048, 1500, 16}})
     check_merge_into_neighbours(H, L, D, K, S, T);
   for (int red : {0, 1, 2})

@@ -6,6 +6,7 @@ import { MERGE_INTO_NEIGHBOURS } from './kernels/mergeIntoNeighbours.js';
 import { MERGE_SEGMENTS } from './kernels/mergeSegments.js';
 import { OBSERVE } from './kernels/observe.js';
 import { SELECT_TOP_K } from './kernels/topK.js';
+import { LINK_SEGMENTS } from './kernels/linkSegments.js';
 
 /** Element type of a native op input or output, as `ort_ops.cc` spells it. */
 export type NativeElem = 'F32' | 'I32' | 'I64';
@@ -35,6 +36,7 @@ export const NATIVE_OPS: readonly NativeOp[] = [
   { fn: ADJACENT_COSINE, stem: 'adjacent_cosine', inputs: ['F32'], outputs: ['F32'], hostInputs: [] },
   { fn: SELECT_TOP_K, stem: 'select_topk', inputs: ['F32', 'I64', 'I64', 'I64'], outputs: ['I32'], hostInputs: [1, 2, 3] },
   { fn: ACCUMULATE_SELECT, stem: 'accumulate_select', inputs: ['F32', 'F32', 'I64', 'I64', 'I64'], outputs: ['F32', 'I32'], hostInputs: [2, 3, 4] },
+  { fn: LINK_SEGMENTS, stem: 'link_segments', inputs: ['I32', 'F32'], outputs: ['I32', 'I32'], hostInputs: [] },
   { fn: GATHER_SLOTS, stem: 'gather_slots', inputs: ['F32', 'F32', 'I32', 'I32', 'F32', 'I32'], outputs: ['F32', 'F32', 'I32', 'I32', 'F32'], hostInputs: [] },
   { fn: MERGE_SEGMENTS, stem: 'merge_segments', inputs: ['F32', 'F32', 'I32', 'I32', 'F32', 'I32', 'I32', 'F32'], outputs: ['F32', 'F32', 'I32', 'I32', 'F32'], hostInputs: [] },
   {

@@ -12,6 +12,7 @@ import { mergeIntoNeighbours } from './kernels/mergeIntoNeighbours.js';
 import { mergeSegments } from './kernels/mergeSegments.js';
 import { OBSERVE_BLOCK, observe } from './kernels/observe.js';
 import { topK } from './kernels/topK.js';
+import { linkSegments } from './kernels/linkSegments.js';
 import type { SessionFactory } from './session.js';
 import { inspectTensor, type OnnxTensor } from './tensor.js';
 
@@ -148,6 +149,7 @@ export function onnxKernelBackend(
       gather: gather(cache),
       adjacentCosine: adjacentCosine(cache),
       keyNorms: keyNorms(cache),
+      linkSegments: linkSegments(cache),
       mergeSegments: mergeSegments(cache),
       mergeIntoNeighbours: mergeIntoNeighbours(cache),
       // Native kernels work row by row; only the function bodies materialise the whole logits block.

@@ -114,6 +114,25 @@ for (const variant of variants()) {
       );
     });
 
+    it('linkSegments numbers the runs and picks their pivots as the reference does (NaN payloads, -0 and 0, infinities, ties)', async () => {
+      const specials = [NaN, -NaN, Infinity, -Infinity, 0, -0, 1, 1, 0.5];
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 0, max: 200 }), fc.integer(), async (H, L, seed) => {
+          const r = rng(seed);
+          const scores = hostTensor('float32', [H, L], Float32Array.from({ length: H * L }, () => specials[randInt(r, 0, specials.length - 1)]!));
+          const slots = Array.from({ length: Math.max(0, L - 1) }, (_, i) => i);
+          const C = randInt(r, 0, slots.length);
+          // Each head merges C links drawn at random, ascending.
+          const links = hostTensor('int32', [H, C], Array.from({ length: H }, () => slots.map((x) => [r(), x] as const).sort((a, b) => a[0] - b[0]).slice(0, C).map(([, x]) => x).sort((a, b) => a - b)).flat());
+          const got = k.linkSegments(k.fromHost(links), k.fromHost(scores));
+          const want = ref.linkSegments(ref.fromHost(links), ref.fromHost(scores));
+          await sameTensor(k, got.segment, want.segment, `linkSegments segment H=${H} L=${L} C=${C}`);
+          await sameTensor(k, got.pivot, want.pivot, `linkSegments pivot H=${H} L=${L} C=${C}`);
+        }),
+        { numRuns: RUNS },
+      );
+    });
+
     it('topK ranks NaN as -Infinity and breaks ties by slot', async () => {
       const s = hostTensor('float32', [2, 5], [0.5, NaN, 0.5, -Infinity, 0.1, NaN, NaN, 1, NaN, -Infinity]);
       for (const kk of [1, 2, 3, 4, 5]) await sameTensor(k, k.topK(k.fromHost(s), kk, 0, 5), ref.topK(s, kk, 0, 5), `topK k=${kk}`);

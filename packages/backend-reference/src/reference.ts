@@ -20,6 +20,8 @@ import { wasmGather } from './kernels/gather.js';
 import { wasmMergeIntoNeighbours } from './kernels/mergeIntoNeighbours.js';
 import { wasmMergeSegments } from './kernels/mergeSegments.js';
 import { wasmTopK } from './kernels/topK.js';
+import { wasmLinkSegments } from './kernels/linkSegments.js';
+import { wasmAccumulate } from './kernels/accumulate.js';
 import { KernelThreads, THREAD_MIN_BYTES } from './threads.js';
 import { WasmPool, wasmHeap, wasmUnavailable } from './wasm-heap.js';
 
@@ -39,9 +41,9 @@ export interface ReferenceBackendOptions {
   readonly poolBytes?: number;
   /**
    * `wasm` (default): tensors live in one shared `WebAssembly.Memory` per process and adjacentCosine,
-   * gather, mergeSegments, mergeIntoNeighbours and topK run as WebAssembly SIMD kernels on them in place:
-   * adjacentCosine and gather bit-identical to the TypeScript reference (so KVMerger plans the same), topK
-   * the same winners (core's radix selection), the two merges summed in float32 lanes, within 1e-5 of it
+   * gather, mergeSegments, mergeIntoNeighbours, topK and linkSegments run as WebAssembly (SIMD) kernels on
+   * them in place: adjacentCosine and gather bit-identical to the TypeScript reference (so KVMerger plans the
+   * same), topK and linkSegments the same integers, the two merges summed in float32 lanes, within 1e-5 of it
    * (the other kernels, and any call whose arrays are not in that memory, run the TypeScript). `js`: every kernel in plain TypeScript on ordinary typed
    * arrays, float64 accumulation: the ground truth. With `poolBytes: 0` (fresh memory per output) the
    * backend runs `js`.
@@ -62,7 +64,8 @@ export interface ReferenceBackendOptions {
    * Smallest call, in bytes of keys (`H * L * D * 4`), that {@link threads} splits (default
    * {@link THREAD_MIN_BYTES}, 4 MiB: below it the handoff to a worker costs more than it saves). topK
    * counts 64 bytes per score of its window (`H * (to - from) * 64`: per score it costs about what 64
-   * bytes of keys cost the other kernels), so by default it splits from 65,536 scores.
+   * bytes of keys cost the other kernels), so by default it splits from 65,536 scores; linkSegments counts 8
+   * bytes per slot, splitting from 524,288 slots.
    */
   readonly threadMinBytes?: number;
 }
@@ -91,7 +94,7 @@ function checkOptions(o: ReferenceBackendOptions): void {
 }
 
 /** The names of the kernels the wasm mode implements. */
-export const WASM_KERNELS = ['adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours', 'topK'] as const;
+export const WASM_KERNELS = ['accumulate', 'adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours', 'topK', 'linkSegments'] as const;
 
 /**
  * What a value is to the reference backend: a well-formed host tensor (float32 or int32 typed array that
@@ -169,11 +172,13 @@ export function referenceKernelBackend(options: ReferenceBackendOptions = {}): K
     ...(wasm && threads
       ? {
           kernels: {
+            accumulate: wasmAccumulate(wasm),
             adjacentCosine: wasmAdjacentCosine(wasm, threads),
             gather: wasmGather(wasm, threads),
             mergeSegments: wasmMergeSegments(wasm, threads),
             mergeIntoNeighbours: wasmMergeIntoNeighbours(wasm, threads),
             topK: wasmTopK(wasm, threads),
+            linkSegments: wasmLinkSegments(wasm, threads),
           },
         }
       : {}),
@@ -224,7 +229,7 @@ export const referenceBackend: BackendDefinition<ReferenceBackendOptions> = defi
         type: 'string',
         enum: ['wasm', 'js'],
         default: 'wasm',
-        description: 'wasm: WebAssembly SIMD kernels for adjacentCosine, gather, mergeSegments, mergeIntoNeighbours and topK on tensors in a shared WebAssembly.Memory (adjacentCosine and gather bit-identical to the TypeScript, topK the same winners, the two merges in float32 lanes within 1e-5 of it); js: every kernel in plain TypeScript (the ground truth: float64 sums, adjacentCosine in float32 lanes).',
+        description: 'wasm: WebAssembly SIMD kernels for adjacentCosine, gather, mergeSegments, mergeIntoNeighbours, topK and linkSegments on tensors in a shared WebAssembly.Memory (adjacentCosine and gather bit-identical to the TypeScript, topK and linkSegments the same integers, the two merges in float32 lanes within 1e-5 of it); js: every kernel in plain TypeScript (the ground truth: float64 sums, adjacentCosine in float32 lanes).',
       },
       threads: {
         type: 'integer',

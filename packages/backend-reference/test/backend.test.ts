@@ -7,7 +7,7 @@ describe('reference backend', () => {
   it('identifies itself', () => {
     const k = createReferenceKernels();
     expect(k.backend).toBe('reference');
-    expect(k.describe()).toMatch(/^reference \(WebAssembly SIMD for adjacentCosine, gather, mergeSegments, mergeIntoNeighbours/);
+    expect(k.describe()).toMatch(/^reference \(WebAssembly SIMD for accumulate, adjacentCosine, gather, mergeSegments, mergeIntoNeighbours, topK, linkSegments/);
     expect(createReferenceKernels({ kernels: 'js' }).describe()).toBe('reference (plain TypeScript, Float32Array)');
     expect(createReferenceKernels({ poolBytes: 0 }).describe()).toBe('reference (plain TypeScript, Float32Array; wasm kernels off with poolBytes 0)');
   });

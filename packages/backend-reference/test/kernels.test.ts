@@ -160,6 +160,34 @@ describe('keyNorms', () => {
   });
 });
 
+describe('linkSegments', () => {
+  // head 0: links 0, 1, 4 join runs {0, 1, 2}, {3}, {4, 5}; head 1: links 2, 3, 4 join {0}, {1}, {2, 3, 4, 5}.
+  const links = i32([2, 3], [0, 1, 4, 2, 3, 4]);
+  const scores = f32([2, 6], [0.1, 0.5, 0.5, 9, Number.NaN, 2, 1, 2, Number.NEGATIVE_INFINITY, Number.NaN, 3, 3]);
+
+  it('numbers the runs and picks the highest score of each, ties to the lower slot, NaN lowest', () => {
+    const out = k.linkSegments(links, scores);
+    expect(out.segment.shape).toEqual([2, 6]);
+    expect(Array.from(out.segment.data)).toEqual([0, 0, 0, 1, 2, 2, 0, 1, 2, 2, 2, 2]);
+    // head 0: 0.5 @1 ties 0.5 @2 -> 1; {3} -> 3; NaN @4 ranks lowest, so 2 @5 wins -> 5.
+    // head 1: {0} -> 0; {1} -> 1; NaN @3 ranks as -Infinity, tying -Infinity @2, then 3 @4 wins and 3 @5 ties it -> 4.
+    expect(out.pivot.shape).toEqual([2, 3]);
+    expect(Array.from(out.pivot.data)).toEqual([1, 3, 5, 0, 1, 4]);
+  });
+
+  it('keeps every slot as its own run without links, and refuses links out of order, out of range or too many', () => {
+    const none = k.linkSegments(i32([1, 0], []), f32([1, 3], [1, 2, 3]));
+    expect(Array.from(none.segment.data)).toEqual([0, 1, 2]);
+    expect(Array.from(none.pivot.data)).toEqual([0, 1, 2]);
+    const three = f32([1, 4], [1, 2, 3, 4]);
+    expect(() => k.linkSegments(i32([1, 2], [1, 1]), three)).toThrow(/linkSegments links\[0, 1\] = 1: each head's links must be strictly ascending within \[0, 2\]/);
+    expect(() => k.linkSegments(i32([1, 1], [3]), three)).toThrow(/links\[0, 0\] = 3/);
+    expect(() => k.linkSegments(i32([1, 1], [-1]), three)).toThrow(/links\[0, 0\] = -1/);
+    expect(() => k.linkSegments(i32([1, 4], [0, 1, 2, 3]), three)).toThrow(/4 links per head, but 4 slots have only 3/);
+    expect(() => k.linkSegments(f32([1, 1], [0]), three)).toThrow(/linkSegments links/);
+  });
+});
+
 describe('mergeSegments', () => {
   // keys k0=[0,0], k1=[1,0], k2=[0,2], k3=[5,5]; values v0=[1,2], v1=[3,4], v2=[5,6], v3=[7,8]
   const l = layer({

@@ -47,8 +47,16 @@ async function everyKernel<T>(k: KVKernels<T>, base: HostLayer, r: () => number)
   const np = randomNeighbourPlan(H, L, randInt(r, 1, L), 4, r);
   const from = randInt(r, 0, L);
   const to = randInt(r, from, L);
+  const top = randInt(r, 0, to - from);
+  // A random ascending set of links for linkSegments.
+  const slots = Array.from({ length: Math.max(0, L - 1) }, (_, i) => i).filter(() => r() < 0.5);
+  const count = slots.length > 0 ? randInt(r, 0, slots.length) : 0;
+  const chosen = Array.from({ length: H }, () => slots.slice(0, count)).flat();
+  const linked = k.linkSegments(put(hostTensor('int32', [H, count], chosen)), layer.scores);
   const results: (T | LayerCache<T>)[] = [
-    k.topK(layer.scores, randInt(r, 0, to - from), from, to),
+    linked.segment,
+    linked.pivot,
+    k.topK(layer.scores, top, from, to),
     k.gather(layer, index),
     k.adjacentCosine(layer.keys),
     k.mergeSegments(layer, { segment: put(sp.segment), pivot: put(sp.pivot), sigma: put(sp.sigma), valueScale: 'count' }),
@@ -76,7 +84,7 @@ describe("tfjs kernels: 'wasm' (kvfold's kernels in the wasm engine's heap)", ()
     expect(k.kernelMode).toBe('wasm');
     expect(t.kernelMode).toBe('tfjs');
     const base = randomLayer(2, 12, 8, rng(1));
-    const custom = ['KvfoldTopK', 'KvfoldGather', 'KvfoldAdjacentCosine', 'KvfoldMergeSegments', 'KvfoldMergeIntoNeighbours'];
+    const custom = ['KvfoldTopK', 'KvfoldGather', 'KvfoldAdjacentCosine', 'KvfoldMergeSegments', 'KvfoldMergeIntoNeighbours', 'KvfoldLinkSegments'];
     for (const name of custom) expect(tf.getKernel(name, 'wasm')).toBeDefined();
     expect(custom.length).toBe(TFJS_WASM_KERNELS.length);
     const ran = await kernelNames(() => everyKernel(k, base, rng(2)));
@@ -130,5 +138,17 @@ describe("tfjs kernels: 'wasm' (kvfold's kernels in the wasm engine's heap)", ()
     free(k, gathered);
     free(cpu, onCpu);
     k.dispose(cosine, index);
+    // linkSegments on links and scores of the cpu engine: checked on the host, run in the wasm heap.
+    const links = hostTensor('int32', [2, 3], [0, 1, 7, 2, 3, 14]);
+    const cpuLinks = cpu.fromHost(links);
+    const cpuScores = cpu.fromHost(base.scores);
+    const linked = k.linkSegments(cpuLinks, cpuScores);
+    const want = ref.linkSegments(ref.fromHost(links), ref.fromHost(base.scores));
+    expect(bits(await k.toHost(linked.segment))).toEqual(bits(want.segment));
+    expect(bits(await k.toHost(linked.pivot))).toEqual(bits(want.pivot));
+    const unordered = cpu.fromHost(hostTensor('int32', [2, 3], [0, 1, 7, 3, 2, 14]));
+    expect(() => k.linkSegments(unordered, cpuScores)).toThrow(/linkSegments links\[1, 1\] = 2: each head's links must be strictly ascending within \[0, 14\]/);
+    k.dispose(linked.segment, linked.pivot);
+    cpu.dispose(cpuLinks, cpuScores, unordered);
   });
 });

@@ -1,6 +1,6 @@
 import type { TensorInspector } from './kernel-check.js';
 import type { AnyKernelImplementation, KernelImplementation } from './kernel-definition.js';
-import type { LayerCache, ObservedAttention } from './kernels.js';
+import type { LayerCache, ObservedAttention, SegmentPlan } from './kernels.js';
 import type {
   AccumulateCall,
   AdjacentCosineCall,
@@ -8,6 +8,7 @@ import type {
   AppendCall,
   GatherCall,
   KeyNormsCall,
+  LinkSegmentsCall,
   MergeIntoNeighboursCall,
   MergeSegmentsCall,
   ObserveCall,
@@ -43,6 +44,9 @@ export interface KernelImplementations<T> {
   /** See `KVKernels.keyNorms`. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
   readonly keyNorms?: KernelImplementation<KeyNormsCall<T>, T, any>;
+  /** See `KVKernels.linkSegments`. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
+  readonly linkSegments?: KernelImplementation<LinkSegmentsCall<T>, Pick<SegmentPlan<T>, 'segment' | 'pivot'>, any>;
   /** See `KVKernels.mergeSegments`. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
   readonly mergeSegments?: KernelImplementation<MergeSegmentsCall<T>, LayerCache<T>, any>;

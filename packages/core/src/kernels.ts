@@ -167,6 +167,14 @@ export interface KVKernels<T = unknown> {
   keyNorms(keys: T): T;
 
   /**
+   * The `segment` and `pivot` of a {@link SegmentPlan} whose runs are joined by each head's merged links
+   * (int32 `[kvHeads, count]`, strictly ascending within `[0, length - 2]`; link `i` joins slots `i` and
+   * `i + 1`), nothing evicted: output slot ids from 0 in slot order, each run's pivot its highest `scores`
+   * (float32 `[kvHeads, length]`) member, ties to the lower slot, NaN lowest. Every head keeps `length - count` slots.
+   */
+  linkSegments(links: T, scores: T): Pick<SegmentPlan<T>, 'segment' | 'pivot'>;
+
+  /**
    * Collapse runs of consecutive slots into one slot each (KVMerger): key = weighted sum of member
    * keys, value per {@link SegmentPlan.valueScale}, position = pivot's, count = sum of member counts,
    * score = sum of member scores.

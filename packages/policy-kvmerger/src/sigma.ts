@@ -67,13 +67,21 @@ export function eq4Sigma(d2: readonly number[], start: number, iterations: numbe
 }
 
 /**
+ * `value` for each of `heads x outLength` output slots: the `fixed` mode's bandwidths, which need no plan.
+ * With `scratch` the result is its `sigma` array (valid until it hands it out again).
+ */
+export function fixedSigmas(heads: number, outLength: number, value: number, scratch?: HostScratch): Float32Array {
+  return (scratch ? scratch.float32('sigma', heads * outLength) : new Float32Array(heads * outLength)).fill(value);
+}
+
+/**
  * Bandwidth of every output slot of a plan, `[heads, outLength]`. `fixed` needs no keys; `rms` and
  * `eq4` need the keys on the host (the policy downloads them, one extra transfer per compression).
  * With `scratch` the result is its `sigma` array (valid until it hands it out again).
  */
 export function planSigmas(plan: LayerPlan, spec: ResolvedSigma, keys?: HostKeys, scratch?: HostScratch): Float32Array {
   const { heads, length, outLength } = plan;
-  const out = (scratch ? scratch.float32('sigma', heads * outLength) : new Float32Array(heads * outLength)).fill(spec.value);
+  const out = fixedSigmas(heads, outLength, spec.value, scratch);
   if (spec.mode === 'fixed') return out;
   if (!keys) throw new Error(`kvmerger: sigma mode "${spec.mode}" needs the keys on the host`);
   for (let h = 0; h < heads; h++) {

@@ -89,3 +89,52 @@ describe('kvmerger on the wasm reference makes the TypeScript reference plans', 
     expect(merged).toBeGreaterThan(500);
   });
 });
+
+describe("kvmerger's segment plan on the backend (linkSegments) and on the host", () => {
+  /** `k` with linkSegments calls counted, and, when `hidden`, reported as not implemented (so the policy plans on the host). */
+  function variant(k: KVKernels<HostTensor>, hidden: boolean): { kernels: KVKernels<HostTensor>; calls: () => number } {
+    let calls = 0;
+    const kernels: KVKernels<HostTensor> = {
+      ...k,
+      linkSegments: (links, scores) => (calls++, k.linkSegments(links, scores)),
+      kernels: () => k.kernels().map((i) => (hidden && i.name === 'linkSegments' ? { ...i, runs: 'reference' as const } : i)),
+    };
+    return { kernels, calls: () => calls };
+  }
+
+  it('give the same layer bit for bit and the same logged plan; the backend walk runs whenever every head merges its best links', async () => {
+    const onBackend = variant(wasm, false);
+    const onHost = variant(wasm, true);
+    let walked = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          heads: fc.integer({ min: 1, max: 4 }),
+          length: fc.integer({ min: 2, max: 60 }),
+          seed: fc.integer({ min: 0, max: 0x7fffffff }),
+          share: fc.double({ min: 0.1, max: 0.95, noNaN: true }),
+          protect: fc.boolean(),
+          minSimilarity: fc.constantFrom(-1, 0.5),
+        }),
+        async (c) => {
+          const keys = adversarialKeys(c.heads, c.length, 8, c.seed);
+          const host = hostLayer({ heads: c.heads, length: c.length, headDim: 8, keys, values: uniform(c.seed + 1, keys.length) });
+          const attention = uniform(c.seed + 2, c.heads * c.length, 0, 1);
+          const budget = Math.max(1, Math.floor(c.length * c.share));
+          const options: KVMergerOptions = { minSimilarity: c.minSimilarity, ...(c.protect ? {} : { recent: 0, heavy: 0 }) };
+          const before = onBackend.calls();
+          const a = await prefill(onBackend.kernels, host, attention, budget, options);
+          const e = await prefill(onHost.kernels, host, attention, budget, options);
+          walked += onBackend.calls() - before;
+          expect(a.plans).toEqual(e.plans);
+          for (const f of ['keys', 'values', 'positions', 'counts', 'scores'] as const) expect(Array.from(a.out[f].data), f).toEqual(Array.from(e.out[f].data));
+        },
+      ),
+      { numRuns: 150 },
+    );
+    expect(onHost.calls()).toBe(0);
+    // Both paths were exercised: the backend walk in many cases, the host plan in the others (trimming, equal layers).
+    expect(walked).toBeGreaterThan(40);
+    expect(walked).toBeLessThan(150);
+  });
+});

@@ -893,6 +893,78 @@ export function screenSegments(seg: usize, piv: usize, sig: usize, counts: usize
 }
 
 /**
+ * core's accumulate: `out = a + b` over `n` float32 elements, four lanes at a time. A float32 sum is what core
+ * computes too (its float64 sum of two float32 values rounds to the same float32), so the result is identical.
+ */
+export function accumulate(a: usize, b: usize, out: usize, n: i32): void {
+  const n4 = n & ~3;
+  for (let i = 0; i < n4; i += 4) {
+    const at = <usize>i << 2;
+    v128.store(out + at, f32x4.add(v128.load(a + at), v128.load(b + at)));
+  }
+  for (let i = n4; i < n; i++) {
+    const at = <usize>i << 2;
+    store<f32>(out + at, load<f32>(a + at) + load<f32>(b + at));
+  }
+}
+
+/**
+ * core's linkSegments (packages/core/src/kernels/linkSegments.ts): for each head's merged links (`[H, C]`,
+ * strictly ascending within [0, L - 2]; link i joins slots i and i + 1), the segment id of every slot into
+ * `seg` `[H, L]` and each run's pivot into `piv` `[H, L - C]`: the highest score, ties to the lower slot, NaN
+ * lowest. Integer outputs, so the same as core's whatever the route.
+ *
+ * After the join flags, one pass over the slots with no data-dependent branch (run boundaries fall wherever
+ * the links do, so a branch on them would mispredict about every other slot): a slot starts a run unless a
+ * link joins it, the running best score and its slot move by selects, and the run's pivot entry is rewritten
+ * at every slot so that it holds the best once the run ends.
+ */
+export function linkSegments(links: usize, scores: usize, seg: usize, piv: usize, H: i32, L: i32, C: i32): void {
+  const M = L - C;
+  for (let h = 0; h < H; h++) {
+    const lk = links + ((<usize>h * <usize>C) << 2);
+    const sc = scores + ((<usize>h * <usize>L) << 2);
+    const sg = seg + ((<usize>h * <usize>L) << 2);
+    const pv = piv + ((<usize>h * <usize>M) << 2);
+    // The segment row first holds the join flags (1 where a link joins a slot to its predecessor): independent
+    // stores, where walking the link list alongside the slots chained every slot on a load (1.8 against 1.0 ms
+    // at 32 x 16k). Comparing scores as int32 rank keys (1.4 ms), or two heads per pass (1.6-1.8 ms), was slower.
+    memory.fill(sg, 0, <usize>L << 2);
+    for (let j = 0; j < C; j++) store<i32>(sg + ((<usize>load<i32>(lk + (<usize>j << 2)) + 1) << 2), 1);
+    let id = -1;
+    let p = 0;
+    let best: f32 = -Infinity;
+    for (let i = 0; i < L; i++) {
+      const at = <usize>i << 2;
+      const fresh = load<i32>(sg + at) ^ 1;
+      const raw = load<f32>(sc + at);
+      const v = select<f32>(raw, -Infinity, raw == raw);
+      id += fresh;
+      const better = <bool>fresh | (v > best);
+      best = select<f32>(v, best, better);
+      p = select<i32>(i, p, better);
+      store<i32>(sg + at, id);
+      store<i32>(pv + (<usize>id << 2), p);
+    }
+  }
+}
+
+/** 1 when each head's row of `links` (`[H, C]`) is strictly ascending within [0, L - 2] (core's linkSegments check), else 0. */
+export function screenLinks(links: usize, H: i32, L: i32, C: i32): i32 {
+  let bad: u32 = 0;
+  for (let h = 0; h < H; h++) {
+    let prev = -1;
+    const row = links + ((<usize>h * <usize>C) << 2);
+    for (let j = 0; j < C; j++) {
+      const x = load<i32>(row + (<usize>j << 2));
+      bad |= <u32>(x <= prev) | <u32>(x > L - 2);
+      prev = x;
+    }
+  }
+  return <i32>(bad === 0);
+}
+
+/**
  * Whether a mergeIntoNeighbours plan passes every content check of core's checkPlan (1) or not (0): keep
  * strictly ascending within [0, L), sources within [0, L), counts >= 0, each window with count > 0 inside
  * keep, gates finite.

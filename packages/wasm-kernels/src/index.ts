@@ -1,12 +1,13 @@
 /**
  * @packageDocumentation
- * kvfold's WebAssembly SIMD kernels: `adjacentCosine`, `gather`, `mergeSegments`, `mergeIntoNeighbours`, `topK`
- * and the two merge plans' content checks, written in AssemblyScript (`assembly/kernels.ts`) and committed built
- * (`wasm/kernels.wasm`). They compute what core's TypeScript kernels of the same names compute (adjacentCosine
- * and gather bit for bit, topK the same winners, the two merges in float32 lanes within 1e-5), on tensors that live in a
- * `WebAssembly.Memory` the caller owns: the module imports its memory
- * (`env.memory`) and nothing else, has no data segments, no globals and no allocator, so it
- * never writes outside the arrays it is handed. Every pointer argument is a byte offset into that memory.
+ * kvfold's WebAssembly SIMD kernels: `accumulate`, `adjacentCosine`, `gather`, `mergeSegments`,
+ * `mergeIntoNeighbours`, `topK`, `linkSegments` and the content checks of the two merge plans and of
+ * `linkSegments`' links, written in AssemblyScript (`assembly/kernels.ts`) and committed built
+ * (`wasm/kernels.wasm`). They compute what core's TypeScript kernels of the same names compute (accumulate,
+ * adjacentCosine and gather bit for bit, topK and linkSegments the same integers, the two merges in float32
+ * lanes within 1e-5), on tensors that live in a `WebAssembly.Memory` the caller owns: the module imports its
+ * memory (`env.memory`) and nothing else, has no data segments, no globals and no allocator, so it never
+ * writes outside the arrays it is handed. Every pointer argument is a byte offset into that memory.
  *
  * Used by the reference backend (tensors in a shared memory of its own) and by the tfjs backend (tensors in
  * the tfjs-backend-wasm engine's heap, through custom tfjs kernels). Depends on nothing.
@@ -27,6 +28,12 @@ export interface WasmKernelExports {
   screenSegments(...args: number[]): number;
   /** 1 when a mergeIntoNeighbours plan passes core's content checks, else 0: keep, source, targetStart, targetCount, gate, H, L, K, S. */
   screenNeighbours(...args: number[]): number;
+  /** core's accumulate: `a + b` of `n` float32 elements into `out` (bit-identical). */
+  accumulate(a: number, b: number, out: number, n: number): void;
+  /** core's linkSegments: links `[H, C]`, scores `[H, L]`, segment out `[H, L]`, pivot out `[H, L - C]`, H, L, C. */
+  linkSegments(links: number, scores: number, seg: number, piv: number, H: number, L: number, C: number): void;
+  /** 1 when each head's links `[H, C]` are strictly ascending within [0, L - 2], else 0: links, H, L, C. */
+  screenLinks(links: number, H: number, L: number, C: number): number;
   /** core's topK: scores, out, H, L, from, to, k, then scratch `cand` (int32 `[to - from]`) and `hist` (int32 `[TOPK_HIST_WORDS]`). */
   topK(scores: number, out: number, H: number, L: number, from: number, to: number, k: number, cand: number, hist: number): void;
   /** e^x as mergeSegments's Gaussian weights compute it (within 1 ulp of `Math.exp`; exported for tests). */

@@ -39,7 +39,7 @@ describe('@kvfold/wasm-kernels', () => {
       const imports = WA.Module.imports(kernelModule(kind)).map((i) => `${i.module}.${i.name}:${i.kind}`);
       expect(imports).toEqual(['env.memory:memory']);
       const exported = WA.Module.exports(kernelModule(kind)).map((e) => e.name);
-      expect(exported).toEqual(expect.arrayContaining(['adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours', 'screenSegments', 'screenNeighbours', 'topK', 'gaussianExp']));
+      expect(exported).toEqual(expect.arrayContaining(['accumulate', 'adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours', 'screenSegments', 'screenNeighbours', 'topK', 'linkSegments', 'screenLinks', 'gaussianExp']));
     }
   });
 

@@ -61,6 +61,13 @@ void select_topk_cpu(const float* scores, int32_t* index, int64_t H, int64_t L, 
 void accumulate_select_cpu(const float* scores, const float* attention, float* acc, int32_t* index, int64_t H, int64_t L, int64_t k,
                            int64_t from, int64_t to);
 
+/**
+ * KVMerger's segment plan from its merged links [H, C] (strictly ascending in [0, L - 2]; link i joins slots i and
+ * i + 1): segment [H, L] numbers each head's runs from 0, pivot [H, L - C] holds each run's highest-scored slot
+ * (ties to the lower slot, NaN lowest).
+ */
+void link_segments_cpu(const int32_t* links, const float* scores, int32_t* segment, int32_t* pivot, int64_t H, int64_t L, int64_t C);
+
 /** out[h, j] = in[h, index[h, j]] for every field; out has K slots per head. */
 void gather_slots_cpu(const LayerIn& in, const int32_t* index, int64_t K, const LayerOut& out);
 
@@ -84,6 +91,7 @@ int adjacent_cosine_cuda(const float* keys, float* out, int64_t H, int64_t L, in
 int select_topk_cuda(const float* scores, int32_t* index, int64_t H, int64_t L, int64_t k, int64_t from, int64_t to, void* stream);
 int accumulate_select_cuda(const float* scores, const float* attention, float* acc, int32_t* index, int64_t H, int64_t L, int64_t k,
                            int64_t from, int64_t to, void* stream);
+int link_segments_cuda(const int32_t* links, const float* scores, int32_t* segment, int32_t* pivot, int64_t H, int64_t L, int64_t C, void* stream);
 int gather_slots_cuda(const LayerIn& in, const int32_t* index, int64_t K, const LayerOut& out, void* stream);
 int merge_segments_cuda(const LayerIn& in, const int32_t* segment, const int32_t* pivot, const float* sigma, int64_t O, int value_scale,
                         const LayerOut& out, void* stream);

@@ -379,6 +379,34 @@ int64_t streaming_min_bytes(int64_t bytes) {
   return bytes >= 0 ? stream_min().exchange(bytes, std::memory_order_relaxed) : stream_min().load(std::memory_order_relaxed);
 }
 
+void link_segments_cpu(const int32_t* links, const float* scores, int32_t* segment, int32_t* pivot, int64_t H, int64_t L, int64_t C) {
+  const int64_t M = L - C;
+  for (int64_t h = 0; h < H; ++h) {
+    const int32_t* lk = links + h * C;
+    const float* sc = scores + h * L;
+    int32_t* sg = segment + h * L;
+    int32_t* pv = pivot + h * M;
+    // The segment row first holds the join flags (independent stores); the walk then has no data-dependent
+    // branch (run boundaries fall wherever the links do): the running best moves by selects, and the run's
+    // pivot entry is rewritten at every slot so that it holds the best once the run ends.
+    std::fill(sg, sg + L, 0);
+    for (int64_t j = 0; j < C; ++j) sg[lk[j] + 1] = 1;
+    int32_t id = -1, p = 0;
+    float best = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < L; ++i) {
+      const int32_t fresh = sg[i] ^ 1;
+      const float raw = sc[i];
+      const float v = raw == raw ? raw : -std::numeric_limits<float>::infinity();
+      id += fresh;
+      const bool better = fresh != 0 || v > best;
+      best = better ? v : best;
+      p = better ? static_cast<int32_t>(i) : p;
+      sg[i] = id;
+      pv[id] = p;
+    }
+  }
+}
+
 void gather_slots_cpu(const LayerIn& in, const int32_t* index, int64_t K, const LayerOut& out) {
   for (int64_t h = 0; h < in.H; ++h) gather_slots(in, index, K, out, h, 0, K);
   finish_stream(out);

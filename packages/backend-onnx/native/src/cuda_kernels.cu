@@ -144,6 +144,46 @@ __global__ void select_topk_k(const float* __restrict__ scores, int32_t* __restr
   }
 }
 
+// ----------------------------------------------------------------------------- LinkSegments
+
+/**
+ * One block per head: the join flags in the segment row, an ordered block scan of the run starts numbers the
+ * runs, then each run's best key (atomicMax on order_key) and the lowest slot holding it (atomicMin) give its
+ * pivot. `best` is scratch of [H, L - C] keys.
+ */
+__global__ void link_segments_k(const int32_t* __restrict__ links, const float* __restrict__ scores, int32_t* __restrict__ segment,
+                                int32_t* __restrict__ pivot, uint32_t* __restrict__ best, int64_t L, int64_t C) {
+  const int64_t M = L - C;
+  const int32_t* lk = links + blockIdx.x * C;
+  const float* sc = scores + blockIdx.x * L;
+  int32_t* sg = segment + blockIdx.x * L;
+  int32_t* pv = pivot + blockIdx.x * M;
+  uint32_t* bk = best + blockIdx.x * M;
+  for (int64_t i = threadIdx.x; i < L; i += blockDim.x) sg[i] = 0;
+  for (int64_t o = threadIdx.x; o < M; o += blockDim.x) {
+    bk[o] = 0u;
+    pv[o] = 0x7fffffff;
+  }
+  __syncthreads();
+  for (int64_t j = threadIdx.x; j < C; j += blockDim.x) sg[lk[j] + 1] = 1;
+  __syncthreads();
+  long long carry = 0;
+  for (int64_t base = 0; base < L; base += blockDim.x) {
+    const int64_t i = base + threadIdx.x;
+    const int fresh = i < L ? (sg[i] ^ 1) : 0;
+    int total = 0;
+    const long long before = carry + block_exclusive_scan(fresh, &total);
+    if (i < L) sg[i] = static_cast<int32_t>(before + fresh - 1);
+    carry += total;
+  }
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < L; i += blockDim.x) atomicMax(&bk[sg[i]], order_key(sc[i]));
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < L; i += blockDim.x) {
+    if (order_key(sc[i]) == bk[sg[i]]) atomicMin(&pv[sg[i]], static_cast<int32_t>(i));
+  }
+}
+
 __global__ void add_k(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ c, int64_t n) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) c[i] = a[i] + b[i];
 }
@@ -373,6 +413,18 @@ int accumulate_select_cuda(const float* scores, const float* attention, float* a
   const int e = status();
   if (e) return e;
   return select_topk_cuda(acc, index, H, L, k, from, to, stream);
+}
+
+int link_segments_cuda(const int32_t* links, const float* scores, int32_t* segment, int32_t* pivot, int64_t H, int64_t L, int64_t C, void* stream) {
+  if (H * L == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  uint32_t* best = nullptr;
+  const cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&best), sizeof(uint32_t) * H * (L - C), s);
+  if (e) return static_cast<int>(e);
+  link_segments_k<<<static_cast<unsigned>(H), 1024, 0, s>>>(links, scores, segment, pivot, best, L, C);
+  const int rc = status();
+  cudaFreeAsync(best, s);
+  return rc;
 }
 
 int merge_segments_cuda(const LayerIn& in, const int32_t* segment, const int32_t* pivot, const float* sigma, int64_t O, int value_scale, const LayerOut& out,

@@ -117,6 +117,27 @@ struct SelectTopK {
 };
 
 template <bool Cuda>
+struct LinkSegments {
+  static constexpr const char* kName = "LinkSegments";
+  static constexpr ONNXTensorElementDataType kIn[] = {I32, F32};
+  static constexpr ONNXTensorElementDataType kOut[] = {I32, I32};
+  static bool host_input(size_t) { return false; }
+  LinkSegments(const OrtKernelInfo*) {}
+  void Compute(Ort::KernelContext& ctx) {
+    const auto ls = shape_of(ctx, 0);
+    const auto s = shape_of(ctx, 1);
+    const int64_t C = ls[1], M = s[1] - C;
+    int32_t* segment = ctx.GetOutput(0, {s[0], s[1]}).GetTensorMutableData<int32_t>();
+    int32_t* pivot = ctx.GetOutput(1, {s[0], M}).GetTensorMutableData<int32_t>();
+    const int32_t* links = ctx.GetInput(0).GetTensorData<int32_t>();
+    const float* scores = ctx.GetInput(1).GetTensorData<float>();
+    if constexpr (Cuda) check_cuda(kvfold::link_segments_cuda(links, scores, segment, pivot, s[0], s[1], C, ctx.GetGPUComputeStream()), kName);
+    else
+      for_each_head(ctx, s[0], [&](int64_t h) { kvfold::link_segments_cpu(links + h * C, scores + h * s[1], segment + h * s[1], pivot + h * M, 1, s[1], C); });
+  }
+};
+
+template <bool Cuda>
 struct AccumulateSelect {
   static constexpr const char* kName = "AccumulateSelect";
   static constexpr ONNXTensorElementDataType kIn[] = {F32, F32, I64, I64, I64};
@@ -283,6 +304,7 @@ struct OpSet {
   Op<AdjacentCosine, Cuda> adjacent_cosine;
   Op<SelectTopK, Cuda> select_topk;
   Op<AccumulateSelect, Cuda> accumulate_select;
+  Op<LinkSegments, Cuda> link_segments;
   Op<GatherSlots, Cuda> gather_slots;
   Op<MergeSegments, Cuda> merge_segments;
   Op<MergeIntoNeighbours, Cuda> merge_into_neighbours;
@@ -291,6 +313,7 @@ struct OpSet {
     d.Add(&adjacent_cosine);
     d.Add(&select_topk);
     d.Add(&accumulate_select);
+    d.Add(&link_segments);
     d.Add(&gather_slots);
     d.Add(&merge_segments);
     d.Add(&merge_into_neighbours);

@@ -6,6 +6,7 @@ import { appendKernel } from './append.js';
 import { gatherKernel } from './gather.js';
 import { keyNormsKernel } from './keyNorms.js';
 import { mergeIntoNeighboursKernel } from './mergeIntoNeighbours.js';
+import { linkSegmentsKernel } from './linkSegments.js';
 import { mergeSegmentsKernel } from './mergeSegments.js';
 import { observeKernel } from './observe.js';
 import { topKKernel } from './topK.js';
@@ -17,6 +18,7 @@ export { appendKernel, type AppendCall } from './append.js';
 export { gatherKernel, type GatherCall } from './gather.js';
 export { keyNormsKernel, type KeyNormsCall } from './keyNorms.js';
 export { mergeIntoNeighboursKernel, type MergeIntoNeighboursCall } from './mergeIntoNeighbours.js';
+export { linkSegmentsKernel, segmentHead, type LinkSegmentsCall } from './linkSegments.js';
 export { mergeSegmentsKernel, type MergeSegmentsCall } from './mergeSegments.js';
 export { observeKernel, type ObserveCall } from './observe.js';
 export { topKKernel, checkWindow, selectBest, selectTopFloat32, type TopKCall } from './topK.js';
@@ -34,10 +36,11 @@ export const BUILTIN_KERNELS: readonly AnyKernelDefinition[] = [
   gatherKernel,
   adjacentCosineKernel,
   keyNormsKernel,
+  linkSegmentsKernel,
   mergeSegmentsKernel,
   mergeIntoNeighboursKernel,
   observeKernel,
 ];
 
 /** Names of the built-in kernels: the kernel methods of {@link KVKernels}. */
-export type BuiltinKernel = 'allFinite' | 'append' | 'accumulate' | 'topK' | 'gather' | 'adjacentCosine' | 'keyNorms' | 'mergeSegments' | 'mergeIntoNeighbours' | 'observe';
+export type BuiltinKernel = 'allFinite' | 'append' | 'accumulate' | 'topK' | 'gather' | 'adjacentCosine' | 'keyNorms' | 'linkSegments' | 'mergeSegments' | 'mergeIntoNeighbours' | 'observe';
