@@ -4,6 +4,7 @@ import { createReferenceKernels } from '@kvfold/backend-reference';
 import { f32, i32 } from './util.js';
 
 const k = createReferenceKernels();
+const js = createReferenceKernels({ kernels: 'js' });
 const l: LayerCache<HostTensor> = layerFromHost(k, hostLayer({ heads: 2, length: 3, headDim: 2, keys: new Array(12).fill(1), values: new Array(12).fill(1) }));
 
 /** Run `fn`, expect a kvfold error with `code` whose message contains every fragment. */
@@ -60,6 +61,11 @@ describe('argument validation', () => {
     });
     it('accepts a valid plan', () => {
       expect(k.mergeSegments(l, plan([0, 0, 1, 0, -1, 1], [0, 2, 0, 2])).keys.shape).toEqual([2, 2, 2]);
+    });
+    it('rejects ids that go down and back up to the last output slot (no gap, the right count at the end), on the wasm screen and the TypeScript check', () => {
+      const host = hostLayer({ heads: 1, length: 4, headDim: 2, keys: [1, 0, 0, 1, 1, 1, 2, 0], values: [1, 2, 3, 4, 5, 6, 7, 8] });
+      const p = { segment: i32([1, 4], [0, 1, 0, 1]), pivot: i32([1, 2], [0, 1]), sigma: f32([1, 2], [1, 1]), valueScale: 'count' as const };
+      for (const kv of [k, js]) expectError(() => kv.mergeSegments(layerFromHost(kv, host), p), ErrorCode.Shape, 'plan.segment[0, 2] = 0', 'non-decreasing');
     });
     it('rejects decreasing ids, gaps and ids beyond the pivots', () => {
       expectError(() => k.mergeSegments(l, plan([0, 1, 0, 0, 0, 1], [0, 1, 0, 2])), ErrorCode.Shape, 'plan.segment[0, 2] = 0', 'non-decreasing');
