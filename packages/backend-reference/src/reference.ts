@@ -40,9 +40,9 @@ export interface ReferenceBackendOptions {
    */
   readonly poolBytes?: number;
   /**
-   * `wasm` (default): tensors live in one shared `WebAssembly.Memory` per process and adjacentCosine,
-   * gather, mergeSegments, mergeIntoNeighbours, topK and linkSegments run as WebAssembly (SIMD) kernels on
-   * them in place: adjacentCosine and gather bit-identical to the TypeScript reference (so KVMerger plans the
+   * `wasm` (default): tensors live in one shared `WebAssembly.Memory` per process and accumulate,
+   * adjacentCosine, gather, mergeSegments, mergeIntoNeighbours, topK and linkSegments run as WebAssembly (SIMD)
+   * kernels on them in place: accumulate, adjacentCosine and gather bit-identical to the TypeScript reference (so KVMerger plans the
    * same), topK and linkSegments the same integers, the two merges summed in float32 lanes, within 1e-5 of it
    * (the other kernels, and any call whose arrays are not in that memory, run the TypeScript). `js`: every kernel in plain TypeScript on ordinary typed
    * arrays, float64 accumulation: the ground truth. With `poolBytes: 0` (fresh memory per output) the
@@ -229,7 +229,7 @@ export const referenceBackend: BackendDefinition<ReferenceBackendOptions> = defi
         type: 'string',
         enum: ['wasm', 'js'],
         default: 'wasm',
-        description: 'wasm: WebAssembly SIMD kernels for adjacentCosine, gather, mergeSegments, mergeIntoNeighbours, topK and linkSegments on tensors in a shared WebAssembly.Memory (adjacentCosine and gather bit-identical to the TypeScript, topK and linkSegments the same integers, the two merges in float32 lanes within 1e-5 of it); js: every kernel in plain TypeScript (the ground truth: float64 sums, adjacentCosine in float32 lanes).',
+        description: 'wasm: WebAssembly SIMD kernels for accumulate, adjacentCosine, gather, mergeSegments, mergeIntoNeighbours, topK and linkSegments on tensors in a shared WebAssembly.Memory (accumulate, adjacentCosine and gather bit-identical to the TypeScript, topK and linkSegments the same integers, the two merges in float32 lanes within 1e-5 of it); js: every kernel in plain TypeScript (the ground truth: float64 sums, adjacentCosine in float32 lanes).',
       },
       threads: {
         type: 'integer',

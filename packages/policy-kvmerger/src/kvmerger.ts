@@ -137,31 +137,31 @@ export class KVMergerPolicy implements KVCachePolicy {
     const { heads, headDim } = cacheShape(k, layer);
     const o = this.options;
     const planned = await this.makePlan(k, layer, scores, pass, scratch);
-    if ('segment' in planned) {
-      const { segment, pivot, summary } = planned;
-      try {
-        const sigmaT = uploadRows(k, 'float32', heads, fixedSigmas(heads, summary.outLength, o.sigma.value, scratch));
-        try {
-          return { result: k.mergeSegments({ ...layer, scores }, { segment, pivot, sigma: sigmaT, valueScale: o.valueScale }), plan: summary };
-        } finally {
-          k.dispose(sigmaT);
-        }
-      } finally {
-        k.dispose(segment, pivot);
-      }
+    let segment: T;
+    let pivot: T;
+    let sigma: Float32Array;
+    let plan: PlanSummary;
+    if ('host' in planned) {
+      const host = planned.host;
+      if (isIdentity(host)) return { result: { ...layer, scores }, plan: host };
+      const keys = o.sigma.mode === 'fixed' ? undefined : { data: (await k.toHost(layer.keys)).data, headDim };
+      sigma = planSigmas(host, o.sigma, keys, scratch);
+      segment = uploadRows(k, 'int32', heads, host.segment);
+      pivot = uploadRows(k, 'int32', heads, host.pivot);
+      plan = host;
+    } else {
+      ({ segment, pivot, summary: plan } = planned);
+      sigma = fixedSigmas(heads, plan.outLength, o.sigma.value, scratch);
     }
-    const plan = planned.host;
-    if (isIdentity(plan)) return { result: { ...layer, scores }, plan };
-    const keys = o.sigma.mode === 'fixed' ? undefined : { data: (await k.toHost(layer.keys)).data, headDim };
-    const sigma = planSigmas(plan, o.sigma, keys, scratch);
-    const segmentT = uploadRows(k, 'int32', heads, plan.segment);
-    const pivotT = uploadRows(k, 'int32', heads, plan.pivot);
-    const sigmaT = uploadRows(k, 'float32', heads, sigma);
     try {
-      const result = k.mergeSegments({ ...layer, scores }, { segment: segmentT, pivot: pivotT, sigma: sigmaT, valueScale: o.valueScale });
-      return { result, plan };
+      const sigmaT = uploadRows(k, 'float32', heads, sigma);
+      try {
+        return { result: k.mergeSegments({ ...layer, scores }, { segment, pivot, sigma: sigmaT, valueScale: o.valueScale }), plan };
+      } finally {
+        k.dispose(sigmaT);
+      }
     } finally {
-      k.dispose(segmentT, pivotT, sigmaT);
+      k.dispose(segment, pivot);
     }
   }
 
