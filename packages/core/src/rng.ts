@@ -4,6 +4,12 @@ export interface Rng {
   next(): number;
   /** Uniform integer in [0, n). */
   int(n: number): number;
+  /**
+   * Optional: writes the next `out.length` values `next()` would return, in order, advancing as far (one call
+   * instead of one per value; CaM's merge plan draws once per evicted slot). Callers fall back to `next()`
+   * without it.
+   */
+  fill?(out: Float64Array): void;
   /** A new independent stream derived from this one's seed and `salt` (does not advance this one). */
   fork(salt: number): Rng;
 }
@@ -35,6 +41,17 @@ export function createRng(seed: number): Rng {
       t = Math.imul(t ^ (t >>> 15), t | 1);
       t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
       return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    },
+    fill(out: Float64Array) {
+      // The state in a local: an int32 the optimiser keeps in a register for the whole loop.
+      let st = state[0]!;
+      for (let i = 0; i < out.length; i++) {
+        st = (st + 0x6d2b79f5) | 0;
+        let t = Math.imul(st ^ (st >>> 15), st | 1);
+        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+        out[i] = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+      }
+      state[0] = st;
     },
     int(n: number) {
       return Math.floor(rng.next() * n);

@@ -15,6 +15,21 @@ describe('createRng', () => {
     for (let i = 4; i < 99_999; i++) r.next();
     expect(r.next()).toBe(0.7292314558289945);
   });
+  it('fill writes the values next() would give, in order, and advances as far', () => {
+    const a = createRng(42), b = createRng(42);
+    const head = new Float64Array(3);
+    const rest = new Float64Array(99_996);
+    a.fill!(head);
+    a.fill!(rest);
+    a.fill!(new Float64Array(0));
+    const byNext = Array.from({ length: 99_999 }, () => b.next());
+    expect(Array.from(head)).toEqual(byNext.slice(0, 3));
+    expect(Array.from(head)).toEqual([0.4777817411813885, 0.6772579706739634, 0.5981040478218347]);
+    expect(Array.from(rest)).toEqual(byNext.slice(3));
+    // Both streams stand at the 100,000th draw.
+    expect(a.next()).toBe(0.7292314558289945);
+    expect(b.next()).toBe(0.7292314558289945);
+  });
   it('forks independent streams without advancing the parent', () => {
     const a = createRng(7);
     const f1 = a.fork(1).next();

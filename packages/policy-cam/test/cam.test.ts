@@ -146,6 +146,17 @@ describe('cam: merge plan', () => {
     expect(Array.from(q.probability)).toEqual([0, 1]);
   });
 
+  it('a gate fires only when its draw is below p: a draw equal to p, or p = 0 with a draw of 0, does not fire', () => {
+    // m = 1, keep slot 2 (A = 2): source 0 (A = 1) has p = 1/2, source 1 (A = 0) has p = 0.
+    const p = planNeighbourMerge(Int32Array.from([2]), [[1, 0, 2]], 1, 'bernoulli', scripted([0.5, 0]));
+    expect(Array.from(p.probability)).toEqual([0.5, 0]);
+    expect(Array.from(p.gate)).toEqual([0, 0]);
+    expect(p.open).toBe(0);
+    const q = planNeighbourMerge(Int32Array.from([2]), [[1, 0, 2]], 1, 'bernoulli', scripted([0.4999999999999999, 0]));
+    expect(Array.from(q.gate)).toEqual([1, 0]);
+    expect(q.open).toBe(1);
+  });
+
   it('with fewer than m successors the reference is the mean over the targets that exist', () => {
     // m = 4 but source 1 has a single kept successor (slot 2, A = 4): p = 1 / 4
     const p = planNeighbourMerge(Int32Array.from([0, 2]), [[9, 1, 4]], 4, 'expected', scripted([0.5]));
