@@ -8,7 +8,9 @@
 // Interleaving also costs each backend the state its own previous call left (the other backends' data went
 // through the caches and TLB in between), so its times run higher than the preset's: compare ratios, not ms.
 //   node bench/interleaved.mjs [--backends reference,onnx,tfjs] [--policies h2o,cam,kvmerger] [--lengths 4096,16384] [--reps 15]
-// Backends: reference, reference1 (one thread), tfjs, onnx, onnx1 (one ORT thread), onnx-cached (native
+// Backends: reference, reference1 (one thread), tfjs, tfjs2 (kvfold's kernels on two threads in tfjs-backend-wasm's
+// threaded build, which only starts if no tfjs backend before it in --backends has started tfjs's wasm engine:
+// list it before tfjs), onnx, onnx1 (one ORT thread), onnx-cached (native
 // kernels with non-temporal stores off: `nativeStreamingMinBytes` set above any output before each call), and
 // reference-hostplan, tfjs-hostplan, onnx-hostplan: the same backends with `kernels()` reporting linkSegments as not
 // implemented, so KVMerger makes its segment plan on the host (what it did before the kernel existed).
@@ -34,6 +36,7 @@ const SPECS = {
   reference: ['reference', {}],
   reference1: ['reference', { threads: 1 }],
   tfjs: ['tfjs', {}],
+  tfjs2: ['tfjs', { threads: 2 }],
   onnx: ['onnx', {}],
   onnx1: ['onnx', { threads: 1 }],
   'onnx-cached': ['onnx', {}],

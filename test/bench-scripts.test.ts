@@ -17,11 +17,13 @@ function run(script: string, args: string[]): { ok: boolean; out: string } {
 
 describe('bench/interleaved.mjs', () => {
   it('times every backend on every policy, the first backend as the 1.00x reference', () => {
-    const { ok, out } = run('interleaved.mjs', ['--backends', 'reference,tfjs,onnx', '--policies', 'h2o,kvmerger', '--lengths', '64', '--reps', '2']);
+    const { ok, out } = run('interleaved.mjs', ['--backends', 'reference,tfjs2,tfjs,onnx', '--policies', 'h2o,kvmerger', '--lengths', '64', '--reps', '2']);
     expect(ok, out).toBe(true);
+    // tfjs2 started tfjs-backend-wasm's threaded build (listed before tfjs, nothing had started the engine).
+    expect(out).toMatch(/tfjs2: tfjs 4\.22\.0 on wasm \([^)]*threaded build[^)]*\); kvfold wasm kernels for [^;]* on 2 threads/);
     for (const policy of ['h2o', 'kvmerger']) {
       const rows = out.split('\n').filter((l) => l.startsWith(policy) && l.includes(' median '));
-      expect(rows.map((l) => l.split(/\s+/)[2]), out).toEqual(['reference', 'tfjs', 'onnx']);
+      expect(rows.map((l) => l.split(/\s+/)[2]), out).toEqual(['reference', 'tfjs2', 'tfjs', 'onnx']);
       expect(rows[0]).toContain(' 1.00x reference ');
       for (const row of rows) {
         const ms = Number(/median\s+([\d.]+) ms/.exec(row)?.[1]);
@@ -43,7 +45,7 @@ describe('bench/interleaved.mjs', () => {
   it('refuses an unknown backend and a length out of range, naming the allowed values', () => {
     const backend = run('interleaved.mjs', ['--backends', 'reference,gpu']);
     expect(backend.ok).toBe(false);
-    expect(backend.out).toContain('--backends: unknown backend "gpu"; allowed: reference, reference1, tfjs, onnx, onnx1, onnx-cached, reference-hostplan, tfjs-hostplan, onnx-hostplan');
+    expect(backend.out).toContain('--backends: unknown backend "gpu"; allowed: reference, reference1, tfjs, tfjs2, onnx, onnx1, onnx-cached, reference-hostplan, tfjs-hostplan, onnx-hostplan');
     const length = run('interleaved.mjs', ['--lengths', '1']);
     expect(length.ok).toBe(false);
     expect(length.out).toContain('--lengths: 1 is not an integer in [2, 65536]');

@@ -9,7 +9,7 @@ import { definePlugin } from '@kvfold/core';
 import { referenceBackend } from './reference.js';
 
 export { MAX_REFERENCE_THREADS, WASM_KERNELS, defaultReferenceThreads, createReferenceKernels, referenceBackend, referenceKernelBackend, type ReferenceBackendOptions, type ReferenceKernels } from './reference.js';
-export { THREAD_MIN_BYTES } from './threads.js';
+export { THREAD_MIN_BYTES } from '@kvfold/wasm-kernels';
 export { WasmHeap, WasmPool } from './wasm-heap.js';
 export type { WasmKernelExports } from '@kvfold/wasm-kernels';
 

@@ -22,7 +22,7 @@ import { wasmMergeSegments } from './kernels/mergeSegments.js';
 import { wasmTopK } from './kernels/topK.js';
 import { wasmLinkSegments } from './kernels/linkSegments.js';
 import { wasmAccumulate } from './kernels/accumulate.js';
-import { KernelThreads, THREAD_MIN_BYTES } from './threads.js';
+import { KernelThreads, THREAD_MIN_BYTES } from '@kvfold/wasm-kernels';
 import { WasmPool, wasmHeap, wasmUnavailable } from './wasm-heap.js';
 
 /** A copy (shape and data), so no two owners ever share memory. */

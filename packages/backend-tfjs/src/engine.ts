@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 // Importing registers the engines with tfjs (nothing is initialised until one is selected).
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
+import { threadedWasmStarted } from './wasm/threaded.js';
 import { BackendUnavailableError, type Logger } from '@kvfold/core';
 
 // tfjs's cpu engine prints "Hi, looks like you are running TensorFlow.js in Node.js..." on its first
@@ -75,8 +76,9 @@ async function start(name: TfjsEngine): Promise<boolean> {
 
 async function describeWasm(): Promise<LoadedEngine> {
   const simd = (await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) === true;
-  // Node has no wasm threads in tfjs 4.22 (WASM_HAS_MULTITHREAD_SUPPORT is hard-wired false there).
-  return { engine: 'wasm', simd, detail: `wasm (XNNPACK, SIMD ${simd ? 'on' : 'off'}, 1 thread)` };
+  // tfjs never starts its threaded build in Node (WASM_HAS_MULTITHREAD_SUPPORT is hard-wired false there);
+  // kvfold does when a backend asks for threads (wasm/threaded.ts).
+  return { engine: 'wasm', simd, detail: `wasm (XNNPACK, SIMD ${simd ? 'on' : 'off'}, ${threadedWasmStarted() ? "the threaded build's shared heap, tfjs ops on 1 thread" : '1 thread'})` };
 }
 
 /**

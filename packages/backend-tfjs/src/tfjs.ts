@@ -30,6 +30,8 @@ import { inspectTensor, isTensor } from './screen.js';
 import { wasmAdjacentCosine } from './wasm/adjacentCosine.js';
 import { wasmGather } from './wasm/gather.js';
 import { editableView, engineKernels } from './wasm/heap.js';
+import { useThreadedWasmEngine } from './wasm/threaded.js';
+import { THREAD_MIN_BYTES } from '@kvfold/wasm-kernels';
 import { wasmMergeIntoNeighbours } from './wasm/mergeIntoNeighbours.js';
 import { wasmMergeSegments } from './wasm/mergeSegments.js';
 import { wasmTopK } from './wasm/topK.js';
@@ -58,6 +60,22 @@ export interface TfjsBackendOptions {
    * kernels cannot run in).
    */
   readonly kernels?: TfjsKernelMode;
+  /**
+   * In Node, with the wasm engine and `kernels: 'wasm'`: threads kvfold's kernels split heads over, the
+   * caller's included. Above 1, kvfold starts tfjs-backend-wasm's threaded build as tfjs's `wasm` engine
+   * (tfjs itself never does in Node), whose heap is shared memory, and runs its kernels there as the
+   * reference backend does on its own heap ({@link useThreadedWasmEngine}): this must happen before anything
+   * else starts tfjs's `wasm` engine in the process, and the first backend to start it fixes the count.
+   * Default 1: tfjs's own single-threaded engine. When the threaded build cannot start, the backend logs why
+   * and runs on one thread.
+   */
+  readonly threads?: number;
+  /**
+   * With `threads` above 1: the smallest call (bytes of keys, `heads x length x headDim x 4`) handed to the
+   * workers; smaller calls run on the calling thread. Default {@link THREAD_MIN_BYTES} (4 MiB), as on the
+   * reference backend.
+   */
+  readonly threadMinBytes?: number;
 }
 
 /** What the `kernels` option accepts: see {@link TfjsBackendOptions.kernels}. */
@@ -97,6 +115,20 @@ export const tfjsOptionsSchema: JsonSchema = {
       enum: ['wasm', 'tfjs'],
       default: 'wasm',
       description: "wasm: on tfjs's wasm engine, gather, adjacentCosine, mergeSegments, mergeIntoNeighbours, topK (core's radix selection) and linkSegments run as kvfold's WebAssembly SIMD kernels (custom tfjs kernels, in place on the engine's heap, same results as the reference backend); tfjs: every kernel a tfjs op program (the only mode on other engines).",
+    },
+    threads: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 64,
+      default: 1,
+      description: "Node, wasm engine, kernels 'wasm': threads kvfold's kernels split heads over, the caller included. Above 1 kvfold starts tfjs-backend-wasm's threaded build as tfjs's wasm engine (before anything else starts that engine); if it cannot, one thread and a logged reason.",
+    },
+    threadMinBytes: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 1099511627776,
+      default: THREAD_MIN_BYTES,
+      description: 'With threads above 1: the smallest call (bytes of keys) handed to the workers; smaller calls run on the calling thread (default 4 MiB, as on the reference backend).',
     },
   },
 };
@@ -148,8 +180,13 @@ export async function createTfjsKernels(options?: CreateTfjsKernelsOptions): Pro
  * @throws BackendUnavailableError, ConfigError as {@link createTfjsKernels}.
  */
 export async function tfjsKernelBackend(options?: CreateTfjsKernelsOptions): Promise<KernelBackend<tf.Tensor>> {
-  const { engine: choice, observeBlock, kernels: mode } = checkOptions(options);
+  const { engine: choice, observeBlock, kernels: mode, threads, threadMinBytes } = checkOptions(options);
+  const split = { threads, minBytes: threadMinBytes };
   const logger = options?.logger ?? silentLogger;
+  if (threads > 1 && mode === 'wasm' && (choice === 'wasm' || choice === 'auto')) {
+    const got = await useThreadedWasmEngine(threads);
+    if (got.why !== undefined) logger.warn(`tfjs: kvfold's wasm kernels run on one thread: ${got.why}`, { threads });
+  }
   const loaded = await loadEngine(choice, logger);
   const engine = loaded.engine;
   claimEngine(engine, logger);
@@ -166,16 +203,16 @@ export async function tfjsKernelBackend(options?: CreateTfjsKernelsOptions): Pro
     allFinite,
     append,
     accumulate,
-    topK: wasm ? wasmTopK : topK,
-    gather: wasm ? wasmGather : gather,
-    adjacentCosine: wasm ? wasmAdjacentCosine : adjacentCosine,
+    topK: wasm ? wasmTopK(split) : topK,
+    gather: wasm ? wasmGather(split) : gather,
+    adjacentCosine: wasm ? wasmAdjacentCosine(split) : adjacentCosine,
     keyNorms,
-    mergeSegments: wasm ? wasmMergeSegments : mergeSegments,
-    mergeIntoNeighbours: wasm ? wasmMergeIntoNeighbours : mergeIntoNeighbours,
+    mergeSegments: wasm ? wasmMergeSegments(split) : mergeSegments,
+    mergeIntoNeighbours: wasm ? wasmMergeIntoNeighbours(split) : mergeIntoNeighbours,
     observe: observeKernelFor(observeBlock),
     // No tfjs op program: a segment walk is a sequential scan, which tfjs ops would spell as several
     // cumulative passes. Elsewhere core's reference runs it through the host (and KVMerger plans there itself).
-    ...(wasm ? { linkSegments: wasmLinkSegments } : {}),
+    ...(wasm ? { linkSegments: wasmLinkSegments(split) } : {}),
   };
   // Every kernel first makes this object's engine current (see createTfjsKernels).
   const kernels: Record<string, AnyKernelImplementation> = {};
@@ -190,7 +227,7 @@ export async function tfjsKernelBackend(options?: CreateTfjsKernelsOptions): Pro
   }
   return defineKernelBackend<tf.Tensor>({
     name: 'tfjs',
-    describe: () => `tfjs ${tf.version_core} on ${loaded.detail}${wasm ? `; kvfold wasm kernels for ${TFJS_WASM_KERNELS.join(', ')}` : ''}`,
+    describe: () => `tfjs ${tf.version_core} on ${loaded.detail}${wasm ? `; kvfold wasm kernels for ${TFJS_WASM_KERNELS.join(', ')}${engineKernels(tf.backend()).threadsFor(split) ? ` on ${threads} threads` : ''}` : ''}`,
     inspect: inspectTensor,
     fromHost: (tensor: HostTensor) => {
       on();

@@ -66,9 +66,18 @@ describe('tfjs engines', () => {
     expect(bad).toBeInstanceOf(ConfigError);
     expect(bad.message).toContain('/engine');
     expect(bad.message).toContain('"auto", "wasm", "cpu", "tensorflow"');
-    const extra = await errorOf(createTfjsKernels({ threads: 2 } as never));
+    const extra = await errorOf(createTfjsKernels({ workers: 2 } as never));
     expect(extra).toBeInstanceOf(ConfigError);
-    expect(extra.message).toContain('threads');
+    expect(extra.message).toContain('workers');
+    // Checked before anything starts: no engine is touched by a refused thread count.
+    const none = await errorOf(createTfjsKernels({ threads: 0 }));
+    expect(none).toBeInstanceOf(ConfigError);
+    expect(none.message).toContain('/threads');
+    expect(none.message).toContain('1');
+    const part = await errorOf(createTfjsKernels({ threads: 1.5 }));
+    expect(part.message).toContain('/threads');
+    const minBytes = await errorOf(createTfjsKernels({ threadMinBytes: -1 }));
+    expect(minBytes.message).toContain('/threadMinBytes');
     const small = await errorOf(createTfjsKernels({ observeBlock: 10 }));
     expect(small).toBeInstanceOf(ConfigError);
     expect(small.message).toContain('/observeBlock');
@@ -87,6 +96,8 @@ describe('tfjs registration and config schema', () => {
     const props = (tfjsOptionsSchema as { properties: Record<string, Record<string, unknown>> }).properties;
     expect(props.engine).toMatchObject({ enum: ['auto', 'wasm', 'cpu', 'tensorflow'], default: 'auto' });
     expect(props.observeBlock).toMatchObject({ type: 'integer', minimum: 1024, maximum: 268435456, default: 4194304 });
+    expect(props.threads).toMatchObject({ type: 'integer', minimum: 1, maximum: 64, default: 1 });
+    expect(props.threadMinBytes).toMatchObject({ type: 'integer', minimum: 0, default: 4194304 });
     expect(props.kernels).toMatchObject({ type: 'string', enum: ['wasm', 'tfjs'], default: 'wasm' });
     expect((tfjsOptionsSchema as { additionalProperties: boolean }).additionalProperties).toBe(false);
     expect(tfjsBackend.schema).toBe(tfjsOptionsSchema);
@@ -108,7 +119,7 @@ describe('tfjs registration and config schema', () => {
     }
     expect(composed).toBeInstanceOf(ConfigError);
     expect((composed as Error).message).toContain('/backend/options/observeBlock');
-    expect(kv.validate({ backend: { name: 'tfjs', options: {} }, policy: { name: 'window', budget: 0.5 } }).backend).toEqual({ name: 'tfjs', options: { engine: 'auto', observeBlock: 4194304, kernels: 'wasm' } });
+    expect(kv.validate({ backend: { name: 'tfjs', options: {} }, policy: { name: 'window', budget: 0.5 } }).backend).toEqual({ name: 'tfjs', options: { engine: 'auto', observeBlock: 4194304, kernels: 'wasm', threads: 1, threadMinBytes: 4194304 } });
   });
 
   it('a small observeBlock gives the same attention (it only bounds memory)', async () => {

@@ -1,7 +1,9 @@
 import { createReferenceKernels } from '@kvfold/backend-reference';
+import fc from 'fast-check';
 import * as tf from '@tensorflow/tfjs-core';
-import { hostTensor, type HostLayer, type HostTensor, type KVKernels } from '@kvfold/core';
-import { expectClose, expectLayerClose, layerHost, mulberry32 as rng, randomF32, randomLayer, randomNeighbourPlan, randomSegmentPlan, upload } from '@kvfold/testkit';
+import { expect } from 'vitest';
+import { hostTensor, type HostLayer, type HostTensor, type KVKernels, type LayerCache } from '@kvfold/core';
+import { expectClose, expectLayerClose, layerHost, mulberry32 as rng, randInt, randomF32, randomLayer, randomNeighbourPlan, randomSegmentPlan, upload } from '@kvfold/testkit';
 import { createTfjsKernels, type TfjsBackendOptions, type TfjsKernels } from '../src/index.js';
 
 /** The reference kernels: ground truth. */
@@ -111,3 +113,71 @@ export async function checkAllKernels(k: KVKernels<tf.Tensor>, H: number, L: num
   k.dispose(a.keys, a.values, a.positions, a.counts, a.scores);
 }
 
+/** The bytes of every field, so equality means bit-identical (signs of zeros and NaN payloads included). */
+export function bits(t: HostTensor | HostLayer | LayerCache<HostTensor>): number[][] {
+  const ts = 'keys' in t ? [t.keys, t.values, t.positions, t.counts, t.scores] : [t];
+  return ts.map((x) => [...x.shape, ...new Uint8Array(x.data.buffer, x.data.byteOffset, x.data.byteLength)]);
+}
+
+/** One random case of every kernel kvfold runs in the wasm engine, on kernels `k`, as host results. */
+export async function everyKernel<T>(k: KVKernels<T>, base: HostLayer, r: () => number): Promise<(HostTensor | HostLayer)[]> {
+  const [H, L] = base.scores.shape as [number, number];
+  const layer = upload(k, base);
+  const owned: T[] = [];
+  const put = (t: HostTensor): T => {
+    const x = k.fromHost(t);
+    owned.push(x);
+    return x;
+  };
+  const n = randInt(r, 0, 2 * L);
+  const index = put(hostTensor('int32', [H, n], Array.from({ length: H * n }, () => randInt(r, 0, L - 1))));
+  const sp = randomSegmentPlan(H, L, r, 0.2, 4);
+  const np = randomNeighbourPlan(H, L, randInt(r, 1, L), 4, r);
+  const from = randInt(r, 0, L);
+  const to = randInt(r, from, L);
+  const top = randInt(r, 0, to - from);
+  // A random ascending set of links for linkSegments.
+  const slots = Array.from({ length: Math.max(0, L - 1) }, (_, i) => i).filter(() => r() < 0.5);
+  const count = slots.length > 0 ? randInt(r, 0, slots.length) : 0;
+  const chosen = Array.from({ length: H }, () => slots.slice(0, count)).flat();
+  const linked = k.linkSegments(put(hostTensor('int32', [H, count], chosen)), layer.scores);
+  const results: (T | LayerCache<T>)[] = [
+    linked.segment,
+    linked.pivot,
+    k.topK(layer.scores, top, from, to),
+    k.gather(layer, index),
+    k.adjacentCosine(layer.keys),
+    k.mergeSegments(layer, { segment: put(sp.segment), pivot: put(sp.pivot), sigma: put(sp.sigma), valueScale: 'count' }),
+    k.mergeSegments(layer, { segment: put(sp.segment), pivot: put(sp.pivot), sigma: put(sp.sigma), valueScale: 'none' }),
+    k.mergeIntoNeighbours(layer, { keep: put(np.keep), source: put(np.source), targetStart: put(np.targetStart), targetCount: put(np.targetCount), gate: put(np.gate) }),
+  ];
+  const out: (HostTensor | HostLayer)[] = [];
+  for (const x of results) {
+    if (typeof x === 'object' && x !== null && 'keys' in x) {
+      out.push(await layerHost(k, x));
+      k.dispose(x.keys, x.values, x.positions, x.counts, x.scores);
+    } else {
+      out.push(await k.toHost(x as T));
+      k.dispose(x as T);
+    }
+  }
+  k.dispose(layer.keys, layer.values, layer.positions, layer.counts, layer.scores, ...owned);
+  return out;
+}
+
+/**
+ * Property: on random layers of `H` in `[minHeads, maxHeads]` heads (up to 48 slots, head dims up to 19) and
+ * random plans, every kernel of `k` that kvfold runs in the wasm engine gives the reference backend's bytes.
+ */
+export async function expectReferenceBits(k: KVKernels<tf.Tensor>, minHeads: number, maxHeads: number, numRuns: number): Promise<void> {
+  const dims = fc.record({ H: fc.integer({ min: minHeads, max: maxHeads }), L: fc.integer({ min: 1, max: 48 }), D: fc.integer({ min: 1, max: 19 }), seed: fc.integer() });
+  await fc.assert(
+    fc.asyncProperty(dims, async ({ H, L, D, seed }) => {
+      const base = randomLayer(H, L, D, rng(seed));
+      const got = await everyKernel(k, base, rng(seed + 1));
+      const want = await everyKernel(ref, base, rng(seed + 1));
+      expect(got.map(bits)).toEqual(want.map(bits));
+    }),
+    { numRuns },
+  );
+}

@@ -110,13 +110,18 @@ export const PRESETS: { readonly [K in PresetName]: Record<string, unknown> } = 
             // reference: the wasm kernels on two threads (the default on two cores); reference(threads=1): on one;
             // reference(kernels=js): every kernel in TypeScript (the wasm kernels off), same pooled memory;
             // reference(poolBytes=0): outputs in fresh memory every call (the default allocator's figure; js kernels);
+            // tfjs(threads=2): kvfold's kernels on two threads in tfjs-backend-wasm's threaded build, which kvfold
+            // starts (listed before tfjs, so that the build is tfjs's wasm engine for both rows: it can only replace
+            // an engine nothing has started); tfjs: the default, one thread (on that engine, whose tfjs ops run on
+            // one thread as the stock build's do);
             // tfjs(kernels=tfjs): every kernel a tfjs op program (kvfold's wasm kernels in the engine off);
-            // onnx(threads=1): one ORT thread, like reference(threads=1) and the single-threaded tfjs-wasm row.
+            // onnx(threads=1): one ORT thread, like reference(threads=1) and the single-threaded tfjs row.
             backends: [
               'reference',
               { name: 'reference', options: { threads: 1 } },
               { name: 'reference', options: { kernels: 'js' } },
               { name: 'reference', options: { poolBytes: 0 } },
+              { name: 'tfjs', options: { threads: 2 } },
               'tfjs',
               { name: 'tfjs', options: { kernels: 'tfjs' } },
               'onnx',

@@ -1,5 +1,5 @@
 import { adjacentCosineKernel, type AdjacentCosineCall, type HostTensor, type KernelImplementation } from '@kvfold/core';
-import type { KernelThreads } from '../threads.js';
+import type { KernelThreads } from '@kvfold/wasm-kernels';
 import type { WasmPool } from '../wasm-heap.js';
 
 /**

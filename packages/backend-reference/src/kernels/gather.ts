@@ -1,5 +1,5 @@
 import { gatherKernel, type GatherCall, type HostTensor, type KernelImplementation, type LayerCache } from '@kvfold/core';
-import type { KernelThreads } from '../threads.js';
+import type { KernelThreads } from '@kvfold/wasm-kernels';
 import type { WasmPool } from '../wasm-heap.js';
 import { arraysOf, layerStrides, runLayerKernel } from './layer.js';
 

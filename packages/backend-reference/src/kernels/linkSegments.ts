@@ -1,15 +1,7 @@
 import { linkSegmentsKernel, type HostTensor, type KernelImplementation, type LinkSegmentsCall, type SegmentPlan } from '@kvfold/core';
-import type { KernelThreads } from '../threads.js';
+import { LINK_SEGMENTS_BYTES_PER_SLOT, type KernelThreads } from '@kvfold/wasm-kernels';
 import type { WasmPool } from '../wasm-heap.js';
 import { pointers } from './layer.js';
-
-/**
- * What one slot counts for in {@link KernelThreads.slots}'s threshold (calibrated in bytes of keys that gather
- * and adjacentCosine move), so that the default 4 MiB splits calls from 524,288 slots up. With 32 heads, calls
- * back to back: two threads lost at 4,096 slots a head (0.56 against 0.31 ms), broke even at 8,192 (0.66 / 0.62)
- * and won at 16,384 (0.80 / 1.33).
- */
-export const LINK_SEGMENTS_BYTES_PER_SLOT = 8;
 
 /**
  * linkSegments in wasm: the same integers as core's reference (which runs when an array is not in the heap),

@@ -1,5 +1,5 @@
 import { mergeSegmentsKernel, type HostTensor, type KernelImplementation, type LayerCache, type MergeSegmentsCall } from '@kvfold/core';
-import type { KernelThreads } from '../threads.js';
+import type { KernelThreads } from '@kvfold/wasm-kernels';
 import type { WasmPool } from '../wasm-heap.js';
 import { arraysOf, layerStrides, pointers, runLayerKernel } from './layer.js';
 

@@ -1,18 +1,8 @@
 import { topKKernel, type HostTensor, type KernelImplementation, type TopKCall } from '@kvfold/core';
-import { TOPK_HIST_WORDS } from '@kvfold/wasm-kernels';
-import type { KernelThreads } from '../threads.js';
+import { TOPK_BYTES_PER_SCORE, TOPK_HIST_WORDS } from '@kvfold/wasm-kernels';
+import type { KernelThreads } from '@kvfold/wasm-kernels';
 import type { WasmPool } from '../wasm-heap.js';
 import { pointers } from './layer.js';
-
-/**
- * What one score of the window counts for in {@link KernelThreads.slots}'s threshold (calibrated in bytes of
- * keys that gather and adjacentCosine move): topK spends several such bytes per score (four passes, one
- * scalar histogram update). Measured on the 2-core machine with 32 heads, calls back to back: two threads
- * broke even at about 3072 scores per head (0.23 ms on one thread) and won 1.5x at 6144 and 1.7x at 12288,
- * so the default 4 MiB splits calls from 65536 scores up. Between other work (an H2O prefill) the worker
- * is often asleep when topK starts and the gain is smaller (about 1.1x at 32 x 12288).
- */
-export const TOPK_BYTES_PER_SCORE = 64;
 
 /**
  * topK in wasm SIMD: core's radix selection (a selection, so the result is exactly the reference's, which

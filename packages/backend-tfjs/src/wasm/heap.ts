@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { HostTensor } from '@kvfold/core';
-import { instantiateKernels, type KernelMemory, type WasmKernelExports } from '@kvfold/wasm-kernels';
+import { instantiateKernels, kernelModule, KernelThreads, THREAD_MIN_BYTES, type KernelMemory, type SplitKernel, type ThreadHeap, type WasmKernelExports } from '@kvfold/wasm-kernels';
 
 /**
  * kvfold's wasm kernels inside the tfjs-backend-wasm engine, the way TensorFlow.js composes a backend: one
@@ -43,6 +43,20 @@ export interface EngineKernels {
   readonly engine: WasmEngine;
   /** The @kvfold/wasm-kernels exports, over the engine's memory. */
   readonly kernels: WasmKernelExports;
+  /**
+   * Worker threads for calls that ask for `count` threads (the caller's included), one set per count, made on
+   * first use; undefined for one thread, or when the heap is not shared memory (tfjs's own single-threaded
+   * engine: only the threaded build that {@link useThreadedWasmEngine} starts has a shared heap).
+   */
+  threadsFor(split: Split): KernelThreads | undefined;
+}
+
+/** How a kvfold tfjs backend splits its kernels: threads (the caller's included) and the smallest call split. */
+export interface Split {
+  /** Threads, the caller's included (1: no split). */
+  readonly threads: number;
+  /** Smallest call handed to the workers, in bytes of keys ({@link KernelThreads}' `minBytes`). */
+  readonly minBytes: number;
 }
 
 const byEngine = new WeakMap<object, EngineKernels>();
@@ -68,10 +82,64 @@ export function engineKernels(backend: object): EngineKernels {
     const memory = memoryOf(backend);
     if (!memory) throw new Error("this tfjs 'wasm' backend does not expose its WebAssembly.Memory, malloc and tensor offsets as tfjs-backend-wasm 4.x does");
     const kind = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer ? 'shared' : 'unshared';
-    k = { engine: backend as WasmEngine, kernels: instantiateKernels(memory, kind) };
+    const engine = backend as WasmEngine;
+    const kernels = instantiateKernels(memory, kind);
+    const sets = new Map<string, KernelThreads>();
+    const heap = kind === 'shared' ? threadHeap(engine, memory, kernels) : undefined;
+    const threadsFor = ({ threads, minBytes }: Split): KernelThreads | undefined => {
+      if (!heap || !(threads > 1)) return undefined;
+      const key = `${threads}:${minBytes}`;
+      let t = sets.get(key);
+      if (!t) {
+        t = new KernelThreads(heap, threads, minBytes);
+        sets.set(key, t);
+      }
+      return t;
+    };
+    k = { engine, kernels, threadsFor };
     byEngine.set(backend, k);
   }
   return k;
+}
+
+/** The engine's shared heap as {@link KernelThreads} uses it (the control block comes from the engine's `malloc`). */
+function threadHeap(engine: WasmEngine, memory: KernelMemory, kernels: WasmKernelExports): ThreadHeap {
+  const alloc = <A extends Int32Array | Float64Array>(make: new (b: ArrayBufferLike, at: number, n: number) => A, bytes: number, n: number): A | undefined => {
+    const p = engine.wasm._malloc(Math.max(8, n * bytes)) >>> 0;
+    return p === 0 ? undefined : new make(memory.buffer, p, n);
+  };
+  return {
+    module: kernelModule('shared'),
+    sharedMemory: memory,
+    kernels,
+    scratch32: (n) => alloc(Int32Array, 4, n),
+    scratch64: (n) => alloc(Float64Array, 8, n),
+    release: (...arrays) => {
+      for (const a of arrays) if (a) engine.wasm._free(a.byteOffset);
+    },
+  };
+}
+
+/** Bytes per head of each field of a layer of `M` slots (keys, values, positions, counts, scores), for {@link runSplit}. */
+export function layerStrides(M: number, D: number): number[] {
+  return [M * D * 4, M * D * 4, M * 4, M * 4, M * 4];
+}
+
+/**
+ * Run wasm kernel `name` on `args` (`args[hIndex]` heads), split by heads over `split.threads` threads when the
+ * engine's heap is shared and the call is large enough (`bytes`, as {@link KernelThreads.slots} counts them), each pointer
+ * argument advancing by `strides[i]` bytes per head; each thread gets its own scratch blocks of the
+ * `perThread` byte sizes, appended to its arguments. Every head is computed by the same code as on one
+ * thread, so the result is bit-identical.
+ */
+export function runSplit(ek: EngineKernels, split: Split, name: SplitKernel, args: number[], strides: number[], hIndex: number, bytes: number, perThread: readonly number[]): void {
+  const pool = ek.threadsFor(split);
+  const slots = pool ? pool.slots(args[hIndex]!, bytes) : 1;
+  withScratch(ek.engine, Array.from({ length: slots }, () => perThread).flat(), (pointers) => {
+    const scratch = Array.from({ length: slots }, (_, t) => pointers.slice(t * perThread.length, (t + 1) * perThread.length));
+    if (pool) pool.run(name, args, strides, hIndex, scratch);
+    else (ek.kernels[name] as (...a: number[]) => void)(...args, ...scratch[0]!);
+  });
 }
 
 /** Heap byte offset of a tensor of `engine` (tfjs moves tensors of other engines in before a kernel runs). */
@@ -150,4 +218,12 @@ export function layerOutputs(engine: WasmEngine, H: number, M: number, D: number
 export function layerOf(out: tf.Tensor[]): { keys: tf.Tensor; values: tf.Tensor; positions: tf.Tensor; counts: tf.Tensor; scores: tf.Tensor } {
   const [keys, values, positions, counts, scores] = out as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
   return { keys, values, positions, counts, scores };
+}
+
+/** The split a kvfold tfjs backend passes to its kernels (attrs `threads`, `minBytes`; one thread when absent). */
+export function threadsOf(attrs: tf.NamedAttrMap): Split {
+  return {
+    threads: typeof attrs.threads === 'number' ? attrs.threads : 1,
+    minBytes: typeof attrs.minBytes === 'number' ? attrs.minBytes : THREAD_MIN_BYTES,
+  };
 }

@@ -1,6 +1,26 @@
 import { Worker } from 'node:worker_threads';
-import type { WasmKernelExports } from '@kvfold/wasm-kernels';
-import type { WasmHeap } from './wasm-heap.js';
+import type { WasmKernelExports } from './index.js';
+
+/**
+ * What {@link KernelThreads} needs of a heap: the compiled kernels module and the shared memory its tensors
+ * live in (workers instantiate the module over it), the kernels instantiated over that memory on this
+ * thread, and scratch arrays in it for the control block. The reference backend's own heap and tfjs's
+ * threaded wasm engine (whose heap is a `SharedArrayBuffer`) both provide it.
+ */
+export interface ThreadHeap {
+  /** The compiled shared-memory kernels module ({@link kernelModule}`('shared')`). */
+  readonly module: object;
+  /** The shared `WebAssembly.Memory` every pointer refers to. */
+  readonly sharedMemory: object;
+  /** The kernels instantiated over {@link sharedMemory} on this thread. */
+  readonly kernels: WasmKernelExports;
+  /** An int32 array of `n` elements in the memory, or undefined when it is full. */
+  scratch32(n: number): Int32Array | undefined;
+  /** A float64 array of `n` elements in the memory, or undefined when it is full. */
+  scratch64(n: number): Float64Array | undefined;
+  /** Give back arrays from {@link scratch32} / {@link scratch64}. */
+  release(...arrays: (Int32Array | Float64Array | undefined)[]): void;
+}
 
 /** The wasm kernels that can be split by heads, in the order the worker looks them up by number. */
 const SPLIT_KERNELS = ['adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours', 'topK', 'linkSegments'] as const satisfies readonly (keyof WasmKernelExports)[];
@@ -83,8 +103,25 @@ for (;;) {
 export const THREAD_MIN_BYTES = 4 << 20;
 
 /**
- * The workers of one thread count in this process (the heap is per process, so they are too): shared by
- * every backend handle with that count, started with the first call a handle splits, stopped when the last
+ * What one score of the window counts for in {@link KernelThreads.slots}'s threshold (calibrated in bytes of
+ * keys that gather and adjacentCosine move): topK spends several such bytes per score (four passes, one
+ * scalar histogram update). Measured on the 2-core machine with 32 heads, calls back to back: two threads
+ * broke even at about 3072 scores per head (0.23 ms on one thread) and won 1.5x at 6144 and 1.7x at 12288,
+ * so the default 4 MiB splits calls from 65536 scores up. Between other work (an H2O prefill) the worker
+ * is often asleep when topK starts and the gain is smaller (about 1.1x at 32 x 12288).
+ */
+export const TOPK_BYTES_PER_SCORE = 64;
+
+/**
+ * What one slot counts for in {@link KernelThreads.slots}'s threshold (calibrated in bytes of keys that gather
+ * and adjacentCosine move), so that the default 4 MiB splits calls from 524,288 slots up. With 32 heads, calls
+ * back to back: two threads lost at 4,096 slots a head (0.56 against 0.31 ms), broke even at 8,192 (0.66 / 0.62)
+ * and won at 16,384 (0.80 / 1.33).
+ */
+export const LINK_SEGMENTS_BYTES_PER_SLOT = 8;
+
+/**
+ * The workers of one thread count over one heap: shared by every backend handle with that heap and count, started with the first call a handle splits, stopped when the last
  * handle closes or is garbage collected. Calls never interleave (the API is synchronous on the thread
  * that owns the heap), so one control block serves them all.
  */
@@ -98,7 +135,7 @@ class WorkerPool {
   off = false;
 
   constructor(
-    private readonly heap: WasmHeap,
+    readonly heap: ThreadHeap,
     readonly count: number,
   ) {}
 
@@ -199,24 +236,36 @@ class WorkerPool {
   }
 }
 
-const pools = new Map<number, WorkerPool>();
+/** Pools by heap memory, then by thread count. */
+const pools = new WeakMap<object, Map<number, WorkerPool>>();
+
+/** The pools over `heap`'s memory. */
+function poolsOf(heap: ThreadHeap): Map<number, WorkerPool> {
+  let m = pools.get(heap.sharedMemory);
+  if (!m) {
+    m = new Map();
+    pools.set(heap.sharedMemory, m);
+  }
+  return m;
+}
 
 /** One handle fewer on `pool`; the last one stops it. */
 function release(pool: WorkerPool): void {
   if (--pool.refs > 0) return;
   pool.stop();
-  if (pools.get(pool.count) === pool) pools.delete(pool.count);
+  const m = poolsOf(pool.heap);
+  if (m.get(pool.count) === pool) m.delete(pool.count);
 }
 
 const finalizer = new FinalizationRegistry<WorkerPool>(release);
 
 /**
- * Worker threads that run the reference backend's wasm kernels together with the calling thread, split by
+ * Worker threads that run the wasm kernels together with the calling thread, split by
  * heads: the tensors are head-major (`[H, L, D]`, `[H, L]`), so a range of heads is the same kernel on offset
  * pointers and a smaller `H`, and every head is computed by the same code as on one thread, so results are
  * bit-identical. The API stays synchronous: the caller posts a job in a control block in the shared heap,
  * claims chunks of heads itself, and waits (`Atomics.wait`) only for chunks a worker has already taken.
- * The workers are shared by every backend of the process with the same thread count, start with the first
+ * The workers are shared by every backend handle over the same heap with the same thread count, start with the first
  * call that is split, are unref'd (they never keep the process alive), and stop when the last backend using
  * them calls {@link close} or is garbage collected.
  */
@@ -228,16 +277,17 @@ export class KernelThreads {
 
   /** `count` threads over `heap` (`count - 1` shared workers; 1 uses none) for calls of at least `minBytes` bytes of keys. */
   constructor(
-    private readonly heap: WasmHeap,
+    private readonly heap: ThreadHeap,
     count: number,
     private readonly minBytes = THREAD_MIN_BYTES,
   ) {
     this.count = count;
     if (count <= 1) return;
-    let pool = pools.get(count);
+    const m = poolsOf(heap);
+    let pool = m.get(count);
     if (!pool || pool.off) {
       pool = new WorkerPool(heap, count);
-      pools.set(count, pool);
+      m.set(count, pool);
     }
     pool.refs++;
     this.pool = pool;
