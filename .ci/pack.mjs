@@ -157,6 +157,18 @@ const tjsSnippets = [...byFile.values()].filter((s) => usesTjs(s.file));
 runSnippets(project, plainSnippets);
 say(`${plainSnippets.length} documentation snippets ran and printed what the docs show`);
 
+// 4b. The tfjs backend's threads from the installed package: its pthread worker file ships, and resolves its tfjs
+// dependency from there (Node then runs tfjs-backend-wasm's threaded build, and kvfold's kernels on two threads).
+const threadCheck = [
+  "import { createTfjsKernels } from '@kvfold/backend-tfjs';",
+  "const k = await createTfjsKernels({ engine: 'wasm', threads: 2, logger: { debug() {}, info() {}, warn: (m) => console.log('warn:', m), error: (m) => console.log('error:', m) } });",
+  'console.log(k.describe());',
+].join('\n');
+writeFileSync(join(project, 'threads.mjs'), `${threadCheck}\n`);
+const threads = run('node', ['threads.mjs'], project, 'the tfjs backend with threads: 2');
+if (!threads.stdout.includes("the threaded build's shared heap") || !threads.stdout.includes('on 2 threads')) fail('the installed tfjs backend with threads: 2 did not run on the threaded build', threads.stdout);
+say('the installed tfjs backend with threads: 2 starts tfjs-backend-wasm\'s threaded build and splits its kernels over two threads');
+
 // 5. The command line.
 const help = run('npx', ['kvfold', '--help'], project, 'npx kvfold --help');
 if (!help.stdout.includes('Usage: kvfold') || !help.stdout.includes('demo')) fail('npx kvfold --help printed no usage', help.stdout);
