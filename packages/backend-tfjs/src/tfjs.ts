@@ -64,10 +64,10 @@ export interface TfjsBackendOptions {
    * In Node, with the wasm engine and `kernels: 'wasm'`: threads kvfold's kernels split heads over, the
    * caller's included. Above 1, kvfold starts tfjs-backend-wasm's threaded build as tfjs's `wasm` engine
    * (tfjs itself never does in Node), whose heap is shared memory, and runs its kernels there as the
-   * reference backend does on its own heap ({@link useThreadedWasmEngine}): this must happen before anything
-   * else starts tfjs's `wasm` engine in the process, and the first backend to start it fixes the count.
-   * Default 1: tfjs's own single-threaded engine. When the threaded build cannot start, the backend logs why
-   * and runs on one thread.
+   * reference backend does on its own heap (`src/wasm/threaded.ts`): this must happen before anything
+   * else starts tfjs's `wasm` engine in the process; backends created after it share the engine, each with
+   * its own count. Default 1: tfjs's own single-threaded engine. When the threaded build cannot start, the
+   * backend logs why and runs on one thread.
    */
   readonly threads?: number;
   /**

@@ -23,7 +23,7 @@ export interface ThreadHeap {
 }
 
 /** The wasm kernels that can be split by heads, in the order the worker looks them up by number. */
-const SPLIT_KERNELS = ['adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours', 'topK', 'linkSegments'] as const satisfies readonly (keyof WasmKernelExports)[];
+export const SPLIT_KERNELS = ['adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours', 'topK', 'linkSegments'] as const satisfies readonly (keyof WasmKernelExports)[];
 
 /** A wasm kernel that {@link KernelThreads.run} can split by heads. */
 export type SplitKernel = (typeof SPLIT_KERNELS)[number];
