@@ -24,6 +24,8 @@ import { BackendWasm, setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 let started = false;
 /** The start in progress, so concurrent callers share one. */
 let starting: Promise<ThreadedWasm> | undefined;
+/** Why the build failed to start, once it has: a later call does not load it again. */
+let failed: ThreadedWasm | undefined;
 
 /** What {@link useThreadedWasmEngine} achieved. */
 export interface ThreadedWasm {
@@ -58,6 +60,7 @@ export function threadedWasmStarted(): boolean {
 export function useThreadedWasmEngine(threads: number): Promise<ThreadedWasm> {
   if (!(threads > 1)) return Promise.resolve({ threads: 1, why: 'one thread asked for' });
   if (started) return Promise.resolve({ threads });
+  if (failed) return Promise.resolve(failed);
   starting ??= start().finally(() => {
     starting = undefined;
   });
@@ -103,7 +106,8 @@ async function start(): Promise<ThreadedWasm> {
       clearTimeout(timer);
     }
   } catch (e) {
-    return { threads: 1, why: `tfjs-backend-wasm's threaded build failed to start: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}` };
+    failed = { threads: 1, why: `tfjs-backend-wasm's threaded build failed to start: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}` };
+    return failed;
   }
   if (typeof SharedArrayBuffer === 'undefined' || !(module.wasmMemory.buffer instanceof SharedArrayBuffer)) return { threads: 1, why: "the threaded build's heap is not a SharedArrayBuffer" };
   // Something may have started the wasm engine while the build loaded.
@@ -119,7 +123,7 @@ async function start(): Promise<ThreadedWasm> {
   };
   // tfjs's own ops on one thread: kvfold's kernels split over kvfold's workers, which stay asleep between calls.
   setThreadsCount(1);
-  tf.removeBackend('wasm');
+  if (tf.findBackendFactory('wasm') !== null) tf.removeBackend('wasm');
   // Priority 2, as tfjs-backend-wasm registers its own.
   tf.registerBackend('wasm', () => new BackendWasm(module as unknown as ConstructorParameters<typeof BackendWasm>[0]), 2);
   started = true;
