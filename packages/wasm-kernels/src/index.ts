@@ -171,4 +171,4 @@ export function unsharedMemoryImport(bytes: Uint8Array): Uint8Array {
   throw new Error('kernels.wasm: no env.memory import');
 }
 
-export { KernelThreads, LINK_SEGMENTS_BYTES_PER_SLOT, SPLIT_KERNELS, THREAD_MIN_BYTES, TOPK_BYTES_PER_SCORE, type SplitKernel, type ThreadHeap } from './threads.js';
+export { HEAD_SPLITS, KernelThreads, LINK_SEGMENTS_BYTES_PER_SLOT, SPLIT_KERNELS, THREAD_MIN_BYTES, TOPK_BYTES_PER_SCORE, type HeadSplit, type SplitKernel, type ThreadHeap } from './threads.js';

@@ -120,6 +120,45 @@ export const TOPK_BYTES_PER_SCORE = 64;
  */
 export const LINK_SEGMENTS_BYTES_PER_SLOT = 8;
 
+/** How a split kernel's arguments advance per head: bytes per head of each argument (0 for scalars), and which argument is the head count. */
+export interface HeadSplit {
+  /** Bytes per head of each argument before the per-thread scratch, in the kernel's argument order. */
+  readonly strides: readonly number[];
+  /** Index of the argument that holds the number of heads. */
+  readonly hIndex: number;
+}
+
+/** Bytes per head of each array of a layer of `M` slots (keys, values, positions, counts, scores). */
+function layerStrides(M: number, D: number): number[] {
+  return [M * D * 4, M * D * 4, M * 4, M * 4, M * 4];
+}
+
+/**
+ * Each split kernel's {@link HeadSplit}, for its arguments in `assembly/kernels.ts`' order (a layer is its
+ * five arrays keys, values, positions, counts, scores): one table that every backend splitting calls by
+ * heads uses, so an argument list and its strides are written down once.
+ */
+export const HEAD_SPLITS = {
+  /** keys, out, H, L, D. */
+  adjacentCosine: (L: number, D: number): HeadSplit => ({ strides: [L * D * 4, Math.max(0, L - 1) * 4, 0, 0, 0], hIndex: 2 }),
+  /** layer (5), index, H, L, D, k, output layer (5). */
+  gather: (L: number, D: number, k: number): HeadSplit => ({ strides: [...layerStrides(L, D), k * 4, 0, 0, 0, 0, ...layerStrides(k, D)], hIndex: 6 }),
+  /** layer (5), segment, pivot, sigma, H, L, D, M, byCount, output layer (5), run starts, run ends. */
+  mergeSegments: (L: number, D: number, M: number): HeadSplit => ({
+    strides: [...layerStrides(L, D), L * 4, M * 4, M * 4, 0, 0, 0, 0, 0, ...layerStrides(M, D), M * 4, M * 4],
+    hIndex: 8,
+  }),
+  /** layer (5), keep, source, targetStart, targetCount, gate, H, L, D, K, S, output layer (5). */
+  mergeIntoNeighbours: (L: number, D: number, K: number, S: number): HeadSplit => ({
+    strides: [...layerStrides(L, D), K * 4, S * 4, S * 4, S * 4, S * 4, 0, 0, 0, 0, 0, ...layerStrides(K, D)],
+    hIndex: 10,
+  }),
+  /** scores, out, H, L, from, to, k. */
+  topK: (L: number, k: number): HeadSplit => ({ strides: [L * 4, k * 4, 0, 0, 0, 0, 0], hIndex: 2 }),
+  /** links, scores, segment, pivot, H, L, C. */
+  linkSegments: (L: number, C: number): HeadSplit => ({ strides: [C * 4, L * 4, L * 4, (L - C) * 4, 0, 0, 0], hIndex: 4 }),
+} as const satisfies Record<SplitKernel, (...dims: number[]) => HeadSplit>;
+
 /**
  * The workers of one thread count over one heap: shared by every backend handle with that heap and count, started with the first call a handle splits, stopped when the last
  * handle closes or is garbage collected. Calls never interleave (the API is synchronous on the thread
@@ -305,10 +344,10 @@ export class KernelThreads {
 
   /**
    * Run `kernel` on `args` (its arguments up to its scratch, with `args[hIndex]` the number of heads), each
-   * pointer argument advancing by `strides[i]` bytes per head (0 for scalars), with `scratch[t]` appended
-   * as the scratch of thread `t`. `scratch.length` is what {@link slots} returned; 1 runs it here, as one call.
+   * pointer argument advancing by `strides[i]` bytes per head (0 for scalars; {@link HEAD_SPLITS} has each
+   * kernel's), with `scratch[t]` appended as the scratch of thread `t`. `scratch.length` is what {@link slots} returned; 1 runs it here, as one call.
    */
-  run(kernel: SplitKernel, args: readonly number[], strides: readonly number[], hIndex: number, scratch: readonly (readonly number[])[]): void {
+  run(kernel: SplitKernel, args: readonly number[], { strides, hIndex }: HeadSplit, scratch: readonly (readonly number[])[]): void {
     const fn = this.heap.kernels[kernel] as (...a: number[]) => void;
     if (scratch.length <= 1 || !this.pool || this.pool.off) {
       fn(...args, ...(scratch[0] ?? []));

@@ -1,5 +1,5 @@
 import { adjacentCosineKernel, type AdjacentCosineCall, type HostTensor, type KernelImplementation } from '@kvfold/core';
-import type { KernelThreads } from '@kvfold/wasm-kernels';
+import { HEAD_SPLITS, type KernelThreads } from '@kvfold/wasm-kernels';
 import type { WasmPool } from '../wasm-heap.js';
 
 /**
@@ -17,7 +17,7 @@ export function wasmAdjacentCosine(pool: WasmPool, threads: KernelThreads): Kern
         const o = pool.heap.pointer(out);
         if (o >= 0) {
           const slots = threads.slots(H, H * L * D * 4);
-          threads.run('adjacentCosine', [k, o, H, L, D], [L * D * 4, M * 4, 0, 0, 0], 2, Array.from({ length: slots }, () => []));
+          threads.run('adjacentCosine', [k, o, H, L, D], HEAD_SPLITS.adjacentCosine(L, D), Array.from({ length: slots }, () => []));
           return { dtype: 'float32', shape: [H, M], data: out };
         }
         pool.release(out);

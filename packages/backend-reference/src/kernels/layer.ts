@@ -20,11 +20,6 @@ export function pointers(heap: WasmHeap, arrays: readonly (Float32Array | Int32A
   return out;
 }
 
-/** Bytes per head of each array of a layer of `M` slots (keys, values, positions, counts, scores), for `KernelThreads.run`. */
-export function layerStrides(M: number, D: number): number[] {
-  return [M * D * 4, M * D * 4, M * 4, M * 4, M * 4];
-}
-
 /** A new layer of `M` slots per head from `pool` (contents unspecified). */
 export function allocLayer(pool: WasmPool, H: number, M: number, D: number): LayerArrays {
   return [pool.float32(H * M * D), pool.float32(H * M * D), pool.int32(H * M), pool.int32(H * M), pool.float32(H * M)];

@@ -1,5 +1,5 @@
 import { linkSegmentsKernel, type HostTensor, type KernelImplementation, type LinkSegmentsCall, type SegmentPlan } from '@kvfold/core';
-import { LINK_SEGMENTS_BYTES_PER_SLOT, type KernelThreads } from '@kvfold/wasm-kernels';
+import { HEAD_SPLITS, LINK_SEGMENTS_BYTES_PER_SLOT, type KernelThreads } from '@kvfold/wasm-kernels';
 import type { WasmPool } from '../wasm-heap.js';
 import { pointers } from './layer.js';
 
@@ -27,7 +27,7 @@ export function wasmLinkSegments(pool: WasmPool, threads: KernelThreads): Kernel
         return linkSegmentsKernel.reference(call, pool);
       }
       const slots = threads.slots(H, H * L * LINK_SEGMENTS_BYTES_PER_SLOT);
-      threads.run('linkSegments', [...p, H, L, C], [C * 4, L * 4, L * 4, M * 4, 0, 0, 0], 4, Array.from({ length: slots }, () => []));
+      threads.run('linkSegments', [...p, H, L, C], HEAD_SPLITS.linkSegments(L, C), Array.from({ length: slots }, () => []));
       return { segment: { dtype: 'int32', shape: [H, L], data: segment }, pivot: { dtype: 'int32', shape: [H, M], data: pivot } };
     },
   };

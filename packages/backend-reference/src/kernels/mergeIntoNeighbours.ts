@@ -1,7 +1,7 @@
 import { mergeIntoNeighboursKernel, type HostTensor, type KernelImplementation, type LayerCache, type MergeIntoNeighboursCall } from '@kvfold/core';
-import type { KernelThreads } from '@kvfold/wasm-kernels';
+import { HEAD_SPLITS, type KernelThreads } from '@kvfold/wasm-kernels';
 import type { WasmPool } from '../wasm-heap.js';
-import { arraysOf, layerStrides, pointers, runLayerKernel } from './layer.js';
+import { arraysOf, pointers, runLayerKernel } from './layer.js';
 
 /**
  * mergeIntoNeighbours (CaM) in wasm SIMD, float32 lanes within 1e-5 of core's float64 reference (which runs when
@@ -30,9 +30,8 @@ export function wasmMergeIntoNeighbours(pool: WasmPool, threads: KernelThreads):
         if (!own) return mergeIntoNeighboursKernel.reference(call, pool);
         const inputs = [...arraysOf(call.layer), ...[plan.keep, plan.source, plan.targetStart, plan.targetCount].map((t) => t.data as Int32Array), plan.gate.data as Float32Array];
         const out = runLayerKernel(pool, inputs, H, K, D, (i, o) => {
-          const strides = [...layerStrides(L, D), K * 4, S * 4, S * 4, S * 4, S * 4, 0, 0, 0, 0, 0, ...layerStrides(K, D)];
           const scratch = Array.from({ length: slots }, (_, t) => own.slice(5 * t, 5 * t + 5));
-          threads.run('mergeIntoNeighbours', [...i, H, L, D, K, S, ...o], strides, 10, scratch);
+          threads.run('mergeIntoNeighbours', [...i, H, L, D, K, S, ...o], HEAD_SPLITS.mergeIntoNeighbours(L, D, K, S), scratch);
         });
         return out ?? mergeIntoNeighboursKernel.reference(call, pool);
       } finally {

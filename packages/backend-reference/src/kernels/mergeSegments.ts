@@ -1,7 +1,7 @@
 import { mergeSegmentsKernel, type HostTensor, type KernelImplementation, type LayerCache, type MergeSegmentsCall } from '@kvfold/core';
-import type { KernelThreads } from '@kvfold/wasm-kernels';
+import { HEAD_SPLITS, type KernelThreads } from '@kvfold/wasm-kernels';
 import type { WasmPool } from '../wasm-heap.js';
-import { arraysOf, layerStrides, pointers, runLayerKernel } from './layer.js';
+import { arraysOf, pointers, runLayerKernel } from './layer.js';
 
 /**
  * mergeSegments (KVMerger) in wasm SIMD, float32 lanes within 1e-5 of core's float64 reference (which runs when
@@ -35,9 +35,8 @@ export function wasmMergeSegments(pool: WasmPool, threads: KernelThreads): Kerne
         const { segment, pivot, sigma } = call.plan;
         const inputs = [...arraysOf(call.layer), segment.data as Int32Array, pivot.data as Int32Array, sigma.data as Float32Array];
         const out = runLayerKernel(pool, inputs, H, M, D, (i, o) => {
-          const strides = [...layerStrides(L, D), L * 4, M * 4, M * 4, 0, 0, 0, 0, 0, ...layerStrides(M, D), M * 4, M * 4];
           const scratch = Array.from({ length: slots }, (_, t) => own.slice(3 * t, 3 * t + 3));
-          threads.run('mergeSegments', [...i, H, L, D, M, call.byCount ? 1 : 0, ...o, ...shared], strides, 8, scratch);
+          threads.run('mergeSegments', [...i, H, L, D, M, call.byCount ? 1 : 0, ...o, ...shared], HEAD_SPLITS.mergeSegments(L, D, M), scratch);
         });
         return out ?? mergeSegmentsKernel.reference(call, pool);
       } finally {

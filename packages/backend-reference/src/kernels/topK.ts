@@ -1,6 +1,5 @@
 import { topKKernel, type HostTensor, type KernelImplementation, type TopKCall } from '@kvfold/core';
-import { TOPK_BYTES_PER_SCORE, TOPK_HIST_WORDS } from '@kvfold/wasm-kernels';
-import type { KernelThreads } from '@kvfold/wasm-kernels';
+import { HEAD_SPLITS, TOPK_BYTES_PER_SCORE, TOPK_HIST_WORDS, type KernelThreads } from '@kvfold/wasm-kernels';
 import type { WasmPool } from '../wasm-heap.js';
 import { pointers } from './layer.js';
 
@@ -30,7 +29,7 @@ export function wasmTopK(pool: WasmPool, threads: KernelThreads): KernelImplemen
           return topKKernel.reference(call, pool);
         }
         const scratch = Array.from({ length: slots }, (_, t) => own.slice(2 * t, 2 * t + 2));
-        threads.run('topK', [s, o, H, L, from, to, k], [L * 4, k * 4, 0, 0, 0, 0, 0], 2, scratch);
+        threads.run('topK', [s, o, H, L, from, to, k], HEAD_SPLITS.topK(L, k), scratch);
         return { dtype: 'int32', shape: [H, k], data: out };
       } finally {
         heap.release(...perThread);

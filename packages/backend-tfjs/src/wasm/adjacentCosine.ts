@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { AdjacentCosineCall, KernelImplementation } from '@kvfold/core';
 import { adjacentCosine as composite } from '../kernels/adjacentCosine.js';
+import { HEAD_SPLITS } from '@kvfold/wasm-kernels';
 import { offsetOf, registerWasmKernel, runSplit, threadsOf, type Split } from './heap.js';
 
 /** The tfjs kernel: input `keys [H, L, D]`; output the cosine of each slot with the next, `[H, L - 1]`. */
@@ -11,7 +12,7 @@ registerWasmKernel(KVFOLD_ADJACENT_COSINE, (ek, inputs, attrs) => {
   const keys = inputs.keys!;
   const [H, L, D] = keys.shape as [number, number, number];
   const out = engine.makeOutput([H, L - 1], 'float32');
-  runSplit(ek, threadsOf(attrs), 'adjacentCosine', [offsetOf(engine, keys), offsetOf(engine, out), H, L, D], [L * D * 4, (L - 1) * 4, 0, 0, 0], 2, H * L * D * 4, []);
+  runSplit(ek, threadsOf(attrs), 'adjacentCosine', [offsetOf(engine, keys), offsetOf(engine, out), H, L, D], HEAD_SPLITS.adjacentCosine(L, D), H * L * D * 4, []);
   return out;
 });
 

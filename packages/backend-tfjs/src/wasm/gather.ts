@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { gatherKernel, type GatherCall, type KernelImplementation, type LayerCache } from '@kvfold/core';
 import { gather as composite } from '../kernels/gather.js';
-import { engineKernels, heapView, layerOf, layerOutputs, layerStrides, offsetOf, registerWasmKernel, runSplit, threadsOf, type Split } from './heap.js';
+import { HEAD_SPLITS } from '@kvfold/wasm-kernels';
+import { engineKernels, heapView, layerOf, layerOutputs, offsetOf, registerWasmKernel, runSplit, threadsOf, type Split } from './heap.js';
 
 /** The tfjs kernel: inputs `keys, values, positions, counts, scores, index`; attr `k`; outputs the five gathered fields. */
 export const KVFOLD_GATHER = 'KvfoldGather';
@@ -14,7 +15,7 @@ registerWasmKernel(KVFOLD_GATHER, (ek, inputs, attrs) => {
   const out = layerOutputs(engine, H, k, D);
   const at = (t: tf.TensorInfo): number => offsetOf(engine, t);
   const args = [at(keys!), at(values!), at(positions!), at(counts!), at(scores!), at(index!), H, L, D, k, ...out.map(at)];
-  runSplit(ek, threadsOf(attrs), 'gather', args, [...layerStrides(L, D), k * 4, 0, 0, 0, 0, ...layerStrides(k, D)], 6, H * L * D * 4, []);
+  runSplit(ek, threadsOf(attrs), 'gather', args, HEAD_SPLITS.gather(L, D, k), H * L * D * 4, []);
   return out;
 });
 

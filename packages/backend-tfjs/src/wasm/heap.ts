@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { HostTensor } from '@kvfold/core';
-import { instantiateKernels, kernelModule, KernelThreads, THREAD_MIN_BYTES, type KernelMemory, type SplitKernel, type ThreadHeap, type WasmKernelExports } from '@kvfold/wasm-kernels';
+import { instantiateKernels, kernelModule, KernelThreads, THREAD_MIN_BYTES, type HeadSplit, type KernelMemory, type SplitKernel, type ThreadHeap, type WasmKernelExports } from '@kvfold/wasm-kernels';
 
 /**
  * kvfold's wasm kernels inside the tfjs-backend-wasm engine, the way TensorFlow.js composes a backend: one
@@ -44,8 +44,8 @@ export interface EngineKernels {
   /** The @kvfold/wasm-kernels exports, over the engine's memory. */
   readonly kernels: WasmKernelExports;
   /**
-   * Worker threads for calls that ask for `count` threads (the caller's included), one set per count, made on
-   * first use; undefined for one thread, or when the heap is not shared memory (tfjs's own single-threaded
+   * Worker threads for calls split as `split` (one set per thread count and threshold, made on first use);
+   * undefined for one thread, or when the heap is not shared memory (tfjs's own single-threaded
    * engine: only the threaded build that {@link useThreadedWasmEngine} starts has a shared heap).
    */
   threadsFor(split: Split): KernelThreads | undefined;
@@ -120,24 +120,19 @@ function threadHeap(engine: WasmEngine, memory: KernelMemory, kernels: WasmKerne
   };
 }
 
-/** Bytes per head of each field of a layer of `M` slots (keys, values, positions, counts, scores), for {@link runSplit}. */
-export function layerStrides(M: number, D: number): number[] {
-  return [M * D * 4, M * D * 4, M * 4, M * 4, M * 4];
-}
-
 /**
- * Run wasm kernel `name` on `args` (`args[hIndex]` heads), split by heads over `split.threads` threads when the
- * engine's heap is shared and the call is large enough (`bytes`, as {@link KernelThreads.slots} counts them), each pointer
- * argument advancing by `strides[i]` bytes per head; each thread gets its own scratch blocks of the
+ * Run wasm kernel `name` on `args`, split by heads (`layout`, the kernel's entry in `HEAD_SPLITS`) over
+ * `split.threads` threads when the engine's heap is shared and the call is large enough (`bytes`, as
+ * {@link KernelThreads.slots} counts them); each thread gets its own scratch blocks of the
  * `perThread` byte sizes, appended to its arguments. Every head is computed by the same code as on one
  * thread, so the result is bit-identical.
  */
-export function runSplit(ek: EngineKernels, split: Split, name: SplitKernel, args: number[], strides: number[], hIndex: number, bytes: number, perThread: readonly number[]): void {
+export function runSplit(ek: EngineKernels, split: Split, name: SplitKernel, args: number[], layout: HeadSplit, bytes: number, perThread: readonly number[]): void {
   const pool = ek.threadsFor(split);
-  const slots = pool ? pool.slots(args[hIndex]!, bytes) : 1;
+  const slots = pool ? pool.slots(args[layout.hIndex]!, bytes) : 1;
   withScratch(ek.engine, Array.from({ length: slots }, () => perThread).flat(), (pointers) => {
     const scratch = Array.from({ length: slots }, (_, t) => pointers.slice(t * perThread.length, (t + 1) * perThread.length));
-    if (pool) pool.run(name, args, strides, hIndex, scratch);
+    if (pool) pool.run(name, args, layout, scratch);
     else (ek.kernels[name] as (...a: number[]) => void)(...args, ...scratch[0]!);
   });
 }

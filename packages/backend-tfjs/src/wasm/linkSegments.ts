@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { linkSegmentsKernel, type KernelImplementation, type LinkSegmentsCall, type SegmentPlan } from '@kvfold/core';
-import { LINK_SEGMENTS_BYTES_PER_SLOT } from '@kvfold/wasm-kernels';
+import { HEAD_SPLITS, LINK_SEGMENTS_BYTES_PER_SLOT } from '@kvfold/wasm-kernels';
 import { engineKernels, offsetOf, offsetsIn, registerWasmKernel, runSplit, threadsOf, type Split } from './heap.js';
 
 /** The tfjs kernel: inputs `links [H, C]`, `scores [H, L]`; outputs int32 `segment [H, L]` and `pivot [H, L - C]`. */
@@ -14,7 +14,7 @@ registerWasmKernel(KVFOLD_LINK_SEGMENTS, (ek, inputs, attrs) => {
   const segment = engine.makeOutput([H, L], 'int32');
   const pivot = engine.makeOutput([H, L - C], 'int32');
   const args = [offsetOf(engine, links!), offsetOf(engine, scores!), offsetOf(engine, segment), offsetOf(engine, pivot), H, L, C];
-  runSplit(ek, threadsOf(attrs), 'linkSegments', args, [C * 4, L * 4, L * 4, (L - C) * 4, 0, 0, 0], 4, H * L * LINK_SEGMENTS_BYTES_PER_SLOT, []);
+  runSplit(ek, threadsOf(attrs), 'linkSegments', args, HEAD_SPLITS.linkSegments(L, C), H * L * LINK_SEGMENTS_BYTES_PER_SLOT, []);
   return [segment, pivot];
 });
 

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { mergeIntoNeighbours as composite } from '../kernels/mergeIntoNeighbours.js';
-import { engineKernels, layerOf, layerOutputs, layerStrides, offsetOf, offsetsIn, registerWasmKernel, runSplit, threadsOf, type Split } from './heap.js';
+import { HEAD_SPLITS } from '@kvfold/wasm-kernels';
+import { engineKernels, layerOf, layerOutputs, offsetOf, offsetsIn, registerWasmKernel, runSplit, threadsOf, type Split } from './heap.js';
 
 /**
  * The tfjs kernel: inputs `keys, values, positions, counts, scores, keep, source, targetStart, targetCount,
@@ -17,10 +18,9 @@ registerWasmKernel(KVFOLD_MERGE_INTO_NEIGHBOURS, (ek, inputs, attrs) => {
   const out = layerOutputs(engine, H, K, D);
   const at = (t: tf.TensorInfo): number => offsetOf(engine, t);
   const ins = [keys!, values!, positions!, counts!, scores!, keep!, source!, targetStart!, targetCount!, gate!].map(at);
-  const strides = [...layerStrides(L, D), K * 4, S * 4, S * 4, S * 4, S * 4, 0, 0, 0, 0, 0, ...layerStrides(K, D)];
   // Per thread: sources in window order, block starts and fill per kept slot, and the forward / backward block
   // sums (float32, at most K slots wide: a window never leaves the kept set), as the reference kernel uses.
-  runSplit(ek, threadsOf(attrs), 'mergeIntoNeighbours', [...ins, H, L, D, K, S, ...out.map(at)], strides, 10, H * L * D * 4, [S * 4, (K + 1) * 4, (K + 1) * 4, K * D * 4, K * D * 4]);
+  runSplit(ek, threadsOf(attrs), 'mergeIntoNeighbours', [...ins, H, L, D, K, S, ...out.map(at)], HEAD_SPLITS.mergeIntoNeighbours(L, D, K, S), H * L * D * 4, [S * 4, (K + 1) * 4, (K + 1) * 4, K * D * 4, K * D * 4]);
   return out;
 });
 

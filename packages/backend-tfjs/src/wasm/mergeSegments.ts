@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelImplementation, LayerCache, MergeSegmentsCall } from '@kvfold/core';
 import { mergeSegments as composite } from '../kernels/mergeSegments.js';
-import { engineKernels, layerOf, layerOutputs, layerStrides, offsetOf, offsetsIn, registerWasmKernel, runSplit, threadsOf, withScratch, type Split } from './heap.js';
+import { HEAD_SPLITS } from '@kvfold/wasm-kernels';
+import { engineKernels, layerOf, layerOutputs, offsetOf, offsetsIn, registerWasmKernel, runSplit, threadsOf, withScratch, type Split } from './heap.js';
 
 /**
  * The tfjs kernel: inputs `keys, values, positions, counts, scores, segment, pivot, sigma`; attrs
@@ -19,9 +20,8 @@ registerWasmKernel(KVFOLD_MERGE_SEGMENTS, (ek, inputs, attrs) => {
     const out = layerOutputs(engine, H, M, D);
     const at = (t: tf.TensorInfo): number => offsetOf(engine, t);
     const ins = [keys!, values!, positions!, counts!, scores!, segment!, pivot!, sigma!].map(at);
-    const strides = [...layerStrides(L, D), L * 4, M * 4, M * 4, 0, 0, 0, 0, 0, ...layerStrides(M, D), M * 4, M * 4];
     // Per thread: one head's member rows and weights (float64).
-    runSplit(ek, threadsOf(attrs), 'mergeSegments', [...ins, H, L, D, M, attrs.byCount ? 1 : 0, ...out.map(at), start!, end!], strides, 8, H * L * D * 4, [L * 4, L * 8, L * 8]);
+    runSplit(ek, threadsOf(attrs), 'mergeSegments', [...ins, H, L, D, M, attrs.byCount ? 1 : 0, ...out.map(at), start!, end!], HEAD_SPLITS.mergeSegments(L, D, M), H * L * D * 4, [L * 4, L * 8, L * 8]);
     return out;
   });
 });

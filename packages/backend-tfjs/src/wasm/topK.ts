@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelImplementation, TopKCall } from '@kvfold/core';
-import { TOPK_BYTES_PER_SCORE, TOPK_HIST_WORDS } from '@kvfold/wasm-kernels';
+import { HEAD_SPLITS, TOPK_BYTES_PER_SCORE, TOPK_HIST_WORDS } from '@kvfold/wasm-kernels';
 import { topK as composite } from '../kernels/topK.js';
 import { offsetOf, registerWasmKernel, runSplit, threadsOf, type Split } from './heap.js';
 
@@ -16,7 +16,7 @@ registerWasmKernel(KVFOLD_TOP_K, (ek, inputs, attrs) => {
   const to = attrs.to as number;
   const out = engine.makeOutput([H, k], 'int32');
   // Per thread: one head's keys, and the histograms with the shuffle table.
-  runSplit(ek, threadsOf(attrs), 'topK', [offsetOf(engine, scores), offsetOf(engine, out), H, L, from, to, k], [L * 4, k * 4, 0, 0, 0, 0, 0], 2, H * (to - from) * TOPK_BYTES_PER_SCORE, [(to - from) * 4, TOPK_HIST_WORDS * 4]);
+  runSplit(ek, threadsOf(attrs), 'topK', [offsetOf(engine, scores), offsetOf(engine, out), H, L, from, to, k], HEAD_SPLITS.topK(L, k), H * (to - from) * TOPK_BYTES_PER_SCORE, [(to - from) * 4, TOPK_HIST_WORDS * 4]);
   return out;
 });
 
