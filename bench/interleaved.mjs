@@ -12,8 +12,10 @@
 // threaded build, which only starts if no tfjs backend before it in --backends has started tfjs's wasm engine:
 // list it before tfjs), onnx, onnx1 (one ORT thread), onnx-cached (native
 // kernels with non-temporal stores off: `nativeStreamingMinBytes` set above any output before each call), and
-// reference-hostplan, tfjs-hostplan, onnx-hostplan: the same backends with `kernels()` reporting linkSegments as not
-// implemented, so KVMerger makes its segment plan on the host (what it did before the kernel existed).
+// reference-unfused, tfjs-unfused: the same backends with `kernels()` reporting mergeSimilar as not implemented, so
+// KVMerger runs its chain of kernels (cosines, topK, linkSegments, mergeSegments) with the link mask on the host,
+// as before that kernel existed; reference-hostplan, tfjs-hostplan, onnx-hostplan: mergeSimilar and linkSegments
+// both reported as not implemented, so KVMerger makes its segment plan on the host (as before linkSegments existed).
 // Build first (pnpm build; `build:native` for the native onnx kernels). Prints one row per backend with the
 // median, its ratio to the first backend's median, and "x floor" (copy bandwidth measured in the process).
 import { createKVFold, measureCopyBandwidth } from '../packages/bench/dist/index.js';
@@ -40,15 +42,17 @@ const SPECS = {
   onnx: ['onnx', {}],
   onnx1: ['onnx', { threads: 1 }],
   'onnx-cached': ['onnx', {}],
-  'reference-hostplan': ['reference', {}, true],
-  'tfjs-hostplan': ['tfjs', {}, true],
-  'onnx-hostplan': ['onnx', {}, true],
+  'reference-unfused': ['reference', {}, ['mergeSimilar']],
+  'tfjs-unfused': ['tfjs', {}, ['mergeSimilar']],
+  'reference-hostplan': ['reference', {}, ['mergeSimilar', 'linkSegments']],
+  'tfjs-hostplan': ['tfjs', {}, ['mergeSimilar', 'linkSegments']],
+  'onnx-hostplan': ['onnx', {}, ['mergeSimilar', 'linkSegments']],
 };
 
-/** `kernels` whose `kernels()` reports linkSegments as running the reference: KVMerger then plans on the host. */
-function hostPlanned(kernels) {
+/** `kernels` whose `kernels()` reports the kernels `names` as running the reference: KVMerger then does not call them. */
+function hiding(kernels, names) {
   const hidden = Object.create(kernels);
-  hidden.kernels = () => kernels.kernels().map((i) => (i.name === 'linkSegments' ? { ...i, runs: 'reference' } : i));
+  hidden.kernels = () => kernels.kernels().map((i) => (names.includes(i.name) ? { ...i, runs: 'reference' } : i));
   return hidden;
 }
 for (const b of backendNames) if (!SPECS[b]) throw new Error(`--backends: unknown backend "${b}"; allowed: ${Object.keys(SPECS).join(', ')}`);
@@ -58,9 +62,9 @@ const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const kv = await createKVFold({});
 const backends = [];
 for (const name of backendNames) {
-  const [backend, options, hostPlan] = SPECS[name];
+  const [backend, options, hidden] = SPECS[name];
   const bound = await kv.backend(backend, options);
-  const kernels = hostPlan ? hostPlanned(bound) : bound;
+  const kernels = hidden ? hiding(bound, hidden) : bound;
   // The streaming threshold is process-wide: remember the default and set it before every call.
   const streaming = kernels.nativeStreamingMinBytes?.();
   if (name === 'onnx-cached' && streaming === undefined) throw new Error('onnx-cached needs the native onnx kernels (pnpm --filter @kvfold/backend-onnx build:native)');

@@ -35,17 +35,17 @@ describe('bench/interleaved.mjs', () => {
     }
   });
 
-  it('times KVMerger with the segment plan made by the backend and on the host (the -hostplan backends)', () => {
-    const { ok, out } = run('interleaved.mjs', ['--backends', 'reference,reference-hostplan,tfjs-hostplan', '--policies', 'kvmerger', '--lengths', '64', '--reps', '2']);
+  it('times KVMerger fused, unfused (-unfused) and with the segment plan on the host (-hostplan)', () => {
+    const { ok, out } = run('interleaved.mjs', ['--backends', 'reference,reference-unfused,reference-hostplan,tfjs-unfused,tfjs-hostplan', '--policies', 'kvmerger', '--lengths', '64', '--reps', '2']);
     expect(ok, out).toBe(true);
     const rows = out.split('\n').filter((l) => l.startsWith('kvmerger') && l.includes(' median '));
-    expect(rows.map((l) => l.split(/\s+/)[2]), out).toEqual(['reference', 'reference-hostplan', 'tfjs-hostplan']);
+    expect(rows.map((l) => l.split(/\s+/)[2]), out).toEqual(['reference', 'reference-unfused', 'reference-hostplan', 'tfjs-unfused', 'tfjs-hostplan']);
   });
 
   it('refuses an unknown backend and a length out of range, naming the allowed values', () => {
     const backend = run('interleaved.mjs', ['--backends', 'reference,gpu']);
     expect(backend.ok).toBe(false);
-    expect(backend.out).toContain('--backends: unknown backend "gpu"; allowed: reference, reference1, tfjs, tfjs2, onnx, onnx1, onnx-cached, reference-hostplan, tfjs-hostplan, onnx-hostplan');
+    expect(backend.out).toContain('--backends: unknown backend "gpu"; allowed: reference, reference1, tfjs, tfjs2, onnx, onnx1, onnx-cached, reference-unfused, tfjs-unfused, reference-hostplan, tfjs-hostplan, onnx-hostplan');
     const length = run('interleaved.mjs', ['--lengths', '1']);
     expect(length.ok).toBe(false);
     expect(length.out).toContain('--lengths: 1 is not an integer in [2, 65536]');

@@ -21,6 +21,7 @@ import { wasmMergeIntoNeighbours } from './kernels/mergeIntoNeighbours.js';
 import { wasmMergeSegments } from './kernels/mergeSegments.js';
 import { wasmTopK } from './kernels/topK.js';
 import { wasmLinkSegments } from './kernels/linkSegments.js';
+import { wasmMergeSimilar } from './kernels/mergeSimilar.js';
 import { wasmAccumulate } from './kernels/accumulate.js';
 import { KernelThreads, THREAD_MIN_BYTES } from '@kvfold/wasm-kernels';
 import { WasmPool, wasmHeap, wasmUnavailable } from './wasm-heap.js';
@@ -41,9 +42,9 @@ export interface ReferenceBackendOptions {
   readonly poolBytes?: number;
   /**
    * `wasm` (default): tensors live in one shared `WebAssembly.Memory` per process and accumulate,
-   * adjacentCosine, gather, mergeSegments, mergeIntoNeighbours, topK and linkSegments run as WebAssembly (SIMD)
+   * adjacentCosine, gather, mergeSegments, mergeIntoNeighbours, topK, linkSegments and mergeSimilar run as WebAssembly (SIMD)
    * kernels on them in place: accumulate, adjacentCosine and gather bit-identical to the TypeScript reference (so KVMerger plans the
-   * same), topK and linkSegments the same integers, the two merges summed in float32 lanes, within 1e-5 of it
+   * same), topK and linkSegments the same integers, the merges summed in float32 lanes, within 1e-5 of it
    * (the other kernels, and any call whose arrays are not in that memory, run the TypeScript). `js`: every kernel in plain TypeScript on ordinary typed
    * arrays, float64 accumulation: the ground truth. With `poolBytes: 0` (fresh memory per output) the
    * backend runs `js`.
@@ -94,7 +95,7 @@ function checkOptions(o: ReferenceBackendOptions): void {
 }
 
 /** The names of the kernels the wasm mode implements. */
-export const WASM_KERNELS = ['accumulate', 'adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours', 'topK', 'linkSegments'] as const;
+export const WASM_KERNELS = ['accumulate', 'adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours', 'topK', 'linkSegments', 'mergeSimilar'] as const;
 
 /**
  * What a value is to the reference backend: a well-formed host tensor (float32 or int32 typed array that
@@ -179,6 +180,7 @@ export function referenceKernelBackend(options: ReferenceBackendOptions = {}): K
             mergeIntoNeighbours: wasmMergeIntoNeighbours(wasm, threads),
             topK: wasmTopK(wasm, threads),
             linkSegments: wasmLinkSegments(wasm, threads),
+            mergeSimilar: wasmMergeSimilar(wasm, threads),
           },
         }
       : {}),
@@ -229,7 +231,7 @@ export const referenceBackend: BackendDefinition<ReferenceBackendOptions> = defi
         type: 'string',
         enum: ['wasm', 'js'],
         default: 'wasm',
-        description: 'wasm: WebAssembly SIMD kernels for accumulate, adjacentCosine, gather, mergeSegments, mergeIntoNeighbours, topK and linkSegments on tensors in a shared WebAssembly.Memory (accumulate, adjacentCosine and gather bit-identical to the TypeScript, topK and linkSegments the same integers, the two merges in float32 lanes within 1e-5 of it); js: every kernel in plain TypeScript (the ground truth: float64 sums, adjacentCosine in float32 lanes).',
+        description: 'wasm: WebAssembly SIMD kernels for accumulate, adjacentCosine, gather, mergeSegments, mergeIntoNeighbours, topK, linkSegments and mergeSimilar on tensors in a shared WebAssembly.Memory (accumulate, adjacentCosine and gather bit-identical to the TypeScript, topK and linkSegments the same integers, the merges in float32 lanes within 1e-5 of it); js: every kernel in plain TypeScript (the ground truth: float64 sums, adjacentCosine in float32 lanes).',
       },
       threads: {
         type: 'integer',

@@ -36,6 +36,7 @@ import { wasmMergeIntoNeighbours } from './wasm/mergeIntoNeighbours.js';
 import { wasmMergeSegments } from './wasm/mergeSegments.js';
 import { wasmTopK } from './wasm/topK.js';
 import { wasmLinkSegments } from './wasm/linkSegments.js';
+import { wasmMergeSimilar } from './wasm/mergeSimilar.js';
 
 /** Options of the tfjs backend (JSON Schema: {@link tfjsOptionsSchema}). */
 export interface TfjsBackendOptions {
@@ -51,11 +52,11 @@ export interface TfjsBackendOptions {
   readonly observeBlock?: number;
   /**
    * `wasm` (default): on the wasm engine, gather, adjacentCosine, mergeSegments, mergeIntoNeighbours,
-   * topK and linkSegments run as kvfold's own WebAssembly SIMD kernels (@kvfold/wasm-kernels, bit-identical
+   * topK, linkSegments and mergeSimilar run as kvfold's own WebAssembly SIMD kernels (@kvfold/wasm-kernels, bit-identical
    * to the reference backend; topK is core's radix selection), registered as custom tfjs kernels of the `wasm` backend
    * and run in place on the engine's heap ({@link TFJS_WASM_KERNELS}); the other kernels, and every
-   * kernel on other engines, are tfjs op programs (linkSegments, which has none, runs core's reference
-   * through the host there). `tfjs`: every
+   * kernel on other engines, are tfjs op programs (linkSegments and mergeSimilar, which have none, run core's
+   * reference through the host there; KVMerger does not call them there). `tfjs`: every
    * kernel a tfjs op program on every engine (what ran before; kept to compare and for engines kvfold's
    * kernels cannot run in).
    */
@@ -85,7 +86,7 @@ export type TfjsKernelMode = 'wasm' | 'tfjs';
  * The kernels that run as kvfold's own kernels in the wasm engine's heap in `kernels: 'wasm'` mode: the
  * @kvfold/wasm-kernels SIMD kernels (topK: core's radix selection), on the tensors where they lie.
  */
-export const TFJS_WASM_KERNELS = ['topK', 'gather', 'adjacentCosine', 'mergeSegments', 'mergeIntoNeighbours', 'linkSegments'] as const;
+export const TFJS_WASM_KERNELS = ['topK', 'gather', 'adjacentCosine', 'mergeSegments', 'mergeIntoNeighbours', 'linkSegments', 'mergeSimilar'] as const;
 
 /** Options of {@link createTfjsKernels}: the backend options plus where to report the engine chosen. */
 export interface CreateTfjsKernelsOptions extends TfjsBackendOptions {
@@ -114,7 +115,7 @@ export const tfjsOptionsSchema: JsonSchema = {
       type: 'string',
       enum: ['wasm', 'tfjs'],
       default: 'wasm',
-      description: "wasm: on tfjs's wasm engine, gather, adjacentCosine, mergeSegments, mergeIntoNeighbours, topK (core's radix selection) and linkSegments run as kvfold's WebAssembly SIMD kernels (custom tfjs kernels, in place on the engine's heap, same results as the reference backend); tfjs: every kernel a tfjs op program (the only mode on other engines).",
+      description: "wasm: on tfjs's wasm engine, gather, adjacentCosine, mergeSegments, mergeIntoNeighbours, topK (core's radix selection), linkSegments and mergeSimilar run as kvfold's WebAssembly SIMD kernels (custom tfjs kernels, in place on the engine's heap, same results as the reference backend); tfjs: every kernel a tfjs op program (the only mode on other engines).",
     },
     threads: {
       type: 'integer',
@@ -212,7 +213,7 @@ export async function tfjsKernelBackend(options?: CreateTfjsKernelsOptions): Pro
     observe: observeKernelFor(observeBlock),
     // No tfjs op program: a segment walk is a sequential scan, which tfjs ops would spell as several
     // cumulative passes. Elsewhere core's reference runs it through the host (and KVMerger plans there itself).
-    ...(wasm ? { linkSegments: wasmLinkSegments(split) } : {}),
+    ...(wasm ? { linkSegments: wasmLinkSegments(split), mergeSimilar: wasmMergeSimilar(split) } : {}),
   };
   // Every kernel first makes this object's engine current (see createTfjsKernels).
   const kernels: Record<string, AnyKernelImplementation> = {};

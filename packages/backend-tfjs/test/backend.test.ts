@@ -27,7 +27,7 @@ describe('tfjs engines', () => {
     expect(k.backend).toBe('tfjs');
     expect(k.simd).toBe(true);
     expect(k.kernelMode).toBe('wasm');
-    expect(k.describe()).toBe(`tfjs ${tf.version_core} on wasm (XNNPACK, SIMD on, 1 thread); kvfold wasm kernels for topK, gather, adjacentCosine, mergeSegments, mergeIntoNeighbours, linkSegments`);
+    expect(k.describe()).toBe(`tfjs ${tf.version_core} on wasm (XNNPACK, SIMD on, 1 thread); kvfold wasm kernels for topK, gather, adjacentCosine, mergeSegments, mergeIntoNeighbours, linkSegments, mergeSimilar`);
     expect(logger.lines.some((l) => l.startsWith('info: tfjs backend: wasm'))).toBe(true);
   });
 

@@ -141,7 +141,14 @@ export async function everyKernel<T>(k: KVKernels<T>, base: HostLayer, r: () => 
   const count = slots.length > 0 ? randInt(r, 0, slots.length) : 0;
   const chosen = Array.from({ length: H }, () => slots.slice(0, count)).flat();
   const linked = k.linkSegments(put(hostTensor('int32', [H, count], chosen)), layer.scores);
+  // mergeSimilar on random protected slots (repeats allowed), counts, floors and bandwidths.
+  const P = randInt(r, 0, Math.min(L, 6));
+  const protect = put(hostTensor('int32', [H, P], Array.from({ length: H * P }, () => randInt(r, 0, L - 1))));
+  const similar = k.mergeSimilar(layer, { protect, count: randInt(r, 0, Math.max(0, L - 1)), minSimilarity: r() * 1.5 - 1, sigma: 0.05 + 3 * r(), valueScale: r() < 0.5 ? 'count' : 'none' });
   const results: (T | LayerCache<T>)[] = [
+    similar.layer,
+    similar.lowest,
+    similar.eligible,
     linked.segment,
     linked.pivot,
     k.topK(layer.scores, top, from, to),

@@ -58,10 +58,15 @@ interface Decisions {
   readonly segments: number[][];
 }
 
-/** Wrap kernels to record the plans passed to the merge kernels (downloaded synchronously). */
+/**
+ * Wrap kernels to record the plans passed to the merge kernels (downloaded synchronously). mergeSimilar is reported
+ * as not implemented, so KVMerger passes its plan to mergeSegments on every backend and the plans can be compared
+ * (mergeSimilar itself is compared with the reference bit for bit in wasm-kernels.test.ts).
+ */
 function recording<T>(k: KVKernels<T>, read: (t: T) => ArrayLike<number>, d: Decisions): KVKernels<T> {
   return {
     ...k,
+    kernels: () => k.kernels().map((i) => (i.name === 'mergeSimilar' ? { ...i, runs: 'reference' as const } : i)),
     mergeIntoNeighbours: (layer: LayerCache<T>, plan: NeighbourMergePlan<T>) => {
       d.neighbourGates.push(Array.from(read(plan.gate)));
       return k.mergeIntoNeighbours(layer, plan);

@@ -30,7 +30,7 @@ describe("tfjs kernels: 'wasm' (kvfold's kernels in the wasm engine's heap)", ()
     expect(k.kernelMode).toBe('wasm');
     expect(t.kernelMode).toBe('tfjs');
     const base = randomLayer(2, 12, 8, rng(1));
-    const custom = ['KvfoldTopK', 'KvfoldGather', 'KvfoldAdjacentCosine', 'KvfoldMergeSegments', 'KvfoldMergeIntoNeighbours', 'KvfoldLinkSegments'];
+    const custom = ['KvfoldTopK', 'KvfoldGather', 'KvfoldAdjacentCosine', 'KvfoldMergeSegments', 'KvfoldMergeIntoNeighbours', 'KvfoldLinkSegments', 'KvfoldMergeSimilar'];
     for (const name of custom) expect(tf.getKernel(name, 'wasm')).toBeDefined();
     expect(custom.length).toBe(TFJS_WASM_KERNELS.length);
     const ran = await kernelNames(() => everyKernel(k, base, rng(2)));

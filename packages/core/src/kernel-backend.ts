@@ -1,6 +1,6 @@
 import type { TensorInspector } from './kernel-check.js';
 import type { AnyKernelImplementation, KernelImplementation } from './kernel-definition.js';
-import type { LayerCache, ObservedAttention, SegmentPlan } from './kernels.js';
+import type { LayerCache, ObservedAttention, SegmentPlan, SimilarMerge } from './kernels.js';
 import type {
   AccumulateCall,
   AdjacentCosineCall,
@@ -11,6 +11,7 @@ import type {
   LinkSegmentsCall,
   MergeIntoNeighboursCall,
   MergeSegmentsCall,
+  MergeSimilarCall,
   ObserveCall,
   TopKCall,
 } from './kernels/index.js';
@@ -50,6 +51,9 @@ export interface KernelImplementations<T> {
   /** See `KVKernels.mergeSegments`. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
   readonly mergeSegments?: KernelImplementation<MergeSegmentsCall<T>, LayerCache<T>, any>;
+  /** See `KVKernels.mergeSimilar`. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
+  readonly mergeSimilar?: KernelImplementation<MergeSimilarCall<T>, SimilarMerge<T>, any>;
   /** See `KVKernels.mergeIntoNeighbours`. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
   readonly mergeIntoNeighbours?: KernelImplementation<MergeIntoNeighboursCall<T>, LayerCache<T>, any>;

@@ -87,6 +87,36 @@ export interface SegmentPlan<T> {
 }
 
 /**
+ * Plan for {@link KVKernels.mergeSimilar}: KVMerger's exact budget, with the links chosen by the kernel from the
+ * keys it reads.
+ */
+export interface SimilarMergePlan<T> {
+  /** Slots that never merge, int32 `[kvHeads, n]` (any order, repeats allowed, `n` may be 0). */
+  readonly protect: T;
+  /** Links each head merges (its output keeps `length - count` slots), an integer in `[0, max(0, length - 1)]`. */
+  readonly count: number;
+  /** Links whose cosine is below this rank as ineligible. */
+  readonly minSimilarity: number;
+  /** Gaussian bandwidth of every merged slot (a {@link SegmentPlan.sigma} of this one value), finite and > 0. */
+  readonly sigma: number;
+  /** As {@link SegmentPlan.valueScale}. */
+  readonly valueScale: 'count' | 'none';
+}
+
+/** What {@link KVKernels.mergeSimilar} returns (the caller owns and disposes all three). */
+export interface SimilarMerge<T> {
+  /** The merged layer, `length - count` slots per head. */
+  readonly layer: LayerCache<T>;
+  /**
+   * Eligible links of each head, int32 `[kvHeads]`. A head with fewer than `count` merged ineligible links too
+   * (lowest slot first): KVMerger then plans that layer another way and drops this result.
+   */
+  readonly eligible: T;
+  /** The lowest cosine among each head's merged links, float32 `[kvHeads]` (+Infinity when `count` is 0). */
+  readonly lowest: T;
+}
+
+/**
  * Plan for {@link KVKernels.mergeIntoNeighbours} (CaM): keep some slots, and add the values of evicted
  * slots to a window of kept neighbours before dropping them.
  */
@@ -180,6 +210,15 @@ export interface KVKernels<T = unknown> {
    * score = sum of member scores.
    */
   mergeSegments(layer: LayerCache<T>, plan: SegmentPlan<T>): LayerCache<T>;
+
+  /**
+   * KVMerger's exact-budget merge in one call: per head, the {@link adjacentCosine} of the keys; each link
+   * eligible when neither of its slots is in `plan.protect` and its cosine is finite and `>= minSimilarity`; the
+   * `count` best links by cosine, ineligible ones ranked lowest ({@link topK}); their runs
+   * ({@link linkSegments} by the layer's scores) merged as {@link mergeSegments} merges them, with every sigma
+   * `plan.sigma`. Exactly that chain, which a backend can run head by head with the keys still in cache.
+   */
+  mergeSimilar(layer: LayerCache<T>, plan: SimilarMergePlan<T>): SimilarMerge<T>;
 
   /**
    * CaM value merge: gather the kept slots, then for each source `s` with `targetCount > 0`, add

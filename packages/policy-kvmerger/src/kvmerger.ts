@@ -1,5 +1,5 @@
 import { BudgetError, HostScratchPool, SPECIFICATION_VERSION, cacheShape, definePolicy, layerTensors, requireObservation, resolveShare, selectSlots, uploadRows, viewNow } from '@kvfold/core';
-import type { HostScratch, HostTensor, KVCachePolicy, KVKernels, LayerCache, Observation, ObservationNeed, PolicyContext } from '@kvfold/core';
+import type { HostScratch, HostTensor, KVCachePolicy, KVKernels, LayerCache, Observation, ObservationNeed, PolicyContext, SimilarMerge } from '@kvfold/core';
 import { kvmergerSchema, resolveOptions, type KVMergerOptions, type ResolvedKVMergerOptions } from './options.js';
 import { isIdentity, linkRanking, lowestCosine, planLayer, type LayerPlan, type LinkRanking, type PlanInput } from './plan.js';
 import { protectSlots } from './protect.js';
@@ -136,6 +136,8 @@ export class KVMergerPolicy implements KVCachePolicy {
   private async compressWith<T>(k: KVKernels<T>, layer: LayerCache<T>, scores: T, pass: Pass, scratch: HostScratch): Promise<{ result: LayerCache<T>; plan: PlanSummary }> {
     const { heads, headDim } = cacheShape(k, layer);
     const o = this.options;
+    const fused = await this.mergeOnBackend(k, layer, scores, pass, scratch);
+    if (fused) return fused;
     const planned = await this.makePlan(k, layer, scores, pass, scratch);
     let segment: T;
     let pivot: T;
@@ -162,6 +164,49 @@ export class KVMergerPolicy implements KVCachePolicy {
       }
     } finally {
       k.dispose(segment, pivot);
+    }
+  }
+
+  /**
+   * The whole exact-budget compression as the backend's `mergeSimilar` kernel, where the backend implements it and
+   * the options are its rule (exact mode, fixed sigma, per-head sets, merging allowed): the kernel computes the
+   * cosines, ranks the links, and merges head by head, so the keys are read from memory once for both (32 x
+   * 4,096 on the reference backend: the cosines and the merge in 0.85x their time as two kernels) and the plan
+   * never reaches the host. Undefined when it does not apply, or when a head has fewer eligible links than it
+   * must merge (then {@link makePlan} plans the trimming, and the kernel's result is dropped).
+   */
+  private async mergeOnBackend<T>(k: KVKernels<T>, layer: LayerCache<T>, scores: T, pass: Pass, scratch: HostScratch): Promise<{ result: LayerCache<T>; plan: PlanSummary } | undefined> {
+    const o = this.options;
+    const { heads, length } = cacheShape(k, layer);
+    if (pass.mode !== 'exact' || !pass.merge || o.sigma.mode !== 'fixed' || (o.sets === 'shared' && heads > 1) || !onBackend(k, 'mergeSimilar')) return undefined;
+    const recent = Math.max(0, Math.min(resolveShare(o.recent, pass.target), length));
+    const heavy = Math.max(0, Math.min(resolveShare(o.heavy, pass.target), length - recent));
+    const count = length - pass.target;
+    if (recent + heavy >= length || count < 1) return undefined;
+    // The protected slots are the recent window and the heavy hitters: what protectSlots marks, as a list.
+    const list = await selectSlots(k, heavy > 0 ? scores : undefined, heads, length, { budget: recent + heavy, recent, into: scratch.int32('heavy', heads * (recent + heavy)) });
+    const protect = uploadRows(k, 'int32', heads, list);
+    let merged: SimilarMerge<T>;
+    try {
+      merged = k.mergeSimilar({ ...layer, scores }, { protect, count, minSimilarity: o.minSimilarity, sigma: o.sigma.value, valueScale: o.valueScale });
+    } finally {
+      k.dispose(protect);
+    }
+    try {
+      // Both read before any other kernel call: a view of tfjs's heap lasts until the next one.
+      const eligible = (viewNow(k, merged.eligible) ?? (await k.toHost(merged.eligible))).data;
+      if (Array.prototype.some.call(eligible, (n: number) => n < count)) {
+        k.dispose(...layerTensors(merged.layer));
+        return undefined;
+      }
+      const lowest = (viewNow(k, merged.lowest) ?? (await k.toHost(merged.lowest))).data;
+      const effectiveEps = Array.from(lowest, (v: number) => v);
+      return { result: merged.layer, plan: { outLength: length - count, merged: new Array<number>(heads).fill(count), evicted: new Array<number>(heads).fill(0), effectiveEps } };
+    } catch (e) {
+      k.dispose(...layerTensors(merged.layer));
+      throw e;
+    } finally {
+      k.dispose(merged.eligible, merged.lowest);
     }
   }
 
@@ -222,12 +267,7 @@ export class KVMergerPolicy implements KVCachePolicy {
    */
   private linksOnBackend<T>(k: KVKernels<T>, pass: Pass, ranking: LinkRanking): boolean {
     if (pass.mode !== 'exact' || this.options.sigma.mode !== 'fixed' || !ranking.eligible.every((n) => n >= ranking.count)) return false;
-    let native = linkKernel.get(k);
-    if (native === undefined) {
-      native = k.kernels().some((i) => i.name === 'linkSegments' && i.runs === 'backend');
-      linkKernel.set(k, native);
-    }
-    return native;
+    return onBackend(k, 'linkSegments');
   }
 }
 
@@ -275,8 +315,18 @@ async function backendPlan<T>(k: KVKernels<T>, rows: T, scores: T, ranking: Link
   }
 }
 
-/** Per kernels object: whether the backend implements linkSegments (what `kernels()` says; it never changes). */
-const linkKernel = new WeakMap<object, boolean>();
+/** Per kernels object: the kernels its backend implements (what `kernels()` says; it never changes). */
+const backendKernels = new WeakMap<object, ReadonlySet<string>>();
+
+/** Whether `k`'s backend implements `kernel` itself (elsewhere the reference through the host would only add transfers). */
+function onBackend<T>(k: KVKernels<T>, kernel: string): boolean {
+  let names = backendKernels.get(k);
+  if (names === undefined) {
+    names = new Set(k.kernels().filter((i) => i.runs === 'backend').map((i) => i.name));
+    backendKernels.set(k, names);
+  }
+  return names.has(kernel);
+}
 
 function checkBudget<T>(ctx: PolicyContext<T>): void {
   if (!Number.isInteger(ctx.budget) || ctx.budget < 1) {

@@ -90,22 +90,31 @@ describe('kvmerger on the wasm reference makes the TypeScript reference plans', 
   });
 });
 
-describe("kvmerger's segment plan on the backend (linkSegments) and on the host", () => {
-  /** `k` with linkSegments calls counted, and, when `hidden`, reported as not implemented (so the policy plans on the host). */
-  function variant(k: KVKernels<HostTensor>, hidden: boolean): { kernels: KVKernels<HostTensor>; calls: () => number } {
-    let calls = 0;
+describe("kvmerger's segment plan on the backend (mergeSimilar, linkSegments) and on the host", () => {
+  /** `k` with mergeSimilar and linkSegments calls counted, and the kernels in `hidden` reported as not implemented. */
+  function variant(k: KVKernels<HostTensor>, hidden: readonly string[]): { kernels: KVKernels<HostTensor>; calls: () => { fused: number; walked: number }; dropped: () => number } {
+    let fused = 0;
+    let walked = 0;
+    let dropped = 0;
     const kernels: KVKernels<HostTensor> = {
       ...k,
-      linkSegments: (links, scores) => (calls++, k.linkSegments(links, scores)),
-      kernels: () => k.kernels().map((i) => (hidden && i.name === 'linkSegments' ? { ...i, runs: 'reference' as const } : i)),
+      mergeSimilar: (layer, plan) => {
+        fused++;
+        const r = k.mergeSimilar(layer, plan);
+        if (Array.from(r.eligible.data).some((n) => n < plan.count)) dropped++;
+        return r;
+      },
+      linkSegments: (links, scores) => (walked++, k.linkSegments(links, scores)),
+      kernels: () => k.kernels().map((i) => (hidden.includes(i.name) ? { ...i, runs: 'reference' as const } : i)),
     };
-    return { kernels, calls: () => calls };
+    return { kernels, calls: () => ({ fused, walked }), dropped: () => dropped };
   }
 
-  it('give the same layer bit for bit and the same logged plan; the backend walk runs whenever every head merges its best links', async () => {
-    const onBackend = variant(wasm, false);
-    const onHost = variant(wasm, true);
-    let walked = 0;
+  it('give the same layer bit for bit and the same logged plan on every path; each backend path runs whenever it applies', async () => {
+    const fusedPath = variant(wasm, []);
+    const walkPath = variant(wasm, ['mergeSimilar']);
+    const hostPath = variant(wasm, ['mergeSimilar', 'linkSegments']);
+    let cases = 0;
     await fc.assert(
       fc.asyncProperty(
         fc.record({
@@ -122,19 +131,30 @@ describe("kvmerger's segment plan on the backend (linkSegments) and on the host"
           const attention = uniform(c.seed + 2, c.heads * c.length, 0, 1);
           const budget = Math.max(1, Math.floor(c.length * c.share));
           const options: KVMergerOptions = { minSimilarity: c.minSimilarity, ...(c.protect ? {} : { recent: 0, heavy: 0 }) };
-          const before = onBackend.calls();
-          const a = await prefill(onBackend.kernels, host, attention, budget, options);
-          const e = await prefill(onHost.kernels, host, attention, budget, options);
-          walked += onBackend.calls() - before;
+          const a = await prefill(fusedPath.kernels, host, attention, budget, options);
+          const w = await prefill(walkPath.kernels, host, attention, budget, options);
+          const e = await prefill(hostPath.kernels, host, attention, budget, options);
+          cases++;
           expect(a.plans).toEqual(e.plans);
-          for (const f of ['keys', 'values', 'positions', 'counts', 'scores'] as const) expect(Array.from(a.out[f].data), f).toEqual(Array.from(e.out[f].data));
+          expect(w.plans).toEqual(e.plans);
+          for (const f of ['keys', 'values', 'positions', 'counts', 'scores'] as const) {
+            expect(Array.from(a.out[f].data), f).toEqual(Array.from(e.out[f].data));
+            expect(Array.from(w.out[f].data), f).toEqual(Array.from(e.out[f].data));
+          }
         },
       ),
       { numRuns: 150 },
     );
-    expect(onHost.calls()).toBe(0);
-    // Both paths were exercised: the backend walk in many cases, the host plan in the others (trimming, equal layers).
-    expect(walked).toBeGreaterThan(40);
-    expect(walked).toBeLessThan(150);
+    expect(cases).toBe(150);
+    expect(fusedPath.calls().walked).toBe(0);
+    expect(walkPath.calls().fused).toBe(0);
+    expect(hostPath.calls()).toEqual({ fused: 0, walked: 0 });
+    // Every path was exercised: the fused kernel in many cases, its result dropped in some (a head short of eligible
+    // links: the host plan trims), the backend walk and the host plan in the others.
+    const { fused } = fusedPath.calls();
+    expect(fused - fusedPath.dropped()).toBeGreaterThan(40);
+    expect(fusedPath.dropped()).toBeGreaterThan(0);
+    expect(walkPath.calls().walked).toBeGreaterThan(40);
+    expect(walkPath.calls().walked).toBeLessThan(150);
   });
 });

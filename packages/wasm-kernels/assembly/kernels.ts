@@ -233,6 +233,18 @@ function copySlots(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, src: u
     copyRow(ok + (dst + t) * row, lk + (src + t) * row, row);
     copyRow(ov + (dst + t) * row, lv + (src + t) * row, row);
   }
+  // A short run's scalars move in a loop: memory.copy leaves the compiled code for a library call, and
+  // KVMerger's plans hold hundreds of short runs of kept slots per head between merged runs (mergeSegments at
+  // 32 x 4,096 on one thread: 0.93-0.95x the time with three memory.copy calls per run).
+  if (n < 64) {
+    for (let t: usize = 0; t < n; t++) {
+      const d = (dst + t) << 2, s = (src + t) << 2;
+      store<i32>(op + d, load<i32>(lp + s));
+      store<i32>(oc + d, load<i32>(lc + s));
+      store<i32>(os + d, load<i32>(ls + s));
+    }
+    return;
+  }
   memory.copy(op + (dst << 2), lp + (src << 2), n << 2);
   memory.copy(oc + (dst << 2), lc + (src << 2), n << 2);
   memory.copy(os + (dst << 2), ls + (src << 2), n << 2);
@@ -949,6 +961,102 @@ export function linkSegments(links: usize, scores: usize, seg: usize, piv: usize
   }
 }
 
+/** `n` bytes rounded up to a multiple of 16 (each block of {@link mergeSimilar}'s scratch starts aligned). */
+// @ts-ignore: decorator
+@inline function block(n: usize): usize {
+  return (n + 15) & ~15;
+}
+
+/** Bytes of {@link mergeSimilar}'s scratch (one per thread) for heads of `L` slots merging `C` links each. */
+export function mergeSimilarScratch(L: i32, C: i32): usize {
+  const n1 = <usize>(L > 0 ? L - 1 : 0);
+  const l = <usize>L;
+  const m = <usize>(L - C);
+  return 3 * block(n1 << 2) + block(l) + block(<usize>C << 2) + 2 * block(l << 2) + 4 * block(m << 2) + block(TOPK_HIST_BYTES) + 2 * block(l << 3);
+}
+
+/**
+ * core's mergeSimilar after validation, one head at a time: adjacentCosine, the eligibility mask (neither slot
+ * protected, cosine finite and `>= minSim`; the others NaN), topK of the masked cosines, linkSegments by the
+ * scores, and mergeSegments with every sigma `sigma`, each the kernel of that name on one head, so the result is
+ * the chain's bit for bit. A head's keys are still in cache when its merge reads them again (the cosines just
+ * read them), and its plan never leaves wasm. Layer and output layer as in {@link mergeSegments}; `prot` int32
+ * [H, P] (slots, checked); `lowest` float32 [H] and `eligible` int32 [H] out; `scratch`: {@link mergeSimilarScratch} bytes.
+ */
+export function mergeSimilar(lk: usize, lv: usize, lp: usize, lc: usize, ls: usize, prot: usize, H: i32, L: i32, D: i32, P: i32, C: i32, minSim: f64, sigma: f64, byCount: bool, ok: usize, ov: usize, op: usize, oc: usize, os: usize, lowest: usize, eligible: usize, scratch: usize): void {
+  const n1 = L > 0 ? L - 1 : 0;
+  const M = L - C;
+  const row = <usize>D << 2;
+  let at = scratch;
+  const cos = at;
+  at += block(<usize>n1 << 2);
+  const rank = at;
+  at += block(<usize>n1 << 2);
+  const cand = at;
+  at += block(<usize>n1 << 2);
+  const flags = at;
+  at += block(<usize>L);
+  const links = at;
+  at += block(<usize>C << 2);
+  const seg = at;
+  at += block(<usize>L << 2);
+  const rows = at;
+  at += block(<usize>L << 2);
+  const piv = at;
+  at += block(<usize>M << 2);
+  const sig = at;
+  at += block(<usize>M << 2);
+  const start = at;
+  at += block(<usize>M << 2);
+  const end = at;
+  at += block(<usize>M << 2);
+  const hist = at;
+  at += block(TOPK_HIST_BYTES);
+  const weights = at;
+  at += block(<usize>L << 3);
+  const valueWeights = at;
+  const s32 = <f32>sigma;
+  for (let j = 0; j < M; j++) store<f32>(sig + (<usize>j << 2), s32);
+  for (let h = 0; h < H; h++) {
+    const kh = lk + <usize>h * <usize>L * row;
+    const sh = ls + ((<usize>h * <usize>L) << 2);
+    adjacentCosine(kh, cos, 1, L, D);
+    memory.fill(flags, 0, <usize>L);
+    const ph = prot + ((<usize>h * <usize>P) << 2);
+    for (let j = 0; j < P; j++) store<u8>(flags + <usize>load<i32>(ph + (<usize>j << 2)), 1);
+    let n = 0;
+    for (let i = 0; i < n1; i++) {
+      const c = load<f32>(cos + (<usize>i << 2));
+      const free = (load<u8>(flags + <usize>i) | load<u8>(flags + <usize>i + 1)) === 0;
+      const fits = c - c == 0 && <f64>c >= minSim;
+      const yes = free && fits;
+      store<f32>(rank + (<usize>i << 2), select<f32>(c, NaN, yes));
+      n += <i32>yes;
+    }
+    store<i32>(eligible + (<usize>h << 2), n);
+    topK(rank, links, 1, n1, 0, n1, C, cand, hist);
+    let low: f32 = Infinity;
+    for (let j = 0; j < C; j++) low = min<f32>(low, load<f32>(cos + (<usize>load<i32>(links + (<usize>j << 2)) << 2)));
+    store<f32>(lowest + (<usize>h << 2), low);
+    linkSegments(links, sh, seg, piv, 1, L, C);
+    const hl = (<usize>h * <usize>L) << 2;
+    const hm = (<usize>h * <usize>M) << 2;
+    mergeSegments(kh, lv + <usize>h * <usize>L * row, lp + hl, lc + hl, sh, seg, piv, sig, 1, L, D, M, byCount, ok + <usize>h * <usize>M * row, ov + <usize>h * <usize>M * row, op + hm, oc + hm, os + hm, start, end, rows, weights, valueWeights);
+  }
+}
+
+/** 1 when every entry of `prot` `[H, P]` is a slot in [0, L) and (`byCount`) every count of `counts` `[H, L]` is >= 1 (core's mergeSimilar check), else 0. */
+export function screenSimilar(prot: usize, counts: usize, H: i32, L: i32, P: i32, byCount: bool): i32 {
+  let bad: u32 = 0;
+  const n = <usize>H * <usize>P;
+  for (let i: usize = 0; i < n; i++) bad |= <u32>(<u32>load<i32>(prot + (i << 2)) >= <u32>L);
+  if (byCount) {
+    const m = <usize>H * <usize>L;
+    for (let i: usize = 0; i < m; i++) bad |= <u32>(load<i32>(counts + (i << 2)) < 1);
+  }
+  return bad === 0 ? 1 : 0;
+}
+
 /** 1 when each head's row of `links` (`[H, C]`) is strictly ascending within [0, L - 2] (core's linkSegments check), else 0. */
 export function screenLinks(links: usize, H: i32, L: i32, C: i32): i32 {
   let bad: u32 = 0;
@@ -1027,6 +1135,10 @@ export function screenNeighbours(keep: usize, source: usize, tStart: usize, tCou
 /** Int32 words of topK's `hist` scratch: four 2048-bin histograms, then the 16-entry shuffle table. */
 // @ts-ignore: decorator
 @inline const TOPK_TABLE: usize = 4 * 2048 * 4;
+
+/** Bytes of topK's `hist` scratch: the histograms, then the 16-entry shuffle table (TOPK_HIST_WORDS in src/index.ts). */
+// @ts-ignore: decorator
+@inline const TOPK_HIST_BYTES: usize = TOPK_TABLE + 16 * 16;
 
 /**
  * core's topK after validation: scores float32 [H, L] at `scores`, the indices of each head's `k` best

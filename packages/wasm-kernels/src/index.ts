@@ -1,10 +1,11 @@
 /**
  * @packageDocumentation
  * kvfold's WebAssembly SIMD kernels: `accumulate`, `adjacentCosine`, `gather`, `mergeSegments`,
- * `mergeIntoNeighbours`, `topK`, `linkSegments` and the content checks of the two merge plans and of
+ * `mergeIntoNeighbours`, `topK`, `linkSegments`, `mergeSimilar` (KVMerger's exact budget: the cosines, link
+ * selection, segment walk and merge of one head at a time) and the content checks of the merge plans and of
  * `linkSegments`' links, written in AssemblyScript (`assembly/kernels.ts`) and committed built
  * (`wasm/kernels.wasm`). They compute what core's TypeScript kernels of the same names compute (accumulate,
- * adjacentCosine and gather bit for bit, topK and linkSegments the same integers, the two merges in float32
+ * adjacentCosine and gather bit for bit, topK and linkSegments the same integers, the merges in float32
  * lanes within 1e-5), on tensors that live in a `WebAssembly.Memory` the caller owns: the module imports its
  * memory (`env.memory`) and nothing else, has no data segments, no globals and no allocator, so it never
  * writes outside the arrays it is handed. Every pointer argument is a byte offset into that memory.
@@ -36,6 +37,16 @@ export interface WasmKernelExports {
   screenLinks(links: number, H: number, L: number, C: number): number;
   /** core's topK: scores, out, H, L, from, to, k, then scratch `cand` (int32 `[to - from]`) and `hist` (int32 `[TOPK_HIST_WORDS]`). */
   topK(scores: number, out: number, H: number, L: number, from: number, to: number, k: number, cand: number, hist: number): void;
+  /**
+   * core's mergeSimilar, head by head (adjacentCosine, the eligibility mask, topK, linkSegments, mergeSegments on
+   * one head at a time): layer, protect `[H, P]`, H, L, D, P, count, minSimilarity, sigma, byCount, output
+   * layer, lowest `[H]`, eligible `[H]`, then one scratch block of {@link WasmKernelExports.mergeSimilarScratch} bytes.
+   */
+  mergeSimilar(...args: number[]): void;
+  /** 1 when every protected slot of `prot` `[H, P]` is in [0, L) and (byCount) every count `[H, L]` is >= 1, else 0: prot, counts, H, L, P, byCount. */
+  screenSimilar(prot: number, counts: number, H: number, L: number, P: number, byCount: number): number;
+  /** Bytes of mergeSimilar's scratch block for heads of `L` slots merging `C` links each. */
+  mergeSimilarScratch(L: number, C: number): number;
   /** e^x as mergeSegments's Gaussian weights compute it (within 1 ulp of `Math.exp`; exported for tests). */
   gaussianExp(x: number): number;
 }

@@ -23,7 +23,7 @@ export interface ThreadHeap {
 }
 
 /** The wasm kernels that can be split by heads, in the order the worker looks them up by number. */
-export const SPLIT_KERNELS = ['adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours', 'topK', 'linkSegments'] as const satisfies readonly (keyof WasmKernelExports)[];
+export const SPLIT_KERNELS = ['adjacentCosine', 'gather', 'mergeSegments', 'mergeIntoNeighbours', 'topK', 'linkSegments', 'mergeSimilar'] as const satisfies readonly (keyof WasmKernelExports)[];
 
 /** A wasm kernel that {@link KernelThreads.run} can split by heads. */
 export type SplitKernel = (typeof SPLIT_KERNELS)[number];
@@ -152,6 +152,11 @@ export const HEAD_SPLITS = {
   mergeIntoNeighbours: (L: number, D: number, K: number, S: number): HeadSplit => ({
     strides: [...layerStrides(L, D), K * 4, S * 4, S * 4, S * 4, S * 4, 0, 0, 0, 0, 0, ...layerStrides(K, D)],
     hIndex: 10,
+  }),
+  /** layer (5), protect, H, L, D, P, count, minSimilarity, sigma, byCount, output layer (5), lowest, eligible. */
+  mergeSimilar: (L: number, D: number, M: number, P: number): HeadSplit => ({
+    strides: [...layerStrides(L, D), P * 4, 0, 0, 0, 0, 0, 0, 0, 0, ...layerStrides(M, D), 4, 4],
+    hIndex: 6,
   }),
   /** scores, out, H, L, from, to, k. */
   topK: (L: number, k: number): HeadSplit => ({ strides: [L * 4, k * 4, 0, 0, 0, 0, 0], hIndex: 2 }),

@@ -8,6 +8,7 @@ import { keyNormsKernel } from './keyNorms.js';
 import { mergeIntoNeighboursKernel } from './mergeIntoNeighbours.js';
 import { linkSegmentsKernel } from './linkSegments.js';
 import { mergeSegmentsKernel } from './mergeSegments.js';
+import { mergeSimilarKernel } from './mergeSimilar.js';
 import { observeKernel } from './observe.js';
 import { topKKernel } from './topK.js';
 
@@ -20,6 +21,7 @@ export { keyNormsKernel, type KeyNormsCall } from './keyNorms.js';
 export { mergeIntoNeighboursKernel, type MergeIntoNeighboursCall } from './mergeIntoNeighbours.js';
 export { linkSegmentsKernel, segmentHead, type LinkSegmentsCall } from './linkSegments.js';
 export { mergeSegmentsKernel, type MergeSegmentsCall } from './mergeSegments.js';
+export { mergeSimilarKernel, type MergeSimilarCall } from './mergeSimilar.js';
 export { observeKernel, type ObserveCall } from './observe.js';
 export { topKKernel, checkWindow, selectBest, selectTopFloat32, type TopKCall } from './topK.js';
 export { freshAllocator, type HostAllocator, type KeysCall, type LayerCall } from './host.js';
@@ -38,9 +40,10 @@ export const BUILTIN_KERNELS: readonly AnyKernelDefinition[] = [
   keyNormsKernel,
   linkSegmentsKernel,
   mergeSegmentsKernel,
+  mergeSimilarKernel,
   mergeIntoNeighboursKernel,
   observeKernel,
 ];
 
 /** Names of the built-in kernels: the kernel methods of {@link KVKernels}. */
-export type BuiltinKernel = 'allFinite' | 'append' | 'accumulate' | 'topK' | 'gather' | 'adjacentCosine' | 'keyNorms' | 'linkSegments' | 'mergeSegments' | 'mergeIntoNeighbours' | 'observe';
+export type BuiltinKernel = 'allFinite' | 'append' | 'accumulate' | 'topK' | 'gather' | 'adjacentCosine' | 'keyNorms' | 'linkSegments' | 'mergeSegments' | 'mergeSimilar' | 'mergeIntoNeighbours' | 'observe';
