@@ -170,10 +170,14 @@ export class KVMergerPolicy implements KVCachePolicy {
   /**
    * The whole exact-budget compression as the backend's `mergeSimilar` kernel, where the backend implements it and
    * the options are its rule (exact mode, fixed sigma, per-head sets, merging allowed): the kernel computes the
-   * cosines, ranks the links, and merges head by head, so the keys are read from memory once for both (32 x
-   * 4,096 on the reference backend: the cosines and the merge in 0.85x their time as two kernels) and the plan
-   * never reaches the host. Undefined when it does not apply, or when a head has fewer eligible links than it
-   * must merge (then {@link makePlan} plans the trimming, and the kernel's result is dropped).
+   * cosines, ranks the links, and merges head by head, so the keys are read from memory once for both, and the
+   * plan never reaches the host (KVMerger's prefill on the reference backend at 32 x 4,096: 0.79-0.83x the time of
+   * the chain of kernels; bench/RESULTS.md, "Eleventh session").
+   *
+   * Used only where every head is sure to have enough eligible links: no similarity floor, and the protected slots
+   * block at most `recent + 2 * heavy` links, which must leave `count` of the `length - 1`. Elsewhere a head could
+   * fall short, and the merge would be paid for and dropped. If one still does (non-finite keys), the result is
+   * dropped and {@link makePlan} plans the trimming. Undefined when it does not apply or was dropped.
    */
   private async mergeOnBackend<T>(k: KVKernels<T>, layer: LayerCache<T>, scores: T, pass: Pass, scratch: HostScratch): Promise<{ result: LayerCache<T>; plan: PlanSummary } | undefined> {
     const o = this.options;
@@ -182,7 +186,7 @@ export class KVMergerPolicy implements KVCachePolicy {
     const recent = Math.max(0, Math.min(resolveShare(o.recent, pass.target), length));
     const heavy = Math.max(0, Math.min(resolveShare(o.heavy, pass.target), length - recent));
     const count = length - pass.target;
-    if (recent + heavy >= length || count < 1) return undefined;
+    if (count < 1 || o.minSimilarity > -1 || recent + 2 * heavy > pass.target - 1) return undefined;
     // The protected slots are the recent window and the heavy hitters: what protectSlots marks, as a list.
     const list = await selectSlots(k, heavy > 0 ? scores : undefined, heads, length, { budget: recent + heavy, recent, into: scratch.int32('heavy', heads * (recent + heavy)) });
     const protect = uploadRows(k, 'int32', heads, list);

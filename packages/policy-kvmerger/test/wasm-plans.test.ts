@@ -146,15 +146,35 @@ describe("kvmerger's segment plan on the backend (mergeSimilar, linkSegments) an
       { numRuns: 150 },
     );
     expect(cases).toBe(150);
-    expect(fusedPath.calls().walked).toBe(0);
     expect(walkPath.calls().fused).toBe(0);
     expect(hostPath.calls()).toEqual({ fused: 0, walked: 0 });
-    // Every path was exercised: the fused kernel in many cases, its result dropped in some (a head short of eligible
-    // links: the host plan trims), the backend walk and the host plan in the others.
-    const { fused } = fusedPath.calls();
-    expect(fused - fusedPath.dropped()).toBeGreaterThan(40);
-    expect(fusedPath.dropped()).toBeGreaterThan(0);
+    // Every path was exercised: the fused kernel in many cases (only where no head can fall short of eligible
+    // links, so none was dropped), the backend walk and the host plan in the others.
+    expect(fusedPath.calls().fused).toBeGreaterThan(40);
+    expect(fusedPath.dropped()).toBe(0);
     expect(walkPath.calls().walked).toBeGreaterThan(40);
     expect(walkPath.calls().walked).toBeLessThan(150);
+  });
+
+  it('drops the fused result when a head is short of eligible links anyway (infinite keys), and plans on the host', async () => {
+    const fusedPath = variant(wasm, []);
+    const hostPath = variant(wasm, ['mergeSimilar', 'linkSegments']);
+    const [heads, length, dim] = [2, 12, 8];
+    const keys = uniform(5, heads * length * dim, -1, 1);
+    // Head 1's rows 2, 5 and 8 start with +Infinity: the six links beside them have a NaN cosine (Infinity over
+    // Infinity), which never merges, so five of its eleven links are eligible and a budget of 4 must merge 8.
+    for (const row of [2, 5, 8]) keys[(length + row) * dim] = Number.POSITIVE_INFINITY;
+    const host = hostLayer({ heads, length, headDim: dim, keys, values: uniform(6, keys.length) });
+    const attention = uniform(7, heads * length, 0, 1);
+    const options: KVMergerOptions = { recent: 0, heavy: 0 };
+    const a = await prefill(fusedPath.kernels, host, attention, 4, options);
+    const e = await prefill(hostPath.kernels, host, attention, 4, options);
+    expect(fusedPath.calls().fused).toBe(1);
+    expect(fusedPath.dropped()).toBe(1);
+    expect(a.plans).toEqual(e.plans);
+    expect(a.plans[0]!.merged).toEqual([8, 5]);
+    expect(a.plans[0]!.evicted).toEqual([0, expect.any(Number)]);
+    expect((a.plans[0]!.evicted as number[])[1]).toBeGreaterThan(0);
+    for (const f of ['keys', 'values', 'positions', 'counts', 'scores'] as const) expect(Array.from(a.out[f].data), f).toEqual(Array.from(e.out[f].data));
   });
 });
