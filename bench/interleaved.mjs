@@ -12,7 +12,7 @@
 // threaded build, which only starts if no tfjs backend before it in --backends has started tfjs's wasm engine:
 // list it before tfjs), onnx, onnx1 (one ORT thread), onnx-cached (native
 // kernels with non-temporal stores off: `nativeStreamingMinBytes` set above any output before each call), and
-// reference-unfused, tfjs-unfused: the same backends with `kernels()` reporting mergeSimilar as not implemented, so
+// reference-unfused, tfjs-unfused, onnx-unfused: the same backends with `kernels()` reporting mergeSimilar as not implemented, so
 // KVMerger runs its chain of kernels (cosines, topK, linkSegments, mergeSegments) with the link mask on the host,
 // as before that kernel existed; reference-hostplan, tfjs-hostplan, onnx-hostplan: mergeSimilar and linkSegments
 // both reported as not implemented, so KVMerger makes its segment plan on the host (as before linkSegments existed).
@@ -44,6 +44,7 @@ const SPECS = {
   'onnx-cached': ['onnx', {}],
   'reference-unfused': ['reference', {}, ['mergeSimilar']],
   'tfjs-unfused': ['tfjs', {}, ['mergeSimilar']],
+  'onnx-unfused': ['onnx', {}, ['mergeSimilar']],
   'reference-hostplan': ['reference', {}, ['mergeSimilar', 'linkSegments']],
   'tfjs-hostplan': ['tfjs', {}, ['mergeSimilar', 'linkSegments']],
   'onnx-hostplan': ['onnx', {}, ['mergeSimilar', 'linkSegments']],

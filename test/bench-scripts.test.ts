@@ -45,7 +45,7 @@ describe('bench/interleaved.mjs', () => {
   it('refuses an unknown backend and a length out of range, naming the allowed values', () => {
     const backend = run('interleaved.mjs', ['--backends', 'reference,gpu']);
     expect(backend.ok).toBe(false);
-    expect(backend.out).toContain('--backends: unknown backend "gpu"; allowed: reference, reference1, tfjs, tfjs2, onnx, onnx1, onnx-cached, reference-unfused, tfjs-unfused, reference-hostplan, tfjs-hostplan, onnx-hostplan');
+    expect(backend.out).toContain('--backends: unknown backend "gpu"; allowed: reference, reference1, tfjs, tfjs2, onnx, onnx1, onnx-cached, reference-unfused, tfjs-unfused, onnx-unfused, reference-hostplan, tfjs-hostplan, onnx-hostplan');
     const length = run('interleaved.mjs', ['--lengths', '1']);
     expect(length.ok).toBe(false);
     expect(length.out).toContain('--lengths: 1 is not an integer in [2, 65536]');

@@ -13,6 +13,7 @@ import { mergeSegments } from './kernels/mergeSegments.js';
 import { OBSERVE_BLOCK, observe } from './kernels/observe.js';
 import { topK } from './kernels/topK.js';
 import { linkSegments } from './kernels/linkSegments.js';
+import { mergeSimilar } from './kernels/mergeSimilar.js';
 import type { SessionFactory } from './session.js';
 import { inspectTensor, type OnnxTensor } from './tensor.js';
 
@@ -151,6 +152,7 @@ export function onnxKernelBackend(
       keyNorms: keyNorms(cache),
       linkSegments: linkSegments(cache),
       mergeSegments: mergeSegments(cache),
+      mergeSimilar: mergeSimilar(cache),
       mergeIntoNeighbours: mergeIntoNeighbours(cache),
       // Native kernels work row by row; only the function bodies materialise the whole logits block.
       observe: observe(observeCache, info.observePath === 'function-bodies' ? observeBlock : Infinity),

@@ -162,11 +162,10 @@ describe('onnx backend options and fallbacks', () => {
     expect(props.native!.default).toBe('auto');
     const b = await onnxBackend.create({ native: 'off' }, { logger: recorder() });
     expect(b.name).toBe('onnx');
-    // Through KVFold it is bound: every built-in kernel runs the backend's own implementation but mergeSimilar,
-    // which has no onnx op yet (KVMerger runs the chain of kernels it fuses there, and never calls it).
+    // Through KVFold it is bound: every built-in kernel runs the backend's own implementation.
     const k = await KVFold.create({ plugins: [plugin] }).backend('onnx', { native: 'off' });
     expect(k.backend).toBe('onnx');
-    expect(k.kernels().filter((i) => i.runs !== 'backend')).toEqual([{ name: 'mergeSimilar', runs: 'reference' }]);
+    expect(k.kernels().filter((i) => i.runs !== 'backend')).toEqual([]);
   });
 });
 

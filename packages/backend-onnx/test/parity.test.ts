@@ -133,6 +133,36 @@ for (const variant of variants()) {
       );
     });
 
+    it("mergeSimilar (the chain in one session run) gives the reference's layer, eligible links and lowest cosine", async () => {
+      const cases = fc.record({
+        H: fc.integer({ min: 1, max: 4 }),
+        L: fc.integer({ min: 0, max: 40 }),
+        D: fc.integer({ min: 1, max: 12 }),
+        P: fc.integer({ min: 0, max: 6 }),
+        share: fc.double({ min: 0, max: 1, noNaN: true }),
+        minSimilarity: fc.constantFrom(-1, -0.25, 0.3, 0.7),
+        sigma: fc.double({ min: 0.1, max: 3, noNaN: true }),
+        byCount: fc.boolean(),
+        seed: fc.integer(),
+      });
+      await fc.assert(
+        fc.asyncProperty(cases, async ({ H, L, D, P, share, minSimilarity, sigma, byCount, seed }) => {
+          const r = rng(seed);
+          const [ol, rl] = both(k, H, L, D, r);
+          const slots = L === 0 ? 0 : P;
+          const protect = hostTensor('int32', [H, slots], Array.from({ length: H * slots }, () => randInt(r, 0, L - 1)));
+          const plan = { count: Math.floor(share * Math.max(0, L - 1)), minSimilarity, sigma, valueScale: byCount ? ('count' as const) : ('none' as const) };
+          const what = `mergeSimilar H=${H} L=${L} D=${D} P=${slots} count=${plan.count} floor=${minSimilarity}`;
+          const got = k.mergeSimilar(ol, { ...plan, protect: k.fromHost(protect) });
+          const want = ref.mergeSimilar(rl, { ...plan, protect: ref.fromHost(protect) });
+          expectLayerClose(await layerHost(k, got.layer), await layerHost(ref, want.layer), what);
+          await sameTensor(k, got.eligible, want.eligible, `${what}: eligible`);
+          await sameTensor(k, got.lowest, want.lowest, `${what}: lowest`);
+        }),
+        { numRuns: RUNS },
+      );
+    });
+
     it('topK ranks NaN as -Infinity and breaks ties by slot', async () => {
       const s = hostTensor('float32', [2, 5], [0.5, NaN, 0.5, -Infinity, 0.1, NaN, NaN, 1, NaN, -Infinity]);
       for (const kk of [1, 2, 3, 4, 5]) await sameTensor(k, k.topK(k.fromHost(s), kk, 0, 5), ref.topK(s, kk, 0, 5), `topK k=${kk}`);
