@@ -1,11 +1,12 @@
-// KVMerger's wasm kernels alone (issue 12): adjacentCosine, screenSegments (the plan check) and mergeSegments of
-// @kvfold/wasm-kernels on 32 heads x L x 128 float32, split by heads as the reference backend splits them (this
+// KVMerger's wasm kernels alone (issue 12): adjacentCosine, screenSegments (the plan check), mergeSegments and
+// mergeSimilar (the whole exact-budget compression, head by head: 16 protected slots per head, L/2 links merged,
+// sigma 1; timed where every build has it) of @kvfold/wasm-kernels on 32 heads x L x 128 float32, split by heads as the reference backend splits them (this
 // thread and workers claim one head at a time in one shared memory), each call starting from memory (64 MiB
 // written first). The plan cuts each head into L/2 runs at random (about half of them single slots), pivots
 // on each run's first slot, sigma 1, counts 1; keys drift slowly along a head. With several builds (--wasm),
 // every round calls each build once, in a rotating order, so their ratio compares the same stretch of this
-// noisy machine; each build's outputs must match the first build's (cosines bit for bit, merges within
-// 1e-5 relative). Build a candidate with `node packages/wasm-kernels/scripts/build-wasm.mjs /tmp/x.wasm`, then
+// noisy machine; each build's outputs must match the first build's (cosines and mergeSimilar's eligible links and
+// lowest cosines bit for bit, merges within 1e-5 relative). Build a candidate with `node packages/wasm-kernels/scripts/build-wasm.mjs /tmp/x.wasm`, then
 //   node bench/kvmerger-kernels.mjs --wasm packages/wasm-kernels/wasm/kernels.wasm,/tmp/x.wasm
 //   node bench/kvmerger-kernels.mjs [--lengths 4096,16384] [--threads 1,2] [--reps 15] [--wasm a.wasm,b.wasm]
 import { readFileSync } from 'node:fs';
@@ -41,17 +42,26 @@ const maxThreads = Math.max(...threadCounts);
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 
 /**
- * Run kernel `kind` (0 adjacentCosine, 1 mergeSegments) of `k` on head `h` of the layout `lay` with the
- * mergeSegments scratch at `scratch` (per thread). Stringified into the workers, so it names nothing outside.
+ * Run kernel `kind` (0 adjacentCosine, 1 mergeSegments, 2 mergeSimilar) of `k` on head `h` of the layout `lay`
+ * with the scratch at `scratch` (per thread). Stringified into the workers, so it names nothing outside.
  */
 function runHead(k, kind, b, h, lay, scratch) {
-  const { L, M, D, at } = lay;
+  const { L, M, D, P, at } = lay;
   const row = L * D * 4;
   if (kind === 0) {
     k.adjacentCosine(at.lk + h * row, at[`cos${b}`] + h * (L - 1) * 4, 1, L, D);
     return;
   }
   const out = M * D * 4;
+  if (kind === 2) {
+    k.mergeSimilar(
+      at.lk + h * row, at.lv + h * row, at.lp + h * L * 4, at.lc + h * L * 4, at.ls + h * L * 4, at.prot + h * P * 4,
+      1, L, D, P, L - M, -1, 1, 1,
+      at[`sk${b}`] + h * out, at[`sv${b}`] + h * out, at[`sp${b}`] + h * M * 4, at[`sc${b}`] + h * M * 4, at[`ss${b}`] + h * M * 4,
+      at[`lo${b}`] + h * 4, at[`el${b}`] + h * 4, scratch,
+    );
+    return;
+  }
   k.mergeSegments(
     at.lk + h * row, at.lv + h * row, at.lp + h * L * 4, at.lc + h * L * 4, at.ls + h * L * 4,
     at.seg + h * L * 4, at.piv + h * M * 4, at.sig + h * M * 4, 1, L, D, M, 1,
@@ -84,10 +94,17 @@ for (let seen = 0; ; ) {
 
 for (const L of lengths) {
   const M = L / 2;
-  const sizes = { lk: H * L * D * 4, lv: H * L * D * 4, lp: H * L * 4, lc: H * L * 4, ls: H * L * 4, seg: H * L * 4, piv: H * M * 4, sig: H * M * 4, start: H * M * 4, end: H * M * 4, ctl: 64 };
-  for (let b = 0; b < modules.length; b++) Object.assign(sizes, { [`cos${b}`]: H * (L - 1) * 4, [`ok${b}`]: H * M * D * 4, [`ov${b}`]: H * M * D * 4, [`op${b}`]: H * M * 4, [`oc${b}`]: H * M * 4, [`os${b}`]: H * M * 4 });
-  // Per thread: mergeSegments' rows int32 [L], weights and value weights float64 [L].
-  const scratchBytes = L * 20 + 256;
+  const P = Math.min(16, L);
+  const sizes = { lk: H * L * D * 4, lv: H * L * D * 4, lp: H * L * 4, lc: H * L * 4, ls: H * L * 4, seg: H * L * 4, piv: H * M * 4, sig: H * M * 4, start: H * M * 4, end: H * M * 4, prot: H * P * 4, ctl: 64 };
+  for (let b = 0; b < modules.length; b++) {
+    Object.assign(sizes, { [`cos${b}`]: H * (L - 1) * 4, [`ok${b}`]: H * M * D * 4, [`ov${b}`]: H * M * D * 4, [`op${b}`]: H * M * 4, [`oc${b}`]: H * M * 4, [`os${b}`]: H * M * 4 });
+    Object.assign(sizes, { [`sk${b}`]: H * M * D * 4, [`sv${b}`]: H * M * D * 4, [`sp${b}`]: H * M * 4, [`sc${b}`]: H * M * 4, [`ss${b}`]: H * M * 4, [`lo${b}`]: H * 4, [`el${b}`]: H * 4 });
+  }
+  // mergeSimilar is timed only where every build has it (a build from before it has none).
+  const probe = modules.map((m) => new WebAssembly.Instance(m, { env: { memory: new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true }) } }).exports);
+  const similar = probe.every((k) => typeof k.mergeSimilar === 'function');
+  // Per thread: mergeSegments' rows int32 [L], weights and value weights float64 [L]; or mergeSimilar's block.
+  const scratchBytes = Math.max(L * 20 + 256, ...(similar ? probe.map((k) => Number(k.mergeSimilarScratch(L, L - M)) + 64) : []));
   const at = {};
   let bytes = 65536;
   for (const [k, n] of Object.entries(sizes)) {
@@ -97,7 +114,7 @@ for (const L of lengths) {
   const scratchAt = (t) => bytes + t * scratchBytes;
   const memory = new WebAssembly.Memory({ initial: Math.ceil((bytes + maxThreads * scratchBytes) / 65536), maximum: 65536, shared: true });
   const buf = memory.buffer;
-  const lay = { L, M, D, at };
+  const lay = { L, M, D, P, at };
   const keys = new Float32Array(buf, at.lk, H * L * D);
   const values = new Float32Array(buf, at.lv, H * L * D);
   let s = 12345;
@@ -132,6 +149,9 @@ for (const L of lengths) {
       seg[h * L + i] = id;
     }
   }
+  // Protected slots: the last P / 2 (a recent window) and P / 2 others at random (repeats allowed).
+  const prot = new Int32Array(buf, at.prot, H * P);
+  for (let h = 0; h < H; h++) for (let j = 0; j < P; j++) prot[h * P + j] = j < P >> 1 ? L - 1 - j : Math.floor(rnd() * L);
   const ctl = new Int32Array(buf, at.ctl, 8);
   const kernels = modules.map((m) => new WebAssembly.Instance(m, { env: { memory } }).exports);
   const workers = Array.from({ length: maxThreads - 1 }, (_, i) => new Worker(WORKER, { eval: true, workerData: { memory, modules, lay, scratch: scratchAt(i + 1), slot: i + 1 } }));
@@ -177,6 +197,7 @@ for (const L of lengths) {
   for (const t of threadCounts) {
     jobs.push({ label: `adjacentCosine`, threads: t, run: (b) => time(0, b, t) });
     jobs.push({ label: `mergeSegments`, threads: t, run: (b) => time(1, b, t) });
+    if (similar) jobs.push({ label: `mergeSimilar`, threads: t, run: (b) => time(2, b, t) });
   }
   for (const job of jobs) {
     const samples = modules.map(() => []);
@@ -202,6 +223,19 @@ for (const L of lengths) {
       for (let i = 0; i < x.length; i++) {
         if (!(Math.abs(x[i] - y[i]) <= 1e-5 * Math.max(1, Math.abs(x[i])))) throw new Error(`${names[b]}: mergeSegments ${f === 'ok' ? 'keys' : 'values'} differ from ${names[0]} at ${i}: ${y[i]} against ${x[i]}`);
       }
+    }
+    if (!similar) continue;
+    for (const f of ['sk', 'sv']) {
+      const x = new Float32Array(buf, at[`${f}0`], H * M * D);
+      const y = new Float32Array(buf, at[`${f}${b}`], H * M * D);
+      for (let i = 0; i < x.length; i++) {
+        if (!(Math.abs(x[i] - y[i]) <= 1e-5 * Math.max(1, Math.abs(x[i])))) throw new Error(`${names[b]}: mergeSimilar ${f === 'sk' ? 'keys' : 'values'} differ from ${names[0]} at ${i}: ${y[i]} against ${x[i]}`);
+      }
+    }
+    for (const f of ['lo', 'el', 'sp']) {
+      const x = new Uint32Array(buf, at[`${f}0`], f === 'sp' ? H * M : H);
+      const y = new Uint32Array(buf, at[`${f}${b}`], f === 'sp' ? H * M : H);
+      for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) throw new Error(`${names[b]}: mergeSimilar ${f === 'lo' ? 'lowest cosines' : f === 'el' ? 'eligible links' : 'positions'} differ from ${names[0]} at ${i}`);
     }
   }
   Atomics.store(ctl, 0, -1);

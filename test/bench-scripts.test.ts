@@ -64,11 +64,11 @@ describe('bench/cam-plan.mjs', () => {
 });
 
 describe('bench/kvmerger-kernels.mjs', () => {
-  it('times the screen, the cosines and the merge of each build asked for, and checks the builds agree', () => {
+  it('times the screen, the cosines, the merge and the fused kernel of each build asked for, and checks the builds agree', () => {
     const wasm = 'packages/wasm-kernels/wasm/kernels.wasm';
     const { ok, out } = run('kvmerger-kernels.mjs', ['--lengths', '64', '--threads', '1,2', '--reps', '2', '--wasm', `${wasm},${wasm}`]);
     expect(ok, out).toBe(true);
-    for (const [kernel, threads] of [['screenSegments', 1], ['adjacentCosine', 1], ['mergeSegments', 1], ['adjacentCosine', 2], ['mergeSegments', 2]] as const) {
+    for (const [kernel, threads] of [['screenSegments', 1], ['adjacentCosine', 1], ['mergeSegments', 1], ['mergeSimilar', 1], ['adjacentCosine', 2], ['mergeSegments', 2], ['mergeSimilar', 2]] as const) {
       expect(out).toMatch(new RegExp(`^${kernel}\\s+L=64 threads=${threads}: \\S+ [\\d.]+ ms, \\S+ [\\d.]+ ms \\([\\d.]+x\\)  n=2$`, 'm'));
     }
     const bad = run('kvmerger-kernels.mjs', ['--lengths', '63']);
