@@ -15,7 +15,7 @@ import { topK } from './kernels/topK.js';
 import { linkSegments } from './kernels/linkSegments.js';
 import { mergeSimilar } from './kernels/mergeSimilar.js';
 import type { SessionFactory } from './session.js';
-import { inspectTensor, type OnnxTensor } from './tensor.js';
+import { hostView, inspectTensor, type OnnxTensor } from './tensor.js';
 
 /** Which implementation of the `ai.kvfold` custom ops runs. */
 export type KernelPath = 'function-bodies' | 'native-cpu' | 'native-cuda';
@@ -130,7 +130,7 @@ export function onnxKernelBackend(
     },
     toHost: async (tensor) => hostTensor(tensor.type as 'float32' | 'int32', [...tensor.dims], (tensor.data as Float32Array | Int32Array).slice()),
     // CPU tensors: the view is the tensor's own buffer.
-    read: (tensor) => ({ dtype: tensor.type, shape: tensor.dims, data: tensor.data }) as ReturnType<KernelBackend<OnnxTensor>['read']>,
+    read: hostView,
     // Every tensor owns its buffer (uploads copy, outputs get their own), so a decode step may edit a cache in place.
     writable: true,
     dispose: (tensors) => {

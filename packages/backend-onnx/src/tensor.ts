@@ -1,4 +1,4 @@
-import type { TensorMeta } from '@kvfold/core';
+import type { HostTensor, TensorMeta } from '@kvfold/core';
 import type { Tensor } from 'onnxruntime-common';
 import { ort } from './ort.js';
 
@@ -19,6 +19,11 @@ export function inspectTensor(value: unknown): TensorMeta | string {
   if (value.location !== 'cpu') return `lives on ${value.location}; this backend exchanges CPU tensors`;
   if (value.type !== 'float32' && value.type !== 'int32') return `has dtype ${value.type}; kvfold kernels exchange float32 and int32 tensors`;
   return { shape: value.dims, dtype: value.type };
+}
+
+/** A CPU tensor's contents as a host tensor: a view of its own buffer, no copy (read it, do not keep it past a dispose). */
+export function hostView(t: OnnxTensor): HostTensor {
+  return { dtype: t.type, shape: t.dims, data: t.data } as HostTensor;
 }
 
 /** An int64 `[1]` tensor (TopK's K and Slice bounds must be 1-D int64 in ORT). */

@@ -40,6 +40,27 @@ function mapLeaves(v: unknown, convert: (leaf: unknown) => unknown): unknown {
   return v;
 }
 
+/** How {@link referenceOnHost} moves a backend's tensors to the host and back. */
+export interface HostTransfer {
+  /** Whether a value of the call is one of the backend's tensors. */
+  isTensor(value: unknown): boolean;
+  /** The tensor's contents on the host (a view or a copy; the reference only reads it). */
+  read(tensor: unknown): HostTensor;
+  /** A backend tensor holding a host tensor of the result. */
+  upload(tensor: HostTensor): unknown;
+}
+
+/**
+ * Run kernel `def`'s reference on host copies of a validated `call`: every backend tensor in it read to the host,
+ * the reference run, every host tensor of its result uploaded. What core runs for a kernel a backend does not
+ * implement; a backend's implementation may call it for the cases its own code leaves out.
+ */
+export function referenceOnHost(def: AnyKernelDefinition, call: unknown, io: HostTransfer): unknown {
+  const out = def.reference(mapLeaves(call, (leaf) => (io.isTensor(leaf) ? io.read(leaf) : undefined)));
+  const upload = (r: unknown): unknown => mapLeaves(r, (leaf) => (isHostTensor(leaf) ? io.upload(leaf) : undefined));
+  return out instanceof Promise ? out.then(upload) : upload(out);
+}
+
 /** Bytes of a host tensor's data. */
 function bytes(t: HostTensor): number {
   return t.data.byteLength;
@@ -72,18 +93,18 @@ export function bindKernels<T>(backend: KernelBackend<T>, options: BindOptions =
     const t0 = performance.now();
     let down = 0;
     let up = 0;
-    const hostCall = mapLeaves(call, (leaf) => {
-      if (!isTensor(leaf)) return undefined;
-      const h = read(leaf);
-      down += bytes(h);
-      return h;
-    });
-    const upload = (r: unknown): unknown =>
-      mapLeaves(r, (leaf) => {
-        if (!isHostTensor(leaf)) return undefined;
-        up += bytes(leaf);
-        return backend.fromHost(leaf);
-      });
+    const io: HostTransfer = {
+      isTensor,
+      read: (leaf) => {
+        const h = read(leaf);
+        down += bytes(h);
+        return h;
+      },
+      upload: (h) => {
+        up += bytes(h);
+        return backend.fromHost(h);
+      },
+    };
     const report = <R>(r: R): R => {
       if (!warned.has(def.name)) {
         warned.add(def.name);
@@ -97,8 +118,8 @@ export function bindKernels<T>(backend: KernelBackend<T>, options: BindOptions =
       }
       return r;
     };
-    const out = def.reference(hostCall);
-    return out instanceof Promise ? out.then((r) => report(upload(r))) : report(upload(out));
+    const out = referenceOnHost(def, call, io);
+    return out instanceof Promise ? out.then(report) : report(out);
   };
 
   /** Check the contents of a validated call (unless the implementation's screen vouches for them), then run it. */

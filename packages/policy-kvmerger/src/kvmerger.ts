@@ -2,7 +2,7 @@ import { BudgetError, HostScratchPool, SPECIFICATION_VERSION, cacheShape, define
 import type { HostScratch, HostTensor, KVCachePolicy, KVKernels, LayerCache, Observation, ObservationNeed, PolicyContext, SimilarMerge } from '@kvfold/core';
 import { kvmergerSchema, resolveOptions, type KVMergerOptions, type ResolvedKVMergerOptions } from './options.js';
 import { isIdentity, linkRanking, lowestCosine, planLayer, type LayerPlan, type LinkRanking, type PlanInput } from './plan.js';
-import { protectSlots } from './protect.js';
+import { protectSlots, protectedCounts } from './protect.js';
 import { fixedSigmas, planSigmas } from './sigma.js';
 
 /** How one compression runs: the slots to reach, the link rule, and whether merging is allowed at all. */
@@ -183,8 +183,7 @@ export class KVMergerPolicy implements KVCachePolicy {
     const o = this.options;
     const { heads, length } = cacheShape(k, layer);
     if (pass.mode !== 'exact' || !pass.merge || o.sigma.mode !== 'fixed' || (o.sets === 'shared' && heads > 1) || !onBackend(k, 'mergeSimilar')) return undefined;
-    const recent = Math.max(0, Math.min(resolveShare(o.recent, pass.target), length));
-    const heavy = Math.max(0, Math.min(resolveShare(o.heavy, pass.target), length - recent));
+    const { recent, heavy } = protectedCounts(resolveShare(o.recent, pass.target), resolveShare(o.heavy, pass.target), length);
     const count = length - pass.target;
     if (count < 1 || o.minSimilarity > -1 || recent + 2 * heavy > pass.target - 1) return undefined;
     // The protected slots are the recent window and the heavy hitters: what protectSlots marks, as a list.

@@ -15,6 +15,12 @@ export interface ProtectInput {
   readonly shared: boolean;
 }
 
+/** The recent window and heavy hitters {@link protectSlots} marks on `length` slots: `recent` within the cache, `heavy` within the slots before it. */
+export function protectedCounts(recent: number, heavy: number, length: number): { readonly recent: number; readonly heavy: number } {
+  const r = Math.max(0, Math.min(recent, length));
+  return { recent: r, heavy: Math.max(0, Math.min(heavy, length - r)) };
+}
+
 /**
  * Protection class of each slot, one array per layout (`heads` of them, or one when `shared`): the last
  * `recent` slots are {@link RECENT}, the `heavy` highest-scored of the others {@link HEAVY}. The heavy
@@ -24,8 +30,7 @@ export interface ProtectInput {
  */
 export async function protectSlots<T>(k: KVKernels<T>, scores: T, hostScores: ArrayLike<number>, p: ProtectInput, scratch?: HostScratch): Promise<Uint8Array[]> {
   const { heads, length } = p;
-  const recent = Math.max(0, Math.min(p.recent, length));
-  const heavy = Math.max(0, Math.min(p.heavy, length - recent));
+  const { recent, heavy } = protectedCounts(p.recent, p.heavy, length);
   const layouts = p.shared && heads > 1 ? 1 : heads;
   const classes = scratch ? scratch.uint8('protection', layouts * length) : new Uint8Array(layouts * length);
   const out = Array.from({ length: layouts }, (_, l) => classes.subarray(l * length, (l + 1) * length).fill(UNPROTECTED, 0, length - recent).fill(RECENT, length - recent));

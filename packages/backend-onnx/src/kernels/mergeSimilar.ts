@@ -1,8 +1,8 @@
-import { mergeSimilarKernel, type HostTensor, type KernelImplementation, type MergeSimilarCall, type SimilarMerge } from '@kvfold/core';
+import { mergeSimilarKernel, referenceOnHost, type HostTensor, type KernelImplementation, type MergeSimilarCall, type SimilarMerge } from '@kvfold/core';
 import { ort } from '../ort.js';
 import type { SessionCache } from '../cache.js';
 import { attr, GraphBuilder } from '../graph.js';
-import { float32Scalar, int64Scalar, type OnnxTensor } from '../tensor.js';
+import { float32Scalar, hostView, int64Scalar, type OnnxTensor } from '../tensor.js';
 import { ADJACENT_COSINE } from './adjacentCosine.js';
 import { LAYER_OUTPUTS, layerFeeds, layerInputs, layerOutputTensors, layerResult, outputTensor } from './gather.js';
 import { LINK_SEGMENTS } from './linkSegments.js';
@@ -70,11 +70,6 @@ function floorOf(x: number): number {
   return bits[0]!;
 }
 
-/** A CPU tensor's host view (no copy). */
-function hostOf(t: OnnxTensor): HostTensor {
-  return { dtype: t.type as 'float32' | 'int32', shape: t.dims, data: t.data as Float32Array | Int32Array } as HostTensor;
-}
-
 /**
  * KVMerger's exact-budget merge (KVKernels.mergeSimilar) as one session run of {@link mergeSimilarModel}; core has
  * checked the plan. With nothing to merge (no link, or fewer than two slots) core's reference runs on the host
@@ -85,12 +80,9 @@ export function mergeSimilar(cache: SessionCache): KernelImplementation<MergeSim
     run: (call) => {
       const { layer, plan, dims } = call;
       const { heads: H, length: L, headDim: D } = dims;
-      const up = (t: HostTensor): OnnxTensor => new ort.Tensor(t.dtype, t.data, [...t.shape]);
       if (plan.count === 0 || L < 2) {
-        const host = { ...layer, keys: hostOf(layer.keys), values: hostOf(layer.values), positions: hostOf(layer.positions), counts: hostOf(layer.counts), scores: hostOf(layer.scores) };
-        const r = mergeSimilarKernel.reference({ ...call, layer: host, plan: { ...plan, protect: hostOf(plan.protect) } });
-        const m = r.layer;
-        return { layer: { keys: up(m.keys), values: up(m.values), positions: up(m.positions), counts: up(m.counts), scores: up(m.scores) }, eligible: up(r.eligible), lowest: up(r.lowest) };
+        const upload = (t: HostTensor): OnnxTensor => new ort.Tensor(t.dtype, t.data, [...t.shape]);
+        return referenceOnHost(mergeSimilarKernel, call, { isTensor: (v) => v instanceof ort.Tensor, read: (t) => hostView(t as OnnxTensor), upload }) as SimilarMerge<OnnxTensor>;
       }
       const M = L - plan.count;
       const session = cache.get(`mergeSimilar_${plan.valueScale}`, 'float32', () => mergeSimilarModel(plan.valueScale));

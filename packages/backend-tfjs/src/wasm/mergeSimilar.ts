@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { mergeSimilarKernel, type HostTensor, type KernelImplementation, type LayerCache, type MergeSimilarCall, type SimilarMerge } from '@kvfold/core';
+import { mergeSimilarKernel, referenceOnHost, type HostTensor, type KernelImplementation, type MergeSimilarCall, type SimilarMerge } from '@kvfold/core';
 import { HEAD_SPLITS } from '@kvfold/wasm-kernels';
 import { engineKernels, layerOf, layerOutputs, offsetOf, offsetsIn, registerWasmKernel, runSplit, threadsOf, type Split } from './heap.js';
 
@@ -53,21 +53,13 @@ export function wasmMergeSimilar(split: Split): KernelImplementation<MergeSimila
       const { engine } = engineKernels(tf.backend());
       const { keys, values, positions, counts, scores } = call.layer;
       const { protect } = call.plan;
-      if (H * L * D === 0 || !offsetsIn(engine, [keys, values, positions, counts, scores, protect])) return viaHost(call);
+      if (H * L * D === 0 || !offsetsIn(engine, [keys, values, positions, counts, scores, protect])) {
+        const upload = (t: HostTensor): tf.Tensor => tf.tensor(t.data, [...t.shape], t.dtype);
+        return referenceOnHost(mergeSimilarKernel, call, { isTensor: (v) => v instanceof tf.Tensor, read: hostOf, upload }) as SimilarMerge<tf.Tensor>;
+      }
       const attrs = { count: call.plan.count, minSimilarity: call.plan.minSimilarity, sigma: call.plan.sigma, byCount: call.byCount, ...split };
       const out = tf.engine().runKernel(KVFOLD_MERGE_SIMILAR, { keys, values, positions, counts, scores, protect }, attrs) as tf.Tensor[];
       return { layer: layerOf(out.slice(0, 5)), lowest: out[5]!, eligible: out[6]! };
     },
   };
-}
-
-/** Core's reference on host copies, its results uploaded (empty layers, tensors of another engine). */
-function viaHost(call: MergeSimilarCall<tf.Tensor>): SimilarMerge<tf.Tensor> {
-  const l = call.layer;
-  const layer = { keys: hostOf(l.keys), values: hostOf(l.values), positions: hostOf(l.positions), counts: hostOf(l.counts), scores: hostOf(l.scores) };
-  const r = mergeSimilarKernel.reference({ ...call, layer, plan: { ...call.plan, protect: hostOf(call.plan.protect) } });
-  const up = (t: HostTensor): tf.Tensor => tf.tensor(t.data, [...t.shape], t.dtype);
-  const m = r.layer;
-  const merged: LayerCache<tf.Tensor> = { keys: up(m.keys), values: up(m.values), positions: up(m.positions), counts: up(m.counts), scores: up(m.scores) };
-  return { layer: merged, lowest: up(r.lowest), eligible: up(r.eligible) };
 }
